@@ -1,0 +1,183 @@
+"""The `vppagent` command: run, state, driver set, policy (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import grpc
+
+from vppagent.config import DEFAULT_SOCKET, AgentConfig, ConfigError, load_config
+
+EXIT_USAGE = 2
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the agent")
+    # Every default is None: an unset flag must not override env or file (flags > env > file).
+    run.add_argument("--config", help="YAML file with the same keys (env VPPAGENT_CONFIG)")
+    run.add_argument("--socket", help=f"agent gRPC socket (default {DEFAULT_SOCKET})")
+    run.add_argument("--driver", help="auto|vpp|iptables|dry-run (default auto)")
+    run.add_argument("--vpp-api-socket", help="VPP binary API socket (default /run/vpp/api.sock)")
+    run.add_argument("--cni-socket", help="CNI dataplane socket")
+    run.add_argument("--pod-interface", help="tap|af_packet|auto (VPP pod attachment)")
+    run.add_argument("--bird-config", help="BIRD config file to generate (enables BGP)")
+    run.add_argument("--bird-socket", help="BIRD control socket")
+    run.add_argument("--bird-run", action="store_const", const=True, help="supervise the bird process")
+    run.add_argument("--metrics-port", type=int, help="Prometheus metrics port")
+    run.add_argument("--log-level", help="debug|info|warning|error")
+    run.add_argument("--batch-window-ms", type=float, help="quiet time ending a batch (default 10)")
+    run.add_argument("--rule-limit", type=int, help="max flat rules per endpoint direction")
+
+
+def _agent_socket(args: argparse.Namespace) -> str:
+    return str(args.socket or os.environ.get("VPPAGENT_SOCKET") or DEFAULT_SOCKET)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    flags = {k: getattr(args, k) for k in AgentConfig.model_fields if hasattr(args, k)}
+    try:
+        config = load_config(flags, dict(os.environ))
+    except ConfigError as exc:
+        print(f"vppagent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vppagent.drivers import DriverUnavailable, make_driver
+    from vppagent.server.core import AgentCore
+    from vppagent.server.grpc_service import serve
+
+    try:
+        driver, reason = make_driver(config.driver, config)
+    except DriverUnavailable as exc:
+        print(f"vppagent: {exc}", file=sys.stderr)
+        return 1
+    logging.getLogger("vppagent").info("driver %s (%s)", driver.name, reason)
+    core = AgentCore(config, driver, reason, driver_factory=lambda name: make_driver(name, config)[0])
+    core.start()
+    try:
+        server = serve(core, config.socket)
+    except (RuntimeError, OSError) as exc:
+        print(f"vppagent: cannot serve on {config.socket}: {exc}", file=sys.stderr)
+        core.stop()
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("vppagent").info("serving on %s", config.socket)
+    stop.wait()
+    server.stop(grace=0.5).wait(1)
+    core.stop()
+    return 0
+
+
+def _stub(args: argparse.Namespace) -> Any:
+    from vppagent.gen.vppagent.v1 import agent_pb2_grpc
+
+    channel = grpc.insecure_channel(f"unix:{_agent_socket(args)}")
+    return agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
+
+
+def _no_agent(args: argparse.Namespace, exc: grpc.RpcError) -> int:
+    detail = exc.details() if hasattr(exc, "details") else str(exc)
+    print(f"vppagent: no agent answers on {_agent_socket(args)} ({detail})", file=sys.stderr)
+    return 1
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    from vppagent.gen.vppagent.v1 import agent_pb2
+
+    try:
+        reply = _stub(args).GetState(agent_pb2.GetStateRequest(), timeout=args.timeout)
+    except grpc.RpcError as exc:
+        return _no_agent(args, exc)
+    report = json.loads(reply.state_json)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(format_state(report))
+    return 0
+
+
+def format_state(report: dict[str, Any]) -> str:
+    """The human view of the state report."""
+    last = report.get("last_apply") or {}
+    lines = [
+        f"driver     {report['driver']}  ({report.get('driver_reason', '')})",
+        f"in sync    {'yes' if report['in_sync'] else 'no'}",
+        "objects    " + ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v or k in (
+            "ipsets", "policies", "profiles", "workload_endpoints", "host_endpoints", "routes")),
+        f"last apply {last.get('seconds')} s, ok={last.get('ok')}"
+        + (f", error: {last['error']}" if last.get("error") else ""),
+    ]
+    weps = report.get("workload_endpoints", [])
+    if weps:
+        lines.append("")
+        lines.append(f"{'WORKLOAD':<40} {'INTERFACE':<16} {'STATUS':<8} ERROR")
+        for ep in weps:
+            wid = f"{ep['orchestrator_id']}/{ep['workload_id']}/{ep['endpoint_id']}"
+            lines.append(f"{wid:<40} {ep['name']:<16} {ep['status']:<8} {ep['error'] or ''}")
+    heps = report.get("host_endpoints", [])
+    if heps:
+        lines.append("")
+        lines.append(f"{'HOST ENDPOINT':<40} {'INTERFACE':<16} {'STATUS':<8} ERROR")
+        for ep in heps:
+            lines.append(f"{ep['endpoint_id']:<40} {ep['name']:<16} {ep['status']:<8} {ep['error'] or ''}")
+    for held in report.get("held_back", []):
+        lines.append(f"held back  {held['kind']} {held['key']}: {held['reason']}")
+    return "\n".join(lines)
+
+
+def cmd_driver_set(args: argparse.Namespace) -> int:
+    from vppagent.gen.vppagent.v1 import agent_pb2
+
+    try:
+        reply = _stub(args).SetDriver(agent_pb2.SetDriverRequest(driver=args.name), timeout=args.timeout)
+    except grpc.RpcError as exc:
+        return _no_agent(args, exc)
+    if not reply.ok:
+        print(f"vppagent: driver stays {reply.active}: {reply.error}", file=sys.stderr)
+        return 1
+    print(f"driver {reply.previous} -> {reply.active} in {reply.seconds:.3f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vppagent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    state = sub.add_parser("state", help="print the running agent's state report")
+    state.add_argument("--json", action="store_true", help="machine-readable output")
+    driver = sub.add_parser("driver", help="dataplane driver control")
+    dsub = driver.add_subparsers(dest="driver_command", required=True)
+    dset = dsub.add_parser("set", help="swap the dataplane driver at runtime")
+    dset.add_argument("name", choices=["vpp", "iptables", "dry-run"])
+    for p in (state, dset):
+        p.add_argument("--socket", help=f"agent socket (env VPPAGENT_SOCKET, default {DEFAULT_SOCKET})")
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the agent")
+    state.set_defaults(func=cmd_state)
+    dset.set_defaults(func=cmd_driver_set)
+    sub.choices["run"].set_defaults(func=cmd_run)
+    try:
+        from vppagent.policy.cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Agent configuration: flags > environment (VPPAGENT_*) > YAML file > defaults.
+
+pydantic-settings does the layering and validation; a bad value becomes one clear line
+(`ConfigError`) that the CLI prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_SOCKET = "/run/vppagent/agent.sock"
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be used; the message is one line naming the setting."""
+
+
+class AgentConfig(BaseSettings):
+    """Every setting of `vppagent run` (README: configuration reference)."""
+
+    model_config = SettingsConfigDict(env_prefix="VPPAGENT_", extra="forbid", validate_default=True)
+
+    socket: Path = Field(Path(DEFAULT_SOCKET), description="Agent gRPC unix socket (mode 0600)")
+    driver: Literal["auto", "vpp", "iptables", "dry-run"] = Field(
+        "auto", description="Dataplane driver; auto = VPP if its API socket answers, else iptables"
+    )
+    vpp_api_socket: Path = Field(Path("/run/vpp/api.sock"), description="VPP binary API socket")
+    vpp_connect_timeout: float = Field(2.0, gt=0, description="Seconds to wait for VPP in auto mode")
+    cni_socket: Path = Field(Path("/var/run/calico/cni-server.sock"), description="CNI dataplane socket")
+    pod_interface: Literal["tap", "af_packet", "auto"] = Field("auto", description="VPP pod attachment")
+    bird_config: Path | None = Field(None, description="BIRD config file to generate (enables BGP)")
+    bird_socket: Path | None = Field(None, description="BIRD control socket for reloads")
+    bird_run: bool = Field(False, description="Also supervise the bird process")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus metrics port")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+    batch_window_ms: float = Field(
+        10.0, ge=0, le=1000, description="Quiet time that ends a batch of deltas before a driver apply"
+    )
+    max_batch_delay_ms: float = Field(
+        200.0, gt=0, le=10000, description="Longest a delta waits for its batch to be applied"
+    )
+    rule_limit: int = Field(
+        100_000, gt=0, description="Most flat rules one endpoint direction may compile to"
+    )
+    config: Path | None = Field(None, description="YAML file with these same keys")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the command-line flags; the YAML file is named by flag or env.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _CURRENT_YAML.get("path")
+        if yaml_path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+
+# The YAML path must be known before pydantic builds the sources; load_config sets it.
+_CURRENT_YAML: dict[str, Path | None] = {"path": None}
+
+
+def load_config(flags: dict[str, Any], environ: dict[str, str]) -> AgentConfig:
+    """Build the configuration from command-line `flags` (None = not given) and `environ`."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    yaml_path = given.get("config") or environ.get("VPPAGENT_CONFIG")
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        _check_yaml_keys(path)
+    _CURRENT_YAML["path"] = Path(yaml_path) if yaml_path else None
+    try:
+        return AgentConfig(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(f"invalid setting {where}: {err['msg']} (got {err.get('input')!r})") from None
+    finally:
+        _CURRENT_YAML["path"] = None
+
+
+def _check_yaml_keys(path: Path) -> None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings")

@@ -1,0 +1,289 @@
+"""The agent's engine: one worker thread folds Felix's messages into the store and applies batches.
+
+Threads: gRPC handler threads only enqueue (`submit`) and read reports; the worker owns the
+store and the driver (under `lock`, which GetState and SetDriver also take); a reporter thread
+sends ProcessStatusUpdate heartbeats. Status updates go to the active stream's outbound queue.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vppagent.config import AgentConfig
+from vppagent.drivers.base import ApplyReport, Driver
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.server.status import EndpointStatusTracker
+from vppagent.state.diff import key_text
+from vppagent.state.model import Kind
+from vppagent.state.store import ENDPOINT_KINDS, Store
+
+log = logging.getLogger(__name__)
+
+DriverFactory = Callable[[str], Driver]
+
+
+@dataclass
+class StreamHandle:
+    """One Sync stream: its generation number and the queue of messages to send to Felix."""
+
+    generation: int
+    outbound: queue.SimpleQueue[felix.FromDataplane | None] = field(default_factory=queue.SimpleQueue)
+    closed: bool = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.outbound.put(None)
+
+
+_NEW_STREAM = object()
+
+
+class AgentCore:
+    def __init__(self, config: AgentConfig, driver: Driver, driver_reason: str = "",
+                 driver_factory: DriverFactory | None = None) -> None:
+        self.config = config
+        self.driver = driver
+        self.driver_reason = driver_reason
+        self._driver_factory = driver_factory
+        self.store = Store()
+        self.lock = threading.RLock()
+        self.started = time.monotonic()
+        self.last_apply: dict[str, Any] = {"seconds": None, "ok": None, "error": None}
+        self.last_resync: dict[str, Any] | None = None
+        self.counters = {"messages": 0, "applies": 0, "resyncs": 0, "unknown_payloads": 0, "streams": 0}
+        self.statuses = EndpointStatusTracker()
+        self._inbox: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._generation = 0
+        self._stream: StreamHandle | None = None
+        self._stream_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._seq = 0
+        self._threads = [
+            threading.Thread(target=self._work, name="agent-worker", daemon=True),
+            threading.Thread(target=self._report_process_status, name="agent-heartbeat", daemon=True),
+        ]
+        self.on_applied: list[Callable[[AgentCore], None]] = []  # e.g. BGP, metrics
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._inbox.put((-1, None))
+        with self._stream_lock:
+            if self._stream is not None:
+                self._stream.close()
+        for t in self._threads:
+            t.join(timeout=2)
+        with self.lock:
+            self.driver.close()
+
+    # -- streams ------------------------------------------------------------------------------
+    def open_stream(self) -> StreamHandle:
+        """A new Felix stream replaces the old one (which is closed)."""
+        with self._stream_lock:
+            self._generation += 1
+            if self._stream is not None:
+                log.info("new Sync stream replaces the active one")
+                self._stream.close()
+            self._stream = StreamHandle(self._generation)
+            self._inbox.put((self._generation, _NEW_STREAM))
+            self.counters["streams"] += 1
+            return self._stream
+
+    def submit(self, generation: int, msg: felix.ToDataplane) -> None:
+        self._inbox.put((generation, msg))
+
+    def send(self, msg: felix.FromDataplane) -> None:
+        with self._stream_lock:
+            stream = self._stream
+            if stream is None or stream.closed:
+                return
+            self._seq += 1
+            msg.sequence_number = self._seq
+            stream.outbound.put(msg)
+
+    # -- worker -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        retry_at: float | None = None
+        while not self._stop.is_set():
+            timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
+            try:
+                first = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                first = None
+            with self.lock:
+                if first is not None:
+                    self._take(first)
+                    self._drain()
+                if self._stop.is_set():
+                    return
+                if self.store.has_work:
+                    ok = self._flush()
+                    retry_at = None if ok else time.monotonic() + 1.0
+
+    def _drain(self) -> None:
+        """Keep folding while messages keep coming: a burst becomes one batch (bounded delay)."""
+        window = self.config.batch_window_ms / 1000
+        deadline = time.monotonic() + self.config.max_batch_delay_ms / 1000
+        while time.monotonic() < deadline:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                if window <= 0:
+                    return
+                try:
+                    item = self._inbox.get(timeout=window)
+                except queue.Empty:
+                    return
+            self._take(item)
+
+    def _take(self, item: tuple[int, Any]) -> None:
+        generation, msg = item
+        if generation != self._generation or msg is None:
+            return  # from a replaced stream, or the stop sentinel
+        if msg is _NEW_STREAM:
+            self.store.new_stream()
+            self.statuses.forget_reported()
+            return
+        self.counters["messages"] += 1
+        if not self.store.apply(msg):
+            self.counters["unknown_payloads"] += 1
+        if msg.WhichOneof("payload") == "in_sync":
+            log.info("InSync received: resyncing the dataplane from the new snapshot")
+
+    def _flush(self) -> bool:
+        diff, effective = self.store.prepare()
+        start = time.monotonic()
+        full = diff is None
+        try:
+            if diff is None:
+                report = self.driver.resync(effective)
+            elif diff.is_empty():
+                report = ApplyReport()
+            else:
+                report = self.driver.apply(diff, effective)
+        except Exception as exc:  # a driver bug must not kill the agent; report and retry
+            log.exception("driver %s failed", self.driver.name)
+            report = ApplyReport(ok=False, error=f"driver {self.driver.name} raised: {exc}")
+        elapsed = time.monotonic() - start
+        self.last_apply = {"seconds": round(elapsed, 6), "ok": report.ok, "error": report.error,
+                           "writes": report.writes, "changes": 0 if diff is None else diff.count(),
+                           "full_resync": full}
+        if not report.ok:
+            log.error("apply failed (will retry): %s", report.error)
+            reason = report.error or f"driver {self.driver.name} apply failed"
+            touched = effective.tables if diff is None else diff.upserts
+            failed = {(k, key): reason for k in ENDPOINT_KINDS for key in touched.get(k, {})}
+            self.statuses.update(self.store.desired, self.store.held, failed)
+            self._publish_statuses()
+            return False
+        if diff is not None and self.store._resync_needed:
+            self.last_resync = {"seconds": round(elapsed, 6), **diff.summary()}
+        elif diff is None:
+            self.last_resync = {"seconds": round(elapsed, 6), "full": True}
+        self.store.commit(effective, report.failed.keys())
+        self.counters["resyncs" if diff is None else "applies"] += 1
+        self.statuses.update(self.store.desired, self.store.held, report.failed)
+        self._publish_statuses()
+        for hook in self.on_applied:
+            try:
+                hook(self)
+            except Exception:
+                log.exception("post-apply hook failed")
+        return not report.failed  # failed objects stay dirty: retry them after a pause
+
+    def _publish_statuses(self) -> None:
+        for msg in self.statuses.pending_messages():
+            self.send(msg)
+
+    # -- heartbeat ----------------------------------------------------------------------------
+    def reporting_interval(self) -> float:
+        raw = _config_lookup(self.store.desired.config, "ReportingIntervalSecs")
+        try:
+            return float(raw) if raw is not None else 30.0
+        except ValueError:
+            return 30.0
+
+    def _report_process_status(self) -> None:
+        while not self._stop.wait(min(self.reporting_interval() or 30.0, 30.0)):
+            if self.reporting_interval() <= 0:
+                continue  # Felix's convention: 0 disables status reporting
+            now = datetime.datetime.now(datetime.UTC).isoformat()
+            self.send(felix.FromDataplane(process_status_update=felix.ProcessStatusUpdate(
+                iso_timestamp=now, uptime=time.monotonic() - self.started)))
+
+    # -- reports ------------------------------------------------------------------------------
+    def state_report(self) -> dict[str, Any]:
+        with self.lock:
+            desired = self.store.desired
+            counts = desired.counts()
+            return {
+                "driver": self.driver.name,
+                "driver_reason": self.driver_reason,
+                "in_sync": self.store.in_sync,
+                "counts": {k: counts[k.value] for k in (
+                    Kind.IPSET, Kind.POLICY, Kind.PROFILE, Kind.WORKLOAD_ENDPOINT,
+                    Kind.HOST_ENDPOINT, Kind.ROUTE)} | {k: v for k, v in counts.items()},
+                "workload_endpoints": self.statuses.workload_report(desired),
+                "host_endpoints": self.statuses.host_report(desired),
+                "held_back": [{"kind": k.value, "key": key_text(key), "reason": reason}
+                              for (k, key), reason in sorted(self.store.held.items(), key=str)],
+                "last_apply": self.last_apply,
+                "last_resync": self.last_resync,
+                "counters": dict(self.counters),
+                "uptime_seconds": round(time.monotonic() - self.started, 3),
+                "driver_status": self.driver.status(),
+            }
+
+    # -- driver swap (DESIGN.md section 5) ------------------------------------------------------
+    def set_driver(self, name: str) -> tuple[bool, str, str, float]:
+        """Program everything into the new driver, then remove the old driver's objects.
+
+        Returns (ok, error, previous, seconds). On any failure the old driver stays active.
+        """
+        if self._driver_factory is None:
+            return False, "driver swap is not available in this agent", self.driver.name, 0.0
+        start = time.monotonic()
+        with self.lock:
+            previous = self.driver.name
+            if name == previous:
+                return True, "", previous, 0.0
+            try:
+                new = self._driver_factory(name)
+            except Exception as exc:
+                return False, f"cannot start driver {name}: {exc}", previous, time.monotonic() - start
+            report = new.resync(self.store.effective)
+            if not report.ok:
+                new.close()
+                return False, f"driver {name} failed to program the state: {report.error}", previous, \
+                    time.monotonic() - start
+            old = self.driver
+            cleanup = old.remove_all()
+            if not cleanup.ok:
+                log.warning("driver %s left objects behind: %s", old.name, cleanup.error)
+            old.close()
+            self.driver = new
+            self.driver_reason = f"set at runtime (was {previous})"
+            return True, "", previous, time.monotonic() - start
+
+
+def _config_lookup(config: dict[str, str], name: str) -> str | None:
+    """Felix parameter names are case-insensitive."""
+    lowered = name.lower()
+    for key, value in config.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+
