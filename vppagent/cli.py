@@ -43,7 +43,7 @@ def _agent_socket(args: argparse.Namespace) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in AgentConfig.model_fields if hasattr(args, k)}
     try:
-        config = load_config(flags, dict(os.environ))
+        config = load_config(flags)
     except ConfigError as exc:
         print(f"vppagent: {exc}", file=sys.stderr)
         return EXIT_USAGE

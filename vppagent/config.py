@@ -6,6 +6,7 @@ pydantic-settings does the layering and validation; a bad value becomes one clea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,10 +75,10 @@ class AgentConfig(BaseSettings):
 _CURRENT_YAML: dict[str, Path | None] = {"path": None}
 
 
-def load_config(flags: dict[str, Any], environ: dict[str, str]) -> AgentConfig:
-    """Build the configuration from command-line `flags` (None = not given) and `environ`."""
+def load_config(flags: dict[str, Any]) -> AgentConfig:
+    """Build the configuration from command-line `flags` (None = not given) and the environment."""
     given = {k: v for k, v in flags.items() if v is not None}
-    yaml_path = given.get("config") or environ.get("VPPAGENT_CONFIG")
+    yaml_path = given.get("config") or os.environ.get("VPPAGENT_CONFIG")
     if yaml_path is not None:
         path = Path(yaml_path)
         if not path.is_file():

@@ -1,0 +1,153 @@
+"""The agent's gRPC service in-process with the dry-run driver: sync, status, bad input, swap."""
+
+from __future__ import annotations
+
+import stat
+
+from tests.server.conftest import AgentHarness, wait_for
+from vppagent.gen.vppagent.v1 import agent_pb2
+from vppagent.state import builders as b
+
+
+def snapshot() -> list:
+    return [
+        b.config({"ReportingIntervalSecs": "30"}),
+        b.ipset("s:web", ["10.0.0.1/32"]),
+        b.policy("allow-web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[80],
+                                                src_ip_set_ids=["s:web"])]),
+        b.profile("kns.ns", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
+        b.workload("ns/pod1", "cali1", ipv4=["10.0.0.5/32"],
+                   tiers=[b.tier("default", ingress=["allow-web"])], profiles=["kns.ns"]),
+        b.workload("ns/pod2", "cali2", ipv4=["10.0.0.6/32"], profiles=["kns.ns"], state="down"),
+    ]
+
+
+def statuses(stream) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    out = {}
+    for msg in stream.received:
+        if msg.HasField("workload_endpoint_status_update"):
+            u = msg.workload_endpoint_status_update
+            out[u.id.workload_id] = u.status.status
+        elif msg.HasField("workload_endpoint_status_remove"):
+            out.pop(msg.workload_endpoint_status_remove.id.workload_id, None)
+    return out
+
+
+def test_socket_is_private(agent: AgentHarness) -> None:
+    assert stat.S_IMODE(agent.socket.stat().st_mode) == 0o600
+
+
+def test_snapshot_insync_counts_and_statuses(agent: AgentHarness) -> None:
+    stream = agent.stream()
+    stream.send(*snapshot())
+    wait_for(lambda: agent.state()["counts"]["ipsets"] == 0 and not agent.state()["in_sync"],
+             what="snapshot pending before InSync")
+    stream.send(b.in_sync())
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    state = agent.state()
+    assert {k: state["counts"][k] for k in ("ipsets", "policies", "profiles", "workload_endpoints",
+                                            "host_endpoints", "routes")} == {
+        "ipsets": 1, "policies": 1, "profiles": 1, "workload_endpoints": 2, "host_endpoints": 0, "routes": 0}
+    wait_for(lambda: statuses(stream) == {"ns/pod1": "up", "ns/pod2": "down"}, what="status updates")
+    assert state["driver_status"]["resyncs"] == 1
+    stream.send(b.workload_remove("ns/pod2"))
+    wait_for(lambda: statuses(stream) == {"ns/pod1": "up"}, what="status remove")
+    stream.close()
+
+
+def test_bad_policy_reports_error_and_keeps_other_state(agent: AgentHarness) -> None:
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "up", what="pod1 up")
+    stream.send(b.policy("allow-web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[(90, 80)])]))
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "error", what="pod1 error")
+    state = agent.state()
+    pod1 = next(e for e in state["workload_endpoints"] if e["workload_id"] == "ns/pod1")
+    assert "allow-web" in pod1["error"] and "90" in pod1["error"]
+    assert statuses(stream)["ns/pod2"] == "down", "unrelated endpoint unaffected"
+    # what is programmed still has the good version of the policy
+    held = agent.core.driver.held  # type: ignore[attr-defined]
+    assert next(iter(held.policies.values())).inbound_rules[0].dst_ports[0].first == 80
+    # a fix clears the error
+    stream.send(b.policy("allow-web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[(80, 90)])]))
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "up", what="pod1 recovers")
+    stream.close()
+
+
+def test_burst_of_deltas_is_coalesced(agent: AgentHarness) -> None:
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    before = agent.state()["counters"]["applies"]
+    stream.send(*[b.ipset_delta("s:web", added=[f"10.1.{i // 250}.{i % 250}"]) for i in range(1000)])
+    wait_for(lambda: agent.state()["counters"]["messages"] >= 1007, what="burst consumed")
+    wait_for(lambda: len(agent.core.driver.held.ipsets["s:web"].members) == 1001,  # type: ignore[attr-defined]
+             what="burst applied")
+    applies = agent.state()["counters"]["applies"] - before
+    assert 1 <= applies <= 10, f"1000 deltas took {applies} driver applies"
+    stream.close()
+
+
+def test_new_stream_replaces_old_and_resyncs_by_diff(agent: AgentHarness) -> None:
+    first = agent.stream()
+    first.send(*snapshot(), b.policy("extra", inbound=[b.rule("deny")]), b.in_sync())
+    wait_for(lambda: agent.state()["counts"]["policies"] == 2, what="first snapshot")
+    second = agent.stream()
+    second.send(*snapshot(), b.in_sync())
+    wait_for(lambda: agent.state()["counts"]["policies"] == 1, what="second snapshot")
+    assert agent.state()["last_resync"]["removes"] == {"policies": ["extra"]}
+    assert agent.state()["last_resync"]["upserts"] == {}
+    wait_for(lambda: first.call.done(), what="old stream ended")
+    second.close()
+
+
+def test_set_driver_swaps_and_reports(agent: AgentHarness) -> None:
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    reply = agent.stub.SetDriver(agent_pb2.SetDriverRequest(driver="other"), timeout=5)
+    assert reply.ok and reply.previous == "dry-run" and reply.active == "other" and reply.seconds >= 0
+    assert agent.core.driver.held.counts()["policies"] == 1  # type: ignore[attr-defined]
+    stream.close()
+
+
+def test_failing_swap_keeps_old_driver(agent: AgentHarness) -> None:
+    from vppagent.drivers.base import ApplyReport
+    from vppagent.drivers.dryrun import DryRunDriver
+
+    class Broken(DryRunDriver):
+        def resync(self, state):  # type: ignore[no-untyped-def]
+            return ApplyReport(ok=False, error="simulated programming failure")
+
+    agent.core._driver_factory = lambda name: Broken(name=name)
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    reply = agent.stub.SetDriver(agent_pb2.SetDriverRequest(driver="broken"), timeout=5)
+    assert not reply.ok and "simulated programming failure" in reply.error
+    assert reply.active == "dry-run" and agent.state()["driver"] == "dry-run"
+    stream.close()
+
+
+def test_driver_failure_marks_endpoints_error_and_retries(agent: AgentHarness) -> None:
+    from vppagent.drivers.base import ApplyReport
+
+    driver = agent.core.driver
+    real_apply = driver.apply
+    failures = {"left": 2}
+
+    def flaky(diff, state):  # type: ignore[no-untyped-def]
+        if failures["left"]:
+            failures["left"] -= 1
+            return ApplyReport(ok=False, error="dataplane said no")
+        return real_apply(diff, state)
+
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "up", what="pod1 up")
+    driver.apply = flaky  # type: ignore[method-assign]
+    stream.send(b.workload("ns/pod1", "cali1", ipv4=["10.0.0.9/32"], profiles=["kns.ns"]))
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "error", what="pod1 error")
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "up", timeout=8, what="retry succeeds")
+    assert failures["left"] == 0
+    stream.close()
