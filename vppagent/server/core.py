@@ -215,12 +215,16 @@ class AgentCore:
             return 30.0
 
     def _report_process_status(self) -> None:
-        while not self._stop.wait(min(self.reporting_interval() or 30.0, 30.0)):
-            if self.reporting_interval() <= 0:
+        # Wake often so that a new ReportingIntervalSecs from Felix takes effect promptly.
+        last = time.monotonic()
+        while not self._stop.wait(0.25):
+            interval = self.reporting_interval()
+            if interval <= 0 or time.monotonic() - last < interval:
                 continue  # Felix's convention: 0 disables status reporting
+            last = time.monotonic()
             now = datetime.datetime.now(datetime.UTC).isoformat()
             self.send(felix.FromDataplane(process_status_update=felix.ProcessStatusUpdate(
-                iso_timestamp=now, uptime=time.monotonic() - self.started)))
+                iso_timestamp=now, uptime=last - self.started)))
 
     # -- reports ------------------------------------------------------------------------------
     def state_report(self) -> dict[str, Any]:

@@ -1,0 +1,207 @@
+"""Issue 2 acceptance: Felix's pipes → felix-shim → agent, with restarts in every order.
+
+Everything runs as real processes: `vppagent run --driver dry-run` and `felix-shim` started on
+fd 3/fd 4 by FelixStandIn exactly as Felix starts its external driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
+from vppagent.lab.felix_standin import FelixStandIn
+from vppagent.state import builders as b
+
+COUNT_KEYS = ("ipsets", "policies", "profiles", "workload_endpoints", "host_endpoints", "routes")
+
+
+def snapshot(extra_policy: bool = True) -> list[felix.ToDataplane]:
+    msgs = [
+        b.config({"ReportingIntervalSecs": "1"}),
+        b.ipset("s:web", ["10.65.0.2/32", "10.65.0.3/32"]),
+        b.ipset("s:db", ["10.65.1.0/28"]),
+        b.policy("allow-web", namespace="ns", inbound=[
+            b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:web"])]),
+        b.policy("deny-db", inbound=[b.rule("deny", src_ip_set_ids=["s:db"])]),
+        b.profile("kns.ns", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
+        b.workload("ns/pod1", "cali1", ipv4=["10.65.0.2/32"], profiles=["kns.ns"],
+                   tiers=[b.tier("default", ingress=["deny-db"]),
+                          felix.TierInfo(name="app", default_action="Deny",
+                                         ingress_policies=[b.policy_id("allow-web", "ns")])]),
+        b.workload("ns/pod2", "cali2", ipv4=["10.65.0.3/32"], profiles=["kns.ns"]),
+        b.route("10.65.1.0/26", 1, node="node2", node_ip="198.18.0.2"),
+    ]
+    if extra_policy:
+        msgs.insert(5, b.policy("legacy", inbound=[b.rule("deny", protocol="udp")]))
+    return msgs
+
+
+class Agent:
+    def __init__(self, socket: Path, log: Path) -> None:
+        self.socket, self.log = socket, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vppagent.cli", "run", "--driver", "dry-run", "--socket", str(self.socket),
+                 "--batch-window-ms", "5"], stdout=out, stderr=out)
+        wait_for(lambda: self.try_state() is not None, what="agent up")
+
+    def try_state(self) -> dict[str, Any] | None:
+        try:
+            with grpc.insecure_channel(f"unix:{self.socket}") as channel:
+                stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
+                reply = stub.GetState(agent_pb2.GetStateRequest(), timeout=2)
+        except grpc.RpcError:
+            return None
+        return json.loads(reply.state_json)  # type: ignore[no-any-return]
+
+    def state(self) -> dict[str, Any]:
+        report = self.try_state()
+        assert report is not None, f"agent not answering; log:\n{self.log.read_text()[-2000:]}"
+        return report
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def counts(report: dict[str, Any]) -> dict[str, int]:
+    return {k: report["counts"][k] for k in COUNT_KEYS}
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    a = Agent(tmp_path / "run" / "agent.sock", tmp_path / "agent.log")
+    a.start()
+    yield a
+    a.stop()
+
+
+def test_pipeline_survives_agent_kill_and_shim_restart(agent: Agent, tmp_path: Path) -> None:
+    shim = FelixStandIn(agent.socket, log_path=tmp_path / "shim.log")
+    try:
+        shim.send(snapshot())
+        wait_for(lambda: agent.state()["counters"]["messages"] >= 10, what="snapshot forwarded")
+        assert not agent.state()["in_sync"], "nothing is in sync before InSync"
+        shim.send([b.in_sync()])
+        expected = {"ipsets": 2, "policies": 3, "profiles": 1, "workload_endpoints": 2,
+                    "host_endpoints": 0, "routes": 1}
+        wait_for(lambda: agent.state()["in_sync"], what="in sync")
+        assert counts(agent.state()) == expected
+        wait_for(lambda: shim.statuses() == {"ns/pod1": "up", "ns/pod2": "up"}, what="statuses on fd 4")
+        wait_for(lambda: any(m.HasField("process_status_update") for m in shim.received), timeout=5,
+                 what="heartbeat (ReportingIntervalSecs=1)")
+
+        # deltas
+        shim.send([b.ipset_delta("s:web", added=["10.65.0.9"], removed=["10.65.0.2"]),
+                   b.workload_remove("ns/pod2"), b.policy_remove("deny-db"),
+                   b.workload("ns/pod1", "cali1", ipv4=["10.65.0.2/32"], profiles=["kns.ns"],
+                              tiers=[felix.TierInfo(name="app", default_action="Deny",
+                                                    ingress_policies=[b.policy_id("allow-web", "ns")])])])
+        expected.update(policies=2, workload_endpoints=1)
+        wait_for(lambda: counts(agent.state()) == expected, what="deltas applied")
+        wait_for(lambda: shim.statuses() == {"ns/pod1": "up"}, what="pod2 status removed")
+        objects_before = agent.state()["driver_status"]["objects"]
+
+        # the agent dies hard and comes back: the shim replays its compacted snapshot + InSync
+        agent.kill()
+        agent.start()
+        wait_for(lambda: agent.state()["in_sync"], what="resynced from the shim's replay")
+        report = agent.state()
+        assert counts(report) == expected
+        assert report["driver_status"]["objects"] == objects_before, "no duplicate or stale objects"
+        assert report["last_resync"] == {"seconds": report["last_resync"]["seconds"], "full": True}
+        assert report["counters"]["messages"] == 1 + sum(expected.values()) + 1, \
+            "replay is compacted: one message per live object (+ config, + InSync)"
+        assert report["counters"]["resyncs"] == 1
+    finally:
+        assert shim.close() == 0, "EOF on fd 3 → exit 0"
+
+    # Felix restarts: a new shim, a new snapshot without the "legacy" policy
+    shim2 = FelixStandIn(agent.socket, log_path=tmp_path / "shim2.log")
+    try:
+        new_snapshot = [m for m in snapshot(extra_policy=False)
+                        if m.WhichOneof("payload") != "workload_endpoint_update"
+                        or m.workload_endpoint_update.id.workload_id != "ns/pod2"]
+        new_snapshot = [m for m in new_snapshot if not (m.HasField("active_policy_update")
+                                                        and m.active_policy_update.id.name == "deny-db")]
+        new_snapshot = [m for m in new_snapshot if not m.HasField("workload_endpoint_update")] + [
+            b.workload("ns/pod1", "cali1", ipv4=["10.65.0.2/32"], profiles=["kns.ns"],
+                       tiers=[felix.TierInfo(name="app", default_action="Deny",
+                                             ingress_policies=[b.policy_id("allow-web", "ns")])])]
+        new_snapshot[1] = b.ipset("s:web", ["10.65.0.3/32", "10.65.0.9/32"])
+        shim2.send([*new_snapshot, b.in_sync()])
+        wait_for(lambda: agent.state()["counters"]["streams"] == 2 and agent.state()["last_resync"]
+                 and "removes" in agent.state()["last_resync"], what="resync of the new stream")
+        report = agent.state()
+        assert report["last_resync"]["removes"] == {"policies": ["legacy"]}
+        assert report["last_resync"]["upserts"] == {}
+        assert counts(report)["policies"] == 1
+    finally:
+        assert shim2.close() == 0
+
+
+def test_shim_sigterm_exits_fast(agent: Agent, tmp_path: Path) -> None:
+    shim = FelixStandIn(agent.socket, log_path=tmp_path / "shim.log")
+    shim.send([b.config(), b.in_sync()])
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    start = time.monotonic()
+    os.kill(shim.process.pid, signal.SIGTERM)
+    assert shim.process.wait(2) == 0
+    assert time.monotonic() - start < 1.0
+    shim.close()
+
+
+def test_bad_frames_do_not_hurt_the_agent(agent: Agent, tmp_path: Path) -> None:
+    good = FelixStandIn(agent.socket, log_path=tmp_path / "good.log")
+    good.send([*snapshot(), b.in_sync()])
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    before = counts(agent.state())
+    good.close_pipe()
+    assert good.close() == 0
+
+    # an oversized length prefix: the shim names it and exits non-zero; the agent keeps its state
+    bad = FelixStandIn(agent.socket, log_path=tmp_path / "bad.log")
+    bad.send_raw((1 << 40).to_bytes(8, "little"))
+    assert bad.close() not in (0, None)
+    assert "exceeds" in (tmp_path / "bad.log").read_text() or "too large" in (tmp_path / "bad.log").read_text()
+    # garbage bytes inside a frame
+    garbage = FelixStandIn(agent.socket, log_path=tmp_path / "garbage.log")
+    garbage.send_raw((5).to_bytes(8, "little") + b"\xff\xff\xff\xff\xff")
+    assert garbage.close() not in (0, None)
+    report = agent.state()
+    assert counts(report) == before
+    assert report["in_sync"]

@@ -1,0 +1,1 @@
+"""The lab: a cluster on one machine (network namespaces, agents, BIRD) and a Felix stand-in."""
