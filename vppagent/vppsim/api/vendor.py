@@ -1,0 +1,163 @@
+"""Regenerate the vendored VPP 25.10 message definitions in this directory.
+
+Development-time tool only; the emulator and the tests read the JSON files next
+to this module and never the source tree.  Usage::
+
+    python -m vppagent.vppsim.api.vendor --source /path/to/share/vpp/api
+
+``--source`` is a VPP ``share/vpp/api`` tree (``core/`` and ``plugins/``) as
+installed by the VPP 25.10 packages; the files were taken from such a tree.
+Each output file keeps its module's types, enums, unions, aliases, options
+and ``vl_api_version`` untouched and only drops the messages (and services)
+the project does not use, so every kept message's layout and CRC is exactly
+VPP's.  ``memclnt`` is kept whole: its message order fixes the message ids
+VPP gives the bootstrap messages (``sockclnt_create`` = 15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+# Module → messages kept.  ``None`` keeps the module whole.  The order of the
+# modules is the order the emulator numbers messages in (core before plugins,
+# like VPP).
+KEPT_MESSAGES: dict[str, list[str] | None] = {
+    "core/memclnt": None,
+    "core/vlib": ["cli_inband", "cli_inband_reply"],
+    "core/vpe": ["show_version", "show_version_reply"],
+    "core/interface": [
+        "sw_interface_dump",
+        "sw_interface_details",
+        "sw_interface_set_flags",
+        "sw_interface_set_flags_reply",
+        "sw_interface_add_del_address",
+        "sw_interface_add_del_address_reply",
+        "sw_interface_tag_add_del",
+        "sw_interface_tag_add_del_reply",
+        "sw_interface_set_table",
+        "sw_interface_set_table_reply",
+        "want_interface_events",
+        "want_interface_events_reply",
+        "sw_interface_event",
+        "create_loopback",
+        "create_loopback_reply",
+        "create_loopback_instance",
+        "create_loopback_instance_reply",
+        "delete_loopback",
+        "delete_loopback_reply",
+    ],
+    "core/ip": [
+        "ip_table_add_del",
+        "ip_table_add_del_reply",
+        "ip_table_dump",
+        "ip_table_details",
+        "ip_route_add_del",
+        "ip_route_add_del_reply",
+        "ip_route_dump",
+        "ip_route_details",
+        "ip_address_dump",
+        "ip_address_details",
+    ],
+    "core/tapv2": [
+        "tap_create_v3",
+        "tap_create_v3_reply",
+        "tap_delete_v2",
+        "tap_delete_v2_reply",
+        "sw_interface_tap_v2_dump",
+        "sw_interface_tap_v2_details",
+    ],
+    "core/classify": [
+        "classify_add_del_table",
+        "classify_add_del_table_reply",
+        "classify_add_del_session",
+        "classify_add_del_session_reply",
+        "classify_table_ids",
+        "classify_table_ids_reply",
+        "input_acl_set_interface",
+        "input_acl_set_interface_reply",
+        "output_acl_set_interface",
+        "output_acl_set_interface_reply",
+    ],
+    "plugins/acl": [
+        "acl_plugin_get_version",
+        "acl_plugin_get_version_reply",
+        "acl_plugin_get_conn_table_max_entries",
+        "acl_plugin_get_conn_table_max_entries_reply",
+        "acl_add_replace",
+        "acl_add_replace_reply",
+        "acl_del",
+        "acl_del_reply",
+        "acl_interface_add_del",
+        "acl_interface_add_del_reply",
+        "acl_interface_set_acl_list",
+        "acl_interface_set_acl_list_reply",
+        "acl_dump",
+        "acl_details",
+        "acl_interface_list_dump",
+        "acl_interface_list_details",
+        "acl_stats_intf_counters_enable",
+        "acl_stats_intf_counters_enable_reply",
+        "acl_interface_set_etype_whitelist",
+        "acl_interface_set_etype_whitelist_reply",
+        "acl_interface_etype_whitelist_dump",
+        "acl_interface_etype_whitelist_details",
+    ],
+    "plugins/af_packet": [
+        "af_packet_create_v3",
+        "af_packet_create_v3_reply",
+        "af_packet_delete",
+        "af_packet_delete_reply",
+        "af_packet_dump",
+        "af_packet_details",
+    ],
+    "plugins/memif": [
+        "memif_socket_filename_add_del_v2",
+        "memif_socket_filename_add_del_v2_reply",
+        "memif_create",
+        "memif_create_reply",
+        "memif_delete",
+        "memif_delete_reply",
+        "memif_dump",
+        "memif_details",
+    ],
+}
+
+# Keys vpp_papi does not read; dropped to keep the vendored files small.
+_DROPPED_KEYS = ("counters", "paths")
+
+
+def trim_module(definition: dict[str, object], kept: list[str] | None) -> dict[str, object]:
+    """Return ``definition`` with only the ``kept`` messages and their services."""
+    trimmed = {key: value for key, value in definition.items() if key not in _DROPPED_KEYS}
+    if kept is None:
+        return trimmed
+    messages = definition["messages"]
+    assert isinstance(messages, list)
+    by_name = {message[0]: message for message in messages}
+    missing = [name for name in kept if name not in by_name]
+    if missing:
+        raise SystemExit(f"messages missing from the source definitions: {missing}")
+    trimmed["messages"] = [message for message in messages if message[0] in kept]
+    services = definition.get("services", {})
+    assert isinstance(services, dict)
+    trimmed["services"] = {name: service for name, service in services.items() if name in kept}
+    return trimmed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, required=True, help="VPP share/vpp/api directory")
+    args = parser.parse_args()
+    out_dir = Path(__file__).parent
+    for module, kept in KEPT_MESSAGES.items():
+        source = args.source / f"{module}.api.json"
+        definition = json.loads(source.read_text())
+        out = out_dir / f"{module.split('/')[1]}.api.json"
+        out.write_text(json.dumps(trim_module(definition, kept), indent=1) + "\n")
+        print(f"{out.name}: {len(trim_module(definition, kept)['messages'])} messages")  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

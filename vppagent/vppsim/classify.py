@@ -1,0 +1,180 @@
+"""The vnet classifier: tables of (mask, match) sessions, chains, and in/out ACL attachment.
+
+Semantics after VPP 25.10 ``src/vnet/classify/{classify_api.c,vnet_classify.c,in_out_acl.c}``
+and ``src/vnet/ip/ip_in_out_acl.c``: a lookup masks the packet bytes starting at
+``skip_n_vectors * 16`` (the buffer starts at the Ethernet header) and looks the result up
+exactly; a miss walks ``next_table_index``; at the end of the chain ``miss_next_index``
+decides (0 = drop, ~0 = permit).  A hit uses the session's ``hit_next_index`` (0 = drop,
+~0 = continue).  Not emulated: ``advance``/``opaque_index``/``action``/metadata, buckets
+and memory limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vppagent.vppsim.errors import NONE_INDEX, OK, ApiError
+from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
+from vppagent.vppsim.interfaces import InterfaceTable
+from vppagent.vppsim.packet import Direction, Packet, Verdict
+from vppagent.vppsim.pool import Pool
+
+VECTOR_SIZE = 16  # sizeof (u32x4)
+ACL_NEXT_INDEX_DENY = 0
+ETHERTYPE_IP4 = 0x0800
+ETHERTYPE_IP6 = 0x86DD
+
+
+@dataclass
+class ClassifyTable:
+    mask: bytes
+    skip_n_vectors: int
+    match_n_vectors: int
+    next_table_index: int
+    miss_next_index: int
+    sessions: dict[bytes, int] = field(default_factory=dict)  # masked key → hit_next_index
+
+    def key(self, data: bytes) -> bytes:
+        start = self.skip_n_vectors * VECTOR_SIZE
+        window = data[start:start + len(self.mask)].ljust(len(self.mask), b"\x00")
+        return bytes(a & b for a, b in zip(window, self.mask, strict=True))
+
+
+@dataclass
+class ClassifierAttachment:
+    ip4: int = NONE_INDEX
+    ip6: int = NONE_INDEX
+    l2: int = NONE_INDEX
+
+
+def packet_bytes(packet: Packet) -> bytes:
+    """The bytes a classifier table sees: an Ethernet header, then the IP header and L4 ports."""
+    ethernet = bytes(12) + (ETHERTYPE_IP6 if packet.is_ip6 else ETHERTYPE_IP4).to_bytes(2, "big")
+    ports = (packet.sport.to_bytes(2, "big") + packet.dport.to_bytes(2, "big")) if packet.has_ports else bytes(4)
+    if packet.is_ip6:
+        # version/class/flow(4) payload length(2) next header(1) hop limit(1) src(16) dst(16)
+        header = bytes([0x60, 0, 0, 0, 0, 0, packet.proto, 64]) + packet.src.packed + packet.dst.packed
+    else:
+        # version/ihl tos length(2) id(2) flags/frag(2) ttl proto checksum(2) src(4) dst(4)
+        header = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 64, packet.proto, 0, 0]) + packet.src.packed + packet.dst.packed
+    tcp_flags = bytes(9) + bytes([packet.tcp_flags]) if packet.proto == 6 else b""
+    return ethernet + header + ports + tcp_flags
+
+
+class Classifier:
+    def __init__(self, interfaces: InterfaceTable) -> None:
+        self._interfaces = interfaces
+        self.tables: Pool[ClassifyTable] = Pool()
+        self.attachments: dict[tuple[int, Direction], ClassifierAttachment] = {}
+
+    def on_interface_deleted(self, sw_if_index: int) -> None:
+        for direction in Direction:
+            self.attachments.pop((sw_if_index, direction), None)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "classify_add_del_table": self.classify_add_del_table,
+            "classify_add_del_session": self.classify_add_del_session,
+            "classify_table_ids": self.classify_table_ids,
+            "input_acl_set_interface": self.input_acl_set_interface,
+            "output_acl_set_interface": self.output_acl_set_interface,
+        }
+
+    def classify_add_del_table(self, request: Request) -> list[Reply]:
+        fields = request.fields
+        reply = "classify_add_del_table_reply"
+        table_index = fields["table_index"]
+        if not fields["is_add"]:
+            if table_index not in self.tables:
+                return retval_reply(reply, ApiError.NO_SUCH_TABLE, new_table_index=NONE_INDEX)
+            self._delete_table(table_index, chain=bool(fields["del_chain"]))
+            return retval_reply(reply, OK, new_table_index=NONE_INDEX)
+        if table_index != NONE_INDEX:
+            # Modifying an existing table changes only its chaining and miss action.
+            table = self.tables.get(table_index)
+            if table is None:
+                return retval_reply(reply, ApiError.NO_SUCH_TABLE, new_table_index=NONE_INDEX)
+            table.next_table_index = fields["next_table_index"]
+            table.miss_next_index = fields["miss_next_index"]
+            return retval_reply(reply, OK, new_table_index=table_index, skip_n_vectors=table.skip_n_vectors,
+                                match_n_vectors=table.match_n_vectors)
+        match_n_vectors = fields["match_n_vectors"]
+        mask: bytes = fields["mask"]
+        if (match_n_vectors == 0 or fields["nbuckets"] == 0 or fields["memory_size"] == 0
+                or len(mask) != match_n_vectors * VECTOR_SIZE):
+            return retval_reply(reply, ApiError.INVALID_VALUE, new_table_index=NONE_INDEX)
+        table = ClassifyTable(mask, fields["skip_n_vectors"], match_n_vectors, fields["next_table_index"],
+                              fields["miss_next_index"])
+        new_index = self.tables.add(table)
+        return retval_reply(reply, OK, new_table_index=new_index, skip_n_vectors=table.skip_n_vectors,
+                            match_n_vectors=table.match_n_vectors)
+
+    def _delete_table(self, table_index: int, *, chain: bool) -> None:
+        while table_index in self.tables:
+            table = self.tables.remove(table_index)
+            if not chain:
+                return
+            table_index = table.next_table_index
+
+    def classify_add_del_session(self, request: Request) -> list[Reply]:
+        fields = request.fields
+        reply = "classify_add_del_session_reply"
+        table = self.tables.get(fields["table_index"])
+        if table is None:
+            return retval_reply(reply, ApiError.NO_SUCH_TABLE)
+        match: bytes = fields["match"]
+        needed = (table.skip_n_vectors + table.match_n_vectors) * VECTOR_SIZE
+        if len(match) < needed:
+            return retval_reply(reply, ApiError.INVALID_VALUE)
+        key = table.key(match)
+        if fields["is_add"]:
+            table.sessions[key] = fields["hit_next_index"]
+        elif table.sessions.pop(key, None) is None:
+            return retval_reply(reply, ApiError.NO_SUCH_ENTRY)
+        return retval_reply(reply, OK)
+
+    def classify_table_ids(self, request: Request) -> list[Reply]:
+        ids = [index for index, _ in self.tables.items()]
+        return retval_reply("classify_table_ids_reply", OK, count=len(ids), ids=ids)
+
+    def input_acl_set_interface(self, request: Request) -> list[Reply]:
+        return self._set_interface(request, Direction.INPUT, "input_acl_set_interface_reply")
+
+    def output_acl_set_interface(self, request: Request) -> list[Reply]:
+        return self._set_interface(request, Direction.OUTPUT, "output_acl_set_interface_reply")
+
+    def _set_interface(self, request: Request, direction: Direction, reply: str) -> list[Reply]:
+        fields = request.fields
+        sw_if_index = fields["sw_if_index"]
+        if not self._interfaces.exists(sw_if_index):
+            return retval_reply(reply, ApiError.INVALID_SW_IF_INDEX)
+        wanted = {"ip4": fields["ip4_table_index"], "ip6": fields["ip6_table_index"],
+                  "l2": fields["l2_table_index"]}
+        if any(index != NONE_INDEX and index not in self.tables for index in wanted.values()):
+            return retval_reply(reply, ApiError.NO_SUCH_TABLE)
+        attachment = self.attachments.setdefault((sw_if_index, direction), ClassifierAttachment())
+        for kind, index in wanted.items():
+            if index == NONE_INDEX:
+                continue
+            setattr(attachment, kind, index if fields["is_add"] else NONE_INDEX)
+        return retval_reply(reply, OK)
+
+    def evaluate(self, sw_if_index: int, direction: Direction, packet: Packet) -> Verdict:
+        """``ip{4,6}-inacl`` / ``ip{4,6}-outacl`` for one packet."""
+        attachment = self.attachments.get((sw_if_index, direction))
+        table_index = NONE_INDEX if attachment is None else (attachment.ip6 if packet.is_ip6 else attachment.ip4)
+        if table_index == NONE_INDEX:
+            return Verdict(True, "no classifier table")
+        data = packet_bytes(packet)
+        while True:
+            table = self.tables.get(table_index)
+            if table is None:
+                return Verdict(True, "classifier table gone")
+            hit = table.sessions.get(table.key(data))
+            if hit is not None:
+                permitted = hit != ACL_NEXT_INDEX_DENY
+                return Verdict(permitted, f"classifier hit in table {table_index}")
+            if table.next_table_index == NONE_INDEX:
+                permitted = table.miss_next_index != ACL_NEXT_INDEX_DENY
+                return Verdict(permitted, f"classifier miss at end of chain (table {table_index})")
+            table_index = table.next_table_index

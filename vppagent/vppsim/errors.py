@@ -1,0 +1,41 @@
+"""VPP API return values the emulator uses.
+
+Values and names are those of ``foreach_vnet_api_error`` in VPP's
+``src/vnet/api_errno.h`` (moved to ``src/vnet/error.h`` in later releases with
+the same numbers).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ApiError(IntEnum):
+    """``VNET_API_ERROR_*`` values (``retval`` in replies)."""
+
+    UNSPECIFIED = -1
+    INVALID_SW_IF_INDEX = -2
+    NO_SUCH_FIB = -3
+    NO_SUCH_ENTRY = -6
+    INVALID_VALUE = -7
+    INVALID_VALUE_2 = -8
+    SYSCALL_ERROR_1 = -11
+    INVALID_REGISTRATION = -31
+    NO_PATHS_IN_ROUTE = -52
+    INVALID_SRC_ADDRESS = -57
+    INVALID_DST_ADDRESS = -58
+    ADDRESS_NOT_FOUND_FOR_INTERFACE = -60
+    NO_SUCH_TABLE = -65
+    INVALID_INTERFACE = -71
+    IF_ALREADY_EXISTS = -79
+    ADDRESS_IN_USE = -105
+    ENTRY_ALREADY_EXISTS = -116
+    DUPLICATE_IF_ADDRESS = -127
+    ACL_IN_USE_INBOUND = -142
+    ACL_IN_USE_OUTBOUND = -143
+    ACL_IN_USE_BY_LOOKUP_CONTEXT = -149
+
+
+OK = 0
+# VPP's "~0": the unset index in u32 fields.
+NONE_INDEX = 0xFFFFFFFF

@@ -1,0 +1,134 @@
+"""IP tables and routes (``ip_table_add_del``, ``ip_route_add_del``, their dumps).
+
+After VPP 25.10 ``src/vnet/ip/ip_api.c`` and ``src/vnet/fib/fib_api.c``.  Every table has
+its default route (``0.0.0.0/0`` or ``::/0``, a drop path) from creation, like
+``fib_table_create``; interface-derived (attached/local) entries and the other special
+entries VPP keeps are not emulated, so dumps list API routes plus the default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from vppagent.vppsim.addresses import InvalidPrefix, IPNetwork, decode_prefix, encode_prefix
+from vppagent.vppsim.errors import OK, ApiError
+from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
+
+FIB_API_PATH_TYPE_DROP = 2
+FIB_API_PATH_NH_PROTO_IP4 = 0
+FIB_API_PATH_NH_PROTO_IP6 = 1
+
+
+@dataclass
+class IpTable:
+    table_id: int
+    is_ip6: bool
+    name: str
+    routes: dict[IPNetwork, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _path_identity(path: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two paths the same path for removal (next hop, interface, table)."""
+    return (path["sw_if_index"], path["table_id"], path["type"], path["proto"],
+            bytes(path["nh"]["address"]["ip6"]))
+
+
+def _normalised_path(path: dict[str, Any]) -> dict[str, Any]:
+    """A path as VPP would hand it back: the next-hop union arm chosen by the path's protocol."""
+    normal = dict(path)
+    nh = dict(path["nh"])
+    arms = nh["address"]
+    nh["address"] = ({"ip6": arms["ip6"]} if path["proto"] == FIB_API_PATH_NH_PROTO_IP6
+                     else {"ip4": arms["ip4"]})
+    normal["nh"] = nh
+    return normal
+
+
+class Fib:
+    def __init__(self) -> None:
+        self.tables: dict[tuple[bool, int], IpTable] = {}
+        for is_ip6 in (False, True):
+            self._create(0, is_ip6, "")
+
+    def _create(self, table_id: int, is_ip6: bool, name: str) -> IpTable:
+        default_name = name or f"ipv{6 if is_ip6 else 4}-VRF:{table_id}"
+        table = IpTable(table_id, is_ip6, default_name)
+        self.tables[(is_ip6, table_id)] = table
+        return table
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "ip_table_add_del": self.ip_table_add_del,
+            "ip_table_dump": self.ip_table_dump,
+            "ip_route_add_del": self.ip_route_add_del,
+            "ip_route_dump": self.ip_route_dump,
+        }
+
+    def ip_table_add_del(self, request: Request) -> list[Reply]:
+        table = request.fields["table"]
+        key = (bool(table["is_ip6"]), table["table_id"])
+        if request.fields["is_add"]:
+            if key not in self.tables:
+                self._create(table["table_id"], key[0], table["name"])
+        elif key[1] != 0:
+            # Table 0 is never deleted; deleting an unknown table is a no-op.
+            self.tables.pop(key, None)
+        return retval_reply("ip_table_add_del_reply", OK)
+
+    def ip_table_dump(self, request: Request) -> list[Reply]:
+        return [("ip_table_details", {"table": {"table_id": t.table_id, "is_ip6": t.is_ip6, "name": t.name}})
+                for t in sorted(self.tables.values(), key=lambda t: (t.is_ip6, t.table_id))]
+
+    def ip_route_add_del(self, request: Request) -> list[Reply]:
+        route = request.fields["route"]
+        reply = "ip_route_add_del_reply"
+        try:
+            prefix = decode_prefix(route["prefix"], strict=False)
+        except InvalidPrefix:
+            return retval_reply(reply, ApiError.INVALID_VALUE)
+        table = self.tables.get((prefix.version == 6, route["table_id"]))
+        if table is None:
+            return retval_reply(reply, ApiError.NO_SUCH_FIB)
+        paths = [_normalised_path(path) for path in route["paths"]]
+        if request.fields["is_add"]:
+            if not paths:
+                return retval_reply(reply, ApiError.NO_PATHS_IN_ROUTE)
+            if request.fields["is_multipath"]:
+                existing = table.routes.setdefault(prefix, [])
+                known = {_path_identity(_full(p)) for p in existing}
+                existing.extend(p for p in paths if _path_identity(_full(p)) not in known)
+            else:
+                table.routes[prefix] = paths
+        elif request.fields["is_multipath"] and paths:
+            removed = {_path_identity(_full(p)) for p in paths}
+            remaining = [p for p in table.routes.get(prefix, []) if _path_identity(_full(p)) not in removed]
+            if remaining:
+                table.routes[prefix] = remaining
+            else:
+                table.routes.pop(prefix, None)
+        else:
+            table.routes.pop(prefix, None)
+        return retval_reply(reply, OK, stats_index=0)
+
+    def ip_route_dump(self, request: Request) -> list[Reply]:
+        wanted = request.fields["table"]
+        table = self.tables.get((bool(wanted["is_ip6"]), wanted["table_id"]))
+        if table is None:
+            return []
+        default = ipaddress.ip_network("::/0" if table.is_ip6 else "0.0.0.0/0")
+        entries: dict[IPNetwork, list[dict[str, Any]]] = {default: [{
+            "sw_if_index": 0xFFFFFFFF, "type": FIB_API_PATH_TYPE_DROP,
+            "proto": FIB_API_PATH_NH_PROTO_IP6 if table.is_ip6 else FIB_API_PATH_NH_PROTO_IP4}]}
+        entries.update(table.routes)
+        return [("ip_route_details", {"route": {
+            "table_id": table.table_id, "prefix": encode_prefix(prefix.network_address, prefix.prefixlen),
+            "n_paths": len(paths), "paths": paths}})
+            for prefix, paths in sorted(entries.items(), key=lambda item: (item[0].prefixlen, item[0]))]
+
+
+def _full(path: dict[str, Any]) -> dict[str, Any]:
+    nh_address = path["nh"]["address"]
+    ip6 = nh_address.get("ip6") or nh_address.get("ip4", b"").ljust(16, b"\x00")
+    return {**path, "nh": {**path["nh"], "address": {"ip6": ip6}}}
