@@ -1,0 +1,3 @@
+from felix_shim.main import main
+
+main()
