@@ -151,3 +151,25 @@ def test_driver_failure_marks_endpoints_error_and_retries(agent: AgentHarness) -
     wait_for(lambda: statuses(stream).get("ns/pod1") == "up", timeout=8, what="retry succeeds")
     assert failures["left"] == 0
     stream.close()
+
+
+def test_sync_batch_is_the_same_stream_in_batches(agent: AgentHarness) -> None:
+    msgs = [*snapshot(), b.in_sync()]
+    batches = [agent_pb2.ToDataplaneBatch(messages=msgs[i:i + 3]) for i in range(0, len(msgs), 3)]
+    received: list = []
+
+    def requests():  # type: ignore[no-untyped-def]
+        yield from batches
+        wait_for(lambda: len(received) >= 2, what="statuses")  # keep the stream open until they arrive
+
+    call = agent.stub.SyncBatch(requests())
+    for msg in call:
+        received.append(msg)
+        if len(received) >= 2:
+            break
+    state = agent.state()
+    assert state["in_sync"] and state["counts"]["workload_endpoints"] == 2
+    got = {m.workload_endpoint_status_update.id.workload_id: m.workload_endpoint_status_update.status.status
+           for m in received}
+    assert got == {"ns/pod1": "up", "ns/pod2": "down"}
+    call.cancel()

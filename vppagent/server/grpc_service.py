@@ -29,13 +29,21 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     def Sync(self, request_iterator: Iterator[felix.ToDataplane],
              context: grpc.ServicerContext) -> Iterator[felix.FromDataplane]:
+        return self._stream(request_iterator, context)
+
+    def SyncBatch(self, request_iterator: Iterator[agent_pb2.ToDataplaneBatch],
+                  context: grpc.ServicerContext) -> Iterator[felix.FromDataplane]:
+        return self._stream((m for batch in request_iterator for m in batch.messages), context)
+
+    def _stream(self, messages: Iterator[felix.ToDataplane],
+                context: grpc.ServicerContext) -> Iterator[felix.FromDataplane]:
         handle = self.core.open_stream()
         log.info("Sync stream %d opened by %s", handle.generation, context.peer())
 
         def pump() -> None:
             # Reads run in their own thread so that statuses can flow back concurrently.
             try:
-                for msg in request_iterator:
+                for msg in messages:
                     self.core.submit(handle.generation, msg)
             except grpc.RpcError:
                 pass

@@ -1,9 +1,17 @@
 from vppagent.gen.felix import felixbackend_pb2 as _felixbackend_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ToDataplaneBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_felixbackend_pb2.ToDataplane]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_felixbackend_pb2.ToDataplane, _Mapping]]] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
     __slots__ = ()
