@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 AS_MAX = 2**32 - 1
 # TCP_MD5SIG_MAXKEYLEN in Linux: longer keys are refused by the kernel when BIRD sets the option.
@@ -22,12 +22,23 @@ SOCKET_PATH_MAX_LEN = 107
 
 AsNumber = Annotated[int, Field(ge=1, le=AS_MAX)]
 Seconds = Annotated[int, Field(ge=1, le=65535)]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _PASSWORD_RE = re.compile(r'^[\x20-\x7e]+$')
 _COMMUNITY_RE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 _INTERFACE_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:@-]+\*?$")
+
+
+def _unscoped(value: object) -> object:
+    # IPv6Address accepts "fe80::1%<anything>" and str() returns the scope verbatim: refuse it
+    # rather than let arbitrary text reach bird.conf next to an address.
+    if isinstance(value, str) and "%" in value:
+        raise ValueError("scoped IPv6 addresses (with %) are not supported")
+    return value
+
+
+Unscoped = BeforeValidator(_unscoped)
+IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, Unscoped]
 
 
 def check_bird_password(value: str) -> str:

@@ -150,6 +150,8 @@ def _parse_host_ip(text: str, version: int) -> IPAddress | None:
     """An address from HostMetadata, which may carry a prefix length (`10.0.0.1/24`)."""
     if not text:
         return None
+    if "%" in text:
+        raise ValueError(f"{text!r}: scoped addresses cannot be BGP peers")
     ip = ipaddress.ip_interface(text.strip()).ip
     if ip.version != version:
         raise ValueError(f"{text!r} is not an IPv{version} address")
@@ -318,7 +320,9 @@ def _cluster_peers(
             peers.append(
                 BgpPeer(
                     address=peer_ip,
-                    port=None,
+                    # listen_port is cluster-wide (like Calico's BGPConfiguration.listenPort), so
+                    # the other nodes listen there too.
+                    port=config.listen_port,
                     kind=kind,
                     as_number=node.as_number,
                     # Both ends are ours: let only the lower address connect, so the two sides
