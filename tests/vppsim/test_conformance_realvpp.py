@@ -1,0 +1,20 @@
+"""The conformance suite against a real VPP 25.10 (``VPPAGENT_TEST_VPP_SOCKET``); skipped without one.
+
+Optionally ``VPPAGENT_TEST_VPP_API_DIR`` names its ``.api.json`` directory (default
+``/usr/share/vpp/api``) for the "apidir" variant.  The tests create loopbacks, ACLs,
+routes and classifier tables and remove them again.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.vppsim.conformance import *  # noqa: F403  (the shared test functions and fixtures)
+from tests.vppsim.conftest import Target
+
+pytestmark = pytest.mark.realvpp
+
+
+@pytest.fixture
+def target(real_vpp_target: Target) -> Target:
+    return real_vpp_target
