@@ -67,6 +67,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"vppagent: cannot serve on {config.socket}: {exc}", file=sys.stderr)
         core.stop()
         return 1
+    if config.metrics_port is not None:
+        from vppagent.server.metrics import serve_metrics
+
+        serve_metrics(core.metrics, config.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

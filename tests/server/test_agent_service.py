@@ -173,3 +173,20 @@ def test_sync_batch_is_the_same_stream_in_batches(agent: AgentHarness) -> None:
            for m in received}
     assert got == {"ns/pod1": "up", "ns/pod2": "down"}
     call.cancel()
+
+
+def test_metrics_follow_the_agent(agent: AgentHarness) -> None:
+    from prometheus_client import generate_latest
+
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    wait_for(lambda: b"vppagent_endpoints{status=\"down\"} 1.0" in generate_latest(agent.core.metrics.registry),
+             what="endpoint gauge")
+    text = generate_latest(agent.core.metrics.registry).decode()
+    assert 'vppagent_messages_received_total{type="ipset_update"} 1.0' in text
+    assert 'vppagent_objects_programmed{kind="policies"} 1.0' in text
+    assert 'vppagent_endpoints{status="up"} 1.0' in text
+    assert 'vppagent_driver{driver="dry-run"} 1.0' in text
+    assert "vppagent_resyncs_total 1.0" in text
+    stream.close()

@@ -19,6 +19,7 @@ from typing import Any
 from vppagent.config import AgentConfig
 from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.server.metrics import AgentMetrics
 from vppagent.server.status import EndpointStatusTracker
 from vppagent.state.diff import key_text
 from vppagent.state.model import Kind
@@ -60,6 +61,8 @@ class AgentCore:
         self.last_resync: dict[str, Any] | None = None
         self.counters = {"messages": 0, "applies": 0, "resyncs": 0, "unknown_payloads": 0, "streams": 0}
         self.statuses = EndpointStatusTracker()
+        self.metrics = AgentMetrics()
+        self.metrics.driver_in_use(driver.name)
         self._inbox: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self._generation = 0
         self._stream: StreamHandle | None = None
@@ -156,9 +159,11 @@ class AgentCore:
             self.statuses.forget_reported()
             return
         self.counters["messages"] += 1
+        payload = msg.WhichOneof("payload")
+        self.metrics.message(payload)
         if not self.store.apply(msg):
             self.counters["unknown_payloads"] += 1
-        if msg.WhichOneof("payload") == "in_sync":
+        if payload == "in_sync":
             log.info("InSync received: resyncing the dataplane from the new snapshot")
 
     def _flush(self) -> bool:
@@ -179,6 +184,7 @@ class AgentCore:
         self.last_apply = {"seconds": round(elapsed, 6), "ok": report.ok, "error": report.error,
                            "writes": report.writes, "changes": 0 if diff is None else diff.count(),
                            "full_resync": full}
+        self.metrics.applied(elapsed, report.ok, resync=full or self.store._resync_needed)
         if not report.ok:
             log.error("apply failed (will retry): %s", report.error)
             reason = report.error or f"driver {self.driver.name} apply failed"
@@ -195,6 +201,8 @@ class AgentCore:
         self.counters["resyncs" if diff is None else "applies"] += 1
         self.statuses.update(self.store.desired, self.store.held, report.failed)
         self._publish_statuses()
+        self.metrics.in_sync.set(1)
+        self.metrics.programmed(effective, [s for s, _ in self.statuses.current.values()])
         for hook in self.on_applied:
             try:
                 hook(self)
@@ -278,6 +286,7 @@ class AgentCore:
             old.close()
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
+            self.metrics.driver_in_use(new.name)
             return True, "", previous, time.monotonic() - start
 
 
