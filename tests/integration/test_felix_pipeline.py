@@ -205,3 +205,23 @@ def test_bad_frames_do_not_hurt_the_agent(agent: Agent, tmp_path: Path) -> None:
     report = agent.state()
     assert counts(report) == before
     assert report["in_sync"]
+
+
+def test_state_cli_against_live_agent(agent: Agent, tmp_path: Path) -> None:
+    shim = FelixStandIn(agent.socket, log_path=tmp_path / "shim.log")
+    shim.send([*snapshot(), b.in_sync()])
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    wait_for(lambda: all(e["status"] == "up" for e in agent.state()["workload_endpoints"]), what="up")
+    cli = [sys.executable, "-m", "vppagent.cli", "state", "--socket", str(agent.socket)]
+    out = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=30, check=True).stdout
+    report = json.loads(out)
+    for key in ("driver", "in_sync", "counts", "workload_endpoints", "last_apply"):
+        assert key in report
+    assert set(COUNT_KEYS) <= set(report["counts"])
+    assert report["driver"] == "dry-run" and report["in_sync"] is True
+    assert {"orchestrator_id", "workload_id", "endpoint_id", "name", "status", "error"} <= set(
+        report["workload_endpoints"][0])
+    assert {"seconds", "ok", "error"} <= set(report["last_apply"])
+    human = subprocess.run(cli, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "k8s/ns/pod1/eth0" in human and "cali1" in human and "up" in human
+    assert shim.close() == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import stat
 
+import pytest
+
 from tests.server.conftest import AgentHarness, wait_for
 from vppagent.gen.vppagent.v1 import agent_pb2
 from vppagent.state import builders as b
@@ -55,15 +57,22 @@ def test_snapshot_insync_counts_and_statuses(agent: AgentHarness) -> None:
     stream.close()
 
 
-def test_bad_policy_reports_error_and_keeps_other_state(agent: AgentHarness) -> None:
+@pytest.mark.parametrize(("bad_rule", "needles"), [
+    (b.rule("allow", protocol="tcp", dst_ports=[(90, 80)]), ["allow-web", "90"]),
+    (b.rule("allow", src_net=["10.0.0.0/33"]), ["allow-web", "10.0.0.0/33"]),
+    (b.rule("allow", src_ip_set_ids=["s:nope"]), ["allow-web", "s:nope"]),
+    (b.rule("allow", protocol="bogus"), ["allow-web", "bogus"]),
+])
+def test_bad_policy_reports_error_and_keeps_other_state(agent: AgentHarness, bad_rule, needles) -> None:  # type: ignore[no-untyped-def]
     stream = agent.stream()
     stream.send(*snapshot(), b.in_sync())
     wait_for(lambda: statuses(stream).get("ns/pod1") == "up", what="pod1 up")
-    stream.send(b.policy("allow-web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[(90, 80)])]))
+    stream.send(b.policy("allow-web", inbound=[bad_rule]))
     wait_for(lambda: statuses(stream).get("ns/pod1") == "error", what="pod1 error")
     state = agent.state()
     pod1 = next(e for e in state["workload_endpoints"] if e["workload_id"] == "ns/pod1")
-    assert "allow-web" in pod1["error"] and "90" in pod1["error"]
+    assert all(n in pod1["error"] for n in needles), pod1["error"]
+    assert state["held_back"], "the report lists what is held back"
     assert statuses(stream)["ns/pod2"] == "down", "unrelated endpoint unaffected"
     # what is programmed still has the good version of the policy
     held = agent.core.driver.held  # type: ignore[attr-defined]
