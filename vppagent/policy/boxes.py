@@ -1,0 +1,145 @@
+"""Packet-space boxes: the algebra under the compiler.
+
+A box is the set of packets of one family whose source is in one prefix, destination in one
+prefix, IP protocol in a range, and whose two L4 fields are each in a range. The L4 fields are
+read the way the VPP ACL plugin reads them (acl_fill_5tuple_l4_and_pkt_data): source and
+destination port for TCP and UDP, type and code for the family's ICMP, and 0 for every other
+protocol (SCTP included: VPP does not read SCTP ports). A box with a single protocol is exactly
+one VPP ACL rule; anything else is split when it is emitted (see compile.emit_rules).
+
+Prefixes are (address as int, length) so that the hot loops stay in plain integers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from vppagent.policy.model import ICMP_FOR_FAMILY, MAX_PORT, TCP, UDP
+from vppagent.policy.packet import Packet
+
+ANY_PROTO = (1, 255)  # protocol 0 is not a packet protocol here: see Packet
+FULL_L4 = (0, MAX_PORT)
+
+
+class Box(NamedTuple):
+    src: int
+    src_len: int
+    dst: int
+    dst_len: int
+    proto_lo: int
+    proto_hi: int
+    a_lo: int  # source port, or ICMP type
+    a_hi: int
+    b_lo: int  # destination port, or ICMP code
+    b_hi: int
+
+
+def width(family: int) -> int:
+    return 32 if family == 4 else 128
+
+
+def full_box() -> Box:
+    return Box(0, 0, 0, 0, *ANY_PROTO, *FULL_L4, *FULL_L4)
+
+
+def is_full(box: Box) -> bool:
+    return box.src_len == 0 and box.dst_len == 0 and (box.proto_lo, box.proto_hi) == ANY_PROTO and \
+        (box.a_lo, box.a_hi) == FULL_L4 and (box.b_lo, box.b_hi) == FULL_L4
+
+
+def l4_fields(pkt: Packet) -> tuple[int, int]:
+    """The two L4 values VPP matches for this packet."""
+    if pkt.proto in (TCP, UDP):
+        return pkt.src_port, pkt.dst_port
+    if pkt.proto == ICMP_FOR_FAMILY[pkt.family]:
+        return pkt.icmp_type, pkt.icmp_code
+    return 0, 0
+
+
+def _prefix_meet(a: int, alen: int, b: int, blen: int, w: int) -> tuple[int, int] | None:
+    """Intersection of two prefixes: the longer one if one contains the other, else None."""
+    if alen <= blen:
+        return (b, blen) if (b >> (w - alen)) == (a >> (w - alen)) or alen == 0 else None
+    return (a, alen) if (a >> (w - blen)) == (b >> (w - blen)) or blen == 0 else None
+
+
+def intersect(x: Box, y: Box, w: int) -> Box | None:
+    plo, phi = max(x.proto_lo, y.proto_lo), min(x.proto_hi, y.proto_hi)
+    alo, ahi = max(x.a_lo, y.a_lo), min(x.a_hi, y.a_hi)
+    blo, bhi = max(x.b_lo, y.b_lo), min(x.b_hi, y.b_hi)
+    if plo > phi or alo > ahi or blo > bhi:
+        return None
+    s = _prefix_meet(x.src, x.src_len, y.src, y.src_len, w)
+    if s is None:
+        return None
+    d = _prefix_meet(x.dst, x.dst_len, y.dst, y.dst_len, w)
+    if d is None:
+        return None
+    return Box(s[0], s[1], d[0], d[1], plo, phi, alo, ahi, blo, bhi)
+
+
+def covers(outer: Box, inner: Box, w: int) -> bool:
+    return (outer.src_len <= inner.src_len and _prefix_meet(outer.src, outer.src_len, inner.src,
+                                                             inner.src_len, w) is not None
+            and outer.dst_len <= inner.dst_len
+            and _prefix_meet(outer.dst, outer.dst_len, inner.dst, inner.dst_len, w) is not None
+            and outer.proto_lo <= inner.proto_lo and inner.proto_hi <= outer.proto_hi
+            and outer.a_lo <= inner.a_lo and inner.a_hi <= outer.a_hi
+            and outer.b_lo <= inner.b_lo and inner.b_hi <= outer.b_hi)
+
+
+def _prefix_minus(outer: int, olen: int, inner: int, ilen: int, w: int) -> list[tuple[int, int]]:
+    """outer \\ inner for inner strictly inside outer: the sibling of each ancestor of inner
+    below outer (ilen - olen prefixes, the prefix complement)."""
+    pieces = []
+    for length in range(olen + 1, ilen + 1):
+        shift = w - length
+        ancestor = (inner >> shift) << shift
+        pieces.append((ancestor ^ (1 << shift), length))
+    return pieces
+
+
+def _range_minus(lo: int, hi: int, cut_lo: int, cut_hi: int) -> list[tuple[int, int]]:
+    pieces = []
+    if cut_lo > lo:
+        pieces.append((lo, cut_lo - 1))
+    if cut_hi < hi:
+        pieces.append((cut_hi + 1, hi))
+    return pieces
+
+
+def subtract(box: Box, cut: Box, w: int) -> list[Box]:
+    """box \\ cut as disjoint boxes (dimension by dimension, narrowing to the overlap)."""
+    overlap = intersect(box, cut, w)
+    if overlap is None:
+        return [box]
+    out: list[Box] = []
+    cur = box
+    if overlap.src_len > cur.src_len:
+        out += [cur._replace(src=a, src_len=n) for a, n in _prefix_minus(cur.src, cur.src_len,
+                                                                        overlap.src, overlap.src_len, w)]
+        cur = cur._replace(src=overlap.src, src_len=overlap.src_len)
+    if overlap.dst_len > cur.dst_len:
+        out += [cur._replace(dst=a, dst_len=n) for a, n in _prefix_minus(cur.dst, cur.dst_len,
+                                                                        overlap.dst, overlap.dst_len, w)]
+        cur = cur._replace(dst=overlap.dst, dst_len=overlap.dst_len)
+    out += [cur._replace(proto_lo=lo, proto_hi=hi)
+            for lo, hi in _range_minus(cur.proto_lo, cur.proto_hi, overlap.proto_lo, overlap.proto_hi)]
+    cur = cur._replace(proto_lo=overlap.proto_lo, proto_hi=overlap.proto_hi)
+    out += [cur._replace(a_lo=lo, a_hi=hi) for lo, hi in _range_minus(cur.a_lo, cur.a_hi, overlap.a_lo, overlap.a_hi)]
+    cur = cur._replace(a_lo=overlap.a_lo, a_hi=overlap.a_hi)
+    out += [cur._replace(b_lo=lo, b_hi=hi) for lo, hi in _range_minus(cur.b_lo, cur.b_hi, overlap.b_lo, overlap.b_hi)]
+    return out
+
+
+def subtract_all(boxes: list[Box], cuts: list[Box], w: int, limit: int) -> list[Box] | None:
+    """boxes minus the union of cuts; None once the result would exceed `limit` boxes."""
+    result = boxes
+    for cut in cuts:
+        nxt: list[Box] = []
+        for b in result:
+            nxt.extend(subtract(b, cut, w))
+            if len(nxt) > limit:
+                return None
+        result = nxt
+    return result
