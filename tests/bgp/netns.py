@@ -54,7 +54,7 @@ def block_v4(n: int) -> str:
 
 
 def block_v6(n: int) -> str:
-    return f"fd10:0:{n}::/64"
+    return f"fd10:0:0:{n}::/64"
 
 
 @dataclass

@@ -77,10 +77,10 @@ def dual_stack() -> Scenario:
         *_nodes(1, 3, v6=True),
         m.pool_msg("fd10::/48", vxlan_mode="Always"),
         m.pool_msg("10.250.0.0/16", ipip_mode="CrossSubnet"),
-        m.block_msg("fd10:0:1::/64", "node1", "fd00::1", local=True),
-        m.block_msg("fd10:0:2::/64", "node2", "fd00::2", local=False),
+        m.block_msg("fd10:0:0:1::/64", "node1", "fd00::1", local=True),
+        m.block_msg("fd10:0:0:2::/64", "node2", "fd00::2", local=False),
         m.workload_route_msg("10.244.2.9/32", "node1", borrowed=True),
-        m.workload_route_msg("fd10:0:2::9/128", "node1", borrowed=True),
+        m.workload_route_msg("fd10:0:0:2::9/128", "node1", borrowed=True),
     ]
     return Scenario(messages, {"listen_port": 1179, "router_id": "10.0.0.1"})
 
@@ -89,7 +89,7 @@ def communities() -> Scenario:
     messages = [
         *_nodes(1, 2, v6=True),
         m.pool_msg("fd10::/48"),
-        m.block_msg("fd10:0:1::/64", "node1", "fd00::1", local=True),
+        m.block_msg("fd10:0:0:1::/64", "node1", "fd00::1", local=True),
         m.global_bgp_msg(cluster=["10.96.0.0/12", "fd96::/108"], external=["203.0.113.0/24"],
                          lb=["198.51.100.0/24"]),
     ]
