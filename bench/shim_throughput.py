@@ -82,7 +82,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vppagent-bench-") as tmp:
         sock = Path(tmp) / "agent.sock"
         agent = subprocess.Popen([sys.executable, "-m", "vppagent.cli", "run", "--driver", "dry-run",
-                                  "--socket", str(sock), "--log-level", "warning"])
+                                  "--socket", str(sock), "--cni-socket", str(Path(tmp) / "cni.sock"),
+                                  "--log-level", "warning"])
         try:
             deadline = time.monotonic() + 20
             while True:

@@ -51,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from vppagent.drivers import DriverUnavailable, make_driver
     from vppagent.server.core import AgentCore
+    from vppagent.server.cni_service import serve_cni
     from vppagent.server.grpc_service import serve
 
     try:
@@ -61,10 +62,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("vppagent").info("driver %s (%s)", driver.name, reason)
     core = AgentCore(config, driver, reason, driver_factory=lambda name: make_driver(name, config)[0])
     core.start()
+    servers = []
     try:
-        server = serve(core, config.socket)
+        servers.append(serve(core, config.socket))
+        servers.append(serve_cni(core, config.cni_socket))
     except (RuntimeError, OSError) as exc:
-        print(f"vppagent: cannot serve on {config.socket}: {exc}", file=sys.stderr)
+        print(f"vppagent: cannot serve: {exc}", file=sys.stderr)
+        for server in servers:
+            server.stop(0)
         core.stop()
         return 1
     if config.metrics_port is not None:
@@ -76,7 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("vppagent").info("serving on %s", config.socket)
     stop.wait()
-    server.stop(grace=0.5).wait(1)
+    for server in servers:
+        server.stop(grace=0.5).wait(1)
     core.stop()
     return 0
 

@@ -57,7 +57,8 @@ class Agent:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vppagent.cli", "run", "--driver", "dry-run", "--socket", str(self.socket),
-                 "--batch-window-ms", "5"], stdout=out, stderr=out)
+                 "--cni-socket", str(self.socket.with_name("cni.sock")), "--batch-window-ms", "5"],
+                stdout=out, stderr=out)
         wait_for(lambda: self.try_state() is not None, what="agent up")
 
     def try_state(self) -> dict[str, Any] | None:

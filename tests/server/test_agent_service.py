@@ -199,3 +199,33 @@ def test_metrics_follow_the_agent(agent: AgentHarness) -> None:
     assert 'vppagent_driver{driver="dry-run"} 1.0' in text
     assert "vppagent_resyncs_total 1.0" in text
     stream.close()
+
+
+def test_cni_service_validates_and_delegates_to_the_driver(agent: AgentHarness) -> None:
+    import grpc
+
+    from vppagent.gen.cni import cni_pb2, cni_pb2_grpc
+    from vppagent.server.cni_service import serve_cni
+
+    path = agent.socket.with_name("cni.sock")
+    server = serve_cni(agent.core, path)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with grpc.insecure_channel(f"unix:{path}") as channel:
+            stub = cni_pb2_grpc.CniDataplaneStub(channel)  # type: ignore[no-untyped-call]
+            good = cni_pb2.AddRequest(
+                interface_name="eth0", netns="/proc/self/ns/net", desired_host_interface_name="cali0123",
+                container_ips=[cni_pb2.IPConfig(address="10.1.2.3/32")],
+                workload=cni_pb2.WorkloadIDs(namespace="ns", pod="p", endpoint="eth0", orchestrator="k8s"))
+            reply = stub.Add(good, timeout=5)
+            assert reply.successful and reply.host_interface_name == "cali0123"
+            assert "cali0123" in agent.core.driver.pods  # type: ignore[attr-defined]
+            bad = cni_pb2.AddRequest()
+            bad.CopyFrom(good)
+            bad.desired_host_interface_name = "cali$(reboot)"
+            reply = stub.Add(bad, timeout=5)
+            assert not reply.successful and "not a valid interface name" in reply.error_message
+            reply = stub.Del(cni_pb2.DelRequest(interface_name="eth0", netns="/proc/self/ns/net"), timeout=5)
+            assert reply.successful and "cali0123" not in agent.core.driver.pods  # type: ignore[attr-defined]
+    finally:
+        server.stop(0)

@@ -12,6 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
+from vppagent.pods.spec import PodDelete, PodSpec
+from vppagent.pods.veth import Attachment, VethAttacher
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind
 
@@ -51,6 +53,14 @@ class Driver(abc.ABC):
     def status(self) -> dict[str, Any]:
         """Driver-specific facts for the state report."""
         return {}
+
+    def attach_pod(self, spec: PodSpec) -> Attachment:
+        """CNI Add. Default: a kernel veth as Calico's CNI makes it (the VPP driver overrides)."""
+        return VethAttacher().add(spec)
+
+    def detach_pod(self, request: PodDelete) -> str | None:
+        """CNI Del; returns the host interface name that was removed, if any."""
+        return VethAttacher().delete(request)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing to release
         """Release connections and threads; programmed objects stay in place."""

@@ -90,15 +90,9 @@ def prepare_socket_path(path: Path) -> None:
             probe.close()
 
 
-def serve(core: AgentCore, path: Path, max_workers: int = 16) -> grpc.Server:
-    """Start the gRPC server on `path`; the socket exists with mode 0600 before it answers."""
+def listen_private(server: grpc.Server, path: Path) -> None:
+    """Bind `server` to unix socket `path` and start it; the socket is 0600 before it answers."""
     prepare_socket_path(path)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
-    )
-    agent_pb2_grpc.add_AgentServicer_to_server(AgentService(core), server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(f"unix:{path}")
     # gRPC creates the socket file itself; a restrictive umask makes it 0600 from the start.
     old_umask = os.umask(0o177)
@@ -107,4 +101,15 @@ def serve(core: AgentCore, path: Path, max_workers: int = 16) -> grpc.Server:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
+
+
+def serve(core: AgentCore, path: Path, max_workers: int = 16) -> grpc.Server:
+    """Start the Agent service on `path`."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+    )
+    agent_pb2_grpc.add_AgentServicer_to_server(AgentService(core), server)  # type: ignore[no-untyped-call]
+    listen_private(server, path)
     return server
