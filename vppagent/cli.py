@@ -50,8 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from vppagent.drivers import DriverUnavailable, make_driver
-    from vppagent.server.core import AgentCore
     from vppagent.server.cni_service import serve_cni
+    from vppagent.server.core import AgentCore
     from vppagent.server.grpc_service import serve
 
     try:
