@@ -11,7 +11,7 @@ import pytest
 from vpp_papi import VPPApiClient
 
 from vppagent.vppsim import API_DIR, VppSim
-from vppagent.vppsim.testing import running_vppsim
+from vppagent.vppsim.pytest_plugin import vppsim, vppsim_client  # noqa: F401  (fixtures)
 
 REAL_VPP_SOCKET_ENV = "VPPAGENT_TEST_VPP_SOCKET"
 REAL_VPP_API_DIR_ENV = "VPPAGENT_TEST_VPP_API_DIR"
@@ -45,15 +45,9 @@ class Target:
 
 
 @pytest.fixture
-def vppsim() -> Iterator[VppSim]:
-    """A running emulator on a private socket."""
-    with running_vppsim() as sim:
-        yield sim
-
-
-@pytest.fixture
-def emulator_target(vppsim: VppSim) -> Iterator[Target]:
-    target = Target("emulator", str(vppsim.socket_path), str(API_DIR), vppsim)
+def emulator_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    sim: VppSim = request.getfixturevalue("vppsim")
+    target = Target("emulator", str(sim.socket_path), str(API_DIR), sim)
     yield target
     target.close_clients()
 
@@ -69,13 +63,3 @@ def real_vpp_target() -> Iterator[Target]:
     target = Target("real-vpp", socket_path, api_dir if Path(api_dir).is_dir() else None)
     yield target
     target.close_clients()
-
-
-@pytest.fixture
-def sim_client(vppsim: VppSim) -> Iterator[VPPApiClient]:
-    """A vpp_papi client connected to the ``vppsim`` emulator (definitions fetched with get_api_json)."""
-    client = VPPApiClient(server_address=str(vppsim.socket_path), bootstrapapi=True, read_timeout=2)
-    client.connect("vppsim-test")
-    yield client
-    if client.transport.connected:
-        client.disconnect()

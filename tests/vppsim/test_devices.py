@@ -9,8 +9,8 @@ from vppagent.vppsim import ApiError, VppSim
 NONE = 0xFFFFFFFF
 
 
-def test_tap_with_namespace_and_host_name(sim_client: VPPApiClient) -> None:
-    api = sim_client.api
+def test_tap_with_namespace_and_host_name(vppsim_client: VPPApiClient) -> None:
+    api = vppsim_client.api
     reply = api.tap_create_v3(host_namespace="cni-1234", host_namespace_set=True, host_if_name="eth0",
                               host_if_name_set=True, tag="pod-1")
     assert reply.retval == 0
@@ -20,8 +20,8 @@ def test_tap_with_namespace_and_host_name(sim_client: VPPApiClient) -> None:
     assert (details.interface_name, details.tag) == ("tap0", "pod-1")
 
 
-def test_tap_ids_and_refusals(sim_client: VPPApiClient) -> None:
-    api = sim_client.api
+def test_tap_ids_and_refusals(vppsim_client: VPPApiClient) -> None:
+    api = vppsim_client.api
     first, second = api.tap_create_v3(), api.tap_create_v3(id=7)
     assert [t.id for t in api.sw_interface_tap_v2_dump()] == [0, 7]
     assert api.tap_create_v3(id=7).retval == ApiError.INVALID_INTERFACE
@@ -31,17 +31,17 @@ def test_tap_ids_and_refusals(sim_client: VPPApiClient) -> None:
     assert second.sw_if_index != first.sw_if_index
 
 
-def test_tap_without_vhost_net_fails_like_vpp(sim_client: VPPApiClient, vppsim: VppSim) -> None:
+def test_tap_without_vhost_net_fails_like_vpp(vppsim_client: VPPApiClient, vppsim: VppSim) -> None:
     vppsim.faults.no_vhost_net = True
-    reply = sim_client.api.tap_create_v3(host_namespace="p", host_namespace_set=True)
+    reply = vppsim_client.api.tap_create_v3(host_namespace="p", host_namespace_set=True)
     assert reply.retval == ApiError.SYSCALL_ERROR_1
-    assert sim_client.api.sw_interface_tap_v2_dump() == []
+    assert vppsim_client.api.sw_interface_tap_v2_dump() == []
     vppsim.faults.no_vhost_net = False
-    assert sim_client.api.tap_create_v3().retval == 0
+    assert vppsim_client.api.tap_create_v3().retval == 0
 
 
-def test_af_packet_lifecycle(sim_client: VPPApiClient) -> None:
-    api = sim_client.api
+def test_af_packet_lifecycle(vppsim_client: VPPApiClient) -> None:
+    api = vppsim_client.api
     reply = api.af_packet_create_v3(host_if_name="veth-pod1", use_random_hw_addr=True, flags=3)
     assert reply.retval == 0
     again = api.af_packet_create_v3(host_if_name="veth-pod1", use_random_hw_addr=True)
@@ -53,8 +53,8 @@ def test_af_packet_lifecycle(sim_client: VPPApiClient) -> None:
     assert api.af_packet_dump() == []
 
 
-def test_memif_lifecycle(sim_client: VPPApiClient) -> None:
-    api = sim_client.api
+def test_memif_lifecycle(vppsim_client: VPPApiClient) -> None:
+    api = vppsim_client.api
     socket = api.memif_socket_filename_add_del_v2(is_add=True, socket_id=NONE, socket_filename="/run/m.sock")
     assert socket.retval == 0 and socket.socket_id == 1
     reply = api.memif_create(role=0, mode=0, id=3, socket_id=socket.socket_id)
@@ -63,8 +63,8 @@ def test_memif_lifecycle(sim_client: VPPApiClient) -> None:
     assert api.memif_delete(sw_if_index=reply.sw_if_index).retval == 0
 
 
-def test_local0_exists_and_interfaces_are_listed_in_index_order(sim_client: VPPApiClient) -> None:
-    api = sim_client.api
+def test_local0_exists_and_interfaces_are_listed_in_index_order(vppsim_client: VPPApiClient) -> None:
+    api = vppsim_client.api
     loop = api.create_loopback().sw_if_index
     tap = api.tap_create_v3().sw_if_index
     assert [(d.sw_if_index, d.interface_name) for d in api.sw_interface_dump()] == [

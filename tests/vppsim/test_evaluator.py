@@ -45,8 +45,8 @@ class Pods:
 
 
 @pytest.fixture
-def pods(sim_client: VPPApiClient, vppsim: VppSim) -> Pods:
-    return Pods(sim_client, vppsim)
+def pods(vppsim_client: VPPApiClient, vppsim: VppSim) -> Pods:
+    return Pods(vppsim_client, vppsim)
 
 
 def test_without_acls_everything_passes(pods: Pods) -> None:
