@@ -3,7 +3,7 @@
 #   make lab    installs the same, then runs the lab's default scenario
 PYTHON ?= python3
 VENV   ?= .venv
-APT_PACKAGES = iptables ipset bird2 iproute2 iputils-ping netcat-openbsd conntrack
+APT_PACKAGES = iptables ipset bird2 iproute2 iputils-ping netcat-openbsd conntrack docker-compose
 PYTEST_ARGS ?=
 
 .PHONY: deps apt venv lint test lab proto clean

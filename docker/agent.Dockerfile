@@ -1,0 +1,17 @@
+# vppagent + felix-shim. Debian's packages for the kernel dataplane and BIRD; Python packages from PyPI.
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      iptables ipset bird2 iproute2 iputils-ping conntrack \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proto ./proto
+COPY vppagent ./vppagent
+COPY felix_shim ./felix_shim
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS}"
+# Tests are only needed in the CI image (EXTRAS="[dev]"); they are small.
+COPY tests ./tests
+ENTRYPOINT ["vppagent"]
+CMD ["run"]
