@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from vppagent.policy.boxes import (
     ANY_PROTO,
@@ -386,6 +387,17 @@ def _encap_drops(cat: Catalog) -> list[Entry]:
     return out
 
 
+@contextmanager
+def _naming(what: str) -> Iterator[None]:
+    """Errors from deep inside name the endpoint and direction they are about."""
+    try:
+        yield
+    except RuleLimitExceeded as exc:
+        raise RuleLimitExceeded(f"{what}: {exc}") from None
+    except CompileError as exc:
+        raise CompileError(f"{what}: {exc}") from None
+
+
 def _check_limit(rules: list[FlatRule], limit: int, what: str) -> None:
     if len(rules) > limit:
         raise RuleLimitExceeded(f"{what}: {len(rules)} rules exceed the limit of {limit}")
@@ -404,16 +416,17 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
     what = f"workload endpoint {ep.key} {d.value}"
     per_family = {}
     source = 0
-    for family in (4, 6):
-        b = _Builder(_Family(cat, family, rule_limit))
-        if not ep.active:
-            b.catch_all("deny", "endpoint admin down")
-        else:
-            source = _profiles(b, cat, ep.profile_ids, d)
-            source += _tiers(b, cat, ep.tiers, d, end_of_tier_drop=True)
-            if d is Direction.EGRESS:
-                b.push(_encap_drops(cat))
-        per_family[family] = _finish(b.tail(len(b.rev)), family)
+    with _naming(what):
+        for family in (4, 6):
+            b = _Builder(_Family(cat, family, rule_limit))
+            if not ep.active:
+                b.catch_all("deny", "endpoint admin down")
+            else:
+                source = _profiles(b, cat, ep.profile_ids, d)
+                source += _tiers(b, cat, ep.tiers, d, end_of_tier_drop=True)
+                if d is Direction.EGRESS:
+                    b.push(_encap_drops(cat))
+            per_family[family] = _finish(b.tail(len(b.rev)), family)
     rules, default = _combine(per_family)
     _check_limit(rules, rule_limit, what)
     return CompiledList(str(ep.key), d.value, tuple(rules), default, source)
@@ -452,22 +465,23 @@ def compile_host_endpoint(state: DataplaneState | Catalog, hep: str | HostEndpoi
     d = Direction(direction)
     per_family = {}
     source = 0
-    for family in (4, 6):
-        b = _Builder(_Family(cat, family, rule_limit))
-        source = _profiles(b, cat, ep.profile_ids, d)
-        source += _tiers(b, cat, ep.tiers, d, end_of_tier_drop=True)
-        b.push(_failsafe_entries(cat, d, family, raw=False))
-        stages = [(ep.pre_dnat_tiers, False)] if d is Direction.INGRESS and ep.pre_dnat_tiers else []
-        if ep.untracked_tiers:
-            stages.append((ep.untracked_tiers, True))
-        for tiers, raw in stages:
-            next_stage = len(b.rev)
-            source += _tiers(b, cat, tiers, d, end_of_tier_drop=False)
-            # A failsafe in this stage skips to the next stage: a pass to its continuation.
-            safe = [(e[0], nxt) for e in _failsafe_entries(cat, d, family, raw=raw) for nxt in b.tail(next_stage)]
-            b.push([(m, act, why) for region, (box, act, why) in safe
-                    if (m := intersect(region, box, b.fam.w)) is not None])
-        per_family[family] = _finish(b.tail(len(b.rev)), family)
+    with _naming(f"host endpoint {ep.id} {d.value}"):
+        for family in (4, 6):
+            b = _Builder(_Family(cat, family, rule_limit))
+            source = _profiles(b, cat, ep.profile_ids, d)
+            source += _tiers(b, cat, ep.tiers, d, end_of_tier_drop=True)
+            b.push(_failsafe_entries(cat, d, family, raw=False))
+            stages = [(ep.pre_dnat_tiers, False)] if d is Direction.INGRESS and ep.pre_dnat_tiers else []
+            if ep.untracked_tiers:
+                stages.append((ep.untracked_tiers, True))
+            for tiers, raw in stages:
+                next_stage = len(b.rev)
+                source += _tiers(b, cat, tiers, d, end_of_tier_drop=False)
+                # A failsafe in this stage skips to the next stage: a pass to its continuation.
+                safe = [(e[0], nxt) for e in _failsafe_entries(cat, d, family, raw=raw) for nxt in b.tail(next_stage)]
+                b.push([(m, act, why) for region, (box, act, why) in safe
+                        if (m := intersect(region, box, b.fam.w)) is not None])
+            per_family[family] = _finish(b.tail(len(b.rev)), family)
     rules, default = _combine(per_family)
     _check_limit(rules, rule_limit, f"host endpoint {ep.id} {d.value}")
     return CompiledList(f"hep:{ep.id}", d.value, tuple(rules), default, source)
