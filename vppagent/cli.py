@@ -72,6 +72,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.stop(0)
         core.stop()
         return 1
+    bgp = config.bgp_settings()
+    if bgp is not None:
+        from vppagent.bgp.manager import BgpManager
+
+        manager = BgpManager(bgp)
+        core.on_applied.append(lambda c: manager.update(c.store.effective))
+        core.report_sections["bgp"] = manager.status
     if config.metrics_port is not None:
         from vppagent.server.metrics import serve_metrics
 
@@ -84,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for server in servers:
         server.stop(grace=0.5).wait(1)
     core.stop()
+    if bgp is not None:
+        manager.close()
     return 0
 
 

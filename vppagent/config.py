@@ -18,6 +18,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from vppagent.bgp.config import BgpConfig
+
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
 
 
@@ -53,6 +55,22 @@ class AgentConfig(BaseSettings):
         100_000, gt=0, description="Most flat rules one endpoint direction may compile to"
     )
     config: Path | None = Field(None, description="YAML file with these same keys")
+    bgp: BgpConfig = Field(default_factory=BgpConfig, description="BGP section (README: BGP)")
+
+    def bgp_settings(self) -> BgpConfig | None:
+        """The BGP configuration when BGP is on (--bird-config or bgp.enabled), else None.
+
+        The top-level flags are shorthands for bgp.config_path / socket_path / run_bird.
+        """
+        updates: dict[str, Any] = {}
+        if self.bird_config is not None:
+            updates.update(enabled=True, config_path=self.bird_config)
+        if self.bird_socket is not None:
+            updates["socket_path"] = self.bird_socket
+        if self.bird_run:
+            updates["run_bird"] = True
+        bgp = self.bgp.model_copy(update=updates) if updates else self.bgp
+        return bgp if bgp.enabled else None
 
     @classmethod
     def settings_customise_sources(

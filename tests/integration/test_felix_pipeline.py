@@ -226,3 +226,41 @@ def test_state_cli_against_live_agent(agent: Agent, tmp_path: Path) -> None:
     human = subprocess.run(cli, capture_output=True, text=True, timeout=30, check=True).stdout
     assert "k8s/ns/pod1/eth0" in human and "cali1" in human and "up" in human
     assert shim.close() == 0
+
+
+def test_bgp_config_follows_felix_state(tmp_path: Path) -> None:
+    """--bird-config: the agent renders BIRD config from HostMetadata/IPAM blocks after each apply."""
+    import shutil
+
+    if shutil.which("bird") is None:
+        pytest.skip("BIRD 2 is not installed (Debian package bird2)")
+    sock = tmp_path / "run" / "agent.sock"
+    conf = tmp_path / "bird.conf"
+    log = tmp_path / "agent.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vppagent.cli", "run", "--driver", "dry-run", "--socket", str(sock),
+             "--cni-socket", str(tmp_path / "cni.sock"), "--bird-config", str(conf),
+             "--bird-socket", str(tmp_path / "bird.ctl")], stdout=out, stderr=out)
+    agent = Agent(sock, log)
+    agent.proc = proc
+    try:
+        wait_for(lambda: agent.try_state() is not None, what="agent up")
+        shim = FelixStandIn(sock, log_path=tmp_path / "shim.log")
+        shim.send([b.config({"FelixHostname": "node1"}),
+                   felix.ToDataplane(host_metadata_update=felix.HostMetadataUpdate(
+                       hostname="node1", ipv4_addr="198.18.0.1/24")),
+                   felix.ToDataplane(host_metadata_update=felix.HostMetadataUpdate(
+                       hostname="node2", ipv4_addr="198.18.0.2/24")),
+                   felix.ToDataplane(ipam_pool_update=felix.IPAMPoolUpdate(
+                       id="pool1", pool=felix.IPAMPool(cidr="10.244.0.0/16"))),
+                   b.route("10.244.1.0/26", 4, node="node1", node_ip="198.18.0.1"),
+                   b.in_sync()])
+        wait_for(conf.exists, what="bird.conf written")
+        text = conf.read_text()
+        assert "198.18.0.2" in text and "10.244.1.0/26" in text
+        subprocess.run(["bird", "-p", "-c", str(conf)], check=True, capture_output=True, timeout=10)
+        assert "bgp" in agent.state()
+        shim.close()
+    finally:
+        agent.stop()

@@ -59,3 +59,17 @@ def test_state_without_agent_fails_clearly(tmp_path: Path) -> None:
     proc = run_cli("state", "--json", "--socket", str(tmp_path / "none.sock"), "--timeout", "1")
     assert proc.returncode == 1
     assert "no agent answers on" in proc.stderr
+
+
+def test_bgp_section_and_shorthand_flags(tmp_path: Path) -> None:
+    conf = tmp_path / "agent.yaml"
+    conf.write_text("bgp:\n  as_number: 65010\n  node_mesh: false\n")
+    cfg = load_config({"config": str(conf)})
+    assert cfg.bgp.as_number == 65010 and cfg.bgp_settings() is None, "BGP stays off until asked for"
+    cfg = load_config({"config": str(conf), "bird_config": str(tmp_path / "bird.conf"), "bird_run": True})
+    bgp = cfg.bgp_settings()
+    assert bgp is not None and bgp.enabled and bgp.run_bird and bgp.config_path == tmp_path / "bird.conf"
+    assert bgp.as_number == 65010 and not bgp.node_mesh
+    conf.write_text("bgp:\n  as_numbr: 1\n")
+    with pytest.raises(ConfigError, match="as_numbr"):
+        load_config({"config": str(conf)})

@@ -73,7 +73,8 @@ class AgentCore:
             threading.Thread(target=self._work, name="agent-worker", daemon=True),
             threading.Thread(target=self._report_process_status, name="agent-heartbeat", daemon=True),
         ]
-        self.on_applied: list[Callable[[AgentCore], None]] = []  # e.g. BGP, metrics
+        self.on_applied: list[Callable[[AgentCore], object]] = []  # e.g. BGP
+        self.report_sections: dict[str, Callable[[], Any]] = {}  # extra keys of the state report
 
     def start(self) -> None:
         for t in self._threads:
@@ -255,7 +256,7 @@ class AgentCore:
                 "counters": dict(self.counters),
                 "uptime_seconds": round(time.monotonic() - self.started, 3),
                 "driver_status": self.driver.status(),
-            }
+            } | {name: section() for name, section in self.report_sections.items()}
 
     # -- driver swap (DESIGN.md section 5) ------------------------------------------------------
     def set_driver(self, name: str) -> tuple[bool, str, str, float]:
