@@ -190,7 +190,9 @@ class VppSim:
                 self._registrations.add(connection)
             thread = threading.Thread(target=self._serve, args=(connection,), name="vppsim-client", daemon=True)
             thread.start()
-            self._threads.append(thread)
+            with self._lock:
+                # Keep only live threads so a long-running emulator does not accumulate them.
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
     def _serve(self, connection: _Connection) -> None:
         try:
