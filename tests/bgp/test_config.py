@@ -63,6 +63,10 @@ def test_password_is_secret_in_repr() -> None:
         ({"route_reflector_label": "rr;=x"}, "route_reflector_label"),
         ({"error_wait_time": [30, 5]}, "error_wait_time"),
         ({"router_id": "fd00::1"}, "router_id"),
+        ({"router_id": "0.0.0.0"}, "must not be 0.0.0.0"),
+        ({"peers": [{"address": "::", "as_number": 1}]}, "cannot be a BGP peer"),
+        ({"peers": [{"address": "224.0.0.5", "as_number": 1}]}, "cannot be a BGP peer"),
+        ({"peers": [{"address": "fe80::1", "as_number": 1}]}, "link-local"),
     ],
 )
 def test_invalid_values_name_the_field(data: dict[str, Any], fragment: str) -> None:

@@ -114,6 +114,13 @@ def test_unparsable_nodes_are_skipped_with_a_reason() -> None:
     assert all(any(name in p for p in result.problems) for name in ("'bad'", "'loop'", "'wrongfam'", "'asn'"))
 
 
+def test_duplicate_node_addresses_make_one_session() -> None:
+    result = inputs([*three_nodes("node1"), m.host_msg("node4", "198.18.0.3")])
+    assert sorted(str(p.address) for p in result.peers) == ["198.18.0.2", "198.18.0.3"]
+    assert [p.description for p in result.peers] == ["node2", "node3"]
+    assert any("'node4'" in p and "'node3'" in p for p in result.problems)
+
+
 def test_local_blocks_borrowed_and_remote_routes() -> None:
     messages = [
         *three_nodes("node1"),

@@ -8,11 +8,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.bgp import states as m
-from vppagent.bgp.config import BgpConfig
+from vppagent.bgp.config import BgpConfig, check_peer_address
 from vppagent.bgp.model import BgpInputsUnavailable, build_bgp_inputs
 from vppagent.bgp.render import render_bird_config
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -23,6 +24,17 @@ hostnames = st.text(min_size=1, max_size=30)
 ipv4 = st.ip_addresses(v=4).map(str)
 ipv6 = st.ip_addresses(v=6).map(str)
 as_numbers = st.integers(1, 2**32 - 1)
+
+
+def _usable(address: str) -> bool:
+    try:
+        check_peer_address(ipaddress.ip_address(address))
+    except ValueError:
+        return False
+    return True
+
+
+peer_addresses = st.one_of(ipv4, ipv6).filter(_usable)
 
 
 @st.composite
@@ -37,7 +49,7 @@ any_network = st.one_of(networks(4, 8, 32), networks(6, 32, 128))
 
 @st.composite
 def peers(draw: st.DrawFn) -> dict[str, Any]:
-    address = draw(st.one_of(ipv4, ipv6))
+    address = draw(peer_addresses)
     peer: dict[str, Any] = {"address": address, "as_number": draw(as_numbers)}
     if draw(st.booleans()):
         peer["port"] = draw(st.integers(1, 65535))
@@ -94,7 +106,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[felix.ToDataplane], dict[str, Any]]
         "communities": [
             {"prefix": prefix, "communities": draw(st.lists(
                 st.one_of(st.tuples(st.integers(0, 65535), st.integers(0, 65535)).map(lambda t: f"{t[0]}:{t[1]}"),
-                          st.tuples(as_numbers, as_numbers, as_numbers).map(lambda t: "%d:%d:%d" % t)),
+                          st.tuples(as_numbers, as_numbers, as_numbers).map(lambda t: f"{t[0]}:{t[1]}:{t[2]}")),
                 min_size=1, max_size=3))}
             for prefix in draw(st.lists(any_network, max_size=3))
         ],
@@ -123,3 +135,15 @@ def test_bird_accepts_every_rendered_config(
     conf.write_text(text)
     proc = subprocess.run([bird_binary, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=10)
     assert proc.returncode == 0, f"{proc.stderr}\n{text}"
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario=scenarios())
+def test_bird_accepts_every_rendered_config_long(
+    scenario: tuple[list[felix.ToDataplane], dict[str, Any]], bird_binary: str, tmp_path_factory: Any
+) -> None:
+    """The same property with many more examples (`-m slow`)."""
+    test_bird_accepts_every_rendered_config.hypothesis.inner_test(  # type: ignore[attr-defined]
+        scenario, bird_binary, tmp_path_factory
+    )

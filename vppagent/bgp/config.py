@@ -41,6 +41,14 @@ Unscoped = BeforeValidator(_unscoped)
 IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, Unscoped]
 
 
+def check_peer_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    """Raise ValueError for addresses no BGP session can use (or BIRD refuses without an interface)."""
+    if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValueError(f"{ip} cannot be a BGP peer address")
+    if ip.version == 6 and ip.is_link_local:
+        raise ValueError(f"{ip}: link-local peers need an interface, which is not supported")
+
+
 def check_bird_password(value: str) -> str:
     """Return `value` if BIRD can carry it inside a double-quoted string, else raise ValueError."""
     if not value:
@@ -101,6 +109,12 @@ class BgpPeerConfig(_Strict):
     @classmethod
     def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_secret(value)
+
+    @field_validator("address")
+    @classmethod
+    def _usable_address(cls, value: IPAddress) -> IPAddress:
+        check_peer_address(value)
+        return value
 
     @model_validator(mode="after")
     def _check_timers(self) -> BgpPeerConfig:
@@ -182,6 +196,13 @@ class BgpConfig(_Strict):
     @classmethod
     def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_secret(value)
+
+    @field_validator("router_id")
+    @classmethod
+    def _nonzero_router_id(cls, value: ipaddress.IPv4Address | None) -> ipaddress.IPv4Address | None:
+        if value is not None and int(value) == 0:
+            raise ValueError("router_id must not be 0.0.0.0")
+        return value
 
     @field_validator("ignored_interfaces")
     @classmethod

@@ -14,7 +14,15 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from vppagent.bgp.config import AS_MAX, BgpConfig, BgpPeerConfig, IPAddress, IPNetwork, parse_community
+from vppagent.bgp.config import (
+    AS_MAX,
+    BgpConfig,
+    BgpPeerConfig,
+    IPAddress,
+    IPNetwork,
+    check_peer_address,
+    parse_community,
+)
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.state.model import DataplaneState
 
@@ -155,8 +163,9 @@ def _parse_host_ip(text: str, version: int) -> IPAddress | None:
     ip = ipaddress.ip_interface(text.strip()).ip
     if ip.version != version:
         raise ValueError(f"{text!r} is not an IPv{version} address")
-    if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
+    if ip.is_loopback:
         raise ValueError(f"{text!r} cannot be a BGP peer address")
+    check_peer_address(ip)
     return ip
 
 
@@ -297,10 +306,17 @@ def _ignored_interfaces(state: DataplaneState, config: BgpConfig, problems: list
 
 
 def _cluster_peers(
-    own: _Node, nodes: dict[str, _Node], config: BgpConfig, explicit: set[IPAddress], self_is_rr: bool
+    own: _Node,
+    nodes: dict[str, _Node],
+    config: BgpConfig,
+    explicit: set[IPAddress],
+    self_is_rr: bool,
+    problems: list[str],
 ) -> list[BgpPeer]:
     password = config.node_mesh_password.get_secret_value() if config.node_mesh_password else None
     peers = []
+    # Two nodes claiming one address would make two sessions to one neighbor: the first wins.
+    claimed: dict[IPAddress, str] = {}
     for family in (4, 6):
         own_ip = own.ip(family)
         if own_ip is None:
@@ -309,6 +325,10 @@ def _cluster_peers(
             peer_ip = node.ip(family)
             if node.hostname == own.hostname or peer_ip is None or peer_ip == own_ip or peer_ip in explicit:
                 continue
+            if peer_ip in claimed:
+                problems.append(f"node {node.hostname!r}: {peer_ip} is also node {claimed[peer_ip]!r}'s address")
+                continue
+            claimed[peer_ip] = node.hostname
             if node.route_reflector:
                 kind = PeerKind.REFLECTOR
             elif self_is_rr:
@@ -390,7 +410,7 @@ def build_bgp_inputs(state: DataplaneState, config: BgpConfig) -> BgpInputs:
         )
     self_is_rr = own.route_reflector or config.route_reflector_cluster_id is not None
     explicit = [p for p in (_explicit_peer(c, own, own.as_number, problems) for c in config.peers) if p]
-    cluster = _cluster_peers(own, nodes, config, {p.address for p in explicit}, self_is_rr)
+    cluster = _cluster_peers(own, nodes, config, {p.address for p in explicit}, self_is_rr, problems)
     blocks, borrowed = _route_networks(state, hostname, problems)
     return BgpInputs(
         hostname=hostname,

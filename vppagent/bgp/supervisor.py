@@ -97,9 +97,10 @@ class BirdSupervisor:
                     proc.wait()
                 break
             if proc is not None:
-                self.last_exit_code = proc.wait()
+                exit_code = proc.wait()
                 if self._stopping.is_set():
-                    break
+                    break  # our own SIGTERM: not a crash worth reporting
+                self.last_exit_code = exit_code
                 self.last_error = f"bird exited with code {self.last_exit_code}"
                 log.warning("%s; restarting in %.1f s", self.last_error, backoff)
             if time.monotonic() - started_at >= self.stable_after:
