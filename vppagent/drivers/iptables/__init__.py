@@ -1,0 +1,35 @@
+"""The kernel (iptables + ipset + routes) driver; `make_driver` calls `create_driver`.
+
+Two settings are not in AgentConfig yet and come from the environment:
+- VPPAGENT_IPTABLES_NETNS: program this named network namespace (/run/netns/NAME) instead of
+  the agent's own (the lab runs one agent per node namespace this way);
+- VPPAGENT_IPTABLES_BACKEND: nft or legacy, overriding Felix's IptablesBackend (default auto).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from vppagent.config import AgentConfig
+from vppagent.drivers.iptables.driver import IptablesDriver
+
+__all__ = ["IptablesDriver", "create_driver"]
+
+
+
+def create_driver(config: AgentConfig) -> IptablesDriver:
+    from vppagent.drivers import DriverUnavailable
+
+    missing = [t for t in ("ipset",) if shutil.which(t) is None]
+    if shutil.which("iptables-nft-restore") is None and shutil.which("iptables-legacy-restore") is None:
+        missing.append("iptables-nft-restore or iptables-legacy-restore")
+    if missing:
+        raise DriverUnavailable(
+            f"iptables driver: missing {', '.join(missing)} (Debian: apt-get install iptables ipset)")
+    netns = os.environ.get("VPPAGENT_IPTABLES_NETNS") or None
+    backend = os.environ.get("VPPAGENT_IPTABLES_BACKEND") or None
+    try:
+        return IptablesDriver(netns=netns, backend=backend, manage_remote_routes=config.bird_config is None)
+    except RuntimeError as exc:
+        raise DriverUnavailable(f"iptables driver: {exc}") from None

@@ -1,0 +1,240 @@
+"""The kernel driver: iptables (nft or legacy backend) + ipset + netlink routes.
+
+Order of a write (make before break): IP sets are created and filled; then each table's chains
+are written (one iptables-restore per table that changed); then IP sets nobody references any more
+are destroyed; then routes and interface sysctls. A failed restore leaves that table as it was
+(iptables-restore is one transaction) and the whole apply reports ok=False naming the chain, so
+the store retries; stale IP sets are then kept, since the old rules may still use them.
+
+A refresh thread reads everything back every IptablesRefreshInterval seconds (Felix's parameter,
+default 90) and rewrites whatever drifted: a rule deleted or inserted by hand, a set member
+removed, a route deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from vppagent.drivers.base import ApplyReport, Driver
+from vppagent.drivers.iptables.backend import Backend, detect_backend
+from vppagent.drivers.iptables.ipsets import IPSetTable
+from vppagent.drivers.iptables.render import TABLES, Desired, StateRenderer
+from vppagent.drivers.iptables.routes import RouteManager
+from vppagent.drivers.iptables.runner import CommandError, Runner
+from vppagent.drivers.iptables.settings import Settings
+from vppagent.drivers.iptables.table import Table
+from vppagent.state.diff import StateDiff
+from vppagent.state.model import DataplaneState, Kind
+
+log = logging.getLogger(__name__)
+
+
+class IptablesDriver(Driver):
+    name = "iptables"
+
+    def __init__(self, netns: str | None = None, backend: str | None = None,
+                 manage_remote_routes: bool = True, refresh: bool = True) -> None:
+        self.runner = Runner(netns)
+        self.netns = netns
+        self._backend_override = backend
+        self.backend: Backend | None = None
+        self.manage_remote_routes = manage_remote_routes
+        self.settings = Settings()
+        self.renderer = StateRenderer()
+        self.tables: dict[tuple[int, str], Table] = {}
+        self.ipsets = IPSetTable(self.runner)
+        self.routes = RouteManager(self.runner)
+        self.counters: Counter[str] = Counter()
+        self.last_refresh: dict[str, Any] | None = None
+        self._desired: Desired | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._refresh_enabled = refresh
+        self._refresher: threading.Thread | None = None
+
+    # -- Driver interface --------------------------------------------------------------------
+    def resync(self, state: DataplaneState) -> ApplyReport:
+        with self._lock:
+            self.counters["resyncs"] += 1
+            for table in self.tables.values():
+                table.invalidate()
+            self.ipsets.invalidate()
+            report = self._program(state, force_sysctls=True)
+            self._start_refresher()
+            return report
+
+    def apply(self, diff: StateDiff, state: DataplaneState) -> ApplyReport:
+        # The renderer notices changed objects by itself (its caches hold each object's
+        # message); the diff is not needed to find them.
+        with self._lock:
+            self.counters["applies"] += 1
+            return self._program(state)
+
+    def remove_all(self) -> ApplyReport:
+        with self._lock:
+            if self.backend is None:
+                self.backend = detect_backend(self.runner, self._backend_override or self.settings.backend)
+            for key in [(f, t) for f in (4, 6) for t in TABLES]:
+                table = self._table(key)
+                table.invalidate()
+                table.replace_chains([])
+                for kernel_chain in table.hooks:
+                    table.set_hooks(kernel_chain, [])
+            self._desired = Desired()
+            self.ipsets.desired = {}
+            report = ApplyReport()
+            errors = [r.error for r in (t.apply() for t in self.tables.values()) if r.error]
+            self.ipsets.invalidate()
+            deleted = self.ipsets.apply_deletes()
+            if deleted.error:
+                errors.append(deleted.error)
+            self.routes.remove_all()
+            if errors:
+                report.ok, report.error = False, "; ".join(errors)
+            return report
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            chains = {f"{t.name}v{t.family}": len(t.reachable()) for t in self.tables.values()}
+            return {
+                "backend": self.backend.name if self.backend else None,
+                "netns": self.netns,
+                "calls": dict(self.runner.calls),
+                "counters": dict(self.counters),
+                "chains": chains,
+                "ipsets": len(self.ipsets.desired),
+                "last_refresh": self.last_refresh,
+                "refresh_interval": self.settings.refresh_interval,
+            }
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=5)
+        with self._lock:
+            self.routes.close()
+            self.runner.close()
+
+    # -- programming -------------------------------------------------------------------------
+    def _table(self, key: tuple[int, str]) -> Table:
+        table = self.tables.get(key)
+        if table is None:
+            assert self.backend is not None
+            table = self.tables[key] = Table(key[1], key[0], self.runner, self.backend)
+        return table
+
+    def _program(self, state: DataplaneState, force_sysctls: bool = False) -> ApplyReport:
+        start = time.monotonic()
+        settings = Settings.from_config(state.config)
+        self.settings = settings
+        report = ApplyReport()
+        if self.backend is None:
+            try:
+                self.backend = detect_backend(self.runner, self._backend_override or settings.backend)
+            except CommandError as exc:
+                return ApplyReport(ok=False, error=f"cannot detect the iptables backend: {exc}")
+            log.info("iptables backend: %s", self.backend.name)
+        desired = self.renderer.render(state, settings)
+        if self.manage_remote_routes:
+            desired.routes += self.renderer.remote_routes(state)
+        self._desired = desired
+        report.failed.update(desired.failed)
+
+        self.ipsets.desired = desired.ipsets
+        created = self.ipsets.apply_creates()
+        if created.error:
+            return ApplyReport(ok=False, error=created.error, writes=created.calls)
+        writes = created.calls
+        errors = []
+        for key, chains in desired.chains.items():
+            table = self._table(key)
+            table.replace_chains(chains)
+            for kernel_chain, hooks in desired.hooks[key].items():
+                table.set_hooks(kernel_chain, hooks)
+            result = table.apply()
+            writes += result.restores
+            self.counters["restores"] += result.restores
+            self.counters["chains_written"] += result.chains_written
+            if result.error:
+                errors.append(result.error)
+        # Tables of a family we no longer program (IPv6 switched off): empty them.
+        for key, table in self.tables.items():
+            if key not in desired.chains and (table.chains or any(table.hooks.values())):
+                table.replace_chains([])
+                for kernel_chain in table.hooks:
+                    table.set_hooks(kernel_chain, [])
+                result = table.apply()
+                writes += result.restores
+                if result.error:
+                    errors.append(result.error)
+        self.counters["ipset_calls"] += created.calls
+        if errors:
+            return ApplyReport(ok=False, error="; ".join(errors), failed=report.failed, writes=writes)
+        deleted = self.ipsets.apply_deletes()
+        writes += deleted.calls
+        self.counters["ipset_calls"] += deleted.calls
+        if deleted.error:
+            log.warning("%s", deleted.error)  # retried by the next apply or refresh
+        routed = self.routes.apply(desired.routes, desired.workload_ifaces, self.renderer.families,
+                                   force_sysctls=force_sysctls)
+        keys = {str(k): k for k in state.workload_endpoints}
+        for owner, reason in routed.failed.items():
+            if owner in keys:
+                report.failed[(Kind.WORKLOAD_ENDPOINT, keys[owner])] = reason
+            else:
+                log.warning("%s", reason)
+        report.writes = writes + routed.added + routed.removed
+        self.counters["route_changes"] += routed.added + routed.removed
+        log.debug("programmed in %.3f s (%d writes)", time.monotonic() - start, report.writes)
+        return report
+
+    # -- refresh -------------------------------------------------------------------------------
+    def _start_refresher(self) -> None:
+        if self._refresher is None and self._refresh_enabled:
+            self._refresher = threading.Thread(target=self._refresh_loop, name="kernel-refresh", daemon=True)
+            self._refresher.start()
+
+    def _refresh_loop(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.2):
+            interval = self.settings.refresh_interval
+            if interval <= 0 or time.monotonic() - last < interval:
+                continue
+            last = time.monotonic()
+            try:
+                self.refresh()
+            except Exception:  # a refresh bug must not kill the thread; the next one retries
+                log.exception("refresh failed")
+
+    def refresh(self) -> dict[str, Any]:
+        """Read the kernel back and repair drift; returns what was found."""
+        with self._lock:
+            if self._desired is None or self.backend is None:
+                return {}
+            found: dict[str, Any] = {}
+            sets = self.ipsets.drift()
+            if sets:
+                found["ipsets"] = sets
+                self.ipsets.apply_creates()
+            for _key, table in sorted(self.tables.items()):
+                wrong = table.drift()
+                if wrong:
+                    found[f"{table.name}v{table.family}"] = wrong
+                    result = table.apply()
+                    self.counters["restores"] += result.restores
+            if sets:
+                self.ipsets.apply_deletes()
+            routed = self.routes.apply(self._desired.routes, self._desired.workload_ifaces,
+                                       self.renderer.families, force_sysctls=True)
+            if routed.added or routed.removed:
+                found["routes"] = {"added": routed.added, "removed": routed.removed}
+            self.counters["refreshes"] += 1
+            if found:
+                self.counters["repairs"] += 1
+                log.warning("refresh repaired drift: %s", found)
+            self.last_refresh = {"at": time.time(), "found": found}
+            return found

@@ -1,0 +1,123 @@
+"""Where the kernel driver's work happens: a network namespace, entered by one worker thread.
+
+Every dataplane operation (iptables-restore, ipset, netlink, /proc/sys writes) runs on a single
+thread. With a target namespace, that thread calls setns() first: on Linux the network namespace
+is a per-thread attribute, so the thread's netlink sockets, its /proc/sys/net view and every child
+process it forks all live in the target namespace while the rest of the agent stays where it is.
+The thread checks that it really left the agent's own namespace before doing anything, so a
+mistake can never program the host's firewall from a test.
+
+Commands run without a shell, with a timeout, and are counted by name for the state report and
+the benchmark.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+NETNS_DIR = Path("/run/netns")
+DEFAULT_TIMEOUT = 60.0
+
+
+class CommandError(RuntimeError):
+    """A command failed or timed out; the message has its name, exit status and stderr."""
+
+    def __init__(self, message: str, stderr: str = "", returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.stderr = stderr
+        self.returncode = returncode
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def _netns_inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+class Runner:
+    """Runs callables and commands on the dataplane thread (in `netns` when given)."""
+
+    def __init__(self, netns: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.netns = netns
+        self.timeout = timeout
+        self.calls: Counter[str] = Counter()  # command name -> how many times it ran
+        self._lock = threading.Lock()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="kernel-dataplane", initializer=self._enter)
+        self._entered = threading.Event()
+        self._enter_error: BaseException | None = None
+        # Fail now (not at the first apply) when the namespace is unusable.
+        self.call(lambda: None)
+
+    def _enter(self) -> None:
+        if self.netns is None:
+            return
+        target = NETNS_DIR / self.netns
+        try:
+            from pyroute2 import netns as pyroute2_netns
+
+            own = _netns_inode("/proc/thread-self/ns/net")
+            pyroute2_netns.setns(self.netns)
+            now = _netns_inode("/proc/thread-self/ns/net")
+            if now == own or now != _netns_inode(str(target)):
+                raise RuntimeError(f"setns into {target} did not take effect")
+        except BaseException as exc:  # reported by call(); the thread must not touch anything
+            self._enter_error = exc
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the dataplane thread and return its result (exceptions propagate)."""
+
+        def guarded() -> T:
+            if self._enter_error is not None:
+                raise RuntimeError(f"cannot enter network namespace {self.netns!r}: {self._enter_error}")
+            return fn()
+
+        return self._executor.submit(guarded).result()
+
+    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+            check: bool = True) -> CommandResult:
+        """Run a command (no shell) on the dataplane thread; CommandError on failure or timeout."""
+        return self.call(lambda: self.run_here(argv, stdin, timeout, check))
+
+    def run_here(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+                 check: bool = True) -> CommandResult:
+        """Like run(), for code that is already on the dataplane thread."""
+        name = Path(argv[0]).name
+        with self._lock:
+            self.calls[name] += 1
+        start = time.monotonic()
+        limit = self.timeout if timeout is None else timeout
+        try:
+            proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
+                                  timeout=limit, check=False)
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"{name} timed out after {limit:.0f} s") from None
+        except OSError as exc:
+            raise CommandError(f"{name} could not run: {exc}") from None
+        seconds = time.monotonic() - start
+        if check and proc.returncode != 0:
+            detail = proc.stderr.strip().splitlines()
+            raise CommandError(f"{name} exited {proc.returncode}: {' | '.join(detail[-5:])}",
+                               proc.stderr, proc.returncode)
+        return CommandResult(proc.stdout, proc.stderr, seconds)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,298 @@
+"""One iptables table of one family: desired chains vs what the kernel holds, written atomically.
+
+The model is Felix's (felix/iptables/table.go): we own whole chains (names with our prefix) and
+a few rules inserted at the top of kernel chains ("hooks"). Every rule carries a comment with a
+hash of (chain, previous rule's hash, rule text), so reading the kernel back needs no rule
+parsing: a chain is right when its hash list is the one we computed. An apply writes only the
+chains whose hashes differ, in one `iptables-restore --noflush` (one transaction, so the previous
+ruleset stays in place if anything fails), and deletes our chains nobody references any more.
+
+Only chains reachable from a hook are programmed: a policy used by no endpoint (or used only in
+another table) costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from vppagent.drivers.iptables.backend import Backend
+from vppagent.drivers.iptables.runner import CommandError, Runner
+
+log = logging.getLogger(__name__)
+
+CHAIN_PREFIX = "vpa-"
+HASH_PREFIX = "vpa:"
+MAX_CHAIN_NAME = 28
+KERNEL_CHAINS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
+}
+_HASH_RE = re.compile(r'--comment "?' + re.escape(HASH_PREFIX) + r'([A-Za-z0-9_-]+)"?')
+_ERROR_LINE_RE = re.compile(r"line:? (\d+)")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`match` (may be empty), then `action` ("-j DROP", "-g vpa-x", ...); `target` names our
+    chain when the action jumps to one."""
+
+    match: str
+    action: str
+    target: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.match} {self.action}" if self.match else self.action
+
+
+def jump(chain: str, match: str = "") -> Rule:
+    return Rule(match, f"-j {chain}", chain)
+
+
+def goto(chain: str, match: str = "") -> Rule:
+    # "-g" returns to the caller's caller when the chain returns (dispatch chains use it).
+    return Rule(match, f"-g {chain}", chain)
+
+
+@dataclass
+class Chain:
+    """A chain we own; `owner` names the object it comes from, for error messages."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    owner: str = ""
+    _hashes: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name.startswith(CHAIN_PREFIX) or len(self.name) > MAX_CHAIN_NAME:
+            raise ValueError(f"bad chain name {self.name!r}")
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        if self._hashes is None:
+            self._hashes = rule_hashes(self.name, self.rules)
+        return self._hashes
+
+    def targets(self) -> Iterable[str]:
+        return (r.target for r in self.rules if r.target is not None)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Chain) and self.name == other.name and self.rules == other.rules
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.rules))
+
+
+def rule_hashes(chain_name: str, rules: Iterable[Rule]) -> tuple[str, ...]:
+    """Deterministic per-rule ids; chaining the previous hash makes equal rules distinct."""
+    out = []
+    previous = chain_name
+    for rule in rules:
+        digest = hashlib.blake2b(f"{previous}\0{rule.text}".encode(), digest_size=12).digest()
+        previous = base64.urlsafe_b64encode(digest).decode()[:16]
+        out.append(previous)
+    return tuple(out)
+
+
+def rule_line(head: str, rule: Rule, rule_hash: str) -> str:
+    """`head` is "-A chain" or "-I chain 1"; our hash comment comes first, like Felix's."""
+    return f'{head} -m comment --comment "{HASH_PREFIX}{rule_hash}" {rule.text}'
+
+
+@dataclass
+class ApplyResult:
+    restores: int = 0
+    chains_written: int = 0
+    chains_deleted: int = 0
+    lines: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _KernelView:
+    """What iptables-save showed: our chains' hashes, and each kernel chain's hashes (None: foreign)."""
+
+    ours: dict[str, tuple[str, ...]]
+    kernel: dict[str, list[str | None]]
+
+
+class Table:
+    def __init__(self, name: str, family: int, runner: Runner, backend: Backend) -> None:
+        self.name = name
+        self.family = family
+        self.runner = runner
+        self.backend = backend
+        self.chains: dict[str, Chain] = {}
+        self.hooks: dict[str, tuple[Rule, ...]] = {c: () for c in KERNEL_CHAINS[name]}
+        self._actual: _KernelView | None = None  # None: read the kernel before the next write
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (IPv{self.family})"
+
+    # -- desired state ---------------------------------------------------------------------------
+    def set_chain(self, chain: Chain) -> None:
+        self.chains[chain.name] = chain
+
+    def remove_chain(self, name: str) -> None:
+        self.chains.pop(name, None)
+
+    def replace_chains(self, chains: Iterable[Chain]) -> None:
+        self.chains = {c.name: c for c in chains}
+
+    def set_hooks(self, kernel_chain: str, rules: Iterable[Rule]) -> None:
+        self.hooks[kernel_chain] = tuple(rules)
+
+    def invalidate(self) -> None:
+        """Forget what we believe the kernel holds (next apply reads it back)."""
+        self._actual = None
+
+    def reachable(self) -> dict[str, Chain]:
+        """Desired chains referenced, directly or not, from a hook."""
+        seen: dict[str, Chain] = {}
+        stack = [r.target for rules in self.hooks.values() for r in rules if r.target]
+        while stack:
+            name = stack.pop()
+            if name in seen or name not in self.chains:
+                continue
+            chain = seen[name] = self.chains[name]
+            stack.extend(chain.targets())
+        return seen
+
+    # -- kernel state ----------------------------------------------------------------------------
+    def read_back(self) -> _KernelView:
+        out = self.runner.run([self.backend.save(self.family), "-t", self.name], timeout=60).stdout
+        return parse_save(out)
+
+    def _kernel_view(self) -> _KernelView:
+        if self._actual is None:
+            self._actual = self.read_back()
+        return self._actual
+
+    def drift(self) -> list[str]:
+        """Read the kernel and name the chains that differ from what we programmed (refresh)."""
+        self._actual = self.read_back()
+        want = self.reachable()
+        wrong = [n for n, c in want.items() if self._actual.ours.get(n) != c.hashes]
+        wrong += [n for n in self._actual.ours if n not in want]
+        wrong += [k for k in self.hooks if self._hook_plan(k, self._actual.kernel.get(k, [])) is not None]
+        return sorted(wrong)
+
+    def _hook_plan(self, kernel_chain: str, present: list[str | None]) -> list[str] | None:
+        """Restore lines fixing our rules at the top of `kernel_chain`, or None when right."""
+        rules = self.hooks.get(kernel_chain, ())
+        hashes = rule_hashes(kernel_chain, rules)
+        ours_at = [i for i, h in enumerate(present) if h is not None]
+        if ours_at == list(range(len(hashes))) and tuple(present[: len(hashes)]) == hashes:
+            return None
+        lines = [f"-D {kernel_chain} {i + 1}" for i in reversed(ours_at)]
+        for rule, rule_hash in reversed(list(zip(rules, hashes, strict=True))):
+            lines.append(rule_line(f"-I {kernel_chain} 1", rule, rule_hash))
+        return lines
+
+    # -- writing ---------------------------------------------------------------------------------
+    def apply(self) -> ApplyResult:
+        """Write what differs in one transaction; on failure nothing changed and we re-read later."""
+        result = ApplyResult()
+        try:
+            actual = self._kernel_view()
+        except CommandError as exc:
+            result.error = f"cannot read {self.label}: {exc}"
+            return result
+        want = self.reachable()
+        write = [c for n, c in sorted(want.items()) if actual.ours.get(n) != c.hashes]
+        delete = sorted(n for n in actual.ours if n not in want)
+        hook_chains = [k for k in self.hooks if self._hook_plan(k, actual.kernel.get(k, [])) is not None]
+        if not (write or delete or hook_chains):
+            return result
+        if hook_chains:
+            # Hook fixes delete by rule number: those numbers must be fresh, not cached.
+            try:
+                actual = self._actual = self.read_back()
+            except CommandError as exc:
+                result.error = f"cannot read {self.label}: {exc}"
+                return result
+        lines, owners = self._restore_input(write, delete, actual)
+        result.lines = len(lines)
+        try:
+            self.runner.run([self.backend.restore(self.family), "--noflush", "--wait"],
+                            stdin="\n".join(lines) + "\n", timeout=120)
+        except CommandError as exc:
+            self._actual = None
+            result.error = self._describe_failure(exc, owners)
+            result.restores = 1
+            return result
+        for chain in write:
+            actual.ours[chain.name] = chain.hashes
+        for name in delete:
+            actual.ours.pop(name, None)
+        for kernel_chain in self.hooks:
+            foreign: list[str | None] = [h for h in actual.kernel.get(kernel_chain, []) if h is None]
+            actual.kernel[kernel_chain] = [*rule_hashes(kernel_chain, self.hooks[kernel_chain]), *foreign]
+        result.restores = 1
+        result.chains_written = len(write)
+        result.chains_deleted = len(delete)
+        return result
+
+    def _restore_input(self, write: list[Chain], delete: list[str], actual: _KernelView
+                       ) -> tuple[list[str], dict[int, str]]:
+        lines = [f"*{self.name}"]
+        owners: dict[int, str] = {}  # 1-based line number -> what that line belongs to
+        # Declaring a chain in --noflush mode creates it or empties it: every chain we write or
+        # delete is declared first, so rules may jump to any of them in any order.
+        for chain in write:
+            lines.append(f":{chain.name} - [0:0]")
+        for name in delete:
+            lines.append(f":{name} - [0:0]")
+        for chain in write:
+            what = f"chain {chain.name}" + (f" ({chain.owner})" if chain.owner else "")
+            for rule, rule_hash in zip(chain.rules, chain.hashes, strict=True):
+                lines.append(rule_line(f"-A {chain.name}", rule, rule_hash))
+                owners[len(lines)] = what
+        for kernel_chain in self.hooks:
+            plan = self._hook_plan(kernel_chain, actual.kernel.get(kernel_chain, []))
+            for line in plan or ():
+                lines.append(line)
+                owners[len(lines)] = f"hook in {kernel_chain}"
+        for name in delete:
+            lines.append(f"-X {name}")
+            owners[len(lines)] = f"deletion of chain {name}"
+        lines.append("COMMIT")
+        return lines, owners
+
+    def _describe_failure(self, exc: CommandError, owners: dict[int, str]) -> str:
+        found = _ERROR_LINE_RE.search(exc.stderr or str(exc))
+        where = ""
+        if found:
+            where = owners.get(int(found.group(1)), f"line {found.group(1)}")
+        detail = str(exc)
+        return f"iptables-restore of {self.label} failed" + (f" at {where}" if where else "") + f": {detail}"
+
+
+def parse_save(text: str) -> _KernelView:
+    """Hashes per chain from iptables-save output (rules are not parsed beyond the comment)."""
+    ours: dict[str, list[str]] = {}
+    kernel: dict[str, list[str | None]] = {}
+    for line in text.splitlines():
+        if line.startswith(":"):
+            name = line[1:].split(" ", 1)[0]
+            if name.startswith(CHAIN_PREFIX):
+                ours.setdefault(name, [])
+            else:
+                kernel.setdefault(name, [])
+        elif line.startswith("-A "):
+            name = line[3:].split(" ", 1)[0]
+            found = _HASH_RE.search(line)
+            if name.startswith(CHAIN_PREFIX):
+                # A rule without our hash in our chain (inserted by hand) makes the chain differ.
+                ours.setdefault(name, []).append(found.group(1) if found else "?")
+            else:
+                kernel.setdefault(name, []).append(found.group(1) if found else None)
+    return _KernelView({k: tuple(v) for k, v in ours.items()}, kernel)
