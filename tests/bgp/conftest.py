@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.bgp.cluster import Cluster
+from tests.bgp.fake_birdc import FakeBirdc
 from tests.bgp.netns import Fabric, netns_usable
 
 
@@ -49,3 +50,10 @@ def make_cluster(netns_ok: None, tmp_path: Path) -> Iterator[Callable[..., Clust
                 cluster.close()
             finally:
                 cluster.fabric.destroy()
+
+
+@pytest.fixture
+def birdc(tmp_path: Path) -> FakeBirdc:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    return FakeBirdc(tools)
