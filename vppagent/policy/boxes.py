@@ -64,18 +64,36 @@ def _prefix_meet(a: int, alen: int, b: int, blen: int, w: int) -> tuple[int, int
 
 
 def intersect(x: Box, y: Box, w: int) -> Box | None:
-    plo, phi = max(x.proto_lo, y.proto_lo), min(x.proto_hi, y.proto_hi)
-    alo, ahi = max(x.a_lo, y.a_lo), min(x.a_hi, y.a_hi)
-    blo, bhi = max(x.b_lo, y.b_lo), min(x.b_hi, y.b_hi)
-    if plo > phi or alo > ahi or blo > bhi:
+    # Hot loop of the compiler: cheapest rejections first, no helper calls on the common path.
+    xs, xl, ys, yl = x[0], x[1], y[0], y[1]
+    if xl <= yl:
+        if xl and (ys >> (w - xl)) != (xs >> (w - xl)):
+            return None
+        src, src_len = ys, yl
+    else:
+        if yl and (xs >> (w - yl)) != (ys >> (w - yl)):
+            return None
+        src, src_len = xs, xl
+    plo = x[4] if x[4] > y[4] else y[4]
+    phi = x[5] if x[5] < y[5] else y[5]
+    if plo > phi:
         return None
-    s = _prefix_meet(x.src, x.src_len, y.src, y.src_len, w)
-    if s is None:
+    xd, xdl, yd, ydl = x[2], x[3], y[2], y[3]
+    if xdl <= ydl:
+        if xdl and (yd >> (w - xdl)) != (xd >> (w - xdl)):
+            return None
+        dst, dst_len = yd, ydl
+    else:
+        if ydl and (xd >> (w - ydl)) != (yd >> (w - ydl)):
+            return None
+        dst, dst_len = xd, xdl
+    alo = x[6] if x[6] > y[6] else y[6]
+    ahi = x[7] if x[7] < y[7] else y[7]
+    blo = x[8] if x[8] > y[8] else y[8]
+    bhi = x[9] if x[9] < y[9] else y[9]
+    if alo > ahi or blo > bhi:
         return None
-    d = _prefix_meet(x.dst, x.dst_len, y.dst, y.dst_len, w)
-    if d is None:
-        return None
-    return Box(s[0], s[1], d[0], d[1], plo, phi, alo, ahi, blo, bhi)
+    return Box(src, src_len, dst, dst_len, plo, phi, alo, ahi, blo, bhi)
 
 
 def covers(outer: Box, inner: Box, w: int) -> bool:

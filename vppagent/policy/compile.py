@@ -23,6 +23,7 @@ How the tree becomes a list (worked example: docs/policy-mapping.md):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -277,15 +278,15 @@ class _Builder:
             self.push(aim(overlaps, self.tail(cont_len)) + aim(p, target))
 
 
+@functools.lru_cache(maxsize=65536)
+def _network(family: int, addr: int, length: int) -> IPNetwork:
+    return ipaddress.IPv4Network((addr, length)) if family == 4 else ipaddress.IPv6Network((addr, length))
+
+
 def _vpp_rules(entry: Entry, family: int) -> list[FlatRule]:
     """One box → VPP rules: per protocol, L4 ranges as VPP reads that protocol (see boxes)."""
     box, action, origin = entry
-    w = width(family)
-    src = ipaddress.ip_network((box.src, box.src_len)) if family == 4 else \
-        ipaddress.IPv6Network((box.src, box.src_len))
-    dst = ipaddress.ip_network((box.dst, box.dst_len)) if family == 4 else \
-        ipaddress.IPv6Network((box.dst, box.dst_len))
-    assert w in (32, 128)
+    src, dst = _network(family, box.src, box.src_len), _network(family, box.dst, box.dst_len)
     full = PortRange(*FULL_L4)
     if _box_cost(box) == 1 and (box.proto_lo, box.proto_hi) == ANY_PROTO:
         return [FlatRule(action, family, src, dst, 0, full, full, origin)]
@@ -312,16 +313,19 @@ def _finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActi
     w = width(family)
     kept: list[Entry] = []
     seen: set[Box] = set()
+    broad: list[Box] = []  # earlier rules with no address constraint: the likely shadows
     for e in entries:
         if e[0] in seen:
             continue
         seen.add(e[0])
-        # Shadowed by one earlier rule (bounded scan: the check is only an optimisation).
-        if len(kept) < 400 and any(covers(k[0], e[0], w) for k in kept):
+        # Shadowed by one earlier broad rule (the check is only an optimisation; bounded).
+        if any(covers(k, e[0], w) for k in broad):
             continue
         kept.append(e)
         if is_full(e[0]):
             break
+        if e[0].src_len == 0 and e[0].dst_len == 0 and len(broad) < 64:
+            broad.append(e[0])
     assert kept and is_full(kept[-1][0]), "every list ends in a catch-all"
     default = kept.pop()[1]
     while kept and kept[-1][1] == default:

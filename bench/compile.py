@@ -1,0 +1,161 @@
+"""Compiler benchmark: 500 policies x 10 rules, IP sets of 100 members, 200 endpoints.
+
+    .venv/bin/python bench/compile.py [--policies 500] [--endpoints 200] [--per-endpoint 25] [--seed 1]
+
+Each endpoint is selected by `--per-endpoint` of the policies (spread over two tiers, the first
+with default action Pass), like a cluster where selectors pick a subset of the policies for each
+pod. Rules: allow from an IP set (pods selected by a selector) to tcp/udp ports, allow to a named
+port set, deny from a CIDR, pass with a negated CIDR, ICMP type matches, a negated port range and
+a log. Prints compile time, rules per endpoint and the expansion factor (flat rules / source
+rules), then re-checks a sample of packets against the reference evaluator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vppagent.gen.felix import felixbackend_pb2 as felix  # noqa: E402
+from vppagent.policy.catalog import Catalog  # noqa: E402
+from vppagent.policy.compile import compile_endpoint, first_match  # noqa: E402
+from vppagent.policy.evaluate import verdict  # noqa: E402
+from vppagent.policy.packet import Packet  # noqa: E402
+from vppagent.state.model import DataplaneState, WorkloadKey  # noqa: E402
+
+
+def _members(rng: random.Random, n: int) -> list[str]:
+    if rng.random() < 0.5:  # pods of one node: mostly contiguous, so aggregation helps
+        base = rng.randrange(0, 250) * 256
+        return [f"10.{(base + i) // 65536 + 64}.{(base + i) // 256 % 256}.{(base + i) % 256}/32" for i in range(n)]
+    return sorted({f"10.{rng.randrange(64, 72)}.{rng.randrange(256)}.{rng.randrange(256)}/32" for _ in range(n)})
+
+
+def _rule(rng: random.Random, i: int, sets: list[str], named: list[str]) -> felix.Rule:
+    kind = i % 10
+    ports = [felix.PortRange(first=p, last=p) for p in rng.sample((80, 443, 8080, 5432, 6379, 9090), 2)]
+    if kind in (0, 1, 2, 3):
+        return felix.Rule(action="allow", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
+                          src_ip_set_ids=[rng.choice(sets)], dst_ports=ports)
+    if kind == 4:
+        return felix.Rule(action="allow", protocol=felix.Protocol(name="tcp"), dst_named_port_ip_set_ids=[rng.choice(named)])
+    if kind == 5:
+        return felix.Rule(action="deny", src_net=[f"10.{rng.randrange(64, 72)}.{rng.randrange(256)}.0/24"])
+    if kind == 6:
+        return felix.Rule(action="pass", not_src_net=["10.64.0.0/10"], protocol=felix.Protocol(name="tcp"))
+    if kind == 7:
+        return felix.Rule(action="allow", protocol=felix.Protocol(name="icmp"), icmp_type=8)
+    if kind == 8:
+        return felix.Rule(action="deny", protocol=felix.Protocol(name="tcp"), src_ip_set_ids=[rng.choice(sets)],
+                          not_dst_ports=[felix.PortRange(first=1024, last=65535)])
+    return felix.Rule(action="log", protocol=felix.Protocol(name="udp"))
+
+
+def build(args: argparse.Namespace) -> tuple[DataplaneState, list[WorkloadKey]]:
+    rng = random.Random(args.seed)
+    state = DataplaneState()
+    sets = [f"s:sel{i}" for i in range(args.sets)]
+    for s in sets:
+        state.apply(felix.ToDataplane(ipset_update=felix.IPSetUpdate(id=s, type="NET",
+                                                                       members=_members(rng, args.members))))
+    named = [f"n:port{i}" for i in range(20)]
+    for s in named:
+        members = [f"{m.split('/')[0]},tcp:{rng.choice((8080, 9090))}" for m in _members(rng, args.members)]
+        state.apply(felix.ToDataplane(ipset_update=felix.IPSetUpdate(id=s, type="IP_AND_PORT", members=members)))
+    pids = []
+    for p in range(args.policies):
+        pid = felix.PolicyID(name=f"pol{p}", namespace="default")
+        rules = [_rule(rng, i, sets, named) for i in range(args.rules)]
+        policy = felix.Policy(namespace="default", inbound_rules=rules, outbound_rules=rules[::-1])
+        state.apply(felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(id=pid, policy=policy)))
+        pids.append(pid)
+    state.apply(felix.ToDataplane(active_profile_update=felix.ActiveProfileUpdate(
+        id=felix.ProfileID(name="kns.default"), profile=felix.Profile(inbound_rules=[felix.Rule(action="allow")],
+                                                                       outbound_rules=[felix.Rule(action="allow")]))))
+    keys = []
+    for e in range(args.endpoints):
+        chosen = rng.sample(pids, args.per_endpoint)
+        split = max(1, len(chosen) // 5)
+        tiers = [felix.TierInfo(name="security", ingress_policies=chosen[:split], egress_policies=chosen[:split],
+                                default_action="Pass"),
+                 felix.TierInfo(name="default", ingress_policies=chosen[split:], egress_policies=chosen[split:],
+                                default_action="Deny")]
+        key = WorkloadKey("k8s", f"default/pod{e}", "eth0")
+        ep = felix.WorkloadEndpoint(state="active", name=f"cali{e}", ipv4_nets=[f"10.80.{e // 256}.{e % 256}/32"],
+                                    profile_ids=["kns.default"], tiers=tiers)
+        state.apply(felix.ToDataplane(workload_endpoint_update=felix.WorkloadEndpointUpdate(
+            id=felix.WorkloadEndpointID(orchestrator_id=key.orchestrator_id, workload_id=key.workload_id,
+                                        endpoint_id=key.endpoint_id), endpoint=ep)))
+        keys.append(key)
+    return state, keys
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policies", type=int, default=500)
+    parser.add_argument("--rules", type=int, default=10)
+    parser.add_argument("--sets", type=int, default=100)
+    parser.add_argument("--members", type=int, default=100)
+    parser.add_argument("--endpoints", type=int, default=200)
+    parser.add_argument("--per-endpoint", type=int, default=25)
+    parser.add_argument("--check-packets", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    state, keys = build(args)
+    t_build = time.perf_counter() - t0
+    cat = Catalog(state)
+    times, sizes, factors, fingerprints = [], [], [], set()
+    compiled_lists = {}
+    t0 = time.perf_counter()
+    for key in keys:
+        for direction in ("ingress", "egress"):
+            start = time.perf_counter()
+            compiled = compile_endpoint(cat, key, direction, rule_limit=200_000)
+            times.append(time.perf_counter() - start)
+            sizes.append(len(compiled.rules))
+            factors.append(compiled.expansion_factor)
+            fingerprints.add(compiled.fingerprint())
+            compiled_lists[(key, direction)] = compiled
+    total = time.perf_counter() - t0
+
+    print(f"state: {args.policies} policies x {args.rules} rules, {args.sets} IP sets x {args.members} members "
+          f"(+20 named-port sets), {args.endpoints} endpoints x {args.per_endpoint} policies "
+          f"(built in {t_build:.2f} s)")
+    print(f"compile: {len(times)} lists (endpoint x direction) in {total:.2f} s; per list mean "
+          f"{statistics.mean(times) * 1000:.1f} ms, p50 {statistics.median(times) * 1000:.1f} ms, "
+          f"max {max(times) * 1000:.1f} ms")
+    print(f"rules per list: mean {statistics.mean(sizes):.0f}, p50 {statistics.median(sizes):.0f}, "
+          f"min {min(sizes)}, max {max(sizes)}; distinct lists {len(fingerprints)}")
+    print(f"expansion factor (flat rules / source rules): mean {statistics.mean(factors):.2f}, "
+          f"max {max(factors):.2f}")
+
+    rng = random.Random(args.seed + 1)
+    checked = bad = 0
+    t0 = time.perf_counter()
+    while checked < args.check_packets:
+        key = rng.choice(keys)
+        direction = rng.choice(("ingress", "egress"))
+        me = f"10.80.{keys.index(key) // 256}.{keys.index(key) % 256}"
+        other = f"10.{rng.randrange(64, 72)}.{rng.randrange(256)}.{rng.randrange(256)}"
+        proto = rng.choice(("tcp", "udp", "icmp"))
+        src, dst = (other, me) if direction == "ingress" else (me, other)
+        text = (f"icmp {src} > {dst} type {rng.choice((0, 8))}" if proto == "icmp" else
+                f"{proto} {src}:{rng.choice((1000, 40000))} > {dst}:{rng.choice((80, 443, 8080, 5432, 9090, 53))}")
+        pkt = Packet.parse(text)
+        v = verdict(cat, key, direction, pkt)
+        bad += v.action != first_match(compiled_lists[(key, direction)], pkt).action
+        checked += 1
+    print(f"check: {checked} packets against the evaluator, {bad} disagreements "
+          f"({time.perf_counter() - t0:.2f} s)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
