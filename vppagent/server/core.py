@@ -185,7 +185,7 @@ class AgentCore:
         self.last_apply = {"seconds": round(elapsed, 6), "ok": report.ok, "error": report.error,
                            "writes": report.writes, "changes": 0 if diff is None else diff.count(),
                            "full_resync": full}
-        self.metrics.applied(elapsed, report.ok, resync=full or self.store._resync_needed)
+        self.metrics.applied(elapsed, report.ok, resync=full or self.store.resync_pending)
         if not report.ok:
             log.error("apply failed (will retry): %s", report.error)
             reason = report.error or f"driver {self.driver.name} apply failed"
@@ -194,7 +194,7 @@ class AgentCore:
             self.statuses.update(self.store.desired, self.store.held, failed)
             self._publish_statuses()
             return False
-        if diff is not None and self.store._resync_needed:
+        if diff is not None and self.store.resync_pending:
             self.last_resync = {"seconds": round(elapsed, 6), **diff.summary()}
         elif diff is None:
             self.last_resync = {"seconds": round(elapsed, 6), "full": True}

@@ -179,6 +179,11 @@ class Store:
         return not change.unknown
 
     @property
+    def resync_pending(self) -> bool:
+        """The next flush is a resync (after InSync of a new stream, or a forgotten dataplane)."""
+        return self._resync_needed
+
+    @property
     def has_work(self) -> bool:
         return self._resync_needed or bool(self._dirty)
 
