@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vppagent.gen.felix import felixbackend_pb2 as felix  # noqa: E402
-from vppagent.policy.catalog import Catalog  # noqa: E402
-from vppagent.policy.compile import compile_endpoint, first_match  # noqa: E402
-from vppagent.policy.evaluate import verdict  # noqa: E402
-from vppagent.policy.packet import Packet  # noqa: E402
-from vppagent.state.model import DataplaneState, WorkloadKey  # noqa: E402
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.compile import compile_endpoint, first_match
+from vppagent.policy.evaluate import verdict
+from vppagent.policy.packet import Packet
+from vppagent.state.model import DataplaneState, WorkloadKey
 
 
 def _members(rng: random.Random, n: int) -> list[str]:
@@ -43,7 +43,8 @@ def _rule(rng: random.Random, i: int, sets: list[str], named: list[str]) -> feli
         return felix.Rule(action="allow", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
                           src_ip_set_ids=[rng.choice(sets)], dst_ports=ports)
     if kind == 4:
-        return felix.Rule(action="allow", protocol=felix.Protocol(name="tcp"), dst_named_port_ip_set_ids=[rng.choice(named)])
+        return felix.Rule(action="allow", protocol=felix.Protocol(name="tcp"),
+                          dst_named_port_ip_set_ids=[rng.choice(named)])
     if kind == 5:
         return felix.Rule(action="deny", src_net=[f"10.{rng.randrange(64, 72)}.{rng.randrange(256)}.0/24"])
     if kind == 6:

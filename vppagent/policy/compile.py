@@ -318,8 +318,9 @@ def _finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActi
         if e[0] in seen:
             continue
         seen.add(e[0])
-        # Shadowed by one earlier broad rule (the check is only an optimisation; bounded).
-        if any(covers(k, e[0], w) for k in broad):
+        # Shadowed by one earlier rule: all of them while the list is short, then only the
+        # broad ones (the check is only an optimisation, so it is bounded).
+        if any(covers(k, e[0], w) for k in (broad if len(kept) > 200 else (k[0] for k in kept))):
             continue
         kept.append(e)
         if is_full(e[0]):
