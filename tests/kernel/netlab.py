@@ -9,6 +9,7 @@ run's unique prefix) are ever deleted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -158,7 +159,7 @@ class Servers:
         family = socket.AF_INET6 if v6 else socket.AF_INET
         for port in ports:
             for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                s = in_netns(ns, lambda k=kind: socket.socket(family, k))
+                s = in_netns(ns, functools.partial(socket.socket, family, kind))
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("::" if v6 else "0.0.0.0", port))
                 if kind == socket.SOCK_STREAM:

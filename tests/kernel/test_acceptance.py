@@ -5,6 +5,7 @@ the expected outcome and against the reference evaluator; IPv4 and IPv6 run the 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -44,8 +45,7 @@ def icmp_rule(w: World, icmp_type: int, action: str = "allow") -> felix.Rule:
 def test_policy_scenarios_with_real_traffic(lab: Lab, agent: KernelAgent, family: int) -> None:
     w = World(lab, agent, family)
     p1, p3 = w.net(1), w.net(3)
-    fam = {"ipv4": [p1]} if family == 4 else {"ipv6": [p1]}
-    fam3 = {"ipv4": [p3]} if family == 4 else {"ipv6": [p3]}
+    v4, v6 = family == 4, family == 6
     with servers(lab.pods[0].ns, PORTS, v6=True), servers(lab.pods[1].ns, PORTS, v6=True), \
             servers(lab.pods[2].ns, PORTS, v6=True):
         # Snapshot: pod1 isolated for ingress, pod3 profiles only, pod2 with a tier of policies.
@@ -60,9 +60,11 @@ def test_policy_scenarios_with_real_traffic(lab: Lab, agent: KernelAgent, family
             b.profile("kns.default", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
             b.profile("kns.restricted", inbound=[b.rule("allow", protocol="tcp", dst_ports=[80])],
                       outbound=[b.rule("allow")]),
-            b.workload("default/pod1", "cali1", tiers=[tier("default", ["isolate"])], profiles=["kns.default"], **fam),
+            b.workload("default/pod1", "cali1", tiers=[tier("default", ["isolate"])], profiles=["kns.default"],
+                       ipv4=[p1] if v4 else [], ipv6=[p1] if v6 else []),
             pod2(w, [tier("default", ["web", "named", "dns"])]),
-            b.workload("default/pod3", "cali3", profiles=["kns.restricted"], **fam3),
+            b.workload("default/pod3", "cali3", profiles=["kns.restricted"], ipv4=[p3] if v4 else [],
+                       ipv6=[p3] if v6 else []),
             b.in_sync(),
         )
         assert agent.state()["last_apply"]["ok"], agent.tail()
@@ -128,7 +130,8 @@ def test_host_endpoint_deny_all_keeps_failsafe_ssh(lab: Lab, agent: KernelAgent)
         # policy's business (only workload-to-host NDP is accepted before policy).
         send(b.policy("host-deny", inbound=[b.rule("allow", protocol="icmpv6"), b.rule("deny")],
                       outbound=[b.rule("allow", protocol="icmpv6"), b.rule("deny")]),
-             b.host_endpoint("node-eth0", "eth0", tiers=[b.tier("default", ingress=["host-deny"], egress=["host-deny"])]))
+             b.host_endpoint("node-eth0", "eth0",
+                             tiers=[b.tier("default", ingress=["host-deny"], egress=["host-deny"])]))
         assert agent.state()["host_endpoints"][0]["status"] == "up"
         for client, node in (("198.18.0.2", "198.18.0.1"), ("fd18::2", "fd18::1")):
             for port, expect in ((22, True), (8080, False)):
@@ -145,7 +148,7 @@ def test_routes_and_sysctls_are_programmed_and_cleaned(lab: Lab, agent: KernelAg
     routes = sh("ip", "-n", lab.node, "route", "show", "proto", "81") + sh(
         "ip", "-n", lab.node, "-6", "route", "show", "proto", "81")
     assert "10.65.0.2 dev cali1" in routes and "fd65::2 dev cali1" in routes, routes
-    proxy_arp = in_netns(lab.node, lambda: open("/proc/sys/net/ipv4/conf/cali1/proxy_arp").read().strip())
+    proxy_arp = in_netns(lab.node, lambda: Path("/proc/sys/net/ipv4/conf/cali1/proxy_arp").read_text().strip())
     assert proxy_arp == "1"
     agent.send(b.workload_remove("default/pod1"))
     wait_for(lambda: "cali1" not in sh("ip", "-n", lab.node, "route", "show", "proto", "81"), what="route removed")
