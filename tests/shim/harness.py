@@ -13,32 +13,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from felix_shim.framing import FrameReader, encode_frame
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.gen.vppagent.v1 import agent_pb2_grpc
+from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
+
+# Generated since agent.proto gained SyncBatch; felix-shim encodes it by hand (same wire bytes).
+ToDataplaneBatch = agent_pb2.ToDataplaneBatch
 
 
-def _batch_message_class() -> Any:
-    """ToDataplaneBatch { repeated felix.ToDataplane messages = 1; } in a private pool."""
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(felix.DESCRIPTOR.serialized_pb))
-    batch_file = descriptor_pb2.FileDescriptorProto(
-        name="shimtest/batch.proto", package="shimtest", dependency=[felix.DESCRIPTOR.name]
-    )
-    batch = batch_file.message_type.add(name="ToDataplaneBatch")
-    batch.field.add(name="messages", number=1, label=3, type=11, type_name=".felix.ToDataplane")
-    pool.Add(batch_file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("shimtest.ToDataplaneBatch"))
-
-
-ToDataplaneBatch = _batch_message_class()
-
-
-def _batch_items(batch: Any) -> list[felix.ToDataplane]:
-    # The batch's items belong to the private pool's classes; re-parse them as the project's.
-    return [felix.ToDataplane.FromString(item.SerializeToString()) for item in batch.messages]
+def _batch_items(batch: agent_pb2.ToDataplaneBatch) -> list[felix.ToDataplane]:
+    return list(batch.messages)
 
 
 @dataclass
@@ -100,16 +85,12 @@ class FakeAgent:
             def Sync(self, request_iterator: Any, context: Any) -> Iterator[felix.FromDataplane]:
                 return agent._serve("Sync", request_iterator, lambda m: [m])
 
+            def SyncBatch(self, request_iterator: Any, context: Any) -> Iterator[felix.FromDataplane]:
+                if not agent.batch:  # behave like an agent built before SyncBatch existed
+                    context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+                return agent._serve("SyncBatch", request_iterator, _batch_items)
+
         agent_pb2_grpc.add_AgentServicer_to_server(Servicer(), server)  # type: ignore[no-untyped-call]
-        if self.batch:
-            handler = grpc.stream_stream_rpc_method_handler(
-                lambda requests, context: self._serve("SyncBatch", requests, _batch_items),
-                request_deserializer=ToDataplaneBatch.FromString,
-                response_serializer=felix.FromDataplane.SerializeToString,
-            )
-            server.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler("vppagent.v1.Agent", {"SyncBatch": handler}),)
-            )
         server.add_insecure_port(f"unix:{self.socket_path}")
         server.start()
         self._server = server
