@@ -105,7 +105,9 @@ def render_match(rule: Rule, family: int, set_name: SetName, marks: Marks
         b.inline.append(f"! -p {protocol_text(rule.not_protocol)}")
     for flag, pos, neg in (("-s", "src_nets", "not_src_nets"), ("-d", "dst_nets", "not_dst_nets")):
         b.either([f"{flag} {n}" for n in nets[pos]])
-        if len(nets[neg]) == 1:
+        # iptables allows one -s (and one -d) per rule: a negation joins an inline positive CIDR
+        # only as a veto rule.
+        if len(nets[neg]) == 1 and len(nets[pos]) != 1:
             b.inline.append(f"! {flag} {nets[neg][0]}")
         else:
             b.vetoes.extend(f"{flag} {n}" for n in nets[neg])
