@@ -31,7 +31,7 @@ def mac_of(ns: str, iface: str) -> bytes:
 def _csum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -69,10 +69,10 @@ def frame(pkt: Packet, dst_mac: bytes, src_mac: bytes) -> bytes:
             pseudo = src + dst + struct.pack("!IxxxB", len(l4), pkt.proto)
         struct.pack_into("!H", l4, _CSUM_OFFSET[pkt.proto], _csum(pseudo + bytes(l4)))
     if pkt.family == 4:
-        header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), random.getrandbits(16), 0x4000, 64,
+        v4 = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), random.getrandbits(16), 0x4000, 64,
                                        pkt.proto, 0, src, dst))
-        struct.pack_into("!H", header, 10, _csum(bytes(header)))
-        return dst_mac + src_mac + b"\x08\x00" + bytes(header) + bytes(l4)
+        struct.pack_into("!H", v4, 10, _csum(bytes(v4)))
+        return dst_mac + src_mac + b"\x08\x00" + bytes(v4) + bytes(l4)
     header = struct.pack("!IHBB16s16s", 6 << 28, len(l4), pkt.proto, 64, src, dst)
     return dst_mac + src_mac + b"\x86\xdd" + header + bytes(l4)
 
@@ -115,7 +115,10 @@ def open_capture(ns: str, iface: str) -> socket.socket:
 def sender(ns: str, iface: str) -> Callable[[bytes], None]:
     s = in_netns(ns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
     s.bind((iface, 0))
-    return lambda data: s.send(data) and None
+    def send(data: bytes) -> None:
+        s.send(data)
+
+    return send
 
 
 def collect(capture: socket.socket, wanted: set[Key], timeout: float) -> set[Key]:
