@@ -117,7 +117,8 @@ def test_established_flow_survives_and_denied_flow_never_leaks_during_100_update
             assert flow.rounds > 20
         restores = agent.state()["driver_status"]["counters"]["restores"] - restores_before
         assert restores >= 100, "every update must really have been written"
-        assert probe.attempts > 50 and probe.leaks == 0, f"{probe.leaks} of {probe.attempts} denied connects got through"
+        assert probe.attempts > 50 and probe.leaks == 0, \
+            f"{probe.leaks} of {probe.attempts} denied connects got through"
 
 
 def _save(lab: Lab) -> str:
