@@ -42,7 +42,8 @@ class Echo(threading.Thread):
 
     def __init__(self, conn: socket.socket) -> None:
         super().__init__(daemon=True)
-        self.conn, self.rounds, self.errors = conn, 0, []  # type: list[str]
+        self.conn, self.rounds = conn, 0
+        self.errors: list[str] = []
         self.stop = threading.Event()
         conn.settimeout(2)
 
