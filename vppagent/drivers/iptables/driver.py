@@ -26,7 +26,7 @@ from vppagent.drivers.iptables.render import TABLES, Desired, StateRenderer
 from vppagent.drivers.iptables.routes import RouteManager
 from vppagent.drivers.iptables.runner import CommandError, Runner
 from vppagent.drivers.iptables.settings import Settings
-from vppagent.drivers.iptables.table import Table
+from vppagent.drivers.iptables.table import Table, split_save
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind
 
@@ -37,12 +37,13 @@ class IptablesDriver(Driver):
     name = "iptables"
 
     def __init__(self, netns: str | None = None, backend: str | None = None,
-                 manage_remote_routes: bool = True, refresh: bool = True) -> None:
+                 manage_remote_routes: bool = True, refresh: bool = True, program_routes: bool = True) -> None:
         self.runner = Runner(netns)
         self.netns = netns
         self._backend_override = backend
         self.backend: Backend | None = None
         self.manage_remote_routes = manage_remote_routes
+        self.program_routes = program_routes  # off only in benchmarks that have no real interfaces
         self.settings = Settings()
         self.renderer = StateRenderer()
         self.tables: dict[tuple[int, str], Table] = {}
@@ -63,7 +64,7 @@ class IptablesDriver(Driver):
             for table in self.tables.values():
                 table.invalidate()
             self.ipsets.invalidate()
-            report = self._program(state, force_sysctls=True)
+            report = self._program(state, force_sysctls=True, read_all=True)
             self._start_refresher()
             return report
 
@@ -127,7 +128,20 @@ class IptablesDriver(Driver):
             table = self.tables[key] = Table(key[1], key[0], self.runner, self.backend)
         return table
 
-    def _program(self, state: DataplaneState, force_sysctls: bool = False) -> ApplyReport:
+    def _read_all(self, families: tuple[int, ...]) -> str | None:
+        """One iptables-save per family for every table; the error, if any."""
+        assert self.backend is not None
+        for family in families:
+            try:
+                out = self.runner.run([self.backend.save(family)], timeout=120).stdout
+            except CommandError as exc:
+                return f"cannot read IPv{family} iptables: {exc}"
+            parts = split_save(out)
+            for name in TABLES:
+                self._table((family, name)).load(parts.get(name, ""))
+        return None
+
+    def _program(self, state: DataplaneState, force_sysctls: bool = False, read_all: bool = False) -> ApplyReport:
         start = time.monotonic()
         settings = Settings.from_config(state.config)
         self.settings = settings
@@ -138,6 +152,10 @@ class IptablesDriver(Driver):
             except CommandError as exc:
                 return ApplyReport(ok=False, error=f"cannot detect the iptables backend: {exc}")
             log.info("iptables backend: %s", self.backend.name)
+        if read_all:
+            problem = self._read_all((4, 6) if settings.ipv6 else (4,))
+            if problem:
+                return ApplyReport(ok=False, error=problem)
         desired = self.renderer.render(state, settings)
         if self.manage_remote_routes:
             desired.routes += self.renderer.remote_routes(state)
@@ -179,6 +197,9 @@ class IptablesDriver(Driver):
         self.counters["ipset_calls"] += deleted.calls
         if deleted.error:
             log.warning("%s", deleted.error)  # retried by the next apply or refresh
+        if not self.program_routes:
+            report.writes = writes
+            return report
         routed = self.routes.apply(desired.routes, desired.workload_ifaces, self.renderer.families,
                                    force_sysctls=force_sysctls)
         keys = {str(k): k for k in state.workload_endpoints}
@@ -228,10 +249,11 @@ class IptablesDriver(Driver):
                     self.counters["restores"] += result.restores
             if sets:
                 self.ipsets.apply_deletes()
-            routed = self.routes.apply(self._desired.routes, self._desired.workload_ifaces,
-                                       self.renderer.families, force_sysctls=True)
-            if routed.added or routed.removed:
-                found["routes"] = {"added": routed.added, "removed": routed.removed}
+            if self.program_routes:
+                routed = self.routes.apply(self._desired.routes, self._desired.workload_ifaces,
+                                           self.renderer.families, force_sysctls=True)
+                if routed.added or routed.removed:
+                    found["routes"] = {"added": routed.added, "removed": routed.removed}
             self.counters["refreshes"] += 1
             if found:
                 self.counters["repairs"] += 1

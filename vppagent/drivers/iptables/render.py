@@ -42,6 +42,10 @@ class Desired:
     failed: dict[tuple[Kind, Any], str] = field(default_factory=dict)
 
 
+def _set_value(ipset: Any) -> tuple[Any, frozenset[str]]:
+    return ipset.type, frozenset(ipset.members)
+
+
 @dataclass
 class _Cached:
     source: Any
@@ -50,14 +54,18 @@ class _Cached:
     extra: Any = None
 
 
-def _refresh(cache: dict[Any, _Cached], current: dict[Any, Any], render: Any) -> None:
+def _refresh(cache: dict[Any, _Cached], current: dict[Any, Any], render: Any, snapshot: Any = None) -> None:
+    """Re-render the objects whose value changed. Protobuf messages are never mutated, so the
+    same object means the same value; IP sets may be updated in place by the state's fold, so
+    they are compared by a snapshot of their value."""
     for key in list(cache):
         if key not in current:
             del cache[key]
-    for key, source in current.items():
+    for key, obj in current.items():
+        source = obj if snapshot is None else snapshot(obj)
         hit = cache.get(key)
         if hit is None or (hit.source is not source and hit.source != source):
-            cache[key] = render(key, source)
+            cache[key] = render(key, obj)
 
 
 class StateRenderer:
@@ -89,7 +97,7 @@ class StateRenderer:
             self._set_types = set_types
             self._policies.clear()
             self._profiles.clear()
-        _refresh(self._sets, state.ipsets, self._render_set)
+        _refresh(self._sets, state.ipsets, self._render_set, _set_value)
         _refresh(self._policies, state.policies, self._render_policy)
         _refresh(self._profiles, state.profiles, self._render_profile)
         _refresh(self._workloads, state.workload_endpoints, self._render_workload)
@@ -102,7 +110,7 @@ class StateRenderer:
         for family in self.families:
             name = ipset_name(set_id, ipset.type, family)
             sets[family] = KernelSet(name, ipset.type, family, kernel_members(ipset, family))
-        return _Cached(ipset, {}, extra=sets)
+        return _Cached(_set_value(ipset), {}, extra=sets)
 
     def _fail_closed(self, names: list[str], owner: str) -> list[Chain]:
         # A policy we cannot render still exists as a chain (endpoints jump to it): it drops.
