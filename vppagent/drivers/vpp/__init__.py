@@ -1,0 +1,43 @@
+"""The VPP driver (docs/vpp-driver.md). `make_driver("vpp")` calls `create_driver`.
+
+Settings beyond AgentConfig, from the environment:
+- VPPAGENT_VPP_API_DIR: `.api.json` directory for VPPs that do not serve `get_api_json`
+  (default /usr/share/vpp/api);
+- VPPAGENT_VPP_REQUEST_TIMEOUT: seconds one API request may take (default 5).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vppagent.config import AgentConfig
+from vppagent.drivers.vpp.connection import VppConnection, VppUnavailable
+from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.drivers.vpp.pods import PodKind
+
+__all__ = ["VppConnection", "VppDriver", "create_driver", "pod_kind"]
+
+VHOST_NET = Path("/dev/vhost-net")
+
+
+def pod_kind(setting: str, vhost_net: Path = VHOST_NET) -> PodKind:
+    """`--pod-interface`: auto = tap when /dev/vhost-net exists (VPP's tap needs it), else af_packet."""
+    if setting == "tap":
+        return "tap"
+    if setting == "af_packet":
+        return "af_packet"
+    return "tap" if vhost_net.exists() else "af_packet"
+
+
+def create_driver(config: AgentConfig) -> VppDriver:
+    from vppagent.drivers import DriverUnavailable
+
+    conn = VppConnection(config.vpp_api_socket,
+                         request_timeout=float(os.environ.get("VPPAGENT_VPP_REQUEST_TIMEOUT", "5")),
+                         api_dir=os.environ.get("VPPAGENT_VPP_API_DIR") or None)
+    try:
+        conn.connect()
+    except VppUnavailable as exc:
+        raise DriverUnavailable(str(exc)) from None
+    return VppDriver(conn, pod_interface=pod_kind(config.pod_interface), rule_limit=config.rule_limit)

@@ -1,0 +1,216 @@
+"""One connection to VPP's binary API socket through vpp_papi, with the driver's guarantees.
+
+- Definitions: from VPP itself (`get_api_json`, VPP >= 24.06) when it serves them, else from an
+  `.api.json` directory (default /usr/share/vpp/api).
+- Compatibility: every message in `messages.REQUIRED_MESSAGES` must be in VPP's table with the
+  pinned CRC, else `VppUnavailable` with one line naming the VPP version and what is missing or
+  different.
+- Bounded: every request waits at most `request_timeout`; a timeout or a socket error tears the
+  connection down (the reply may still come, so the stream is no longer trustworthy) and raises
+  `VppConnectionLost`. Teardown joins vpp_papi's reader thread and queue feeders, so reconnecting
+  any number of times leaves no threads behind.
+- Accounting: requests are counted per message, and writes (anything not read-only) separately.
+- Calls are serialised: vpp_papi matches replies by context on one shared queue, and two
+  threads reading it could take each other's replies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from vpp_papi import VPPApiClient
+
+from vppagent.drivers.vpp.messages import READ_ONLY, REQUIRED_MESSAGES, requests
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_DIR = "/usr/share/vpp/api"
+
+
+class VppUnavailable(RuntimeError):
+    """VPP cannot be used by this driver (not reachable, or incompatible); one line says why."""
+
+
+class VppConnectionLost(RuntimeError):
+    """The connection broke or a reply did not come in time; reconnect and resync."""
+
+
+class ApiRefused(RuntimeError):
+    """VPP answered a request with an error retval."""
+
+    def __init__(self, message: str, retval: int, what: str = "") -> None:
+        self.message = message
+        self.retval = retval
+        detail = f" ({what})" if what else ""
+        super().__init__(f"VPP refused {message}{detail}: retval {retval}")
+
+
+class VppConnection:
+    def __init__(self, socket_path: str | Path, *, request_timeout: float = 5.0,
+                 api_dir: str | None = None, client_name: str = "vppagent") -> None:
+        self.socket_path = str(socket_path)
+        self.request_timeout = request_timeout
+        self.api_dir = api_dir
+        self.client_name = client_name
+        self.version = "unknown"
+        self.definitions = ""  # "get_api_json", or the directory the definitions came from
+        self.requests: Counter[str] = Counter()
+        self.writes = 0
+        self._client: VPPApiClient | None = None
+        self._lock = threading.RLock()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def connect(self) -> None:
+        """Connect, load definitions, check compatibility. VppUnavailable on any failure."""
+        with self._lock:
+            self._teardown()
+            client = self._open(bootstrap=True)
+            self._client = client
+            try:
+                self.version = self._show_version(client)
+                self._check_compatibility(client)
+            except BaseException:
+                self._teardown()
+                raise
+            log.info("connected to VPP %s at %s (definitions: %s)", self.version, self.socket_path,
+                     self.definitions)
+
+    def _open(self, *, bootstrap: bool) -> VPPApiClient:
+        api_dir = self.api_dir or DEFAULT_API_DIR
+        if bootstrap:
+            client = VPPApiClient(server_address=self.socket_path, bootstrapapi=True,
+                                  read_timeout=self.request_timeout, async_thread=False)
+        else:
+            if not Path(api_dir).is_dir():
+                raise VppUnavailable(f"VPP at {self.socket_path} does not serve get_api_json and the "
+                                     f"API definition directory {api_dir} does not exist")
+            client = VPPApiClient(server_address=self.socket_path, apidir=api_dir,
+                                  read_timeout=self.request_timeout, async_thread=False)
+        try:
+            client.connect(self.client_name)
+        except (AttributeError, client.VPPApiError) as exc:
+            # Only the bootstrap path gets here: VPP's table has no get_api_json (VPP < 24.06).
+            _abandon(client)
+            if not bootstrap:
+                raise VppUnavailable(f"VPP at {self.socket_path}: {exc}") from None
+            log.info("VPP does not serve its API definitions (%s); reading %s", exc, api_dir)
+            return self._open(bootstrap=False)
+        except Exception as exc:  # refused, absent, timed out, or a broken handshake
+            _abandon(client)
+            raise VppUnavailable(f"cannot connect to VPP at {self.socket_path}: {exc!r}") from None
+        self.definitions = "get_api_json" if bootstrap else api_dir
+        return client
+
+    def _show_version(self, client: VPPApiClient) -> str:
+        if not hasattr(client.api, "show_version"):
+            return "(version unknown)"
+        try:
+            reply = client.api.show_version()
+        except OSError as exc:
+            raise VppUnavailable(f"VPP at {self.socket_path} does not answer: {exc}") from None
+        return str(reply.version)
+
+    def _check_compatibility(self, client: VPPApiClient) -> None:
+        by_name: dict[str, str] = {}
+        for name_crc in client.transport.message_table:
+            name, _, crc = name_crc.rpartition("_")
+            by_name[name] = crc
+        missing = [n for n in REQUIRED_MESSAGES if n not in by_name]
+        different = [f"{n} (VPP {by_name[n]}, driver {crc})" for n, crc in REQUIRED_MESSAGES.items()
+                     if n in by_name and by_name[n] != crc]
+        # vpp_papi makes a method only for messages whose definition matches the table.
+        unusable = [n for n in requests() if by_name.get(n) == REQUIRED_MESSAGES[n] and not hasattr(client.api, n)]
+        problems = []
+        if missing:
+            problems.append("missing " + ", ".join(missing))
+        if different:
+            problems.append("CRC differs for " + ", ".join(different))
+        if unusable:
+            problems.append("no usable definition for " + ", ".join(unusable))
+        if problems:
+            raise VppUnavailable(f"VPP {self.version} at {self.socket_path} is not compatible with "
+                                 f"the VPP driver (built for VPP 25.10): {'; '.join(problems)}")
+
+    def close(self) -> None:
+        """Disconnect politely (VPP frees the registration)."""
+        with self._lock:
+            client, self._client = self._client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.disconnect()
+                _dispose(client)
+
+    def _teardown(self) -> None:
+        """Drop the connection without talking to VPP (it may be gone or stalled)."""
+        client, self._client = self._client, None
+        if client is not None:
+            _abandon(client)
+
+    # -- requests -------------------------------------------------------------------------------
+    def call(self, message: str, *, accept: tuple[int, ...] = (0,), what: str = "", **fields: Any) -> Any:
+        """Send one request and return its reply; ApiRefused when retval is not in `accept`."""
+        reply = self._request(message, fields)
+        retval = int(getattr(reply, "retval", 0))
+        if retval not in accept:
+            raise ApiRefused(message, retval, what)
+        return reply
+
+    def dump(self, message: str, **fields: Any) -> list[Any]:
+        """An old-style dump: all details (vpp_papi sends the control_ping trailer)."""
+        return list(self._request(message, fields))
+
+    def ping(self) -> None:
+        """A liveness check (control_ping); VppConnectionLost if VPP is gone or stalled."""
+        self._request("control_ping", {})
+
+    def _request(self, message: str, fields: dict[str, Any]) -> Any:
+        with self._lock:
+            client = self._client
+            if client is None:
+                raise VppConnectionLost("not connected to VPP")
+            self.requests[message] += 1
+            if message not in READ_ONLY:
+                self.writes += 1
+            try:
+                return getattr(client.api, message)(**fields)
+            except OSError as exc:  # VPPIOError (timeout, reader gone) and socket errors
+                self._teardown()
+                raise VppConnectionLost(f"{message}: {exc}") from None
+
+
+def _abandon(client: VPPApiClient) -> None:
+    """vpp_papi's disconnect() first asks VPP (and may wait a full timeout); skip that."""
+    transport = client.transport
+    transport.connected = False
+    if transport.socket is not None:
+        with contextlib.suppress(OSError):
+            transport.socket.shutdown(socket.SHUT_RDWR)
+        transport.socket.close()
+    with contextlib.suppress(Exception):
+        transport.sque.put(True)
+    thread = transport.message_thread
+    if thread is not None and thread.is_alive():
+        thread.join(timeout=2)
+    transport.message_thread = None
+    transport.socket = None
+    transport.message_table = {}
+    _dispose(client)
+
+
+def _dispose(client: VPPApiClient) -> None:
+    """Stop the queue feeder threads vpp_papi's multiprocessing queues start."""
+    transport = client.transport
+    for queue in (transport.sque, transport.q):
+        with contextlib.suppress(Exception):
+            queue.close()
+            queue.join_thread()

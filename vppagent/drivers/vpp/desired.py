@@ -1,0 +1,158 @@
+"""From the effective state to what VPP should hold: ACL content per interface and direction, routes.
+
+- Workload endpoint → the pod interface tagged with its workload id: egress list as the input
+  ACL, ingress list as the output ACL (DESIGN.md section 7). A pod interface whose endpoint Felix
+  has not sent (yet) gets "drop everything" both ways, as Felix drops traffic from an interface it
+  has no endpoint for; its routes (made at CNI Add) are left alone.
+- Lists are compiled once per distinct endpoint policy set (active, tiers in that direction,
+  profiles): endpoints with the same set share the compiled list and, downstream, the ACL. The
+  cache is invalidated by the policies, profiles and IP sets an apply changes.
+- Routes: each endpoint's addresses via its interface; remote blocks (REMOTE_WORKLOAD without
+  encapsulation, as Felix's RouteUpdate describes them) via the other node's address.
+- Host endpoints: see hostendpoints.py.
+A list that cannot be compiled fails its endpoint (status "error") and leaves what the endpoint
+has in place: never a partial or more open list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vppagent.drivers.vpp.programmed import Programmed, RouteTarget
+from vppagent.drivers.vpp.render import DENY_ALL, AclContent, content_from_compiled
+from vppagent.drivers.vpp.tags import workload_tag
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.compile import compile_endpoint
+from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
+from vppagent.state.diff import StateDiff
+from vppagent.state.model import DataplaneState, Kind, PolicyKey
+
+REMOTE_WORKLOAD = 1
+NO_ENCAP_POOL_TYPES = (0, 1)  # NONE, NO_ENCAP
+Owner = tuple[Kind, Any]
+
+
+@dataclass
+class Desired:
+    wanted: dict[int, tuple[AclContent | None, AclContent | None]] = field(default_factory=dict)
+    owners: dict[int, Owner] = field(default_factory=dict)  # interface → endpoint it serves
+    unbind: set[int] = field(default_factory=set)
+    routes: dict[IPNetwork, RouteTarget] = field(default_factory=dict)
+    route_owners: dict[IPNetwork, Owner] = field(default_factory=dict)
+    failed: dict[Owner, str] = field(default_factory=dict)
+    unsupported_routes: int = 0
+
+
+@dataclass
+class _Cached:
+    content: AclContent
+    policies: frozenset[PolicyKey]
+    profiles: frozenset[str]
+
+
+class ListCompiler:
+    """Compiled ACL content per endpoint policy set, with dependency-based invalidation."""
+
+    def __init__(self, rule_limit: int) -> None:
+        self.rule_limit = rule_limit
+        self._cache: dict[Hashable, _Cached] = {}
+        self.compiles = 0
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def invalidate(self, diff: StateDiff, state: DataplaneState) -> None:
+        kinds = diff.kinds()
+        if Kind.CONFIG in kinds:  # VXLAN port, encapsulation drops, failsafes
+            self._cache.clear()
+            return
+        policies = set(diff.upserts.get(Kind.POLICY, {})) | diff.removes.get(Kind.POLICY, set())
+        profiles = set(diff.upserts.get(Kind.PROFILE, {})) | diff.removes.get(Kind.PROFILE, set())
+        sets = set(diff.upserts.get(Kind.IPSET, {})) | diff.removes.get(Kind.IPSET, set())
+        if sets:
+            policies |= {key for key, policy in state.policies.items() if _uses_sets(policy, sets)}
+            profiles |= {name for name, profile in state.profiles.items() if _uses_sets(profile, sets)}
+        if not policies and not profiles:
+            return
+        for spec in [s for s, c in self._cache.items() if c.policies & policies or c.profiles & profiles]:
+            del self._cache[spec]
+
+    def workload(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> AclContent:
+        """The endpoint's list as ACL content; PolicyError when it cannot be compiled."""
+        tiers = tuple((t.name, t.default_action, t.policies(direction)) for t in ep.tiers)
+        spec: Hashable = ("wl", direction, ep.active, tiers if ep.active else (),
+                          ep.profile_ids if ep.active else ())
+        cached = self._cache.get(spec)
+        if cached is None:
+            self.compiles += 1
+            compiled = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit)
+            cached = _Cached(content_from_compiled(compiled),
+                             frozenset(k for t in ep.tiers for k in t.policies(direction)),
+                             frozenset(ep.profile_ids))
+            self._cache[spec] = cached
+        return cached.content
+
+
+def _uses_sets(pb: Any, sets: set[str]) -> bool:
+    for rule in (*pb.inbound_rules, *pb.outbound_rules):
+        ids = {*rule.src_ip_set_ids, *rule.dst_ip_set_ids, *rule.not_src_ip_set_ids, *rule.not_dst_ip_set_ids,
+               *rule.src_named_port_ip_set_ids, *rule.dst_named_port_ip_set_ids,
+               *rule.not_src_named_port_ip_set_ids, *rule.not_dst_named_port_ip_set_ids,
+               *rule.dst_ip_port_set_ids}
+        if ids & sets:
+            return True
+    return False
+
+
+def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListCompiler) -> Desired:
+    out = Desired()
+    catalog = Catalog(state)
+    pods = programmed.pod_interfaces()
+    served: set[int] = set()
+    for key, pb in sorted(state.workload_endpoints.items()):
+        owner: Owner = (Kind.WORKLOAD_ENDPOINT, key)
+        ifx = pods.get(workload_tag(key))
+        if ifx is None:
+            continue  # not attached here (yet): CNI Add binds it when it comes
+        served.add(ifx)
+        out.owners[ifx] = owner
+        ep = WorkloadEndpoint.from_proto(key, pb)
+        try:
+            out.wanted[ifx] = (compiler.workload(catalog, ep, Direction.EGRESS),
+                               compiler.workload(catalog, ep, Direction.INGRESS))
+        except PolicyError as exc:
+            out.failed[owner] = str(exc)
+            out.wanted[ifx] = (None, None)
+        for net in (*ep.ipv4_nets, *ep.ipv6_nets):
+            host = ipaddress.ip_network((net.network_address, net.max_prefixlen))
+            out.routes[host] = RouteTarget(sw_if_index=ifx)
+            out.route_owners[host] = owner
+    for ifx in pods.values():
+        if ifx not in served:
+            out.wanted[ifx] = (DENY_ALL, DENY_ALL)
+            for prefix, target in programmed.routes.items():
+                if target.sw_if_index == ifx:
+                    out.routes.setdefault(prefix, target)
+    _remote_routes(state, out)
+    return out
+
+
+def _remote_routes(state: DataplaneState, out: Desired) -> None:
+    for dst, update in sorted(state.routes.items()):
+        if not update.types & REMOTE_WORKLOAD or update.local_workload or not update.dst_node_ip:
+            continue
+        try:
+            net = ipaddress.ip_network(dst, strict=False)
+            gateway = ipaddress.ip_address(update.dst_node_ip)
+        except ValueError:
+            continue  # the store validates routes; nothing sensible to program
+        if (update.ip_pool_type not in NO_ENCAP_POOL_TYPES or update.tunnel_type.ipip
+                or update.tunnel_type.vxlan or update.tunnel_type.wireguard or net.version != gateway.version):
+            out.unsupported_routes += 1  # tunnels are not programmed by this driver
+            continue
+        if net not in out.routes:  # a local endpoint's own address wins
+            out.routes[net] = RouteTarget(next_hop=gateway)
+            out.route_owners[net] = (Kind.ROUTE, dst)

@@ -1,0 +1,236 @@
+"""The VPP driver: Felix's state into VPP ACLs, pod interfaces and routes; resync by diff.
+
+Every resync and apply is one convergence: desired (compiled lists per interface, routes) is
+compared with `Programmed` (read with dumps on resync and after reconnecting, kept current by the
+writes in between), and only differences are written. So a resync against a VPP that already
+matches writes nothing, and an apply costs what changed.
+
+Connection: a monitor thread pings VPP every `keepalive` seconds; when the connection is lost
+(VPP restarted, socket gone, a reply timed out) it reconnects with exponential backoff and
+resyncs the last state it was given, re-creating the interfaces of pods it attached if VPP lost
+them. An apply that finds the connection down tries once to reconnect itself.
+
+Locking: every VPP conversation happens under `_lock` (the agent calls in under its own lock;
+the monitor thread takes only this one).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from typing import Any
+
+from vppagent.drivers.base import ApplyReport, Driver
+from vppagent.drivers.vpp.aclplan import AclPlan, Binding, Wanted, plan_acls
+from vppagent.drivers.vpp.connection import VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.desired import Desired, ListCompiler, build_desired
+from vppagent.drivers.vpp.execute import AclExecutor, Failures, sync_routes
+from vppagent.drivers.vpp.hostendpoints import add_host_endpoints
+from vppagent.drivers.vpp.plumbing import NetnsPlumbing, Plumbing
+from vppagent.drivers.vpp.podflow import PodFlow
+from vppagent.drivers.vpp.pods import PodKind
+from vppagent.drivers.vpp.programmed import Programmed, read_programmed
+from vppagent.drivers.vpp.render import DENY_ALL
+from vppagent.pods.spec import PodDelete, PodSpec
+from vppagent.pods.veth import Attachment
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.compile import DEFAULT_RULE_LIMIT
+from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
+from vppagent.state.diff import StateDiff
+from vppagent.state.model import DataplaneState, WorkloadKey
+
+log = logging.getLogger(__name__)
+
+
+class VppDriver(Driver):
+    name = "vpp"
+
+    def __init__(self, conn: VppConnection, *, pod_interface: PodKind = "af_packet",
+                 plumbing: Plumbing | None = None, rule_limit: int = DEFAULT_RULE_LIMIT,
+                 keepalive: float = 1.0, max_backoff: float = 5.0, monitor: bool = True) -> None:
+        self.conn = conn
+        self.pod_interface: PodKind = pod_interface
+        self.keepalive = keepalive
+        self.max_backoff = max_backoff
+        self._lock = threading.RLock()
+        self._state: DataplaneState | None = None
+        self._programmed: Programmed | None = None
+        self._compiler = ListCompiler(rule_limit)
+        self._made_routes: set[IPNetwork] = set()
+        self.pods = PodFlow(self, conn, pod_interface, plumbing or NetnsPlumbing())
+        self.stats: dict[str, Any] = {"resyncs": 0, "applies": 0, "reconnects": 0, "last_error": None,
+                                      "last_converge": None, "unsupported_routes": 0}
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+        if monitor:
+            self._monitor = threading.Thread(target=self._watch, name="vpp-monitor", daemon=True)
+            self._monitor.start()
+
+    # -- Driver API ------------------------------------------------------------------------------
+    def resync(self, state: DataplaneState) -> ApplyReport:
+        with self._lock:
+            self._state = state.copy()
+            self._compiler.clear()
+            self.stats["resyncs"] += 1
+            return self._converge(reread=True)
+
+    def apply(self, diff: StateDiff, state: DataplaneState) -> ApplyReport:
+        with self._lock:
+            self._state = state.copy()
+            self._compiler.invalidate(diff, state)
+            self.stats["applies"] += 1
+            return self._converge(reread=False)
+
+    def remove_all(self) -> ApplyReport:
+        """Delete our ACLs, bindings and routes. Pod interfaces stay (they belong to their pods,
+        whose CNI Del removes them) and keep a drop-everything ACL, so they never become open."""
+        with self._lock:
+            self._state = DataplaneState()
+            report = self._converge(reread=True, removing=True)
+            self._state = None
+            return report
+
+    def attach_pod(self, spec: PodSpec) -> Attachment:
+        with self._lock:
+            return self.pods.attach(spec)
+
+    def detach_pod(self, request: PodDelete) -> str | None:
+        with self._lock:
+            return self.pods.detach(request)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            programmed = self._programmed
+            return {
+                "vpp_version": self.conn.version, "socket": self.conn.socket_path,
+                "connected": self.conn.connected, "definitions": self.conn.definitions,
+                "pod_interface": self.pod_interface,
+                "acls": None if programmed is None else len(programmed.acls),
+                "pod_interfaces": None if programmed is None else len(programmed.pod_interfaces()),
+                "bound_interfaces": None if programmed is None else len(programmed.users_of_our_acls()),
+                "routes": len(self._made_routes) + (0 if programmed is None else sum(
+                    1 for t in programmed.routes.values() if t.sw_if_index in programmed.pod_interfaces().values())),
+                "pods_attached_here": len(self.pods.records),
+                "api_requests": sum(self.conn.requests.values()), "api_writes": self.conn.writes,
+                "compiles": self._compiler.compiles, **self.stats,
+            }
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join(timeout=self.conn.request_timeout + 2)
+        with self._lock:
+            self.conn.close()
+
+    # -- convergence -----------------------------------------------------------------------------
+    def programmed(self) -> Programmed:
+        """What VPP holds, reconnecting and reading it first if needed (under `_lock`)."""
+        if not self.conn.connected:
+            self.conn.connect()
+            self._programmed = None
+        if self._programmed is None:
+            self._programmed = read_programmed(self.conn)
+            if self.pods.restore(self._programmed):
+                self._programmed = read_programmed(self.conn)
+        return self._programmed
+
+    def _converge(self, *, reread: bool, removing: bool = False) -> ApplyReport:
+        start, writes = time.monotonic(), self.conn.writes
+        try:
+            if reread:
+                self._programmed = None
+            failed = self._program(self.programmed(), self._state or DataplaneState(), removing=removing)
+        except (VppConnectionLost, VppUnavailable) as exc:
+            self._programmed = None
+            self.stats["last_error"] = str(exc)
+            log.warning("VPP driver: %s", exc)
+            return ApplyReport(ok=False, error=f"VPP: {exc}", writes=self.conn.writes - writes)
+        self.stats["last_converge"] = {"seconds": round(time.monotonic() - start, 6),
+                                       "writes": self.conn.writes - writes, "failed": len(failed)}
+        return ApplyReport(ok=True, failed=dict(failed), writes=self.conn.writes - writes)
+
+    def _program(self, programmed: Programmed, state: DataplaneState, *, removing: bool = False) -> Failures:
+        desired = build_desired(state, programmed, self._compiler)
+        add_host_endpoints(state, programmed, self._compiler, desired)
+        if removing:
+            desired.routes = {}
+        self.stats["unsupported_routes"] = desired.unsupported_routes
+        failed: Failures = dict(desired.failed)
+        plan = self.plan(programmed, desired)
+        for owner, reason in AclExecutor(self.conn, programmed, desired.owners).run(plan).items():
+            failed.setdefault(owner, reason)
+        pod_ifx = set(programmed.pod_interfaces().values())
+        pools = _pool_networks(state)
+        ours = {p for p, t in programmed.routes.items()
+                if (t.sw_if_index is not None and t.sw_if_index in pod_ifx)
+                or (t.next_hop is not None and (p in self._made_routes or any(_within(p, n) for n in pools)))}
+        for owner, reason in sync_routes(self.conn, programmed, desired.routes, ours, desired.route_owners).items():
+            failed.setdefault(owner, reason)
+        self._made_routes = {p for p, t in desired.routes.items()
+                             if t.next_hop is not None and programmed.routes.get(p) == t}
+        return failed
+
+    def wanted_for(self, workload: WorkloadKey) -> Wanted:
+        """The lists a newly attached pod gets: its endpoint's, or drop-everything until Felix
+        sends the endpoint (or when they cannot be compiled)."""
+        state = self._state
+        pb = None if state is None else state.workload_endpoints.get(workload)
+        if state is None or pb is None:
+            return (DENY_ALL, DENY_ALL)
+        ep = WorkloadEndpoint.from_proto(workload, pb)
+        catalog = Catalog(state)
+        try:
+            return (self._compiler.workload(catalog, ep, Direction.EGRESS),
+                    self._compiler.workload(catalog, ep, Direction.INGRESS))
+        except PolicyError as exc:
+            log.warning("pod %s attached closed: %s", workload, exc)
+            return (DENY_ALL, DENY_ALL)
+
+    def plan(self, programmed: Programmed, desired: Desired) -> AclPlan:
+        users = programmed.users_of_our_acls()
+        interfaces = set(programmed.pod_interfaces().values()) | set(desired.wanted) | users
+        bound: dict[int, Binding] = {ifx: programmed.binding(ifx) for ifx in interfaces}
+        unbind = frozenset(users - set(desired.wanted) - set(programmed.pod_interfaces().values()))
+        return plan_acls(programmed.acls, bound, desired.wanted, unbind)
+
+    # -- connection monitor ----------------------------------------------------------------------
+    def _watch(self) -> None:
+        backoff = self.keepalive
+        while not self._stop.wait(backoff if not self.conn.connected else self.keepalive):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                if self.conn.connected:
+                    try:
+                        self.conn.ping()
+                        continue
+                    except VppConnectionLost as exc:
+                        log.warning("VPP connection lost (%s); reconnecting", exc)
+                        self._programmed = None
+                        backoff = min(0.1, self.keepalive)
+                        continue
+                if self._state is None:
+                    continue  # nothing to program yet: the next resync connects
+                report = self._converge(reread=True)
+                if report.ok:
+                    self.stats["reconnects"] += 1
+                    log.info("reconnected to VPP %s and resynced (%d writes)", self.conn.version, report.writes)
+                    backoff = self.keepalive
+                else:
+                    backoff = min(max(backoff * 2, 0.1), self.max_backoff)
+
+
+def _pool_networks(state: DataplaneState) -> list[IPNetwork]:
+    out = []
+    for pool in state.ipam_pools.values():
+        try:
+            out.append(ipaddress.ip_network(pool.cidr, strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def _within(prefix: IPNetwork, pool: IPNetwork) -> bool:
+    return prefix.version == pool.version and prefix.subnet_of(pool)  # type: ignore[arg-type]

@@ -1,0 +1,114 @@
+"""Host endpoints on VPP: policy on the VPP interface named by the endpoint (the uplink).
+
+Everything entering VPP through the uplink crosses its input ACL, host-bound or forwarded alike,
+so the input ACL tells them apart by destination (the outbound ACL by source):
+- to/from the host's addresses (the endpoint's expected addresses and the interface's own VPP
+  addresses): the normal chain (failsafes, tiers, profiles) as `compile_host_endpoint` builds it;
+- anything else is forwarded: the applyOnForward tiers decide, and what they let through (or do
+  not decide) is allowed here, because the workload's own chain then runs on the pod interface
+  (Felix: any deny is final, else the last chain decides).
+Untracked and pre-DNAT tiers have no counterpart in VPP's ACL plugin: such endpoints are refused
+with status "error" ("unsupported on VPP"), never programmed half. So is the "*" endpoint (all
+host interfaces).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from vppagent.drivers.vpp.desired import Desired, ListCompiler
+from vppagent.drivers.vpp.programmed import Programmed
+from vppagent.drivers.vpp.render import AclContent, AclRule, allow_any, rule_from_flat
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.compile import compile_endpoint, compile_host_endpoint
+from vppagent.policy.flat import CompiledList
+from vppagent.policy.model import Direction, HostEndpoint, IPAddress, PolicyError, WorkloadEndpoint
+from vppagent.state.model import DataplaneState, Kind, WorkloadKey
+
+FORWARD_PROFILE = "__vppagent_forward_fallthrough"  # synthetic: what falls out of the forward tiers
+
+
+def add_host_endpoints(state: DataplaneState, programmed: Programmed, compiler: ListCompiler,
+                       desired: Desired) -> None:
+    if not state.host_endpoints:
+        return
+    by_name = {i.name: i.sw_if_index for i in programmed.interfaces.values() if not i.is_pod}
+    catalog = Catalog(state)
+    forward_catalog: Catalog | None = None
+    for endpoint_id, pb in sorted(state.host_endpoints.items()):
+        owner = (Kind.HOST_ENDPOINT, endpoint_id)
+        hep = HostEndpoint.from_proto(endpoint_id, pb)
+        if hep.untracked_tiers or hep.pre_dnat_tiers:
+            desired.failed[owner] = (f"host endpoint {endpoint_id}: untracked and pre-DNAT policy is "
+                                     "unsupported on VPP (the ACL plugin has no such stages)")
+            continue
+        if hep.name in ("", "*"):
+            desired.failed[owner] = f"host endpoint {endpoint_id}: '*' (all interfaces) is unsupported on VPP"
+            continue
+        sw_if_index = by_name.get(hep.name)
+        if sw_if_index is None:
+            continue  # no such VPP interface here: nothing to police (as Felix)
+        if forward_catalog is None:
+            forward_catalog = Catalog(_with_forward_fallthrough(state))
+        host = list(hep.expected_addrs) + programmed.interface_addresses.get(sw_if_index, [])
+        try:
+            lists = [_uplink_list(catalog, forward_catalog, hep, d, host, compiler.rule_limit)
+                     for d in (Direction.INGRESS, Direction.EGRESS)]
+        except PolicyError as exc:
+            desired.failed[owner] = str(exc)
+            desired.wanted[sw_if_index] = (None, None)
+            desired.owners[sw_if_index] = owner
+            continue
+        desired.wanted[sw_if_index] = (lists[0], lists[1])  # ingress to the host = VPP input
+        desired.owners[sw_if_index] = owner
+
+
+def _uplink_list(catalog: Catalog, forward_catalog: Catalog, hep: HostEndpoint, direction: Direction,
+                 host: Sequence[IPAddress], rule_limit: int) -> AclContent:
+    normal = compile_host_endpoint(catalog, hep, direction, rule_limit=rule_limit)
+    rules: list[AclRule] = []
+    for addr in host:
+        rules.extend(_restricted(normal, addr, direction))
+    forward = _forward_list(forward_catalog, hep, direction, rule_limit)
+    rules.extend(rule_from_flat(r) for r in forward.rules)
+    if forward.default_action == "allow":
+        rules.extend(allow_any())
+    return AclContent.of(rules)
+
+
+def _restricted(compiled: CompiledList, addr: IPAddress, direction: Direction) -> Iterable[AclRule]:
+    """The list for packets to (ingress) or from (egress) `addr` only, ending in its default."""
+    host = ipaddress.ip_network(addr)
+    for flat in compiled.rules:
+        side = flat.dst if direction is Direction.INGRESS else flat.src
+        if flat.family != addr.version or addr not in side:
+            continue
+        rule = rule_from_flat(flat)
+        yield rule._replace(dst=host) if direction is Direction.INGRESS else rule._replace(src=host)
+    any_net = ipaddress.ip_network("0.0.0.0/0" if addr.version == 4 else "::/0")
+    last = allow_any()[0 if addr.version == 4 else 1]
+    default = last if compiled.default_action == "allow" else last._replace(action=0)
+    yield default._replace(src=any_net, dst=host) if direction is Direction.INGRESS else \
+        default._replace(src=host, dst=any_net)
+
+
+def _forward_list(catalog: Catalog, hep: HostEndpoint, direction: Direction, rule_limit: int) -> CompiledList:
+    """hep_chain(kind="forward") with "no verdict" as allow, compiled like a workload chain whose
+    only profile allows everything (encapsulation drops are off in the synthetic config)."""
+    if not hep.forward_tiers:
+        return CompiledList(f"hep:{hep.id}", direction.value, (), "allow", 0)
+    ep = WorkloadEndpoint(WorkloadKey("vppagent", f"hep-forward/{hep.id}", "fwd"), hep.name, True,
+                          (FORWARD_PROFILE,), (), (), hep.forward_tiers)
+    return compile_endpoint(catalog, ep, direction, rule_limit=rule_limit)
+
+
+def _with_forward_fallthrough(state: DataplaneState) -> DataplaneState:
+    synthetic = state.copy()
+    allow = felix.Rule(action="allow")
+    synthetic.tables[Kind.PROFILE][FORWARD_PROFILE] = felix.Profile(inbound_rules=[allow], outbound_rules=[allow])
+    config = dict(state.config)
+    config.update({"AllowVXLANPacketsFromWorkloads": "true", "AllowIPIPPacketsFromWorkloads": "true"})
+    synthetic.tables[Kind.CONFIG][""] = felix.ConfigUpdate(config=config)
+    return synthetic

@@ -1,0 +1,80 @@
+"""The VPP API messages the driver uses, pinned to the layouts it was written for (VPP 25.10).
+
+The driver builds every request field by field, so a VPP whose definition of one of these
+messages differs (another CRC) would be sent bytes it reads differently. At connect time every
+entry must be in VPP's message table as `<name>_<crc>`; otherwise the driver refuses to start and
+names what is missing or different (GoVPP's compatibility check, done the same way).
+
+The CRCs are VPP 25.10's (the same as govpp's binapi for 25.10-release); a test checks them
+against the vendored 25.10 definitions in vppagent/vppsim/api.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Requests and the replies/details they produce (control_ping_reply ends every old-style dump).
+REQUIRED_MESSAGES: Final[dict[str, str]] = {
+    "control_ping": "51077d14",
+    "control_ping_reply": "f6b0b8ca",
+    "show_version": "51077d14",
+    "show_version_reply": "c919bde1",
+    # ACL plugin (acl.api 2.0.1)
+    "acl_add_replace": "ee5c2f18",
+    "acl_add_replace_reply": "ac407b0c",
+    "acl_del": "ef34fea4",
+    "acl_del_reply": "e8d4e804",
+    "acl_dump": "ef34fea4",
+    "acl_details": "95babae0",
+    "acl_interface_set_acl_list": "473982bd",
+    "acl_interface_set_acl_list_reply": "e8d4e804",
+    "acl_interface_list_dump": "f9e6675e",
+    "acl_interface_list_details": "e695d256",
+    # interfaces
+    "sw_interface_dump": "aa610c27",
+    "sw_interface_details": "6c221fc7",
+    "sw_interface_set_flags": "f5aec1b8",
+    "sw_interface_set_flags_reply": "e8d4e804",
+    "sw_interface_tag_add_del": "426f8bc1",
+    "sw_interface_tag_add_del_reply": "e8d4e804",
+    "ip_address_dump": "2d033de4",
+    "ip_address_details": "ee29b797",
+    # FIB
+    "ip_route_add_del": "b8ecfe0d",
+    "ip_route_add_del_reply": "1992deab",
+    "ip_route_dump": "b9d2e09e",
+    "ip_route_details": "bda8f315",
+    # pod attachments
+    "tap_create_v3": "3f3fd1df",
+    "tap_create_v3_reply": "5383d31f",
+    "tap_delete_v2": "f9e6675e",
+    "tap_delete_v2_reply": "e8d4e804",
+    "sw_interface_tap_v2_dump": "f9e6675e",
+    "sw_interface_tap_v2_details": "1e2b2a47",
+    "af_packet_create_v3": "b3a809d4",
+    "af_packet_create_v3_reply": "5383d31f",
+    "af_packet_delete": "863fa648",
+    "af_packet_delete_reply": "e8d4e804",
+    "af_packet_dump": "51077d14",
+    "af_packet_details": "58c7c042",
+    # classifier (large IP sets)
+    "classify_add_del_table": "6849e39e",
+    "classify_add_del_table_reply": "05486349",
+    "classify_add_del_session": "f20879f0",
+    "classify_add_del_session_reply": "e8d4e804",
+    "input_acl_set_interface": "de7ad708",
+    "input_acl_set_interface_reply": "e8d4e804",
+    "output_acl_set_interface": "de7ad708",
+    "output_acl_set_interface_reply": "e8d4e804",
+}
+
+# Requests that change nothing in VPP: everything else counts as a write.
+READ_ONLY: Final[frozenset[str]] = frozenset({
+    "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
+    "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump",
+})
+
+
+def requests() -> list[str]:
+    """The request messages (what the driver sends), in table order."""
+    return [n for n in REQUIRED_MESSAGES if not n.endswith(("_reply", "_details"))]

@@ -1,0 +1,163 @@
+"""CNI Add/Del on VPP, and bringing pods back after VPP restarts.
+
+Add, in an order that never leaves a pod open: create the interface (tagged with the workload
+id) → bind its ACLs (the endpoint's lists if Felix has sent it, else drop-everything) → admin up
+→ routes to its addresses → addresses, routes and gateway neighbours inside the pod. Any failure
+undoes what was done and answers the CNI plugin with the reason.
+
+Del: find the interface (from memory, else from VPP's dumps and the pod's veth), remove its
+routes, the interface (VPP drops its ACL bindings and sessions with it) and the veth, then delete
+ACLs nobody uses any more.
+
+VPP restart: VPP forgets every interface. For pods this agent attached, `restore` re-creates the
+VPP side (af_packet on the surviving veth; a new tap in the pod, re-addressed) before the resync
+binds policy to it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vppagent.drivers.vpp.aclplan import AclPlan, Wanted, plan_acls
+from vppagent.drivers.vpp.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.execute import AclExecutor, sync_routes
+from vppagent.drivers.vpp.plumbing import Plumbing
+from vppagent.drivers.vpp.pods import FoundPod, PodInterfaces, PodKind, PodRecord
+from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed, RouteTarget
+from vppagent.drivers.vpp.tags import workload_tag
+from vppagent.pods.spec import PodDelete, PodSpec
+from vppagent.pods.veth import AttachError, Attachment
+from vppagent.state.model import Kind
+
+if TYPE_CHECKING:
+    from vppagent.drivers.vpp.driver import VppDriver
+
+log = logging.getLogger(__name__)
+
+
+class PodFlow:
+    def __init__(self, driver: VppDriver, conn: VppConnection, kind: PodKind, plumbing: Plumbing) -> None:
+        self.driver = driver
+        self.conn = conn
+        self.plumbing = plumbing
+        self.interfaces = PodInterfaces(conn, kind, plumbing)
+        self.records: dict[str, PodRecord] = {}
+
+    # -- CNI Add -----------------------------------------------------------------------------------
+    def attach(self, spec: PodSpec) -> Attachment:
+        try:
+            programmed = self.driver.programmed()
+            stale = programmed.pod_interfaces().get(workload_tag(spec.workload))
+            if stale is not None:  # a retried Add: start clean
+                self._remove(programmed, self._found_for(programmed, stale, spec))
+            sw_if_index = self.interfaces.create(spec)
+            try:
+                self._bring_up(programmed, spec, sw_if_index)
+                mac = self.plumbing.configure_container(spec)
+            except BaseException:
+                self._undo(programmed, spec, sw_if_index)
+                raise
+        except (VppConnectionLost, VppUnavailable, ApiRefused) as exc:
+            raise AttachError(f"pod {spec.workload}: {exc}") from None
+        self.records[workload_tag(spec.workload)] = PodRecord(spec, self.interfaces.kind, sw_if_index, mac)
+        return Attachment(spec.host_ifname, mac)
+
+    def _bring_up(self, programmed: Programmed, spec: PodSpec, sw_if_index: int) -> None:
+        details = self.conn.dump("sw_interface_dump", sw_if_index=sw_if_index)
+        name = str(details[0].interface_name) if details else ""
+        dev_type = str(details[0].interface_dev_type) if details else ""
+        programmed.interfaces[sw_if_index] = InterfaceInfo(sw_if_index, name, workload_tag(spec.workload), dev_type)
+        owner = (Kind.WORKLOAD_ENDPOINT, spec.workload)
+        failed = self.run_plan(programmed, {sw_if_index: self.driver.wanted_for(spec.workload)}, {sw_if_index: owner})
+        if failed or programmed.binding(sw_if_index) == (None, None):
+            raise AttachError(f"pod {spec.workload}: policy not bound: {failed.get(owner, 'unknown')}")
+        self.interfaces.admin_up(sw_if_index)
+        routes = {ipaddress.ip_network((a.ip, a.max_prefixlen)): RouteTarget(sw_if_index=sw_if_index)
+                  for a in spec.addresses}
+        failed = sync_routes(self.conn, programmed, routes, set(), {p: owner for p in routes})
+        if failed:
+            raise AttachError(f"pod {spec.workload}: {failed[owner]}")
+
+    def run_plan(self, programmed: Programmed, wanted: dict[int, Wanted],
+                 owners: dict[int, tuple[Kind, object]]) -> dict[tuple[Kind, object], str]:
+        """Bind `wanted` (others pinned), then delete ACLs nobody uses."""
+        bound = {ifx: programmed.binding(ifx) for ifx in
+                 set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls() | set(wanted)}
+        plan: AclPlan = plan_acls(programmed.acls, bound, wanted)
+        return AclExecutor(self.conn, programmed, owners).run(plan)
+
+    def _undo(self, programmed: Programmed, spec: PodSpec, sw_if_index: int) -> None:
+        try:
+            self._remove(programmed, FoundPod(self.interfaces.kind, sw_if_index, spec.host_ifname))
+        except Exception:  # the original error matters more; the next Add or Del cleans up
+            log.exception("pod %s: rollback incomplete", spec.workload)
+
+    # -- CNI Del -----------------------------------------------------------------------------------
+    def detach(self, request: PodDelete) -> str | None:
+        try:
+            programmed = self.driver.programmed()
+            found = self._find(programmed, request)
+            if found is None:
+                return None
+            self._remove(programmed, found)
+        except (VppConnectionLost, VppUnavailable, ApiRefused) as exc:
+            raise AttachError(f"CNI Del {request.netns} {request.container_ifname}: {exc}") from None
+        return found.host_ifname
+
+    def _find(self, programmed: Programmed, request: PodDelete) -> FoundPod | None:
+        for tag, record in list(self.records.items()):
+            spec = record.spec
+            if str(spec.netns) == request.netns and spec.container_ifname == request.container_ifname:
+                current = programmed.pod_interfaces().get(tag)
+                if current is not None:
+                    return self._found_for(programmed, current, spec)
+                del self.records[tag]
+        return self.interfaces.find(request)
+
+    def _found_for(self, programmed: Programmed, sw_if_index: int, spec: PodSpec) -> FoundPod:
+        info = programmed.interfaces.get(sw_if_index)
+        kind: PodKind = "tap" if info is not None and info.dev_type == "virtio" else "af_packet"
+        return FoundPod(kind, sw_if_index, spec.host_ifname)
+
+    def _remove(self, programmed: Programmed, found: FoundPod) -> None:
+        if found.kind != "veth":
+            routes = {p for p, t in programmed.routes.items() if t.sw_if_index == found.sw_if_index}
+            sync_routes(self.conn, programmed, {}, routes, {})
+        self.interfaces.delete(found)
+        info = programmed.interfaces.pop(found.sw_if_index, None)
+        if info is not None:
+            self.records.pop(info.tag, None)
+        self.run_plan(programmed, {}, {})  # ACLs only that pod used go now
+
+    # -- VPP restarted ----------------------------------------------------------------------------
+    def restore(self, programmed: Programmed) -> bool:
+        """Re-create missing interfaces of pods attached here; True if any was re-created."""
+        present = programmed.pod_interfaces()
+        changed = False
+        for tag, record in list(self.records.items()):
+            if tag in present:
+                record.sw_if_index = present[tag]
+                continue
+            spec = record.spec
+            if not Path(spec.netns).exists() or (record.kind == "af_packet"
+                                                 and not self.plumbing.host_link_exists(spec.host_ifname)):
+                log.info("pod %s is gone; not restoring it", spec.workload)
+                del self.records[tag]
+                continue
+            try:
+                if record.kind == "tap":
+                    record.sw_if_index = self.interfaces.create(spec, "tap")
+                else:
+                    record.sw_if_index = self.interfaces.create_on_existing_veth(spec)
+                self._bring_up(programmed, spec, record.sw_if_index)
+                if record.kind == "tap":  # a new tap device appeared in the pod, unconfigured
+                    self.plumbing.configure_container(spec)
+            except (AttachError, ApiRefused) as exc:
+                log.error("pod %s: could not restore its VPP interface: %s", spec.workload, exc)
+                continue
+            log.info("pod %s: VPP interface re-created as %d", spec.workload, record.sw_if_index)
+            changed = True
+        return changed
