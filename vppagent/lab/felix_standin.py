@@ -8,6 +8,7 @@ protobuf bytes. This class does the same, so tests, benchmarks and the lab exerc
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import struct
 import subprocess
@@ -40,11 +41,20 @@ class FelixStandIn:
         self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in close()
 
         def place_fds() -> None:  # in the child, before exec: fd 3 and fd 4 as Felix sets them
-            os.dup2(to_driver_r, 3)
-            os.dup2(from_driver_w, 4)
+            # Copy both ends above 4 first: a pipe end may itself be fd 3 or 4 and be overwritten.
+            # dup2 clears close-on-exec, so 3 and 4 survive the exec.
+            high_r = fcntl.fcntl(to_driver_r, fcntl.F_DUPFD, 10)
+            high_w = fcntl.fcntl(from_driver_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
+            os.close(high_r)
+            os.close(high_w)
 
+        # close_fds=False: with pass_fds=(3, 4) the child would first mark fds 3 and 4 inheritable
+        # and fail with EBADF whenever the parent has nothing open there. Every other fd Python
+        # opens is close-on-exec (PEP 446), so nothing else leaks into the shim.
         self.process = subprocess.Popen(
-            command, env=child_env, preexec_fn=place_fds, pass_fds=(3, 4, to_driver_r, from_driver_w),
+            command, env=child_env, preexec_fn=place_fds, close_fds=False,
             stdout=self._log or subprocess.DEVNULL, stderr=self._log or subprocess.DEVNULL,
         )
         os.close(to_driver_r)

@@ -1,0 +1,257 @@
+"""A lab run: build the cluster, feed each node's agent through its Felix, probe every step.
+
+Order: namespaces → agents (in parallel) → pods by CNI Add → listeners → Felix snapshots →
+endpoints up and BGP routes learnt → for each step: deltas, applied, probes, compare.
+Teardown (unless kept) runs whatever happened, from the state file's list.
+"""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vppagent.gen.cni import cni_pb2
+from vppagent.lab import oracle
+from vppagent.lab.agents import LabError, NodeAgent, wait_until
+from vppagent.lab.felix_feed import NodeFeed, workload_key
+from vppagent.lab.probe import Probe, in_netns, run_probes
+from vppagent.lab.record import LabRecord, all_records, teardown
+from vppagent.lab.report import Cell, LabResult, StepResult
+from vppagent.lab.scenario import Scenario, Snapshot
+from vppagent.lab.topology import Topology, new_prefix
+
+DRIVERS = ("iptables", "vpp", "dry-run")
+CNI_ATTEMPTS = 3
+
+
+@dataclass
+class LabOptions:
+    driver: str = "iptables"
+    vpp_api_socket: str | None = None  # "{node}" is replaced by the node's name
+    keep: bool = False
+    probe_timeout: float = 1.0
+    metrics_port: int | None = None
+    # Progress callbacks: a one-line status, and probes done out of total.
+    status: Callable[[str], None] = field(default=lambda _text: None)
+    progress: Callable[[int, int], None] | None = None
+    step_done: Callable[[StepResult], None] = field(default=lambda _step: None)
+
+
+def remove_stale_labs() -> list[str]:
+    """Tear down labs whose run died without cleaning up (kept labs stay until `lab down`)."""
+    removed = []
+    for record in all_records():
+        if not record.keep and not record.owner_alive():
+            problems = teardown(record)
+            removed.append(f"removed the leftovers of crashed lab {record.prefix}"
+                           + (f" (not all: {'; '.join(problems)})" if problems else ""))
+    return removed
+
+
+class LabRun:
+    def __init__(self, scenario: Scenario, options: LabOptions) -> None:
+        if options.driver not in DRIVERS:
+            raise LabError(f"unknown driver {options.driver!r} (choose {', '.join(DRIVERS)})")
+        self.scenario = scenario
+        self.options = options
+        self.record: LabRecord | None = None
+        self.topology: Topology | None = None
+        self.agents: dict[str, NodeAgent] = {}
+        self.feeds: dict[str, NodeFeed] = {}
+        self.interfaces: dict[str, str] = {}
+        self.listeners: list[subprocess.Popen[bytes]] = []
+        self.cni_retries: list[str] = []
+
+    # -- the whole run -----------------------------------------------------------------------
+    def run(self) -> LabResult:
+        started = time.monotonic()
+        notes = remove_stale_labs()
+        self.record = LabRecord.create(new_prefix(), keep=self.options.keep)
+        result = LabResult(self.scenario.name, self.options.driver, self.record.prefix, notes=notes)
+        try:
+            try:
+                self.set_up()
+            finally:
+                result.notes.extend(self.cni_retries)
+            result.setup_seconds = time.monotonic() - started
+            for snapshot in self.scenario.snapshots():
+                step = self.run_step(snapshot)
+                result.steps.append(step)
+                self.options.step_done(step)
+        finally:
+            if self.options.keep:
+                result.notes.append(f"kept lab {self.record.prefix}: state in {self.record.workdir}; "
+                                    "remove it with `vppagent lab down`")
+            else:
+                self.down()
+            result.seconds = time.monotonic() - started
+        return result
+
+    def down(self) -> list[str]:
+        for agent in self.agents.values():
+            if agent.felix is not None:
+                agent.felix.close(timeout=2.0)  # Felix goes first, as in the state file's order
+                agent.felix = None
+        problems = teardown(self.record) if self.record is not None else []
+        for proc in [*self.listeners, *(a.proc for a in self.agents.values() if a.proc is not None)]:
+            if proc.poll() is None:
+                proc.wait(5)  # reap our children; teardown already signalled them
+        return problems
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def set_up(self) -> None:
+        assert self.record is not None
+        sc, workdir = self.scenario, Path(self.record.workdir)
+        self.options.status(f"building namespaces ({self.record.prefix})")
+        self.topology = topo = Topology(sc, self.record)
+        topo.build()
+        self.options.status(f"starting {len(sc.nodes)} agents (driver {self.options.driver})")
+        for node in sc.nodes:
+            self.agents[node.name] = NodeAgent(node.name, topo.node_ns(node.name), workdir, self.record,
+                                               self.options.driver, extra_args=self._agent_args(node.name))
+            self.agents[node.name].start()
+        for agent in self.agents.values():
+            agent.wait_ready()
+        self.options.status("creating pods through each agent's CNI Add")
+        for node, pod in sc.pods():
+            self.interfaces[pod.name] = self._add_pod(node.name, pod.name)
+        self._start_listeners()
+        self.options.status("streaming each node's Felix snapshot through felix-shim")
+        for agent in self.agents.values():
+            agent.start_felix()
+        first = next(iter(sc.snapshots()))
+        for node in sc.nodes:
+            self.feeds[node.name] = NodeFeed(sc, node.name, self.interfaces)
+            self.agents[node.name].send(self.feeds[node.name].snapshot(first.objects))
+        for agent in self.agents.values():
+            agent.wait_applied()
+        self._wait_endpoints_up()
+        self.options.status("waiting for BGP to learn every node's block")
+        self._wait_routes()
+
+    def _agent_args(self, node: str) -> list[str]:
+        args = []
+        if self.options.vpp_api_socket:
+            args += ["--vpp-api-socket", self.options.vpp_api_socket.replace("{node}", node)]
+        if self.options.metrics_port is not None:
+            args += ["--metrics-port", str(self.options.metrics_port)]
+        return args
+
+    def _add_pod(self, node: str, pod_name: str) -> str:
+        assert self.topology is not None
+        pod = self.scenario.pod(pod_name)
+        netns = self.topology.pod_netns_path(pod_name)
+        address = f"{self.scenario.pod_address(pod_name)}/32"
+        for attempt in range(1, CNI_ATTEMPTS + 1):
+            try:
+                reply = self.agents[node].cni_add(pod_name, pod.namespace, netns, address)
+                break
+            except LabError as exc:
+                # pyroute2's NetNS forks inside the agent's multi-threaded gRPC process and the child
+                # sometimes dies (SIGSEGV); an Add is safe to repeat (it replaces a half-made veth).
+                if "child process is dead" not in str(exc) or attempt == CNI_ATTEMPTS:
+                    raise
+                self.cni_retries.append(f"CNI Add of {pod_name} on {node} retried: {exc}")
+        if self.options.driver == "dry-run":
+            # The dry-run driver only records the Add; wire the pod as the kernel driver would,
+            # so that probes show what an unenforced dataplane lets through.
+            from vppagent.pods.spec import parse_add
+            from vppagent.pods.veth import VethAttacher
+
+            request = cni_pb2.AddRequest(
+                interface_name="eth0", netns=str(netns), desired_host_interface_name=reply.host_interface_name,
+                container_ips=[cni_pb2.IPConfig(address=f"{self.scenario.pod_address(pod_name)}/32")],
+                workload=cni_pb2.WorkloadIDs(name=pod_name, pod=pod_name, namespace=pod.namespace))
+            spec = parse_add(request)
+            in_netns(Path("/run/netns") / self.topology.node_ns(node), lambda: VethAttacher().add(spec))
+        return str(reply.host_interface_name)
+
+    def _start_listeners(self) -> None:
+        assert self.topology is not None and self.record is not None
+        pending = []
+        for _, pod in self.scenario.pods():
+            if not pod.ports:
+                continue
+            argv = ["ip", "netns", "exec", self.topology.pod_ns(pod.name), sys.executable, "-m",
+                    "vppagent.lab.listener", pod.name, *(str(p) for p in pod.ports)]
+            log = open(Path(self.record.workdir) / f"listener-{pod.name}.log", "ab")  # noqa: SIM115
+            with log:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                                        start_new_session=True)
+            self.listeners.append(proc)
+            self.record.add_process(proc.pid, "listener", f"listener {pod.name}")
+            pending.append((pod.name, proc))
+        deadline = time.monotonic() + 15.0
+        for name, proc in pending:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = proc.stdout.readline() if ready else b""
+            if line.strip() != b"ready":
+                raise LabError(f"the listener in pod {name} did not start (exit {proc.poll()}); "
+                               f"see {self.record.workdir}/listener-{name}.log")
+
+    def _wait_endpoints_up(self) -> None:
+        """Each agent reports its workloads' status back to Felix, through the shim."""
+        for node in self.scenario.nodes:
+            felix = self.agents[node.name].felix
+            assert felix is not None
+            wanted = {workload_key(self.scenario, p.name).workload_id for p in node.pods}
+
+            def all_up(felix: object = felix, wanted: set[str] = wanted) -> bool:
+                statuses = felix.statuses()  # type: ignore[attr-defined]
+                return all(statuses.get(w) == "up" for w in wanted)
+
+            wait_until(all_up, 15.0, f"the workloads of {node.name} to be reported up to Felix "
+                       f"(seen: {felix.statuses()})")
+
+    def _wait_routes(self, timeout: float = 30.0) -> None:
+        sc = self.scenario
+        if len(sc.nodes) < 2:
+            return
+
+        def learnt() -> bool:
+            return all(f"via {sc.node_address(other.name)} " in self.agents[node.name].kernel_route(
+                str(sc.node_block(other.name))) + " " for node in sc.nodes for other in sc.nodes if other != node)
+
+        try:
+            wait_until(learnt, timeout, "BGP routes", interval=0.1)
+        except LabError:
+            sessions = {n: a.bgp_sessions() for n, a in self.agents.items()}
+            raise LabError(f"BGP did not learn every block within {timeout:.0f} s; sessions: {sessions}") from None
+
+    # -- steps -----------------------------------------------------------------------------------
+    def run_step(self, snapshot: Snapshot) -> StepResult:
+        started = time.monotonic()
+        if snapshot.index > 0:
+            self.options.status(f"step {snapshot.index}: {snapshot.name}: sending deltas")
+            for node, feed in self.feeds.items():
+                self.agents[node].send(feed.advance(snapshot.objects))
+            for agent in self.agents.values():
+                agent.wait_applied()
+        programmed = time.monotonic()
+        self.options.status(f"step {snapshot.index}: {snapshot.name}: probing")
+        results = run_probes(self._probes(), self.options.probe_timeout, progress=self.options.progress)
+        states = {node: feed.state for node, feed in self.feeds.items()}
+        written = {(e.source, e.target, e.port): e.allowed for e in snapshot.expectations}
+        cells = []
+        for res in results:
+            p = res.probe
+            port = next(port for port in self.scenario.pod(p.target).ports
+                        if port.protocol == p.protocol and port.number == p.port)
+            want = oracle.expected(self.scenario, snapshot.objects, states, p.source, p.target, port, res.source_port)
+            cells.append(Cell(p.source, p.target, port, want.allowed, res.connected,
+                              written.get((p.source, p.target, port)), want.reason, res.detail, res.source_port,
+                              res.seconds))
+        return StepResult(snapshot.index, snapshot.name, cells, programmed - started, time.monotonic() - programmed)
+
+    def _probes(self) -> list[Probe]:
+        assert self.topology is not None
+        pods = [pod for _, pod in self.scenario.pods()]
+        return [Probe(src.name, dst.name, self.topology.pod_netns_path(src.name),
+                      str(self.scenario.pod_address(dst.name)), port.protocol, port.number)
+                for src in pods for dst in pods if src.name != dst.name for port in dst.ports]
