@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -52,17 +53,22 @@ def workload_mix(total: int, rng: random.Random) -> list[felix.ToDataplane]:
                 b.rule("allow", protocol="tcp", dst_ports=[rng.randrange(1, 65535)], src_ip_set_ids=[f"s:{i}"])]))
         else:
             e = rng.randrange(n_eps)
+            p = rng.randrange(n_pols // 20) * 20 + e % 20  # a policy of the endpoint's own namespace
             msgs.append(b.workload(f"ns{e % 20}/pod{e}", f"cali{e:08x}", ipv4=[f"10.200.{e // 250}.{e % 250}/32"],
-                                   tiers=[b.tier("default", ingress=[f"pol-{rng.randrange(n_pols)}"],
-                                                 namespace=f"ns{e % 20}")], profiles=[f"kns.ns{e % 20}"]))
+                                   tiers=[b.tier("default", ingress=[f"pol-{p}"], namespace=f"ns{e % 20}")],
+                                   profiles=[f"kns.ns{e % 20}"]))
     return msgs[:total]
 
 
-def agent_messages(sock: Path) -> int:
+def agent_state(sock: Path) -> dict[str, Any]:
     with grpc.insecure_channel(f"unix:{sock}") as channel:
         stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
-        report = json.loads(stub.GetState(agent_pb2.GetStateRequest(), timeout=5).state_json)
-    return int(report["counters"]["messages"])
+        report: dict[str, Any] = json.loads(stub.GetState(agent_pb2.GetStateRequest(), timeout=5).state_json)
+    return report
+
+
+def agent_messages(sock: Path) -> int:
+    return int(agent_state(sock)["counters"]["messages"])
 
 
 def main() -> int:
@@ -102,6 +108,8 @@ def main() -> int:
             while agent_messages(sock) < len(frames):
                 time.sleep(0.01)
             elapsed = time.perf_counter() - start
+            held = agent_state(sock)["held_back"]
+            assert not held, f"the mix must be valid, but the agent held back {held[:3]}"
             writer.join()
             shim.close()
         finally:

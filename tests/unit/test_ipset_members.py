@@ -40,3 +40,35 @@ def test_invalid_members_are_kept_visible() -> None:
     s = IPSet.build("s", IPSetType.IP, ["10.0.0.1", "bogus"])
     assert s.invalid == ("bogus",)
     assert s.members == {"10.0.0.1"}
+
+
+def test_fast_ipv4_path_agrees_with_ipaddress() -> None:
+    import ipaddress
+    import random
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        addr = ".".join(str(rng.randrange(256)) for _ in range(4))
+        length = rng.randrange(33)
+        assert canonical_member(IPSetType.NET, f"{addr}/{length}") == str(
+            ipaddress.ip_network(f"{addr}/{length}", strict=False))
+        assert canonical_member(IPSetType.IP, f"{addr}/{length}") == addr
+    for bad in ("1.2.3", "1.2.3.4.5", "01.2.3.4", "256.1.1.1", "1.2.3.4/33", "1.2.3.4/0x1", " "):
+        with pytest.raises(MemberError):
+            canonical_member(IPSetType.NET, bad)
+
+
+def test_fold_changes_a_set_in_place_only_until_it_is_shared() -> None:
+    from vppagent.state import builders as b
+    from vppagent.state.model import DataplaneState
+
+    state = DataplaneState()
+    state.apply(b.ipset("s", ["10.0.0.1"]))
+    first = state.ipsets["s"]
+    state.apply(b.ipset_delta("s", added=["10.0.0.2"]))
+    assert state.ipsets["s"] is first, "owned by the fold: changed in place"
+    shared = state.copy()
+    state.apply(b.ipset_delta("s", added=["10.0.0.3"]))
+    assert state.ipsets["s"] is not first, "shared by a copy: copied on write"
+    assert shared.ipsets["s"].members == {"10.0.0.1/32", "10.0.0.2/32"}
+    assert state.ipsets["s"].members == {"10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32"}

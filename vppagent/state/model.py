@@ -94,6 +94,8 @@ class DataplaneState:
     """All objects, one dict per kind. `apply` folds one ToDataplane message in."""
 
     tables: dict[Kind, dict[Any, Any]] = field(default_factory=lambda: {k: {} for k in Kind})
+    # IP sets created by this state's fold and not yet shared carry this token (see IPSet).
+    token: object = field(default_factory=object, compare=False, repr=False)
 
     # -- typed views -------------------------------------------------------------------------
     @property
@@ -146,7 +148,9 @@ class DataplaneState:
         return {k.value: len(v) for k, v in self.tables.items()}
 
     def copy(self) -> DataplaneState:
-        """A shallow copy per table (values are immutable)."""
+        """A shallow copy per table. Both states now share every value, so neither may change
+        one in place any more: the token that allowed it is retired."""
+        self.token = object()
         return DataplaneState({k: dict(v) for k, v in self.tables.items()})
 
     # -- folding -----------------------------------------------------------------------------
@@ -205,8 +209,8 @@ def _ipset_delta(state: DataplaneState, m: felix.IPSetDeltaUpdate) -> Change:
         # Felix never sends a delta for an unknown set. Recording it as an empty NET set with
         # the delta applied would guess the type; instead keep an explicitly invalid set so
         # every user of it is held back until a full IPSetUpdate arrives.
-        current = IPSet(m.id, IPSetType.NET, frozenset(), ("<delta for unknown set>",))
-    return state._put(Kind.IPSET, m.id, current.with_delta(m.added_members, m.removed_members))
+        current = IPSet(m.id, IPSetType.NET, set(), ("<delta for unknown set>",))
+    return state._put(Kind.IPSET, m.id, current.with_delta(m.added_members, m.removed_members, state.token))
 
 
 _HANDLERS: dict[str, Any] = {
@@ -214,7 +218,7 @@ _HANDLERS: dict[str, Any] = {
     "config_update": lambda s, m: s._put(Kind.CONFIG, SINGLETON, m),
     "encapsulation": lambda s, m: s._put(Kind.ENCAPSULATION, SINGLETON, m),
     "global_bgp_config_update": lambda s, m: s._put(Kind.GLOBAL_BGP, SINGLETON, m),
-    "ipset_update": lambda s, m: s._put(Kind.IPSET, m.id, IPSet.build(m.id, m.type, m.members)),
+    "ipset_update": lambda s, m: s._put(Kind.IPSET, m.id, IPSet.build(m.id, m.type, m.members, s.token)),
     "ipset_delta_update": _ipset_delta,
     "ipset_remove": lambda s, m: s._drop(Kind.IPSET, m.id),
     "active_policy_update": lambda s, m: s._put(Kind.POLICY, policy_key(m.id), m.policy),

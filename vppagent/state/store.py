@@ -52,10 +52,37 @@ def endpoint_policy_keys(endpoint: felix.WorkloadEndpoint | felix.HostEndpoint) 
     return keys
 
 
-def resolve(desired: DataplaneState, programmed: DataplaneState) -> Resolution:
+# (kind, key) -> (the protobuf validated, what it saw of its IP sets, the error or None)
+ValidationCache = dict[tuple[Kind, Any], tuple[Any, tuple[Any, ...], str | None]]
+
+
+def _validated(cache: ValidationCache, kind: Kind, key: Any, pb: Any, rules: Iterable[felix.Rule],
+               ipsets: dict[str, Any], check: Any) -> None:
+    """Run `check` unless this very protobuf was checked against IP sets that looked the same.
+
+    Validation parses every rule; doing it for every policy on every batch would cost more than
+    the batch. What validation reads of an IP set is only: present, type, any invalid member.
+    """
+    refs = tuple(sorted(set().union(*(_rule_set_ids(r) for r in rules))))
+    seen = tuple((i, *((s.type, bool(s.invalid)) if (s := ipsets.get(i)) is not None else ())) for i in refs)
+    hit = cache.get((kind, key))
+    if hit is None or hit[0] is not pb or hit[1] != seen:
+        try:
+            check(key, pb, ipsets)
+            hit = (pb, seen, None)
+        except PolicyError as exc:
+            hit = (pb, seen, str(exc))
+        cache[(kind, key)] = hit
+    if hit[2] is not None:
+        raise PolicyError(hit[2])
+
+
+def resolve(desired: DataplaneState, programmed: DataplaneState,
+            cache: ValidationCache | None = None) -> Resolution:
     """Hold back invalid objects (keep their programmed version, or leave them out)."""
     eff = desired.copy()
     held: dict[tuple[Kind, Any], str] = {}
+    cache = {} if cache is None else cache
 
     def hold(kind: Kind, key: Any, reason: str) -> None:
         held[(kind, key)] = reason
@@ -73,14 +100,16 @@ def resolve(desired: DataplaneState, programmed: DataplaneState) -> Resolution:
         if pkey.kind in STAGED_KINDS:
             continue  # staged policies are never enforced, so never block anything
         try:
-            validate_policy(pkey, policy, eff.ipsets)
+            _validated(cache, Kind.POLICY, pkey, policy, (*policy.inbound_rules, *policy.outbound_rules),
+                       eff.ipsets, validate_policy)
             _check_held_sets(policy.inbound_rules, policy.outbound_rules, held, f"policy {pkey}")
         except PolicyError as exc:
             hold(Kind.POLICY, pkey, str(exc))
 
     for name, profile in desired.profiles.items():
         try:
-            validate_profile(name, profile, eff.ipsets)
+            _validated(cache, Kind.PROFILE, name, profile, (*profile.inbound_rules, *profile.outbound_rules),
+                       eff.ipsets, validate_profile)
             _check_held_sets(profile.inbound_rules, profile.outbound_rules, held, f"profile {name}")
         except PolicyError as exc:
             hold(Kind.PROFILE, name, str(exc))
@@ -155,6 +184,7 @@ class Store:
         self._dirty: set[tuple[Kind, Any]] = set()
         self._resync_needed = False
         self._effective = DataplaneState()
+        self._validation: ValidationCache = {}
 
     # -- input --------------------------------------------------------------------------------
     def new_stream(self) -> None:
@@ -196,7 +226,7 @@ class Store:
         """
         if not self.in_sync:
             return StateDiff(), self._effective
-        resolution = resolve(self.desired, self.programmed or DataplaneState())
+        resolution = resolve(self.desired, self.programmed or DataplaneState(), self._validation)
         self.held = resolution.held
         effective = resolution.effective
         if self.programmed is None:
