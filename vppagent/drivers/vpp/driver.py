@@ -31,15 +31,16 @@ from vppagent.drivers.vpp.hostendpoints import add_host_endpoints
 from vppagent.drivers.vpp.plumbing import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.podflow import PodFlow
 from vppagent.drivers.vpp.pods import PodKind
-from vppagent.drivers.vpp.programmed import Programmed, read_programmed
+from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
 from vppagent.drivers.vpp.render import DENY_ALL
+from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import Attachment
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import DEFAULT_RULE_LIMIT
 from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
 from vppagent.state.diff import StateDiff
-from vppagent.state.model import DataplaneState, WorkloadKey
+from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class VppDriver(Driver):
         self._programmed: Programmed | None = None
         self._compiler = ListCompiler(rule_limit)
         self._made_routes: set[IPNetwork] = set()
+        self._unmatched_endpoints: list[str] = []  # tags of endpoints an apply upserts
         self.pods = PodFlow(self, conn, pod_interface, plumbing or NetnsPlumbing())
         self.stats: dict[str, Any] = {"resyncs": 0, "applies": 0, "reconnects": 0, "last_error": None,
                                       "last_converge": None, "unsupported_routes": 0}
@@ -81,6 +83,7 @@ class VppDriver(Driver):
             self._state = state.copy()
             self._compiler.invalidate(diff, state)
             self.stats["applies"] += 1
+            self._unmatched_endpoints = [workload_tag(k) for k in diff.upserts.get(Kind.WORKLOAD_ENDPOINT, {})]
             return self._converge(reread=False)
 
     def remove_all(self) -> ApplyReport:
@@ -152,6 +155,10 @@ class VppDriver(Driver):
         return ApplyReport(ok=True, failed=dict(failed), writes=self.conn.writes - writes)
 
     def _program(self, programmed: Programmed, state: DataplaneState, *, removing: bool = False) -> Failures:
+        pods = programmed.pod_interfaces()
+        if any(tag not in pods for tag in self._unmatched_endpoints):
+            refresh_interfaces(self.conn, programmed)  # an endpoint for a pod attached by someone else?
+        self._unmatched_endpoints = []
         desired = build_desired(state, programmed, self._compiler)
         add_host_endpoints(state, programmed, self._compiler, desired)
         if removing:
@@ -164,7 +171,7 @@ class VppDriver(Driver):
         pod_ifx = set(programmed.pod_interfaces().values())
         pools = _pool_networks(state)
         ours = {p for p, t in programmed.routes.items()
-                if (t.sw_if_index is not None and t.sw_if_index in pod_ifx)
+                if (t.sw_if_index is not None and (t.sw_if_index in pod_ifx or t.sw_if_index not in programmed.interfaces))
                 or (t.next_hop is not None and (p in self._made_routes or any(_within(p, n) for n in pools)))}
         for owner, reason in sync_routes(self.conn, programmed, desired.routes, ours, desired.route_owners).items():
             failed.setdefault(owner, reason)

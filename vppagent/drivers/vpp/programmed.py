@@ -3,7 +3,8 @@
 Read at connect, after every reconnect, and on each resync; between resyncs the driver updates it
 after each successful write, so an apply needs no dumps. Only objects with our tags count as ours:
 ACLs tagged `vpa1:acl:`, interfaces tagged `vpa1:wl` (pods). Routes carry no tags: a route is ours
-when its path goes through one of our pod interfaces, or when the driver made it (remote blocks).
+when its path goes through one of our pod interfaces (or an interface that no longer exists), or
+when the driver made it (remote blocks, also recognised after a restart inside an IPAM pool).
 """
 
 from __future__ import annotations
@@ -92,15 +93,7 @@ def read_programmed(conn: VppConnection) -> Programmed:
             out.acls[int(details.acl_index)] = content_from_details(details)
         else:
             out.foreign_acls.add(int(details.acl_index))
-    for details in conn.dump("sw_interface_dump", sw_if_index=NO_INDEX):
-        index = int(details.sw_if_index)
-        out.interfaces[index] = InterfaceInfo(index, str(details.interface_name), str(details.tag),
-                                              str(details.interface_dev_type))
-    for details in conn.dump("acl_interface_list_dump", sw_if_index=NO_INDEX):
-        info = out.interfaces.get(int(details.sw_if_index))
-        if info is not None:
-            acls = [int(a) for a in details.acls]
-            info.acls_in, info.acls_out = acls[:details.n_input], acls[details.n_input:]
+    refresh_interfaces(conn, out)
     for info in out.interfaces.values():
         if not info.is_pod and info.dev_type != "local":
             out.interface_addresses[info.sw_if_index] = [
@@ -112,6 +105,21 @@ def read_programmed(conn: VppConnection) -> Programmed:
             if parsed is not None:
                 out.routes[parsed[0]] = parsed[1]
     return out
+
+
+def refresh_interfaces(conn: VppConnection, programmed: Programmed) -> None:
+    """Re-read interfaces and their ACL lists (pods attached by someone else appear here)."""
+    interfaces: dict[int, InterfaceInfo] = {}
+    for details in conn.dump("sw_interface_dump", sw_if_index=NO_INDEX):
+        index = int(details.sw_if_index)
+        interfaces[index] = InterfaceInfo(index, str(details.interface_name), str(details.tag),
+                                          str(details.interface_dev_type))
+    for details in conn.dump("acl_interface_list_dump", sw_if_index=NO_INDEX):
+        info = interfaces.get(int(details.sw_if_index))
+        if info is not None:
+            acls = [int(a) for a in details.acls]
+            info.acls_in, info.acls_out = acls[:details.n_input], acls[details.n_input:]
+    programmed.interfaces = interfaces
 
 
 def _route(route: Any) -> tuple[IPNetwork, RouteTarget] | None:
