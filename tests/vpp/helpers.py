@@ -88,7 +88,7 @@ class Target:
                 raw.api.acl_interface_set_acl_list(sw_if_index=d.sw_if_index, count=0, n_input=0, acls=[])
         for index in self.our_acls():
             raw.api.acl_del(acl_index=index)
-        for prefix, route in self.routes().items():
+        for prefix in self.routes():
             net = ipaddress.ip_network(prefix)
             if any(net.version == t.version and net.subnet_of(t) for t in TEST_NETS):  # type: ignore[arg-type]
                 raw.api.ip_route_add_del(is_add=False, route={"table_id": 0, "prefix": prefix, "n_paths": 0,

@@ -48,7 +48,7 @@ def test_without_get_api_json_the_definitions_come_from_a_directory(vppsim: VppS
         assert conn.dump("acl_dump", acl_index=0xFFFFFFFF) == []
     finally:
         conn.close()
-    with pytest.raises(VppUnavailable, match="does not serve get_api_json.*/nonexistent"):
+    with pytest.raises(VppUnavailable, match=r"does not serve get_api_json.*/nonexistent"):
         VppConnection(vppsim.socket_path, api_dir="/nonexistent").connect()
 
 
@@ -71,7 +71,7 @@ def test_missing_messages_are_named(vppsim: VppSim) -> None:
 
 
 def test_no_socket_is_unavailable_not_a_crash(tmp_path: object) -> None:
-    with pytest.raises(VppUnavailable, match="cannot connect to VPP at /nonexistent/api.sock"):
+    with pytest.raises(VppUnavailable, match=r"cannot connect to VPP at /nonexistent/api\.sock"):
         VppConnection("/nonexistent/api.sock").connect()
 
 

@@ -168,16 +168,26 @@ class VppDriver(Driver):
         plan = self.plan(programmed, desired)
         for owner, reason in AclExecutor(self.conn, programmed, desired.owners).run(plan).items():
             failed.setdefault(owner, reason)
-        pod_ifx = set(programmed.pod_interfaces().values())
-        pools = _pool_networks(state)
-        ours = {p for p, t in programmed.routes.items()
-                if (t.sw_if_index is not None and (t.sw_if_index in pod_ifx or t.sw_if_index not in programmed.interfaces))
-                or (t.next_hop is not None and (p in self._made_routes or any(_within(p, n) for n in pools)))}
+        ours = self._our_routes(programmed, state)
         for owner, reason in sync_routes(self.conn, programmed, desired.routes, ours, desired.route_owners).items():
             failed.setdefault(owner, reason)
         self._made_routes = {p for p, t in desired.routes.items()
                              if t.next_hop is not None and programmed.routes.get(p) == t}
         return failed
+
+    def _our_routes(self, programmed: Programmed, state: DataplaneState) -> set[IPNetwork]:
+        """Routes we may delete: through pod interfaces or interfaces that are gone; next-hop
+        routes we made, or (after a restart) inside one of Felix's IPAM pools."""
+        pod_ifx = set(programmed.pod_interfaces().values())
+        pools = _pool_networks(state)
+        ours = set()
+        for prefix, target in programmed.routes.items():
+            if target.sw_if_index is not None:
+                if target.sw_if_index in pod_ifx or target.sw_if_index not in programmed.interfaces:
+                    ours.add(prefix)
+            elif prefix in self._made_routes or any(_within(prefix, pool) for pool in pools):
+                ours.add(prefix)
+        return ours
 
     def wanted_for(self, workload: WorkloadKey) -> Wanted:
         """The lists a newly attached pod gets: its endpoint's, or drop-everything until Felix
