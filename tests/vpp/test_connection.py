@@ -90,7 +90,7 @@ def test_requests_after_loss_raise_connection_lost(vppsim: VppSim) -> None:
 
 
 def test_make_driver_vpp_and_auto(vppsim: VppSim) -> None:
-    config = AgentConfig(vpp_api_socket=vppsim.socket_path, driver="vpp")
+    config = AgentConfig.model_validate({"vpp_api_socket": vppsim.socket_path, "driver": "vpp"})
     driver, reason = make_driver("vpp", config)
     try:
         assert driver.name == "vpp" and reason == "requested: vpp"
@@ -106,7 +106,7 @@ def test_make_driver_vpp_and_auto(vppsim: VppSim) -> None:
 
 def test_crc_mismatch_refuses_vpp_and_auto_falls_back_with_the_reason(vppsim: VppSim) -> None:
     vppsim.faults.alter_crc("ip_route_add_del", "0badc0de")
-    config = AgentConfig(vpp_api_socket=vppsim.socket_path)
+    config = AgentConfig.model_validate({"vpp_api_socket": vppsim.socket_path})
     with pytest.raises(DriverUnavailable, match="CRC differs for ip_route_add_del"):
         create_driver(config)
     try:

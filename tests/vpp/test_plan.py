@@ -67,7 +67,8 @@ def test_movers_never_bind_to_an_acl_that_is_replaced_in_the_same_plan() -> None
     plan = plan_acls({0: A, 1: B}, bound, {1: (C, None), 2: (C, None), 3: (A, None), 4: (C, None), 5: (A, None)})
     assert plan.replaces == {0: C, 1: A}
     target = plan.early_binds[4][0]
-    assert target not in plan.replaces and plan.creates[target] == C, "a mover binds to content already final"
+    assert target is not None and target not in plan.replaces and plan.creates[target] == C, \
+        "a mover binds to content already final"
 
 
 def test_pinned_slots_keep_their_acl_unchanged() -> None:
