@@ -26,6 +26,7 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--driver", help="auto|vpp|iptables|dry-run (default auto)")
     run.add_argument("--vpp-api-socket", help="VPP binary API socket (default /run/vpp/api.sock)")
     run.add_argument("--cni-socket", help="CNI dataplane socket")
+    run.add_argument("--iptables-netns", help="iptables driver: program this named netns")
     run.add_argument("--pod-interface", help="tap|af_packet|auto (VPP pod attachment)")
     run.add_argument("--bird-config", help="BIRD config file to generate (enables BGP)")
     run.add_argument("--bird-socket", help="BIRD control socket")

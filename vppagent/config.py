@@ -39,6 +39,12 @@ class AgentConfig(BaseSettings):
     vpp_api_socket: Path = Field(Path("/run/vpp/api.sock"), description="VPP binary API socket")
     vpp_connect_timeout: float = Field(2.0, gt=0, description="Seconds to wait for VPP in auto mode")
     cni_socket: Path = Field(Path("/var/run/calico/cni-server.sock"), description="CNI dataplane socket")
+    iptables_netns: str | None = Field(
+        None, description="iptables driver: program this named network namespace instead of the agent's own"
+    )
+    iptables_backend: Literal["auto", "nft", "legacy"] | None = Field(
+        None, description="iptables driver: backend, overriding Felix's IptablesBackend (default: detect)"
+    )
     pod_interface: Literal["tap", "af_packet", "auto"] = Field("auto", description="VPP pod attachment")
     bird_config: Path | None = Field(None, description="BIRD config file to generate (enables BGP)")
     bird_socket: Path | None = Field(None, description="BIRD control socket for reloads")

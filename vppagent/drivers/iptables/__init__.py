@@ -1,14 +1,13 @@
 """The kernel (iptables + ipset + routes) driver; `make_driver` calls `create_driver`.
 
 Two settings are not in AgentConfig yet and come from the environment:
-- VPPAGENT_IPTABLES_NETNS: program this named network namespace (/run/netns/NAME) instead of
-  the agent's own (the lab runs one agent per node namespace this way);
-- VPPAGENT_IPTABLES_BACKEND: nft or legacy, overriding Felix's IptablesBackend (default auto).
+- iptables_netns (--iptables-netns, VPPAGENT_IPTABLES_NETNS): program this named network namespace
+  (/run/netns/NAME) instead of the agent's own; CNI pods are made there too;
+- iptables_backend (VPPAGENT_IPTABLES_BACKEND): nft or legacy, overriding Felix's IptablesBackend.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 
 from vppagent.config import AgentConfig
@@ -27,9 +26,9 @@ def create_driver(config: AgentConfig) -> IptablesDriver:
     if missing:
         raise DriverUnavailable(
             f"iptables driver: missing {', '.join(missing)} (Debian: apt-get install iptables ipset)")
-    netns = os.environ.get("VPPAGENT_IPTABLES_NETNS") or None
-    backend = os.environ.get("VPPAGENT_IPTABLES_BACKEND") or None
+    backend = None if config.iptables_backend in (None, "auto") else config.iptables_backend
     try:
-        return IptablesDriver(netns=netns, backend=backend, manage_remote_routes=config.bird_config is None)
+        return IptablesDriver(netns=config.iptables_netns, backend=backend,
+                              manage_remote_routes=config.bgp_settings() is None)
     except RuntimeError as exc:
         raise DriverUnavailable(f"iptables driver: {exc}") from None

@@ -27,6 +27,8 @@ from vppagent.drivers.iptables.routes import RouteManager
 from vppagent.drivers.iptables.runner import CommandError, Runner
 from vppagent.drivers.iptables.settings import Settings
 from vppagent.drivers.iptables.table import Table, split_save
+from vppagent.pods.spec import PodDelete, PodSpec
+from vppagent.pods.veth import Attachment, VethAttacher
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind
 
@@ -97,6 +99,13 @@ class IptablesDriver(Driver):
             if errors:
                 report.ok, report.error = False, "; ".join(errors)
             return report
+
+    def attach_pod(self, spec: PodSpec) -> Attachment:
+        # On the dataplane thread, so that the pod's host side lands in the programmed netns.
+        return self.runner.call(lambda: VethAttacher().add(spec))
+
+    def detach_pod(self, request: PodDelete) -> str | None:
+        return self.runner.call(lambda: VethAttacher().delete(request))
 
     def status(self) -> dict[str, Any]:
         with self._lock:
