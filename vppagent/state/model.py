@@ -4,6 +4,10 @@ One table per object kind, keyed as Felix keys them. Values are the protobuf mes
 (immutable by convention: we never mutate a stored message), except IP sets, which are held as
 canonical member sets so that deltas and diffs compare like Felix does.
 
+Contract for consumers: a value never changes once a state has been copied (`copy()`), and the
+store hands drivers only copies. Until then the fold may grow an IP set it created in place (see
+`IPSet`), which is what makes a burst of deltas cheap. Compare IP sets by value, not identity.
+
 The same fold serves felix-shim (its compacted snapshot for replay) and the agent's store, so
 both agree on what "latest value per key" means.
 """
