@@ -20,7 +20,8 @@ import ipaddress
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.drivers.vpp.aclplan import AclPlan, Binding, Wanted, plan_acls
@@ -35,7 +36,7 @@ from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh
 from vppagent.drivers.vpp.render import DENY_ALL
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
-from vppagent.pods.veth import Attachment
+from vppagent.pods.veth import AttachError, Attachment
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import DEFAULT_RULE_LIMIT
 from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
@@ -43,6 +44,7 @@ from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class VppDriver(Driver):
@@ -97,11 +99,26 @@ class VppDriver(Driver):
 
     def attach_pod(self, spec: PodSpec) -> Attachment:
         with self._lock:
-            return self.pods.attach(spec)
+            return self._retrying(lambda: self.pods.attach(spec), f"CNI Add {spec.workload}")
 
     def detach_pod(self, request: PodDelete) -> str | None:
         with self._lock:
-            return self.pods.detach(request)
+            return self._retrying(lambda: self.pods.detach(request),
+                                  f"CNI Del {request.netns} {request.container_ifname}")
+
+    def _retrying(self, action: Callable[[], _T], what: str) -> _T:
+        """Run a pod operation; once more on a fresh connection if the first finds it dead."""
+        for attempt in (1, 2):
+            try:
+                return action()
+            except VppConnectionLost as exc:
+                self._programmed = None
+                if attempt == 2:
+                    raise AttachError(f"{what}: VPP connection lost: {exc}") from None
+            except VppUnavailable as exc:
+                self._programmed = None
+                raise AttachError(f"{what}: {exc}") from None
+        raise AssertionError("unreachable")
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -141,15 +158,24 @@ class VppDriver(Driver):
 
     def _converge(self, *, reread: bool, removing: bool = False) -> ApplyReport:
         start, writes = time.monotonic(), self.conn.writes
-        try:
-            if reread:
+        failed: Failures = {}
+        # A connection found dead (VPP restarted since the last request) is retried once, on a
+        # fresh connection and a fresh read: that is the resync after a reconnect.
+        for attempt in (1, 2):
+            try:
+                if reread:
+                    self._programmed = None
+                failed = self._program(self.programmed(), self._state or DataplaneState(), removing=removing)
+                break
+            except (VppConnectionLost, VppUnavailable) as exc:
                 self._programmed = None
-            failed = self._program(self.programmed(), self._state or DataplaneState(), removing=removing)
-        except (VppConnectionLost, VppUnavailable) as exc:
-            self._programmed = None
-            self.stats["last_error"] = str(exc)
-            log.warning("VPP driver: %s", exc)
-            return ApplyReport(ok=False, error=f"VPP: {exc}", writes=self.conn.writes - writes)
+                reread = True
+                if attempt == 1 and isinstance(exc, VppConnectionLost):
+                    log.info("VPP connection lost (%s); reconnecting", exc)
+                    continue
+                self.stats["last_error"] = str(exc)
+                log.warning("VPP driver: %s", exc)
+                return ApplyReport(ok=False, error=f"VPP: {exc}", writes=self.conn.writes - writes)
         self.stats["last_converge"] = {"seconds": round(time.monotonic() - start, 6),
                                        "writes": self.conn.writes - writes, "failed": len(failed)}
         return ApplyReport(ok=True, failed=dict(failed), writes=self.conn.writes - writes)

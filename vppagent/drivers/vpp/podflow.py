@@ -1,5 +1,8 @@
 """CNI Add/Del on VPP, and bringing pods back after VPP restarts.
 
+Connection errors propagate (the driver reconnects and retries once); VPP's refusals become
+AttachError, which the CNI server answers with.
+
 Add, in an order that never leaves a pod open: create the interface (tagged with the workload
 id) → bind its ACLs (the endpoint's lists if Felix has sent it, else drop-everything) → admin up
 → routes to its addresses → addresses, routes and gateway neighbours inside the pod. Any failure
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vppagent.drivers.vpp.aclplan import AclPlan, Wanted, plan_acls
-from vppagent.drivers.vpp.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.connection import ApiRefused, VppConnection
 from vppagent.drivers.vpp.execute import AclExecutor, sync_routes
 from vppagent.drivers.vpp.plumbing import Plumbing
 from vppagent.drivers.vpp.pods import FoundPod, PodInterfaces, PodKind, PodRecord
@@ -60,7 +63,7 @@ class PodFlow:
             except BaseException:
                 self._undo(programmed, spec, sw_if_index)
                 raise
-        except (VppConnectionLost, VppUnavailable, ApiRefused) as exc:
+        except ApiRefused as exc:
             raise AttachError(f"pod {spec.workload}: {exc}") from None
         self.records[workload_tag(spec.workload)] = PodRecord(spec, self.interfaces.kind, sw_if_index, mac)
         return Attachment(spec.host_ifname, mac)
@@ -103,7 +106,7 @@ class PodFlow:
             if found is None:
                 return None
             self._remove(programmed, found)
-        except (VppConnectionLost, VppUnavailable, ApiRefused) as exc:
+        except ApiRefused as exc:
             raise AttachError(f"CNI Del {request.netns} {request.container_ifname}: {exc}") from None
         return found.host_ifname
 
