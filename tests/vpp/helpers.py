@@ -41,6 +41,11 @@ class Target:
     _raw: VPPApiClient | None = None
 
     @property
+    def emulator(self) -> VppSim:
+        assert self.sim is not None, "this check needs the emulator"
+        return self.sim
+
+    @property
     def raw(self) -> VPPApiClient:
         if self._raw is None or not self._raw.transport.connected:
             self._raw = VPPApiClient(server_address=self.socket_path, bootstrapapi=True, read_timeout=5)

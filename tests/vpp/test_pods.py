@@ -46,18 +46,19 @@ def test_tap_add_binds_drop_all_until_felix_describes_the_pod_then_its_policy(si
         assert attachment.host_ifname == "calitest0" and attachment.container_mac == "02:00:00:00:00:01"
         (sw_if_index, tap), = taps(sim_target).items()
         assert (tap.host_namespace, tap.host_if_name) == ("/proc/self/ns/net", "eth0")  # type: ignore[attr-defined]
-        iface = sim_target.sim.state.interfaces.get(sw_if_index)  # type: ignore[union-attr]
+        iface = sim_target.emulator.state.interfaces.get(sw_if_index)
+        assert iface is not None
         assert iface.tag == workload_tag(wkey("ns/a")) and iface.admin_up and iface.mac == bytes.fromhex("eeeeeeeeeeee")
         assert {"10.65.0.2/32", "fd65::2/128"} <= set(sim_target.routes())
         assert plumbing.configured == [spec]
         # no endpoint from Felix yet: closed both ways
         syn = Packet.make("10.65.9.9", "10.65.0.2", "tcp", 40000, 80)
-        assert not sim_target.sim.evaluate(sw_if_index, Direction.OUTPUT, syn).permitted  # type: ignore[union-attr]
+        assert not sim_target.emulator.evaluate(sw_if_index, Direction.OUTPUT, syn).permitted
         # Felix sends the endpoint: its policy replaces drop-all on the interface
         old, new = state_of([b.config({})]), state_of(open_profile_state("ns/a"))
         report = driver.apply(diff_states(old, new), new)
         assert report.ok and not report.failed
-        assert sim_target.sim.evaluate(sw_if_index, Direction.OUTPUT, syn).permitted  # type: ignore[union-attr]
+        assert sim_target.emulator.evaluate(sw_if_index, Direction.OUTPUT, syn).permitted
         # CNI Del: interface, routes and now unused ACLs go
         assert driver.detach_pod(PodDelete("/proc/self/ns/net", "eth0")) == "calitest0"
         assert taps(sim_target) == {} and "10.65.0.2/32" not in sim_target.routes()
@@ -86,7 +87,7 @@ def test_a_pod_felix_already_knows_gets_its_shared_acls_at_once(sim_target: Targ
 
 
 def test_no_vhost_net_is_a_clear_refusal_and_leaves_nothing(sim_target: Target) -> None:
-    sim_target.sim.faults.no_vhost_net = True  # type: ignore[union-attr]
+    sim_target.emulator.faults.no_vhost_net = True
     driver = make_driver(sim_target, pod_interface="tap")
     try:
         with pytest.raises(AttachError, match=r"retval -11 .*no /dev/vhost-net.*af_packet"):
@@ -105,7 +106,7 @@ def test_a_failure_half_way_is_rolled_back(sim_target: Target) -> None:
         with pytest.raises(AttachError, match="pod netns vanished"):
             driver.attach_pod(pod_spec("ns/a", ["10.65.0.2/32"]))
         assert plumbing.veths == {}
-        assert not [i for i in sim_target.sim.state.interfaces.all() if i.tag]  # type: ignore[union-attr]
+        assert not [i for i in sim_target.emulator.state.interfaces.all() if i.tag]
         assert "10.65.0.2/32" not in sim_target.routes() and sim_target.our_acls() == {}
     finally:
         driver.close()
@@ -133,13 +134,13 @@ def test_pods_come_back_after_vpp_restarts(sim_target: Target, kind: str) -> Non
         state = state_of(open_profile_state("ns/a"))
         driver.resync(state)
         driver.attach_pod(pod_spec("ns/a", ["10.65.0.2/32"]))
-        sim_target.sim.restart()  # type: ignore[union-attr]
+        sim_target.emulator.restart()
         report = driver.resync(state)  # reconnects, re-creates the pod's VPP side, binds its policy
         assert report.ok and not report.failed
-        (pod,) = [i for i in sim_target.sim.state.interfaces.all() if i.tag]  # type: ignore[union-attr]
+        (pod,) = [i for i in sim_target.emulator.state.interfaces.all() if i.tag]
         assert pod.tag == workload_tag(wkey("ns/a")) and pod.admin_up
         syn = Packet.make("10.65.9.9", "10.65.0.2", "tcp", 40000, 80)
-        assert sim_target.sim.evaluate(pod.sw_if_index, Direction.OUTPUT, syn).permitted  # type: ignore[union-attr]
+        assert sim_target.emulator.evaluate(pod.sw_if_index, Direction.OUTPUT, syn).permitted
         assert "10.65.0.2/32" in sim_target.routes()
         assert len(plumbing.configured) == (2 if kind == "tap" else 1), "a new tap is addressed again"
     finally:
