@@ -47,6 +47,11 @@ class Target:
 
     @property
     def raw(self) -> VPPApiClient:
+        if self._raw is not None and self.sim is not None:
+            try:  # the emulator may have been restarted under this client
+                self._raw.api.control_ping()
+            except OSError:
+                self._raw = None
         if self._raw is None or not self._raw.transport.connected:
             self._raw = VPPApiClient(server_address=self.socket_path, bootstrapapi=True, read_timeout=5)
             self._raw.connect("vppagent-test")
