@@ -1,4 +1,4 @@
-"""The `vppagent` command: run, state, driver set, policy (DESIGN.md section 2)."""
+"""The `vppagent` command: run, state, driver set, policy, lab (DESIGN.md section 2)."""
 
 from __future__ import annotations
 
@@ -184,12 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     state.set_defaults(func=cmd_state)
     dset.set_defaults(func=cmd_driver_set)
     sub.choices["run"].set_defaults(func=cmd_run)
-    try:
-        from vppagent.policy.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    from vppagent.lab.cli import register as register_lab
+    from vppagent.policy.cli import register as register_policy
+
+    register_policy(sub)
+    register_lab(sub)
     return parser
 
 
