@@ -6,8 +6,8 @@ default goes to fe80::ecee:eeff:feee:eeee. VPP does not answer ARP/ND for these 
 pod gets permanent neighbour entries for them pointing at the VPP side's MAC (ee:ee:ee:ee:ee:ee,
 set on the VPP interface at creation).
 
-`NetnsPlumbing` does this with pyroute2 in the node's network namespace (the one the agent runs
-in, or `node_netns` for tests); `Plumbing` is the interface the driver uses, so tests of the tap
+`NetnsPlumbing` does this over netlink (pyroute2) in the node's network namespace (the one the
+agent runs in, or `node_netns` for tests); `Plumbing` is the interface the driver uses, so tests of the tap
 path against the emulator (where no tap appears in the pod) can stand in a recorder.
 """
 
@@ -17,13 +17,14 @@ import contextlib
 import logging
 import secrets
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from pyroute2 import IPRoute, NetNS
-from pyroute2 import netns as pr_netns
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netns import setns
 
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import GATEWAY_V4, GATEWAY_V6, HOST_MAC, RT_SCOPE_LINK, AttachError
@@ -33,6 +34,7 @@ NUD_PERMANENT = 0x80
 IFA_F_NODAD = 0x80
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class Plumbing(Protocol):
@@ -52,24 +54,12 @@ class Plumbing(Protocol):
 
 class NetnsPlumbing:
     def __init__(self, node_netns: str | None = None) -> None:
-        self.node_netns = node_netns
-
-    @contextlib.contextmanager
-    def _node(self) -> Iterator[IPRoute]:
-        if self.node_netns is None:
-            with IPRoute() as ipr:
-                yield ipr
-            return
-        pr_netns.pushns(self.node_netns)
-        try:
-            with IPRoute() as ipr:
-                yield ipr
-        finally:
-            pr_netns.popns()
+        self.node_netns = None if node_netns is None else _netns_path(node_netns)
 
     def create_veth(self, spec: PodSpec) -> None:
         temp = f"vpa{secrets.token_hex(5)}"  # renamed inside the pod, where the real name is free
-        with self._node() as host:
+
+        def make(host: IPRoute) -> None:
             for index in host.link_lookup(ifname=spec.host_ifname):
                 host.link("del", index=index)  # a retry after a failed add
             try:
@@ -81,45 +71,83 @@ class NetnsPlumbing:
                 host.link("set", index=index, state="up")
             except NetlinkError as exc:
                 raise AttachError(f"veth {spec.host_ifname}: {exc}") from None
-        with NetNS(str(spec.netns)) as pod:
-            pod.link("set", index=pod.link_lookup(ifname=temp)[0], ifname=spec.container_ifname)
+
+        in_netns(self.node_netns, make)
+        in_netns(str(spec.netns), lambda pod: pod.link("set", index=pod.link_lookup(ifname=temp)[0],
+                                                       ifname=spec.container_ifname))
 
     def remove_veth(self, host_ifname: str) -> None:
-        with self._node() as host:
+        def remove(host: IPRoute) -> None:
             for index in host.link_lookup(ifname=host_ifname):
                 with contextlib.suppress(NetlinkError):
                     host.link("del", index=index)
 
+        in_netns(self.node_netns, remove)
+
     def host_link_exists(self, host_ifname: str) -> bool:
-        with self._node() as host:
-            return bool(host.link_lookup(ifname=host_ifname))
+        return bool(in_netns(self.node_netns, lambda host: host.link_lookup(ifname=host_ifname)))
 
     def host_veth_of(self, request: PodDelete) -> str | None:
         if not request.netns or not Path(request.netns).exists():
             return None
-        with NetNS(request.netns) as pod:
+
+        def peer_index(pod: IPRoute) -> int | None:
             found = pod.link_lookup(ifname=request.container_ifname)
-            if not found:
-                return None
-            peer = pod.get_links(found[0])[0].get_attr("IFLA_LINK")
+            return pod.get_links(found[0])[0].get_attr("IFLA_LINK") if found else None
+
+        peer = in_netns(request.netns, peer_index)
         if not peer:
             return None
-        with self._node() as host:
+
+        def name_of(host: IPRoute) -> str | None:
             try:
                 name: str = host.get_links(peer)[0].get_attr("IFLA_IFNAME")
             except (NetlinkError, IndexError):
                 return None
-        return name
+            return name
+
+        return in_netns(self.node_netns, name_of)
 
     def configure_container(self, spec: PodSpec) -> str:
         try:
-            with NetNS(str(spec.netns)) as pod:
-                return _configure(pod, spec)
+            return in_netns(str(spec.netns), lambda pod: _configure(pod, spec))
         except (NetlinkError, OSError, IndexError) as exc:
             raise AttachError(f"pod {spec.workload}: configuring {spec.container_ifname}: {exc}") from None
 
 
-def _configure(pod: NetNS, spec: PodSpec) -> str:
+def _netns_path(name: str) -> str:
+    return name if name.startswith("/") else f"/var/run/netns/{name}"
+
+
+def in_netns(path: str | None, action: Callable[[IPRoute], _T]) -> _T:
+    """`action` with a netlink socket inside the network namespace at `path` (None: ours).
+
+    setns(2) moves only the calling thread, so it runs in a thread of its own that ends with it.
+    (pyroute2's NetNS forks a child instead, which can crash once gRPC's threads are running.)
+    """
+    if path is None:
+        with IPRoute() as ipr:
+            return action(ipr)
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            setns(path, flags=0, fork=False)
+            with IPRoute() as ipr:
+                result.append(action(ipr))
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="vpp-pod-netns", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _configure(pod: IPRoute, spec: PodSpec) -> str:
     index = pod.link_lookup(ifname=spec.container_ifname)[0]
     if spec.mtu:
         pod.link("set", index=index, mtu=spec.mtu)
