@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -138,7 +139,7 @@ if __name__ == "__main__":
     ap.add_argument("descriptor_set")
     ap.add_argument("--rounds", type=int, default=200)
     args = ap.parse_args()
-    fds = descriptor_pb2.FileDescriptorSet.FromString(open(args.descriptor_set, "rb").read())
+    fds = descriptor_pb2.FileDescriptorSet.FromString(Path(args.descriptor_set).read_bytes())
     pool = descriptor_pool.DescriptorPool()
     for fdp in fds.file:
         pool.Add(fdp)
