@@ -7,6 +7,7 @@ Teardown (unless kept) runs whatever happened, from the state file's list.
 
 from __future__ import annotations
 
+import json
 import select
 import subprocess
 import sys
@@ -15,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vppagent.gen.cni import cni_pb2
 from vppagent.lab import oracle
 from vppagent.lab.agents import LabError, NodeAgent, wait_until
 from vppagent.lab.felix_feed import NodeFeed, workload_key
-from vppagent.lab.probe import Probe, in_netns, run_probes
+from vppagent.lab.probe import Probe, run_probes
 from vppagent.lab.record import LabRecord, all_records, teardown
 from vppagent.lab.report import Cell, LabResult, StepResult
 from vppagent.lab.scenario import Scenario, Snapshot
@@ -120,6 +120,8 @@ class LabRun:
         self.options.status("creating pods through each agent's CNI Add")
         for node, pod in sc.pods():
             self.interfaces[pod.name] = self._add_pod(node.name, pod.name)
+        if self.options.driver == "dry-run":
+            self._wire_pods_ourselves()
         self._start_listeners()
         self.options.status("streaming each node's Felix snapshot through felix-shim")
         for agent in self.agents.values():
@@ -157,19 +159,22 @@ class LabRun:
                 if "child process is dead" not in str(exc) or attempt == CNI_ATTEMPTS:
                     raise
                 self.cni_retries.append(f"CNI Add of {pod_name} on {node} retried: {exc}")
-        if self.options.driver == "dry-run":
-            # The dry-run driver only records the Add; wire the pod as the kernel driver would,
-            # so that probes show what an unenforced dataplane lets through.
-            from vppagent.pods.spec import parse_add
-            from vppagent.pods.veth import VethAttacher
-
-            request = cni_pb2.AddRequest(
-                interface_name="eth0", netns=str(netns), desired_host_interface_name=reply.host_interface_name,
-                container_ips=[cni_pb2.IPConfig(address=f"{self.scenario.pod_address(pod_name)}/32")],
-                workload=cni_pb2.WorkloadIDs(name=pod_name, pod=pod_name, namespace=pod.namespace))
-            spec = parse_add(request)
-            in_netns(Path("/run/netns") / self.topology.node_ns(node), lambda: VethAttacher().add(spec))
         return str(reply.host_interface_name)
+
+    def _wire_pods_ourselves(self) -> None:
+        """The dry-run driver only records an Add: wire the pods as the kernel driver would, so
+        the probes show what a dataplane that enforces nothing lets through."""
+        assert self.topology is not None
+        for node in self.scenario.nodes:
+            pods = [{"name": pod.name, "namespace": pod.namespace, "host_interface": self.interfaces[pod.name],
+                     "netns": str(self.topology.pod_netns_path(pod.name)),
+                     "address": f"{self.scenario.pod_address(pod.name)}/32"} for pod in node.pods]
+            if pods:
+                argv = ["ip", "netns", "exec", self.topology.node_ns(node.name), sys.executable, "-m",
+                        "vppagent.lab.wire_pods", json.dumps(pods)]
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+                if proc.returncode != 0:
+                    raise LabError(f"wiring the pods of {node.name}: {proc.stderr.strip()[-800:]}")
 
     def _start_listeners(self) -> None:
         assert self.topology is not None and self.record is not None

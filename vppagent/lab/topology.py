@@ -87,7 +87,10 @@ class Topology:
                 f"route add default via {NODE_GATEWAY} dev eth0 onlink",
             ])
             ip_batch(self.fabric, [f"link set up{index} master br0", f"link set up{index} up"])
-            sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+            # icmp_ratelimit=0: a REJECT answers with an ICMP error, and the kernel sends a host
+            # at most 6 of those in a burst, then 1 a second; a pod probing many denied ports
+            # would see timeouts instead of fast refusals.
+            sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.icmp_ratelimit=0")
         for _, pod in self.scenario.pods():
             self._add_namespace(self.pod_ns(pod.name))
             ip_batch(self.pod_ns(pod.name), ["link set lo up"])
