@@ -71,7 +71,7 @@ class NodeFeed:
         for node in sc.nodes:
             address = str(sc.node_address(node.name))
             out[("host", node.name)] = felix.ToDataplane(host_metadata_update=felix.HostMetadataUpdate(
-                hostname=node.name, ipv4_addr=address))
+                hostname=node.name, ipv4_addr=address, labels=node.labels))
             block = str(sc.node_block(node.name))
             local = node.name == self.node
             out[("route", block)] = builders.route(

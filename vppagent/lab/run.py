@@ -66,33 +66,62 @@ class LabRun:
         self.interfaces: dict[str, str] = {}
         self.listeners: list[subprocess.Popen[bytes]] = []
         self.cni_retries: list[str] = []
+        self.notes: list[str] = []
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> LabResult:
         started = time.monotonic()
-        notes = remove_stale_labs()
-        self.record = LabRecord.create(new_prefix(), keep=self.options.keep)
-        result = LabResult(self.scenario.name, self.options.driver, self.record.prefix, notes=notes)
         try:
-            try:
-                self.set_up()
-            finally:
-                result.notes.extend(self.cni_retries)
-            result.setup_seconds = time.monotonic() - started
+            self.start()
+            result = LabResult(self.scenario.name, self.options.driver, self.prefix, notes=list(self.notes),
+                               setup_seconds=time.monotonic() - started)
             for snapshot in self.scenario.snapshots():
                 step = self.run_step(snapshot)
                 result.steps.append(step)
                 self.options.step_done(step)
         finally:
-            if self.options.keep:
-                result.notes.append(f"kept lab {self.record.prefix}: state in {self.record.workdir}; "
-                                    "remove it with `vppagent lab down`")
-            else:
+            if not self.options.keep:
                 self.down()
-            result.seconds = time.monotonic() - started
+        if self.options.keep:
+            result.notes.append(f"kept lab {self.prefix}: files in {self.workdir}; namespaces {self.prefix}-*; "
+                                "remove it with `vppagent lab down`")
+        result.seconds = time.monotonic() - started
         return result
 
+    def start(self) -> None:
+        """Build the cluster and bring it to the scenario's initial state (without probing).
+        On failure everything made so far is removed, unless the lab is to be kept."""
+        self.notes.extend(remove_stale_labs())
+        self.record = LabRecord.create(new_prefix(), keep=self.options.keep)
+        try:
+            self.set_up()
+        except BaseException:
+            if not self.options.keep:
+                self.down()
+            raise
+        finally:
+            self.notes.extend(self.cni_retries)
+
+    @property
+    def prefix(self) -> str:
+        assert self.record is not None, "start() first"
+        return self.record.prefix
+
+    @property
+    def workdir(self) -> Path:
+        assert self.record is not None, "start() first"
+        return Path(self.record.workdir)
+
+    def __enter__(self) -> LabRun:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.options.keep:
+            self.down()
+
     def down(self) -> list[str]:
+        """Remove everything this run made; returns what could not be removed. Idempotent."""
         for agent in self.agents.values():
             if agent.felix is not None:
                 agent.felix.close(timeout=2.0)  # Felix goes first, as in the state file's order
@@ -113,7 +142,8 @@ class LabRun:
         self.options.status(f"starting {len(sc.nodes)} agents (driver {self.options.driver})")
         for node in sc.nodes:
             self.agents[node.name] = NodeAgent(node.name, topo.node_ns(node.name), workdir, self.record,
-                                               self.options.driver, extra_args=self._agent_args(node.name))
+                                               self.options.driver, bgp=sc.bgp_of(node),
+                                               extra_args=self._agent_args(node.name))
             self.agents[node.name].start()
         for agent in self.agents.values():
             agent.wait_ready()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 NODE_SUBNET = ipaddress.IPv4Network("198.18.0.0/24")  # RFC 2544 benchmarking range, never routed
 NODE_GATEWAY = "198.18.0.254"  # not a real host: a default route makes proxy ARP answer (env notes §2)
@@ -163,9 +163,33 @@ class Pod(_Strict):
     profiles: list[ObjectName] | None = None  # None: the scenario's pod_profiles
 
 
+# The lab decides where BIRD's files live and runs it; a scenario sets only BGP behaviour.
+LAB_OWNED_BGP_KEYS = frozenset({"enabled", "hostname", "config_path", "socket_path", "bird_binary",
+                                "birdc_binary", "run_bird"})
+
+
+def _bgp_section(value: dict[str, Any]) -> dict[str, Any]:
+    from vppagent.bgp.config import BgpConfig
+
+    owned = sorted(LAB_OWNED_BGP_KEYS & value.keys())
+    if owned:
+        raise ValueError(f"bgp: {', '.join(owned)} are set by the lab")
+    try:
+        BgpConfig.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"bgp.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    return value
+
+
+BgpSection = Annotated[dict[str, Any], AfterValidator(_bgp_section)]
+
+
 class Node(_Strict):
     name: NodeName
     pods: list[Pod] = []
+    labels: dict[str, str] = {}  # sent in HostMetadataUpdate (route reflectors are chosen by label)
+    bgp: BgpSection = {}  # this node's agent: merged over the scenario's bgp section
 
 
 class Expectation(_Strict):
@@ -252,6 +276,7 @@ class Scenario(_Strict):
     description: str = ""
     pool: ipaddress.IPv4Network = ipaddress.IPv4Network("10.65.0.0/16")
     felix_config: dict[str, str] = {}
+    bgp: BgpSection = {}  # the `bgp:` section of every agent's config (timers, mesh, password, ...)
     pod_profiles: list[ObjectName] = []
     nodes: list[Node] = Field(min_length=1, max_length=200)
     tiers: list[Tier] = []
@@ -288,6 +313,11 @@ class Scenario(_Strict):
         position = next(i for i, pod in enumerate(node.pods) if pod.name == pod_name)
         return self.node_block(node.name).network_address + 2 + position
 
+    def bgp_of(self, node: Node) -> dict[str, Any]:
+        merged = {**self.bgp, **node.bgp}
+        _bgp_section(merged)
+        return merged
+
     def pod_profiles_of(self, pod: Pod) -> list[str]:
         return list(pod.profiles) if pod.profiles is not None else list(self.pod_profiles)
 
@@ -308,6 +338,7 @@ class Scenario(_Strict):
         if self.pool.prefixlen > BLOCK_PREFIX - 1 or (1 << (BLOCK_PREFIX - self.pool.prefixlen)) <= len(nodes):
             raise ValueError(f"pool {self.pool} has too few /{BLOCK_PREFIX} blocks for {len(nodes)} nodes")
         for node in self.nodes:
+            self.bgp_of(node)
             if len(node.pods) > 250:
                 raise ValueError(f"node {node.name}: at most 250 pods per node")
             for pod in node.pods:

@@ -1,0 +1,49 @@
+"""Small scenarios for the lab tests (the default one is bundled with the package)."""
+
+from __future__ import annotations
+
+# Two nodes, three pods: a web pod open on tcp/80, a db pod open to web only, a client.
+SMALL = """
+name: small
+pod_profiles: [allow-all]
+nodes:
+  - name: n1
+    pods:
+      - {name: web, ports: [80]}
+      - {name: client}
+  - name: n2
+    pods:
+      - {name: db, ports: [5432, udp/53]}
+ipsets:
+  web-pods: [web]
+profiles:
+  - {name: allow-all, ingress: [{action: allow}], egress: [{action: allow}]}
+policies:
+  - name: db
+    applies_to: [db]
+    ingress:
+      - {action: allow, protocol: tcp, source: {ipsets: [web-pods]}, destination: {ports: [5432]}}
+expect:
+  - {from: web, to: db, port: 5432, allowed: true}
+  - {from: client, to: db, port: 5432, allowed: false}
+steps:
+  - name: client joins web-pods
+    change:
+      ipsets:
+        web-pods: {add: [client]}
+    expect:
+      - {from: client, to: db, port: 5432, allowed: true}
+"""
+
+# Three nodes, one pod each, everything allowed: the BGP acceptance cluster.
+BGP_MESH = """
+name: bgp-mesh
+pod_profiles: [allow-all]
+bgp: {node_mesh_password: lab-secret}
+nodes:
+  - {name: node1, pods: [{name: pod1, ports: [80]}]}
+  - {name: node2, pods: [{name: pod2, ports: [80]}]}
+  - {name: node3, pods: [{name: pod3, ports: [80]}]}
+profiles:
+  - {name: allow-all, ingress: [{action: allow}], egress: [{action: allow}]}
+"""
