@@ -2,11 +2,12 @@
 
 Semantics after VPP 25.10 ``src/vnet/classify/{classify_api.c,vnet_classify.c,in_out_acl.c}``
 and ``src/vnet/ip/ip_in_out_acl.c``: a lookup masks the packet bytes starting at
-``skip_n_vectors * 16`` (the buffer starts at the Ethernet header) and looks the result up
-exactly; a miss walks ``next_table_index``; at the end of the chain ``miss_next_index``
-decides (0 = drop, ~0 = permit).  A hit uses the session's ``hit_next_index`` (0 = drop,
-~0 = continue).  Not emulated: ``advance``/``opaque_index``/``action``/metadata, buckets
-and memory limits.
+``skip_n_vectors * 16`` from the buffer's data (the buffer starts at the Ethernet header), or,
+with ``current_data_flag`` 1 (CLASSIFY_FLAG_USE_CURR_DATA), from the current data (the IP header on
+the ip4/ip6 arcs) plus ``current_data_offset``, and looks the result up exactly; a miss walks
+``next_table_index``; at the end of the chain ``miss_next_index`` decides (0 = drop, ~0 = permit).
+A hit uses the session's ``hit_next_index`` (0 = drop, ~0 = continue).  Not emulated:
+``advance``/``opaque_index``/``action``/metadata, buckets and memory limits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vppagent.vppsim.packet import Direction, Packet, Verdict
 from vppagent.vppsim.pool import Pool
 
 VECTOR_SIZE = 16  # sizeof (u32x4)
+ETHERNET_HEADER = 14  # where the IP header (the buffer's current data on the IP arcs) starts
 ACL_NEXT_INDEX_DENY = 0
 ETHERTYPE_IP4 = 0x0800
 ETHERTYPE_IP6 = 0x86DD
@@ -32,9 +34,17 @@ class ClassifyTable:
     match_n_vectors: int
     next_table_index: int
     miss_next_index: int
+    current_data_flag: int = 0
+    current_data_offset: int = 0
     sessions: dict[bytes, int] = field(default_factory=dict)  # masked key → hit_next_index
 
+    def packet_key(self, frame: bytes) -> bytes:
+        """The key of a packet: the table's origin is the frame start, or the IP header + offset."""
+        origin = ETHERNET_HEADER + self.current_data_offset if self.current_data_flag else 0
+        return self.key(frame[origin:] if origin >= 0 else bytes(-origin) + frame)
+
     def key(self, data: bytes) -> bytes:
+        """Masked key of bytes that start at the table's origin (a session's match does)."""
         start = self.skip_n_vectors * VECTOR_SIZE
         window = data[start:start + len(self.mask)].ljust(len(self.mask), b"\x00")
         return bytes(a & b for a, b in zip(window, self.mask, strict=True))
@@ -104,7 +114,7 @@ class Classifier:
                 or len(mask) != match_n_vectors * VECTOR_SIZE):
             return retval_reply(reply, ApiError.INVALID_VALUE, new_table_index=NONE_INDEX)
         table = ClassifyTable(mask, fields["skip_n_vectors"], match_n_vectors, fields["next_table_index"],
-                              fields["miss_next_index"])
+                              fields["miss_next_index"], fields["current_data_flag"], fields["current_data_offset"])
         new_index = self.tables.add(table)
         return retval_reply(reply, OK, new_table_index=new_index, skip_n_vectors=table.skip_n_vectors,
                             match_n_vectors=table.match_n_vectors)
@@ -170,7 +180,7 @@ class Classifier:
             table = self.tables.get(table_index)
             if table is None:
                 return Verdict(True, "classifier table gone")
-            hit = table.sessions.get(table.key(data))
+            hit = table.sessions.get(table.packet_key(data))
             if hit is not None:
                 permitted = hit != ACL_NEXT_INDEX_DENY
                 return Verdict(permitted, f"classifier hit in table {table_index}")
