@@ -40,7 +40,7 @@ def test_default_scenario_on_the_kernel_driver_has_no_mismatch() -> None:
     assert rc == 0 and report["ok"] and not mismatches, mismatches[:5]
     print(f"default scenario: {took:.1f} s (set-up {report['setup_seconds']} s), {report['probes']} probes")
     assert took < 60
-    assert [s["name"] for s in report["steps"]][0] == "initial" and len(report["steps"]) == 4
+    assert report["steps"][0]["name"] == "initial" and len(report["steps"]) == 4
     assert all(len(s["probes"]) == 40 for s in report["steps"])
     by_flow = {(c["step"], c["from"], c["to"], c["port"]): c for c in cells(report)}
     allowed = by_flow[("initial", "backend-1", "db", "tcp/5432")]  # node-a -> node-b

@@ -89,5 +89,5 @@ def test_bgp_sections_are_validated_and_merged() -> None:
     assert sc.bgp_of(sc.nodes[1]) == {"node_mesh": False, "route_reflector_cluster_id": "224.0.0.1"}
     with pytest.raises(ScenarioError, match="set by the lab"):
         parse_scenario(SMALL.replace("pod_profiles:", "bgp: {socket_path: /tmp/x}\npod_profiles:"))
-    with pytest.raises(ScenarioError, match="bgp.as_number"):
+    with pytest.raises(ScenarioError, match=r"bgp\.as_number"):
         parse_scenario(SMALL.replace("pod_profiles:", "bgp: {as_number: 0}\npod_profiles:"))

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ STATE_ROOT = Path(os.environ.get("VPPAGENT_LAB_STATE_DIR", "/run/vppagent-lab"))
 STATE_FILE = "state.json"
 # Stopped first to last: Felix's side, then agents (SIGTERM lets them stop their bird), then the rest.
 ROLE_ORDER = ("shim", "agent", "listener")
+_SAVE_LOCK = threading.RLock()  # agents may be (re)started from several threads
 
 
 def process_start_time(pid: int) -> int | None:
@@ -75,9 +77,10 @@ class LabRecord:
         return record
 
     def save(self) -> None:
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(json.dumps(asdict(self), indent=1))
-        temp.replace(self.path)
+        with _SAVE_LOCK:
+            temp = self.path.with_suffix(".tmp")
+            temp.write_text(json.dumps(asdict(self), indent=1))
+            temp.replace(self.path)
 
     @staticmethod
     def load(path: Path) -> LabRecord:
@@ -87,12 +90,14 @@ class LabRecord:
 
     def add_namespace(self, name: str) -> None:
         """Called before `ip netns add`: a crash between the two leaves a name to ignore, not a leak."""
-        self.namespaces.append(name)
-        self.save()
+        with _SAVE_LOCK:
+            self.namespaces.append(name)
+            self.save()
 
     def add_process(self, pid: int, role: str, name: str) -> None:
-        self.processes.append(ProcessRecord(pid, process_start_time(pid), role, name))
-        self.save()
+        with _SAVE_LOCK:
+            self.processes.append(ProcessRecord(pid, process_start_time(pid), role, name))
+            self.save()
 
     def owner_alive(self) -> bool:
         return self.owner_start is not None and process_start_time(self.owner_pid) == self.owner_start
