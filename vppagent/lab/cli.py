@@ -84,11 +84,14 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{total - 1} steps; driver {args.driver}")
         print(LEGEND + "\n")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    lab = LabRun(scenario, options)
     try:
-        result = LabRun(scenario, options).run()
+        result = lab.run()
     except (LabError, TopologyError, OSError) as exc:
         bar.clear()
         print(f"vppagent lab: {exc}", file=sys.stderr)
+        if lab.saved_logs is not None:
+            print(f"vppagent lab: logs kept in {lab.saved_logs}", file=sys.stderr)
         return EXIT_SETUP
     except KeyboardInterrupt:
         bar.clear()

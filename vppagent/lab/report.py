@@ -97,7 +97,8 @@ class LabResult:
         verdict = "PASS" if self.ok else "FAIL"
         if color:
             verdict = f"{BOLD}{GREEN if self.ok else RED}{verdict}{RESET}"
-        return (f"{verdict} {self.scenario}: {len(self.steps)} steps, {self.probes} probes, "
+        return (f"{verdict} {self.scenario}: initial state + {max(0, len(self.steps) - 1)} steps, "
+                f"{self.probes} probes, "
                 f"{self.mismatches} mismatches; driver {self.driver}; {self.seconds:.1f} s "
                 f"(set-up {self.setup_seconds:.1f} s)")
 
@@ -119,8 +120,8 @@ def format_step(step: StepResult, total_steps: int, pods: list[str], ports: dict
              f"{len(step.mismatches)} mismatches; programmed in {step.program_seconds:.2f} s, "
              f"probed in {step.probe_seconds:.2f} s)")
     lines = [f"{BOLD}{title}{RESET}" if color else title,
-             " " * label + "".join(pod.ljust(width) for pod, _ in columns),
-             "from \\ to".ljust(label) + "".join(str(port).ljust(width) for _, port in columns)]
+             (" " * label + "".join(pod.ljust(width) for pod, _ in columns)).rstrip(),
+             ("from \\ to".ljust(label) + "".join(str(port).ljust(width) for _, port in columns)).rstrip()]
     for source in pods:
         row = [source.ljust(label)]
         for target, port in columns:

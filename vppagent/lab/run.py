@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from vppagent.lab.topology import Topology, new_prefix
 
 DRIVERS = ("iptables", "vpp", "dry-run")
 CNI_ATTEMPTS = 3
+LOGS_ROOT = Path("/tmp/vppagent-lab-logs")  # where a failed run's logs survive its teardown
 
 
 @dataclass
@@ -40,6 +42,18 @@ class LabOptions:
     status: Callable[[str], None] = field(default=lambda _text: None)
     progress: Callable[[int, int], None] | None = None
     step_done: Callable[[StepResult], None] = field(default=lambda _step: None)
+
+
+def save_files(workdir: Path, target: Path) -> Path | None:
+    """Copy a lab's logs and generated configs (not its sockets) to `target`."""
+    files = [p for pattern in ("*.log", "*/*.log", "*/*.yaml", "*/bird.conf") for p in workdir.glob(pattern)]
+    if not files:
+        return None
+    for path in files:
+        dest = target / path.relative_to(workdir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    return target
 
 
 def remove_stale_labs() -> list[str]:
@@ -67,10 +81,12 @@ class LabRun:
         self.listeners: list[subprocess.Popen[bytes]] = []
         self.cni_retries: list[str] = []
         self.notes: list[str] = []
+        self.saved_logs: Path | None = None
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> LabResult:
         started = time.monotonic()
+        failed = True
         try:
             self.start()
             result = LabResult(self.scenario.name, self.options.driver, self.prefix, notes=list(self.notes),
@@ -79,12 +95,18 @@ class LabRun:
                 step = self.run_step(snapshot)
                 result.steps.append(step)
                 self.options.step_done(step)
+            failed = not result.ok
         finally:
             if not self.options.keep:
-                self.down()
+                self.down(save_logs=failed)
         if self.options.keep:
             result.notes.append(f"kept lab {self.prefix}: files in {self.workdir}; namespaces {self.prefix}-*; "
                                 "remove it with `vppagent lab down`")
+            if self.options.metrics_port is not None:
+                result.notes.append(f"metrics: ip netns exec {self.prefix}-{self.scenario.nodes[0].name} "
+                                    f"curl -s localhost:{self.options.metrics_port}/metrics")
+        if self.saved_logs is not None:
+            result.notes.append(f"agent, shim, BIRD and listener logs kept in {self.saved_logs}")
         result.seconds = time.monotonic() - started
         return result
 
@@ -97,7 +119,7 @@ class LabRun:
             self.set_up()
         except BaseException:
             if not self.options.keep:
-                self.down()
+                self.down(save_logs=True)
             raise
         finally:
             self.notes.extend(self.cni_retries)
@@ -120,8 +142,11 @@ class LabRun:
         if not self.options.keep:
             self.down()
 
-    def down(self) -> list[str]:
-        """Remove everything this run made; returns what could not be removed. Idempotent."""
+    def down(self, save_logs: bool = False) -> list[str]:
+        """Remove everything this run made; returns what could not be removed. Idempotent.
+        With `save_logs`, the logs and generated configs are copied out first (for a failed run)."""
+        if save_logs and self.record is not None and self.saved_logs is None:
+            self.saved_logs = save_files(Path(self.record.workdir), LOGS_ROOT / self.record.prefix)
         for agent in self.agents.values():
             if agent.felix is not None:
                 agent.felix.close(timeout=2.0)  # Felix goes first, as in the state file's order
@@ -262,14 +287,15 @@ class LabRun:
     # -- steps -----------------------------------------------------------------------------------
     def run_step(self, snapshot: Snapshot) -> StepResult:
         started = time.monotonic()
+        label = f"step {snapshot.index + 1}/{len(self.scenario.steps) + 1}"
         if snapshot.index > 0:
-            self.options.status(f"step {snapshot.index}: {snapshot.name}: sending deltas")
+            self.options.status(f"{label}: {snapshot.name}: sending deltas")
             for node, feed in self.feeds.items():
                 self.agents[node].send(feed.advance(snapshot.objects))
             for agent in self.agents.values():
                 agent.wait_applied()
         programmed = time.monotonic()
-        self.options.status(f"step {snapshot.index}: {snapshot.name}: probing")
+        self.options.status(f"{label}: {snapshot.name}: probing")
         results = run_probes(self._probes(), self.options.probe_timeout, progress=self.options.progress)
         states = {node: feed.state for node, feed in self.feeds.items()}
         written = {(e.source, e.target, e.port): e.allowed for e in snapshot.expectations}
