@@ -66,6 +66,9 @@ class ChainRenderer:
         self.s = settings
         self.family = family
         self.m = settings.marks
+        # Endpoints mostly share their tiers and profiles (a namespace's pods select the same
+        # policies): the policy part of an endpoint chain is rendered once per distinct value.
+        self._tier_memo: dict[tuple[object, ...], tuple[Rule, ...]] = {}
 
     # -- policies and profiles -----------------------------------------------------------------
     def _rule_chain(self, name: str, owner: str, rules: Iterable[Rule]) -> Chain:
@@ -90,6 +93,16 @@ class ChainRenderer:
     # -- the policy part of an endpoint chain --------------------------------------------------
     def tier_rules(self, tiers: Sequence[Tier], direction: Direction, profiles: Sequence[str],
                    flavour: Flavour) -> list[Rule]:
+        key = (tuple(tiers), direction, tuple(profiles), flavour)
+        hit = self._tier_memo.get(key)
+        if hit is None:
+            if len(self._tier_memo) > 65536:  # bound it; a full clear is rare and only costs time
+                self._tier_memo.clear()
+            hit = self._tier_memo[key] = tuple(self._tier_rules(tiers, direction, profiles, flavour))
+        return list(hit)
+
+    def _tier_rules(self, tiers: Sequence[Tier], direction: Direction, profiles: Sequence[str],
+                    flavour: Flavour) -> list[Rule]:
         inbound = direction is Direction.INGRESS
         accepted = Rule(mark_set(self.m.accept), "-j RETURN")
         out: list[Rule] = []

@@ -46,23 +46,24 @@ class IPSetResult:
     failed_ids: dict[str, str] = field(default_factory=dict)
 
 
-def _address_of(member: str) -> str:
-    return member.split(",", 1)[0]
-
-
 def kernel_members(ipset: IPSet, family: int) -> frozenset[str]:
-    """The members of `ipset` that belong in its `family` kernel set, in the form ipset prints."""
+    """The members of `ipset` that belong in its `family` kernel set, in the form ipset prints.
+
+    IPSet members are canonical already (the state canonicalises them as they arrive, the way
+    canonical_from_kernel reads them back), so only the family split and /0 are done here."""
+    v6 = family == 6
+    if ipset.type is IPSetType.IP_AND_PORT:
+        mine = [m for m in ipset.members if (":" in m.split(",", 1)[0]) == v6]
+    else:
+        # An IPv4 member never contains ":" (not even "/n"); every IPv6 member does.
+        mine = [m for m in ipset.members if (":" in m) == v6]
+    if ipset.type is not IPSetType.NET or not any(m.endswith("/0") for m in mine):
+        return frozenset(mine)
     out: set[str] = set()
-    for member in ipset.members:
-        addr_text = _address_of(member).split("/", 1)[0]
-        if (":" in addr_text) != (family == 6):
-            continue
-        if ipset.type is IPSetType.NET:
-            net = ipaddress.ip_network(member, strict=False)
-            if net.prefixlen == 0:
-                out.update(str(half) for half in net.subnets(prefixlen_diff=1))
-            else:
-                out.add(str(net))
+    for member in mine:
+        net = ipaddress.ip_network(member, strict=False)
+        if net.prefixlen == 0:
+            out.update(str(half) for half in net.subnets(prefixlen_diff=1))
         else:
             out.add(member)
     return frozenset(out)

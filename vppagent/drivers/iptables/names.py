@@ -12,6 +12,7 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vppagent.drivers.iptables.table import CHAIN_PREFIX, MAX_CHAIN_NAME
 from vppagent.state.ipset import IPSetType
@@ -33,10 +34,14 @@ def _fit(prefix: str, identity: str) -> str:
     return CHAIN_PREFIX + prefix + short_hash(identity, MAX_CHAIN_NAME - len(CHAIN_PREFIX) - len(prefix))
 
 
+# Names are pure functions of their arguments and are asked for once per reference (every
+# endpoint chain names its policies' chains): cached, so each is hashed once.
+@lru_cache(maxsize=1 << 16)
 def policy_chain(key: PolicyKey, inbound: bool) -> str:
     return _fit("pi-" if inbound else "po-", f"{key.namespace}\0{key.name}\0{key.kind}")
 
 
+@lru_cache(maxsize=1 << 16)
 def profile_chain(name: str, inbound: bool) -> str:
     return _fit("pri-" if inbound else "pro-", name)
 
@@ -51,12 +56,14 @@ def check_interface(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=1 << 16)
 def endpoint_chain(prefix: str, iface: str) -> str:
     """Per-endpoint chains keep the interface name (≤ 15 chars), like Felix's cali-tw-<iface>."""
     name = f"{CHAIN_PREFIX}{prefix}{check_interface(iface)}"
     return name if len(name) <= MAX_CHAIN_NAME else _fit(prefix, iface)
 
 
+@lru_cache(maxsize=1 << 16)
 def ipset_name(set_id: str, set_type: IPSetType, family: int, temp: bool = False) -> str:
     """≤ 31 chars (ipset's limit); the type is part of the name so a type change is a new set."""
     head = f"{IPSET_TEMP_PREFIX if temp else IPSET_PREFIX}{family}{_TYPE_LETTER[set_type]}-"
@@ -88,17 +95,22 @@ def hexmark(value: int) -> str:
     return f"{value:#x}"
 
 
+# The mark matches and targets below appear in almost every rule; there are a handful of bits.
+@lru_cache(maxsize=256)
 def set_mark(bits: int) -> str:
     return f"-j MARK --set-xmark {hexmark(bits)}/{hexmark(bits)}"
 
 
+@lru_cache(maxsize=256)
 def clear_mark(bits: int) -> str:
     return f"-j MARK --set-xmark 0x0/{hexmark(bits)}"
 
 
+@lru_cache(maxsize=256)
 def mark_set(bits: int) -> str:
     return f"-m mark --mark {hexmark(bits)}/{hexmark(bits)}"
 
 
+@lru_cache(maxsize=256)
 def mark_clear(bits: int) -> str:
     return f"-m mark --mark 0x0/{hexmark(bits)}"

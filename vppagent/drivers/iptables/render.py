@@ -4,6 +4,11 @@ Each object's rendering is cached with the message it came from; the store hands
 (immutable) message objects until they change, so an apply re-renders just the changed policy or
 endpoint and the tables see unchanged Chain objects (with their hashes already computed) for all
 the rest. Settings or IP set type changes drop the caches.
+
+When no policy, profile, endpoint, setting or IP set type changed (an IP set member change, the
+most common update), the previous chain lists are handed back as they are, so the tables know
+without comparing that they have nothing to write. A chain that renders the same in both
+families is one shared object, hashed and formatted once.
 """
 
 from __future__ import annotations
@@ -54,18 +59,33 @@ class _Cached:
     extra: Any = None
 
 
-def _refresh(cache: dict[Any, _Cached], current: dict[Any, Any], render: Any, snapshot: Any = None) -> None:
-    """Re-render the objects whose value changed. Protobuf messages are never mutated, so the
-    same object means the same value; IP sets may be updated in place by the state's fold, so
-    they are compared by a snapshot of their value."""
-    for key in list(cache):
-        if key not in current:
-            del cache[key]
+def _refresh(cache: dict[Any, _Cached], current: dict[Any, Any], render: Any, snapshot: Any = None) -> bool:
+    """Re-render the objects whose value changed; whether anything was added, changed or removed.
+    Protobuf messages are never mutated, so the same object means the same value; IP sets may be
+    updated in place by the state's fold, so they are compared by a snapshot of their value."""
+    changed = False
+    for key in [k for k in cache if k not in current]:
+        del cache[key]
+        changed = True
     for key, obj in current.items():
         source = obj if snapshot is None else snapshot(obj)
         hit = cache.get(key)
         if hit is None or (hit.source is not source and hit.source != source):
             cache[key] = render(key, obj)
+            changed = True
+    return changed
+
+
+def _share(per_family: dict[int, list[Chain]]) -> dict[int, list[Chain]]:
+    """Make a chain equal to the IPv4 one the same object, so its hashes and restore text are
+    computed once (most chains do not depend on the family)."""
+    first = per_family.get(4)
+    if first is None:
+        return per_family
+    for family, chains in per_family.items():
+        if family != 4 and len(chains) == len(first):
+            per_family[family] = [a if a == b else b for a, b in zip(first, chains, strict=True)]
+    return per_family
 
 
 class StateRenderer:
@@ -79,6 +99,9 @@ class StateRenderer:
         self._workloads: dict[Any, _Cached] = {}
         self._heps: dict[Any, _Cached] = {}
         self.renderers: dict[int, ChainRenderer] = {}
+        self._last: Desired | None = None  # the last assembly (chains, hooks, failures)
+        self._local_routes: list[RouteSpec] = []  # its routes (the driver extends Desired.routes)
+        self._dispatch: dict[int, tuple[tuple[str, ...], list[Chain]]] = {}
 
     def _set_name(self, family: int) -> Any:
         def name(set_id: str) -> str:
@@ -88,21 +111,38 @@ class StateRenderer:
     def render(self, state: DataplaneState, settings: Settings) -> Desired:
         families = (4, 6) if settings.ipv6 else (4,)
         set_types = {k: v.type for k, v in state.ipsets.items()}
+        changed = self._last is None
         if settings != self.settings or families != self.families:
             self.settings, self.families = settings, families
             self.renderers = {f: ChainRenderer(settings, f) for f in families}
             for cache in (self._policies, self._profiles, self._workloads, self._heps, self._sets):
                 cache.clear()
+            self._dispatch.clear()
+            changed = True
         if set_types != self._set_types:
             self._set_types = set_types
             self._policies.clear()
             self._profiles.clear()
-        _refresh(self._sets, state.ipsets, self._render_set, _set_value)
-        _refresh(self._policies, state.policies, self._render_policy)
-        _refresh(self._profiles, state.profiles, self._render_profile)
-        _refresh(self._workloads, state.workload_endpoints, self._render_workload)
-        _refresh(self._heps, state.host_endpoints, self._render_hep)
-        return self._assemble(state)
+            changed = True
+        sets_changed = _refresh(self._sets, state.ipsets, self._render_set, _set_value)
+        # Not short-circuited: every cache must be brought up to date.
+        changed = _refresh(self._policies, state.policies, self._render_policy) or changed
+        changed = _refresh(self._profiles, state.profiles, self._render_profile) or changed
+        changed = _refresh(self._workloads, state.workload_endpoints, self._render_workload) or changed
+        changed = _refresh(self._heps, state.host_endpoints, self._render_hep) or changed
+        last = self._last
+        if not changed and last is not None:
+            # Chains, hooks, failures and routes derive only from what did not change.
+            return Desired(chains=last.chains, hooks=last.hooks,
+                           ipsets=self._kernel_sets() if sets_changed else dict(last.ipsets),
+                           routes=list(self._local_routes), workload_ifaces=last.workload_ifaces,
+                           failed=dict(last.failed))
+        out = self._last = self._assemble(state)
+        self._local_routes = list(out.routes)
+        return out
+
+    def _kernel_sets(self) -> dict[str, KernelSet]:
+        return {kset.name: kset for cached in self._sets.values() for kset in cached.extra.values()}
 
     # -- per object ------------------------------------------------------------------------------
     def _render_set(self, set_id: str, ipset: Any) -> _Cached:
@@ -119,7 +159,8 @@ class StateRenderer:
     def _render_policy(self, key: Any, pb: felix.Policy) -> _Cached:
         try:
             policy = build_policy(key, pb, None)
-            return _Cached(pb, {f: r.policy_chains(policy, self._set_name(f)) for f, r in self.renderers.items()})
+            return _Cached(pb, _share({f: r.policy_chains(policy, self._set_name(f))
+                                       for f, r in self.renderers.items()}))
         except (PolicyError, ValueError) as exc:
             from vppagent.drivers.iptables.names import policy_chain
 
@@ -129,7 +170,8 @@ class StateRenderer:
     def _render_profile(self, name: str, pb: felix.Profile) -> _Cached:
         try:
             profile = build_profile(name, pb, None)
-            return _Cached(pb, {f: r.profile_chains(profile, self._set_name(f)) for f, r in self.renderers.items()})
+            return _Cached(pb, _share({f: r.profile_chains(profile, self._set_name(f))
+                                       for f, r in self.renderers.items()}))
         except (PolicyError, ValueError) as exc:
             from vppagent.drivers.iptables.names import profile_chain
 
@@ -142,7 +184,7 @@ class StateRenderer:
             check_interface(wep.name)
         except (BadInterfaceName, ValueError) as exc:
             return _Cached(pb, {}, f"workload endpoint {key}: {exc}")
-        return _Cached(pb, {f: r.workload_chains(wep) for f, r in self.renderers.items()}, extra=wep)
+        return _Cached(pb, _share({f: r.workload_chains(wep) for f, r in self.renderers.items()}), extra=wep)
 
     def _render_hep(self, key: str, pb: felix.HostEndpoint) -> _Cached:
         try:
@@ -168,10 +210,7 @@ class StateRenderer:
         return None
 
     def _assemble(self, state: DataplaneState) -> Desired:
-        out = Desired()
-        for cached in self._sets.values():
-            for kset in cached.extra.values():
-                out.ipsets[kset.name] = kset
+        out = Desired(ipsets=self._kernel_sets())
         for key, cached in self._policies.items():
             if cached.error:
                 out.failed[(Kind.POLICY, key)] = cached.error
@@ -221,7 +260,7 @@ class StateRenderer:
         raw, raw_hooks = renderer.raw_static(any(h.untracked_tiers for h in hep_objs),
                                              any(h.untracked_tiers for h in hep_objs))
         mangle, mangle_hooks = renderer.mangle_static(any(h.pre_dnat_tiers for h in hep_objs))
-        filt += renderer.workload_dispatch([w.name for w in weps])
+        filt += self._workload_dispatch(family, renderer, tuple(w.name for w in weps))
         for wep in weps:
             filt += self._workloads[wep.key].per_family[family]
         tables = {"filter": filt, "raw": raw, "mangle": mangle}
@@ -236,6 +275,17 @@ class StateRenderer:
         out.hooks[(family, "filter")] = filt_hooks
         out.hooks[(family, "raw")] = raw_hooks
         out.hooks[(family, "mangle")] = mangle_hooks
+
+    def _workload_dispatch(self, family: int, renderer: ChainRenderer, ifaces: tuple[str, ...]) -> list[Chain]:
+        """Dispatch chains, re-rendered only when the set of endpoint interfaces changes."""
+        hit = self._dispatch.get(family)
+        if hit is None or hit[0] != ifaces:
+            chains = renderer.workload_dispatch(ifaces)
+            v4 = self._dispatch.get(4)
+            if family != 4 and v4 is not None and v4[0] == ifaces:
+                chains = _share({4: v4[1], family: chains})[family]
+            hit = self._dispatch[family] = (ifaces, chains)
+        return hit[1]
 
     def _routes(self, state: DataplaneState, weps: list[WorkloadEndpoint]) -> list[RouteSpec]:
         routes = []
