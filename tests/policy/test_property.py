@@ -73,6 +73,7 @@ def test_new_only_packets_are_new() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # 100k states take 15-30 minutes; the suite's 120 s cap is for CI tests
 def test_compiled_list_agrees_with_evaluator_100k() -> None:
     bad = []
     for seed in range(100_000):
