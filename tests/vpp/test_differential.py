@@ -9,26 +9,61 @@ write: what the driver believes it programmed is what VPP holds.
 
 from __future__ import annotations
 
+import ipaddress
 import random
+from collections.abc import Callable
 
 import pytest
 
 from tests.vpp.helpers import Target, first_packet_allowed, make_driver
 from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.compile import CompileError, compile_endpoint
 from vppagent.policy.evaluate import verdict
-from vppagent.policy.generate import ENDPOINT, random_case, random_packets
+from vppagent.policy.generate import ENDPOINT, LOCAL, REMOTE, Case, random_case, random_packets
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState
 
 
-def run_differential(target: Target, driver: VppDriver, seeds: range, packets_per_case: int) -> int:
+def gated_case(rng: random.Random) -> Case:
+    """A random case (ingress) plus a policy in a random tier that allows TCP/UDP service ports
+    from a set used nowhere else: the shape the classifier takes (gate.py)."""
+    case = random_case(rng, direction="ingress")
+    family = case.family
+    local, remote = (LOCAL[family], REMOTE[family])
+    hosts = [local[i] for i in range(local.num_addresses)] + [remote[i] for i in range(remote.num_addresses)]
+    members = sorted({str(h) for h in rng.sample(hosts, rng.randint(1, 8))})
+    if rng.random() < 0.3:
+        members.append(str(ipaddress.ip_network(f"{rng.choice(hosts)}/{30 if family == 4 else 126}", strict=False)))
+    rules = [felix.Rule(action="allow", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
+                        src_ip_set_ids=["big"],
+                        dst_ports=[felix.PortRange(first=p, last=p + rng.choice((0, 0, 5)))
+                                   for p in rng.sample((22, 53, 80, 443, 8080), rng.randint(1, 2))])
+             for _ in range(rng.randint(1, 2))]
+    extra = [felix.ToDataplane(ipset_update=felix.IPSetUpdate(id="big", type=felix.IPSetUpdate.NET, members=members)),
+             felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(
+                 id=felix.PolicyID(name="gated", namespace="default"), policy=felix.Policy(inbound_rules=rules)))]
+    messages = []
+    for m in case.messages:
+        if m.HasField("workload_endpoint_update"):
+            m = felix.ToDataplane().__class__.FromString(m.SerializeToString())
+            tiers = m.workload_endpoint_update.endpoint.tiers
+            tier = tiers[rng.randrange(len(tiers))]
+            tier.ingress_policies.insert(rng.randint(0, len(tier.ingress_policies)),
+                                         felix.PolicyID(name="gated", namespace="default"))
+            messages += extra
+        messages.append(m)
+    return Case(messages, case.endpoint, "ingress", family)
+
+
+def run_differential(target: Target, driver: VppDriver, seeds: range, packets_per_case: int,
+                     make_case: Callable[[random.Random], Case] = random_case) -> int:
     sw_if_index = target.pod(ENDPOINT.workload_id)
     previous = DataplaneState()
     checked = 0
     for seed in seeds:
         rng = random.Random(seed)
-        case = random_case(rng)
+        case = make_case(rng)
         try:  # a state VPP's ACLs cannot express (compile refuses) is not a differential case
             compile_endpoint(case.state, case.endpoint, case.direction)
         except CompileError:
@@ -54,6 +89,17 @@ def test_differential_random_policies_through_driver_and_emulator(sim_target: Ta
     driver = make_driver(sim_target)
     try:
         checked = run_differential(sim_target, driver, range(240), packets_per_case=12)
+    finally:
+        driver.close()
+    assert checked >= 200
+
+
+def test_differential_with_ip_sets_in_the_classifier(sim_target: Target) -> None:
+    """Every address set of a qualifying ingress list goes to the classifier (threshold 1)."""
+    driver = make_driver(sim_target, classifier_min_members=1)
+    try:
+        checked = run_differential(sim_target, driver, range(5000, 5240), packets_per_case=12, make_case=gated_case)
+        assert driver.status()["gated_lists"] >= 100, "the classifier path was exercised"
     finally:
         driver.close()
     assert checked >= 200

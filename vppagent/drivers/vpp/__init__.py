@@ -3,7 +3,9 @@
 Settings beyond AgentConfig, from the environment:
 - VPPAGENT_VPP_API_DIR: `.api.json` directory for VPPs that do not serve `get_api_json`
   (default /usr/share/vpp/api);
-- VPPAGENT_VPP_REQUEST_TIMEOUT: seconds one API request may take (default 5).
+- VPPAGENT_VPP_REQUEST_TIMEOUT: seconds one API request may take (default 5);
+- VPPAGENT_VPP_CLASSIFIER_MIN_MEMBERS: IP sets at least this large go to classifier tables where
+  the list allows it (default 500; 0 keeps every set in ACLs).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from vppagent.config import AgentConfig
 from vppagent.drivers.vpp.connection import VppConnection, VppUnavailable
-from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS, VppDriver
 from vppagent.drivers.vpp.pods import PodKind
 
 __all__ = ["VppConnection", "VppDriver", "create_driver", "pod_kind"]
@@ -40,4 +42,6 @@ def create_driver(config: AgentConfig) -> VppDriver:
         conn.connect()
     except VppUnavailable as exc:
         raise DriverUnavailable(str(exc)) from None
-    return VppDriver(conn, pod_interface=pod_kind(config.pod_interface), rule_limit=config.rule_limit)
+    min_members = int(os.environ.get("VPPAGENT_VPP_CLASSIFIER_MIN_MEMBERS", DEFAULT_CLASSIFIER_MIN_MEMBERS))
+    return VppDriver(conn, pod_interface=pod_kind(config.pod_interface), rule_limit=config.rule_limit,
+                     classifier_min_members=min_members)

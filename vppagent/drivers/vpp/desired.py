@@ -9,6 +9,7 @@
   cache is invalidated by the policies, profiles and IP sets an apply changes.
 - Routes: each endpoint's addresses via its interface; remote blocks (REMOTE_WORKLOAD without
   encapsulation, as Felix's RouteUpdate describes them) via the other node's address.
+- Large IP sets in ingress lists may go to the classifier instead (gate.py, classifier.py).
 - Host endpoints: see hostendpoints.py.
 A list that cannot be compiled fails its endpoint (status "error") and leaves what the endpoint
 has in place: never a partial or more open list.
@@ -21,6 +22,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vppagent.drivers.vpp.gate import Gate, gated_lists
 from vppagent.drivers.vpp.programmed import Programmed, RouteTarget
 from vppagent.drivers.vpp.render import DENY_ALL, AclContent, content_from_compiled
 from vppagent.drivers.vpp.tags import workload_tag
@@ -43,23 +45,29 @@ class Desired:
     routes: dict[IPNetwork, RouteTarget] = field(default_factory=dict)
     route_owners: dict[IPNetwork, Owner] = field(default_factory=dict)
     failed: dict[Owner, str] = field(default_factory=dict)
+    gates: dict[int, Gate] = field(default_factory=dict)  # interface -> classifier gate on its output
+    pinned: set[int] = field(default_factory=set)  # interfaces whose lists could not be compiled
     unsupported_routes: int = 0
 
 
 @dataclass
 class _Cached:
     content: AclContent
+    gate: Gate | None
     policies: frozenset[PolicyKey]
     profiles: frozenset[str]
 
 
 class ListCompiler:
-    """Compiled ACL content per endpoint policy set, with dependency-based invalidation."""
+    """Compiled ACL content (and, for large IP sets, a classifier gate) per endpoint policy set,
+    with dependency-based invalidation. `classifier_min_members` 0 keeps every set in ACLs."""
 
-    def __init__(self, rule_limit: int) -> None:
+    def __init__(self, rule_limit: int, classifier_min_members: int = 0) -> None:
         self.rule_limit = rule_limit
+        self.classifier_min_members = classifier_min_members
         self._cache: dict[Hashable, _Cached] = {}
         self.compiles = 0
+        self.gated = 0
 
     def clear(self) -> None:
         self._cache.clear()
@@ -82,18 +90,30 @@ class ListCompiler:
 
     def workload(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> AclContent:
         """The endpoint's list as ACL content; PolicyError when it cannot be compiled."""
+        return self.program(catalog, ep, direction)[0]
+
+    def program(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> tuple[AclContent, Gate | None]:
+        """ACL content and classifier gate (gate.py) for the endpoint's list in `direction`."""
         tiers = tuple((t.name, t.default_action, t.policies(direction)) for t in ep.tiers)
         spec: Hashable = ("wl", direction, ep.active, tiers if ep.active else (),
                           ep.profile_ids if ep.active else ())
         cached = self._cache.get(spec)
         if cached is None:
             self.compiles += 1
-            compiled = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit)
-            cached = _Cached(content_from_compiled(compiled),
+            gated = None
+            if self.classifier_min_members:
+                gated = gated_lists(catalog, catalog.state, ep, direction, self.rule_limit,
+                                    self.classifier_min_members)
+            if gated is not None:
+                self.gated += 1
+                compiled, gate = gated[0], gated[1]
+            else:
+                compiled, gate = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit), None
+            cached = _Cached(content_from_compiled(compiled), gate,
                              frozenset(k for t in ep.tiers for k in t.policies(direction)),
                              frozenset(ep.profile_ids))
             self._cache[spec] = cached
-        return cached.content
+        return cached.content, cached.gate
 
 
 def _uses_sets(pb: Any, sets: set[str]) -> bool:
@@ -121,11 +141,16 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
         out.owners[ifx] = owner
         ep = WorkloadEndpoint.from_proto(key, pb)
         try:
-            out.wanted[ifx] = (compiler.workload(catalog, ep, Direction.EGRESS),
-                               compiler.workload(catalog, ep, Direction.INGRESS))
+            egress = compiler.workload(catalog, ep, Direction.EGRESS)
+            ingress, gate = compiler.program(catalog, ep, Direction.INGRESS)
         except PolicyError as exc:
             out.failed[owner] = str(exc)
             out.wanted[ifx] = (None, None)
+            out.pinned.add(ifx)
+        else:
+            out.wanted[ifx] = (egress, ingress)
+            if gate is not None:
+                out.gates[ifx] = gate
         for net in (*ep.ipv4_nets, *ep.ipv6_nets):
             host = ipaddress.ip_network((net.network_address, net.max_prefixlen))
             out.routes[host] = RouteTarget(sw_if_index=ifx)

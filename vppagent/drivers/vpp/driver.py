@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.drivers.vpp.aclplan import AclPlan, Binding, Wanted, plan_acls
+from vppagent.drivers.vpp.classifier import ClassifierChains
 from vppagent.drivers.vpp.connection import VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.desired import Desired, ListCompiler, build_desired
 from vppagent.drivers.vpp.execute import AclExecutor, Failures, sync_routes
@@ -45,6 +46,9 @@ from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+# IP sets this large in an ingress list go to the classifier when the list allows it (gate.py);
+# docs/vpp-driver.md has the measurement behind the number.
+DEFAULT_CLASSIFIER_MIN_MEMBERS = 500
 
 
 class VppDriver(Driver):
@@ -52,6 +56,7 @@ class VppDriver(Driver):
 
     def __init__(self, conn: VppConnection, *, pod_interface: PodKind = "af_packet",
                  plumbing: Plumbing | None = None, rule_limit: int = DEFAULT_RULE_LIMIT,
+                 classifier_min_members: int = DEFAULT_CLASSIFIER_MIN_MEMBERS,
                  keepalive: float = 1.0, max_backoff: float = 5.0, monitor: bool = True) -> None:
         self.conn = conn
         self.pod_interface: PodKind = pod_interface
@@ -60,7 +65,8 @@ class VppDriver(Driver):
         self._lock = threading.RLock()
         self._state: DataplaneState | None = None
         self._programmed: Programmed | None = None
-        self._compiler = ListCompiler(rule_limit)
+        self._compiler = ListCompiler(rule_limit, classifier_min_members)
+        self.classifier = ClassifierChains(conn)
         self._made_routes: set[IPNetwork] = set()
         self._unmatched_endpoints: list[str] = []  # tags of endpoints an apply upserts
         self.pods = PodFlow(self, conn, pod_interface, plumbing or NetnsPlumbing())
@@ -134,7 +140,8 @@ class VppDriver(Driver):
                     1 for t in programmed.routes.values() if t.sw_if_index in programmed.pod_interfaces().values())),
                 "pods_attached_here": len(self.pods.records),
                 "api_requests": sum(self.conn.requests.values()), "api_writes": self.conn.writes,
-                "compiles": self._compiler.compiles, **self.stats,
+                "compiles": self._compiler.compiles, "gated_lists": self._compiler.gated,
+                "classifier_chains": len(self.classifier.chains), **self.stats,
             }
 
     def close(self) -> None:
@@ -152,6 +159,7 @@ class VppDriver(Driver):
             self._programmed = None
         if self._programmed is None:
             self._programmed = read_programmed(self.conn)
+            self.classifier.forget_if_vpp_restarted()
             if self.pods.restore(self._programmed):
                 self._programmed = read_programmed(self.conn)
         return self._programmed
@@ -191,9 +199,15 @@ class VppDriver(Driver):
             desired.routes = {}
         self.stats["unsupported_routes"] = desired.unsupported_routes
         failed: Failures = dict(desired.failed)
+        for ifx in desired.pinned:  # a list that cannot be compiled keeps whatever it had
+            if ifx in self.classifier.gate_of:
+                desired.gates[ifx] = self.classifier.gate_of[ifx]
+        gates = {ifx: g for ifx, g in desired.gates.items() if ifx in programmed.interfaces}
+        self.classifier.prepare(gates, state)  # chains on before the ACLs widen to L_U
         plan = self.plan(programmed, desired)
         for owner, reason in AclExecutor(self.conn, programmed, desired.owners).run(plan).items():
             failed.setdefault(owner, reason)
+        self.classifier.finish(gates)  # and off after they narrowed back
         ours = self._our_routes(programmed, state)
         for owner, reason in sync_routes(self.conn, programmed, desired.routes, ours, desired.route_owners).items():
             failed.setdefault(owner, reason)

@@ -62,6 +62,8 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     "classify_add_del_table_reply": "05486349",
     "classify_add_del_session": "f20879f0",
     "classify_add_del_session_reply": "e8d4e804",
+    "classify_table_ids": "51077d14",
+    "classify_table_ids_reply": "d1d20e1d",
     "input_acl_set_interface": "de7ad708",
     "input_acl_set_interface_reply": "e8d4e804",
     "output_acl_set_interface": "de7ad708",
@@ -71,7 +73,7 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
 # Requests that change nothing in VPP: everything else counts as a write.
 READ_ONLY: Final[frozenset[str]] = frozenset({
     "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
-    "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump",
+    "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
 })
 
 

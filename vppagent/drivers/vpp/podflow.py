@@ -130,6 +130,7 @@ class PodFlow:
             routes = {p for p, t in programmed.routes.items() if t.sw_if_index == found.sw_if_index}
             sync_routes(self.conn, programmed, {}, routes, {})
         self.interfaces.delete(found)
+        self.driver.classifier.interface_gone(found.sw_if_index)
         info = programmed.interfaces.pop(found.sw_if_index, None)
         if info is not None:
             self.records.pop(info.tag, None)
@@ -145,8 +146,8 @@ class PodFlow:
                 record.sw_if_index = present[tag]
                 continue
             spec = record.spec
-            if not Path(spec.netns).exists() or (record.kind == "af_packet"
-                                                 and not self.plumbing.host_link_exists(spec.host_ifname)):
+            if not _exists(spec.netns) or (record.kind == "af_packet"
+                                           and not self.plumbing.host_link_exists(spec.host_ifname)):
                 log.info("pod %s is gone; not restoring it", spec.workload)
                 del self.records[tag]
                 continue
@@ -164,3 +165,10 @@ class PodFlow:
             log.info("pod %s: VPP interface re-created as %d", spec.workload, record.sw_if_index)
             changed = True
         return changed
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # not ours to look at: as good as gone
+        return False
