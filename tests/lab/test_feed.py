@@ -45,9 +45,13 @@ def test_only_policies_of_local_endpoints_are_sent() -> None:
     sc = parse_scenario(SMALL)
     feeds = feeds_for(sc)
     first = next(sc.snapshots())
-    n1, n2 = (kinds(feeds[n].snapshot(first.objects)) for n in ("n1", "n2"))
-    assert "active_policy_update" not in n1 and "ipset_update" not in n1  # policy db applies to db only
-    assert n2.count("active_policy_update") == 1 and n2.count("ipset_update") == 1
+    n1, n2 = (feeds[n].snapshot(first.objects) for n in ("n1", "n2"))
+    # Policy db applies to db (on n2) only; edge.forward to n1's host endpoint only.
+    assert {m.active_policy_update.id.name for m in n1 if m.HasField("active_policy_update")} == {"edge.forward"}
+    assert {m.active_policy_update.id.name for m in n2 if m.HasField("active_policy_update")} == {"db"}
+    assert "ipset_update" not in kinds(n1) and kinds(n2).count("ipset_update") == 1
+    (hep,) = feeds["n1"].state.host_endpoints.values()
+    assert [t.name for t in hep.forward_tiers] == [t.name for t in hep.tiers] == ["edge"]
     db = feeds["n2"].state.workload_endpoints
     (endpoint,) = db.values()
     assert [t.name for t in endpoint.tiers] == ["default"]

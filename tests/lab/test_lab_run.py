@@ -78,4 +78,5 @@ def test_dry_run_shows_every_denied_flow_getting_through(tmp_path: Path) -> None
     assert denied and mismatched == denied
     assert all(c["actual"] and c["detail"] == "ok" for c in everything)
     assert ("initial", "client", "db", "tcp/5432") in denied
+    assert ("initial", "db", "web", "tcp/80") in denied, "the uplink's forward policy"
     assert ("client joins web-pods", "client", "db", "tcp/5432") not in denied
