@@ -19,8 +19,12 @@ pytestmark = pytest.mark.root
 
 def lab(*args: str, timeout: float = 110) -> tuple[int, dict[str, Any], float]:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "run", "--json", *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "run", "--json", *args],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
+        pytest.fail(f"lab run {args} still running after {timeout} s; stderr:\n{stderr[-3000:]}")
     took = time.monotonic() - started
     assert proc.stdout.strip(), f"no JSON (rc {proc.returncode}); stderr:\n{proc.stderr[-3000:]}"
     report: dict[str, Any] = json.loads(proc.stdout)
@@ -39,7 +43,8 @@ def test_default_scenario_on_the_kernel_driver_has_no_mismatch() -> None:
     mismatches = [c for c in cells(report) if not c["ok"]]
     assert rc == 0 and report["ok"] and not mismatches, mismatches[:5]
     print(f"default scenario: {took:.1f} s (set-up {report['setup_seconds']} s), {report['probes']} probes")
-    assert took < 60
+    steps = [(s["program_seconds"], s["probe_seconds"]) for s in report["steps"]]
+    assert took < 60, f"the default scenario took {took:.1f} s: set-up {report['setup_seconds']} s, steps {steps}"
     assert report["steps"][0]["name"] == "initial" and len(report["steps"]) == 4
     assert all(len(s["probes"]) == 40 for s in report["steps"])
     by_flow = {(c["step"], c["from"], c["to"], c["port"]): c for c in cells(report)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -149,12 +150,13 @@ LEGEND = (f"{CONNECTED} connected   {BLOCKED} refused or timed out   {SELF} same
 
 
 class ProgressBar:
-    """`[#####-----] 12/40 step 1/3` on stderr, redrawn in place; silent when not a terminal."""
+    """`[#####-----] 12/40 step 1/3` on stderr, redrawn in place on a terminal."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label = ""
+        self.started = time.monotonic()
 
     def update(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
@@ -166,9 +168,13 @@ class ProgressBar:
         self.stream.flush()
 
     def message(self, text: str) -> None:
+        """A phase of the run: redrawn in place on a terminal, else one timestamped line each
+        (so a CI log shows where a run spent its time or stopped)."""
         if self.enabled:
             self.stream.write(f"\r\033[K  {text}")
-            self.stream.flush()
+        else:
+            self.stream.write(f"[{time.monotonic() - self.started:6.2f} s] {text}\n")
+        self.stream.flush()
 
     def clear(self) -> None:
         if self.enabled:
