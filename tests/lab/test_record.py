@@ -71,7 +71,7 @@ def test_topology_up_and_down_leaves_nothing(state_root: Path) -> None:
         ping = subprocess.run(["ip", "netns", "exec", topo.node_ns("n1"), "ping", "-c1", "-W2",
                                str(sc.node_address("n2"))], capture_output=True, timeout=10, check=False)
         assert ping.returncode == 0, "nodes reach each other over the fabric"
-        forward = subprocess.run(["ip", "netns", "exec", topo.node_ns("n2"), "sysctl", "-n", "net.ipv4.ip_forward"],
+        forward = subprocess.run(["ip", "netns", "exec", topo.node_ns("n2"), "cat", "/proc/sys/net/ipv4/ip_forward"],
                                  capture_output=True, text=True, timeout=10, check=True)
         assert forward.stdout.strip() == "1"
         # One process we record, one we do not (as a bird left behind by a killed agent would be).

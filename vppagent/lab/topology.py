@@ -14,6 +14,7 @@ import secrets
 import subprocess
 from pathlib import Path
 
+from vppagent.lab.probe import in_netns
 from vppagent.lab.record import LabRecord
 from vppagent.lab.scenario import NODE_GATEWAY, NODE_SUBNET, Scenario
 
@@ -45,8 +46,14 @@ def ip_batch(namespace: str | None, commands: list[str]) -> None:
         raise TopologyError(f"ip {'-n ' + namespace if namespace else ''} -batch: {proc.stderr.strip()}")
 
 
-def sysctl(namespace: str, *settings: str) -> None:
-    run(["ip", "netns", "exec", namespace, "sysctl", "-qw", *settings])
+def sysctl(namespace: str, settings: dict[str, str]) -> None:
+    """Write /proc/sys/net files from a thread inside `namespace`: net sysctls belong to the
+    namespace of the task that opens them (and this needs no procps)."""
+    def write() -> None:
+        for key, value in settings.items():
+            Path("/proc/sys", key.replace(".", "/")).write_text(value)
+
+    in_netns(NETNS_DIR / namespace, write)
 
 
 class Topology:
@@ -90,7 +97,8 @@ class Topology:
             # icmp_ratelimit=0: a REJECT answers with an ICMP error, and the kernel sends a host
             # at most 6 of those in a burst, then 1 a second; a pod probing many denied ports
             # would see timeouts instead of fast refusals.
-            sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.icmp_ratelimit=0")
+            sysctl(ns, {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
+                        "net.ipv4.icmp_ratelimit": "0"})
         for _, pod in self.scenario.pods():
             self._add_namespace(self.pod_ns(pod.name))
             ip_batch(self.pod_ns(pod.name), ["link set lo up"])
