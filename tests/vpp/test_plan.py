@@ -103,3 +103,14 @@ def test_rendering_allows_as_reflect_and_default_allow_as_any_rules_per_family()
     assert [(r.action, r.proto, str(r.src)) for r in opened.rules[2:]] == [(2, 0, "0.0.0.0/0"), (2, 0, "::/0")]
     assert content_from_compiled(CompiledList("e", "egress", (), "deny", 0)) == DENY_ALL
     assert AclContent.of(closed.rules).digest == closed.digest, "the digest is a function of the rules"
+
+
+def test_pods_leave_the_drop_all_placeholder_for_the_shared_acls() -> None:
+    # three pods attached before Felix described them share the placeholder (index 0); ACL 1 holds A
+    bound = {1: (0, 0), 2: (0, 0), 3: (0, 0), 9: (1, None)}
+    plan = plan_acls({0: DENY_ALL, 1: A}, bound, {1: (A, B), 2: (A, B), 3: (A, C)})
+    assert not plan.replaces, "the placeholder is not rewritten into a private copy of a list"
+    refs = {c.digest: r for r, c in plan.creates.items()}
+    assert sorted(refs) == sorted([B.digest, C.digest])
+    assert plan.early_binds == {1: (1, refs[B.digest]), 2: (1, refs[B.digest]), 3: (1, refs[C.digest])}
+    assert plan.deletes == [0]

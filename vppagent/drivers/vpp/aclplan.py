@@ -15,6 +15,10 @@ its index) and clears them when the *set* of ACL indices bound to it changes
   only endpoints whose own policy changed move (endpoints sharing an ACL have equal lists, so any
   update that is not about them changes all of them alike).
 - Lists converging is not a reason to move: two ACLs may hold equal content.
+- Except the drop-everything ACL that pods get from CNI Add until Felix describes them: it is
+  never rewritten for one of its users, they all move to the ACL holding their list, so pods with
+  equal lists share ACLs. (The only sessions such a pod can have are flows of a policy Felix has
+  since withdrawn, which the in-place change to drop-everything let finish.)
 - Make before break: new ACLs are created, interfaces that move are bound to ACLs whose content
   is already final, ACLs are replaced only after their departing users have left, interfaces
   that had no ACL of ours are bound after the replacements, and unused ACLs are deleted last.
@@ -28,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vppagent.drivers.vpp.render import AclContent
+from vppagent.drivers.vpp.render import DENY_ALL, AclContent
 
 # ACL reference in a plan: an existing index (>= 0) or a new ACL (-1, -2, ...).
 AclRef = int
@@ -92,12 +96,15 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
             classes[desired.digest].append(slot)
             content_of[desired.digest] = desired
         if pinned or acls[index].digest in classes:
-            keep = acls[index].digest
+            keep: str | None = acls[index].digest
+        elif acls[index] == DENY_ALL:
+            keep = None  # the placeholder of pods Felix has not described: they all move on
         else:
             keep = min(classes, key=lambda d: (-len(classes[d]), d))
-        final[index] = content_of[keep]
-        if content_of[keep] != acls[index]:
-            plan.replaces[index] = content_of[keep]
+        if keep is not None:
+            final[index] = content_of[keep]
+            if content_of[keep] != acls[index]:
+                plan.replaces[index] = content_of[keep]
         for digest, members in classes.items():
             for slot in members:
                 if digest == keep:

@@ -46,7 +46,7 @@ class Chain:
     member_tables: dict[int, int]  # prefix length -> table index (the chain's first tables)
     gap_head: int
     tables: list[int]
-    members: set[IPNetwork] = field(default_factory=set)
+    members: set[str] = field(default_factory=set)  # canonical member text, as the IP set holds it
 
 
 def _layout(family: int) -> tuple[int, int, int, int, int]:
@@ -163,19 +163,22 @@ class ClassifierChains:
         chain.head = table
         return table
 
-    def _sync_members(self, key: ChainKey, members: set[IPNetwork]) -> None:
+    def _sync_members(self, key: ChainKey, members: frozenset[str]) -> None:
+        """Sessions for the members that came and went (compared as text: only those are parsed)."""
         chain = self.chains[key]
         _, family = key
         old_head = chain.head
-        for net in sorted(members - chain.members):
+        for text in sorted(members - chain.members):
+            net = ipaddress.ip_network(text, strict=False)
             table = chain.member_tables.get(net.prefixlen)
             if table is None:
                 table = self._member_table(chain, family, net.prefixlen, len(members))
             self._session(table, _bytes(family, src=net), PERMIT)
-            chain.members.add(net)
-        for net in sorted(chain.members - members):
+            chain.members.add(text)
+        for text in sorted(chain.members - members):
+            net = ipaddress.ip_network(text, strict=False)
             self._session(chain.member_tables[net.prefixlen], _bytes(family, src=net), PERMIT, add=False)
-            chain.members.discard(net)
+            chain.members.discard(text)
         if chain.head != old_head:  # a new prefix length went in front: move attachments along
             for sw_if_index, heads in list(self.attached.items()):
                 if heads.get(family) == old_head:
@@ -204,9 +207,9 @@ def _mask_net(family: int, length: int) -> IPNetwork:
     return ipaddress.ip_network(("0.0.0.0" if family == 4 else "::", length))
 
 
-def _members(state: DataplaneState, set_id: str, family: int) -> set[IPNetwork]:
+def _members(state: DataplaneState, set_id: str, family: int) -> frozenset[str]:
+    """The set's members of one family, as canonical text (an IPv6 member has a colon)."""
     ipset = state.ipsets.get(set_id)
     if ipset is None:
-        return set()
-    nets = (ipaddress.ip_network(m, strict=False) for m in ipset.members)
-    return {n for n in nets if n.version == family}
+        return frozenset()
+    return frozenset(m for m in ipset.members if (":" in m) == (family == 6))

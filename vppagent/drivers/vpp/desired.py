@@ -30,7 +30,7 @@ from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
 from vppagent.state.diff import StateDiff
-from vppagent.state.model import DataplaneState, Kind, PolicyKey
+from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey
 
 REMOTE_WORKLOAD = 1
 NO_ENCAP_POOL_TYPES = (0, 1)  # NONE, NO_ENCAP
@@ -58,6 +58,17 @@ class _Cached:
     profiles: frozenset[str]
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    """A workload endpoint as the driver uses it, kept while Felix's message is the same object."""
+
+    pb: Any
+    ep: WorkloadEndpoint
+    tag: str
+    hosts: tuple[IPNetwork, ...]
+    specs: dict[Direction, Hashable]
+
+
 class ListCompiler:
     """Compiled ACL content (and, for large IP sets, a classifier gate) per endpoint policy set,
     with dependency-based invalidation. `classifier_min_members` 0 keeps every set in ACLs."""
@@ -66,11 +77,25 @@ class ListCompiler:
         self.rule_limit = rule_limit
         self.classifier_min_members = classifier_min_members
         self._cache: dict[Hashable, _Cached] = {}
+        self._endpoints: dict[WorkloadKey, _Endpoint] = {}
         self.compiles = 0
         self.gated = 0
 
+    def endpoint(self, key: WorkloadKey, pb: Any) -> _Endpoint:
+        """The typed endpoint, its tag and host routes; rebuilt only when Felix's message changes
+        (stored messages are never mutated, and state copies share them)."""
+        known = self._endpoints.get(key)
+        if known is None or known.pb is not pb:
+            ep = WorkloadEndpoint.from_proto(key, pb)
+            hosts = tuple(ipaddress.ip_network((n.network_address, n.max_prefixlen))
+                          for n in (*ep.ipv4_nets, *ep.ipv6_nets))
+            specs = {d: _list_spec(ep, d) for d in Direction}
+            known = self._endpoints[key] = _Endpoint(pb, ep, workload_tag(key), hosts, specs)
+        return known
+
     def clear(self) -> None:
         self._cache.clear()
+        self._endpoints.clear()
 
     def invalidate(self, diff: StateDiff, state: DataplaneState) -> None:
         kinds = diff.kinds()
@@ -88,15 +113,16 @@ class ListCompiler:
         for spec in [s for s, c in self._cache.items() if c.policies & policies or c.profiles & profiles]:
             del self._cache[spec]
 
-    def workload(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> AclContent:
+    def workload(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
+                 spec: Hashable | None = None) -> AclContent:
         """The endpoint's list as ACL content; PolicyError when it cannot be compiled."""
-        return self.program(catalog, ep, direction)[0]
+        return self.program(catalog, ep, direction, spec)[0]
 
-    def program(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> tuple[AclContent, Gate | None]:
+    def program(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
+                spec: Hashable | None = None) -> tuple[AclContent, Gate | None]:
         """ACL content and classifier gate (gate.py) for the endpoint's list in `direction`."""
-        tiers = tuple((t.name, t.default_action, t.policies(direction)) for t in ep.tiers)
-        spec: Hashable = ("wl", direction, ep.active, tiers if ep.active else (),
-                          ep.profile_ids if ep.active else ())
+        if spec is None:
+            spec = _list_spec(ep, direction)
         cached = self._cache.get(spec)
         if cached is None:
             self.compiles += 1
@@ -116,15 +142,30 @@ class ListCompiler:
         return cached.content, cached.gate
 
 
+def _list_spec(ep: WorkloadEndpoint, direction: Direction) -> Hashable:
+    """What an endpoint's list in one direction depends on (besides the objects it names)."""
+    if not ep.active:
+        return ("wl", direction, False)
+    tiers = tuple((t.name, t.default_action, t.policies(direction)) for t in ep.tiers)
+    return ("wl", direction, True, tiers, ep.profile_ids)
+
+
+_SET_REFERENCES: dict[int, tuple[Any, frozenset[str]]] = {}  # id(message) -> (message, set ids)
+
+
 def _uses_sets(pb: Any, sets: set[str]) -> bool:
-    for rule in (*pb.inbound_rules, *pb.outbound_rules):
-        ids = {*rule.src_ip_set_ids, *rule.dst_ip_set_ids, *rule.not_src_ip_set_ids, *rule.not_dst_ip_set_ids,
-               *rule.src_named_port_ip_set_ids, *rule.dst_named_port_ip_set_ids,
-               *rule.not_src_named_port_ip_set_ids, *rule.not_dst_named_port_ip_set_ids,
-               *rule.dst_ip_port_set_ids}
-        if ids & sets:
-            return True
-    return False
+    known = _SET_REFERENCES.get(id(pb))
+    if known is None or known[0] is not pb:
+        ids: set[str] = set()
+        for rule in (*pb.inbound_rules, *pb.outbound_rules):
+            ids.update(rule.src_ip_set_ids, rule.dst_ip_set_ids, rule.not_src_ip_set_ids, rule.not_dst_ip_set_ids,
+                       rule.src_named_port_ip_set_ids, rule.dst_named_port_ip_set_ids,
+                       rule.not_src_named_port_ip_set_ids, rule.not_dst_named_port_ip_set_ids,
+                       rule.dst_ip_port_set_ids)
+        if len(_SET_REFERENCES) > 100_000:
+            _SET_REFERENCES.clear()
+        known = _SET_REFERENCES[id(pb)] = (pb, frozenset(ids))
+    return not known[1].isdisjoint(sets)
 
 
 def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListCompiler) -> Desired:
@@ -132,17 +173,18 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
     catalog = Catalog(state)
     pods = programmed.pod_interfaces()
     served: set[int] = set()
-    for key, pb in sorted(state.workload_endpoints.items()):
+    for key, pb in state.workload_endpoints.items():
         owner: Owner = (Kind.WORKLOAD_ENDPOINT, key)
-        ifx = pods.get(workload_tag(key))
+        known = compiler.endpoint(key, pb)
+        ifx = pods.get(known.tag)
         if ifx is None:
             continue  # not attached here (yet): CNI Add binds it when it comes
         served.add(ifx)
         out.owners[ifx] = owner
-        ep = WorkloadEndpoint.from_proto(key, pb)
+        ep = known.ep
         try:
-            egress = compiler.workload(catalog, ep, Direction.EGRESS)
-            ingress, gate = compiler.program(catalog, ep, Direction.INGRESS)
+            egress = compiler.workload(catalog, ep, Direction.EGRESS, known.specs[Direction.EGRESS])
+            ingress, gate = compiler.program(catalog, ep, Direction.INGRESS, known.specs[Direction.INGRESS])
         except PolicyError as exc:
             out.failed[owner] = str(exc)
             out.wanted[ifx] = (None, None)
@@ -151,8 +193,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
             out.wanted[ifx] = (egress, ingress)
             if gate is not None:
                 out.gates[ifx] = gate
-        for net in (*ep.ipv4_nets, *ep.ipv6_nets):
-            host = ipaddress.ip_network((net.network_address, net.max_prefixlen))
+        for host in known.hosts:
             out.routes[host] = RouteTarget(sw_if_index=ifx)
             out.route_owners[host] = owner
     for ifx in pods.values():
