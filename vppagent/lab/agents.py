@@ -94,14 +94,18 @@ class NodeAgent:
 
         wait_until(answering, timeout, f"the agent on {self.node} to answer; {self.tail()}")
 
-    def start_felix(self) -> FelixStandIn:
+    def start_felix(self, wait: bool = True) -> FelixStandIn:
         self.felix = FelixStandIn(self.socket, log_path=self.dir / "shim.log")
         self.record.add_process(self.felix.process.pid, "shim", f"felix-shim {self.node}")
+        if wait:
+            self.wait_felix_connected()
+        return self.felix
+
+    def wait_felix_connected(self, timeout: float = 15.0) -> None:
         # Until the shim's stream is open, messages would be folded into its replay snapshot
         # (compacted); once it is open, each message is counted by the agent as it arrives.
-        wait_until(lambda: self.state()["counters"]["streams"] >= 1, 15.0,
+        wait_until(lambda: self.state()["counters"]["streams"] >= 1, timeout,
                    f"felix-shim to connect to the agent on {self.node}")
-        return self.felix
 
     def restart(self, bgp: dict[str, Any] | None = None, timeout: float = 20.0) -> None:
         """Stop the agent (it stops its BIRD), start it again with new BGP settings if given, and

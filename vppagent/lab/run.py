@@ -82,6 +82,7 @@ class LabRun:
         self.cni_retries: list[str] = []
         self.notes: list[str] = []
         self.saved_logs: Path | None = None
+        self.listeners_pending: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> LabResult:
@@ -170,6 +171,7 @@ class LabRun:
                                                self.options.driver, bgp=sc.bgp_of(node),
                                                extra_args=self._agent_args(node.name))
             self.agents[node.name].start()
+        self._start_listeners()  # while the agents start
         for agent in self.agents.values():
             agent.wait_ready()
         self.options.status("creating pods through each agent's CNI Add")
@@ -177,10 +179,12 @@ class LabRun:
             self.interfaces[pod.name] = self._add_pod(node.name, pod.name)
         if self.options.driver == "dry-run":
             self._wire_pods_ourselves()
-        self._start_listeners()
         self.options.status("streaming each node's Felix snapshot through felix-shim")
         for agent in self.agents.values():
-            agent.start_felix()
+            agent.start_felix(wait=False)
+        for agent in self.agents.values():
+            agent.wait_felix_connected()
+        self._wait_listeners()
         first = next(iter(sc.snapshots()))
         for node in sc.nodes:
             self.feeds[node.name] = NodeFeed(sc, node.name, self.interfaces)
@@ -232,8 +236,8 @@ class LabRun:
                     raise LabError(f"wiring the pods of {node.name}: {proc.stderr.strip()[-800:]}")
 
     def _start_listeners(self) -> None:
+        """Servers bind 0.0.0.0, so they can start before the pod has its interface."""
         assert self.topology is not None and self.record is not None
-        pending = []
         for _, pod in self.scenario.pods():
             if not pod.ports:
                 continue
@@ -245,9 +249,12 @@ class LabRun:
                                         start_new_session=True)
             self.listeners.append(proc)
             self.record.add_process(proc.pid, "listener", f"listener {pod.name}")
-            pending.append((pod.name, proc))
+            self.listeners_pending.append((pod.name, proc))
+
+    def _wait_listeners(self) -> None:
+        assert self.record is not None
         deadline = time.monotonic() + 15.0
-        for name, proc in pending:
+        for name, proc in self.listeners_pending:
             assert proc.stdout is not None
             ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
             line = proc.stdout.readline() if ready else b""
