@@ -49,3 +49,14 @@ def test_matrix_marks_mismatches_and_the_summary_fails() -> None:
     assert not result.ok and result.mismatches == 1 and result.summary().startswith("FAIL t: initial state + 0")
     assert result.to_json()["steps"][0]["probes"][1]["ok"] is False
     assert not LabResult("t", "iptables", "vplx", []).ok, "a run that probed nothing is no pass"
+
+
+def test_without_root_the_lab_says_why_and_builds_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from vppagent.lab import topology
+    from vppagent.lab.cli import EXIT_SETUP
+
+    monkeypatch.setattr("vppagent.lab.topology.os.geteuid", lambda: 1000)
+    assert topology.netns_problem() == "the lab needs root (network namespaces, iptables, BIRD)"
+    assert main(["run"]) == EXIT_SETUP
+    assert "the lab needs root" in capsys.readouterr().err
