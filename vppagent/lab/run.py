@@ -1,7 +1,8 @@
 """A lab run: build the cluster, feed each node's agent through its Felix, probe every step.
 
-Order: namespaces → agents (in parallel) → pods by CNI Add → listeners → Felix snapshots →
-endpoints up and BGP routes learnt → for each step: deltas, applied, probes, compare.
+Order: namespaces → agents and pod listeners (all in parallel) → pods by CNI Add → felix-shims
+→ Felix snapshots → endpoints reported up and BGP routes learnt → for each step: deltas, wait until
+applied, probes, compare with the reference evaluator.
 Teardown (unless kept) runs whatever happened, from the state file's list.
 """
 
@@ -243,8 +244,7 @@ class LabRun:
                 continue
             argv = ["ip", "netns", "exec", self.topology.pod_ns(pod.name), sys.executable, "-m",
                     "vppagent.lab.listener", pod.name, *(str(p) for p in pod.ports)]
-            log = open(Path(self.record.workdir) / f"listener-{pod.name}.log", "ab")  # noqa: SIM115
-            with log:
+            with open(Path(self.record.workdir) / f"listener-{pod.name}.log", "ab") as log:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                                         start_new_session=True)
             self.listeners.append(proc)
