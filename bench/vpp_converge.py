@@ -104,7 +104,9 @@ class Emulator:
             if time.monotonic() > deadline:
                 raise RuntimeError("emulator did not start")
             time.sleep(0.02)
-        self.client = VPPApiClient(server_address=str(self.socket), bootstrapapi=True, read_timeout=60)
+        # the same client settings as the driver's connection (no event thread)
+        self.client = VPPApiClient(server_address=str(self.socket), bootstrapapi=True, read_timeout=60,
+                                   async_thread=False)
         self.client.connect("bench-bare")
 
     def add_pod(self, workload_id: str) -> None:
