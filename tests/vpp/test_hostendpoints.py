@@ -8,7 +8,7 @@ import ipaddress
 
 from tests.vpp.helpers import Target, make_driver, state_of
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.policy.evaluate import host_endpoint_verdict
+from vppagent.policy.evaluate import hep_chain, host_endpoint_verdict
 from vppagent.policy.packet import Packet as PolicyPacket
 from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
@@ -52,10 +52,10 @@ def test_host_endpoint_policy_on_the_uplink(target: Target) -> None:
         for port, to_host in ((443, True), (80, True), (22, True), (23, False), (80, False)):
             dst = HOST if to_host else "10.65.0.2"
             pkt = PolicyPacket(6, ipaddress.ip_address("203.0.113.9"), ipaddress.ip_address(dst), 40000, port)
-            if to_host:
-                expected = host_endpoint_verdict(state, "uplink", "ingress", pkt).allowed
-            else:  # forwarded: the forward tier's verdict; a pass or no match leaves it to the pod
-                expected = port != 23
+            # to the host: the normal chain; forwarded: anything the forward chain does not deny
+            # (a pass or no verdict leaves it to the pod's own chain on its interface)
+            expected = host_endpoint_verdict(state, "uplink", "ingress", pkt).allowed if to_host else \
+                hep_chain(state, "uplink", "forward", "ingress", pkt).action != "deny"
             with sim.state.lock:
                 sim.state.acl.clear_sessions()
             got = sim.evaluate(sw_if_index, Direction.INPUT, Packet.make("203.0.113.9", dst, "tcp", 40000, port))
