@@ -154,3 +154,29 @@ def test_kernel_members_split_families_and_zero_prefixes() -> None:
     assert kernel_members(nets, 6) == {"fd00::/64", "::/1", "8000::/1"}
     ports = IPSet("p", IPSetType.IP_AND_PORT, {"10.0.0.1,tcp:80", "fd00::1,udp:53"})
     assert kernel_members(ports, 4) == {"10.0.0.1,tcp:80"} and kernel_members(ports, 6) == {"fd00::1,udp:53"}
+
+
+def test_restore_input_declares_targets_first_in_descending_order() -> None:
+    # Descending order keeps iptables-nft's sorted cache-request list short (see _restore_input);
+    # a jump must still find its target declared, or the whole restore fails.
+    desired = render(StateRenderer(), state_with())
+    runner = FakeRunner()
+    table = Table("filter", 4, runner, Backend("nft"))  # type: ignore[arg-type]
+    table.replace_chains(desired.chains[(4, "filter")])
+    for kernel_chain, hooks in desired.hooks[(4, "filter")].items():
+        table.set_hooks(kernel_chain, hooks)
+    assert table.apply().restores == 1
+    declared: list[str] = []
+    appended: list[str] = []
+    for line in runner.restores()[0].splitlines():
+        if line.startswith("-N "):
+            declared.append(line[3:])
+        elif line.startswith("-A "):
+            chain, _, rest = line[3:].partition(" ")
+            assert chain in declared
+            target = rest.rsplit(" ", 1)[-1]
+            assert not target.startswith("vpa-") or target in declared, line
+            if not appended or appended[-1] != chain:
+                appended.append(chain)
+    assert appended == sorted(appended, reverse=True) and len(set(declared)) == len(declared)
+    assert set(declared) == set(table.reachable())
