@@ -4,7 +4,8 @@ Container side: the requested name (eth0), the pod's addresses as /32 and /128, 
 route to 169.254.1.1 and a default route through it (the host answers by proxy ARP), and for
 IPv6 a default route to the host side's link-local address (from its fixed MAC). Host side:
 the requested cali* name, MAC ee:ee:ee:ee:ee:ee, up, proxy ARP on, and a /32 or /128 route per
-pod address. Everything goes through netlink (pyroute2); sysctls are files under /proc/sys.
+pod address. Everything goes through netlink (pyroute2), the pod side from a thread inside the pod's netns
+(vppagent.netns: no fork); sysctls are files under /proc/sys.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from vppagent.netns import call_in_netns
 from vppagent.pods.spec import PodDelete, PodSpec
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,11 @@ class VethAttacher:
         return Attachment(spec.host_ifname, mac)
 
     def _configure_container(self, spec: PodSpec, temp: str) -> str:
-        with NetNS(str(spec.netns)) as pod:
+        return call_in_netns(spec.netns, lambda: self._configure_container_here(spec, temp))
+
+    @staticmethod
+    def _configure_container_here(spec: PodSpec, temp: str) -> str:
+        with IPRoute() as pod:
             index = pod.link_lookup(ifname=temp)[0]
             pod.link("set", index=index, ifname=spec.container_ifname)
             if spec.mtu:
@@ -126,11 +132,16 @@ class VethAttacher:
     def _host_side_of(self, request: PodDelete) -> str | None:
         if not request.netns or not Path(request.netns).exists():
             return None  # the netns is gone, and with it the veth pair
-        with NetNS(request.netns) as pod:
-            found = pod.link_lookup(ifname=request.container_ifname)
-            if not found:
-                return None
-            peer_index = pod.get_links(found[0])[0].get_attr("IFLA_LINK")
+
+        def peer_of_container_side() -> int | None:
+            with IPRoute() as pod:
+                found = pod.link_lookup(ifname=request.container_ifname)
+                if not found:
+                    return None
+                index: int | None = pod.get_links(found[0])[0].get_attr("IFLA_LINK")
+                return index
+
+        peer_index = call_in_netns(request.netns, peer_of_container_side)
         if not peer_index:
             return None
         with IPRoute() as host:
