@@ -8,51 +8,15 @@ binds an ephemeral source port first, so the verdict can be asked about the exac
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def enter_netns(path: Path) -> None:
-    """Move the calling thread (only) into the network namespace at `path`."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"setns {path}: {os.strerror(code)}")
-    finally:
-        os.close(fd)
-
-
-def in_netns(path: Path, fn: Callable[[], T]) -> T:
-    """Run `fn` on a fresh thread inside the namespace at `path` and return its result."""
-    box: dict[str, object] = {}
-
-    def body() -> None:
-        try:
-            enter_netns(path)
-            box["result"] = fn()
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+from vppagent.netns import enter_netns
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import secrets
 import subprocess
 from pathlib import Path
 
-from vppagent.lab.probe import in_netns
 from vppagent.lab.record import LabRecord
 from vppagent.lab.scenario import NODE_GATEWAY, NODE_SUBNET, Scenario
+from vppagent.netns import call_in_netns
 
 NETNS_DIR = Path("/run/netns")
 
@@ -53,7 +53,7 @@ def sysctl(namespace: str, settings: dict[str, str]) -> None:
         for key, value in settings.items():
             Path("/proc/sys", key.replace(".", "/")).write_text(value)
 
-    in_netns(NETNS_DIR / namespace, write)
+    call_in_netns(NETNS_DIR / namespace, write)
 
 
 class Topology:
