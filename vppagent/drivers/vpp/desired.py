@@ -41,7 +41,6 @@ Owner = tuple[Kind, Any]
 class Desired:
     wanted: dict[int, tuple[AclContent | None, AclContent | None]] = field(default_factory=dict)
     owners: dict[int, Owner] = field(default_factory=dict)  # interface → endpoint it serves
-    unbind: set[int] = field(default_factory=set)
     routes: dict[IPNetwork, RouteTarget] = field(default_factory=dict)
     route_owners: dict[IPNetwork, Owner] = field(default_factory=dict)
     failed: dict[Owner, str] = field(default_factory=dict)
