@@ -229,3 +229,43 @@ def test_cni_service_validates_and_delegates_to_the_driver(agent: AgentHarness) 
             assert reply.successful and "cali0123" not in agent.core.driver.pods  # type: ignore[attr-defined]
     finally:
         server.stop(0)
+
+
+def test_swap_with_some_objects_failing_is_refused(agent: AgentHarness) -> None:
+    from vppagent.drivers.base import ApplyReport
+    from vppagent.drivers.dryrun import DryRunDriver
+    from vppagent.state.model import Kind, WorkloadKey
+
+    removed: list[str] = []
+
+    class Partial(DryRunDriver):
+        def resync(self, state):  # type: ignore[no-untyped-def]
+            if not state.workload_endpoints:  # remove_all
+                removed.append(self.name)
+                return ApplyReport()
+            return ApplyReport(failed={(Kind.WORKLOAD_ENDPOINT, WorkloadKey("k8s", "ns/pod1", "eth0")): "no room"})
+
+    agent.core._driver_factory = lambda name: Partial(name=name)
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: agent.state()["in_sync"], what="in sync")
+    reply = agent.stub.SetDriver(agent_pb2.SetDriverRequest(driver="partial"), timeout=5)
+    assert not reply.ok and "no room" in reply.error and "k8s/ns/pod1/eth0" in reply.error
+    assert agent.state()["driver"] == "dry-run" and removed == ["partial"], "the half-programmed driver cleans up"
+    stream.close()
+
+
+def test_driver_background_reprogramming_updates_statuses(agent: AgentHarness) -> None:
+    from vppagent.drivers.base import ApplyReport
+    from vppagent.state.model import Kind, WorkloadKey
+
+    stream = agent.stream()
+    stream.send(*snapshot(), b.in_sync())
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "up", what="pod1 up")
+    listener = agent.core.driver.report_listener
+    assert listener is not None
+    listener(ApplyReport(failed={(Kind.WORKLOAD_ENDPOINT, WorkloadKey("k8s", "ns/pod1", "eth0")): "VPP restarted"}))
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "error", what="error after background resync")
+    listener(ApplyReport())
+    wait_for(lambda: statuses(stream).get("ns/pod1") == "up", what="up again")
+    stream.close()

@@ -9,6 +9,7 @@ never raises for a dataplane error it can describe, it reports it, naming the ob
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,16 @@ class ApplyReport:
     writes: int = 0  # dataplane write operations (restores, API calls) this apply needed
 
 
+ReportListener = Callable[[ApplyReport], None]
+
+
 class Driver(abc.ABC):
     """A dataplane driver (see module docstring)."""
 
     name: str = "abstract"
+    # Set by the agent: a driver that re-programs on its own (after a dataplane restart, a
+    # periodic repair) reports the outcome here, so endpoint statuses follow.
+    report_listener: ReportListener | None = None
 
     @abc.abstractmethod
     def resync(self, state: DataplaneState) -> ApplyReport:

@@ -63,6 +63,7 @@ class AgentCore:
         self.statuses = EndpointStatusTracker()
         self.metrics = AgentMetrics()
         self.metrics.driver_in_use(driver.name)
+        driver.report_listener = self._background_report
         self._inbox: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self._generation = 0
         self._stream: StreamHandle | None = None
@@ -211,6 +212,16 @@ class AgentCore:
                 log.exception("post-apply hook failed")
         return not report.failed  # failed objects stay dirty: retry them after a pause
 
+    def _background_report(self, report: ApplyReport) -> None:
+        """The driver re-programmed on its own (e.g. after VPP restarted): statuses follow."""
+        with self.lock:
+            failed = dict(report.failed)
+            if not report.ok:
+                reason = report.error or f"driver {self.driver.name} failed"
+                failed.update({(k, key): reason for k in ENDPOINT_KINDS for key in self.store.desired.tables[k]})
+            self.statuses.update(self.store.desired, self.store.held, failed)
+            self._publish_statuses()
+
     def _publish_statuses(self) -> None:
         for msg in self.statuses.pending_messages():
             self.send(msg)
@@ -276,15 +287,21 @@ class AgentCore:
             except Exception as exc:
                 return False, f"cannot start driver {name}: {exc}", previous, time.monotonic() - start
             report = new.resync(self.store.effective)
-            if not report.ok:
+            if not report.ok or report.failed:
+                # Partly programmed is not programmed: the old driver stays, the new one goes.
+                problem = report.error or "; ".join(f"{key_text(k)}: {why}" for (_, k), why in
+                                                    sorted(report.failed.items(), key=str)[:3])
+                new.remove_all()
                 new.close()
-                return False, f"driver {name} failed to program the state: {report.error}", previous, \
+                return False, f"driver {name} failed to program the state: {problem}", previous, \
                     time.monotonic() - start
             old = self.driver
             cleanup = old.remove_all()
             if not cleanup.ok:
                 log.warning("driver %s left objects behind: %s", old.name, cleanup.error)
             old.close()
+            old.report_listener = None
+            new.report_listener = self._background_report
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
             self.metrics.driver_in_use(new.name)
