@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.vppsim.conformance import *  # noqa: F403  (the shared test functions and fixtures)
+from tests.vppsim.conformance_iplink import *  # noqa: F403  (pod IP and classifier read-back)
 from tests.vppsim.conftest import Target
 
 pytestmark = pytest.mark.realvpp

@@ -169,19 +169,26 @@ def test_deleting_the_interface_drops_bindings_and_sessions(pods: Pods) -> None:
 
 
 # -- classifier ------------------------------------------------------------------------------------
-SRC_MASK = bytes(26) + b"\xff" * 4 + bytes(2)
+# current_data_flag 0: the IPv4 source is at 26 from b->data (the Ethernet header) on input, and at 12
+# on output, where ip_in_out_acl.c matches from b->data + save_rewrite_length (the IP header).
+SOURCE_AT = {Direction.INPUT: 26, Direction.OUTPUT: 12}
 
 
-def _table(vpp: VPPApiClient, miss_next_index: int, next_table_index: int = NONE) -> int:
+def _table(vpp: VPPApiClient, miss_next_index: int, next_table_index: int = NONE,
+           direction: Direction = Direction.INPUT) -> int:
+    at = SOURCE_AT[direction]
+    mask = bytes(at) + b"\xff" * 4 + bytes(28 - at)
     reply = vpp.api.classify_add_del_table(is_add=True, table_index=NONE, nbuckets=2, memory_size=2 << 20,
                                            skip_n_vectors=0, match_n_vectors=2, next_table_index=next_table_index,
-                                           miss_next_index=miss_next_index, mask_len=32, mask=SRC_MASK)
+                                           miss_next_index=miss_next_index, mask_len=32, mask=mask)
     assert reply.retval == 0
     return int(reply.new_table_index)
 
 
-def _session(vpp: VPPApiClient, table: int, source: str, hit_next_index: int) -> None:
-    match = bytes(26) + bytes(int(octet) for octet in source.split(".")) + bytes(2)
+def _session(vpp: VPPApiClient, table: int, source: str, hit_next_index: int,
+             direction: Direction = Direction.INPUT) -> None:
+    at = SOURCE_AT[direction]
+    match = bytes(at) + bytes(int(octet) for octet in source.split(".")) + bytes(28 - at)
     assert vpp.api.classify_add_del_session(is_add=True, table_index=table, hit_next_index=hit_next_index,
                                             match_len=32, match=match).retval == 0
 
@@ -201,10 +208,11 @@ def test_classifier_hit_and_miss(pods: Pods, miss_next_index: int, miss_permitte
 
 
 def test_classifier_chain_is_walked_on_miss(pods: Pods) -> None:
-    last = _table(pods.vpp, miss_next_index=0)
-    _session(pods.vpp, last, "10.71.1.4", hit_next_index=NONE)
-    first = _table(pods.vpp, miss_next_index=NONE, next_table_index=last)
-    _session(pods.vpp, first, A_IP, hit_next_index=NONE)
+    out = Direction.OUTPUT
+    last = _table(pods.vpp, miss_next_index=0, direction=out)
+    _session(pods.vpp, last, "10.71.1.4", hit_next_index=NONE, direction=out)
+    first = _table(pods.vpp, miss_next_index=NONE, next_table_index=last, direction=out)
+    _session(pods.vpp, first, A_IP, hit_next_index=NONE, direction=out)
     pods.vpp.api.output_acl_set_interface(sw_if_index=pods.b, ip4_table_index=first, ip6_table_index=NONE,
                                           l2_table_index=NONE, is_add=True)
     evaluate = pods.sim.evaluate

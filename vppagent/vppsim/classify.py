@@ -2,9 +2,12 @@
 
 Semantics after VPP 25.10 ``src/vnet/classify/{classify_api.c,vnet_classify.c,in_out_acl.c}``
 and ``src/vnet/ip/ip_in_out_acl.c``: a lookup masks the packet bytes starting at
-``skip_n_vectors * 16`` from the buffer's data (the buffer starts at the Ethernet header), or,
-with ``current_data_flag`` 1 (CLASSIFY_FLAG_USE_CURR_DATA), from the current data (the IP header on
-the ip4/ip6 arcs) plus ``current_data_offset``, and looks the result up exactly; a miss walks
+``skip_n_vectors * 16`` from the table's origin and looks the result up exactly.  The origin
+(``ip_in_out_acl_inline``): with ``current_data_flag`` 0 the buffer's data (``b->data``: the
+Ethernet header of a received frame), with 1 (CLASSIFY_FLAG_USE_CURR_DATA) the current data (the IP
+header on the ip4/ip6 input arcs) plus ``current_data_offset``; on output the node then adds
+``save_rewrite_length``, and since the rewrite was prepended where the received frame's Ethernet
+header was, flag 0 matches from the IP header there and flag 1 from the IP header + offset.  A miss walks
 ``next_table_index``; at the end of the chain ``miss_next_index`` decides (0 = drop, ~0 = permit).
 A hit uses the session's ``hit_next_index`` (0 = drop, ~0 = continue).  Not emulated:
 ``advance``/``opaque_index``/``action``/metadata, buckets and memory limits.
@@ -27,6 +30,13 @@ ETHERTYPE_IP4 = 0x0800
 ETHERTYPE_IP6 = 0x86DD
 
 
+@dataclass(frozen=True)
+class ClassifySession:
+    hit_next_index: int
+    opaque_index: int
+    advance: int
+
+
 @dataclass
 class ClassifyTable:
     mask: bytes
@@ -36,12 +46,21 @@ class ClassifyTable:
     miss_next_index: int
     current_data_flag: int = 0
     current_data_offset: int = 0
-    sessions: dict[bytes, int] = field(default_factory=dict)  # masked key → hit_next_index
+    nbuckets: int = 2
+    sessions: dict[bytes, ClassifySession] = field(default_factory=dict)  # masked key → session
 
-    def packet_key(self, frame: bytes) -> bytes:
-        """The key of a packet: the table's origin is the frame start, or the IP header + offset."""
-        origin = ETHERNET_HEADER + self.current_data_offset if self.current_data_flag else 0
+    def packet_key(self, frame: bytes, direction: Direction) -> bytes:
+        """The key of a packet, from the table's origin in ``frame`` (Ethernet header first)."""
+        if direction is Direction.OUTPUT:
+            origin = ETHERNET_HEADER + (self.current_data_offset if self.current_data_flag else 0)
+        else:
+            origin = ETHERNET_HEADER + self.current_data_offset if self.current_data_flag else 0
         return self.key(frame[origin:] if origin >= 0 else bytes(-origin) + frame)
+
+    @property
+    def nbuckets_rounded(self) -> int:
+        """``vnet_classify_new_table`` rounds the bucket count up to a power of two."""
+        return 1 << max(self.nbuckets - 1, 0).bit_length()
 
     def key(self, data: bytes) -> bytes:
         """Masked key of bytes that start at the table's origin (a session's match does)."""
@@ -86,6 +105,9 @@ class Classifier:
             "classify_add_del_table": self.classify_add_del_table,
             "classify_add_del_session": self.classify_add_del_session,
             "classify_table_ids": self.classify_table_ids,
+            "classify_table_by_interface": self.classify_table_by_interface,
+            "classify_table_info": self.classify_table_info,
+            "classify_session_dump": self.classify_session_dump,
             "input_acl_set_interface": self.input_acl_set_interface,
             "output_acl_set_interface": self.output_acl_set_interface,
         }
@@ -114,7 +136,8 @@ class Classifier:
                 or len(mask) != match_n_vectors * VECTOR_SIZE):
             return retval_reply(reply, ApiError.INVALID_VALUE, new_table_index=NONE_INDEX)
         table = ClassifyTable(mask, fields["skip_n_vectors"], match_n_vectors, fields["next_table_index"],
-                              fields["miss_next_index"], fields["current_data_flag"], fields["current_data_offset"])
+                              fields["miss_next_index"], fields["current_data_flag"], fields["current_data_offset"],
+                              fields["nbuckets"])
         new_index = self.tables.add(table)
         return retval_reply(reply, OK, new_table_index=new_index, skip_n_vectors=table.skip_n_vectors,
                             match_n_vectors=table.match_n_vectors)
@@ -138,7 +161,8 @@ class Classifier:
             return retval_reply(reply, ApiError.INVALID_VALUE)
         key = table.key(match)
         if fields["is_add"]:
-            table.sessions[key] = fields["hit_next_index"]
+            table.sessions[key] = ClassifySession(fields["hit_next_index"], fields["opaque_index"],
+                                                  fields["advance"])
         elif table.sessions.pop(key, None) is None:
             return retval_reply(reply, ApiError.NO_SUCH_ENTRY)
         return retval_reply(reply, OK)
@@ -146,6 +170,41 @@ class Classifier:
     def classify_table_ids(self, request: Request) -> list[Reply]:
         ids = [index for index, _ in self.tables.items()]
         return retval_reply("classify_table_ids_reply", OK, count=len(ids), ids=ids)
+
+    def classify_table_by_interface(self, request: Request) -> list[Reply]:
+        # classify_api.c reads only the INPUT table group: output attachments are not reported.
+        reply = "classify_table_by_interface_reply"
+        sw_if_index = request.fields["sw_if_index"]
+        if not self._interfaces.exists(sw_if_index):
+            return retval_reply(reply, ApiError.INVALID_SW_IF_INDEX, sw_if_index=sw_if_index,
+                                l2_table_id=0, ip4_table_id=0, ip6_table_id=0)
+        attachment = self.attachments.get((sw_if_index, Direction.INPUT), ClassifierAttachment())
+        return retval_reply(reply, OK, sw_if_index=sw_if_index, l2_table_id=attachment.l2,
+                            ip4_table_id=attachment.ip4, ip6_table_id=attachment.ip6)
+
+    def classify_table_info(self, request: Request) -> list[Reply]:
+        reply = "classify_table_info_reply"
+        table_id = request.fields["table_id"]
+        table = self.tables.get(table_id)
+        if table is None:
+            return retval_reply(reply, ApiError.CLASSIFY_TABLE_NOT_FOUND, table_id=0, nbuckets=0,
+                                match_n_vectors=0, skip_n_vectors=0, active_sessions=0, next_table_index=0,
+                                miss_next_index=0, mask_length=0, mask=b"")
+        return retval_reply(reply, OK, table_id=table_id, nbuckets=table.nbuckets_rounded,
+                            match_n_vectors=table.match_n_vectors, skip_n_vectors=table.skip_n_vectors,
+                            active_sessions=len(table.sessions), next_table_index=table.next_table_index,
+                            miss_next_index=table.miss_next_index, mask_length=len(table.mask), mask=table.mask)
+
+    def classify_session_dump(self, request: Request) -> list[Reply]:
+        # One detail per session (the stored key: the match window, masked); none for an unknown table.
+        table_id = request.fields["table_id"]
+        table = self.tables.get(table_id)
+        if table is None:
+            return []
+        return [("classify_session_details", {
+            "retval": 0, "table_id": table_id, "hit_next_index": session.hit_next_index,
+            "advance": session.advance, "opaque_index": session.opaque_index,
+            "match_length": len(key), "match": key}) for key, session in table.sessions.items()]
 
     def input_acl_set_interface(self, request: Request) -> list[Reply]:
         return self._set_interface(request, Direction.INPUT, "input_acl_set_interface_reply")
@@ -160,13 +219,24 @@ class Classifier:
             return retval_reply(reply, ApiError.INVALID_SW_IF_INDEX)
         wanted = {"ip4": fields["ip4_table_index"], "ip6": fields["ip6_table_index"],
                   "l2": fields["l2_table_index"]}
-        if any(index != NONE_INDEX and index not in self.tables for index in wanted.values()):
-            return retval_reply(reply, ApiError.NO_SUCH_TABLE)
         attachment = self.attachments.setdefault((sw_if_index, direction), ClassifierAttachment())
+        # vnet_set_in_out_acl_intfc, per kind in order ip4, ip6, l2: a delete must name the attached
+        # table (else NO_SUCH_TABLE, stopping there); an add while one is attached answers 0 at once,
+        # leaving that table (and any later kind) as it was.
         for kind, index in wanted.items():
             if index == NONE_INDEX:
                 continue
-            setattr(attachment, kind, index if fields["is_add"] else NONE_INDEX)
+            if index not in self.tables:
+                return retval_reply(reply, ApiError.NO_SUCH_TABLE)
+            current = getattr(attachment, kind)
+            if not fields["is_add"]:
+                if current != index:
+                    return retval_reply(reply, ApiError.NO_SUCH_TABLE)
+                setattr(attachment, kind, NONE_INDEX)
+            elif current != NONE_INDEX:
+                return retval_reply(reply, OK)
+            else:
+                setattr(attachment, kind, index)
         return retval_reply(reply, OK)
 
     def evaluate(self, sw_if_index: int, direction: Direction, packet: Packet) -> Verdict:
@@ -180,9 +250,9 @@ class Classifier:
             table = self.tables.get(table_index)
             if table is None:
                 return Verdict(True, "classifier table gone")
-            hit = table.sessions.get(table.packet_key(data))
+            hit = table.sessions.get(table.packet_key(data, direction))
             if hit is not None:
-                permitted = hit != ACL_NEXT_INDEX_DENY
+                permitted = hit.hit_next_index != ACL_NEXT_INDEX_DENY
                 return Verdict(permitted, f"classifier hit in table {table_index}")
             if table.next_table_index == NONE_INDEX:
                 permitted = table.miss_next_index != ACL_NEXT_INDEX_DENY

@@ -47,6 +47,7 @@ MODULES: tuple[str, ...] = (
     "vpe",
     "interface",
     "ip",
+    "ip_neighbor",
     "tapv2",
     "classify",
     "acl",

@@ -12,6 +12,7 @@ from vppagent.vppsim.codec import TARGET_RELEASE, ApiDefinitions
 from vppagent.vppsim.errors import OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import Interface, InterfaceTable
+from vppagent.vppsim.iplink import IpLinks
 from vppagent.vppsim.packet import Direction, Packet, Verdict
 from vppagent.vppsim.routes import Fib
 
@@ -49,6 +50,8 @@ class SimState:
         self.acl = AclPlugin(self.definitions, self.interfaces)
         self.classifier = Classifier(self.interfaces)
         self.fib = Fib()
+        self.ip_links = IpLinks(self.interfaces)
+        self.interfaces.on_deleted(self.ip_links.on_interface_deleted)
         self.interfaces.on_deleted(self.acl.on_interface_deleted)
         self.interfaces.on_deleted(self.classifier.on_interface_deleted)
         self.interfaces.on_event(self._interface_event)
@@ -67,6 +70,7 @@ class SimState:
             **self.acl.handlers(),
             **self.classifier.handlers(),
             **self.fib.handlers(),
+            **self.ip_links.handlers(),
         }
         self.pre_decode_checks = self.acl.pre_decode_checks()
 
