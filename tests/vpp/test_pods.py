@@ -78,8 +78,9 @@ def test_a_pod_felix_already_knows_gets_its_shared_acls_at_once(sim_target: Targ
         acls = set(sim_target.our_acls())
         writes = driver.conn.writes
         driver.attach_pod(pod_spec("ns/b", ["10.65.0.3/32"]))
-        # tap + bind + up + route: no ACL written, ns/b shares ns/a's
-        assert driver.conn.writes - writes == 4 and set(sim_target.our_acls()) == acls
+        # tap + bind + unnumbered + IPv6 + up + route + neighbour, and the pod gateway the first time
+        # (loopback, tag, address, up): no ACL written, ns/b shares ns/a's
+        assert driver.conn.writes - writes == 7 + 4 and set(sim_target.our_acls()) == acls
         (tap_index,) = taps(sim_target)
         assert sim_target.bindings()[tap_index] == sim_target.bindings()[first]
     finally:
@@ -106,7 +107,8 @@ def test_a_failure_half_way_is_rolled_back(sim_target: Target) -> None:
         with pytest.raises(AttachError, match="pod netns vanished"):
             driver.attach_pod(pod_spec("ns/a", ["10.65.0.2/32"]))
         assert plumbing.veths == {}
-        assert not [i for i in sim_target.emulator.state.interfaces.all() if i.tag]
+        # only the pod gateway loopback (node infrastructure, kept for the next pod) is left
+        assert [i.tag for i in sim_target.emulator.state.interfaces.all() if i.tag] == ["vpa1:gw"]
         assert "10.65.0.2/32" not in sim_target.routes() and sim_target.our_acls() == {}
     finally:
         driver.close()
@@ -137,7 +139,8 @@ def test_pods_come_back_after_vpp_restarts(sim_target: Target, kind: str) -> Non
         sim_target.emulator.restart()
         report = driver.resync(state)  # reconnects, re-creates the pod's VPP side, binds its policy
         assert report.ok and not report.failed
-        (pod,) = [i for i in sim_target.emulator.state.interfaces.all() if i.tag]
+        (pod,) = [i for i in sim_target.emulator.state.interfaces.all() if i.tag.startswith("vpa1:wl")]
+        assert sim_target.emulator.state.ip_links.unnumbered.get(pod.sw_if_index) is not None, "IP again"
         assert pod.tag == workload_tag(wkey("ns/a")) and pod.admin_up
         syn = Packet.make("10.65.9.9", "10.65.0.2", "tcp", 40000, 80)
         assert sim_target.emulator.evaluate(pod.sw_if_index, Direction.OUTPUT, syn).permitted
@@ -193,5 +196,28 @@ def test_af_packet_pod_in_a_real_namespace(sim_target: Target, namespaces: tuple
         assert driver.detach_pod(PodDelete(f"/var/run/netns/{pod}", "eth0")) == "calireal0"
         assert "calireal0" not in ip("-n", node, "link", "show") and "eth0" not in ip("-n", pod, "link")
         assert list(sim_target.raw.api.af_packet_dump()) == []
+    finally:
+        driver.close()
+
+
+def test_pod_interfaces_are_ip_enabled_and_cleaned_up(sim_target: Target) -> None:
+    """Unnumbered to the gateway loopback (169.254.1.1/32, the pod's IPv4 gateway), IPv6 on (its
+    link-local is the pod's IPv6 gateway), static neighbours for the pod; all gone after CNI Del."""
+    driver = make_driver(sim_target, pod_interface="tap")
+    links = sim_target.emulator.state.ip_links
+    try:
+        driver.resync(state_of(open_profile_state("ns/a")))
+        driver.attach_pod(pod_spec("ns/a", ["10.65.0.2/32", "fd00:65::2/128"]))
+        (tap_index,) = taps(sim_target)
+        gateway = links.unnumbered[tap_index]
+        gw = sim_target.emulator.state.interfaces.get(gateway)
+        assert gw is not None and gw.tag == "vpa1:gw" and gw.admin_up
+        assert [str(a) for a in gw.addresses] == ["169.254.1.1/32"]
+        assert str(links.link_local(tap_index)) == "fe80::ecee:eeff:feee:eeee"
+        assert {str(ip) for (ifx, ip) in links.neighbors if ifx == tap_index} == {"10.65.0.2", "fd00:65::2"}
+        assert all(n.static for n in links.neighbors.values())
+        driver.detach_pod(PodDelete("/proc/self/ns/net", "eth0"))
+        assert tap_index not in links.unnumbered and not links.ip6_enabled(tap_index)
+        assert not any(ifx == tap_index for (ifx, _) in links.neighbors)
     finally:
         driver.close()

@@ -66,7 +66,8 @@ def test_static_neighbors(vpp: VPPApiClient, made: Made) -> None:
         assert api.ip_neighbor_add_del(is_add=True, neighbor=neighbor(sw_if_index, ip)).retval == 0
         assert api.ip_neighbor_add_del(is_add=True, neighbor=neighbor(sw_if_index, ip, "02:00:00:00:00:02")).retval == 0
         assert api.ip_neighbor_add_del(is_add=False, neighbor=neighbor(sw_if_index, ip)).retval == 0
-        assert api.ip_neighbor_add_del(is_add=False, neighbor=neighbor(sw_if_index, ip)).retval == ApiError.NO_SUCH_ENTRY
+        again = api.ip_neighbor_add_del(is_add=False, neighbor=neighbor(sw_if_index, ip))
+        assert again.retval == ApiError.NO_SUCH_ENTRY
     assert api.ip_neighbor_add_del(is_add=True, neighbor=neighbor(
         MISSING_SW_IF_INDEX, "10.99.0.2")).retval == ApiError.INVALID_SW_IF_INDEX
 

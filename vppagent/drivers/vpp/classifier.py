@@ -156,18 +156,31 @@ class ClassifierChains:
         return chain
 
     def _member_table(self, chain: Chain, family: int, length: int, expected: int) -> int:
+        """A member table for one prefix length. The chain's head never moves once built: VPP's
+        `output_acl_set_interface` add is a no-op while a table is attached (in_out_acl.c), so a
+        later table goes in behind the head, which is re-pointed at it."""
         mask = _bytes(family, src=_mask_net(family, length), full=True)
-        table = self._table(mask, chain.head, PERMIT, max(1024, 2 * expected))
+        if not chain.member_tables:
+            table = self._table(mask, chain.head, PERMIT, max(1024, 2 * expected))
+            chain.tables.insert(0, table)
+            chain.head = table
+        else:
+            head_info = self.conn.call("classify_table_info", table_id=chain.head, what="classifier head")
+            table = self._table(mask, int(head_info.next_table_index), PERMIT, max(1024, 2 * expected))
+            head_mask = bytes(head_info.mask)
+            self.conn.call("classify_add_del_table", is_add=True, del_chain=False, table_index=chain.head,
+                           nbuckets=int(head_info.nbuckets), memory_size=1 << 20, skip_n_vectors=0,
+                           match_n_vectors=len(head_mask) // 16, next_table_index=table, miss_next_index=PERMIT,
+                           current_data_flag=1, current_data_offset=0, mask_len=len(head_mask), mask=head_mask,
+                           what="classifier head re-pointed")
+            chain.tables.insert(1, table)
         chain.member_tables[length] = table
-        chain.tables.insert(0, table)
-        chain.head = table
         return table
 
     def _sync_members(self, key: ChainKey, members: frozenset[str]) -> None:
         """Sessions for the members that came and went (compared as text: only those are parsed)."""
         chain = self.chains[key]
         _, family = key
-        old_head = chain.head
         for text in sorted(members - chain.members):
             net = ipaddress.ip_network(text, strict=False)
             table = chain.member_tables.get(net.prefixlen)
@@ -179,29 +192,29 @@ class ClassifierChains:
             net = ipaddress.ip_network(text, strict=False)
             self._session(chain.member_tables[net.prefixlen], _bytes(family, src=net), PERMIT, add=False)
             chain.members.discard(text)
-        if chain.head != old_head:  # a new prefix length went in front: move attachments along
-            for sw_if_index, heads in list(self.attached.items()):
-                if heads.get(family) == old_head:
-                    self._attach(sw_if_index, {**heads, family: chain.head})
 
     def _attach(self, sw_if_index: int, heads: dict[int, int]) -> None:
+        """One family per request: VPP's add stops at the first family already attached (answering
+        0), and a delete must name the attached table (in_out_acl.c)."""
         current = self.attached.get(sw_if_index, {})
-        if current == heads:
-            return
-        gone = {f: t for f, t in current.items() if f not in heads}
-        if gone:
-            self.conn.call("output_acl_set_interface", sw_if_index=sw_if_index, ip4_table_index=gone.get(4, NO_INDEX),
-                           ip6_table_index=gone.get(6, NO_INDEX), l2_table_index=NO_INDEX, is_add=False,
-                           what=f"classifier off interface {sw_if_index}")
-        if heads and any(current.get(f) != t for f, t in heads.items()):
-            self.conn.call("output_acl_set_interface", sw_if_index=sw_if_index, ip4_table_index=heads.get(4, NO_INDEX),
-                           ip6_table_index=heads.get(6, NO_INDEX), l2_table_index=NO_INDEX, is_add=True,
-                           what=f"classifier on interface {sw_if_index}")
+        for family in (4, 6):
+            old, new = current.get(family), heads.get(family)
+            if old == new:
+                continue
+            if old is not None:
+                self._set_output(sw_if_index, family, old, add=False)
+            if new is not None:
+                self._set_output(sw_if_index, family, new, add=True)
         if heads:
             self.attached[sw_if_index] = dict(heads)
         else:
             self.attached.pop(sw_if_index, None)
 
+    def _set_output(self, sw_if_index: int, family: int, table: int, *, add: bool) -> None:
+        self.conn.call("output_acl_set_interface", sw_if_index=sw_if_index,
+                       ip4_table_index=table if family == 4 else NO_INDEX,
+                       ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX, is_add=add,
+                       what=f"classifier {'on' if add else 'off'} interface {sw_if_index}")
 
 def _mask_net(family: int, length: int) -> IPNetwork:
     return ipaddress.ip_network(("0.0.0.0" if family == 4 else "::", length))

@@ -38,6 +38,17 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     "sw_interface_tag_add_del": "426f8bc1",
     "sw_interface_tag_add_del_reply": "e8d4e804",
     "ip_address_dump": "2d033de4",
+    # IP on pod interfaces (podip.py)
+    "create_loopback": "42bb5d22",
+    "create_loopback_reply": "5383d31f",
+    "sw_interface_add_del_address": "5463d73b",
+    "sw_interface_add_del_address_reply": "e8d4e804",
+    "sw_interface_set_unnumbered": "154a6439",
+    "sw_interface_set_unnumbered_reply": "e8d4e804",
+    "sw_interface_ip6_enable_disable": "ae6cfcfb",
+    "sw_interface_ip6_enable_disable_reply": "e8d4e804",
+    "ip_neighbor_add_del": "0607c257",
+    "ip_neighbor_add_del_reply": "1992deab",
     "ip_address_details": "ee29b797",
     # FIB
     "ip_route_add_del": "b8ecfe0d",
@@ -64,6 +75,10 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     "classify_add_del_session_reply": "e8d4e804",
     "classify_table_ids": "51077d14",
     "classify_table_ids_reply": "d1d20e1d",
+    "classify_table_info": "0cca2cd9",
+    "classify_table_info_reply": "4a573c0e",
+    "classify_session_dump": "0cca2cd9",
+    "classify_session_details": "60e3ef94",
     "input_acl_set_interface": "de7ad708",
     "input_acl_set_interface_reply": "e8d4e804",
     "output_acl_set_interface": "de7ad708",
@@ -74,6 +89,7 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
 READ_ONLY: Final[frozenset[str]] = frozenset({
     "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
     "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
+    "classify_table_info", "classify_session_dump",
 })
 
 

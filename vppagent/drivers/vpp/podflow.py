@@ -4,8 +4,9 @@ Connection errors propagate (the driver reconnects and retries once); VPP's refu
 AttachError, which the CNI server answers with.
 
 Add, in an order that never leaves a pod open: create the interface (tagged with the workload
-id) → bind its ACLs (the endpoint's lists if Felix has sent it, else drop-everything) → admin up
-→ routes to its addresses → addresses, routes and gateway neighbours inside the pod. Any failure
+id) → bind its ACLs (the endpoint's lists if Felix has sent it, else drop-everything) → IP on it
+(unnumbered to the pod gateway, IPv6 enabled: podip.py) → admin up → routes to its addresses →
+addresses, routes and gateway neighbours inside the pod → static neighbours for the pod in VPP. Any failure
 undoes what was done and answers the CNI plugin with the reason.
 
 Del: find the interface (from memory, else from VPP's dumps and the pod's veth), remove its
@@ -28,6 +29,7 @@ from vppagent.drivers.vpp.aclplan import AclPlan, Wanted, plan_acls
 from vppagent.drivers.vpp.connection import ApiRefused, VppConnection
 from vppagent.drivers.vpp.execute import AclExecutor, sync_routes
 from vppagent.drivers.vpp.plumbing import Plumbing
+from vppagent.drivers.vpp.podip import add_neighbors, disable_ip, enable_ip
 from vppagent.drivers.vpp.pods import FoundPod, PodInterfaces, PodKind, PodRecord
 from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed, RouteTarget
 from vppagent.drivers.vpp.tags import workload_tag
@@ -60,6 +62,7 @@ class PodFlow:
             try:
                 self._bring_up(programmed, spec, sw_if_index)
                 mac = self.plumbing.configure_container(spec)
+                add_neighbors(self.conn, spec, sw_if_index, mac)
             except BaseException:
                 self._undo(programmed, spec, sw_if_index)
                 raise
@@ -77,6 +80,7 @@ class PodFlow:
         failed = self.run_plan(programmed, {sw_if_index: self.driver.wanted_for(spec.workload)}, {sw_if_index: owner})
         if failed or programmed.binding(sw_if_index) == (None, None):
             raise AttachError(f"pod {spec.workload}: policy not bound: {failed.get(owner, 'unknown')}")
+        enable_ip(self.conn, programmed, sw_if_index)
         self.interfaces.admin_up(sw_if_index)
         routes = {ipaddress.ip_network((a.ip, a.max_prefixlen)): RouteTarget(sw_if_index=sw_if_index)
                   for a in spec.addresses}
@@ -129,6 +133,12 @@ class PodFlow:
         if found.kind != "veth":
             routes = {p for p, t in programmed.routes.items() if t.sw_if_index == found.sw_if_index}
             sync_routes(self.conn, programmed, {}, routes, {})
+            known = programmed.interfaces.get(found.sw_if_index)
+            record = self.records.get(known.tag) if known is not None else None
+            if known is not None:  # a pod interface we saw; without a record its neighbours go with it
+                disable_ip(self.conn, programmed, found.sw_if_index,
+                           list(record.spec.addresses) if record is not None else [],
+                           record.container_mac if record is not None else "")
         self.interfaces.delete(found)
         self.driver.classifier.interface_gone(found.sw_if_index)
         info = programmed.interfaces.pop(found.sw_if_index, None)
@@ -158,7 +168,8 @@ class PodFlow:
                     record.sw_if_index = self.interfaces.create_on_existing_veth(spec)
                 self._bring_up(programmed, spec, record.sw_if_index)
                 if record.kind == "tap":  # a new tap device appeared in the pod, unconfigured
-                    self.plumbing.configure_container(spec)
+                    record.container_mac = self.plumbing.configure_container(spec)
+                add_neighbors(self.conn, spec, record.sw_if_index, record.container_mac)
             except (AttachError, ApiRefused) as exc:
                 log.error("pod %s: could not restore its VPP interface: %s", spec.workload, exc)
                 continue

@@ -21,6 +21,7 @@ from vppagent.state.model import WorkloadKey
 PREFIX = "vpa1:"
 ACL_PREFIX = f"{PREFIX}acl:"
 WORKLOAD_PREFIX = f"{PREFIX}wl"
+GATEWAY_TAG = f"{PREFIX}gw"  # the pod gateway loopback (podip.py)
 MAX_TAG = 63
 
 
