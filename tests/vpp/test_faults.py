@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state_of
 from vppagent.config import AgentConfig
+from vppagent.drivers.base import ApplyReport
 from vppagent.server.core import AgentCore
 from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
@@ -153,5 +154,24 @@ def test_apply_with_a_diff_only_touches_what_changed(sim_target: Target) -> None
                         b.route("10.65.64.0/26", 1, node="node2", node_ip="198.18.0.2")])
         report = driver.apply(diff_states(old, new), new)
         assert report.writes == 1 and "10.65.64.0/26" in sim_target.routes()
+    finally:
+        driver.close()
+
+
+def test_background_resync_reports_to_the_agent(sim_target: Target) -> None:
+    """The monitor's resync after VPP restarted goes to report_listener (AgentCore's
+    _background_report), so endpoint statuses follow: ok and nothing failed once restored."""
+    driver = make_driver(sim_target, pod_interface="tap", monitor=True, keepalive=0.05, request_timeout=0.5)
+    reports: list[ApplyReport] = []
+    driver.report_listener = reports.append
+    try:
+        state = state_of([*ALLOW_WEB, b.workload("ns/a", "cali1", ipv4=["10.65.0.2/32"], profiles=["web"])])
+        driver.resync(state)
+        driver.attach_pod(pod_spec("ns/a", ["10.65.0.2/32"], host_ifname="calia"))
+        assert reports == [], "foreground applies report through their return value"
+        sim_target.emulator.restart(downtime=0.3)
+        wait_for(lambda: any(r.ok for r in reports), what="a background report")
+        assert next(r for r in reports if r.ok).failed == {}
+        assert web_allowed(sim_target, "ns/a", "10.65.0.2")
     finally:
         driver.close()

@@ -96,11 +96,21 @@ class VppDriver(Driver):
 
     def remove_all(self) -> ApplyReport:
         """Delete our ACLs, bindings and routes. Pod interfaces stay (they belong to their pods,
-        whose CNI Del removes them) and keep a drop-everything ACL, so they never become open."""
+        whose CNI Del removes them) and keep a drop-everything ACL, so they never become open.
+
+        A swap to a kernel driver cannot move them: a VPP pod's only link is its VPP interface,
+        which the kernel driver cannot police or route. They stay isolated (never silently open)
+        until re-attached by CNI (pod restart) or a swap back; `status()["stranded_pods"]` lists
+        them, and the report's error says so."""
         with self._lock:
             self._state = DataplaneState()
             report = self._converge(reread=True, removing=True)
             self._state = None
+            stranded = [] if self._programmed is None else sorted(self._programmed.pod_interfaces())
+            self.stats["stranded_pods"] = stranded
+            if stranded and report.ok:
+                report.error = (f"{len(stranded)} pod interface(s) stay in VPP isolated (drop everything): "
+                                "the new driver cannot attach them; re-create those pods or swap back")
             return report
 
     def attach_pod(self, spec: PodSpec) -> Attachment:
@@ -252,6 +262,16 @@ class VppDriver(Driver):
         unbind = frozenset(users - set(desired.wanted) - set(programmed.pod_interfaces().values()))
         return plan_acls(programmed.acls, bound, desired.wanted, unbind)
 
+    def _report(self, report: ApplyReport) -> None:
+        """Hand a background resync's outcome to the agent, so endpoint statuses follow it."""
+        listener = self.report_listener
+        if listener is None:
+            return
+        try:
+            listener(report)
+        except Exception:  # the monitor must keep running whatever the agent does with it
+            log.exception("report listener failed")
+
     # -- connection monitor ----------------------------------------------------------------------
     def _watch(self) -> None:
         backoff = self.keepalive
@@ -271,6 +291,7 @@ class VppDriver(Driver):
                 if self._state is None:
                     continue  # nothing to program yet: the next resync connects
                 report = self._converge(reread=True)
+                self._report(report)
                 if report.ok:
                     self.stats["reconnects"] += 1
                     log.info("reconnected to VPP %s and resynced (%d writes)", self.conn.version, report.writes)
