@@ -111,6 +111,7 @@ class VppDriver(Driver):
             if stranded and report.ok:
                 report.error = (f"{len(stranded)} pod interface(s) stay in VPP isolated (drop everything): "
                                 "the new driver cannot attach them; re-create those pods or swap back")
+                log.warning("VPP driver removed: %s (sw_if_index %s)", report.error, stranded)
             return report
 
     def attach_pod(self, spec: PodSpec) -> Attachment:
