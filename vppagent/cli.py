@@ -165,6 +165,8 @@ def cmd_driver_set(args: argparse.Namespace) -> int:
         print(f"vppagent: driver stays {reply.active}: {reply.error}", file=sys.stderr)
         return 1
     print(f"driver {reply.previous} -> {reply.active} in {reply.seconds:.3f} s")
+    if reply.error:
+        print(f"vppagent: {reply.error}", file=sys.stderr)
     return 0
 
 

@@ -273,7 +273,8 @@ class AgentCore:
     def set_driver(self, name: str) -> tuple[bool, str, str, float]:
         """Program everything into the new driver, then remove the old driver's objects.
 
-        Returns (ok, error, previous, seconds). On any failure the old driver stays active.
+        Returns (ok, error, previous, seconds). On any failure the old driver stays active; with
+        ok=True, `error` may carry a warning about what the old driver could not clean up.
         """
         if self._driver_factory is None:
             return False, "driver swap is not available in this agent", self.driver.name, 0.0
@@ -297,15 +298,17 @@ class AgentCore:
                     time.monotonic() - start
             old = self.driver
             cleanup = old.remove_all()
-            if not cleanup.ok:
-                log.warning("driver %s left objects behind: %s", old.name, cleanup.error)
+            warning = ""
+            if cleanup.error:  # e.g. VPP pods that stay isolated: the swap stands, the operator must know
+                warning = f"warning: driver {old.name} cleanup: {cleanup.error}"
+                log.warning("%s", warning)
             old.close()
             old.report_listener = None
             new.report_listener = self._background_report
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
             self.metrics.driver_in_use(new.name)
-            return True, "", previous, time.monotonic() - start
+            return True, warning, previous, time.monotonic() - start
 
 
 def _config_lookup(config: dict[str, str], name: str) -> str | None:
