@@ -26,7 +26,7 @@ from vppagent.drivers.iptables.render import TABLES, Desired, StateRenderer
 from vppagent.drivers.iptables.routes import RouteManager
 from vppagent.drivers.iptables.runner import CommandError, Runner
 from vppagent.drivers.iptables.settings import Settings
-from vppagent.drivers.iptables.table import Table, paused_gc, split_save
+from vppagent.drivers.iptables.table import Table, split_save
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import Attachment, VethAttacher
 from vppagent.state.diff import StateDiff
@@ -165,8 +165,7 @@ class IptablesDriver(Driver):
             problem = self._read_all((4, 6) if settings.ipv6 else (4,))
             if problem:
                 return ApplyReport(ok=False, error=problem)
-        with paused_gc():
-            desired = self.renderer.render(state, settings)
+        desired = self.renderer.render(state, settings)
         if self.manage_remote_routes:
             desired.routes += self.renderer.remote_routes(state)
         self._desired = desired

@@ -124,7 +124,7 @@ class StateRenderer:
             self._policies.clear()
             self._profiles.clear()
             changed = True
-        sets_changed = _refresh(self._sets, state.ipsets, self._render_set, _set_value)
+        _refresh(self._sets, state.ipsets, self._render_set, _set_value)
         # Not short-circuited: every cache must be brought up to date.
         changed = _refresh(self._policies, state.policies, self._render_policy) or changed
         changed = _refresh(self._profiles, state.profiles, self._render_profile) or changed
@@ -134,7 +134,7 @@ class StateRenderer:
         if not changed and last is not None:
             # Chains, hooks, failures and routes derive only from what did not change.
             return Desired(chains=last.chains, hooks=last.hooks,
-                           ipsets=self._kernel_sets() if sets_changed else dict(last.ipsets),
+                           ipsets=self._kernel_sets(),
                            routes=list(self._local_routes), workload_ifaces=last.workload_ifaces,
                            failed=dict(last.failed))
         out = self._last = self._assemble(state)

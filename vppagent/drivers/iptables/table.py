@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import binascii
 import bisect
-import gc
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vppagent.drivers.iptables.backend import Backend
@@ -104,20 +102,6 @@ class Chain:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Rendering a big state allocates hundreds of thousands of small objects, none of them in
-    reference cycles; the cyclic collector would walk the whole heap again and again meanwhile
-    (15-35% of a cold render). Paused for such a stretch only, and only by the outermost user."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def rule_hashes(chain_name: str, rules: Iterable[Rule]) -> tuple[str, ...]:
@@ -268,8 +252,7 @@ class Table:
             result.error = f"cannot read {self.label}: {exc}"
             return result
         want = self.reachable()
-        with paused_gc():  # hashing new chains: many small objects, see paused_gc
-            write = [c for n, c in sorted(want.items()) if actual.ours.get(n) != c.hashes]
+        write = [c for n, c in sorted(want.items()) if actual.ours.get(n) != c.hashes]
         delete = sorted(n for n in actual.ours if n not in want)
         hook_chains = [k for k in self.hooks if self._hook_plan(k, actual.kernel.get(k, [])) is not None]
         if not (write or delete or hook_chains):
@@ -283,8 +266,7 @@ class Table:
             except CommandError as exc:
                 result.error = f"cannot read {self.label}: {exc}"
                 return result
-        with paused_gc():
-            text, owners = self._restore_input(write, delete, actual)
+        text, owners = self._restore_input(write, delete, actual)
         result.lines = owners.lines
         try:
             self.runner.run([self.backend.restore(self.family), "--noflush", "--wait"], stdin=text, timeout=120)
