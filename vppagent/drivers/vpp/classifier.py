@@ -12,9 +12,28 @@ delete per chain. The chain is attached as the output ACL of the pod interface
 (`output_acl_set_interface`) before the ACL plugin gets the wider list L_U, and detached after it
 gets the narrower list back (make before break; see gate.py for why L_U AND chain = L).
 
-Classifier tables carry no tags and the vendored API has no per-table dump, so chains are known
-only to the driver that made them: after an agent restart they are rebuilt (and the old ones are
-left behind), after a VPP restart (our table ids gone from `classify_table_ids`) forgotten.
+Adoption (classread.py has the ownership rule: every session we add carries OUR_OPAQUE). After a
+fresh read that finds our known tables gone (VPP restarted) or a driver that knows none (agent
+restart), the chains of ours in VPP are read back, and the next `prepare` adopts, for each
+(gate, family), the chain whose gap tables hold exactly the gate's gaps (the one closest in
+members when several do); members then follow by session diffs. Chains of ours nobody adopts are
+stale: detached (below), then deleted in `finish`. Foreign tables are never touched.
+
+Output attachments cannot be read back (`classify_table_by_interface` reports input only), so
+after a read-back they are inferred, by the order the driver always keeps (chain on before the
+ACL widens, off after it narrows):
+- an interface whose bound output ACL already holds its desired gated list L_U has that gate's
+  adopted chain attached (no write);
+- an interface that wants a chain otherwise (its list changed while the agent was down, or the
+  gate's chain is new) gets a detach naming each other head of ours of that family first (VPP
+  answers NO_SUCH_TABLE, harmlessly, for a table not attached there), then the attach;
+- before a stale chain is deleted, its head is detached the same way from every interface we
+  could have put it on (pod interfaces, users of our ACLs): VPP deletes a table without checking
+  whether an interface still uses it (vnet_classify.c), which would leave that interface
+  pointing at a freed table.
+An interface with no gate now whose bound list equals its desired one is taken to have no chain:
+only a list that became, while the agent was down, exactly the widened list it had is missed
+(it keeps an adopted chain, which only drops more).
 """
 
 from __future__ import annotations
@@ -23,50 +42,38 @@ import ipaddress
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+from vppagent.drivers.vpp.classread import (
+    DROP,
+    NO_INDEX,
+    NO_SUCH_TABLE,
+    OUR_OPAQUE,
+    PERMIT,
+    FoundChain,
+    GapSignature,
+    mask_net,
+    match_bytes,
+    read_chains,
+)
 from vppagent.drivers.vpp.connection import VppConnection
 from vppagent.drivers.vpp.gate import GapEntry, Gate
-from vppagent.policy.model import IPNetwork
 from vppagent.state.model import DataplaneState
 
 log = logging.getLogger(__name__)
 
-NO_INDEX = 0xFFFFFFFF
-PERMIT = NO_INDEX  # hit/miss next ~0: continue along the feature arc
-DROP = 0
-# Offsets from the IP header: (protocol, source, destination, destination port), vectors to match.
-LAYOUT = {4: (9, 12, 16, 22, 2), 6: (6, 8, 24, 42, 3)}
 ChainKey = tuple[Gate, int]
 
 
 @dataclass
 class Chain:
+    family: int
     head: int
     member_tables: dict[int, int]  # prefix length -> table index (the chain's first tables)
     gap_head: int
     tables: list[int]
     members: set[str] = field(default_factory=set)  # canonical member text, as the IP set holds it
-
-
-def _layout(family: int) -> tuple[int, int, int, int, int]:
-    return LAYOUT[family]
-
-
-def _bytes(family: int, *, proto: int = 0, src: IPNetwork | None = None, dst: IPNetwork | None = None,
-           dport: int = 0, full: bool = False) -> bytes:
-    """A match (values) or, with full=True, a mask (ones where the value matters)."""
-    proto_at, src_at, dst_at, dport_at, vectors = _layout(family)
-    out = bytearray(vectors * 16)
-    if proto:
-        out[proto_at] = 0xFF if full else proto
-    for net, at in ((src, src_at), (dst, dst_at)):
-        if net is not None and net.prefixlen:
-            raw = net.netmask.packed if full else net.network_address.packed
-            out[at:at + len(raw)] = raw
-    if dport:
-        out[dport_at:dport_at + 2] = dport.to_bytes(2, "big")
-    return bytes(out)
 
 
 class ClassifierChains:
@@ -75,23 +82,32 @@ class ClassifierChains:
         self.chains: dict[ChainKey, Chain] = {}
         self.attached: dict[int, dict[int, int]] = {}  # sw_if_index -> {family: head} (output)
         self.gate_of: dict[int, Gate] = {}  # sw_if_index -> the gate attached there
+        self.found: list[FoundChain] | None = None  # read back from VPP, adopted by the next prepare
+        self.stale: list[Chain | FoundChain] = []  # ours, adopted by nobody: detached, deleted in finish
 
-    def forget_if_vpp_restarted(self) -> None:
-        """After a reconnect: our tables gone means VPP restarted and everything went with them."""
-        if not self.chains:
-            return
-        reply = self.conn.call("classify_table_ids")
-        present = {int(i) for i in reply.ids}
-        if any(t not in present for c in self.chains.values() for t in c.tables):
-            log.info("classifier tables gone (VPP restarted): rebuilding chains")
-            self.chains.clear()
-            self.attached.clear()
-            self.gate_of.clear()
+    def reread(self) -> None:
+        """After a fresh read of VPP: keep what this driver knows while its tables are all there;
+        otherwise (VPP restarted, or a new driver) read our chains back for `prepare` to adopt."""
+        if self.chains:
+            present = {int(i) for i in self.conn.call("classify_table_ids").ids}
+            if all(t in present for c in self.chains.values() for t in c.tables):
+                return
+            log.info("classifier tables gone (VPP restarted): reading back what is left")
+        self.chains.clear()
+        self.attached.clear()
+        self.gate_of.clear()
+        self.found = read_chains(self.conn)
 
     # -- before the ACLs widen ---------------------------------------------------------------------
-    def prepare(self, gates: Mapping[int, Gate], state: DataplaneState) -> None:
-        """Chains exist with current members; interfaces with a gate are attached."""
-        for gate in set(gates.values()):
+    def prepare(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int] = frozenset(),
+                candidates: AbstractSet[int] = frozenset()) -> None:
+        """Chains exist with current members; interfaces with a gate are attached. `settled`:
+        interfaces whose bound output ACL already has the desired content; `candidates`: every
+        interface a chain of ours may be attached to (both matter only after a read-back)."""
+        if self.found is not None:
+            found, self.found = self.found, None
+            self._adopt(found, gates, state, settled, candidates | set(gates))
+        for gate in sorted(set(gates.values()), key=_gate_order):
             for family in gate.families():
                 key = (gate, family)
                 members = _members(state, gate.set_id, family)
@@ -103,17 +119,59 @@ class ClassifierChains:
             self._attach(sw_if_index, heads)
             self.gate_of[sw_if_index] = gate
 
+    def _adopt(self, found: list[FoundChain], gates: Mapping[int, Gate], state: DataplaneState,
+               settled: AbstractSet[int], candidates: AbstractSet[int]) -> None:
+        for gate in sorted(set(gates.values()), key=_gate_order):
+            for family in gate.families():
+                signature = _signature(gate, family)
+                matching = [c for c in found if c.family == family and c.gaps == signature]
+                if not matching:
+                    continue
+                members = _members(state, gate.set_id, family)
+                wanted = {ipaddress.ip_network(m, strict=False): m for m in members}
+                best = min(matching, key=lambda c: (len(c.members.symmetric_difference(wanted)), c.head))
+                found.remove(best)
+                held = {wanted.get(net, str(net)) for net in best.members}  # as text, like the set's
+                self.chains[(gate, family)] = Chain(family, best.head, dict(best.member_tables), best.gap_head,
+                                                    list(best.tables), held)
+        self.stale += found
+        heads = {f: {c.head for c in self.chains.values() if c.family == f} for f in (4, 6)}
+        stale_heads = {f: {c.head for c in found if c.family == f} for f in (4, 6)}
+        for sw_if_index in sorted(candidates):
+            wants = gates.get(sw_if_index)
+            for family in (4, 6):
+                chain = self.chains.get((wants, family)) if wants is not None else None
+                if chain is not None and sw_if_index in settled:
+                    self.attached.setdefault(sw_if_index, {})[family] = chain.head  # L_U bound: chain on
+                probe = set(stale_heads[family])
+                if sw_if_index not in settled and wants is not None:
+                    probe |= heads[family] - {chain.head if chain is not None else NO_INDEX}
+                for head in sorted(probe):
+                    if self._detach_if_attached(sw_if_index, family, head):
+                        self.attached.get(sw_if_index, {}).pop(family, None)
+        if found:
+            log.info("classifier: %d stale chain(s) of ours detached, to be deleted", len(found))
+
+    def _detach_if_attached(self, sw_if_index: int, family: int, head: int) -> bool:
+        """A detach naming `head`: VPP refuses it (NO_SUCH_TABLE) unless that table is attached."""
+        reply = self.conn.call("output_acl_set_interface", accept=(0, NO_SUCH_TABLE), sw_if_index=sw_if_index,
+                               ip4_table_index=head if family == 4 else NO_INDEX,
+                               ip6_table_index=head if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
+                               is_add=False, what=f"classifier {head} off interface {sw_if_index}")
+        return int(reply.retval) == 0
+
     # -- after the ACLs narrowed -------------------------------------------------------------------
     def finish(self, gates: Mapping[int, Gate]) -> None:
         for sw_if_index in [i for i in self.attached if i not in gates]:
             self._attach(sw_if_index, {})
             self.gate_of.pop(sw_if_index, None)
         used = {(g, f) for g in gates.values() for f in g.families()}
-        for key in [k for k in self.chains if k not in used]:
-            chain = self.chains.pop(key)
+        doomed = [self.chains.pop(k) for k in [k for k in self.chains if k not in used]]
+        for chain in [*doomed, *self.stale]:
             for table in chain.tables:
-                self.conn.call("classify_add_del_table", accept=(0, -65), is_add=False, del_chain=False,
+                self.conn.call("classify_add_del_table", accept=(0, NO_SUCH_TABLE), is_add=False, del_chain=False,
                                table_index=table, what=f"classifier table {table}")
+        self.stale = []
 
     def interface_gone(self, sw_if_index: int) -> None:
         self.attached.pop(sw_if_index, None)
@@ -131,27 +189,19 @@ class ClassifierChains:
 
     def _session(self, table: int, match: bytes, hit: int, *, add: bool = True) -> None:
         self.conn.call("classify_add_del_session", is_add=add, table_index=table, hit_next_index=hit,
-                       opaque_index=NO_INDEX, advance=0, action=0, metadata=0, match_len=len(match),
+                       opaque_index=OUR_OPAQUE, advance=0, action=0, metadata=0, match_len=len(match),
                        match=match, what=f"classifier session in table {table}")
 
     def _build(self, gate: Gate, family: int, expected_members: int) -> Chain:
-        gaps = [g for g in gate.gaps if g.family == family]
-        by_shape: dict[tuple[int, int, int, int], list[GapEntry]] = defaultdict(list)
-        for gap in gaps:
-            by_shape[gap.shape].append(gap)
         tables: list[int] = []
         next_table = NO_INDEX
-        for shape in sorted(by_shape, reverse=True):  # built back to front: each knows its next
-            entries = by_shape[shape]
-            mask = _bytes(family, proto=1, src=_mask_net(family, shape[1]), dst=_mask_net(family, shape[2]),
-                          dport=shape[3], full=True)
-            next_table = self._table(mask, next_table, PERMIT, len(entries))
+        for mask, matches in reversed(_gap_layout(gate, family)):  # back to front: each knows its next
+            next_table = self._table(mask, next_table, PERMIT, len(matches))
             tables.insert(0, next_table)
-            for gap in entries:
-                self._session(next_table, _bytes(family, proto=gap.proto, src=gap.src, dst=gap.dst,
-                                                 dport=gap.dport), DROP)
+            for match in matches:
+                self._session(next_table, match, DROP)
         gap_head = next_table
-        chain = Chain(gap_head, {}, gap_head, tables)
+        chain = Chain(family, gap_head, {}, gap_head, tables)
         self._member_table(chain, family, 32 if family == 4 else 128, expected_members)  # pods are hosts
         return chain
 
@@ -159,7 +209,7 @@ class ClassifierChains:
         """A member table for one prefix length. The chain's head never moves once built: VPP's
         `output_acl_set_interface` add is a no-op while a table is attached (in_out_acl.c), so a
         later table goes in behind the head, which is re-pointed at it."""
-        mask = _bytes(family, src=_mask_net(family, length), full=True)
+        mask = match_bytes(family, src=mask_net(family, length), full=True)
         if not chain.member_tables:
             table = self._table(mask, chain.head, PERMIT, max(1024, 2 * expected))
             chain.tables.insert(0, table)
@@ -186,11 +236,11 @@ class ClassifierChains:
             table = chain.member_tables.get(net.prefixlen)
             if table is None:
                 table = self._member_table(chain, family, net.prefixlen, len(members))
-            self._session(table, _bytes(family, src=net), PERMIT)
+            self._session(table, match_bytes(family, src=net), PERMIT)
             chain.members.add(text)
         for text in sorted(chain.members - members):
             net = ipaddress.ip_network(text, strict=False)
-            self._session(chain.member_tables[net.prefixlen], _bytes(family, src=net), PERMIT, add=False)
+            self._session(chain.member_tables[net.prefixlen], match_bytes(family, src=net), PERMIT, add=False)
             chain.members.discard(text)
 
     def _attach(self, sw_if_index: int, heads: dict[int, int]) -> None:
@@ -216,8 +266,27 @@ class ClassifierChains:
                        ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX, is_add=add,
                        what=f"classifier {'on' if add else 'off'} interface {sw_if_index}")
 
-def _mask_net(family: int, length: int) -> IPNetwork:
-    return ipaddress.ip_network(("0.0.0.0" if family == 4 else "::", length))
+def _gap_layout(gate: Gate, family: int) -> list[tuple[bytes, list[bytes]]]:
+    """The gap tables a chain for (gate, family) has, head first: (mask, session matches) per shape."""
+    by_shape: dict[tuple[int, int, int, int], list[GapEntry]] = defaultdict(list)
+    for gap in gate.gaps:
+        if gap.family == family:
+            by_shape[gap.shape].append(gap)
+    layout = []
+    for shape in sorted(by_shape):
+        mask = match_bytes(family, proto=1, src=mask_net(family, shape[1]), dst=mask_net(family, shape[2]),
+                           dport=shape[3], full=True)
+        layout.append((mask, [match_bytes(family, proto=g.proto, src=g.src, dst=g.dst, dport=g.dport)
+                              for g in by_shape[shape]]))
+    return layout
+
+
+def _signature(gate: Gate, family: int) -> GapSignature:
+    return tuple((mask, frozenset(matches)) for mask, matches in _gap_layout(gate, family))
+
+
+def _gate_order(gate: Gate) -> tuple[str, str]:
+    return (gate.set_id, repr(gate.gaps))
 
 
 def _members(state: DataplaneState, set_id: str, family: int) -> frozenset[str]:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.drivers.vpp.aclplan import AclPlan, Binding, Wanted, plan_acls
 from vppagent.drivers.vpp.classifier import ClassifierChains
-from vppagent.drivers.vpp.connection import VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.desired import Desired, ListCompiler, build_desired
 from vppagent.drivers.vpp.execute import AclExecutor, Failures, sync_routes
 from vppagent.drivers.vpp.hostendpoints import add_host_endpoints
@@ -34,7 +34,7 @@ from vppagent.drivers.vpp.plumbing import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.podflow import PodFlow
 from vppagent.drivers.vpp.pods import PodKind
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
-from vppagent.drivers.vpp.render import DENY_ALL
+from vppagent.drivers.vpp.render import DENY_ALL, AclContent
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
@@ -170,7 +170,7 @@ class VppDriver(Driver):
             self._programmed = None
         if self._programmed is None:
             self._programmed = read_programmed(self.conn)
-            self.classifier.forget_if_vpp_restarted()
+            self.classifier.reread()  # our chains, read back when this driver does not know them
             if self.pods.restore(self._programmed):
                 self._programmed = read_programmed(self.conn)
         return self._programmed
@@ -214,11 +214,31 @@ class VppDriver(Driver):
             if ifx in self.classifier.gate_of:
                 desired.gates[ifx] = self.classifier.gate_of[ifx]
         gates = {ifx: g for ifx, g in desired.gates.items() if ifx in programmed.interfaces}
-        self.classifier.prepare(gates, state)  # chains on before the ACLs widen to L_U
+        # Chains on before the ACLs widen to L_U. After a read-back the chains' output attachments
+        # are inferred from the bound ACLs (classifier.py): `settled` holds the interfaces whose
+        # output ACL already has its desired content.
+        settled = {ifx for ifx, (_, out) in desired.wanted.items()
+                   if out is not None and _bound_out(programmed, ifx) == out}
+        candidates = (set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls()) \
+            & set(programmed.interfaces)
+        try:
+            self.classifier.prepare(gates, state, settled=settled, candidates=candidates)
+        except ApiRefused as exc:
+            # Without its chain a gated interface must not get L_U: its ingress keeps what it had and
+            # it fails (status "error", retried), the rest of the convergence goes on.
+            log.warning("classifier chains not programmed: %s", exc)
+            for ifx in gates:  # (one with no ACL of ours yet, e.g. restored after a VPP restart, drops)
+                egress = desired.wanted.get(ifx, (None, None))[0]
+                desired.wanted[ifx] = (egress, None if programmed.binding(ifx)[1] is not None else DENY_ALL)
+                if ifx in desired.owners:
+                    failed.setdefault(desired.owners[ifx], str(exc))
         plan = self.plan(programmed, desired)
         for owner, reason in AclExecutor(self.conn, programmed, desired.owners).run(plan).items():
             failed.setdefault(owner, reason)
-        self.classifier.finish(gates)  # and off after they narrowed back
+        try:
+            self.classifier.finish(gates)  # and off after they narrowed back
+        except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass
+            log.warning("classifier clean-up incomplete: %s", exc)
         ours = self._our_routes(programmed, state)
         for owner, reason in sync_routes(self.conn, programmed, desired.routes, ours, desired.route_owners).items():
             failed.setdefault(owner, reason)
@@ -299,6 +319,11 @@ class VppDriver(Driver):
                     backoff = self.keepalive
                 else:
                     backoff = min(max(backoff * 2, 0.1), self.max_backoff)
+
+
+def _bound_out(programmed: Programmed, sw_if_index: int) -> AclContent | None:
+    acl = programmed.binding(sw_if_index)[1]
+    return None if acl is None else programmed.acls.get(acl)
 
 
 def _pool_networks(state: DataplaneState) -> list[IPNetwork]:
