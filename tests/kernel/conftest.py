@@ -73,7 +73,14 @@ class KernelAgent:
                 ["ip", "netns", "exec", self.lab.node, sys.executable, "-m", "vppagent.cli", "run",
                  "--driver", "iptables", "--socket", str(self.socket), "--batch-window-ms", "5"],
                 stdout=out, stderr=out)
-        wait_for(lambda: self.try_state() is not None, what=f"agent up; log:\n{self.tail()}")
+        # Generous: on a loaded 2-core machine Python's imports alone can take seconds. A process
+        # that died is reported at once, with its log read after the fact.
+        try:
+            wait_for(lambda: self.try_state() is not None or self.proc.poll() is not None,  # type: ignore[union-attr]
+                     timeout=45, what="agent up")
+        except AssertionError:
+            raise AssertionError(f"agent did not come up within 45 s; log:\n{self.tail()}") from None
+        assert self.proc.poll() is None, f"agent exited with {self.proc.returncode}; log:\n{self.tail()}"
 
     def tail(self) -> str:
         return self.log.read_text()[-3000:] if self.log.exists() else ""
