@@ -26,9 +26,19 @@ from vppagent.drivers.iptables.names import (
     set_mark,
 )
 from vppagent.drivers.iptables.rules import SetName, port_chunks, render_rule
-from vppagent.drivers.iptables.settings import FailsafePort, Settings
+from vppagent.drivers.iptables.settings import Settings
 from vppagent.drivers.iptables.table import CHAIN_PREFIX, Chain, Rule, goto, jump
-from vppagent.policy.model import Direction, HostEndpoint, Policy, PortRange, Profile, Tier, WorkloadEndpoint
+from vppagent.policy.catalog import Failsafe
+from vppagent.policy.model import (
+    PROTOCOL_NAMES,
+    Direction,
+    HostEndpoint,
+    Policy,
+    PortRange,
+    Profile,
+    Tier,
+    WorkloadEndpoint,
+)
 from vppagent.state.model import STAGED_KINDS
 
 FROM_WL_DISPATCH = CHAIN_PREFIX + "from-wl-dispatch"
@@ -181,15 +191,15 @@ class ChainRenderer:
                 + self._dispatch(TO_WL_DISPATCH, "-o", "tw-", names, unknown))
 
     # -- static chains (filter) ------------------------------------------------------------------
-    def _failsafe(self, name: str, entries: Sequence[FailsafePort], port_flag: str, net_flag: str,
-                  extra: Sequence[tuple[FailsafePort, str, str]] = ()) -> Chain:
+    def _failsafe(self, name: str, entries: Sequence[Failsafe], port_flag: str, net_flag: str,
+                  extra: Sequence[tuple[Failsafe, str, str]] = ()) -> Chain:
         rules = []
         for entry, pflag, nflag in [*((e, port_flag, net_flag) for e in entries), *extra]:
             if entry.net is not None and entry.net.version != self.family:
                 continue
             net = f" {nflag} {entry.net}" if entry.net is not None else ""
             ports = port_chunks([PortRange(entry.port, entry.port)])[0]
-            rules.append(Rule(f"-p {entry.protocol} -m multiport {pflag} {ports}{net}", "-j ACCEPT"))
+            rules.append(Rule(f"-p {PROTOCOL_NAMES[entry.proto]} -m multiport {pflag} {ports}{net}", "-j ACCEPT"))
         return Chain(name, tuple(rules), "failsafe ports")
 
     def filter_static(self, has_heps: bool, has_forward_heps: bool) -> tuple[list[Chain], dict[str, list[Rule]]]:

@@ -5,49 +5,13 @@ Felix sends only explicitly set keys, with case-insensitive names; defaults are 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vppagent.drivers.iptables.names import Marks
-from vppagent.policy.model import PROTOCOL_NUMBERS, IPNetwork
 
-DEFAULT_FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-DEFAULT_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-
-
-@dataclass(frozen=True)
-class FailsafePort:
-    protocol: str  # tcp, udp or sctp
-    port: int
-    net: IPNetwork | None = None
-
-
-def parse_failsafes(text: str) -> tuple[FailsafePort, ...]:
-    """`port`, `proto:port`, `proto:cidr:port` or `proto:[v6cidr]:port`, comma separated; `none`."""
-    if text.strip().lower() in ("", "none"):
-        return ()
-    out = []
-    for raw in text.split(","):
-        entry = raw.strip()
-        net: IPNetwork | None = None
-        if "[" in entry:
-            head, _, rest = entry.partition("[")
-            cidr, _, tail = rest.partition("]")
-            net = ipaddress.ip_network(cidr, strict=False)
-            entry = head + "x" + tail
-        parts = entry.split(":")
-        if len(parts) == 1:
-            parts = ["tcp", *parts]
-        if len(parts) == 3:
-            if net is None:
-                net = ipaddress.ip_network(parts[1], strict=False)
-            parts = [parts[0], parts[2]]
-        proto = parts[0].lower()
-        if len(parts) != 2 or proto not in PROTOCOL_NUMBERS or not parts[1].isdigit():
-            raise ValueError(f"bad failsafe port entry {raw.strip()!r}")
-        out.append(FailsafePort(proto, int(parts[1]), net))
-    return tuple(out)
+# Felix's failsafe syntax and defaults: one parser for the evaluator and every driver.
+from vppagent.policy.catalog import DEFAULT_FAILSAFE_IN, DEFAULT_FAILSAFE_OUT, Failsafe, parse_failsafes
 
 
 def _truthy(value: str) -> bool:
@@ -63,8 +27,8 @@ class Settings:
     marks: Marks = FELIX_MARKS
     deny_action: str = "-j DROP"
     endpoint_to_host_action: str = "DROP"  # DROP, ACCEPT or RETURN
-    failsafe_in: tuple[FailsafePort, ...] = parse_failsafes(DEFAULT_FAILSAFE_IN)
-    failsafe_out: tuple[FailsafePort, ...] = parse_failsafes(DEFAULT_FAILSAFE_OUT)
+    failsafe_in: tuple[Failsafe, ...] = parse_failsafes(DEFAULT_FAILSAFE_IN)
+    failsafe_out: tuple[Failsafe, ...] = parse_failsafes(DEFAULT_FAILSAFE_OUT)
     vxlan_port: int = 4789
     allow_vxlan_from_workloads: bool = False
     allow_ipip_from_workloads: bool = False
