@@ -36,17 +36,22 @@ def restarted(old: VppDriver, target: Target) -> VppDriver:
 
 
 def foreign_chain(target: Target) -> list[int]:
-    """Someone else's two-table IPv4 chain, attached as an input ACL of an interface, with a
-    session shaped like ours but without our mark, and an empty table."""
+    """Someone else's IPv4 chain laid out exactly like ours (a member table, then a gap table with
+    a drop session) but without our mark, attached as an input ACL of an interface."""
     raw = target.raw.api
-    mask = bytes(12) + b"\xff" * 4 + bytes(16)
+    member_mask = bytes(12) + b"\xff" * 4 + bytes(16)
+    gap_mask = bytes(9) + b"\xff" + bytes(22)
     common: dict[str, Any] = dict(is_add=True, del_chain=False, nbuckets=2, memory_size=1 << 20, skip_n_vectors=0,
                                   match_n_vectors=2, miss_next_index=NO_INDEX, current_data_flag=1,
-                                  current_data_offset=0, mask_len=32, mask=mask)
-    tail = int(raw.classify_add_del_table(table_index=NO_INDEX, next_table_index=NO_INDEX, **common).new_table_index)
-    head = int(raw.classify_add_del_table(table_index=NO_INDEX, next_table_index=tail, **common).new_table_index)
-    raw.classify_add_del_session(is_add=True, table_index=head, hit_next_index=NO_INDEX, opaque_index=7, advance=0,
-                                 action=0, metadata=0, match_len=32, match=bytes(12) + bytes([10, 66, 0, 1]) + bytes(16))
+                                  current_data_offset=0, mask_len=32)
+    tail = int(raw.classify_add_del_table(table_index=NO_INDEX, next_table_index=NO_INDEX, mask=gap_mask,
+                                          **common).new_table_index)
+    head = int(raw.classify_add_del_table(table_index=NO_INDEX, next_table_index=tail, mask=member_mask,
+                                          **common).new_table_index)
+    session: dict[str, Any] = dict(is_add=True, opaque_index=7, advance=0, action=0, metadata=0, match_len=32)
+    raw.classify_add_del_session(table_index=head, hit_next_index=NO_INDEX,
+                                 match=bytes(12) + bytes([10, 66, 0, 1]) + bytes(16), **session)
+    raw.classify_add_del_session(table_index=tail, hit_next_index=0, match=bytes(9) + b"\x11" + bytes(22), **session)
     ifx = target.pod("ns/foreign")
     raw.input_acl_set_interface(sw_if_index=ifx, ip4_table_index=head, ip6_table_index=NO_INDEX,
                                 l2_table_index=NO_INDEX, is_add=True)

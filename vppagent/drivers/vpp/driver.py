@@ -34,12 +34,12 @@ from vppagent.drivers.vpp.plumbing import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.podflow import PodFlow
 from vppagent.drivers.vpp.pods import PodKind
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
-from vppagent.drivers.vpp.render import DENY_ALL, AclContent
+from vppagent.drivers.vpp.render import DENY_ALL, AclContent, content_from_compiled
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
 from vppagent.policy.catalog import Catalog
-from vppagent.policy.compile import DEFAULT_RULE_LIMIT
+from vppagent.policy.compile import DEFAULT_RULE_LIMIT, compile_endpoint
 from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
@@ -270,8 +270,11 @@ class VppDriver(Driver):
         ep = WorkloadEndpoint.from_proto(workload, pb)
         catalog = Catalog(state)
         try:
-            return (self._compiler.workload(catalog, ep, Direction.EGRESS),
-                    self._compiler.workload(catalog, ep, Direction.INGRESS))
+            ingress, gate = self._compiler.program(catalog, ep, Direction.INGRESS)
+            if gate is not None:  # L_U is exact only with its chain, which a convergence attaches
+                ingress = content_from_compiled(compile_endpoint(catalog, ep, Direction.INGRESS,
+                                                                 rule_limit=self._compiler.rule_limit))
+            return (self._compiler.workload(catalog, ep, Direction.EGRESS), ingress)
         except PolicyError as exc:
             log.warning("pod %s attached closed: %s", workload, exc)
             return (DENY_ALL, DENY_ALL)
@@ -312,13 +315,16 @@ class VppDriver(Driver):
                 if self._state is None:
                     continue  # nothing to program yet: the next resync connects
                 report = self._converge(reread=True)
-                self._report(report)
                 if report.ok:
                     self.stats["reconnects"] += 1
                     log.info("reconnected to VPP %s and resynced (%d writes)", self.conn.version, report.writes)
                     backoff = self.keepalive
                 else:
                     backoff = min(max(backoff * 2, 0.1), self.max_backoff)
+            # Outside `_lock`: the agent's worker holds its own lock while it calls into the driver
+            # (which takes `_lock`), and the listener takes the agent's lock: reporting under
+            # `_lock` deadlocked the two.
+            self._report(report)
 
 
 def _bound_out(programmed: Programmed, sw_if_index: int) -> AclContent | None:
