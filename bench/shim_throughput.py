@@ -12,7 +12,6 @@ can beat. Prints both rates and their ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import subprocess
 import sys
@@ -20,13 +19,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
 from vppagent.lab.felix_standin import FelixStandIn, frame
+from vppagent.server.client import get_state
 from vppagent.state import builders as b
 
 
@@ -60,15 +58,8 @@ def workload_mix(total: int, rng: random.Random) -> list[felix.ToDataplane]:
     return msgs[:total]
 
 
-def agent_state(sock: Path) -> dict[str, Any]:
-    with grpc.insecure_channel(f"unix:{sock}") as channel:
-        stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
-        report: dict[str, Any] = json.loads(stub.GetState(agent_pb2.GetStateRequest(), timeout=5).state_json)
-    return report
-
-
 def agent_messages(sock: Path) -> int:
-    return int(agent_state(sock)["counters"]["messages"])
+    return int(get_state(sock)["counters"]["messages"])
 
 
 def main() -> int:
@@ -108,7 +99,7 @@ def main() -> int:
             while agent_messages(sock) < len(frames):
                 time.sleep(0.01)
             elapsed = time.perf_counter() - start
-            held = agent_state(sock)["held_back"]
+            held = get_state(sock)["held_back"]
             assert not held, f"the mix must be valid, but the agent held back {held[:3]}"
             writer.join()
             shim.close()

@@ -97,13 +97,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stub(args: argparse.Namespace) -> Any:
-    from vppagent.gen.vppagent.v1 import agent_pb2_grpc
-
-    channel = grpc.insecure_channel(f"unix:{_agent_socket(args)}")
-    return agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
-
-
 def _no_agent(args: argparse.Namespace, exc: grpc.RpcError) -> int:
     detail = exc.details() if hasattr(exc, "details") else str(exc)
     print(f"vppagent: no agent answers on {_agent_socket(args)} ({detail})", file=sys.stderr)
@@ -111,13 +104,12 @@ def _no_agent(args: argparse.Namespace, exc: grpc.RpcError) -> int:
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    from vppagent.gen.vppagent.v1 import agent_pb2
+    from vppagent.server.client import get_state
 
     try:
-        reply = _stub(args).GetState(agent_pb2.GetStateRequest(), timeout=args.timeout)
+        report = get_state(_agent_socket(args), timeout=args.timeout)
     except grpc.RpcError as exc:
         return _no_agent(args, exc)
-    report = json.loads(reply.state_json)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -155,10 +147,10 @@ def format_state(report: dict[str, Any]) -> str:
 
 
 def cmd_driver_set(args: argparse.Namespace) -> int:
-    from vppagent.gen.vppagent.v1 import agent_pb2
+    from vppagent.server.client import set_driver
 
     try:
-        reply = _stub(args).SetDriver(agent_pb2.SetDriverRequest(driver=args.name), timeout=args.timeout)
+        reply = set_driver(_agent_socket(args), args.name, timeout=args.timeout)
     except grpc.RpcError as exc:
         return _no_agent(args, exc)
     if not reply.ok:

@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
 from vppagent.lab.felix_standin import FelixStandIn
+from vppagent.server.client import try_get_state
 from vppagent.state import builders as b
 
 COUNT_KEYS = ("ipsets", "policies", "profiles", "workload_endpoints", "host_endpoints", "routes")
@@ -62,13 +61,7 @@ class Agent:
         wait_for(lambda: self.try_state() is not None, what="agent up")
 
     def try_state(self) -> dict[str, Any] | None:
-        try:
-            with grpc.insecure_channel(f"unix:{self.socket}") as channel:
-                stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
-                reply = stub.GetState(agent_pb2.GetStateRequest(), timeout=2)
-        except grpc.RpcError:
-            return None
-        return json.loads(reply.state_json)  # type: ignore[no-any-return]
+        return try_get_state(self.socket, timeout=2)
 
     def state(self) -> dict[str, Any]:
         report = self.try_state()

@@ -4,7 +4,6 @@ running inside the node namespace, fed by the real felix-shim (FelixStandIn)."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -13,13 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from tests.kernel.netlab import Lab, netns_available
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
 from vppagent.lab.felix_standin import FelixStandIn
+from vppagent.server.client import try_get_state
 
 _RUN = f"vpk{os.getpid() % 100000}"
 _COUNTER = itertools.count()
@@ -91,13 +89,7 @@ class KernelAgent:
         return self.shim
 
     def try_state(self) -> dict[str, Any] | None:
-        try:
-            with grpc.insecure_channel(f"unix:{self.socket}") as channel:
-                stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
-                reply = stub.GetState(agent_pb2.GetStateRequest(), timeout=5)
-        except grpc.RpcError:
-            return None
-        return json.loads(reply.state_json)  # type: ignore[no-any-return]
+        return try_get_state(self.socket, timeout=5)
 
     def state(self) -> dict[str, Any]:
         report = self.try_state()

@@ -12,7 +12,6 @@ evaluator (the sender's egress and the receiver's ingress). Then deltas change t
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import shutil
 import subprocess
@@ -30,10 +29,10 @@ from tests.vpp.helpers import Target, wkey
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.cni import cni_pb2, cni_pb2_grpc
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
 from vppagent.lab.felix_standin import FelixStandIn
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.packet import Packet as PolicyPacket
+from vppagent.server.client import try_get_state
 from vppagent.state import builders as b
 from vppagent.state.model import DataplaneState
 
@@ -102,13 +101,7 @@ class AgentProcess:
         wait_for(lambda: self.try_state() is not None, what="agent up")
 
     def try_state(self) -> dict[str, Any] | None:
-        try:
-            with grpc.insecure_channel(f"unix:{self.socket}") as channel:
-                reply = agent_pb2_grpc.AgentStub(channel).GetState(  # type: ignore[no-untyped-call]
-                    agent_pb2.GetStateRequest(), timeout=2)
-        except grpc.RpcError:
-            return None
-        return json.loads(reply.state_json)  # type: ignore[no-any-return]
+        return try_get_state(self.socket, timeout=2)
 
     def state(self) -> dict[str, Any]:
         report = self.try_state()

@@ -7,7 +7,6 @@ on the config the agent renders; fast session timers come from a `bgp:` section 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,9 +20,9 @@ import yaml
 
 from vppagent.gen.cni import cni_pb2, cni_pb2_grpc
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
 from vppagent.lab.felix_standin import FelixStandIn
 from vppagent.lab.record import LabRecord
+from vppagent.server.client import try_get_state
 
 T = TypeVar("T")
 # BIRD's defaults (5 s connect delay) would dominate a lab run; these bring sessions up in ~1 s.
@@ -141,14 +140,7 @@ class NodeAgent:
 
     # -- the agent's APIs ---------------------------------------------------------------------------
     def try_state(self) -> dict[str, Any] | None:
-        try:
-            with grpc.insecure_channel(f"unix:{self.socket}") as channel:
-                stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
-                reply = stub.GetState(agent_pb2.GetStateRequest(), timeout=5)
-        except grpc.RpcError:
-            return None
-        report: dict[str, Any] = json.loads(reply.state_json)
-        return report
+        return try_get_state(self.socket)
 
     def state(self) -> dict[str, Any]:
         report = self.try_state()
