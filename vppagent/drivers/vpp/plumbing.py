@@ -17,15 +17,14 @@ import contextlib
 import logging
 import secrets
 import socket
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netns import setns
 
+from vppagent.netns import call_in_netns
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import GATEWAY_V4, GATEWAY_V6, HOST_MAC, RT_SCOPE_LINK, AttachError
 
@@ -120,31 +119,13 @@ def _netns_path(name: str) -> str:
 
 
 def in_netns(path: str | None, action: Callable[[IPRoute], _T]) -> _T:
-    """`action` with a netlink socket inside the network namespace at `path` (None: ours).
+    """`action` with a netlink socket inside the network namespace at `path` (None: ours)."""
 
-    setns(2) moves only the calling thread, so it runs in a thread of its own that ends with it.
-    (pyroute2's NetNS forks a child instead, which can crash once gRPC's threads are running.)
-    """
-    if path is None:
+    def with_netlink() -> _T:
         with IPRoute() as ipr:
             return action(ipr)
-    result: list[_T] = []
-    failure: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            setns(path, flags=0, fork=False)
-            with IPRoute() as ipr:
-                result.append(action(ipr))
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, name="vpp-pod-netns", daemon=True)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return call_in_netns(path, with_netlink)  # a setns thread: no fork inside the threaded agent
 
 
 def _configure(pod: IPRoute, spec: PodSpec) -> str:
