@@ -85,3 +85,32 @@ def test_dry_run_shows_every_denied_flow_getting_through(tmp_path: Path) -> None
     assert ("initial", "client", "db", "tcp/5432") in denied
     assert ("initial", "db", "web", "tcp/80") in denied, "the uplink's forward policy"
     assert ("client joins web-pods", "client", "db", "tcp/5432") not in denied
+
+
+def test_metrics_of_a_kept_lab_show_what_the_agent_did(tmp_path: Path) -> None:
+    """Issue 8: the metrics port during the lab shows the listed metrics with non-zero values."""
+    import urllib.request
+
+    from vppagent.netns import call_in_netns
+
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(SMALL)
+    proc = subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "run", "--json", "--keep",
+                           "--metrics-port", "9311", str(scenario)],
+                          capture_output=True, text=True, timeout=110, check=False)
+    report = json.loads(proc.stdout)
+    try:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        text = call_in_netns(f"{report['prefix']}-n1", lambda: urllib.request.urlopen(
+            "http://127.0.0.1:9311/metrics", timeout=5).read().decode())
+        values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                  for line in text.splitlines() if line.startswith("vppagent_")}
+        for name in ('vppagent_messages_received_total{type="workload_endpoint_update"}',
+                     'vppagent_messages_received_total{type="in_sync"}', "vppagent_apply_seconds_count",
+                     "vppagent_resyncs_total", 'vppagent_objects_programmed{kind="policies"}',
+                     'vppagent_endpoints{status="up"}', 'vppagent_driver{driver="iptables"}', "vppagent_in_sync"):
+            assert values.get(name, 0) > 0, f"{name} is {values.get(name)}"
+    finally:
+        subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "down", report["prefix"]],
+                       capture_output=True, timeout=60, check=False)
+    assert not {ns for ns in existing_namespaces() if ns.startswith(report["prefix"] + "-")}
