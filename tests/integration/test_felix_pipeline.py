@@ -12,15 +12,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.agentproc import AgentProcess, wait_for
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab.felix_standin import FelixStandIn
-from vppagent.server.client import try_get_state
 from vppagent.state import builders as b
 
 COUNT_KEYS = ("ipsets", "policies", "profiles", "workload_endpoints", "host_endpoints", "routes")
@@ -47,64 +47,19 @@ def snapshot(extra_policy: bool = True) -> list[felix.ToDataplane]:
     return msgs
 
 
-class Agent:
-    def __init__(self, socket: Path, log: Path) -> None:
-        self.socket, self.log = socket, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vppagent.cli", "run", "--driver", "dry-run", "--socket", str(self.socket),
-                 "--cni-socket", str(self.socket.with_name("cni.sock")), "--batch-window-ms", "5"],
-                stdout=out, stderr=out)
-        wait_for(lambda: self.try_state() is not None, what="agent up")
-
-    def try_state(self) -> dict[str, Any] | None:
-        return try_get_state(self.socket, timeout=2)
-
-    def state(self) -> dict[str, Any]:
-        report = self.try_state()
-        assert report is not None, f"agent not answering; log:\n{self.log.read_text()[-2000:]}"
-        return report
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def counts(report: dict[str, Any]) -> dict[str, int]:
     return {k: report["counts"][k] for k in COUNT_KEYS}
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[Agent]:
-    a = Agent(tmp_path / "run" / "agent.sock", tmp_path / "agent.log")
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    a = AgentProcess(tmp_path / "run" / "agent.sock", tmp_path / "agent.log", ["--driver", "dry-run"])
     a.start()
     yield a
     a.stop()
 
 
-def test_pipeline_survives_agent_kill_and_shim_restart(agent: Agent, tmp_path: Path) -> None:
+def test_pipeline_survives_agent_kill_and_shim_restart(agent: AgentProcess, tmp_path: Path) -> None:
     shim = FelixStandIn(agent.socket, log_path=tmp_path / "shim.log")
     try:
         shim.send(snapshot())
@@ -168,7 +123,7 @@ def test_pipeline_survives_agent_kill_and_shim_restart(agent: Agent, tmp_path: P
         assert shim2.close() == 0
 
 
-def test_shim_sigterm_exits_fast(agent: Agent, tmp_path: Path) -> None:
+def test_shim_sigterm_exits_fast(agent: AgentProcess, tmp_path: Path) -> None:
     shim = FelixStandIn(agent.socket, log_path=tmp_path / "shim.log")
     shim.send([b.config(), b.in_sync()])
     wait_for(lambda: agent.state()["in_sync"], what="in sync")
@@ -179,7 +134,7 @@ def test_shim_sigterm_exits_fast(agent: Agent, tmp_path: Path) -> None:
     shim.close()
 
 
-def test_bad_frames_do_not_hurt_the_agent(agent: Agent, tmp_path: Path) -> None:
+def test_bad_frames_do_not_hurt_the_agent(agent: AgentProcess, tmp_path: Path) -> None:
     good = FelixStandIn(agent.socket, log_path=tmp_path / "good.log")
     good.send([*snapshot(), b.in_sync()])
     wait_for(lambda: agent.state()["in_sync"], what="in sync")
@@ -201,7 +156,7 @@ def test_bad_frames_do_not_hurt_the_agent(agent: Agent, tmp_path: Path) -> None:
     assert report["in_sync"]
 
 
-def test_state_cli_against_live_agent(agent: Agent, tmp_path: Path) -> None:
+def test_state_cli_against_live_agent(agent: AgentProcess, tmp_path: Path) -> None:
     shim = FelixStandIn(agent.socket, log_path=tmp_path / "shim.log")
     shim.send([*snapshot(), b.in_sync()])
     wait_for(lambda: agent.state()["in_sync"], what="in sync")
@@ -229,16 +184,10 @@ def test_bgp_config_follows_felix_state(tmp_path: Path) -> None:
         pytest.skip("BIRD 2 is not installed (Debian package bird2)")
     sock = tmp_path / "run" / "agent.sock"
     conf = tmp_path / "bird.conf"
-    log = tmp_path / "agent.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vppagent.cli", "run", "--driver", "dry-run", "--socket", str(sock),
-             "--cni-socket", str(tmp_path / "cni.sock"), "--bird-config", str(conf),
-             "--bird-socket", str(tmp_path / "bird.ctl")], stdout=out, stderr=out)
-    agent = Agent(sock, log)
-    agent.proc = proc
+    agent = AgentProcess(sock, tmp_path / "agent.log", ["--driver", "dry-run", "--bird-config", str(conf),
+                                                        "--bird-socket", str(tmp_path / "bird.ctl")])
+    agent.start()
     try:
-        wait_for(lambda: agent.try_state() is not None, what="agent up")
         shim = FelixStandIn(sock, log_path=tmp_path / "shim.log")
         shim.send([b.config({"FelixHostname": "node1"}),
                    felix.ToDataplane(host_metadata_update=felix.HostMetadataUpdate(

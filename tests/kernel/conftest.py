@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.agentproc import AgentProcess, wait_for
 from tests.kernel.netlab import Lab, netns_available
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab.felix_standin import FelixStandIn
-from vppagent.server.client import try_get_state
 
 _RUN = f"vpk{os.getpid() % 100000}"
 _COUNTER = itertools.count()
@@ -44,57 +41,20 @@ def lab() -> Iterator[Lab]:
         lab.cleanup()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class KernelAgent:
+class KernelAgent(AgentProcess):
     """`vppagent run --driver iptables` inside the node namespace, and Felix (the shim) feeding it."""
 
     def __init__(self, lab: Lab, workdir: Path) -> None:
+        super().__init__(workdir / "agent.sock", workdir / "agent.log", ["--driver", "iptables"],
+                         prefix=["ip", "netns", "exec", lab.node], spawn=lab.spawn)
         self.lab, self.workdir = lab, workdir
-        self.socket = workdir / "agent.sock"
-        self.log = workdir / "agent.log"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.shim: FelixStandIn | None = None
         self.sent = 0
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = self.lab.spawn(
-                ["ip", "netns", "exec", self.lab.node, sys.executable, "-m", "vppagent.cli", "run",
-                 "--driver", "iptables", "--socket", str(self.socket), "--batch-window-ms", "5"],
-                stdout=out, stderr=out)
-        # Generous: on a loaded 2-core machine Python's imports alone can take seconds. A process
-        # that died is reported at once, with its log read after the fact.
-        try:
-            wait_for(lambda: self.try_state() is not None or self.proc.poll() is not None,  # type: ignore[union-attr]
-                     timeout=45, what="agent up")
-        except AssertionError:
-            raise AssertionError(f"agent did not come up within 45 s; log:\n{self.tail()}") from None
-        assert self.proc.poll() is None, f"agent exited with {self.proc.returncode}; log:\n{self.tail()}"
-
-    def tail(self) -> str:
-        return self.log.read_text()[-3000:] if self.log.exists() else ""
 
     def start_felix(self) -> FelixStandIn:
         self.shim = FelixStandIn(self.socket, log_path=self.workdir / "shim.log")
         self.lab.pids.append(self.shim.process.pid)
         return self.shim
-
-    def try_state(self) -> dict[str, Any] | None:
-        return try_get_state(self.socket, timeout=5)
-
-    def state(self) -> dict[str, Any]:
-        report = self.try_state()
-        assert report is not None, f"agent not answering; log:\n{self.tail()}"
-        return report
 
     def send(self, *msgs: felix.ToDataplane) -> dict[str, Any]:
         """Send to Felix's pipe and wait until the agent has applied all of it."""
@@ -114,21 +74,10 @@ class KernelAgent:
         calls: dict[str, int] = self.state()["driver_status"]["calls"]
         return calls
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(5)
-
     def stop(self) -> None:
         if self.shim is not None:
             self.shim.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop()
 
 
 @pytest.fixture

@@ -15,16 +15,14 @@ import ipaddress
 import os
 import shutil
 import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
+from tests.agentproc import AgentProcess, wait_for
 from tests.vpp.helpers import Target, wkey
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.cni import cni_pb2, cni_pb2_grpc
@@ -32,23 +30,11 @@ from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab.felix_standin import FelixStandIn
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.packet import Packet as PolicyPacket
-from vppagent.server.client import try_get_state
 from vppagent.state import builders as b
 from vppagent.state.model import DataplaneState
 
 PODS = {"ns/front": "10.65.0.2", "ns/back": "10.65.0.3", "ns/db": "10.65.0.4"}
 TRIES = [("tcp", 80), ("tcp", 8080), ("tcp", 5432), ("udp", 53), ("icmp", 8), ("icmp", 13)]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def snapshot() -> list[felix.ToDataplane]:
@@ -85,28 +71,12 @@ def snapshot() -> list[felix.ToDataplane]:
     ]
 
 
-@dataclass
-class AgentProcess:
-    socket: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
+class VppAgent(AgentProcess):
+    """The agent on the VPP driver, with pods attached through its CNI socket."""
 
-    def start(self, vpp_socket: str) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vppagent.cli", "run", "--driver", "vpp", "--vpp-api-socket", vpp_socket,
-                 "--pod-interface", "af_packet", "--socket", str(self.socket),
-                 "--cni-socket", str(self.socket.with_name("cni.sock")), "--batch-window-ms", "5"],
-                stdout=out, stderr=out)
-        wait_for(lambda: self.try_state() is not None, what="agent up")
-
-    def try_state(self) -> dict[str, Any] | None:
-        return try_get_state(self.socket, timeout=2)
-
-    def state(self) -> dict[str, Any]:
-        report = self.try_state()
-        assert report is not None, self.log.read_text()[-3000:]
-        return report
+    def __init__(self, socket: Path, log: Path, vpp_socket: str) -> None:
+        super().__init__(socket, log, ["--driver", "vpp", "--vpp-api-socket", vpp_socket,
+                                       "--pod-interface", "af_packet"])
 
     def cni_add(self, netns: str, workload_id: str, ip: str, host_ifname: str) -> cni_pb2.AddReply:
         namespace, pod = workload_id.split("/")
@@ -115,27 +85,18 @@ class AgentProcess:
             container_ips=[cni_pb2.IPConfig(address=f"{ip}/32")],
             workload=cni_pb2.WorkloadIDs(name=pod, namespace=namespace, pod=pod, endpoint="eth0",
                                          orchestrator="k8s"))
-        with grpc.insecure_channel(f"unix:{self.socket.with_name('cni.sock')}") as channel:
+        with grpc.insecure_channel(f"unix:{self.cni_socket}") as channel:
             reply: cni_pb2.AddReply = cni_pb2_grpc.CniDataplaneStub(channel).Add(  # type: ignore[no-untyped-call]
                 request, timeout=10)
         return reply
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 @pytest.fixture
-def agent(sim_target: Target, tmp_path: Path) -> Iterator[AgentProcess]:
+def agent(sim_target: Target, tmp_path: Path) -> Iterator[VppAgent]:
     run = Path(f"/tmp/vpa-e2e-{uuid.uuid4().hex[:8]}")  # unix socket paths must stay short
     run.mkdir()
-    a = AgentProcess(run / "agent.sock", tmp_path / "agent.log")
-    a.start(sim_target.socket_path)
+    a = VppAgent(run / "agent.sock", tmp_path / "agent.log", sim_target.socket_path)
+    a.start()
     yield a
     a.stop()
     shutil.rmtree(run, ignore_errors=True)
@@ -158,7 +119,7 @@ def pod_namespaces() -> Iterator[dict[str, str] | None]:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
 
 
-def attach_pods(agent: AgentProcess, target: Target, namespaces: dict[str, str] | None) -> dict[str, int]:
+def attach_pods(agent: VppAgent, target: Target, namespaces: dict[str, str] | None) -> dict[str, int]:
     if namespaces is None:  # no root: the pods' interfaces as a CNI Add leaves them
         return {pod: target.pod(pod) for pod in PODS}
     for i, (pod, ip) in enumerate(PODS.items()):
@@ -199,7 +160,7 @@ def connectivity_matches(target: Target, interfaces: dict[str, int], state: Data
 
 
 def test_felix_shim_agent_vpp_connectivity_equals_the_evaluator(
-        agent: AgentProcess, sim_target: Target, pod_namespaces: dict[str, str] | None, tmp_path: Path) -> None:
+        agent: VppAgent, sim_target: Target, pod_namespaces: dict[str, str] | None, tmp_path: Path) -> None:
     interfaces = attach_pods(agent, sim_target, pod_namespaces)
     shim = FelixStandIn(agent.socket, log_path=tmp_path / "shim.log")
     try:
