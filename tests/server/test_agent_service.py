@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from tests.server.conftest import AgentHarness, wait_for
+from tests.agentproc import wait_for
+from tests.server.conftest import AgentHarness
 from vppagent.gen.vppagent.v1 import agent_pb2
 from vppagent.state import builders as b
 

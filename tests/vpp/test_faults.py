@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
+from tests.agentproc import wait_for
 from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state_of
 from vppagent.config import AgentConfig
 from vppagent.drivers.base import ApplyReport
@@ -18,15 +18,6 @@ from vppagent.vppsim import Direction, Packet
 
 ALLOW_WEB = [b.config({}), b.profile("web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[80])],
                                      outbound=[b.rule("allow")])]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def agent_threads() -> set[threading.Thread]:  # compared by count: reconnecting makes new ones

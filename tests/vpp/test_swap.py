@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from tests.agentproc import wait_for
 from tests.vpp.helpers import Target, make_driver
 from vppagent.config import AgentConfig
 from vppagent.drivers.base import Driver
@@ -23,15 +23,6 @@ from vppagent.drivers.dryrun import DryRunDriver
 from vppagent.server.core import AgentCore
 from vppagent.state import builders as b
 from vppagent.vppsim import Direction, Packet
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
