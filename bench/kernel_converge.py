@@ -156,25 +156,26 @@ def main() -> int:
         print(f"  the agent's own {len(cold_inputs)} inputs replayed (same commands, same stdin) {own_s:.2f} s: "
               f"agent overhead ratio {agent_s / own_s:.2f}")
 
-        calls = Counter(driver.runner.calls)
-        state.apply(b.ipset_delta("s:set7", added=["10.99.99.99"]))
-        start = time.monotonic()
-        report = driver.apply(StateDiff(), state)
-        member_s = time.monotonic() - start
-        used = delta(calls, Counter(driver.runner.calls))
-        restores = sum(n for k, n in used.items() if k.endswith("-restore"))
-        print(f"member change: {member_s * 1000:.1f} ms, ipset calls {used.get('ipset', 0)}, "
-              f"iptables restores {restores} (target: 1 ipset op, 0 restores)")
+        def timed_change(msg: felix.ToDataplane) -> tuple[float, dict[str, int], int]:
+            """Apply one Felix message; (seconds, commands run, chains written)."""
+            calls, written = Counter(driver.runner.calls), driver.counters["chains_written"]
+            state.apply(msg)
+            start = time.monotonic()
+            report = driver.apply(StateDiff(), state)
+            seconds = time.monotonic() - start
+            assert report.ok, report.error  # figures of a failed apply would mean nothing
+            return seconds, delta(calls, Counter(driver.runner.calls)), driver.counters["chains_written"] - written
 
-        calls, written = Counter(driver.runner.calls), driver.counters["chains_written"]
-        state.apply(b.policy("pol3", namespace="ns3", inbound=[b.rule("allow", protocol="tcp", dst_ports=[8443])]))
-        start = time.monotonic()
-        report = driver.apply(StateDiff(), state)
-        policy_s = time.monotonic() - start
-        used = delta(calls, Counter(driver.runner.calls))
-        restores = sum(n for k, n in used.items() if k.endswith("-restore"))
-        print(f"policy change: {policy_s * 1000:.1f} ms, iptables restores {restores}, chains written "
-              f"{driver.counters['chains_written'] - written} (the policy's 2 chains x 2 families, where used)")
+        def restores(used: dict[str, int]) -> int:
+            return sum(n for k, n in used.items() if k.endswith("-restore"))
+
+        member_s, used, _ = timed_change(b.ipset_delta("s:set7", added=["10.99.99.99"]))
+        print(f"member change: {member_s * 1000:.1f} ms, ipset calls {used.get('ipset', 0)}, "
+              f"iptables restores {restores(used)} (target: 1 ipset op, 0 restores)")
+        policy_s, used, written = timed_change(
+            b.policy("pol3", namespace="ns3", inbound=[b.rule("allow", protocol="tcp", dst_ports=[8443])]))
+        print(f"policy change: {policy_s * 1000:.1f} ms, iptables restores {restores(used)}, chains written "
+              f"{written} (the policy's 2 chains x 2 families, where used)")
     finally:
         driver.close()
         for ns in spaces:
