@@ -24,7 +24,7 @@ from typing import Protocol, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vppagent.netns import call_in_netns
+from vppagent.netns import call_in_netns, netns_path
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import GATEWAY_V4, GATEWAY_V6, HOST_MAC, RT_SCOPE_LINK, AttachError
 
@@ -53,7 +53,7 @@ class Plumbing(Protocol):
 
 class NetnsPlumbing:
     def __init__(self, node_netns: str | None = None) -> None:
-        self.node_netns = None if node_netns is None else _netns_path(node_netns)
+        self.node_netns = None if node_netns is None else str(netns_path(node_netns))
 
     def create_veth(self, spec: PodSpec) -> None:
         temp = f"vpa{secrets.token_hex(5)}"  # renamed inside the pod, where the real name is free
@@ -112,10 +112,6 @@ class NetnsPlumbing:
             return in_netns(str(spec.netns), lambda pod: _configure(pod, spec))
         except (NetlinkError, OSError, IndexError) as exc:
             raise AttachError(f"pod {spec.workload}: configuring {spec.container_ifname}: {exc}") from None
-
-
-def _netns_path(name: str) -> str:
-    return name if name.startswith("/") else f"/var/run/netns/{name}"
 
 
 def in_netns(path: str | None, action: Callable[[IPRoute], _T]) -> _T:
