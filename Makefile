@@ -1,12 +1,19 @@
 # Set-up and checks on a fresh Debian machine (run as root for the kernel and BIRD tests).
 #   make test   installs apt packages and the venv, then runs lint, type checks and the tests
 #   make lab    installs the same, then runs the lab's default scenario
+#   make lock   re-resolves requirements/*.lock (exact versions + hashes) from pyproject.toml
 PYTHON ?= python3
 VENV   ?= .venv
 APT_PACKAGES = iptables ipset bird2 iproute2 iputils-ping netcat-openbsd conntrack docker-compose
 PYTEST_ARGS ?=
+# The lock is resolved by a pinned uv against PyPI as it stood at LOCK_DATE, so the same inputs give
+# the same lock. To take newer releases: make lock LOCK_DATE=$$(date -u +%F), run the tests, commit.
+UV_VERSION = 0.13.9
+LOCK_DATE ?= 2026-12-06
+LOCK_ARGS = --generate-hashes --universal --python-version 3.11 \
+  --exclude-newer $(LOCK_DATE)T00:00:00Z --custom-compile-command "make lock" -q
 
-.PHONY: deps apt venv lint test lab proto clean
+.PHONY: deps apt venv lint test lab lock proto clean
 
 deps: apt venv
 
@@ -20,12 +27,20 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly what requirements/dev.lock says (hashes checked), then the project itself without
+# resolving anything: no upstream release can change what CI runs.
+$(VENV)/.installed: requirements/dev.lock pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/dev.lock
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	@echo "resolved versions:"; $(VENV)/bin/python --version; $(VENV)/bin/pip freeze --exclude-editable | paste -sd' '
 	touch $@
+
+lock:
+	@test -x .lock-tools/bin/uv || { $(PYTHON) -m venv .lock-tools && .lock-tools/bin/pip install -q uv==$(UV_VERSION); }
+	.lock-tools/bin/uv pip compile pyproject.toml requirements/build.in $(LOCK_ARGS) -o requirements/runtime.lock
+	.lock-tools/bin/uv pip compile pyproject.toml requirements/build.in --extra dev $(LOCK_ARGS) -o requirements/dev.lock
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -42,4 +57,4 @@ proto: venv
 	$(VENV)/bin/python scripts/gen_proto.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lock-tools build *.egg-info .pytest_cache .mypy_cache .ruff_cache
