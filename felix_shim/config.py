@@ -1,16 +1,25 @@
-"""Command line and environment for felix-shim. Flags beat environment beats defaults."""
+"""Command line and environment for felix-shim. Flags beat environment beats defaults.
+
+A bad value, from a flag or from the environment, is one line naming the flag or the variable,
+exit 2 (Felix logs the shim's stderr, so that line is what an operator sees).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from felix_shim.framing import DEFAULT_MAX_FRAME_BYTES
 from felix_shim.link import StreamMode
+from vppagent.command_line import OneLineParser, positive_float, positive_int
 
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+SOCKET_PATH_MAX_BYTES = 107
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -24,16 +33,6 @@ class ShimConfig:
     log_level: str
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
-    return value
-
-
 def _fd(text: str) -> int:
     try:
         value = int(text)
@@ -44,69 +43,77 @@ def _fd(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _stream_mode(text: str) -> StreamMode:
     try:
-        value = float(text)
+        return StreamMode(text.lower())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
-    return value
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not one of {', '.join(m.value for m in StreamMode)}") from None
 
 
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
+
+
+def _socket_path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    if len(os.fsencode(text)) > SOCKET_PATH_MAX_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is longer than the {SOCKET_PATH_MAX_BYTES} bytes a unix socket path may have")
+    return text
+
+
+# dest, flag, environment variable, conversion, default (as text, converted the same way)
+_SETTINGS: list[tuple[str, str, str | None, Callable[[str], Any], str]] = [
+    ("socket_path", "--socket", "VPPAGENT_SOCKET", _socket_path, DEFAULT_SOCKET),
+    ("in_fd", "--in-fd", None, _fd, "3"),
+    ("out_fd", "--out-fd", None, _fd, "4"),
+    ("max_frame_bytes", "--max-frame-bytes", "VPPAGENT_SHIM_MAX_FRAME_BYTES", positive_int,
+     str(DEFAULT_MAX_FRAME_BYTES)),
+    ("stream_mode", "--stream-mode", "VPPAGENT_SHIM_STREAM_MODE", _stream_mode, StreamMode.AUTO.value),
+    ("reconnect_max_seconds", "--reconnect-max-seconds", "VPPAGENT_SHIM_RECONNECT_MAX_SECONDS",
+     positive_float, "2.0"),
+    ("log_level", "--log-level", "VPPAGENT_SHIM_LOG_LEVEL", _log_level, "INFO"),
+]
+
+_HELP = {
+    "socket_path": "agent unix socket",
+    "in_fd": "fd carrying Felix's ToDataplane frames",
+    "out_fd": "fd for FromDataplane frames to Felix",
+    "max_frame_bytes": "largest accepted frame",
+    "stream_mode": "batch: SyncBatch RPC; single: per-message Sync; auto: SyncBatch, falling back to Sync",
+    "reconnect_max_seconds": "cap of the reconnect backoff",
+    "log_level": "|".join(LOG_LEVELS),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
         prog="felix-shim",
         description="Felix's external dataplane driver: forwards Felix's fd 3/fd 4 pipes to vppagent over gRPC.",
     )
-    parser.add_argument(
-        "--socket",
-        dest="socket_path",
-        default=env.get("VPPAGENT_SOCKET", DEFAULT_SOCKET),
-        help="agent unix socket (env VPPAGENT_SOCKET, default %(default)s)",
-    )
-    parser.add_argument("--in-fd", type=_fd, default=3, help="fd carrying Felix's ToDataplane frames (3)")
-    parser.add_argument("--out-fd", type=_fd, default=4, help="fd for FromDataplane frames to Felix (4)")
-    parser.add_argument(
-        "--max-frame-bytes",
-        type=_positive_int,
-        default=env.get("VPPAGENT_SHIM_MAX_FRAME_BYTES", str(DEFAULT_MAX_FRAME_BYTES)),
-        help="largest accepted frame (env VPPAGENT_SHIM_MAX_FRAME_BYTES, default 64 MiB)",
-    )
-    parser.add_argument(
-        "--stream-mode",
-        type=StreamMode,
-        choices=list(StreamMode),
-        default=env.get("VPPAGENT_SHIM_STREAM_MODE", StreamMode.AUTO.value),
-        help="batch: SyncBatch RPC; single: per-message Sync; auto: SyncBatch, falling back to Sync "
-        "(env VPPAGENT_SHIM_STREAM_MODE, default %(default)s)",
-    )
-    parser.add_argument(
-        "--reconnect-max-seconds",
-        type=_positive_float,
-        default=env.get("VPPAGENT_SHIM_RECONNECT_MAX_SECONDS", "2.0"),
-        help="cap of the reconnect backoff (env VPPAGENT_SHIM_RECONNECT_MAX_SECONDS, default %(default)s)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=env.get("VPPAGENT_SHIM_LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="env VPPAGENT_SHIM_LOG_LEVEL, default %(default)s",
-    )
+    for dest, flag, var, convert, default in _SETTINGS:
+        where = f"env {var}, default {default}" if var else f"default {default}"
+        # default None: an unset flag falls back to the environment, checked in parse_config.
+        parser.add_argument(flag, dest=dest, type=convert, default=None, help=f"{_HELP[dest]} ({where})")
     return parser
 
 
 def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ShimConfig:
-    """Parses flags over environment; a bad value exits 2 with argparse's one-line error."""
-    parser = build_parser(os.environ if env is None else env)
+    """Parses flags over environment; a bad value exits 2 with one line naming the flag or variable."""
+    env = os.environ if env is None else env
+    parser = build_parser()
     args = parser.parse_args(argv)
-    return ShimConfig(
-        socket_path=args.socket_path,
-        in_fd=args.in_fd,
-        out_fd=args.out_fd,
-        max_frame_bytes=args.max_frame_bytes,
-        stream_mode=args.stream_mode,
-        reconnect_max_seconds=args.reconnect_max_seconds,
-        log_level=args.log_level,
-    )
+    values: dict[str, Any] = {}
+    for dest, _flag, var, convert, default in _SETTINGS:
+        value = getattr(args, dest)
+        if value is None and var is not None and env.get(var):  # an empty variable counts as unset
+            try:
+                value = convert(env[var])
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"environment variable {var}: {exc}")
+        values[dest] = convert(default) if value is None else value
+    return ShimConfig(**values)

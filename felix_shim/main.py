@@ -19,6 +19,7 @@ from felix_shim.config import ShimConfig, parse_config
 from felix_shim.framing import FrameError, FrameReader, FrameWriter
 from felix_shim.link import AgentLink
 from felix_shim.outbox import Outbox
+from vppagent.command_line import EXIT_BROKEN_PIPE, EXIT_USAGE, flush_stdout
 
 log = logging.getLogger("felix_shim")
 
@@ -27,8 +28,7 @@ READ_BUFFER_BYTES = 1024 * 1024
 # Felix is gone by then, so this only helps the agent see the final state sooner.
 EOF_DRAIN_SECONDS = 0.8
 EXIT_OK = 0
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
+EXIT_BAD_INPUT = 1  # Felix's frames, not the command line (that is EXIT_USAGE)
 
 
 class Shutdown:
@@ -66,11 +66,15 @@ def read_felix(reader: FrameReader, outbox: Outbox, shutdown: Shutdown) -> None:
     shutdown.request(EXIT_OK, "Felix closed fd 3 (end of input)", input_ended=True)
 
 
+class NotStartedByFelix(Exception):
+    """A pipe fd is not open: felix-shim was not started the way Felix starts it."""
+
+
 def _open_fd(fd: int, mode: str, what: str) -> BinaryIO:
     try:
         os.fstat(fd)
     except OSError:
-        raise SystemExit(
+        raise NotStartedByFelix(
             f"felix-shim: fd {fd} ({what}) is not open; felix-shim is meant to be started by Felix as "
             "its external dataplane driver (FELIX_USEINTERNALDATAPLANEDRIVER=false)"
         ) from None
@@ -133,13 +137,23 @@ def run(config: ShimConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = parse_config(argv)
+    try:
+        config = parse_config(argv)
+    except SystemExit:
+        # --help or a usage error; its text may still be buffered for a reader that has gone.
+        if not flush_stdout():
+            os._exit(EXIT_BROKEN_PIPE)
+        raise
     logging.basicConfig(
         stream=sys.stderr,
         level=config.log_level,
         format="%(asctime)s %(levelname)s felix-shim[%(process)d] %(name)s: %(message)s",
     )
-    code = run(config)
+    try:
+        code = run(config)
+    except NotStartedByFelix as exc:
+        print(exc, file=sys.stderr)
+        code = EXIT_USAGE
     logging.shutdown()
     sys.stderr.flush()
     # The reader thread may sit in a blocking read of fd 3 and gRPC keeps its own threads;

@@ -1,4 +1,8 @@
-"""The `vppagent` command: run, state, driver set, policy, lab (DESIGN.md section 2)."""
+"""The `vppagent` command: run the agent; ask a running agent for its state or to swap its driver;
+trace and compile Calico policy from a saved state; build and check a lab in network namespaces.
+
+A bad input is reported in one line naming it, with exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,8 @@ from typing import Any
 
 import grpc
 
+from vppagent.command_line import EXIT_USAGE, OneLineParser, port_number, positive_float, run_quietly
 from vppagent.config import DEFAULT_SOCKET, AgentConfig, ConfigError, load_config
-
-EXIT_USAGE = 2
 
 
 def _add_run(sub: Any) -> None:
@@ -31,7 +34,7 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--bird-config", help="BIRD config file to generate (enables BGP)")
     run.add_argument("--bird-socket", help="BIRD control socket")
     run.add_argument("--bird-run", action="store_const", const=True, help="supervise the bird process")
-    run.add_argument("--metrics-port", type=int, help="Prometheus metrics port")
+    run.add_argument("--metrics-port", type=port_number, help="Prometheus metrics port")
     run.add_argument("--log-level", help="debug|info|warning|error")
     run.add_argument("--batch-window-ms", type=float, help="quiet time ending a batch (default 10)")
     run.add_argument("--rule-limit", type=int, help="max flat rules per endpoint direction")
@@ -41,13 +44,37 @@ def _agent_socket(args: argparse.Namespace) -> str:
     return str(args.socket or os.environ.get("VPPAGENT_SOCKET") or DEFAULT_SOCKET)
 
 
+def _usage(message: str) -> int:
+    print(f"vppagent: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_socket_paths(config: AgentConfig) -> str | None:
+    """Why the agent cannot serve on its socket paths (one line naming the flag), or None.
+
+    Checked before any driver starts, so a refused path leaves the dataplane untouched.
+    """
+    from vppagent.server.grpc_service import SocketPathError, prepare_socket_path
+
+    if config.socket == config.cni_socket:
+        return f"--socket and --cni-socket are both {config.socket}; each needs its own path"
+    for flag, path in (("--socket", config.socket), ("--cni-socket", config.cni_socket)):
+        try:
+            prepare_socket_path(path)
+        except SocketPathError as exc:
+            return f"{flag} {exc}"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in AgentConfig.model_fields if hasattr(args, k)}
     try:
         config = load_config(flags)
     except ConfigError as exc:
-        print(f"vppagent: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(exc))
+    problem = _check_socket_paths(config)
+    if problem is not None:
+        return _usage(problem)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from vppagent.drivers import DriverUnavailable, make_driver
@@ -83,7 +110,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.metrics_port is not None:
         from vppagent.server.metrics import serve_metrics
 
-        serve_metrics(core.metrics, config.metrics_port)
+        try:
+            serve_metrics(core.metrics, config.metrics_port)
+        except OSError as exc:
+            for server in servers:
+                server.stop(0)
+            core.stop()
+            if bgp is not None:
+                manager.close()
+            return _usage(f"--metrics-port {config.metrics_port}: cannot listen: {exc.strerror or exc}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -163,7 +198,8 @@ def cmd_driver_set(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vppagent", description=__doc__)
+    parser = OneLineParser(prog="vppagent", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     state = sub.add_parser("state", help="print the running agent's state report")
@@ -174,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     dset.add_argument("name", choices=["vpp", "iptables", "dry-run"])
     for p in (state, dset):
         p.add_argument("--socket", help=f"agent socket (env VPPAGENT_SOCKET, default {DEFAULT_SOCKET})")
-        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the agent")
+        p.add_argument("--timeout", type=positive_float, default=5.0, help="seconds to wait for the agent")
     state.set_defaults(func=cmd_state)
     dset.set_defaults(func=cmd_driver_set)
     sub.choices["run"].set_defaults(func=cmd_run)
@@ -187,9 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result: int = args.func(args)
-    return result
+    def command() -> int:
+        args = build_parser().parse_args(argv)
+        result: int = args.func(args)
+        return result
+
+    return run_quietly(command)
 
 
 if __name__ == "__main__":

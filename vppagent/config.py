@@ -19,11 +19,12 @@ from pydantic_settings import (
 )
 
 from vppagent.bgp.config import BgpConfig
+from vppagent.command_line import UsageError, read_text_file
 
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """Configuration that cannot be used; the message is one line naming the setting."""
 
 
@@ -105,25 +106,41 @@ def load_config(flags: dict[str, Any]) -> AgentConfig:
     yaml_path = given.get("config") or os.environ.get("VPPAGENT_CONFIG")
     if yaml_path is not None:
         path = Path(yaml_path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"config file {path} is not a file")
         _check_yaml_keys(path)
     _CURRENT_YAML["path"] = Path(yaml_path) if yaml_path else None
     try:
         return AgentConfig(**given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise ConfigError(f"invalid setting {where}: {err['msg']} (got {err.get('input')!r})") from None
+        raise ConfigError(describe_validation_error(exc)) from None
     finally:
         _CURRENT_YAML["path"] = None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first error as one line: `invalid setting bgp.peers[1].address: MESSAGE (got VALUE)`."""
+    err = exc.errors()[0]
+    where = ""
+    for part in err["loc"]:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif part.isidentifier():  # not pydantic's names for union members and validators
+            where += f".{part}" if where else part
+    message = str(err["msg"]).removeprefix("Value error, ")
+    got = "" if "password" in where else f" (got {err.get('input')!r})"  # never echo a secret
+    return f"invalid setting {where or 'config'}: {message}{got}"
 
 
 def _check_yaml_keys(path: Path) -> None:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text_file(path, "config file")) or {}
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(data, dict):

@@ -96,3 +96,14 @@ def test_full_config_round_trips() -> None:
     }
     config = BgpConfig.model_validate(data)
     assert BgpConfig.model_validate(config.model_dump()) == config
+
+
+@pytest.mark.parametrize("field", ["address", "source_address"])
+def test_a_bad_peer_address_is_one_error_at_its_field(field: str) -> None:
+    peer = {"address": "10.0.0.1", "as_number": 1, field: "10.0.0.300"}
+    with pytest.raises(ValidationError) as info:
+        BgpConfig.model_validate({"peers": [peer]})
+    first = info.value.errors()[0]
+    # source_address is a union with "node": pydantic adds the member's name after the field.
+    assert first["loc"][:3] == ("peers", 0, field) and len(first["loc"]) <= 4, first["loc"]
+    assert "not an IPv4 or IPv6 address" in first["msg"] and first["input"] == "10.0.0.300"

@@ -29,16 +29,21 @@ _COMMUNITY_RE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 _INTERFACE_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:@-]+\*?$")
 
 
-def _unscoped(value: object) -> object:
+def _ip_address(value: object) -> object:
+    """Parse text here so that a bad address is one error naming the value, not one per union member."""
+    if not isinstance(value, str):
+        return value
     # IPv6Address accepts "fe80::1%<anything>" and str() returns the scope verbatim: refuse it
     # rather than let arbitrary text reach bird.conf next to an address.
-    if isinstance(value, str) and "%" in value:
+    if "%" in value:
         raise ValueError("scoped IPv6 addresses (with %) are not supported")
-    return value
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address") from None
 
 
-Unscoped = BeforeValidator(_unscoped)
-IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, Unscoped]
+IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(_ip_address)]
 
 
 def check_peer_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:

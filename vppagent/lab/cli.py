@@ -14,9 +14,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from vppagent.command_line import EXIT_USAGE, OneLineParser, port_number, positive_float, run_quietly
+
 EXIT_MISMATCH = 1
 EXIT_SETUP = 3  # the lab could not be built or run: not a verdict on the dataplane
-EXIT_USAGE = 2
+__all__ = ["EXIT_MISMATCH", "EXIT_SETUP", "EXIT_USAGE", "main", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -29,8 +31,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--vpp-api-socket", help="VPP API socket per node for --driver vpp; {node} is replaced")
     run.add_argument("--json", action="store_true", help="print the results as JSON only")
     run.add_argument("--keep", action="store_true", help="leave the lab running afterwards (see `lab down`)")
-    run.add_argument("--probe-timeout", type=float, default=1.0, help="seconds per probe (default 1)")
-    run.add_argument("--metrics-port", type=int, help="each agent's metrics port, inside its node namespace")
+    run.add_argument("--probe-timeout", type=positive_float, default=1.0, help="seconds per probe (default 1)")
+    run.add_argument("--metrics-port", type=port_number,
+                     help="each agent's metrics port, inside its node namespace")
     run.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     run.set_defaults(func=cmd_run)
     down = sub.add_parser("down", help="remove every lab (namespaces, processes, sockets)")
@@ -144,11 +147,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vppagent", description="the vppagent lab")
+    parser = OneLineParser(prog="vppagent", description="the vppagent lab")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
-    result: int = args.func(args)
-    return result
+
+    def command() -> int:
+        args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
+        result: int = args.func(args)
+        return result
+
+    return run_quietly(command)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from vppagent.command_line import UsageError, read_text_file
+
 NODE_SUBNET = ipaddress.IPv4Network("198.18.0.0/24")  # RFC 2544 benchmarking range, never routed
 NODE_GATEWAY = "198.18.0.254"  # not a real host: a default route makes proxy ARP answer (env notes §2)
 BLOCK_PREFIX = 24
@@ -460,9 +462,9 @@ def load_scenario(path: Path | None = None) -> Scenario:
         where = "bundled default scenario"
     else:
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
+            text = read_text_file(path, "scenario")
+        except UsageError as exc:
+            raise ScenarioError(str(exc)) from None
         where = str(path)
     return parse_scenario(text, where)
 

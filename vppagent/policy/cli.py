@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
+from vppagent.command_line import EXIT_USAGE, OneLineParser, UsageError, positive_int, read_text_file, run_quietly
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.catalog import Catalog, parse_workload_key
 from vppagent.policy.compile import (
@@ -35,38 +36,55 @@ from vppagent.policy.packet import Packet, PacketError
 from vppagent.state.model import DataplaneState
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed without a traceback, exit status 2."""
-
-
 def load_state(path: str) -> DataplaneState:
+    text = read_text_file(path, "--state")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"--state {path}: {exc}") from None
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--state {path}: not valid JSON or YAML: {_first_line(exc)}") from None
     if not isinstance(data, list):
         raise UsageError(f"--state {path}: expected a list of ToDataplane messages")
     state = DataplaneState()
     for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise UsageError(f"--state {path}: message {index} is {entry!r}, not a ToDataplane mapping")
         try:
             state.apply(json_format.ParseDict(entry, felix.ToDataplane()))
-        except json_format.ParseError as exc:
-            raise UsageError(f"--state {path}: message {index}: {exc}") from None
+        except (json_format.ParseError, ValueError, TypeError) as exc:
+            raise UsageError(f"--state {path}: message {index}: {_first_line(exc)}") from None
     return state
 
 
-def _endpoint(state: DataplaneState, text: str) -> tuple[str, str]:
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _endpoint(cat: Catalog, text: str) -> tuple[str, str]:
     """("hep", id) or ("workload", key text)."""
     if text.startswith("hep:"):
         return "hep", text[4:]
-    if text in state.host_endpoints:
+    if text in cat.state.host_endpoints:
         return "hep", text
     try:
         parse_workload_key(text)
     except PolicyError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"--endpoint: {exc}") from None
     return "workload", text
+
+
+def _check_endpoint(cat: Catalog, kind: str, endpoint: str, state_path: str) -> None:
+    """UsageError naming the --state file when the endpoint is missing or cannot be parsed."""
+    try:
+        if kind == "hep":
+            cat.host_endpoint(endpoint)
+        else:
+            cat.workload(endpoint)
+    except PolicyError as exc:
+        raise UsageError(f"--state {state_path}: {exc}") from None
+    except ValueError as exc:  # a field Felix would never send, e.g. a CIDR with a /99
+        what = "host endpoint" if kind == "hep" else "workload endpoint"
+        raise UsageError(f"--state {state_path}: {what} {endpoint}: {_first_line(exc)}") from None
 
 
 def _compile(cat: Catalog, kind: str, endpoint: str, direction: str, limit: int) -> CompiledList:
@@ -78,11 +96,8 @@ def _compile(cat: Catalog, kind: str, endpoint: str, direction: str, limit: int)
 def _read_packets(args: argparse.Namespace) -> list[Packet]:
     texts: list[str] = list(args.packet or [])
     if args.packets:
-        try:
-            with open(args.packets, encoding="utf-8") as f:
-                texts += [line for line in f.read().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        except OSError as exc:
-            raise UsageError(f"--packets: {exc}") from None
+        lines = read_text_file(args.packets, "--packets").splitlines()
+        texts += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not texts:
         raise UsageError("give at least one --packet or a --packets FILE")
     try:
@@ -92,16 +107,16 @@ def _read_packets(args: argparse.Namespace) -> list[Packet]:
 
 
 def trace(args: argparse.Namespace) -> int:
-    state = load_state(args.state)
-    cat = Catalog(state)
-    kind, endpoint = _endpoint(state, args.endpoint)
+    cat = Catalog(load_state(args.state))
+    kind, endpoint = _endpoint(cat, args.endpoint)
     packets = _read_packets(args)
-    compiled: CompiledList | None = None
-    compile_error = None
+    _check_endpoint(cat, kind, endpoint, args.state)
     try:
         compiled = _compile(cat, kind, endpoint, args.direction, args.rule_limit)
     except PolicyError as exc:
-        compile_error = str(exc)  # fail closed: the driver would not program this endpoint
+        # A driver does not program an endpoint whose list does not compile: it keeps what it had
+        # and reports the endpoint in error, so there is no verdict to claim for any packet.
+        raise UsageError(f"{endpoint} {args.direction} does not compile, so no verdict: {exc}") from None
     results: list[dict[str, Any]] = []
     disagree = 0
     for pkt in packets:
@@ -111,16 +126,13 @@ def trace(args: argparse.Namespace) -> int:
             "packet": str(pkt), "verdict": v.action, "compiled_verdict": None, "tier": v.tier,
             "policy": v.policy, "profile": v.profile, "rule_index": v.rule_index, "reason": v.reason,
             "compiled_rule_index": None, "compiled_rule": None}
-        if compiled is not None:
-            fm = first_match(compiled, pkt)
-            row["compiled_verdict"] = fm.action
-            row["compiled_rule_index"] = fm.index
-            if fm.index is not None:
-                rule = compiled.rules[fm.index]
-                row["compiled_rule"] = f"{rule}    # {rule.origin}"
-            disagree += fm.action != v.action
-        else:
-            row["compile_error"] = compile_error
+        fm = first_match(compiled, pkt)
+        row["compiled_verdict"] = fm.action
+        row["compiled_rule_index"] = fm.index
+        if fm.index is not None:
+            rule = compiled.rules[fm.index]
+            row["compiled_rule"] = f"{rule}    # {rule.origin}"
+        disagree += fm.action != v.action
         results.append(row)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -128,9 +140,7 @@ def trace(args: argparse.Namespace) -> int:
         for row in results:
             print(row["packet"])
             print(f"  verdict:  {Verdict(row['verdict'], row['reason'], row['tier'], row['policy'], row['profile'], row['rule_index']).describe()}")  # noqa: E501
-            if compiled is None:
-                print(f"  compiled: error: {compile_error}")
-            elif row["compiled_rule_index"] is None:
+            if row["compiled_rule_index"] is None:
                 print(f"  compiled: {row['compiled_verdict']} (default)")
             else:
                 print(f"  compiled: {row['compiled_verdict']} (flat rule {row['compiled_rule_index']}: "
@@ -142,13 +152,10 @@ def trace(args: argparse.Namespace) -> int:
 
 
 def compile_command(args: argparse.Namespace) -> int:
-    state = load_state(args.state)
-    kind, endpoint = _endpoint(state, args.endpoint)
-    try:
-        compiled = _compile(Catalog(state), kind, endpoint, args.direction, args.rule_limit)
-    except PolicyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    cat = Catalog(load_state(args.state))
+    kind, endpoint = _endpoint(cat, args.endpoint)
+    _check_endpoint(cat, kind, endpoint, args.state)
+    compiled = _compile(cat, kind, endpoint, args.direction, args.rule_limit)  # PolicyError: exit 2
     if args.json:
         print(json.dumps({
             "endpoint": compiled.endpoint, "direction": compiled.direction,
@@ -175,7 +182,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", required=True, choices=("ingress", "egress"),
                    help="ingress = traffic to the workload (inbound rules)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--rule-limit", type=int, default=DEFAULT_RULE_LIMIT, help="refuse longer compiled lists")
+    p.add_argument("--rule-limit", type=positive_int, default=DEFAULT_RULE_LIMIT,
+                   help="refuse longer compiled lists (default %(default)s)")
 
 
 def _guarded(func: Any) -> Any:
@@ -184,8 +192,8 @@ def _guarded(func: Any) -> Any:
             result: int = func(args)
             return result
         except (UsageError, PolicyError) as exc:  # PolicyError here: the state lacks what was asked for
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            print(f"vppagent policy: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     return run
 
 
@@ -209,11 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] != ["policy"]:
         words.insert(0, "policy")
-    parser = argparse.ArgumentParser(prog="vppagent")
+    parser = OneLineParser(prog="vppagent")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(words)
-    result: int = args.func(args)
-    return result
+
+    def command() -> int:
+        args = parser.parse_args(words)
+        result: int = args.func(args)
+        return result
+
+    return run_quietly(command)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -74,20 +75,48 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                                         active=self.core.driver.name, seconds=seconds)
 
 
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+SOCKET_PATH_MAX_BYTES = 107
+
+
+class SocketPathError(RuntimeError):
+    """A socket path the agent must not serve on; the message starts with the path."""
+
+
 def prepare_socket_path(path: Path) -> None:
-    """Create the parent directory; remove a stale socket, refuse to steal a live one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    if path.exists() or path.is_symlink():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(0.5)
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # nobody listens: a leftover of a killed agent
-        else:
-            raise RuntimeError(f"another process already serves {path}")
-        finally:
-            probe.close()
+    """Create the parent directory and remove a stale socket at `path`; refuse anything else.
+
+    Only a unix socket that nobody accepts on (a killed agent's leftover) is removed. A regular
+    file, directory or symlink is never touched, and a socket someone listens on is never stolen.
+    """
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX_BYTES:
+        raise SocketPathError(f"{path}: longer than the {SOCKET_PATH_MAX_BYTES} bytes a unix socket path may have")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise SocketPathError(f"{path}: cannot create its directory: {exc.strerror or exc}") from None
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SocketPathError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISSOCK(mode):
+        raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink()  # nobody listens: a leftover of a killed agent
+        return
+    except TimeoutError:
+        pass  # a listener with a full backlog is still a listener
+    except OSError as exc:
+        raise SocketPathError(f"{path}: cannot tell whether another agent listens: {exc.strerror or exc}") from None
+    finally:
+        probe.close()
+    raise SocketPathError(f"{path}: another agent listens on this socket; not taking it over")
 
 
 def listen_private(server: grpc.Server, path: Path) -> None:
