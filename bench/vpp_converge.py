@@ -39,9 +39,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from vpp_papi import VPPApiClient
 
 from vppagent.drivers.base import ApplyReport
-from vppagent.drivers.vpp.connection import VppConnection
+from vppagent.drivers.vpp.api.connection import VppConnection
+from vppagent.drivers.vpp.api.messages import READ_ONLY
 from vppagent.drivers.vpp.driver import VppDriver
-from vppagent.drivers.vpp.messages import READ_ONLY
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.pods.spec import PodSpec

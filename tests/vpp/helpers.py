@@ -11,9 +11,10 @@ from typing import Any
 
 from vpp_papi import VPPApiClient
 
-from vppagent.drivers.vpp.connection import VppConnection
+from vppagent.drivers.vpp.api.connection import VppConnection
+from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.driver import VppDriver
-from vppagent.drivers.vpp.plumbing import VPP_SIDE_MAC
+from vppagent.drivers.vpp.pods.linux import VPP_SIDE_MAC
 from vppagent.drivers.vpp.tags import is_our_acl, workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.pods.spec import PodDelete, PodSpec
@@ -22,7 +23,6 @@ from vppagent.state.model import DataplaneState, WorkloadKey
 from vppagent.vppsim import Direction, VppSim
 from vppagent.vppsim import Packet as SimPacket
 
-NO_INDEX = 0xFFFFFFFF
 TEST_NETS = (ipaddress.ip_network("10.65.0.0/16"), ipaddress.ip_network("fd65::/16"),
              ipaddress.ip_network("10.66.0.0/16"))
 

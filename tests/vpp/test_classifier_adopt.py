@@ -8,7 +8,8 @@ from typing import Any
 
 from tests.vpp.helpers import Target, make_driver, state_of
 from tests.vpp.test_classifier import MEMBERS, PODS, established, messages
-from vppagent.drivers.vpp.classread import NO_INDEX, OUR_OPAQUE
+from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.classifier.layout import OUR_OPAQUE
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.state import builders as b
 from vppagent.vppsim import Direction

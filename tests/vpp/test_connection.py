@@ -11,8 +11,9 @@ from tests.vpp.helpers import Target
 from vppagent.config import AgentConfig
 from vppagent.drivers import DriverUnavailable, make_driver
 from vppagent.drivers.vpp import create_driver, pod_kind
-from vppagent.drivers.vpp.connection import VppConnection, VppConnectionLost, VppUnavailable
-from vppagent.drivers.vpp.messages import REQUIRED_MESSAGES, requests
+from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.api.messages import REQUIRED_MESSAGES, requests
 from vppagent.vppsim import API_DIR, VppSim
 
 
@@ -45,7 +46,7 @@ def test_without_get_api_json_the_definitions_come_from_a_directory(vppsim: VppS
     conn.connect()
     try:
         assert conn.definitions == str(API_DIR)
-        assert conn.dump("acl_dump", acl_index=0xFFFFFFFF) == []
+        assert conn.dump("acl_dump", acl_index=NO_INDEX) == []
     finally:
         conn.close()
     with pytest.raises(VppUnavailable, match=r"does not serve get_api_json.*/nonexistent"):

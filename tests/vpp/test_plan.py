@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from vppagent.drivers.vpp.aclplan import plan_acls
-from vppagent.drivers.vpp.render import (
-    DENY,
-    DENY_ALL,
-    PERMIT_REFLECT,
-    AclContent,
-    AclRule,
-    content_from_compiled,
-    rule_from_flat,
-)
+from vppagent.drivers.vpp.acl.plan import plan_acls
+from vppagent.drivers.vpp.acl.render import content_from_compiled, rule_from_flat
+from vppagent.drivers.vpp.api.types import DENY, DENY_ALL, PERMIT_REFLECT, AclContent, AclRule
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import PortRange
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tests.vpp.helpers import Target, make_driver, state_of, wkey
+from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState
-
-NO_INDEX = 0xFFFFFFFF
 
 
 def base_messages(pods: Iterable[str]) -> list[felix.ToDataplane]:

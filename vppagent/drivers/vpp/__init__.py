@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 from vppagent.config import AgentConfig
-from vppagent.drivers.vpp.connection import VppConnection, VppUnavailable
+from vppagent.drivers.vpp.api.connection import VppConnection, VppUnavailable
 from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS, VppDriver
-from vppagent.drivers.vpp.pods import PodKind
+from vppagent.drivers.vpp.pods.interfaces import PodKind
 
 __all__ = ["VppConnection", "VppDriver", "create_driver", "pod_kind"]
 

@@ -1,9 +1,8 @@
-"""The VPP driver: Felix's state into VPP ACLs, pod interfaces and routes; resync by diff.
+"""The VPP driver (the `Driver` contract): when to converge, on which connection, under which lock.
 
-Every resync and apply is one convergence: desired (compiled lists per interface, routes) is
-compared with `Programmed` (read with dumps on resync and after reconnecting, kept current by the
-writes in between), and only differences are written. So a resync against a VPP that already
-matches writes nothing, and an apply costs what changed.
+It orchestrates and decides nothing about VPP objects: every resync and apply is one pass of
+converge.py against `Programmed` (read with dumps on resync and after reconnecting, kept current
+by the writes in between); CNI Add/Del go to the pod attacher (pods/attach.py).
 
 Connection: a monitor thread pings VPP every `keepalive` seconds; when the connection is lost
 (VPP restarted, socket gone, a reply timed out) it reconnects with exponential backoff and
@@ -16,7 +15,6 @@ the monitor thread takes only this one).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
@@ -24,23 +22,22 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vppagent.drivers.base import ApplyReport, Driver
-from vppagent.drivers.vpp.aclplan import AclPlan, Binding, Wanted, plan_acls
-from vppagent.drivers.vpp.classifier import ClassifierChains
-from vppagent.drivers.vpp.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
-from vppagent.drivers.vpp.desired import Desired, ListCompiler, build_desired
-from vppagent.drivers.vpp.execute import AclExecutor, Failures, sync_routes
-from vppagent.drivers.vpp.hostendpoints import add_host_endpoints
-from vppagent.drivers.vpp.plumbing import NetnsPlumbing, Plumbing
-from vppagent.drivers.vpp.podflow import PodFlow
-from vppagent.drivers.vpp.pods import PodKind
+from vppagent.drivers.vpp.acl.lists import ListCompiler, lists_for_new_pod
+from vppagent.drivers.vpp.acl.plan import Wanted
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.classifier.chains import ClassifierChains
+from vppagent.drivers.vpp.converge import converge
+from vppagent.drivers.vpp.failures import Failures
+from vppagent.drivers.vpp.pods.attach import PodAttacher
+from vppagent.drivers.vpp.pods.interfaces import PodKind
+from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
-from vppagent.drivers.vpp.render import DENY_ALL, AclContent, content_from_compiled
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
-from vppagent.policy.catalog import Catalog
-from vppagent.policy.compile import DEFAULT_RULE_LIMIT, compile_endpoint
-from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
+from vppagent.policy.compile import DEFAULT_RULE_LIMIT
+from vppagent.policy.model import IPNetwork
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
@@ -59,6 +56,7 @@ class VppDriver(Driver):
                  classifier_min_members: int = DEFAULT_CLASSIFIER_MIN_MEMBERS,
                  keepalive: float = 1.0, max_backoff: float = 5.0, monitor: bool = True) -> None:
         self.conn = conn
+        self.calls = VppCalls(conn)
         self.pod_interface: PodKind = pod_interface
         self.keepalive = keepalive
         self.max_backoff = max_backoff
@@ -66,10 +64,11 @@ class VppDriver(Driver):
         self._state: DataplaneState | None = None
         self._programmed: Programmed | None = None
         self._compiler = ListCompiler(rule_limit, classifier_min_members)
-        self.classifier = ClassifierChains(conn)
+        self.classifier = ClassifierChains(self.calls)
         self._made_routes: set[IPNetwork] = set()
         self._unmatched_endpoints: list[str] = []  # tags of endpoints an apply upserts
-        self.pods = PodFlow(self, conn, pod_interface, plumbing or NetnsPlumbing())
+        self.pods = PodAttacher(self.calls, pod_interface, plumbing or NetnsPlumbing(), programmed=self.programmed,
+                                lists_for=self.wanted_for, interface_gone=self.classifier.interface_gone)
         self.stats: dict[str, Any] = {"resyncs": 0, "applies": 0, "reconnects": 0, "last_error": None,
                                       "last_converge": None, "unsupported_routes": 0}
         self._stop = threading.Event()
@@ -169,10 +168,10 @@ class VppDriver(Driver):
             self.conn.connect()
             self._programmed = None
         if self._programmed is None:
-            self._programmed = read_programmed(self.conn)
+            self._programmed = read_programmed(self.calls)
             self.classifier.reread()  # our chains, read back when this driver does not know them
             if self.pods.restore(self._programmed):
-                self._programmed = read_programmed(self.conn)
+                self._programmed = read_programmed(self.calls)
         return self._programmed
 
     def _converge(self, *, reread: bool, removing: bool = False) -> ApplyReport:
@@ -202,89 +201,17 @@ class VppDriver(Driver):
     def _program(self, programmed: Programmed, state: DataplaneState, *, removing: bool = False) -> Failures:
         pods = programmed.pod_interfaces()
         if any(tag not in pods for tag in self._unmatched_endpoints):
-            refresh_interfaces(self.conn, programmed)  # an endpoint for a pod attached by someone else?
+            refresh_interfaces(self.calls, programmed)  # an endpoint for a pod attached by someone else?
         self._unmatched_endpoints = []
-        desired = build_desired(state, programmed, self._compiler)
-        add_host_endpoints(state, programmed, self._compiler, desired)
-        if removing:
-            desired.routes = {}
-        self.stats["unsupported_routes"] = desired.unsupported_routes
-        failed: Failures = dict(desired.failed)
-        for ifx in desired.pinned:  # a list that cannot be compiled keeps whatever it had
-            if ifx in self.classifier.gate_of:
-                desired.gates[ifx] = self.classifier.gate_of[ifx]
-        gates = {ifx: g for ifx, g in desired.gates.items() if ifx in programmed.interfaces}
-        # Chains on before the ACLs widen to L_U. After a read-back the chains' output attachments
-        # are inferred from the bound ACLs (classifier.py): `settled` holds the interfaces whose
-        # output ACL already has its desired content.
-        settled = {ifx for ifx, (_, out) in desired.wanted.items()
-                   if out is not None and _bound_out(programmed, ifx) == out}
-        candidates = (set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls()) \
-            & set(programmed.interfaces)
-        try:
-            self.classifier.prepare(gates, state, settled=settled, candidates=candidates)
-        except ApiRefused as exc:
-            # Without its chain a gated interface must not get L_U: its ingress keeps what it had and
-            # it fails (status "error", retried), the rest of the convergence goes on.
-            log.warning("classifier chains not programmed: %s", exc)
-            for ifx in gates:  # (one with no ACL of ours yet, e.g. restored after a VPP restart, drops)
-                egress = desired.wanted.get(ifx, (None, None))[0]
-                desired.wanted[ifx] = (egress, None if programmed.binding(ifx)[1] is not None else DENY_ALL)
-                if ifx in desired.owners:
-                    failed.setdefault(desired.owners[ifx], str(exc))
-        plan = self.plan(programmed, desired)
-        for owner, reason in AclExecutor(self.conn, programmed, desired.owners).run(plan).items():
-            failed.setdefault(owner, reason)
-        try:
-            self.classifier.finish(gates)  # and off after they narrowed back
-        except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass
-            log.warning("classifier clean-up incomplete: %s", exc)
-        ours = self._our_routes(programmed, state)
-        for owner, reason in sync_routes(self.conn, programmed, desired.routes, ours, desired.route_owners).items():
-            failed.setdefault(owner, reason)
-        self._made_routes = {p for p, t in desired.routes.items()
-                             if t.next_hop is not None and programmed.routes.get(p) == t}
-        return failed
-
-    def _our_routes(self, programmed: Programmed, state: DataplaneState) -> set[IPNetwork]:
-        """Routes we may delete: through pod interfaces or interfaces that are gone; next-hop
-        routes we made, or (after a restart) inside one of Felix's IPAM pools."""
-        pod_ifx = set(programmed.pod_interfaces().values())
-        pools = _pool_networks(state)
-        ours = set()
-        for prefix, target in programmed.routes.items():
-            if target.sw_if_index is not None:
-                if target.sw_if_index in pod_ifx or target.sw_if_index not in programmed.interfaces:
-                    ours.add(prefix)
-            elif prefix in self._made_routes or any(_within(prefix, pool) for pool in pools):
-                ours.add(prefix)
-        return ours
+        result = converge(self.calls, programmed, state, self._compiler, self.classifier, self._made_routes,
+                          removing=removing)
+        self.stats["unsupported_routes"] = result.unsupported_routes
+        self._made_routes = result.made_routes
+        return result.failed
 
     def wanted_for(self, workload: WorkloadKey) -> Wanted:
-        """The lists a newly attached pod gets: its endpoint's, or drop-everything until Felix
-        sends the endpoint (or when they cannot be compiled)."""
-        state = self._state
-        pb = None if state is None else state.workload_endpoints.get(workload)
-        if state is None or pb is None:
-            return (DENY_ALL, DENY_ALL)
-        ep = WorkloadEndpoint.from_proto(workload, pb)
-        catalog = Catalog(state)
-        try:
-            ingress, gate = self._compiler.program(catalog, ep, Direction.INGRESS)
-            if gate is not None:  # L_U is exact only with its chain, which a convergence attaches
-                ingress = content_from_compiled(compile_endpoint(catalog, ep, Direction.INGRESS,
-                                                                 rule_limit=self._compiler.rule_limit))
-            return (self._compiler.workload(catalog, ep, Direction.EGRESS), ingress)
-        except PolicyError as exc:
-            log.warning("pod %s attached closed: %s", workload, exc)
-            return (DENY_ALL, DENY_ALL)
-
-    def plan(self, programmed: Programmed, desired: Desired) -> AclPlan:
-        users = programmed.users_of_our_acls()
-        interfaces = set(programmed.pod_interfaces().values()) | set(desired.wanted) | users
-        bound: dict[int, Binding] = {ifx: programmed.binding(ifx) for ifx in interfaces}
-        unbind = frozenset(users - set(desired.wanted) - set(programmed.pod_interfaces().values()))
-        return plan_acls(programmed.acls, bound, desired.wanted, unbind)
+        """The lists a newly attached pod gets (acl/lists.py)."""
+        return lists_for_new_pod(self._state, self._compiler, workload)
 
     def _report(self, report: ApplyReport) -> None:
         """Hand a background resync's outcome to the agent, so endpoint statuses follow it."""
@@ -325,22 +252,3 @@ class VppDriver(Driver):
             # (which takes `_lock`), and the listener takes the agent's lock: reporting under
             # `_lock` deadlocked the two.
             self._report(report)
-
-
-def _bound_out(programmed: Programmed, sw_if_index: int) -> AclContent | None:
-    acl = programmed.binding(sw_if_index)[1]
-    return None if acl is None else programmed.acls.get(acl)
-
-
-def _pool_networks(state: DataplaneState) -> list[IPNetwork]:
-    out = []
-    for pool in state.ipam_pools.values():
-        try:
-            out.append(ipaddress.ip_network(pool.cidr, strict=False))
-        except ValueError:
-            continue
-    return out
-
-
-def _within(prefix: IPNetwork, pool: IPNetwork) -> bool:
-    return prefix.version == pool.version and prefix.subnet_of(pool)  # type: ignore[arg-type]

@@ -1,39 +1,21 @@
-"""What VPP holds that the driver cares about, read back with dumps (and kept current by the driver).
+"""What VPP holds that the driver cares about: read back with dumps, kept current by the writes.
 
-Read at connect, after every reconnect, and on each resync; between resyncs the driver updates it
+Read at connect, after every reconnect, and on each resync; between resyncs the writers update it
 after each successful write, so an apply needs no dumps. Only objects with our tags count as ours:
-ACLs tagged `vpa1:acl:`, interfaces tagged `vpa1:wl` (pods). Routes carry no tags: a route is ours
-when its path goes through one of our pod interfaces (or an interface that no longer exists), or
-when the driver made it (remote blocks, also recognised after a restart inside an IPAM pool).
+ACLs tagged `vpa1:acl:`, interfaces tagged `vpa1:wl` (pods). Routes carry no tags: which routes
+are ours is decided in routes.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import logging
 from dataclasses import dataclass, field
-from typing import Any
 
-from vppagent.drivers.vpp.aclplan import Binding
-from vppagent.drivers.vpp.connection import VppConnection
-from vppagent.drivers.vpp.render import AclContent, content_from_details
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.types import AclContent, InterfaceDetails, RouteTarget
 from vppagent.drivers.vpp.tags import is_our_acl, is_workload_tag
 from vppagent.policy.model import IPAddress, IPNetwork
 
-log = logging.getLogger(__name__)
-
-NO_INDEX = 0xFFFFFFFF
-
-
-@dataclass(frozen=True)
-class RouteTarget:
-    """A single-path route: through an interface (attached) or via a next hop."""
-
-    sw_if_index: int | None = None
-    next_hop: IPAddress | None = None
-
-    def __str__(self) -> str:
-        return f"dev {self.sw_if_index}" if self.sw_if_index is not None else f"via {self.next_hop}"
+Binding = tuple[int | None, int | None]  # (input ACL, output ACL); None: no ACL of ours
 
 
 @dataclass
@@ -44,6 +26,10 @@ class InterfaceInfo:
     dev_type: str
     acls_in: list[int] = field(default_factory=list)
     acls_out: list[int] = field(default_factory=list)
+
+    @staticmethod
+    def of(details: InterfaceDetails) -> InterfaceInfo:
+        return InterfaceInfo(details.sw_if_index, details.name, details.tag, details.dev_type)
 
     @property
     def is_pod(self) -> bool:
@@ -84,55 +70,33 @@ class Programmed:
         return {i.sw_if_index for i in self.interfaces.values()
                 if any(a in self.acls for a in (*i.acls_in, *i.acls_out))}
 
+    def acls_in_use(self) -> set[int]:
+        """Every ACL index bound to an interface that uses one of ours."""
+        return {a for ifx in self.users_of_our_acls()
+                for a in (*self.interfaces[ifx].acls_in, *self.interfaces[ifx].acls_out)}
 
-def read_programmed(conn: VppConnection) -> Programmed:
-    """Dump ACLs, interface ACL lists, interfaces and table-0 routes."""
+
+def read_programmed(calls: VppCalls) -> Programmed:
+    """Dump ACLs, interface ACL lists, interfaces (with addresses of non-pod ones) and table-0 routes."""
     out = Programmed()
-    for details in conn.dump("acl_dump", acl_index=NO_INDEX):
-        if is_our_acl(str(details.tag)):
-            out.acls[int(details.acl_index)] = content_from_details(details)
+    for acl in calls.acl_dump():
+        if is_our_acl(acl.tag):
+            out.acls[acl.index] = acl.content
         else:
-            out.foreign_acls.add(int(details.acl_index))
-    refresh_interfaces(conn, out)
+            out.foreign_acls.add(acl.index)
+    refresh_interfaces(calls, out)
     for info in out.interfaces.values():
         if not info.is_pod and info.dev_type != "local":
-            out.interface_addresses[info.sw_if_index] = [
-                ipaddress.ip_interface(a.prefix).ip for is_ip6 in (False, True)
-                for a in conn.dump("ip_address_dump", sw_if_index=info.sw_if_index, is_ipv6=is_ip6)]
-    for is_ip6 in (False, True):
-        for details in conn.dump("ip_route_dump", table={"table_id": 0, "is_ip6": is_ip6}):
-            parsed = _route(details.route)
-            if parsed is not None:
-                out.routes[parsed[0]] = parsed[1]
+            out.interface_addresses[info.sw_if_index] = calls.interface_addresses(info.sw_if_index)
+    out.routes = calls.routes()
     return out
 
 
-def refresh_interfaces(conn: VppConnection, programmed: Programmed) -> None:
+def refresh_interfaces(calls: VppCalls, programmed: Programmed) -> None:
     """Re-read interfaces and their ACL lists (pods attached by someone else appear here)."""
-    interfaces: dict[int, InterfaceInfo] = {}
-    for details in conn.dump("sw_interface_dump", sw_if_index=NO_INDEX):
-        index = int(details.sw_if_index)
-        interfaces[index] = InterfaceInfo(index, str(details.interface_name), str(details.tag),
-                                          str(details.interface_dev_type))
-    for details in conn.dump("acl_interface_list_dump", sw_if_index=NO_INDEX):
-        info = interfaces.get(int(details.sw_if_index))
+    interfaces = {d.sw_if_index: InterfaceInfo.of(d) for d in calls.interfaces()}
+    for sw_if_index, (acls_in, acls_out) in calls.interface_acls().items():
+        info = interfaces.get(sw_if_index)
         if info is not None:
-            acls = [int(a) for a in details.acls]
-            info.acls_in, info.acls_out = acls[:details.n_input], acls[details.n_input:]
+            info.acls_in, info.acls_out = acls_in, acls_out
     programmed.interfaces = interfaces
-
-
-def _route(route: Any) -> tuple[IPNetwork, RouteTarget] | None:
-    if route.n_paths != 1:
-        return None
-    path = route.paths[0]
-    prefix = ipaddress.ip_network(route.prefix)
-    if int(path.type) != 0:  # FIB_API_PATH_TYPE_NORMAL only; drop/local/receive are VPP's own
-        return None
-    family_nh = path.nh.address.ip6 if prefix.version == 6 else path.nh.address.ip4
-    next_hop = ipaddress.ip_address(family_nh)
-    if int(path.sw_if_index) != NO_INDEX and int(next_hop) == 0:
-        return prefix, RouteTarget(sw_if_index=int(path.sw_if_index))
-    if int(path.sw_if_index) == NO_INDEX and int(next_hop) != 0:
-        return prefix, RouteTarget(next_hop=next_hop)
-    return None

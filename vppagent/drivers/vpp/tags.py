@@ -4,7 +4,7 @@ VPP hands out ACL and interface indices from pools and reuses them, so indices a
 remembered across connections; after a restart (of VPP or of the agent) the driver re-reads tags.
 Tags are `string[64]`: at most 63 characters.
 
-- ACL: `vpa1:acl:<digest>`, the digest of the rules (`render.AclContent.digest`). The digest is
+- ACL: `vpa1:acl:<digest>`, the digest of the rules (`api.types.AclContent.digest`). The digest is
   a hint for people reading `show acl-plugin acl`; the driver recomputes it from the dumped rules
   and never trusts a tag for content.
 - Pod interface: `vpa1:wl:<orchestrator>/<workload>/<endpoint>` when that fits, else
@@ -21,7 +21,7 @@ from vppagent.state.model import WorkloadKey
 PREFIX = "vpa1:"
 ACL_PREFIX = f"{PREFIX}acl:"
 WORKLOAD_PREFIX = f"{PREFIX}wl"
-GATEWAY_TAG = f"{PREFIX}gw"  # the pod gateway loopback (podip.py)
+GATEWAY_TAG = f"{PREFIX}gw"  # the pod gateway loopback (pods/ip.py)
 MAX_TAG = 63
 
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from vppagent.drivers.vpp.desired import Desired, ListCompiler
+from vppagent.drivers.vpp.acl.lists import ListCompiler
+from vppagent.drivers.vpp.acl.plan import Wanted
+from vppagent.drivers.vpp.acl.render import allow_any, rule_from_flat
+from vppagent.drivers.vpp.api.types import AclContent, AclRule
+from vppagent.drivers.vpp.failures import Owner
 from vppagent.drivers.vpp.programmed import Programmed
-from vppagent.drivers.vpp.render import AclContent, AclRule, allow_any, rule_from_flat
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, compile_host_endpoint
@@ -30,22 +33,23 @@ from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 FORWARD_PROFILE = "__vppagent_forward_fallthrough"  # synthetic: what falls out of the forward tiers
 
 
-def add_host_endpoints(state: DataplaneState, programmed: Programmed, compiler: ListCompiler,
-                       desired: Desired) -> None:
+def host_endpoint_lists(state: DataplaneState, programmed: Programmed, compiler: ListCompiler,
+                        wanted: dict[int, Wanted], owners: dict[int, Owner], failed: dict[Owner, str]) -> None:
+    """Add each host endpoint's lists to `wanted` (by interface) and `owners`, or its refusal to `failed`."""
     if not state.host_endpoints:
         return
     by_name = {i.name: i.sw_if_index for i in programmed.interfaces.values() if not i.is_pod}
     catalog = Catalog(state)
     forward_catalog: Catalog | None = None
     for endpoint_id, pb in sorted(state.host_endpoints.items()):
-        owner = (Kind.HOST_ENDPOINT, endpoint_id)
+        owner: Owner = (Kind.HOST_ENDPOINT, endpoint_id)
         hep = HostEndpoint.from_proto(endpoint_id, pb)
         if hep.untracked_tiers or hep.pre_dnat_tiers:
-            desired.failed[owner] = (f"host endpoint {endpoint_id}: untracked and pre-DNAT policy is "
-                                     "unsupported on VPP (the ACL plugin has no such stages)")
+            failed[owner] = (f"host endpoint {endpoint_id}: untracked and pre-DNAT policy is "
+                             "unsupported on VPP (the ACL plugin has no such stages)")
             continue
         if hep.name in ("", "*"):
-            desired.failed[owner] = f"host endpoint {endpoint_id}: '*' (all interfaces) is unsupported on VPP"
+            failed[owner] = f"host endpoint {endpoint_id}: '*' (all interfaces) is unsupported on VPP"
             continue
         sw_if_index = by_name.get(hep.name)
         if sw_if_index is None:
@@ -57,12 +61,12 @@ def add_host_endpoints(state: DataplaneState, programmed: Programmed, compiler: 
             lists = [_uplink_list(catalog, forward_catalog, hep, d, host, compiler.rule_limit)
                      for d in (Direction.INGRESS, Direction.EGRESS)]
         except PolicyError as exc:
-            desired.failed[owner] = str(exc)
-            desired.wanted[sw_if_index] = (None, None)
-            desired.owners[sw_if_index] = owner
+            failed[owner] = str(exc)
+            wanted[sw_if_index] = (None, None)
+            owners[sw_if_index] = owner
             continue
-        desired.wanted[sw_if_index] = (lists[0], lists[1])  # ingress to the host = VPP input
-        desired.owners[sw_if_index] = owner
+        wanted[sw_if_index] = (lists[0], lists[1])  # ingress to the host = VPP input
+        owners[sw_if_index] = owner
 
 
 def _uplink_list(catalog: Catalog, forward_catalog: Catalog, hep: HostEndpoint, direction: Direction,

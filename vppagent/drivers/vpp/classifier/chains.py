@@ -1,4 +1,4 @@
-"""Classifier chains for gated lists (gate.py): build them, keep their members current, attach them.
+"""Classifier chains for gated lists (gate.py): building them, keeping their members current, attaching them.
 
 One chain per (gate, family), shared by every interface whose ingress list has that gate:
 
@@ -12,7 +12,7 @@ delete per chain. The chain is attached as the output ACL of the pod interface
 (`output_acl_set_interface`) before the ACL plugin gets the wider list L_U, and detached after it
 gets the narrower list back (make before break; see gate.py for why L_U AND chain = L).
 
-Adoption (classread.py has the ownership rule: every session we add carries OUR_OPAQUE). After a
+Adoption (read.py has the ownership rule: every session we add carries OUR_OPAQUE). After a
 fresh read that finds our known tables gone (VPP restarted) or a driver that knows none (agent
 restart), the chains of ours in VPP are read back, and the next `prepare` adopts, for each
 (gate, family), the chain whose gap tables hold exactly the gate's gaps (the one closest in
@@ -45,20 +45,11 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from vppagent.drivers.vpp.classread import (
-    DROP,
-    NO_INDEX,
-    NO_SUCH_TABLE,
-    OUR_OPAQUE,
-    PERMIT,
-    FoundChain,
-    GapSignature,
-    mask_net,
-    match_bytes,
-    read_chains,
-)
-from vppagent.drivers.vpp.connection import VppConnection
-from vppagent.drivers.vpp.gate import GapEntry, Gate
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate
+from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes, member_mask
+from vppagent.drivers.vpp.classifier.read import FoundChain, GapSignature, read_chains
 from vppagent.state.model import DataplaneState
 
 log = logging.getLogger(__name__)
@@ -77,8 +68,8 @@ class Chain:
 
 
 class ClassifierChains:
-    def __init__(self, conn: VppConnection) -> None:
-        self.conn = conn
+    def __init__(self, calls: VppCalls) -> None:
+        self.calls = calls
         self.chains: dict[ChainKey, Chain] = {}
         self.attached: dict[int, dict[int, int]] = {}  # sw_if_index -> {family: head} (output)
         self.gate_of: dict[int, Gate] = {}  # sw_if_index -> the gate attached there
@@ -89,14 +80,14 @@ class ClassifierChains:
         """After a fresh read of VPP: keep what this driver knows while its tables are all there;
         otherwise (VPP restarted, or a new driver) read our chains back for `prepare` to adopt."""
         if self.chains:
-            present = {int(i) for i in self.conn.call("classify_table_ids").ids}
+            present = set(self.calls.classify_table_ids())
             if all(t in present for c in self.chains.values() for t in c.tables):
                 return
             log.info("classifier tables gone (VPP restarted): reading back what is left")
         self.chains.clear()
         self.attached.clear()
         self.gate_of.clear()
-        self.found = read_chains(self.conn)
+        self.found = read_chains(self.calls)
 
     # -- before the ACLs widen ---------------------------------------------------------------------
     def prepare(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int] = frozenset(),
@@ -154,11 +145,8 @@ class ClassifierChains:
 
     def _detach_if_attached(self, sw_if_index: int, family: int, head: int) -> bool:
         """A detach naming `head`: VPP refuses it (NO_SUCH_TABLE) unless that table is attached."""
-        reply = self.conn.call("output_acl_set_interface", accept=(0, NO_SUCH_TABLE), sw_if_index=sw_if_index,
-                               ip4_table_index=head if family == 4 else NO_INDEX,
-                               ip6_table_index=head if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
-                               is_add=False, what=f"classifier {head} off interface {sw_if_index}")
-        return int(reply.retval) == 0
+        return self.calls.output_table(sw_if_index, family, head, add=False, not_attached_ok=True,
+                                       what=f"classifier {head} off interface {sw_if_index}")
 
     # -- after the ACLs narrowed -------------------------------------------------------------------
     def finish(self, gates: Mapping[int, Gate]) -> None:
@@ -169,8 +157,7 @@ class ClassifierChains:
         doomed = [self.chains.pop(k) for k in [k for k in self.chains if k not in used]]
         for chain in [*doomed, *self.stale]:
             for table in chain.tables:
-                self.conn.call("classify_add_del_table", accept=(0, NO_SUCH_TABLE), is_add=False, del_chain=False,
-                               table_index=table, what=f"classifier table {table}")
+                self.calls.classify_table_del(table)
         self.stale = []
 
     def interface_gone(self, sw_if_index: int) -> None:
@@ -179,18 +166,12 @@ class ClassifierChains:
 
     # -- building ----------------------------------------------------------------------------------
     def _table(self, mask: bytes, next_table: int, miss: int, entries: int) -> int:
-        vectors = len(mask) // 16
-        reply = self.conn.call(
-            "classify_add_del_table", is_add=True, del_chain=False, table_index=NO_INDEX,
-            nbuckets=max(2, 1 << max(entries - 1, 1).bit_length()), memory_size=max(1 << 20, entries * 64 * 16),
-            skip_n_vectors=0, match_n_vectors=vectors, next_table_index=next_table, miss_next_index=miss,
-            current_data_flag=1, current_data_offset=0, mask_len=len(mask), mask=mask, what="classifier table")
-        return int(reply.new_table_index)
+        return self.calls.classify_table_add(mask=mask, next_table=next_table, miss_next=miss,
+                                             nbuckets=max(2, 1 << max(entries - 1, 1).bit_length()),
+                                             memory_size=max(1 << 20, entries * 64 * 16))
 
     def _session(self, table: int, match: bytes, hit: int, *, add: bool = True) -> None:
-        self.conn.call("classify_add_del_session", is_add=add, table_index=table, hit_next_index=hit,
-                       opaque_index=OUR_OPAQUE, advance=0, action=0, metadata=0, match_len=len(match),
-                       match=match, what=f"classifier session in table {table}")
+        self.calls.classify_session(table, match, hit, OUR_OPAQUE, add=add)
 
     def _build(self, gate: Gate, family: int, expected_members: int) -> Chain:
         tables: list[int] = []
@@ -209,20 +190,16 @@ class ClassifierChains:
         """A member table for one prefix length. The chain's head never moves once built: VPP's
         `output_acl_set_interface` add is a no-op while a table is attached (in_out_acl.c), so a
         later table goes in behind the head, which is re-pointed at it."""
-        mask = match_bytes(family, src=mask_net(family, length), full=True)
+        mask = member_mask(family, length)
         if not chain.member_tables:
             table = self._table(mask, chain.head, PERMIT, max(1024, 2 * expected))
             chain.tables.insert(0, table)
             chain.head = table
         else:
-            head_info = self.conn.call("classify_table_info", table_id=chain.head, what="classifier head")
-            table = self._table(mask, int(head_info.next_table_index), PERMIT, max(1024, 2 * expected))
-            head_mask = bytes(head_info.mask)
-            self.conn.call("classify_add_del_table", is_add=True, del_chain=False, table_index=chain.head,
-                           nbuckets=int(head_info.nbuckets), memory_size=1 << 20, skip_n_vectors=0,
-                           match_n_vectors=len(head_mask) // 16, next_table_index=table, miss_next_index=PERMIT,
-                           current_data_flag=1, current_data_offset=0, mask_len=len(head_mask), mask=head_mask,
-                           what="classifier head re-pointed")
+            head = self.calls.classify_table_info(chain.head, what="classifier head")
+            table = self._table(mask, head.next_table, PERMIT, max(1024, 2 * expected))
+            self.calls.classify_table_add(mask=head.mask, next_table=table, miss_next=PERMIT, nbuckets=head.nbuckets,
+                                          memory_size=1 << 20, index=chain.head, what="classifier head re-pointed")
             chain.tables.insert(1, table)
         chain.member_tables[length] = table
         return table
@@ -261,10 +238,9 @@ class ClassifierChains:
             self.attached.pop(sw_if_index, None)
 
     def _set_output(self, sw_if_index: int, family: int, table: int, *, add: bool) -> None:
-        self.conn.call("output_acl_set_interface", sw_if_index=sw_if_index,
-                       ip4_table_index=table if family == 4 else NO_INDEX,
-                       ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX, is_add=add,
-                       what=f"classifier {'on' if add else 'off'} interface {sw_if_index}")
+        self.calls.output_table(sw_if_index, family, table, add=add,
+                                what=f"classifier {'on' if add else 'off'} interface {sw_if_index}")
+
 
 def _gap_layout(gate: Gate, family: int) -> list[tuple[bytes, list[bytes]]]:
     """The gap tables a chain for (gate, family) has, head first: (mask, session matches) per shape."""

@@ -16,8 +16,10 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from vppagent.drivers.vpp.connection import ApiRefused, VppConnection
-from vppagent.drivers.vpp.plumbing import VPP_SIDE_MAC, Plumbing
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.connection import ApiRefused
+from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
+from vppagent.drivers.vpp.pods.linux import VPP_SIDE_MAC, Plumbing
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError
@@ -26,12 +28,6 @@ log = logging.getLogger(__name__)
 
 PodKind = Literal["tap", "af_packet"]
 FoundKind = Literal["tap", "af_packet", "veth"]
-NO_INDEX = 0xFFFFFFFF
-ADMIN_UP = 1
-AF_PACKET_MODE_ETHERNET = 1
-AF_PACKET_FLAGS = 3  # QDISC_BYPASS | CKSUM_GSO
-IF_ALREADY_EXISTS = -79
-SYSCALL_ERROR_1 = -11
 
 
 @dataclass
@@ -58,8 +54,8 @@ class FoundPod:
 
 
 class PodInterfaces:
-    def __init__(self, conn: VppConnection, kind: PodKind, plumbing: Plumbing) -> None:
-        self.conn = conn
+    def __init__(self, calls: VppCalls, kind: PodKind, plumbing: Plumbing) -> None:
+        self.calls = calls
         self.kind = kind
         self.plumbing = plumbing
 
@@ -76,19 +72,14 @@ class PodInterfaces:
             raise
 
     def _create_tap(self, spec: PodSpec) -> int:
-        namespace = str(spec.netns)
         try:
-            reply = self.conn.call(
-                "tap_create_v3", id=NO_INDEX, use_random_mac=False, mac_address=VPP_SIDE_MAC,
-                num_rx_queues=1, num_tx_queues=0, tx_ring_sz=256, rx_ring_sz=256,
-                host_mtu_set=bool(spec.mtu), host_mtu_size=spec.mtu, host_namespace_set=True,
-                host_namespace=namespace, host_if_name_set=True, host_if_name=spec.container_ifname,
-                tag=workload_tag(spec.workload), tap_flags=0, what=f"tap for {spec.workload}")
+            return self.calls.tap_create(netns=str(spec.netns), ifname=spec.container_ifname, mac=VPP_SIDE_MAC,
+                                         mtu=spec.mtu, tag=workload_tag(spec.workload),
+                                         what=f"tap for {spec.workload}")
         except ApiRefused as exc:
             hint = " (no /dev/vhost-net on this host: use --pod-interface af_packet)" \
-                if exc.retval == SYSCALL_ERROR_1 else ""
+                if exc.retval == ApiError.SYSCALL_ERROR_1 else ""
             raise AttachError(f"{exc}{hint}") from None
-        return int(reply.sw_if_index)
 
     def create_on_existing_veth(self, spec: PodSpec) -> int:
         """af_packet on a veth that survived a VPP restart."""
@@ -96,45 +87,37 @@ class PodInterfaces:
 
     def _create_af_packet(self, spec: PodSpec) -> int:
         try:
-            reply = self.conn.call(
-                "af_packet_create_v3", accept=(0, IF_ALREADY_EXISTS), mode=AF_PACKET_MODE_ETHERNET,
-                hw_addr=VPP_SIDE_MAC, use_random_hw_addr=False, host_if_name=spec.host_ifname,
-                rx_frame_size=0, tx_frame_size=0, rx_frames_per_block=0, tx_frames_per_block=0,
-                flags=AF_PACKET_FLAGS, num_rx_queues=1, num_tx_queues=1,
-                what=f"af_packet on {spec.host_ifname} for {spec.workload}")
-            sw_if_index = int(reply.sw_if_index)
-            self.conn.call("sw_interface_tag_add_del", is_add=True, sw_if_index=sw_if_index,
-                           tag=workload_tag(spec.workload), what=f"tag of {spec.host_ifname}")
+            sw_if_index = self.calls.af_packet_create(spec.host_ifname, VPP_SIDE_MAC,
+                                                      f"af_packet on {spec.host_ifname} for {spec.workload}")
+            self.calls.set_tag(sw_if_index, workload_tag(spec.workload), f"tag of {spec.host_ifname}")
         except ApiRefused as exc:
             raise AttachError(str(exc)) from None
         return sw_if_index
 
     def admin_up(self, sw_if_index: int) -> None:
         try:
-            self.conn.call("sw_interface_set_flags", sw_if_index=sw_if_index, flags=ADMIN_UP,
-                           what=f"interface {sw_if_index} up")
+            self.calls.admin_up(sw_if_index)
         except ApiRefused as exc:
             raise AttachError(str(exc)) from None
 
     def delete(self, found: FoundPod) -> None:
         """Remove the VPP interface (VPP drops its ACL bindings with it) and the veth."""
         if found.kind == "tap":
-            self.conn.call("tap_delete_v2", sw_if_index=found.sw_if_index, what=f"tap {found.sw_if_index}")
+            self.calls.tap_delete(found.sw_if_index)
             return
         if found.kind == "af_packet":
-            self.conn.call("af_packet_delete", host_if_name=found.host_ifname,
-                           what=f"af_packet {found.host_ifname}")
+            self.calls.af_packet_delete(found.host_ifname)
         self.plumbing.remove_veth(found.host_ifname)
 
     def find(self, request: PodDelete) -> FoundPod | None:
         """The pod's interface, from VPP's dumps (and the veth peer for af_packet)."""
-        for tap in self.conn.dump("sw_interface_tap_v2_dump", sw_if_index=NO_INDEX):
-            if str(tap.host_namespace) == request.netns and str(tap.host_if_name) == request.container_ifname:
-                return FoundPod("tap", int(tap.sw_if_index), request.container_ifname)
+        for tap in self.calls.taps():
+            if tap.host_namespace == request.netns and tap.host_if_name == request.container_ifname:
+                return FoundPod("tap", tap.sw_if_index, request.container_ifname)
         host = self.plumbing.host_veth_of(request)
         if host is None:
             return None
-        for details in self.conn.dump("af_packet_dump"):
-            if str(details.host_if_name) == host:
-                return FoundPod("af_packet", int(details.sw_if_index), host)
+        for af_packet in self.calls.af_packets():
+            if af_packet.host_if_name == host:
+                return FoundPod("af_packet", af_packet.sw_if_index, host)
         return FoundPod("veth", NO_INDEX, host)

@@ -26,7 +26,7 @@ from typing import Any
 
 from vpp_papi import VPPApiClient
 
-from vppagent.drivers.vpp.messages import READ_ONLY, REQUIRED_MESSAGES, requests
+from vppagent.drivers.vpp.api.messages import READ_ONLY, REQUIRED_MESSAGES, requests
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ AttachError, which the CNI server answers with.
 
 Add, in an order that never leaves a pod open: create the interface (tagged with the workload
 id) → bind its ACLs (the endpoint's lists if Felix has sent it, else drop-everything) → IP on it
-(unnumbered to the pod gateway, IPv6 enabled: podip.py) → admin up → routes to its addresses →
+(unnumbered to the pod gateway, IPv6 enabled: ip.py) → admin up → routes to its addresses →
 addresses, routes and gateway neighbours inside the pod → static neighbours for the pod in VPP. Any failure
 undoes what was done and answers the CNI plugin with the reason.
 
@@ -16,45 +16,57 @@ ACLs nobody uses any more.
 VPP restart: VPP forgets every interface. For pods this agent attached, `restore` re-creates the
 VPP side (af_packet on the surviving veth; a new tap in the pod, re-addressed) before the resync
 binds policy to it.
+
+The attacher never calls the driver: what it needs from it (the programmed picture, read on
+demand; the lists a new pod gets; forgetting an interface's classifier attachment) comes in as
+callables.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from vppagent.drivers.vpp.aclplan import AclPlan, Wanted, plan_acls
-from vppagent.drivers.vpp.connection import ApiRefused, VppConnection
-from vppagent.drivers.vpp.execute import AclExecutor, sync_routes
-from vppagent.drivers.vpp.plumbing import Plumbing
-from vppagent.drivers.vpp.podip import add_neighbors, disable_ip, enable_ip
-from vppagent.drivers.vpp.pods import FoundPod, PodInterfaces, PodKind, PodRecord
-from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed, RouteTarget
+from vppagent.drivers.vpp.acl.apply import apply_plan
+from vppagent.drivers.vpp.acl.plan import Wanted, plan_some
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.connection import ApiRefused
+from vppagent.drivers.vpp.api.types import RouteTarget
+from vppagent.drivers.vpp.failures import Failures, Owner
+from vppagent.drivers.vpp.pods.interfaces import FoundPod, PodInterfaces, PodKind, PodRecord
+from vppagent.drivers.vpp.pods.ip import add_neighbors, disable_ip, enable_ip
+from vppagent.drivers.vpp.pods.linux import Plumbing
+from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
+from vppagent.drivers.vpp.routes import sync_routes
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
-from vppagent.state.model import Kind
-
-if TYPE_CHECKING:
-    from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.state.model import Kind, WorkloadKey
 
 log = logging.getLogger(__name__)
 
 
-class PodFlow:
-    def __init__(self, driver: VppDriver, conn: VppConnection, kind: PodKind, plumbing: Plumbing) -> None:
-        self.driver = driver
-        self.conn = conn
+class PodAttacher:
+    def __init__(self, calls: VppCalls, kind: PodKind, plumbing: Plumbing, *,
+                 programmed: Callable[[], Programmed], lists_for: Callable[[WorkloadKey], Wanted],
+                 interface_gone: Callable[[int], None]) -> None:
+        """`programmed`: what VPP holds (reconnecting and reading it if needed); `lists_for`: the
+        ACL contents a new pod of that workload gets; `interface_gone`: called with an interface
+        about to be deleted."""
+        self.calls = calls
         self.plumbing = plumbing
-        self.interfaces = PodInterfaces(conn, kind, plumbing)
+        self.interfaces = PodInterfaces(calls, kind, plumbing)
         self.records: dict[str, PodRecord] = {}
+        self._programmed = programmed
+        self._lists_for = lists_for
+        self._interface_gone = interface_gone
 
     # -- CNI Add -----------------------------------------------------------------------------------
     def attach(self, spec: PodSpec) -> Attachment:
         try:
-            programmed = self.driver.programmed()
+            programmed = self._programmed()
             stale = programmed.pod_interfaces().get(workload_tag(spec.workload))
             if stale is not None:  # a retried Add: start clean
                 self._remove(programmed, self._found_for(programmed, stale, spec))
@@ -62,7 +74,7 @@ class PodFlow:
             try:
                 self._bring_up(programmed, spec, sw_if_index)
                 mac = self.plumbing.configure_container(spec)
-                add_neighbors(self.conn, spec, sw_if_index, mac)
+                add_neighbors(self.calls, spec, sw_if_index, mac)
             except BaseException:
                 self._undo(programmed, spec, sw_if_index)
                 raise
@@ -72,29 +84,24 @@ class PodFlow:
         return Attachment(spec.host_ifname, mac)
 
     def _bring_up(self, programmed: Programmed, spec: PodSpec, sw_if_index: int) -> None:
-        details = self.conn.dump("sw_interface_dump", sw_if_index=sw_if_index)
-        name = str(details[0].interface_name) if details else ""
-        dev_type = str(details[0].interface_dev_type) if details else ""
+        details = self.calls.interfaces(sw_if_index)
+        name, dev_type = (details[0].name, details[0].dev_type) if details else ("", "")
         programmed.interfaces[sw_if_index] = InterfaceInfo(sw_if_index, name, workload_tag(spec.workload), dev_type)
-        owner = (Kind.WORKLOAD_ENDPOINT, spec.workload)
-        failed = self.run_plan(programmed, {sw_if_index: self.driver.wanted_for(spec.workload)}, {sw_if_index: owner})
+        owner: Owner = (Kind.WORKLOAD_ENDPOINT, spec.workload)
+        failed = self.bind(programmed, {sw_if_index: self._lists_for(spec.workload)}, {sw_if_index: owner})
         if failed or programmed.binding(sw_if_index) == (None, None):
             raise AttachError(f"pod {spec.workload}: policy not bound: {failed.get(owner, 'unknown')}")
-        enable_ip(self.conn, programmed, sw_if_index)
+        enable_ip(self.calls, programmed, sw_if_index)
         self.interfaces.admin_up(sw_if_index)
         routes = {ipaddress.ip_network((a.ip, a.max_prefixlen)): RouteTarget(sw_if_index=sw_if_index)
                   for a in spec.addresses}
-        failed = sync_routes(self.conn, programmed, routes, set(), {p: owner for p in routes})
+        failed = sync_routes(self.calls, programmed, routes, set(), {p: owner for p in routes})
         if failed:
             raise AttachError(f"pod {spec.workload}: {failed[owner]}")
 
-    def run_plan(self, programmed: Programmed, wanted: dict[int, Wanted],
-                 owners: dict[int, tuple[Kind, object]]) -> dict[tuple[Kind, object], str]:
+    def bind(self, programmed: Programmed, wanted: dict[int, Wanted], owners: dict[int, Owner]) -> Failures:
         """Bind `wanted` (others pinned), then delete ACLs nobody uses."""
-        bound = {ifx: programmed.binding(ifx) for ifx in
-                 set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls() | set(wanted)}
-        plan: AclPlan = plan_acls(programmed.acls, bound, wanted)
-        return AclExecutor(self.conn, programmed, owners).run(plan)
+        return apply_plan(self.calls, programmed, owners, plan_some(programmed, wanted))
 
     def _undo(self, programmed: Programmed, spec: PodSpec, sw_if_index: int) -> None:
         try:
@@ -105,7 +112,7 @@ class PodFlow:
     # -- CNI Del -----------------------------------------------------------------------------------
     def detach(self, request: PodDelete) -> str | None:
         try:
-            programmed = self.driver.programmed()
+            programmed = self._programmed()
             found = self._find(programmed, request)
             if found is None:
                 return None
@@ -132,19 +139,19 @@ class PodFlow:
     def _remove(self, programmed: Programmed, found: FoundPod) -> None:
         if found.kind != "veth":
             routes = {p for p, t in programmed.routes.items() if t.sw_if_index == found.sw_if_index}
-            sync_routes(self.conn, programmed, {}, routes, {})
+            sync_routes(self.calls, programmed, {}, routes, {})
             known = programmed.interfaces.get(found.sw_if_index)
             record = self.records.get(known.tag) if known is not None else None
             if known is not None:  # a pod interface we saw; without a record its neighbours go with it
-                disable_ip(self.conn, programmed, found.sw_if_index,
+                disable_ip(self.calls, programmed, found.sw_if_index,
                            list(record.spec.addresses) if record is not None else [],
                            record.container_mac if record is not None else "")
         self.interfaces.delete(found)
-        self.driver.classifier.interface_gone(found.sw_if_index)
+        self._interface_gone(found.sw_if_index)
         info = programmed.interfaces.pop(found.sw_if_index, None)
         if info is not None:
             self.records.pop(info.tag, None)
-        self.run_plan(programmed, {}, {})  # ACLs only that pod used go now
+        self.bind(programmed, {}, {})  # ACLs only that pod used go now
 
     # -- VPP restarted ----------------------------------------------------------------------------
     def restore(self, programmed: Programmed) -> bool:
@@ -169,7 +176,7 @@ class PodFlow:
                 self._bring_up(programmed, spec, record.sw_if_index)
                 if record.kind == "tap":  # a new tap device appeared in the pod, unconfigured
                     record.container_mac = self.plumbing.configure_container(spec)
-                add_neighbors(self.conn, spec, record.sw_if_index, record.container_mac)
+                add_neighbors(self.calls, spec, record.sw_if_index, record.container_mac)
             except (AttachError, ApiRefused) as exc:
                 log.error("pod %s: could not restore its VPP interface: %s", spec.workload, exc)
                 continue

@@ -1,6 +1,6 @@
 """The VPP API messages the driver uses, pinned to the layouts it was written for (VPP 25.10).
 
-The driver builds every request field by field, so a VPP whose definition of one of these
+The driver builds every request field by field (calls.py), so a VPP whose definition of one of these
 messages differs (another CRC) would be sent bytes it reads differently. At connect time every
 entry must be in VPP's message table as `<name>_<crc>`; otherwise the driver refuses to start and
 names what is missing or different (GoVPP's compatibility check, done the same way).
@@ -38,7 +38,7 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     "sw_interface_tag_add_del": "426f8bc1",
     "sw_interface_tag_add_del_reply": "e8d4e804",
     "ip_address_dump": "2d033de4",
-    # IP on pod interfaces (podip.py)
+    # IP on pod interfaces (pods/ip.py)
     "create_loopback": "42bb5d22",
     "create_loopback_reply": "5383d31f",
     "sw_interface_add_del_address": "5463d73b",

@@ -24,6 +24,8 @@ its index) and clears them when the *set* of ACL indices bound to it changes
   that had no ACL of ours are bound after the replacements, and unused ACLs are deleted last.
 
 Slots are (sw_if_index, direction); a desired content of None pins the slot (keep what it has).
+`plan_acls` is the rule on plain mappings; `plan_all` (a convergence) and `plan_some` (a CNI
+Add or Del) apply it to what `Programmed` holds.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vppagent.drivers.vpp.render import DENY_ALL, AclContent
+from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
+from vppagent.drivers.vpp.programmed import Binding, Programmed
 
 # ACL reference in a plan: an existing index (>= 0) or a new ACL (-1, -2, ...).
 AclRef = int
-Binding = tuple[int | None, int | None]  # (input ACL, output ACL); None: no ACL of ours
 Wanted = tuple[AclContent | None, AclContent | None]  # None: keep as is
 
 
@@ -159,3 +161,20 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
                    and ifx not in plan.late_binds for i in b if i is not None}
     plan.deletes = sorted(i for i in acls if i not in still_used)
     return plan
+
+
+def plan_all(programmed: Programmed, wanted: Mapping[int, Wanted]) -> AclPlan:
+    """A convergence: `wanted` for the interfaces it names; pod interfaces it does not name are
+    pinned; any other interface with an ACL of ours loses it."""
+    users = programmed.users_of_our_acls()
+    pods = set(programmed.pod_interfaces().values())
+    interfaces = pods | set(wanted) | users
+    bound = {ifx: programmed.binding(ifx) for ifx in interfaces}
+    return plan_acls(programmed.acls, bound, wanted, frozenset(users - set(wanted) - pods))
+
+
+def plan_some(programmed: Programmed, wanted: Mapping[int, Wanted]) -> AclPlan:
+    """Only the interfaces in `wanted` change (every other one keeps what it has); ACLs nobody
+    uses any more go."""
+    interfaces = set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls() | set(wanted)
+    return plan_acls(programmed.acls, {ifx: programmed.binding(ifx) for ifx in interfaces}, wanted)

@@ -1,0 +1,167 @@
+"""Desired ACL lists: each endpoint's compiled list per direction as ACL content, cached.
+
+Lists are compiled once per distinct endpoint policy set (active, tiers in that direction,
+profiles): endpoints with the same set share the compiled list and, downstream, the ACL. The
+cache is invalidated by the policies, profiles and IP sets an apply changes. Large IP sets in
+ingress lists may go to the classifier instead (classifier/gate.py): then the list comes with its
+gate. `lists_for_new_pod` is what a CNI Add binds before any convergence.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from vppagent.drivers.vpp.acl.plan import Wanted
+from vppagent.drivers.vpp.acl.render import content_from_compiled
+from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
+from vppagent.drivers.vpp.classifier.gate import Gate, gated_lists
+from vppagent.drivers.vpp.tags import workload_tag
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.compile import compile_endpoint
+from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
+from vppagent.state.diff import StateDiff
+from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Cached:
+    content: AclContent
+    gate: Gate | None
+    policies: frozenset[PolicyKey]
+    profiles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class KnownEndpoint:
+    """A workload endpoint as the driver uses it, kept while Felix's message is the same object."""
+
+    pb: Any
+    ep: WorkloadEndpoint
+    tag: str
+    hosts: tuple[IPNetwork, ...]
+    specs: dict[Direction, Hashable]
+
+
+class ListCompiler:
+    """Compiled ACL content (and, for large IP sets, a classifier gate) per endpoint policy set,
+    with dependency-based invalidation. `classifier_min_members` 0 keeps every set in ACLs."""
+
+    def __init__(self, rule_limit: int, classifier_min_members: int = 0) -> None:
+        self.rule_limit = rule_limit
+        self.classifier_min_members = classifier_min_members
+        self._cache: dict[Hashable, _Cached] = {}
+        self._endpoints: dict[WorkloadKey, KnownEndpoint] = {}
+        self.compiles = 0
+        self.gated = 0
+
+    def endpoint(self, key: WorkloadKey, pb: Any) -> KnownEndpoint:
+        """The typed endpoint, its tag and host routes; rebuilt only when Felix's message changes
+        (stored messages are never mutated, and state copies share them)."""
+        known = self._endpoints.get(key)
+        if known is None or known.pb is not pb:
+            ep = WorkloadEndpoint.from_proto(key, pb)
+            hosts = tuple(ipaddress.ip_network((n.network_address, n.max_prefixlen))
+                          for n in (*ep.ipv4_nets, *ep.ipv6_nets))
+            specs = {d: _list_spec(ep, d) for d in Direction}
+            known = self._endpoints[key] = KnownEndpoint(pb, ep, workload_tag(key), hosts, specs)
+        return known
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._endpoints.clear()
+
+    def invalidate(self, diff: StateDiff, state: DataplaneState) -> None:
+        kinds = diff.kinds()
+        if Kind.CONFIG in kinds:  # VXLAN port, encapsulation drops, failsafes
+            self._cache.clear()
+            return
+        policies = set(diff.upserts.get(Kind.POLICY, {})) | diff.removes.get(Kind.POLICY, set())
+        profiles = set(diff.upserts.get(Kind.PROFILE, {})) | diff.removes.get(Kind.PROFILE, set())
+        sets = set(diff.upserts.get(Kind.IPSET, {})) | diff.removes.get(Kind.IPSET, set())
+        if sets:
+            policies |= {key for key, policy in state.policies.items() if _uses_sets(policy, sets)}
+            profiles |= {name for name, profile in state.profiles.items() if _uses_sets(profile, sets)}
+        if not policies and not profiles:
+            return
+        for spec in [s for s, c in self._cache.items() if c.policies & policies or c.profiles & profiles]:
+            del self._cache[spec]
+
+    def workload(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
+                 spec: Hashable | None = None) -> AclContent:
+        """The endpoint's list as ACL content; PolicyError when it cannot be compiled."""
+        return self.program(catalog, ep, direction, spec)[0]
+
+    def program(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
+                spec: Hashable | None = None) -> tuple[AclContent, Gate | None]:
+        """ACL content and classifier gate (classifier/gate.py) for the endpoint's list in `direction`."""
+        if spec is None:
+            spec = _list_spec(ep, direction)
+        cached = self._cache.get(spec)
+        if cached is None:
+            self.compiles += 1
+            gated = None
+            if self.classifier_min_members:
+                gated = gated_lists(catalog, catalog.state, ep, direction, self.rule_limit,
+                                    self.classifier_min_members)
+            if gated is not None:
+                self.gated += 1
+                compiled, gate = gated[0], gated[1]
+            else:
+                compiled, gate = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit), None
+            cached = _Cached(content_from_compiled(compiled), gate,
+                             frozenset(k for t in ep.tiers for k in t.policies(direction)),
+                             frozenset(ep.profile_ids))
+            self._cache[spec] = cached
+        return cached.content, cached.gate
+
+
+def lists_for_new_pod(state: DataplaneState | None, compiler: ListCompiler, workload: WorkloadKey) -> Wanted:
+    """The lists a newly attached pod gets: its endpoint's, or drop-everything until Felix
+    sends the endpoint (or when they cannot be compiled). A gated ingress list is bound exact
+    (ungated): L_U is exact only with its chain, which a convergence attaches."""
+    pb = None if state is None else state.workload_endpoints.get(workload)
+    if state is None or pb is None:
+        return (DENY_ALL, DENY_ALL)
+    ep = WorkloadEndpoint.from_proto(workload, pb)
+    catalog = Catalog(state)
+    try:
+        ingress, gate = compiler.program(catalog, ep, Direction.INGRESS)
+        if gate is not None:
+            ingress = content_from_compiled(compile_endpoint(catalog, ep, Direction.INGRESS,
+                                                             rule_limit=compiler.rule_limit))
+        return (compiler.workload(catalog, ep, Direction.EGRESS), ingress)
+    except PolicyError as exc:
+        log.warning("pod %s attached closed: %s", workload, exc)
+        return (DENY_ALL, DENY_ALL)
+
+
+def _list_spec(ep: WorkloadEndpoint, direction: Direction) -> Hashable:
+    """What an endpoint's list in one direction depends on (besides the objects it names)."""
+    if not ep.active:
+        return ("wl", direction, False)
+    tiers = tuple((t.name, t.default_action, t.policies(direction)) for t in ep.tiers)
+    return ("wl", direction, True, tiers, ep.profile_ids)
+
+
+_SET_REFERENCES: dict[int, tuple[Any, frozenset[str]]] = {}  # id(message) -> (message, set ids)
+
+
+def _uses_sets(pb: Any, sets: set[str]) -> bool:
+    known = _SET_REFERENCES.get(id(pb))
+    if known is None or known[0] is not pb:
+        ids: set[str] = set()
+        for rule in (*pb.inbound_rules, *pb.outbound_rules):
+            ids.update(rule.src_ip_set_ids, rule.dst_ip_set_ids, rule.not_src_ip_set_ids, rule.not_dst_ip_set_ids,
+                       rule.src_named_port_ip_set_ids, rule.dst_named_port_ip_set_ids,
+                       rule.not_src_named_port_ip_set_ids, rule.not_dst_named_port_ip_set_ids,
+                       rule.dst_ip_port_set_ids)
+        if len(_SET_REFERENCES) > 100_000:
+            _SET_REFERENCES.clear()
+        known = _SET_REFERENCES[id(pb)] = (pb, frozenset(ids))
+    return not known[1].isdisjoint(sets)

@@ -1,0 +1,282 @@
+"""Typed VPP calls: the only module that names VPP message fields (as ligato's `vppcalls`).
+
+Every request the driver sends is one method here taking and returning typed values (types.py);
+callers never build a field dict or parse a reply. A refusal is `ApiRefused` (retval not accepted),
+a broken connection `VppConnectionLost`, both from connection.py. Where VPP answers a harmless
+retval for "already so" (an index that is gone, IPv6 already on), the method says which and
+accepts it, so the callers' intent ("make it so") reads as one call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from vppagent.drivers.vpp.api.connection import VppConnection
+from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
+from vppagent.drivers.vpp.api.types import (
+    AclContent,
+    AclDetails,
+    AclRule,
+    AfPacketDetails,
+    ClassifySession,
+    ClassifyTableInfo,
+    InterfaceDetails,
+    RouteTarget,
+    TapDetails,
+)
+from vppagent.policy.model import IPAddress, IPNetwork
+
+ADMIN_UP = 1  # IF_STATUS_API_FLAG_ADMIN_UP
+IP_NEIGHBOR_FLAG_STATIC = 1
+AF_PACKET_MODE_ETHERNET = 1
+AF_PACKET_FLAGS = 3  # QDISC_BYPASS | CKSUM_GSO: with 0, TCP fails on bad checksums
+FIB_PATH_TYPE_NORMAL = 0
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+class VppCalls:
+    def __init__(self, conn: VppConnection) -> None:
+        self.conn = conn
+
+    # -- ACLs -------------------------------------------------------------------------------------
+    def acl_dump(self) -> list[AclDetails]:
+        return [AclDetails(int(d.acl_index), str(d.tag), AclContent.of(_rule_from_details(r) for r in d.r))
+                for d in self.conn.dump("acl_dump", acl_index=NO_INDEX)]
+
+    def acl_add_replace(self, index: int, tag: str, content: AclContent) -> int:
+        """Create (index NO_INDEX) or replace in place; returns the ACL's index."""
+        reply = self.conn.call("acl_add_replace", acl_index=index, tag=tag, count=len(content),
+                               r=[_rule_fields(r) for r in content.rules],
+                               what=f"ACL {tag}, {len(content)} rules")
+        return int(reply.acl_index)
+
+    def acl_del(self, index: int) -> None:
+        self.conn.call("acl_del", acl_index=index, what=f"ACL {index}")
+
+    def interface_acls(self) -> dict[int, tuple[list[int], list[int]]]:
+        """Every interface's bound ACLs: (input, output) index lists."""
+        out = {}
+        for d in self.conn.dump("acl_interface_list_dump", sw_if_index=NO_INDEX):
+            acls = [int(a) for a in d.acls]
+            out[int(d.sw_if_index)] = (acls[:d.n_input], acls[d.n_input:])
+        return out
+
+    def set_acl_list(self, sw_if_index: int, acl_in: int | None, acl_out: int | None) -> None:
+        """Bind at most one ACL per direction (None: none), replacing whatever was bound."""
+        acls = [a for a in (acl_in, acl_out) if a is not None]
+        self.conn.call("acl_interface_set_acl_list", sw_if_index=sw_if_index, count=len(acls),
+                       n_input=0 if acl_in is None else 1, acls=acls, what=f"interface {sw_if_index}")
+
+    # -- interfaces -------------------------------------------------------------------------------
+    def interfaces(self, sw_if_index: int = NO_INDEX) -> list[InterfaceDetails]:
+        """All interfaces, or the one given."""
+        return [InterfaceDetails(int(d.sw_if_index), str(d.interface_name), str(d.tag), str(d.interface_dev_type))
+                for d in self.conn.dump("sw_interface_dump", sw_if_index=sw_if_index)]
+
+    def interface_addresses(self, sw_if_index: int) -> list[IPAddress]:
+        """The interface's own addresses, IPv4 first."""
+        return [ipaddress.ip_interface(a.prefix).ip for is_ip6 in (False, True)
+                for a in self.conn.dump("ip_address_dump", sw_if_index=sw_if_index, is_ipv6=is_ip6)]
+
+    def set_tag(self, sw_if_index: int, tag: str, what: str) -> None:
+        self.conn.call("sw_interface_tag_add_del", is_add=True, sw_if_index=sw_if_index, tag=tag, what=what)
+
+    def admin_up(self, sw_if_index: int, what: str = "") -> None:
+        self.conn.call("sw_interface_set_flags", sw_if_index=sw_if_index, flags=ADMIN_UP,
+                       what=what or f"interface {sw_if_index} up")
+
+    def create_loopback(self, what: str) -> int:
+        return int(self.conn.call("create_loopback", mac_address=ZERO_MAC, what=what).sw_if_index)
+
+    def add_address(self, sw_if_index: int, prefix: str, what: str) -> None:
+        self.conn.call("sw_interface_add_del_address", sw_if_index=sw_if_index, is_add=True, del_all=False,
+                       prefix=prefix, what=what)
+
+    def set_unnumbered(self, sw_if_index: int, to: int, *, add: bool) -> None:
+        """`sw_if_index` borrows `to`'s address (add), or stops borrowing it."""
+        what = (f"interface {sw_if_index} unnumbered to the pod gateway" if add
+                else f"interface {sw_if_index} numbered again")
+        self.conn.call("sw_interface_set_unnumbered", sw_if_index=to, unnumbered_sw_if_index=sw_if_index,
+                       is_add=add, what=what)
+
+    def ip6_enable(self, sw_if_index: int, *, enable: bool) -> None:
+        """IPv6 on or off; already so is fine (VALUE_EXIST / IP6_NOT_ENABLED). VPP counts enables."""
+        accept = (0, ApiError.VALUE_EXIST) if enable else (0, ApiError.IP6_NOT_ENABLED)
+        what = f"IPv6 on interface {sw_if_index}" if enable else f"IPv6 off on interface {sw_if_index}"
+        self.conn.call("sw_interface_ip6_enable_disable", accept=accept, sw_if_index=sw_if_index, enable=enable,
+                       what=what)
+
+    def neighbor_add(self, sw_if_index: int, ip: IPAddress, mac: str, what: str) -> None:
+        """A static neighbour."""
+        self.conn.call("ip_neighbor_add_del", is_add=True, neighbor=_neighbor(sw_if_index, ip, mac), what=what)
+
+    def neighbor_del(self, sw_if_index: int, ip: IPAddress, mac: str) -> None:
+        """Gone already is fine (NO_SUCH_ENTRY)."""
+        self.conn.call("ip_neighbor_add_del", accept=(0, ApiError.NO_SUCH_ENTRY), is_add=False,
+                       neighbor=_neighbor(sw_if_index, ip, mac or ZERO_MAC),
+                       what=f"neighbour {ip} on {sw_if_index}")
+
+    # -- pod interfaces ---------------------------------------------------------------------------
+    def tap_create(self, *, netns: str, ifname: str, mac: str, mtu: int, tag: str, what: str) -> int:
+        """A tap whose host side VPP creates as `ifname` in `netns` (needs /dev/vhost-net)."""
+        reply = self.conn.call(
+            "tap_create_v3", id=NO_INDEX, use_random_mac=False, mac_address=mac,
+            num_rx_queues=1, num_tx_queues=0, tx_ring_sz=256, rx_ring_sz=256,
+            host_mtu_set=bool(mtu), host_mtu_size=mtu, host_namespace_set=True,
+            host_namespace=netns, host_if_name_set=True, host_if_name=ifname,
+            tag=tag, tap_flags=0, what=what)
+        return int(reply.sw_if_index)
+
+    def tap_delete(self, sw_if_index: int) -> None:
+        self.conn.call("tap_delete_v2", sw_if_index=sw_if_index, what=f"tap {sw_if_index}")
+
+    def taps(self) -> list[TapDetails]:
+        return [TapDetails(int(t.sw_if_index), str(t.host_namespace), str(t.host_if_name))
+                for t in self.conn.dump("sw_interface_tap_v2_dump", sw_if_index=NO_INDEX)]
+
+    def af_packet_create(self, host_ifname: str, mac: str, what: str) -> int:
+        """af_packet on a host interface; one that already exists (IF_ALREADY_EXISTS) is returned."""
+        reply = self.conn.call(
+            "af_packet_create_v3", accept=(0, ApiError.IF_ALREADY_EXISTS), mode=AF_PACKET_MODE_ETHERNET,
+            hw_addr=mac, use_random_hw_addr=False, host_if_name=host_ifname,
+            rx_frame_size=0, tx_frame_size=0, rx_frames_per_block=0, tx_frames_per_block=0,
+            flags=AF_PACKET_FLAGS, num_rx_queues=1, num_tx_queues=1, what=what)
+        return int(reply.sw_if_index)
+
+    def af_packet_delete(self, host_ifname: str) -> None:
+        self.conn.call("af_packet_delete", host_if_name=host_ifname, what=f"af_packet {host_ifname}")
+
+    def af_packets(self) -> list[AfPacketDetails]:
+        return [AfPacketDetails(int(d.sw_if_index), str(d.host_if_name)) for d in self.conn.dump("af_packet_dump")]
+
+    # -- FIB --------------------------------------------------------------------------------------
+    def routes(self) -> dict[IPNetwork, RouteTarget]:
+        """Table 0's single-path routes through an interface or via a next hop (VPP's own
+        drop/local/receive routes and multi-path routes are left out)."""
+        out: dict[IPNetwork, RouteTarget] = {}
+        for is_ip6 in (False, True):
+            for details in self.conn.dump("ip_route_dump", table={"table_id": 0, "is_ip6": is_ip6}):
+                parsed = _route_from_details(details.route)
+                if parsed is not None:
+                    out[parsed[0]] = parsed[1]
+        return out
+
+    def route_add(self, prefix: IPNetwork, target: RouteTarget) -> None:
+        """Add, or replace the path of, a table-0 route."""
+        self.conn.call("ip_route_add_del", is_add=True, is_multipath=False, route=_route_fields(prefix, target),
+                       what=f"route {prefix} {target}")
+
+    def route_del(self, prefix: IPNetwork) -> None:
+        self.conn.call("ip_route_add_del", is_add=False, is_multipath=False, route=_route_fields(prefix, None),
+                       what=f"route {prefix}")
+
+    # -- classifier -------------------------------------------------------------------------------
+    def classify_table_ids(self) -> list[int]:
+        return [int(i) for i in self.conn.call("classify_table_ids").ids]
+
+    def classify_table_info(self, index: int, what: str = "") -> ClassifyTableInfo:
+        info = self.conn.call("classify_table_info", table_id=index, what=what or f"classifier table {index}")
+        return _table_info(index, info)
+
+    def classify_table_info_if_present(self, index: int) -> ClassifyTableInfo | None:
+        """None when the table is gone (CLASSIFY_TABLE_NOT_FOUND)."""
+        info = self.conn.call("classify_table_info", table_id=index, accept=(0, ApiError.CLASSIFY_TABLE_NOT_FOUND),
+                              what=f"classifier table {index}")
+        return _table_info(index, info) if int(info.retval) == 0 else None
+
+    def classify_sessions(self, index: int) -> list[ClassifySession]:
+        return [ClassifySession(bytes(s.match), int(s.hit_next_index), int(s.opaque_index))
+                for s in self.conn.dump("classify_session_dump", table_id=index)]
+
+    def classify_table_add(self, *, mask: bytes, next_table: int, miss_next: int, nbuckets: int, memory_size: int,
+                           index: int = NO_INDEX, what: str = "classifier table") -> int:
+        """A new table matching from the IP header (index NO_INDEX), or an existing one re-pointed
+        (its index: only next_table and miss_next change); returns the table's index."""
+        reply = self.conn.call(
+            "classify_add_del_table", is_add=True, del_chain=False, table_index=index,
+            nbuckets=nbuckets, memory_size=memory_size, skip_n_vectors=0, match_n_vectors=len(mask) // 16,
+            next_table_index=next_table, miss_next_index=miss_next, current_data_flag=1, current_data_offset=0,
+            mask_len=len(mask), mask=mask, what=what)
+        return int(reply.new_table_index)
+
+    def classify_table_del(self, index: int) -> None:
+        """Gone already is fine (NO_SUCH_TABLE)."""
+        self.conn.call("classify_add_del_table", accept=(0, ApiError.NO_SUCH_TABLE), is_add=False, del_chain=False,
+                       table_index=index, what=f"classifier table {index}")
+
+    def classify_session(self, table: int, match: bytes, hit_next: int, opaque: int, *, add: bool) -> None:
+        self.conn.call("classify_add_del_session", is_add=add, table_index=table, hit_next_index=hit_next,
+                       opaque_index=opaque, advance=0, action=0, metadata=0, match_len=len(match),
+                       match=match, what=f"classifier session in table {table}")
+
+    def output_table(self, sw_if_index: int, family: int, table: int, *, add: bool, what: str,
+                     not_attached_ok: bool = False) -> bool:
+        """Attach (add) or detach a classifier table as the interface's output ACL for one family.
+        With `not_attached_ok`, a detach naming a table not attached there (NO_SUCH_TABLE) returns
+        False instead of raising; True when VPP did it."""
+        accept = (0, ApiError.NO_SUCH_TABLE) if not_attached_ok else (0,)
+        reply = self.conn.call("output_acl_set_interface", accept=accept, sw_if_index=sw_if_index,
+                               ip4_table_index=table if family == 4 else NO_INDEX,
+                               ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
+                               is_add=add, what=what)
+        return int(reply.retval) == 0
+
+
+def _table_info(index: int, info: Any) -> ClassifyTableInfo:
+    return ClassifyTableInfo(index, bytes(info.mask), int(info.next_table_index), int(info.miss_next_index),
+                             int(info.nbuckets))
+
+
+def _rule_fields(rule: AclRule) -> dict[str, Any]:
+    # Prefixes as text: vpp_papi packs strings faster than ipaddress objects.
+    return {"is_permit": rule.action, "src_prefix": str(rule.src), "dst_prefix": str(rule.dst),
+            "proto": rule.proto, "srcport_or_icmptype_first": rule.sport[0],
+            "srcport_or_icmptype_last": rule.sport[1], "dstport_or_icmpcode_first": rule.dport[0],
+            "dstport_or_icmpcode_last": rule.dport[1], "tcp_flags_mask": rule.tcp_flags_mask,
+            "tcp_flags_value": rule.tcp_flags_value}
+
+
+def _rule_from_details(rule: Any) -> AclRule:
+    """One `vl_api_acl_rule_t` from acl_details (prefixes come back as ipaddress networks)."""
+    return AclRule(int(rule.is_permit), ipaddress.ip_network(rule.src_prefix),
+                   ipaddress.ip_network(rule.dst_prefix), int(rule.proto),
+                   (int(rule.srcport_or_icmptype_first), int(rule.srcport_or_icmptype_last)),
+                   (int(rule.dstport_or_icmpcode_first), int(rule.dstport_or_icmpcode_last)),
+                   int(rule.tcp_flags_mask), int(rule.tcp_flags_value))
+
+
+def _route_fields(prefix: IPNetwork, target: RouteTarget | None) -> dict[str, Any]:
+    """`vl_api_ip_route_t` for table 0; no target = delete the prefix."""
+    route: dict[str, Any] = {"table_id": 0, "prefix": str(prefix), "n_paths": 0, "paths": []}
+    if target is not None:
+        family = "ip6" if prefix.version == 6 else "ip4"
+        next_hop = str(target.next_hop) if target.next_hop is not None else ("::" if family == "ip6" else "0.0.0.0")
+        route["n_paths"] = 1
+        route["paths"] = [{
+            "sw_if_index": NO_INDEX if target.sw_if_index is None else target.sw_if_index,
+            "table_id": 0, "weight": 1, "preference": 0, "type": FIB_PATH_TYPE_NORMAL, "flags": 0,
+            "proto": 1 if prefix.version == 6 else 0, "nh": {"address": {family: next_hop}},
+            "n_labels": 0, "label_stack": [{}] * 16,  # vpp_papi needs the fixed array spelled out
+        }]
+    return route
+
+
+def _route_from_details(route: Any) -> tuple[IPNetwork, RouteTarget] | None:
+    if route.n_paths != 1:
+        return None
+    path = route.paths[0]
+    prefix = ipaddress.ip_network(route.prefix)
+    if int(path.type) != FIB_PATH_TYPE_NORMAL:  # drop/local/receive are VPP's own
+        return None
+    family_nh = path.nh.address.ip6 if prefix.version == 6 else path.nh.address.ip4
+    next_hop = ipaddress.ip_address(family_nh)
+    if int(path.sw_if_index) != NO_INDEX and int(next_hop) == 0:
+        return prefix, RouteTarget(sw_if_index=int(path.sw_if_index))
+    if int(path.sw_if_index) == NO_INDEX and int(next_hop) != 0:
+        return prefix, RouteTarget(next_hop=next_hop)
+    return None
+
+
+def _neighbor(sw_if_index: int, ip: IPAddress, mac: str) -> dict[str, object]:
+    return {"sw_if_index": sw_if_index, "flags": IP_NEIGHBOR_FLAG_STATIC, "mac_address": mac, "ip_address": str(ip)}

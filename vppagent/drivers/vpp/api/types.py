@@ -1,0 +1,108 @@
+"""The typed values the calls (calls.py) take and return: VPP objects as the driver reasons about
+them, with no message field names. All immutable or plain data; no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from vppagent.policy.model import IPAddress, IPNetwork
+
+# An ACL rule's action (`is_permit` in `vl_api_acl_rule_t`).
+DENY = 0
+PERMIT = 1
+PERMIT_REFLECT = 2
+
+
+class AclRule(NamedTuple):
+    action: int
+    src: IPNetwork
+    dst: IPNetwork
+    proto: int
+    sport: tuple[int, int]
+    dport: tuple[int, int]
+    tcp_flags_mask: int = 0
+    tcp_flags_value: int = 0
+
+    def text(self) -> str:
+        return (f"{self.action} {self.src} {self.dst} {self.proto} {self.sport[0]}-{self.sport[1]} "
+                f"{self.dport[0]}-{self.dport[1]} {self.tcp_flags_mask}/{self.tcp_flags_value}")
+
+
+@dataclass(frozen=True)
+class AclContent:
+    """What one VPP ACL holds: its rules in order, and a digest of them (content equality is
+    rule equality, never a guess from a tag)."""
+
+    rules: tuple[AclRule, ...]
+    digest: str
+
+    @staticmethod
+    def of(rules: Iterable[AclRule]) -> AclContent:
+        ordered = tuple(rules)
+        text = "\n".join(r.text() for r in ordered)
+        return AclContent(ordered, hashlib.sha256(text.encode()).hexdigest()[:16])
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+# A zero-rule ACL: VPP applies it as "drop everything".
+DENY_ALL = AclContent.of(())
+
+
+@dataclass(frozen=True)
+class AclDetails:
+    index: int
+    tag: str
+    content: AclContent
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    """A single-path route: through an interface (attached) or via a next hop."""
+
+    sw_if_index: int | None = None
+    next_hop: IPAddress | None = None
+
+    def __str__(self) -> str:
+        return f"dev {self.sw_if_index}" if self.sw_if_index is not None else f"via {self.next_hop}"
+
+
+@dataclass(frozen=True)
+class InterfaceDetails:
+    sw_if_index: int
+    name: str
+    tag: str
+    dev_type: str
+
+
+@dataclass(frozen=True)
+class TapDetails:
+    sw_if_index: int
+    host_namespace: str
+    host_if_name: str
+
+
+@dataclass(frozen=True)
+class AfPacketDetails:
+    sw_if_index: int
+    host_if_name: str
+
+
+@dataclass(frozen=True)
+class ClassifyTableInfo:
+    index: int
+    mask: bytes
+    next_table: int
+    miss_next: int
+    nbuckets: int
+
+
+@dataclass(frozen=True)
+class ClassifySession:
+    match: bytes
+    hit_next: int
+    opaque: int

@@ -1,0 +1,1 @@
+"""Large IP sets through VPP classifier chains: which lists qualify, building chains, reading ours back."""

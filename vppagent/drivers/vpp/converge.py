@@ -1,0 +1,91 @@
+"""One convergence pass: what a state needs (desired.py) against what VPP holds (programmed.py),
+one object kind after the other, each compared by its own pure plan and then written:
+
+    classifier chains   classifier/chains.py  prepare (chains and members before ACLs widen)
+    ACLs and bindings   acl/plan.py -> acl/apply.py
+    classifier chains   classifier/chains.py  finish (detach and delete after ACLs narrowed)
+    routes              routes.py  plan_routes -> apply_routes
+
+The order between kinds is the make-before-break rule of the classifier (gate.py: L_U AND chain
+= L only while the chain is attached). Each write keeps `Programmed` true, so a pass against a VPP
+that already matches writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from vppagent.drivers.vpp.acl.apply import apply_plan
+from vppagent.drivers.vpp.acl.lists import ListCompiler
+from vppagent.drivers.vpp.acl.plan import plan_all
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.connection import ApiRefused
+from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
+from vppagent.drivers.vpp.classifier.chains import ClassifierChains
+from vppagent.drivers.vpp.desired import build_desired
+from vppagent.drivers.vpp.failures import Failures
+from vppagent.drivers.vpp.programmed import Programmed
+from vppagent.drivers.vpp.routes import apply_routes, made_routes, our_routes, plan_routes
+from vppagent.policy.model import IPNetwork
+from vppagent.state.model import DataplaneState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassResult:
+    failed: Failures = field(default_factory=dict)
+    unsupported_routes: int = 0
+    made_routes: set[IPNetwork] = field(default_factory=set)  # next-hop routes ours to delete later
+
+
+def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, compiler: ListCompiler,
+             classifier: ClassifierChains, made: AbstractSet[IPNetwork], *, removing: bool = False) -> PassResult:
+    """Make VPP hold what `state` needs. `made`: the next-hop routes earlier passes made;
+    `removing`: no routes wanted (the driver is being swapped out)."""
+    desired = build_desired(state, programmed, compiler)
+    if removing:
+        desired.routes = {}
+    result = PassResult(unsupported_routes=desired.unsupported_routes)
+    failed = result.failed
+    failed.update(desired.failed)
+    for ifx in desired.pinned:  # a list that cannot be compiled keeps whatever it had
+        if ifx in classifier.gate_of:
+            desired.gates[ifx] = classifier.gate_of[ifx]
+    gates = {ifx: g for ifx, g in desired.gates.items() if ifx in programmed.interfaces}
+    # Chains on before the ACLs widen to L_U. After a read-back the chains' output attachments
+    # are inferred from the bound ACLs (classifier/chains.py): `settled` holds the interfaces whose
+    # output ACL already has its desired content.
+    settled = {ifx for ifx, (_, out) in desired.wanted.items()
+               if out is not None and _bound_out(programmed, ifx) == out}
+    candidates = (set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls()) \
+        & set(programmed.interfaces)
+    try:
+        classifier.prepare(gates, state, settled=settled, candidates=candidates)
+    except ApiRefused as exc:
+        # Without its chain a gated interface must not get L_U: its ingress keeps what it had and
+        # it fails (status "error", retried), the rest of the convergence goes on.
+        log.warning("classifier chains not programmed: %s", exc)
+        for ifx in gates:  # (one with no ACL of ours yet, e.g. restored after a VPP restart, drops)
+            egress = desired.wanted.get(ifx, (None, None))[0]
+            desired.wanted[ifx] = (egress, None if programmed.binding(ifx)[1] is not None else DENY_ALL)
+            if ifx in desired.owners:
+                failed.setdefault(desired.owners[ifx], str(exc))
+    for owner, reason in apply_plan(calls, programmed, desired.owners, plan_all(programmed, desired.wanted)).items():
+        failed.setdefault(owner, reason)
+    try:
+        classifier.finish(gates)  # and off after they narrowed back
+    except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass
+        log.warning("classifier clean-up incomplete: %s", exc)
+    route_plan = plan_routes(programmed.routes, desired.routes, our_routes(programmed, state, made))
+    for owner, reason in apply_routes(calls, programmed, route_plan, desired.route_owners).items():
+        failed.setdefault(owner, reason)
+    result.made_routes = made_routes(programmed, desired.routes)
+    return result
+
+
+def _bound_out(programmed: Programmed, sw_if_index: int) -> AclContent | None:
+    acl = programmed.binding(sw_if_index)[1]
+    return None if acl is None else programmed.acls.get(acl)

@@ -1,0 +1,1 @@
+"""Pods on VPP: CNI Add/Del, their VPP interfaces, IP on them, and the Linux side."""
