@@ -1,25 +1,23 @@
 """Fixtures for the VPP driver's tests: the emulator, or a real VPP for tests marked `realvpp`.
 
 `target` is parametrised: "emulator" always runs; "realvpp" runs the same test against the VPP
-at VPPAGENT_TEST_VPP_SOCKET and skips with the reason when it is not set. Pods are loopbacks
+of the `real_vpp` fixture (tests/conftest.py: a private VPP, or the one at VPPAGENT_TEST_VPP_SOCKET) and
+skips with the reason when there is none. Pods are loopbacks
 tagged with a workload id (what a CNI Add leaves behind), which both can make; everything a test
 creates on a real VPP is removed afterwards. `sim` is the emulator alone, for packet checks.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.realvpp import RealVpp
 from tests.vpp.helpers import FakePlumbing, Target, make_driver
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.vppsim import VppSim
 from vppagent.vppsim.pytest_plugin import vppsim  # noqa: F401  (fixture)
-
-REAL_VPP_SOCKET_ENV = "VPPAGENT_TEST_VPP_SOCKET"
 
 
 @pytest.fixture(params=["emulator", pytest.param("realvpp", marks=pytest.mark.realvpp)])
@@ -28,12 +26,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         sim: VppSim = request.getfixturevalue("vppsim")
         t = Target(str(sim.socket_path), sim)
     else:
-        socket_path = os.environ.get(REAL_VPP_SOCKET_ENV)
-        if not socket_path:
-            pytest.skip(f"{REAL_VPP_SOCKET_ENV} is not set: no real VPP to run against")
-        if not Path(socket_path).exists():
-            pytest.skip(f"{REAL_VPP_SOCKET_ENV}={socket_path} does not exist")
-        t = Target(socket_path, None)
+        real: RealVpp = request.getfixturevalue("real_vpp")  # tests/conftest.py
+        t = Target(real.socket_path, None)
     yield t
     t.cleanup()
 

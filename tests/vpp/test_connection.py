@@ -33,7 +33,7 @@ def test_connect_reads_definitions_from_vpp_and_knows_its_version(target: Target
         assert conn.definitions == "get_api_json"
         assert conn.version and conn.version != "unknown"
         if target.sim is not None:
-            assert conn.version == "25.10.0-vppsim"
+            assert conn.version == "26.06.0-release"
         conn.ping()
         assert conn.writes == 0 and conn.requests["control_ping"] == 1
     finally:
@@ -59,7 +59,7 @@ def test_a_changed_crc_is_refused_in_one_line_naming_it_and_the_version(vppsim: 
         VppConnection(vppsim.socket_path).connect()
     text = str(err.value)
     assert "\n" not in text
-    assert "VPP 25.10.0-vppsim" in text
+    assert "VPP 26.06.0-release" in text
     assert "CRC differs for acl_add_replace (VPP deadbeef, driver ee5c2f18)" in text
     assert vppsim.client_count == 0, "the refused connection is closed"
 
@@ -95,7 +95,7 @@ def test_make_driver_vpp_and_auto(vppsim: VppSim) -> None:
     driver, reason = make_driver("vpp", config)
     try:
         assert driver.name == "vpp" and reason == "requested: vpp"
-        assert driver.status()["vpp_version"] == "25.10.0-vppsim"
+        assert driver.status()["vpp_version"] == "26.06.0-release"
     finally:
         driver.close()
     driver, reason = make_driver("auto", config)

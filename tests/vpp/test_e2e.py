@@ -171,7 +171,7 @@ def test_felix_shim_agent_vpp_connectivity_equals_the_evaluator(
             state.apply(m)
         wait_for(lambda: shim.statuses() == {p: "up" for p in PODS}, what="all pods up on fd 4")
         report = agent.state()
-        assert report["driver"] == "vpp" and report["driver_status"]["vpp_version"] == "25.10.0-vppsim"
+        assert report["driver"] == "vpp" and report["driver_status"]["vpp_version"] == "26.06.0-release"
         made: list[int] = []
         assert connectivity_matches(sim_target, interfaces, state, made) == []
         assert 0 < made[0] < 6 * len(TRIES), "the scenario allows some and denies some"

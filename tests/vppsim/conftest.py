@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from vpp_papi import VPPApiClient
 
-from vppagent.vppsim import API_DIR, VppSim
+from tests.realvpp import RealVpp
+from vppagent.vppsim import RELEASES, Release, VppSim
 from vppagent.vppsim.pytest_plugin import vppsim, vppsim_client  # noqa: F401  (fixtures)
+from vppagent.vppsim.release import DEFAULT_RELEASE, release
+from vppagent.vppsim.testing import running_vppsim
 
-REAL_VPP_SOCKET_ENV = "VPPAGENT_TEST_VPP_SOCKET"
-REAL_VPP_API_DIR_ENV = "VPPAGENT_TEST_VPP_API_DIR"
+# The release the real VPP under test is (the one CI installs unless this names another).
+REAL_VPP_RELEASE = os.environ.get("VPPAGENT_TEST_VPP_RELEASE", DEFAULT_RELEASE)
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Target:
     name: str
     socket_path: str
     api_dir: str | None
+    release: Release  # what the target should answer as
     sim: VppSim | None = None
     _clients: list[VPPApiClient] = field(default_factory=list)
 
@@ -44,22 +47,18 @@ class Target:
         self._clients.clear()
 
 
-@pytest.fixture
+@pytest.fixture(params=sorted(RELEASES))
 def emulator_target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    sim: VppSim = request.getfixturevalue("vppsim")
-    target = Target("emulator", str(sim.socket_path), str(API_DIR), sim)
-    yield target
-    target.close_clients()
+    """The emulator playing each release in turn."""
+    with running_vppsim(request.param) as sim:
+        target = Target(f"emulator-{sim.release.name}", str(sim.socket_path), str(sim.release.api_dir),
+                        sim.release, sim)
+        yield target
+        target.close_clients()
 
 
 @pytest.fixture
-def real_vpp_target() -> Iterator[Target]:
-    socket_path = os.environ.get(REAL_VPP_SOCKET_ENV)
-    if not socket_path:
-        pytest.skip(f"{REAL_VPP_SOCKET_ENV} is not set: no real VPP to run the conformance suite against")
-    if not Path(socket_path).exists():
-        pytest.skip(f"{REAL_VPP_SOCKET_ENV}={socket_path} does not exist")
-    api_dir = os.environ.get(REAL_VPP_API_DIR_ENV, "/usr/share/vpp/api")
-    target = Target("real-vpp", socket_path, api_dir if Path(api_dir).is_dir() else None)
+def real_vpp_target(real_vpp: RealVpp) -> Iterator[Target]:
+    target = Target("real-vpp", real_vpp.socket_path, real_vpp.api_dir, release(REAL_VPP_RELEASE))
     yield target
     target.close_clients()

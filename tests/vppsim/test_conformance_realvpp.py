@@ -1,8 +1,9 @@
-"""The conformance suite against a real VPP 25.10 (``VPPAGENT_TEST_VPP_SOCKET``); skipped without one.
+"""The conformance suite against a real VPP: the ``real_vpp`` fixture's (a private VPP when one is
+installed, or the one ``VPPAGENT_TEST_VPP_SOCKET`` names); skipped without one.
 
-Optionally ``VPPAGENT_TEST_VPP_API_DIR`` names its ``.api.json`` directory (default
-``/usr/share/vpp/api``) for the "apidir" variant.  The tests create loopbacks, ACLs,
-routes and classifier tables and remove them again.
+It should be the release ``VPPAGENT_TEST_VPP_RELEASE`` names (default 26.06).  Optionally
+``VPPAGENT_TEST_VPP_API_DIR`` names its ``.api.json`` directory (default ``/usr/share/vpp/api``) for
+the "apidir" variant.  The tests create loopbacks, ACLs, routes and classifier tables and remove them.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from vpp_papi import VPPApiClient
 from vpp_papi.vpp_papi import VPPIOError
 
 from tests.vppsim.conformance import rule
-from vppagent.vppsim import VppSim, load_definitions
+from vppagent.vppsim import RELEASES, VppSim, load_definitions
 from vppagent.vppsim.testing import running_vppsim, socket_directory
 
 NONE = 0xFFFFFFFF
@@ -170,11 +170,14 @@ def test_many_instances_start_fast_and_stay_separate() -> None:
                 sim.stop()
 
 
-def test_runs_as_a_process() -> None:
+@pytest.mark.parametrize("vpp_version", [None, *sorted(RELEASES)])
+def test_runs_as_a_process(vpp_version: str | None) -> None:
+    """``python -m vppagent.vppsim`` plays the release ``--vpp-version`` names, 26.06 without it."""
     with socket_directory() as directory:
         path = directory / "api.sock"
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-m", "vppagent.vppsim", "--socket", str(path)],
+        version_args = [] if vpp_version is None else ["--vpp-version", vpp_version]
+        process = subprocess.Popen([sys.executable, "-m", "vppagent.vppsim", "--socket", str(path), *version_args],
                                    stderr=subprocess.DEVNULL)
         try:
             while not _accepts(path):
@@ -182,7 +185,7 @@ def test_runs_as_a_process() -> None:
                 time.sleep(0.01)
             client = VPPApiClient(server_address=str(path), bootstrapapi=True)
             client.connect("process-test")
-            assert client.api.show_version().version.startswith("25.10")
+            assert client.api.show_version().version == RELEASES[vpp_version or "26.06"].version
             client.disconnect()
         finally:
             process.terminate()

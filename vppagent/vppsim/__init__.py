@@ -1,4 +1,4 @@
-"""vppsim: a protocol-faithful emulator of VPP 25.10's binary API socket, for tests and development.
+"""vppsim: a protocol-faithful emulator of VPP's binary API socket (26.06 or 25.10), for tests and development.
 
 Start one in-process::
 
@@ -8,20 +8,22 @@ Start one in-process::
         ...
         sim.connect((tap_a, "10.0.0.2"), (tap_b, "10.0.0.3"), "tcp", 80).established
 
-or as a process: ``python -m vppagent.vppsim --socket PATH``.  See ``docs/vppsim.md``.
+or as a process: ``python -m vppagent.vppsim --socket PATH [--vpp-version 25.10|26.06]``.  See ``docs/vppsim.md``.
 """
 
-from vppagent.vppsim.codec import API_DIR, TARGET_RELEASE, ApiDefinitions, load_definitions
+from vppagent.vppsim.codec import API_DIR, ApiDefinitions, load_definitions
 from vppagent.vppsim.errors import ApiError
 from vppagent.vppsim.evaluator import Endpoint, connect, evaluate, send
 from vppagent.vppsim.faults import Faults
 from vppagent.vppsim.packet import ConnectResult, Direction, Packet, PathResult, Verdict
+from vppagent.vppsim.release import DEFAULT_RELEASE, RELEASES, Release
 from vppagent.vppsim.server import VppSim
 from vppagent.vppsim.state import SimState
 
 __all__ = [
     "API_DIR",
-    "TARGET_RELEASE",
+    "DEFAULT_RELEASE",
+    "RELEASES",
     "ApiDefinitions",
     "ApiError",
     "ConnectResult",
@@ -30,6 +32,7 @@ __all__ = [
     "Faults",
     "Packet",
     "PathResult",
+    "Release",
     "SimState",
     "Verdict",
     "VppSim",

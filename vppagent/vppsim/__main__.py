@@ -1,4 +1,4 @@
-"""``python -m vppagent.vppsim --socket PATH``: run an emulated VPP until interrupted."""
+"""``python -m vppagent.vppsim --socket PATH [--vpp-version 25.10|26.06]``: run an emulated VPP until interrupted."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import logging
 import signal
 import threading
 
+from vppagent.vppsim.release import DEFAULT_RELEASE, RELEASES
 from vppagent.vppsim.server import VppSim
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vppagent.vppsim", description=__doc__)
     parser.add_argument("--socket", required=True, help="path of the API socket to listen on")
+    parser.add_argument("--vpp-version", choices=sorted(RELEASES), default=DEFAULT_RELEASE,
+                        help=f"the VPP release to play (default {DEFAULT_RELEASE})")
     parser.add_argument("--no-vhost-net", action="store_true",
                         help="emulate a host without /dev/vhost-net (tap creation fails with -11)")
     parser.add_argument("--log-level", default="INFO")
@@ -21,9 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with VppSim(args.socket) as sim:
+    with VppSim(args.socket, vpp_version=args.vpp_version) as sim:
         sim.faults.no_vhost_net = args.no_vhost_net
-        logging.getLogger(__name__).info("vppsim listening on %s", args.socket)
+        logging.getLogger(__name__).info("vppsim (VPP %s) listening on %s", args.vpp_version, args.socket)
         stop.wait()
 
 

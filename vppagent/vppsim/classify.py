@@ -97,8 +97,12 @@ class Classifier:
         self.attachments: dict[tuple[int, Direction], ClassifierAttachment] = {}
 
     def on_interface_deleted(self, sw_if_index: int) -> None:
-        for direction in Direction:
-            self.attachments.pop((sw_if_index, direction), None)
+        """Nothing: in_out_acl keeps its per-interface table indices when an interface goes.
+
+        A running 26.06 reports the table attached to a deleted loopback for the next interface that
+        gets the same index (``classify_table_by_interface``), and a new add on it answers 0 and
+        changes nothing; only a delete naming that table clears it.
+        """
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -113,28 +117,35 @@ class Classifier:
         }
 
     def classify_add_del_table(self, request: Request) -> list[Reply]:
+        # As a running 26.06 answers (classify_api.c, vnet_classify_add_del_table): the mask must be
+        # match_n_vectors (> 0) vectors long; a delete of a free index is
+        # NO_SUCH_TABLE; an add naming a free index makes a new table; a new table needs memory
+        # (INVALID_MEMORY_SIZE) and buckets.  Only a successful add reports the table's index and
+        # vector counts; every other reply carries ~0 in all three.
         fields = request.fields
         reply = "classify_add_del_table_reply"
+        refused = {"new_table_index": NONE_INDEX, "skip_n_vectors": NONE_INDEX, "match_n_vectors": NONE_INDEX}
         table_index = fields["table_index"]
+        match_n_vectors = fields["match_n_vectors"]
+        mask: bytes = fields["mask"]
         if not fields["is_add"]:
             if table_index not in self.tables:
-                return retval_reply(reply, ApiError.NO_SUCH_TABLE, new_table_index=NONE_INDEX)
+                return retval_reply(reply, ApiError.NO_SUCH_TABLE, **refused)
             self._delete_table(table_index, chain=bool(fields["del_chain"]))
-            return retval_reply(reply, OK, new_table_index=NONE_INDEX)
-        if table_index != NONE_INDEX:
+            return retval_reply(reply, OK, **refused)
+        table = self.tables.get(table_index)
+        if table is not None:
             # Modifying an existing table changes only its chaining and miss action.
-            table = self.tables.get(table_index)
-            if table is None:
-                return retval_reply(reply, ApiError.NO_SUCH_TABLE, new_table_index=NONE_INDEX)
             table.next_table_index = fields["next_table_index"]
             table.miss_next_index = fields["miss_next_index"]
             return retval_reply(reply, OK, new_table_index=table_index, skip_n_vectors=table.skip_n_vectors,
                                 match_n_vectors=table.match_n_vectors)
-        match_n_vectors = fields["match_n_vectors"]
-        mask: bytes = fields["mask"]
-        if (match_n_vectors == 0 or fields["nbuckets"] == 0 or fields["memory_size"] == 0
-                or len(mask) != match_n_vectors * VECTOR_SIZE):
-            return retval_reply(reply, ApiError.INVALID_VALUE, new_table_index=NONE_INDEX)
+        if match_n_vectors == 0 or len(mask) != match_n_vectors * VECTOR_SIZE:
+            return retval_reply(reply, ApiError.INVALID_VALUE, **refused)
+        if fields["memory_size"] == 0:
+            return retval_reply(reply, ApiError.INVALID_MEMORY_SIZE, **refused)
+        if fields["nbuckets"] == 0:
+            return retval_reply(reply, ApiError.INVALID_VALUE, **refused)
         table = ClassifyTable(mask, fields["skip_n_vectors"], match_n_vectors, fields["next_table_index"],
                               fields["miss_next_index"], fields["current_data_flag"], fields["current_data_offset"],
                               fields["nbuckets"])

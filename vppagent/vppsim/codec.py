@@ -1,6 +1,6 @@
 """Message definitions, message ids and wire encoding for the emulator.
 
-The definitions are the vendored VPP 25.10 ``*.api.json`` files in ``api/``.
+The definitions are the vendored ``*.api.json`` files of one release in ``api/<release>/``.
 Encoding and decoding use vpp_papi's own serializer (``vpp_papi.vpp_serializer``
 via ``VPPApiJSONFiles``); nothing here knows a field layout by hand.
 
@@ -34,10 +34,13 @@ from vpp_papi.vpp_serializer import (
     VPPUnionType,
 )
 
-API_DIR = Path(__file__).parent / "api"
+from vppagent.vppsim.release import API_ROOT, DEFAULT_RELEASE
+
+# The default release's definitions directory (``--vpp-version`` picks another).
+API_DIR = API_ROOT / DEFAULT_RELEASE
 _U32 = BaseTypes("u32")
 
-# Modules in the order VPP 25.10 registers them: memclnt first (its ids are
+# Modules in the order VPP registers them: memclnt first (its ids are
 # fixed: vpp_papi sends sockclnt_create as id 15 and expects id 16 back), then
 # the other core modules, then plugins.  Ids other than memclnt's are dynamic in
 # VPP; clients must look them up by name_crc, and tests must not assume them.
@@ -54,8 +57,6 @@ MODULES: tuple[str, ...] = (
     "af_packet",
     "memif",
 )
-
-TARGET_RELEASE = "25.10"
 
 Fields = dict[str, Any]
 
@@ -107,12 +108,14 @@ class ApiDefinitions:
         return bool(service.get("stream")) and "stream_msg" not in service
 
     def api_json_text(self) -> str:
-        """The payload of ``get_api_json_reply``: a JSON array of every module's definition.
+        """The payload of ``get_api_json_reply``: a JSON array of the modules' definitions.
 
         VPP's handler (``vlibmemory/memclnt_api.c``) joins each module's JSON with
         commas inside ``[`` … ``]``; vpp_papi parses it with ``process_json_array_str``.
+        memclnt is not among them (a running 26.06 serves none of its messages): clients
+        bring their own copy to bootstrap with.
         """
-        return "[\n" + ",".join(module.json_text for module in self.modules) + "]"
+        return "[\n" + ",".join(module.json_text for module in self.modules if module.name != "memclnt") + "]"
 
     def encode(self, name: str, fields: Mapping[str, Any]) -> bytes:
         message = self.messages[name]

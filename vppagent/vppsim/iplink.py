@@ -6,7 +6,8 @@ After VPP 25.10:
   addresses.  An invalid borrower answers INVALID_SW_IF_INDEX; an invalid lender only on add
   (INVALID_SW_IF_INDEX_2); removing is unconditional.
 - ``sw_interface_ip6_enable_disable`` (``vnet/ip/ip_api.c`` → ``ip6_link_enable``/``ip6_link_disable``
-  in ``vnet/ip/ip6_link.c``): enabling needs an Ethernet interface (local0 → UNSUPPORTED); enabling
+  in ``vnet/ip/ip6_link.c``): in 25.10 enabling needs an Ethernet interface (local0 → UNSUPPORTED; a
+  running 26.06 enables local0 too, see ``release.py``); enabling
   again answers VALUE_EXIST *and still takes a lock*, so each enable needs its disable; disabling a
   link that is not enabled answers IP6_NOT_ENABLED.  The link-local address comes from the MAC
   (EUI-64, u bit flipped).  Deleting the interface drops the link whatever its locks.
@@ -42,8 +43,9 @@ def link_local_from_mac(mac: bytes) -> ipaddress.IPv6Address:
 
 
 class IpLinks:
-    def __init__(self, interfaces: InterfaceTable) -> None:
+    def __init__(self, interfaces: InterfaceTable, *, ip6_needs_ethernet: bool) -> None:
         self._interfaces = interfaces
+        self._ip6_needs_ethernet = ip6_needs_ethernet
         self.unnumbered: dict[int, int] = {}  # borrowing interface -> interface lending addresses
         self.ip6_locks: dict[int, int] = {}  # interface -> ip6 link locks (enabled while > 0)
         self.neighbors: dict[tuple[int, IPAddress], Neighbor] = {}
@@ -93,7 +95,7 @@ class IpLinks:
             return retval_reply(reply, ApiError.INVALID_SW_IF_INDEX)
         locks = self.ip6_locks.get(sw_if_index, 0)
         if request.fields["enable"]:
-            if interface.kind is InterfaceKind.LOCAL:  # not an Ethernet interface
+            if self._ip6_needs_ethernet and interface.kind is InterfaceKind.LOCAL:  # not an Ethernet interface
                 return retval_reply(reply, ApiError.UNSUPPORTED)
             self.ip6_locks[sw_if_index] = locks + 1
             return retval_reply(reply, ApiError.VALUE_EXIST if locks else OK)

@@ -30,6 +30,7 @@ from vppagent.vppsim.faults import Faults
 from vppagent.vppsim.handlers import Reply, Request
 from vppagent.vppsim.packet import ConnectResult, Direction, Packet, Verdict
 from vppagent.vppsim.pool import Pool
+from vppagent.vppsim.release import DEFAULT_RELEASE, release
 from vppagent.vppsim.state import SimConfig, SimState
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,15 @@ class _Connection:
 
 
 class VppSim:
-    """An emulated VPP listening on ``socket_path``.  Use as a context manager or call start/stop."""
+    """An emulated VPP (release ``vpp_version``) on ``socket_path``.  A context manager, or start/stop."""
 
-    def __init__(self, socket_path: str | os.PathLike[str], *,
+    def __init__(self, socket_path: str | os.PathLike[str], *, vpp_version: str = DEFAULT_RELEASE,
                  definitions: ApiDefinitions | None = None) -> None:
         self.socket_path = Path(socket_path)
-        self.definitions = definitions or load_definitions()
+        self.release = release(vpp_version)
+        self.definitions = definitions or load_definitions(self.release.api_dir)
         self.config = SimConfig()
-        self.state = SimState(self.definitions, self.config)
+        self.state = SimState(self.definitions, self.config, self.release)
         self.faults = Faults(self.config)
         self._lock = threading.RLock()
         self._listener: socket.socket | None = None
@@ -136,7 +138,7 @@ class VppSim:
         with self._lock:
             self._drop_all_clients()
             with self.state.lock:
-                self.state = SimState(self.definitions, self.config)
+                self.state = SimState(self.definitions, self.config, self.release)
             if downtime > 0:
                 self._close_listener()
                 timer = threading.Timer(downtime, self._relisten)

@@ -8,15 +8,17 @@ from dataclasses import dataclass, field
 
 from vppagent.vppsim.acl import AclPlugin
 from vppagent.vppsim.classify import Classifier
-from vppagent.vppsim.codec import TARGET_RELEASE, ApiDefinitions
+from vppagent.vppsim.codec import ApiDefinitions
 from vppagent.vppsim.errors import OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import Interface, InterfaceTable
 from vppagent.vppsim.iplink import IpLinks
 from vppagent.vppsim.packet import Direction, Packet, Verdict
+from vppagent.vppsim.release import Release, release
 from vppagent.vppsim.routes import Fib
 
-VERSION = f"{TARGET_RELEASE}.0-vppsim"
+# show_version's build fields: VPP prints its build host and time there; the emulator says what it is.
+BUILD_DATE = "vppsim"
 
 
 @dataclass
@@ -43,6 +45,7 @@ class SimState:
 
     definitions: ApiDefinitions
     config: SimConfig = field(default_factory=SimConfig)
+    release: Release = field(default_factory=release)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -50,7 +53,7 @@ class SimState:
         self.acl = AclPlugin(self.definitions, self.interfaces)
         self.classifier = Classifier(self.interfaces)
         self.fib = Fib()
-        self.ip_links = IpLinks(self.interfaces)
+        self.ip_links = IpLinks(self.interfaces, ip6_needs_ethernet=self.release.ip6_enable_needs_ethernet)
         self.interfaces.on_deleted(self.ip_links.on_interface_deleted)
         self.interfaces.on_deleted(self.acl.on_interface_deleted)
         self.interfaces.on_deleted(self.classifier.on_interface_deleted)
@@ -94,8 +97,8 @@ class SimState:
         return retval_reply("get_first_msg_id_reply", ApiError.INVALID_VALUE, first_msg_id=0xFFFF)
 
     def show_version(self, request: Request) -> list[Reply]:
-        return retval_reply("show_version_reply", OK, program="vpe", version=VERSION,
-                            build_date="vppsim", build_directory="vppagent/vppsim")
+        return retval_reply("show_version_reply", OK, program="vpe", version=self.release.version,
+                            build_date=BUILD_DATE, build_directory="")
 
     def cli_inband(self, request: Request) -> list[Reply]:
         return retval_reply("cli_inband_reply", OK, reply=self.run_cli(request.fields["cmd"]))
@@ -104,7 +107,7 @@ class SimState:
         """The few CLI commands tests use; anything else answers like VPP's parser does."""
         words = command.split()
         if words == ["show", "version"]:
-            return f"vpp v{VERSION} built by vppsim\n"
+            return f"vpp v{self.release.version} built by vppsim on vppsim at {BUILD_DATE}\n"
         if words[:3] == ["clear", "acl-plugin", "sessions"]:
             self.acl.clear_sessions()
             return ""

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from vppagent.vppsim.release import DEFAULT_RELEASE
 from vppagent.vppsim.server import VppSim
 
 
@@ -30,7 +31,7 @@ def socket_directory() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def running_vppsim() -> Iterator[VppSim]:
-    """Start an emulator on a private socket and stop it afterwards."""
-    with socket_directory() as directory, VppSim(directory / "api.sock") as sim:
+def running_vppsim(vpp_version: str = DEFAULT_RELEASE) -> Iterator[VppSim]:
+    """Start an emulator of ``vpp_version`` on a private socket and stop it afterwards."""
+    with socket_directory() as directory, VppSim(directory / "api.sock", vpp_version=vpp_version) as sim:
         yield sim

@@ -1,4 +1,5 @@
-"""Vendored VPP 25.10 API definitions (``*.api.json``), trimmed to the messages vppagent uses.
+"""Vendored VPP API definitions (``<release>/*.api.json``), trimmed to the messages the emulator serves.
 
-See ``README.md`` in this directory for provenance and ``vendor.py`` for how they were produced.
+One directory per release (25.10, 26.06).  See ``README.md`` here for provenance and ``vendor.py``
+for how they were produced.
 """

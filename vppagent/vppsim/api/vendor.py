@@ -1,17 +1,18 @@
-"""Regenerate the vendored VPP 25.10 message definitions in this directory.
+"""Regenerate the vendored VPP API definitions of one release (``api/<release>/``).
 
-Development-time tool only; the emulator and the tests read the JSON files next
-to this module and never the source tree.  Usage::
+Development-time tool only: the emulator and the tests read the files it writes and never a VPP
+tree.  Usage (the paths are where this project's definitions came from)::
 
-    python -m vppagent.vppsim.api.vendor --source /path/to/share/vpp/api
+    python -m vppagent.vppsim.api.vendor --release 25.10 --source /work/shared/vpp-api
+    python -m vppagent.vppsim.api.vendor --release 26.06 --source /usr/share/vpp/api
 
-``--source`` is a VPP ``share/vpp/api`` tree (``core/`` and ``plugins/``) as
-installed by the VPP 25.10 packages; the files were taken from such a tree.
-Each output file keeps its module's types, enums, unions, aliases, options
-and ``vl_api_version`` untouched and only drops the messages (and services)
-the project does not use, so every kept message's layout and CRC is exactly
-VPP's.  ``memclnt`` is kept whole: its message order fixes the message ids
-VPP gives the bootstrap messages (``sockclnt_create`` = 15).
+``--source`` is a VPP ``share/vpp/api`` tree (``core/`` and ``plugins/``) as the release's packages
+install it; a module is looked up in either (``tapv2`` is core in 25.10, a plugin in 26.06).  Each
+output file keeps its module's types, enums, unions, aliases, options and ``vl_api_version``
+untouched and only drops the messages (and services) the emulator does not serve, so every kept
+message's layout and CRC is exactly the release's; the JSON is written without indentation.
+``memclnt`` is kept whole: its message order fixes the ids VPP gives the bootstrap messages
+(``sockclnt_create`` = 15).
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-# Module → messages kept.  ``None`` keeps the module whole.  The order of the
-# modules is the order the emulator numbers messages in (core before plugins,
-# like VPP).
+# Module → messages kept.  ``None`` keeps the module whole.  The order of the modules is the order
+# the emulator numbers messages in (core before plugins, like VPP).
 KEPT_MESSAGES: dict[str, list[str] | None] = {
-    "core/memclnt": None,
-    "core/vlib": ["cli_inband", "cli_inband_reply"],
-    "core/vpe": ["show_version", "show_version_reply"],
-    "core/interface": [
+    "memclnt": None,
+    "vlib": ["cli_inband", "cli_inband_reply"],
+    "vpe": ["show_version", "show_version_reply"],
+    "interface": [
         "sw_interface_dump",
         "sw_interface_details",
         "sw_interface_set_flags",
@@ -50,7 +51,7 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "delete_loopback",
         "delete_loopback_reply",
     ],
-    "core/ip": [
+    "ip": [
         "ip_table_add_del",
         "ip_table_add_del_reply",
         "ip_table_dump",
@@ -64,8 +65,8 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "sw_interface_ip6_enable_disable",
         "sw_interface_ip6_enable_disable_reply",
     ],
-    "core/ip_neighbor": ["ip_neighbor_add_del", "ip_neighbor_add_del_reply"],
-    "core/tapv2": [
+    "ip_neighbor": ["ip_neighbor_add_del", "ip_neighbor_add_del_reply"],
+    "tapv2": [
         "tap_create_v3",
         "tap_create_v3_reply",
         "tap_delete_v2",
@@ -73,7 +74,7 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "sw_interface_tap_v2_dump",
         "sw_interface_tap_v2_details",
     ],
-    "core/classify": [
+    "classify": [
         "classify_add_del_table",
         "classify_add_del_table_reply",
         "classify_add_del_session",
@@ -91,7 +92,7 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "output_acl_set_interface",
         "output_acl_set_interface_reply",
     ],
-    "plugins/acl": [
+    "acl": [
         "acl_plugin_get_version",
         "acl_plugin_get_version_reply",
         "acl_plugin_get_conn_table_max_entries",
@@ -115,7 +116,7 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "acl_interface_etype_whitelist_dump",
         "acl_interface_etype_whitelist_details",
     ],
-    "plugins/af_packet": [
+    "af_packet": [
         "af_packet_create_v3",
         "af_packet_create_v3_reply",
         "af_packet_delete",
@@ -123,7 +124,7 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "af_packet_dump",
         "af_packet_details",
     ],
-    "plugins/memif": [
+    "memif": [
         "memif_socket_filename_add_del_v2",
         "memif_socket_filename_add_del_v2_reply",
         "memif_create",
@@ -137,6 +138,7 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
 
 # Keys vpp_papi does not read; dropped to keep the vendored files small.
 _DROPPED_KEYS = ("counters", "paths")
+_TYPE_KEYS = ("types", "unions", "enums", "enumflags")
 
 
 def trim_module(definition: dict[str, object], kept: list[str] | None) -> dict[str, object]:
@@ -154,20 +156,65 @@ def trim_module(definition: dict[str, object], kept: list[str] | None) -> dict[s
     services = definition.get("services", {})
     assert isinstance(services, dict)
     trimmed["services"] = {name: service for name, service in services.items() if name in kept}
+    used = _used_type_names(trimmed)
+    for key in _TYPE_KEYS:
+        entries = trimmed.get(key, [])
+        assert isinstance(entries, list)
+        trimmed[key] = [entry for entry in entries if entry[0] in used]
+    aliases = trimmed.get("aliases", {})
+    assert isinstance(aliases, dict)
+    trimmed["aliases"] = {name: alias for name, alias in aliases.items() if name in used}
     return trimmed
+
+
+def _type_name(field: object) -> str | None:
+    """``["vl_api_address_t", "dst"]`` → ``address``; None for a base type or anything else."""
+    if isinstance(field, list) and field and isinstance(field[0], str):
+        return str(field[0]).removeprefix("vl_api_").removesuffix("_t")
+    return None
+
+
+def _used_type_names(definition: dict[str, Any]) -> set[str]:
+    """Names of the types, unions, enums and aliases the kept messages reach, directly or not."""
+    fields_of: dict[str, list[object]] = {}
+    for key in _TYPE_KEYS:
+        for entry in definition.get(key, []):
+            fields_of[entry[0]] = entry[1:]
+    for name, alias in definition.get("aliases", {}).items():
+        fields_of[name] = [[alias["type"]]]
+    used: set[str] = set()
+    pending = [field for message in definition["messages"] for field in message[1:]]
+    while pending:
+        name = _type_name(pending.pop())
+        if name is not None and name in fields_of and name not in used:
+            used.add(name)
+            pending.extend(fields_of[name])
+    return used
+
+
+def find_module(source: Path, module: str) -> Path:
+    for part in ("core", "plugins"):
+        candidate = source / part / f"{module}.api.json"
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"{module}.api.json is in neither {source}/core nor {source}/plugins")
+
+
+def vendor(release: str, source: Path, out_root: Path) -> None:
+    out_dir = out_root / release
+    out_dir.mkdir(exist_ok=True)
+    for module, kept in KEPT_MESSAGES.items():
+        trimmed = trim_module(json.loads(find_module(source, module).read_text()), kept)
+        (out_dir / f"{module}.api.json").write_text(json.dumps(trimmed, separators=(",", ":")) + "\n")
+        print(f"{release}/{module}.api.json: {len(trimmed['messages'])} messages")  # type: ignore[arg-type]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", required=True, help="the release the source tree is, e.g. 26.06")
     parser.add_argument("--source", type=Path, required=True, help="VPP share/vpp/api directory")
     args = parser.parse_args()
-    out_dir = Path(__file__).parent
-    for module, kept in KEPT_MESSAGES.items():
-        source = args.source / f"{module}.api.json"
-        definition = json.loads(source.read_text())
-        out = out_dir / f"{module.split('/')[1]}.api.json"
-        out.write_text(json.dumps(trim_module(definition, kept), indent=1) + "\n")
-        print(f"{out.name}: {len(trim_module(definition, kept)['messages'])} messages")  # type: ignore[arg-type]
+    vendor(args.release, args.source, Path(__file__).parent)
 
 
 if __name__ == "__main__":
