@@ -14,12 +14,14 @@ from typing import Any
 
 from felix_shim.framing import DEFAULT_MAX_FRAME_BYTES
 from felix_shim.link import StreamMode
+from felix_shim.releases.differences import RELEASES
 from vppagent.command_line import OneLineParser, positive_float, positive_int
 
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 SOCKET_PATH_MAX_BYTES = 107
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+AUTO_RELEASE = "auto"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class ShimConfig:
     stream_mode: StreamMode
     reconnect_max_seconds: float
     log_level: str
+    felix_version: str = AUTO_RELEASE  # or the release to decode as, e.g. "3.31"
+
+    @property
+    def forced_release(self) -> str | None:
+        """None: detect Felix's release from the stream."""
+        return None if self.felix_version == AUTO_RELEASE else self.felix_version
 
 
 def _fd(text: str) -> int:
@@ -57,6 +65,14 @@ def _log_level(text: str) -> str:
     return text.upper()
 
 
+def _felix_version(text: str) -> str:
+    """"auto" (detect it from what Felix sends) or a supported release, as "3.31" or "v3.31"."""
+    release = text.strip().lower().removeprefix("v")
+    if release != AUTO_RELEASE and release not in RELEASES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {AUTO_RELEASE}, {', '.join(RELEASES)}")
+    return release
+
+
 def _socket_path(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("must not be empty")
@@ -77,6 +93,7 @@ _SETTINGS: list[tuple[str, str, str | None, Callable[[str], Any], str]] = [
     ("reconnect_max_seconds", "--reconnect-max-seconds", "VPPAGENT_SHIM_RECONNECT_MAX_SECONDS",
      positive_float, "2.0"),
     ("log_level", "--log-level", "VPPAGENT_SHIM_LOG_LEVEL", _log_level, "INFO"),
+    ("felix_version", "--felix-version", "VPPAGENT_FELIX_VERSION", _felix_version, AUTO_RELEASE),
 ]
 
 _HELP = {
@@ -87,6 +104,7 @@ _HELP = {
     "stream_mode": "batch: SyncBatch RPC; single: per-message Sync; auto: SyncBatch, falling back to Sync",
     "reconnect_max_seconds": "cap of the reconnect backoff",
     "log_level": "|".join(LOG_LEVELS),
+    "felix_version": "Felix's Calico release; auto detects it from what Felix sends",
 }
 
 

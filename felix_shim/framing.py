@@ -12,8 +12,7 @@ import struct
 import threading
 from typing import BinaryIO
 
-from google.protobuf.message import DecodeError
-
+from felix_shim.releases.decoder import FelixDecoder, UndecodableFrame
 from vppagent.gen.felix import felixbackend_pb2 as felix
 
 LENGTH_PREFIX = struct.Struct("<Q")
@@ -49,8 +48,11 @@ class FrameReader:
     length prefix from the start of the stream.
     """
 
-    def __init__(self, stream: BinaryIO, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(self, stream: BinaryIO, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 decoder: FelixDecoder | None = None) -> None:
         self._stream = stream
+        # Reads each frame as whichever Felix release sent it and hands on the v3.33 form.
+        self.decoder = decoder if decoder is not None else FelixDecoder()
         self.max_frame_bytes = max_frame_bytes
         self.offset = 0
         self.frame_number = 0
@@ -90,16 +92,16 @@ class FrameReader:
         return payload
 
     def read_message(self) -> tuple[bytes, felix.ToDataplane] | None:
-        """The next frame decoded as ToDataplane (raw bytes kept for forwarding), or None at EOF."""
+        """The next frame as a v3.33 ToDataplane (with its encoding, to forward), or None at EOF."""
         payload = self.read_frame()
         if payload is None:
             return None
         try:
-            msg = felix.ToDataplane.FromString(payload)
-        except DecodeError as exc:
-            raise self.error(f"undecodable felix.ToDataplane ({len(payload)} bytes): {exc}") from None
-        self.last_felix_sequence = msg.sequence_number
-        return payload, msg
+            decoded = self.decoder.decode(payload)
+        except UndecodableFrame as exc:
+            raise self.error(str(exc)) from None
+        self.last_felix_sequence = decoded[1].sequence_number
+        return decoded
 
 
 class FrameWriter:

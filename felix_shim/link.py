@@ -54,6 +54,7 @@ class AgentLink:
         backoff_initial: float = 0.05,
         backoff_max: float = 2.0,
         on_felix_gone: Callable[[str], None] = lambda reason: None,
+        for_felix: Callable[[bytes], bytes | None] = lambda raw: raw,
     ) -> None:
         self.target = f"unix:{socket_path}"
         self.outbox = outbox
@@ -63,6 +64,9 @@ class AgentLink:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_felix_gone = on_felix_gone
+        # The agent writes v3.33 messages; this puts them in the form Felix's release knows
+        # (None: a message that release does not know, which is not sent).
+        self.for_felix = for_felix
         # Set once a stream ended after delivering everything up to Felix's EOF.
         self.finished = threading.Event()
         self._stop = threading.Event()
@@ -177,8 +181,11 @@ class AgentLink:
                 self._call = None
 
     def _write_to_felix(self, response: bytes) -> None:
+        frame = self.for_felix(response)
+        if frame is None:
+            return
         try:
-            self.writer.write_frame(response)
+            self.writer.write_frame(frame)
         except OSError as exc:
             raise FelixGone(f"cannot write to Felix on fd 4: {exc}") from None
 

@@ -19,6 +19,7 @@ from felix_shim.config import ShimConfig, parse_config
 from felix_shim.framing import FrameError, FrameReader, FrameWriter
 from felix_shim.link import AgentLink
 from felix_shim.outbox import Outbox
+from felix_shim.releases.decoder import FelixDecoder
 from vppagent.command_line import EXIT_BROKEN_PIPE, EXIT_USAGE, flush_stdout
 
 log = logging.getLogger("felix_shim")
@@ -94,8 +95,9 @@ def run(config: ShimConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    outbox = Outbox()
-    reader = FrameReader(in_stream, config.max_frame_bytes)
+    decoder = FelixDecoder(config.forced_release)
+    outbox = Outbox(wire_report=decoder.report_bytes)
+    reader = FrameReader(in_stream, config.max_frame_bytes, decoder)
     link = AgentLink(
         config.socket_path,
         outbox,
@@ -104,6 +106,7 @@ def run(config: ShimConfig) -> int:
         max_frame_bytes=config.max_frame_bytes,
         backoff_max=config.reconnect_max_seconds,
         on_felix_gone=lambda reason: shutdown.request(EXIT_OK, reason),
+        for_felix=decoder.for_felix,
     )
     log.info(
         "felix-shim started: fd %d → agent at unix:%s (%s) → fd %d; max frame %d bytes",

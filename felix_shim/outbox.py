@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 IN_SYNC_FRAME = felix.ToDataplane(in_sync=felix.InSync()).SerializeToString()
 # The wire tag of `repeated felix.ToDataplane messages = 1` in ToDataplaneBatch.
 BATCH_ITEM_TAG = b"\x0a"
+# ... and of `FelixWire felix_wire = 2`: what felix-shim knows of Felix's release.
+BATCH_WIRE_TAG = b"\x12"
 DEFAULT_BATCH_MAX_MESSAGES = 1024
 # Well under gRPC's default 4 MiB receive limit; a single larger message still goes alone.
 DEFAULT_BATCH_MAX_BYTES = 1024 * 1024
@@ -63,6 +65,16 @@ class StreamFeed:
     # Set when the sender reached the end marker: every queued message has been handed to gRPC.
     drained: threading.Event = field(default_factory=threading.Event)
     snapshot_messages: int = 0
+    # The encoded FelixWire report; sent with the first batch and again whenever it changes.
+    wire_report: Callable[[], bytes] = lambda: b""
+    _wire_sent: bytes | None = None
+
+    def _with_wire(self, parts: list[bytes]) -> bytes:
+        report = self.wire_report()
+        if report and report != self._wire_sent:
+            self._wire_sent = report
+            parts = [*parts, BATCH_WIRE_TAG, varint(len(report)), report]
+        return b"".join(parts)
 
     def replay_frames(self) -> Iterator[bytes]:
         for msg in self.snapshot.to_messages():
@@ -92,10 +104,10 @@ class StreamFeed:
             parts += (BATCH_ITEM_TAG, varint(len(raw)), raw)
             size += len(raw)
             if len(parts) >= 3 * max_messages or size >= max_bytes:
-                yield b"".join(parts)
+                yield self._with_wire(parts)
                 parts, size = [], 0
-        if parts:
-            yield b"".join(parts)
+        if parts or self.wire_report():
+            yield self._with_wire(parts)  # the report goes out at once, even with nothing to replay
         while True:
             item = self.live.get()
             if item is None:
@@ -111,7 +123,7 @@ class StreamFeed:
                     break
                 parts += (BATCH_ITEM_TAG, varint(len(item)), item)
                 size += len(item)
-            yield b"".join(parts)
+            yield self._with_wire(parts)
             if ended:
                 break
         self.drained.set()
@@ -120,8 +132,10 @@ class StreamFeed:
 class Outbox:
     """Folds Felix's messages into the snapshot and feeds the current stream, atomically."""
 
-    def __init__(self, state: DataplaneState | None = None, high_water: int = DEFAULT_HIGH_WATER) -> None:
+    def __init__(self, state: DataplaneState | None = None, high_water: int = DEFAULT_HIGH_WATER,
+                 wire_report: Callable[[], bytes] = lambda: b"") -> None:
         self.state = state if state is not None else DataplaneState()
+        self.wire_report = wire_report
         self.felix_in_sync = False
         self.high_water = high_water
         self.received = 0
@@ -165,7 +179,7 @@ class Outbox:
         with self._lock:
             if self._feed is not None:
                 self._feed.live.put(None)
-            feed = StreamFeed(self.state.copy(), self.felix_in_sync)
+            feed = StreamFeed(self.state.copy(), self.felix_in_sync, wire_report=self.wire_report)
             if self._ended:
                 feed.live.put(None)
             self._feed = feed

@@ -1,9 +1,10 @@
 """Check proto/felix against a descriptor set of Calico's own felixbackend.proto.
 
-    python scripts/check_felix_schema.py PATH/TO/felixbackend.pb [--rounds N]
+    python scripts/check_felix_schema.py PATH/TO/felixbackend.pb [--rounds N] [--release 3.31]
 
 1. Structure: every message, enum, field number, type, label, oneof membership of the reference
-   exists identically in ours (ours may add the v3.32 payloads 35-38).
+   exists identically in ours, and ours has nothing more. Ours is proto/felix (v3.33), or with
+   --release the schema felix-shim derives for that release (felix_shim/releases).
 2. Wire: random instances of every reference message type (every field set, nested messages,
    repeated fields, maps, oneof choices, edge values) are serialised with the reference classes,
    parsed with ours, and must re-serialise to the same bytes and the same text form.
@@ -20,10 +21,10 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from vppagent.gen.felix import felixbackend_pb2
+from felix_shim.releases.differences import NEWEST
+from felix_shim.releases.schema import schema
 
-OURS_EXTRA = {"HostMetadataV6Update", "HostMetadataV6Remove", "HostMetadataV4V6Update",
-              "HostMetadataV4V6Remove"}
+OURS = schema(NEWEST)
 
 
 def field_sig(f: FieldDescriptor) -> tuple[object, ...]:
@@ -35,7 +36,7 @@ def field_sig(f: FieldDescriptor) -> tuple[object, ...]:
 def compare_structure(ref_pool: descriptor_pool.DescriptorPool, ref_file: str) -> list[str]:
     problems: list[str] = []
     ref_fd = ref_pool.FindFileByName(ref_file)
-    ours_fd = felixbackend_pb2.DESCRIPTOR
+    ours_fd = OURS.pool.FindFileByName(OURS.file.name)
 
     def walk(ref_msgs: dict[str, Descriptor], our_msgs: dict[str, Descriptor], prefix: str) -> None:
         for name, rm in ref_msgs.items():
@@ -49,8 +50,7 @@ def compare_structure(ref_pool: descriptor_pool.DescriptorPool, ref_file: str) -
                 if of.get(num) != sig:
                     problems.append(f"{prefix}{name} field {num}: reference {sig} ours {of.get(num)}")
             for num in set(of) - set(rf):
-                if not (name == "ToDataplane" and 35 <= num <= 38):
-                    problems.append(f"{prefix}{name} extra field {num}")
+                problems.append(f"{prefix}{name} extra field {num}")
             for e in rm.enum_types:
                 oe = om.enum_types_by_name.get(e.name)
                 rv = [(v.name, v.number) for v in e.values]
@@ -60,8 +60,7 @@ def compare_structure(ref_pool: descriptor_pool.DescriptorPool, ref_file: str) -
 
     walk(dict(ref_fd.message_types_by_name), dict(ours_fd.message_types_by_name), "")
     for name in set(ours_fd.message_types_by_name) - set(ref_fd.message_types_by_name):
-        if name not in OURS_EXTRA:
-            problems.append(f"extra message {name}")
+        problems.append(f"extra message {name}")
     for name, e in ref_fd.enum_types_by_name.items():
         oe = ours_fd.enum_types_by_name.get(name)
         if oe is None or [(v.name, v.number) for v in oe.values] != [(v.name, v.number) for v in e.values]:
@@ -117,7 +116,7 @@ def compare_wire(ref_pool: descriptor_pool.DescriptorPool, rounds: int) -> list[
     ref_fd = ref_pool.FindFileByName(REF_FILE)
     for name, desc in ref_fd.message_types_by_name.items():
         ref_cls = message_factory.GetMessageClass(desc)
-        our_cls = getattr(felixbackend_pb2, name)
+        our_cls = OURS.message(name)
         for _ in range(rounds):
             ref_msg = ref_cls()
             fill(ref_msg, rng)
@@ -138,7 +137,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("descriptor_set")
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--release", default=NEWEST, help="compare the schema derived for this release")
     args = ap.parse_args()
+    OURS = schema(args.release)
     fds = descriptor_pb2.FileDescriptorSet.FromString(Path(args.descriptor_set).read_bytes())
     pool = descriptor_pool.DescriptorPool()
     for fdp in fds.file:

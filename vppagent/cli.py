@@ -158,6 +158,7 @@ def format_state(report: dict[str, Any]) -> str:
     lines = [
         f"driver     {report['driver']}  ({report.get('driver_reason', '')})",
         f"in sync    {'yes' if report['in_sync'] else 'no'}",
+        _felix_line(report.get("felix_wire")),
         "objects    " + ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v or k in (
             "ipsets", "policies", "profiles", "workload_endpoints", "host_endpoints", "routes")),
         f"last apply {last.get('seconds')} s, ok={last.get('ok')}"
@@ -179,6 +180,14 @@ def format_state(report: dict[str, Any]) -> str:
     for held in report.get("held_back", []):
         lines.append(f"held back  {held['kind']} {held['key']}: {held['reason']}")
     return "\n".join(lines)
+
+
+def _felix_line(wire: dict[str, Any] | None) -> str:
+    if not wire:
+        return "felix      release not reported (felix-shim not connected, or per-message Sync)"
+    unknown = sum(u["frames"] for u in wire.get("unknown", []))
+    return (f"felix      {wire['release']} ({wire['how']}: {wire['detail']})"
+            + (f"; {unknown} frames with unknown fields, see --json" if unknown else ""))
 
 
 def cmd_driver_set(args: argparse.Namespace) -> int:

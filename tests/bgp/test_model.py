@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from felix_shim.releases.decoder import FelixDecoder
+from felix_shim.releases.schema import schema as release_schema
 from tests.bgp import states as m
 from vppagent.bgp.config import BgpConfig
 from vppagent.bgp.model import (
@@ -81,14 +83,17 @@ def test_node_as_numbers_and_asdot() -> None:
 
 
 def test_v332_host_metadata_messages_are_used() -> None:
-    messages = [
-        m.config_msg("a"),
-        felix.ToDataplane(host_metadata_v4v6_update=felix.HostMetadataV4V6Update(
-            hostname="a", ipv4_addr="10.0.0.1/24", ipv6_addr="fd00::1", asnumber="65001")),
-        felix.ToDataplane(host_metadata_v4v6_update=felix.HostMetadataV4V6Update(
-            hostname="b", ipv4_addr="10.0.0.2")),
-        felix.ToDataplane(host_metadata_v6_update=felix.HostMetadataV6Update(hostname="b", ipv6_addr="fd00::2")),
+    # A v3.32 Felix's split host metadata, as felix-shim hands it on (in the v3.33 form).
+    v332 = release_schema("3.32")
+    to_dp, v4v6, v6 = v332.to_dataplane, v332.message("HostMetadataV4V6Update"), v332.message("HostMetadataV6Update")
+    frames = [
+        to_dp(host_metadata_v4v6_update=v4v6(hostname="a", ipv4_addr="10.0.0.1/24", ipv6_addr="fd00::1",
+                                             asnumber="65001")),
+        to_dp(host_metadata_v4v6_update=v4v6(hostname="b", ipv4_addr="10.0.0.2")),
+        to_dp(host_metadata_v6_update=v6(hostname="b", ipv6_addr="fd00::2")),
     ]
+    decoder = FelixDecoder("3.32")
+    messages = [m.config_msg("a"), *(decoder.decode(f.SerializeToString())[1] for f in frames)]
     result = inputs(messages)
     assert (result.node_ipv4, result.node_ipv6, result.local_as) == (ip("10.0.0.1"), ip("fd00::1"), 65001)
     assert sorted(str(p.address) for p in result.peers) == ["10.0.0.2", "fd00::2"]

@@ -95,25 +95,3 @@ def test_the_comparison_sees_a_changed_schema(tmp_path: Path) -> None:
     text = grpc_py.read_text().replace("/vppagent.v1.Agent/GetState", "/vppagent.v1.Agent/GetStateX")
     (tmp_path / "agent_pb2_grpc.py").write_text(text)
     assert _meaning(tmp_path / "agent_pb2_grpc.py") != _meaning(grpc_py)
-
-
-def test_v332_host_metadata_payloads_are_accepted() -> None:
-    from vppagent.gen.felix import felixbackend_pb2 as felix
-    from vppagent.state.model import DataplaneState
-
-    state = DataplaneState()
-    for msg in (
-        felix.ToDataplane(host_metadata_v4v6_update=felix.HostMetadataV4V6Update(
-            hostname="n1", ipv4_addr="10.0.0.1/24", asnumber="65001", labels={"zone": "a"})),
-        felix.ToDataplane(host_metadata_v6_update=felix.HostMetadataV6Update(hostname="n1", ipv6_addr="fd::1")),
-        felix.ToDataplane(host_metadata_v4v6_update=felix.HostMetadataV4V6Update(hostname="n2", ipv4_addr="10.0.0.2")),
-        felix.ToDataplane(host_metadata_v4v6_remove=felix.HostMetadataV4V6Remove(hostname="n2")),
-    ):
-        wire = msg.SerializeToString()
-        assert state.apply(felix.ToDataplane.FromString(wire)).kind is not None
-    n1 = state.host_metadata["n1"]
-    got = (n1.ipv4_addr, n1.ipv6_addr, n1.asnumber, dict(n1.labels))
-    assert got == ("10.0.0.1/24", "fd::1", "65001", {"zone": "a"})
-    assert "n2" not in state.host_metadata
-    # field numbers 35-38 are what v3.32 Felix sends
-    assert felix.ToDataplane.DESCRIPTOR.fields_by_name["host_metadata_v4v6_update"].number == 37

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -27,6 +28,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 class AgentService(agent_pb2_grpc.AgentServicer):
     def __init__(self, core: AgentCore) -> None:
         self.core = core
+        # The Felix release as felix-shim last reported it (SyncBatch carries it; Sync cannot).
+        self.felix_wire: agent_pb2.FelixWire | None = None
+        core.report_sections["felix_version"] = lambda: self.felix_wire.release if self.felix_wire else None
+        core.report_sections["felix_wire"] = self._felix_wire_report
 
     def Sync(self, request_iterator: Iterator[felix.ToDataplane],
              context: grpc.ServicerContext) -> Iterator[felix.FromDataplane]:
@@ -34,7 +39,21 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     def SyncBatch(self, request_iterator: Iterator[agent_pb2.ToDataplaneBatch],
                   context: grpc.ServicerContext) -> Iterator[felix.FromDataplane]:
-        return self._stream((m for batch in request_iterator for m in batch.messages), context)
+        return self._stream(self._unbatch(request_iterator), context)
+
+    def _unbatch(self, batches: Iterator[agent_pb2.ToDataplaneBatch]) -> Iterator[felix.ToDataplane]:
+        for batch in batches:
+            if batch.HasField("felix_wire"):
+                self.felix_wire = batch.felix_wire
+            yield from batch.messages
+
+    def _felix_wire_report(self) -> dict[str, Any] | None:
+        wire = self.felix_wire
+        if wire is None:
+            return None
+        return {"release": wire.release, "how": wire.how, "candidates": list(wire.candidates),
+                "calico_version": wire.calico_version or None, "detail": wire.detail,
+                "unknown": [{"where": u.where, "frames": u.frames} for u in wire.unknown]}
 
     def _stream(self, messages: Iterator[felix.ToDataplane],
                 context: grpc.ServicerContext) -> Iterator[felix.FromDataplane]:

@@ -137,7 +137,7 @@ class DataplaneState:
 
     @property
     def host_metadata(self) -> dict[str, felix.HostMetadataUpdate]:
-        """v3.33 model: one HostMetadataUpdate per hostname (v3.32 messages are merged in)."""
+        """One HostMetadataUpdate per hostname (felix-shim turns v3.32's split messages into these)."""
         return self.tables[Kind.HOST_METADATA]
 
     @property
@@ -192,21 +192,6 @@ def _sort_key(key: Any) -> tuple[str, ...]:
 # -- message handlers: payload field name -> fold function ----------------------------------
 
 
-def _host_metadata_merge(state: DataplaneState, hostname: str, **fields: Any) -> Change:
-    old = state.host_metadata.get(hostname)
-    new = felix.HostMetadataUpdate()
-    if old is not None:
-        new.CopyFrom(old)
-    new.hostname = hostname
-    for name, value in fields.items():
-        if name == "labels":
-            new.labels.clear()
-            new.labels.update(value)
-        else:
-            setattr(new, name, value)
-    return state._put(Kind.HOST_METADATA, hostname, new)
-
-
 def _ipset_delta(state: DataplaneState, m: felix.IPSetDeltaUpdate) -> Change:
     current = state.ipsets.get(m.id)
     if current is None:
@@ -239,13 +224,6 @@ _HANDLERS: dict[str, Any] = {
     "ipam_pool_remove": lambda s, m: s._drop(Kind.IPAM_POOL, m.id),
     "host_metadata_update": lambda s, m: s._put(Kind.HOST_METADATA, m.hostname, m),
     "host_metadata_remove": lambda s, m: s._drop(Kind.HOST_METADATA, m.hostname),
-    # Calico v3.32: merged into the v3.33 model.
-    "host_metadata_v4v6_update": lambda s, m: _host_metadata_merge(
-        s, m.hostname, ipv4_addr=m.ipv4_addr, ipv6_addr=m.ipv6_addr, asnumber=m.asnumber, labels=m.labels
-    ),
-    "host_metadata_v4v6_remove": lambda s, m: s._drop(Kind.HOST_METADATA, m.hostname),
-    "host_metadata_v6_update": lambda s, m: _host_metadata_merge(s, m.hostname, ipv6_addr=m.ipv6_addr),
-    "host_metadata_v6_remove": lambda s, m: _host_metadata_merge(s, m.hostname, ipv6_addr=""),
     "namespace_update": lambda s, m: s._put(Kind.NAMESPACE, m.id.name, m),
     "namespace_remove": lambda s, m: s._drop(Kind.NAMESPACE, m.id.name),
     "service_account_update": lambda s, m: s._put(Kind.SERVICE_ACCOUNT, (m.id.namespace, m.id.name), m),

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vppagent.gen.felix import felixbackend_pb2 as felix_dot_felixbackend__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vppagent/v1/agent.proto\x12\x0bvppagent.v1\x1a\x18\x66\x65lix/felixbackend.proto\"8\n\x10ToDataplaneBatch\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.felix.ToDataplane\"\x11\n\x0fGetStateRequest\"#\n\rGetStateReply\x12\x12\n\nstate_json\x18\x01 \x01(\t\"\"\n\x10SetDriverRequest\x12\x0e\n\x06\x64river\x18\x01 \x01(\t\"^\n\x0eSetDriverReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x10\n\x08previous\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x32\x92\x02\n\x05\x41gent\x12\x34\n\x04Sync\x12\x12.felix.ToDataplane\x1a\x14.felix.FromDataplane(\x01\x30\x01\x12\x44\n\tSyncBatch\x12\x1d.vppagent.v1.ToDataplaneBatch\x1a\x14.felix.FromDataplane(\x01\x30\x01\x12\x44\n\x08GetState\x12\x1c.vppagent.v1.GetStateRequest\x1a\x1a.vppagent.v1.GetStateReply\x12G\n\tSetDriver\x12\x1d.vppagent.v1.SetDriverRequest\x1a\x1b.vppagent.v1.SetDriverReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vppagent/v1/agent.proto\x12\x0bvppagent.v1\x1a\x18\x66\x65lix/felixbackend.proto\"d\n\x10ToDataplaneBatch\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.felix.ToDataplane\x12*\n\nfelix_wire\x18\x02 \x01(\x0b\x32\x16.vppagent.v1.FelixWire\"\x94\x01\n\tFelixWire\x12\x0f\n\x07release\x18\x01 \x01(\t\x12\x0b\n\x03how\x18\x02 \x01(\t\x12\x12\n\ncandidates\x18\x03 \x03(\t\x12\x16\n\x0e\x63\x61lico_version\x18\x04 \x01(\t\x12-\n\x07unknown\x18\x05 \x03(\x0b\x32\x1c.vppagent.v1.UnknownWireItem\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"0\n\x0fUnknownWireItem\x12\r\n\x05where\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\"\x11\n\x0fGetStateRequest\"#\n\rGetStateReply\x12\x12\n\nstate_json\x18\x01 \x01(\t\"\"\n\x10SetDriverRequest\x12\x0e\n\x06\x64river\x18\x01 \x01(\t\"^\n\x0eSetDriverReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x10\n\x08previous\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x32\x92\x02\n\x05\x41gent\x12\x34\n\x04Sync\x12\x12.felix.ToDataplane\x1a\x14.felix.FromDataplane(\x01\x30\x01\x12\x44\n\tSyncBatch\x12\x1d.vppagent.v1.ToDataplaneBatch\x1a\x14.felix.FromDataplane(\x01\x30\x01\x12\x44\n\x08GetState\x12\x1c.vppagent.v1.GetStateRequest\x1a\x1a.vppagent.v1.GetStateReply\x12G\n\tSetDriver\x12\x1d.vppagent.v1.SetDriverRequest\x1a\x1b.vppagent.v1.SetDriverReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vppagent.v1.agent_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TODATAPLANEBATCH']._serialized_start=66
-  _globals['_TODATAPLANEBATCH']._serialized_end=122
-  _globals['_GETSTATEREQUEST']._serialized_start=124
-  _globals['_GETSTATEREQUEST']._serialized_end=141
-  _globals['_GETSTATEREPLY']._serialized_start=143
-  _globals['_GETSTATEREPLY']._serialized_end=178
-  _globals['_SETDRIVERREQUEST']._serialized_start=180
-  _globals['_SETDRIVERREQUEST']._serialized_end=214
-  _globals['_SETDRIVERREPLY']._serialized_start=216
-  _globals['_SETDRIVERREPLY']._serialized_end=310
-  _globals['_AGENT']._serialized_start=313
-  _globals['_AGENT']._serialized_end=587
+  _globals['_TODATAPLANEBATCH']._serialized_end=166
+  _globals['_FELIXWIRE']._serialized_start=169
+  _globals['_FELIXWIRE']._serialized_end=317
+  _globals['_UNKNOWNWIREITEM']._serialized_start=319
+  _globals['_UNKNOWNWIREITEM']._serialized_end=367
+  _globals['_GETSTATEREQUEST']._serialized_start=369
+  _globals['_GETSTATEREQUEST']._serialized_end=386
+  _globals['_GETSTATEREPLY']._serialized_start=388
+  _globals['_GETSTATEREPLY']._serialized_end=423
+  _globals['_SETDRIVERREQUEST']._serialized_start=425
+  _globals['_SETDRIVERREQUEST']._serialized_end=459
+  _globals['_SETDRIVERREPLY']._serialized_start=461
+  _globals['_SETDRIVERREPLY']._serialized_end=555
+  _globals['_AGENT']._serialized_start=558
+  _globals['_AGENT']._serialized_end=832
 # @@protoc_insertion_point(module_scope)

@@ -6,7 +6,7 @@ import warnings
 from vppagent.gen.felix import felixbackend_pb2 as felix_dot_felixbackend__pb2
 from vppagent.gen.vppagent.v1 import agent_pb2 as vppagent_dot_v1_dot_agent__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
