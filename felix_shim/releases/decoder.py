@@ -175,7 +175,7 @@ class FelixDecoder:
     def decode(self, raw: bytes) -> tuple[bytes, felix.ToDataplane]:
         """The frame in v3.33 form: the bytes to forward and the message."""
         self.frames += 1
-        shared: dict[str, Reading] = {}
+        shared: dict[object, Reading] = {}
         readings = {r: self._read(r, raw, shared) for r in self.candidates}
         clean = [r for r in self.candidates if readings[r].clean]
         before = list(self.candidates)
@@ -224,16 +224,27 @@ class FelixDecoder:
         except DecodeError:
             return msg
 
-    def _read(self, release: str, raw: bytes, shared: dict[str, Reading]) -> Reading:
+    def _read(self, release: str, raw: bytes, shared: dict[object, Reading]) -> Reading:
         number = payload_number(raw)
         split_hosts = RELEASES.index(release) >= RELEASES.index(LAST_SPLIT_HOST_METADATA)
         if split_hosts and number in HOST_METADATA_PAYLOADS:
             return self._read_host_metadata(release, raw)
         if number in schema(release).changed_payloads:
             return self._read_converted(release, raw)
-        return self._read_newest(raw, shared)
+        newest = self._read_newest(raw, shared)
+        signature = schema(release).payload_signatures.get(number) if number is not None else None
+        if newest.msg is None or signature == schema(NEWEST).payload_signatures.get(number):  # type: ignore[arg-type]
+            return newest
+        # The release declares this payload with fewer fields than v3.33: same meaning, but a
+        # field only newer releases send rules the release out.
+        key = ("narrower", signature)
+        if key not in shared:
+            cls = schema(release).to_dataplane
+            unknown = tuple(unknown_fields(cls.FromString(raw))) if _has_unknown(cls.FromString(raw)) else ()
+            shared[key] = Reading(newest.msg, unknown or newest.unknown, verbatim=newest.verbatim)
+        return shared[key]
 
-    def _read_newest(self, raw: bytes, shared: dict[str, Reading]) -> Reading:
+    def _read_newest(self, raw: bytes, shared: dict[object, Reading]) -> Reading:
         if NEWEST in shared:
             return shared[NEWEST]
         try:
@@ -324,12 +335,13 @@ class FelixDecoder:
         if self.forced:
             how, detail = "forced", f"forced to {self.forced} (--felix-version / VPPAGENT_FELIX_VERSION)"
         elif self.settled_by:
-            how, detail = "assumed", self.settled_by
+            how, detail = ("hinted" if self.release == self.hint else "assumed"), self.settled_by
         elif len(self.candidates) == 1:
             how, detail = "detected", f"only {self.candidates[0]} reads every frame so far ({self.frames})"
         else:
-            why = "CalicoVersion in ConfigUpdate" if self.hint in self.candidates else "the newest of them"
-            how = "assumed"
+            hinted = self.hint in self.candidates
+            how = "hinted" if hinted else "assumed"
+            why = f"CalicoVersion {self.calico_version} in ConfigUpdate" if hinted else "the newest of them"
             detail = (f"{self.frames} frames read the same as any of {', '.join(self.candidates)}; "
                       f"taking {self.release} ({why})")
         report = agent_pb2.FelixWire(

@@ -32,9 +32,12 @@ def strip_for(msg: Message, release: ReleaseSchema) -> None:
         t = theirs.fields_by_number.get(f.number)
         if t is None or _shape(t) != _shape(f):
             msg.ClearField(f.name)
-        elif f.message_type is not None and f.message_type.full_name in release.changed:
+        elif f.message_type is not None:  # status messages are small: look at every one
             if f.message_type.GetOptions().map_entry:
-                msg.ClearField(f.name)  # no changed map exists today; never guess its layout
+                value_type = f.message_type.fields_by_name["value"].message_type
+                if value_type is not None:
+                    for item in value.values():
+                        strip_for(item, release)
             elif f.is_repeated:
                 for item in value:
                     strip_for(item, release)

@@ -58,6 +58,9 @@ class ReleaseSchema:
     changed: frozenset[str]
     # ToDataplane payload field numbers whose message is changed or unknown to v3.33.
     changed_payloads: frozenset[int]
+    # Per ToDataplane payload field number, its message's whole schema (every type it reaches):
+    # releases with equal signatures read a payload alike, so its bytes are decoded once for them.
+    payload_signatures: dict[int, tuple[object, ...]]
 
     def message(self, name: str) -> type[Message]:
         desc = self.pool.FindMessageTypeByName(f"{PACKAGE}.{name}")
@@ -260,12 +263,31 @@ def release_file(release: str) -> descriptor_pb2.FileDescriptorProto:
     return fdp
 
 
+def closure_signature(desc: Descriptor) -> tuple[object, ...]:
+    """Every field of `desc` and of every message type it reaches, as comparable data."""
+    seen: dict[str, tuple[object, ...]] = {}
+    todo = [desc]
+    while todo:
+        d = todo.pop()
+        if d.full_name in seen:
+            continue
+        seen[d.full_name] = tuple(sorted((f.number, f.name, *_field_shape(f), _enum_values(f)) for f in d.fields))
+        todo.extend(f.message_type for f in d.fields if f.message_type is not None)
+    return tuple(sorted(seen.items()))
+
+
+def _payload_signatures(to_dataplane: Descriptor) -> dict[int, tuple[object, ...]]:
+    return {f.number: closure_signature(f.message_type) for f in to_dataplane.fields
+            if f.containing_oneof is not None and f.message_type is not None}
+
+
 @functools.cache
 def schema(release: str) -> ReleaseSchema:
     fdp = release_file(release)
     newest_pool = felix.DESCRIPTOR.pool
     if release == NEWEST:
-        return ReleaseSchema(release, fdp, newest_pool, frozenset(), frozenset())
+        return ReleaseSchema(release, fdp, newest_pool, frozenset(), frozenset(),
+                             _payload_signatures(newest_pool.FindMessageTypeByName("felix.ToDataplane")))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     changed = changed_types(_all_messages(pool, fdp.name), newest_pool)
@@ -276,4 +298,4 @@ def schema(release: str) -> ReleaseSchema:
         if f.containing_oneof is not None
         and (f.number not in ours or (f.message_type is not None and f.message_type.full_name in changed))
     )
-    return ReleaseSchema(release, fdp, pool, changed, payloads)
+    return ReleaseSchema(release, fdp, pool, changed, payloads, _payload_signatures(to_dp))
