@@ -81,12 +81,14 @@ def test_forcing_a_release(release: str) -> None:
 
 
 def test_felix_version_flag_and_environment() -> None:
-    assert parse_config([], env={}).felix_version is None
-    assert parse_config([], env={"VPPAGENT_FELIX_VERSION": "v3.30"}).felix_version == "3.30"
-    assert parse_config(["--felix-version", "3.29"], env={"VPPAGENT_FELIX_VERSION": "3.30"}).felix_version == "3.29"
-    assert parse_config(["--felix-version", "auto"], env={}).felix_version is None
+    assert parse_config([], env={}).forced_release is None
+    assert parse_config([], env={"VPPAGENT_FELIX_VERSION": "v3.30"}).forced_release == "3.30"
+    assert parse_config(["--felix-version", "3.29"], env={"VPPAGENT_FELIX_VERSION": "3.30"}).forced_release == "3.29"
+    assert parse_config(["--felix-version", "auto"], env={"VPPAGENT_FELIX_VERSION": "3.30"}).forced_release is None
     with pytest.raises(SystemExit):
         parse_config(["--felix-version", "3.27"], env={})
+    with pytest.raises(SystemExit):
+        parse_config([], env={"VPPAGENT_FELIX_VERSION": "latest"})
     with pytest.raises(ValueError, match=r"unsupported Felix release '3\.4'"):
         FelixDecoder("3.4")
     assert release_of_version("v3.31.2") == "3.31" and release_of_version("v3.99.0") is None
