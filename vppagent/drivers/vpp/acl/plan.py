@@ -1,24 +1,15 @@
-"""Which ACLs to create, replace in place, bind and delete: the session rule, as a pure function.
+"""Which ACLs to create, replace in place, bind and delete: the session rule as a pure function
+(docs/vpp-driver.md, "The session rule", says why VPP's reflect sessions make it the rule).
 
-Identical lists share one VPP ACL (content-addressed, like contiv's renderer cache). VPP keeps an
-interface's reflect sessions when an ACL bound to it is replaced in place (`acl_add_replace` on
-its index) and clears them when the *set* of ACL indices bound to it changes
-(vpp-acl-semantics-verified.md (c), (d)). So the plan follows one rule:
-
-    An interface keeps the ACL index it has whenever it can; an ACL's content changes in place.
-
+Identical lists share one VPP ACL (content-addressed). The plan:
 - All users of an ACL want the same new content: the ACL is replaced in place (one write,
-  however many interfaces use it; their sessions stay).
+  however many interfaces use it).
 - Its users diverge: the class that wants the ACL's current content keeps it (no write), else the
   largest class keeps it and it is replaced in place; the others move to an ACL that already holds
-  their content or to a new one. Only the interfaces that move lose their reflect sessions, and
-  only endpoints whose own policy changed move (endpoints sharing an ACL have equal lists, so any
-  update that is not about them changes all of them alike).
+  their content or to a new one.
 - Lists converging is not a reason to move: two ACLs may hold equal content.
 - Except the drop-everything ACL that pods get from CNI Add until Felix describes them: it is
-  never rewritten for one of its users, they all move to the ACL holding their list, so pods with
-  equal lists share ACLs. (The only sessions such a pod can have are flows of a policy Felix has
-  since withdrawn, which the in-place change to drop-everything let finish.)
+  never rewritten for one of its users, they all move to the ACL holding their list.
 - Make before break: new ACLs are created, interfaces that move are bound to ACLs whose content
   is already final, ACLs are replaced only after their departing users have left, interfaces
   that had no ACL of ours are bound after the replacements, and unused ACLs are deleted last.

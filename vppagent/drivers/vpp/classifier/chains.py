@@ -1,4 +1,5 @@
-"""Classifier chains for gated lists (gate.py): building them, keeping their members current, attaching them.
+"""Classifier chains for gated lists (gate.py): building them, keeping their members current,
+attaching them, adopting ours after a restart, deleting stale ones.
 
 One chain per (gate, family), shared by every interface whose ingress list has that gate:
 
@@ -6,34 +7,12 @@ One chain per (gate, family), shared by every interface whose ingress list has t
       -> gap tables (one per mask shape; hit -> drop)
       -> miss -> permit
 
-Tables match from the IP header (current_data_flag 1, offset 0), as VPP's own classifier tests
-build them; the same layout serves input and output. A member change is one session add or
-delete per chain. The chain is attached as the output ACL of the pod interface
-(`output_acl_set_interface`) before the ACL plugin gets the wider list L_U, and detached after it
-gets the narrower list back (make before break; see gate.py for why L_U AND chain = L).
-
-Adoption (read.py has the ownership rule: every session we add carries OUR_OPAQUE). After a
-fresh read that finds our known tables gone (VPP restarted) or a driver that knows none (agent
-restart), the chains of ours in VPP are read back, and the next `prepare` adopts, for each
-(gate, family), the chain whose gap tables hold exactly the gate's gaps (the one closest in
-members when several do); members then follow by session diffs. Chains of ours nobody adopts are
-stale: detached (below), then deleted in `finish`. Foreign tables are never touched.
-
-Output attachments cannot be read back (`classify_table_by_interface` reports input only), so
-after a read-back they are inferred, by the order the driver always keeps (chain on before the
-ACL widens, off after it narrows):
-- an interface whose bound output ACL already holds its desired gated list L_U has that gate's
-  adopted chain attached (no write);
-- an interface that wants a chain otherwise (its list changed while the agent was down, or the
-  gate's chain is new) gets a detach naming each other head of ours of that family first (VPP
-  answers NO_SUCH_TABLE, harmlessly, for a table not attached there), then the attach;
-- before a stale chain is deleted, its head is detached the same way from every interface we
-  could have put it on (pod interfaces, users of our ACLs): VPP deletes a table without checking
-  whether an interface still uses it (vnet_classify.c), which would leave that interface
-  pointing at a freed table.
-An interface with no gate now whose bound list equals its desired one is taken to have no chain:
-only a list that became, while the agent was down, exactly the widened list it had is missed
-(it keeps an adopted chain, which only drops more).
+`prepare` (before the ACLs widen to L_U): chains exist with current members (one session add or
+delete per member change) and are attached as the output ACL of their interfaces. `finish`
+(after the ACLs narrowed): chains no interface needs are detached and deleted. After a read-back
+(read.py) `prepare` first adopts, per (gate, family), the chain of ours whose gap tables hold
+exactly the gate's gaps, infers output attachments from the bound ACLs, and detaches stale chains
+of ours; the rules and why they are safe: docs/vpp-driver.md, "Restarts and adoption".
 """
 
 from __future__ import annotations

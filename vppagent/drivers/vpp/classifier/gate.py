@@ -1,29 +1,13 @@
-"""Large IP sets through the classifier: which lists qualify, and what the classifier must hold.
+"""Which lists move a large IP set to the classifier (a gate), and what the classifier must then
+hold: the set and the drop region G.
 
-A VPP ACL holds an IP set as one rule per member (and per rule using it), so a one-member change
-to a 10k-member set rewrites 10k-rule ACLs (docs/vpp-driver.md has the measurement). For the
-common shape, "allow <tcp|udp> <service ports> from <set>" in an ingress list, the set moves to a
-classifier chain instead and a member change is one `classify_add_del_session`.
-
-Why it is exact. Let S be the set, L the endpoint's list, L_U the list compiled with S = every
-address, L_0 with S = no address. If S appears only as the source (the peer, for ingress) of
-allow rules, L is monotone in S, so L_0 <= L <= L_U, and for a packet whose source is in S, L = L_U;
-otherwise L = L_0. The ACL plugin gets L_U (permit+reflect as usual) and the classifier, which
-runs on the same interface and direction and must also pass the packet (AND), gets a chain:
-
-    members of S -> permit;  G' -> drop;  anything else -> permit,
-
-where G' is any region with (L_U allows and L_0 denies) <= G' <= (L_0 denies); the driver takes
-the set's rules' region minus what L_0 allows. For a member: L_U AND permit = L. For anyone
-else: L_U AND NOT G' = L_0 = L (L_U allows and L_0 denies is inside G'; where L_0 allows, so does
-L_U, and G' does not reach).
-
-The classifier has no sessions and also sees the answers of the pod's own outbound connections
-(same interface, same output direction). Those have the pod's ephemeral port as destination, so
-G may only contain TCP/UDP boxes whose destination ports lie below 32768 (Linux's default
-ip_local_port_range starts there) and any source port; other shapes keep the set in the ACL.
-Only ingress lists are gated: an egress chain would see answers to inbound connections, whose
-destination is the remote's ephemeral port, which no pod controls.
+A list qualifies when it is an ingress list in which the set appears only as the source of allow
+rules ("allow <tcp|udp> <ports> from <set>"), with at least `min_members` members, and G contains
+only TCP/UDP boxes whose destination ports lie below EPHEMERAL_START (any source port). Then the
+ACL gets L_U (the list compiled with the set = every address) and the classifier chain gets
+"members -> permit; G -> drop; anything else -> permit", G being the set's rules' region minus
+what L_0 (the set = no address) allows. Why L_U AND chain = L, and why only this shape:
+docs/vpp-driver.md, "Large IP sets".
 """
 
 from __future__ import annotations

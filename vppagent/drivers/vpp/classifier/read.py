@@ -1,18 +1,13 @@
 """Reading classifier chains back from VPP, and telling ours from anyone else's.
 
-VPP's classifier tables carry no tag, so ownership is marked on the sessions instead: every
-session the driver adds has `opaque_index = OUR_OPAQUE` ("vpa1" in ASCII). The in/out ACL nodes
-(ip_in_out_acl.c) do not read a session's opaque_index (only the l2/ip classify nodes hand it on
-as buffer metadata, and the driver attaches chains only as output ACLs), so the mark changes no
-verdict, and `classify_session_dump` returns it.
-
-A chain is provably ours when, walked from a head (a table no other table points to):
-- it holds at least one session (every gated chain has gap sessions), and every session in it
-  carries OUR_OPAQUE;
+Every session the driver adds carries `OUR_OPAQUE` (layout.py). A chain is ours when, walked from
+a head (a table no other table points to):
+- it holds at least one session, and every session in it carries OUR_OPAQUE;
 - its tables are member tables (mask: the source prefix only; hits permit) followed by gap tables
   (protocol always masked; hits drop), all of one family's layout, and its end misses to permit;
 - none of its tables is also reached from another head.
-Anything else is left alone: tables that are not provably ours are never changed or deleted.
+Anything else is left alone. Why the mark changes no verdict: docs/vpp-driver.md, "Restarts and
+adoption".
 """
 
 from __future__ import annotations
