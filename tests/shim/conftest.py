@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.shim.harness import AS_FELIX_CHILD, FakeAgent, ShimProcess, pump_from_shim, shim_command
+from tests.shim.harness import FakeAgent, ShimProcess, pump_from_shim, shim_command
+from vppagent.lab.felix_standin import AS_FELIX_CHILD
 
 
 @pytest.fixture

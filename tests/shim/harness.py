@@ -119,20 +119,6 @@ class FakeAgent:
         return ", ".join(f"{s.method}:{len(s.received)}{'(ended)' if s.ended.is_set() else ''}" for s in self.streams)
 
 
-# Moves the two pipe ends to fd 3 and fd 4 and execs the shim, as Felix's cmd.ExtraFiles does.
-# A wrapper instead of preexec_fn: the test process runs gRPC threads, and preexec_fn is not
-# safe in a threaded parent.
-AS_FELIX_CHILD = """
-import fcntl, os, sys
-read_end, write_end = int(sys.argv[1]), int(sys.argv[2])
-high_read = fcntl.fcntl(read_end, fcntl.F_DUPFD, 10)
-high_write = fcntl.fcntl(write_end, fcntl.F_DUPFD, 10)
-os.dup2(high_read, 3)
-os.dup2(high_write, 4)
-for fd in {read_end, write_end, high_read, high_write} - {3, 4}:
-    os.close(fd)
-os.execv(sys.argv[3], sys.argv[3:])
-"""
 
 
 def shim_command() -> list[str]:

@@ -8,7 +8,6 @@ protobuf bytes. This class does the same, so tests, benchmarks and the lab exerc
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import struct
 import subprocess
@@ -21,6 +20,22 @@ from typing import BinaryIO
 from vppagent.gen.felix import felixbackend_pb2 as felix
 
 LENGTH = struct.Struct("<Q")
+
+# Run as `python -c AS_FELIX_CHILD READ_FD WRITE_FD PROGRAM ARGS...`: moves the two pipe ends to
+# fd 3 and fd 4 (as Felix's cmd.ExtraFiles does) and execs PROGRAM. Both ends are first copied
+# above 4, since either may itself be fd 3 or 4; dup2 clears close-on-exec, so 3 and 4 survive.
+AS_FELIX_CHILD = """
+import fcntl, os, shutil, sys
+read_end, write_end = int(sys.argv[1]), int(sys.argv[2])
+high_read = fcntl.fcntl(read_end, fcntl.F_DUPFD, 10)
+high_write = fcntl.fcntl(write_end, fcntl.F_DUPFD, 10)
+os.dup2(high_read, 3)
+os.dup2(high_write, 4)
+for fd in {read_end, write_end, high_read, high_write} - {3, 4}:
+    os.close(fd)
+program = sys.argv[3] if os.sep in sys.argv[3] else shutil.which(sys.argv[3]) or sys.argv[3]
+os.execv(program, sys.argv[3:])
+"""
 
 
 def frame(msg: felix.ToDataplane) -> bytes:
@@ -40,21 +55,12 @@ class FelixStandIn:
         child_env["VPPAGENT_SOCKET"] = str(agent_socket)
         self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in close()
 
-        def place_fds() -> None:  # in the child, before exec: fd 3 and fd 4 as Felix sets them
-            # Copy both ends above 4 first: a pipe end may itself be fd 3 or 4 and be overwritten.
-            # dup2 clears close-on-exec, so 3 and 4 survive the exec.
-            high_r = fcntl.fcntl(to_driver_r, fcntl.F_DUPFD, 10)
-            high_w = fcntl.fcntl(from_driver_w, fcntl.F_DUPFD, 10)
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-            os.close(high_r)
-            os.close(high_w)
-
-        # close_fds=False: with pass_fds=(3, 4) the child would first mark fds 3 and 4 inheritable
-        # and fail with EBADF whenever the parent has nothing open there. Every other fd Python
-        # opens is close-on-exec (PEP 446), so nothing else leaks into the shim.
+        # A wrapper execs the shim with the pipe ends on fd 3 and 4. Not preexec_fn: the parent
+        # runs gRPC and reader threads, and a fork that runs Python code in the child can block on
+        # a lock another thread held at fork time (seen: a CI run hung here for 15 minutes).
         self.process = subprocess.Popen(
-            command, env=child_env, preexec_fn=place_fds, close_fds=False,
+            [sys.executable, "-c", AS_FELIX_CHILD, str(to_driver_r), str(from_driver_w), *command],
+            env=child_env, pass_fds=(to_driver_r, from_driver_w),
             stdout=self._log or subprocess.DEVNULL, stderr=self._log or subprocess.DEVNULL,
         )
         os.close(to_driver_r)
