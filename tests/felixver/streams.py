@@ -5,9 +5,10 @@ release `form` would send it: `stream(r, r)` is release r's own stream, and `str
 the same content in the v3.33 form, the reference that felix-shim's output must equal. Content that
 only newer releases can express (IP pool allowed uses, tier default actions) follows `content`.
 
-The policy is a namespaced policy in tier "default" that allows TCP 8080 from the pods of IP set
-s:client into pod1; the profile allows everything else out, nothing else in. The deltas add a
-second client address, replace the policy with one on port 9090, and remove host metadata.
+Three pods (the kernel tests' lab: cali1..3, 10.65.0.2..4). A namespaced policy in tier "default"
+allows TCP 8080 from IP set s:client (pod2) into pod1; the profile allows everything out and
+nothing in. The deltas add pod3 to s:client, replace the policy with one for port 9090, and remove
+the host metadata.
 """
 
 from __future__ import annotations
@@ -45,14 +46,17 @@ def _policy(form: str, port: int) -> dict[str, Any]:
     return {"active_policy_update": {"id": pid, "policy": policy}}
 
 
-def _workload(form: str, content: str) -> dict[str, Any]:
-    tier: dict[str, Any] = {"name": "default", "ingress_policies": [_policy_ref(form)]}
-    if at_least(content, "3.29"):
-        tier["default_action"] = "Deny"
+def _workload(form: str, content: str, pod: int = 1) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {"state": "active", "name": f"cali{pod}", "profile_ids": ["kns.prod"],
+                                "ipv4_nets": [f"10.65.0.{pod + 1}/32"]}
+    if pod == 1:
+        tier: dict[str, Any] = {"name": "default", "ingress_policies": [_policy_ref(form)]}
+        if at_least(content, "3.29"):
+            tier["default_action"] = "Deny"
+        endpoint["tiers"] = [tier]
     return {"workload_endpoint_update": {
-        "id": {"orchestrator_id": "k8s", "workload_id": "prod/pod1", "endpoint_id": "eth0"},
-        "endpoint": {"state": "active", "name": "cali1", "mac": "02:00:00:00:00:02",
-                     "profile_ids": ["kns.prod"], "ipv4_nets": [f"{POD1}/32"], "tiers": [tier]}}}
+        "id": {"orchestrator_id": "k8s", "workload_id": f"prod/pod{pod}", "endpoint_id": "eth0"},
+        "endpoint": endpoint}}
 
 
 def _route(form: str, dst: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -90,9 +94,9 @@ def snapshot(form: str, content: str, calico_version: bool = True) -> list[dict[
         _policy(form, 8080),
         {"active_profile_update": {"id": {"name": "kns.prod"},
                                    "profile": {"outbound_rules": [{"action": "allow"}]}}},
-        _workload(form, content),
+        *(_workload(form, content, pod) for pod in (1, 2, 3)),
         _route(form, f"{POD1}/32", "LOCAL_WORKLOAD", dst_node_name="node1", local_workload=True),
-        _route(form, "10.65.1.0/26", "REMOTE_WORKLOAD", dst_node_name="node2", dst_node_ip="192.168.0.2"),
+        _route(form, "10.65.1.0/26", "REMOTE_WORKLOAD", dst_node_name="node2", dst_node_ip="198.18.0.2"),
         *_host_metadata(form),
         {"ipam_pool_update": {"id": "10.65.0.0/16", "pool": pool}},
         {"encapsulation": {"ipip_enabled": False, "vxlan_enabled": True}},

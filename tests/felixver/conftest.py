@@ -1,0 +1,3 @@
+"""The kernel tests' lab and agent fixtures, for test_kernel_streams.py."""
+
+from tests.kernel.conftest import agent, lab  # noqa: F401
