@@ -6,19 +6,23 @@ Settings beyond AgentConfig, from the environment:
 - VPPAGENT_VPP_REQUEST_TIMEOUT: seconds one API request may take (default 5);
 - VPPAGENT_VPP_CLASSIFIER_MIN_MEMBERS: IP sets at least this large go to classifier tables where
   the list allows it (default 500; 0 keeps every set in ACLs).
+
+The driver's modules are imported by `create_driver`, not here: importing one VPP fact
+(`api.errors`, which the emulator shares) must not load the whole driver.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vppagent.config import AgentConfig
-from vppagent.drivers.vpp.api.connection import VppConnection, VppUnavailable
-from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS, VppDriver
-from vppagent.drivers.vpp.pods.interfaces import PodKind
+if TYPE_CHECKING:
+    from vppagent.config import AgentConfig
+    from vppagent.drivers.vpp.driver import VppDriver
+    from vppagent.drivers.vpp.pods.interfaces import PodKind
 
-__all__ = ["VppConnection", "VppDriver", "create_driver", "pod_kind"]
+__all__ = ["create_driver", "pod_kind"]
 
 VHOST_NET = Path("/dev/vhost-net")
 
@@ -34,6 +38,8 @@ def pod_kind(setting: str, vhost_net: Path = VHOST_NET) -> PodKind:
 
 def create_driver(config: AgentConfig) -> VppDriver:
     from vppagent.drivers import DriverUnavailable
+    from vppagent.drivers.vpp.api.connection import VppConnection, VppUnavailable
+    from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS, VppDriver
 
     conn = VppConnection(config.vpp_api_socket,
                          request_timeout=float(os.environ.get("VPPAGENT_VPP_REQUEST_TIMEOUT", "5")),
