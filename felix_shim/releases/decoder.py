@@ -175,8 +175,14 @@ class FelixDecoder:
     def decode(self, raw: bytes) -> tuple[bytes, felix.ToDataplane]:
         """The frame in v3.33 form: the bytes to forward and the message."""
         self.frames += 1
-        shared: dict[object, Reading] = {}
-        readings = {r: self._read(r, raw, shared) for r in self.candidates}
+        if self.candidates == [NEWEST]:  # the common case, settled: v3.33 bytes go on as they are
+            fast = self._read_newest(raw, {})
+            if fast.clean and fast.msg is not None and fast.msg.WhichOneof("payload") not in (
+                    None, "config_update", "in_sync"):
+                return raw, fast.msg
+        number = payload_number(raw)
+        shared: dict[object, Reading] = {}  # readings that several releases share
+        readings = {r: self._read(r, raw, number, shared) for r in self.candidates}
         clean = [r for r in self.candidates if readings[r].clean]
         before = list(self.candidates)
         if clean:
@@ -207,7 +213,7 @@ class FelixDecoder:
             self._count_unknown(f"content: {reading.rejected}", chosen)
         if payload is None and not reading.unknown:
             self._count_unknown("ToDataplane (no payload)", chosen, log_it=False)
-        self._after(payload, msg, raw)
+        self._after(payload, msg, raw, number)
         if self.candidates != before or payload == "in_sync":
             self._refresh_report(announce=payload == "in_sync")
         if payload is None:
@@ -224,8 +230,7 @@ class FelixDecoder:
         except DecodeError:
             return msg
 
-    def _read(self, release: str, raw: bytes, shared: dict[object, Reading]) -> Reading:
-        number = payload_number(raw)
+    def _read(self, release: str, raw: bytes, number: int | None, shared: dict[object, Reading]) -> Reading:
         split_hosts = RELEASES.index(release) >= RELEASES.index(LAST_SPLIT_HOST_METADATA)
         if split_hosts and number in HOST_METADATA_PAYLOADS:
             return self._read_host_metadata(release, raw)
@@ -284,7 +289,7 @@ class FelixDecoder:
         out.sequence_number = old.sequence_number
         return Reading(out, unknown)
 
-    def _after(self, payload: str | None, msg: felix.ToDataplane, raw: bytes) -> None:
+    def _after(self, payload: str | None, msg: felix.ToDataplane, raw: bytes, number: int | None) -> None:
         """Bookkeeping once the frame's reading is chosen."""
         if payload == "config_update":
             version = msg.config_update.config.get("CalicoVersion", "")
@@ -293,17 +298,15 @@ class FelixDecoder:
                 self.hint = release_of_version(version) if version else None
                 self._refresh_report()
         last_split = RELEASES.index(LAST_SPLIT_HOST_METADATA)
-        if any(RELEASES.index(r) >= last_split for r in self.candidates):
-            # Keep the host-metadata merge current while a release that needs it is possible.
-            number = payload_number(raw)
-            if number in HOST_METADATA_PAYLOADS:
-                split = next(r for r in self.candidates if RELEASES.index(r) >= last_split)
-                self._read_host_metadata(split, raw, commit=True)
+        # Keep the host-metadata merge current while a release that needs it is possible.
+        if number in HOST_METADATA_PAYLOADS and any(RELEASES.index(r) >= last_split for r in self.candidates):
+            split = next(r for r in self.candidates if RELEASES.index(r) >= last_split)
+            self._read_host_metadata(split, raw, commit=True)
 
     def _explain(self, raw: bytes, readings: dict[str, Reading]) -> str:
         said: dict[str, list[str]] = {}  # what a release made of the frame -> those releases
         for r in RELEASES:
-            reading = readings.get(r) or self._read(r, raw, {})
+            reading = readings.get(r) or self._read(r, raw, payload_number(raw), {})
             if reading.error:
                 what = reading.error
             elif reading.rejected:
