@@ -153,16 +153,33 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def format_state(report: dict[str, Any]) -> str:
-    """The human view of the state report."""
+    """The human view of the state report: first whether the dataplane answers and how the
+    endpoints stand, then the details."""
+    dataplane = report.get("dataplane") or {}
+    if dataplane.get("reachable") is None:
+        reach = "not known yet (the driver has not reported)"
+    elif dataplane["reachable"]:
+        reach = f"reachable (since {dataplane.get('since')})"
+    else:
+        reach = f"unreachable since {dataplane.get('since')}: {dataplane.get('reason')}"
+    eps = report.get("endpoints") or {}
     last = report.get("last_apply") or {}
+    if last.get("ok") is None:
+        applied = "never (nothing applied yet)"
+    else:
+        applied = f"{last.get('seconds')} s, " + ("ok" if last["ok"] else "FAILED") + (
+            f", {last['failed']} object(s) not programmed" if last.get("failed") else "") + (
+            f": {last['error']}" if last.get("error") else "")
     lines = [
+        f"dataplane  {report['driver']} {reach}",
+        f"endpoints  {eps.get('up', 0)} up, {eps.get('error', 0)} in error, {eps.get('waiting', 0)} waiting, "
+        f"{eps.get('down', 0)} down",
         f"driver     {report['driver']}  ({report.get('driver_reason', '')})",
         f"in sync    {'yes' if report['in_sync'] else 'no'}",
         _felix_line(report.get("felix_wire")),
         "objects    " + ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v or k in (
             "ipsets", "policies", "profiles", "workload_endpoints", "host_endpoints", "routes")),
-        f"last apply {last.get('seconds')} s, ok={last.get('ok')}"
-        + (f", error: {last['error']}" if last.get("error") else ""),
+        f"last apply {applied}",
     ]
     weps = report.get("workload_endpoints", [])
     if weps:

@@ -37,7 +37,7 @@ def make_driver(name: str, config: AgentConfig) -> tuple[Driver, str]:
     if name == "dry-run":
         from vppagent.drivers.dryrun import DryRunDriver
 
-        return DryRunDriver(), "requested: dry-run"
+        return DryRunDriver(rule_limit=config.rule_limit), "requested: dry-run"
     if name == "auto":
         reason = _vpp_answers(config)
         if reason is None:

@@ -2,8 +2,18 @@
 
 A driver turns the store's effective state into a dataplane. It gets either a full state to
 converge to (`resync`: read what exists, keep what matches, fix what differs, delete only its own
-stale objects) or a diff plus the state after it (`apply`). Both return an `ApplyReport`; a driver
-never raises for a dataplane error it can describe, it reports it, naming the object.
+stale objects) or a diff plus the state after it (`apply`: converge to `state`; the diff says what
+changed since the last call, so a driver can skip the rest, and an empty diff means "try again
+what is still failing"). Both return an `ApplyReport`; a driver never raises for a dataplane
+error or a bad object it can describe, it reports it, naming the object.
+
+A report describes the dataplane after the call, as far as the driver knows, not what the call
+did: the agent derives every endpoint's status from the latest report alone (server/status.py).
+
+Drivers own no threads that call back into the agent: a report's `next_run` says when the driver
+wants `poll` called (keepalive, reconnect, periodic read-back), and the agent's worker calls it,
+under the same lock as every other call. So a driver is only ever entered from one thread at a
+time by the agent (CNI Add/Del come from the CNI server's threads; a driver guards those itself).
 """
 
 from __future__ import annotations
@@ -21,29 +31,34 @@ from vppagent.state.model import DataplaneState, Kind
 
 @dataclass
 class ApplyReport:
-    """Outcome of one resync/apply.
+    """What the dataplane holds after one resync/apply/poll, as far as the driver knows.
 
-    ok=False means nothing (or nothing reliable) was programmed: the store keeps its previous
-    idea of what is programmed and retries. `failed` objects were not programmed although the
-    rest was; each has a reason, and endpoints among them report status "error".
+    ok=False: the dataplane as a whole is not known to hold the state given (a transaction was
+    refused, the dataplane cannot be reached: `unreachable`): every endpoint it serves is "error"
+    with `error`, and keeps whatever it had; the agent retries with backoff.
+    `failed`: every object that is not programmed as computed right now, with the reason. It is
+    complete, not limited to what this call touched: an object absent from it holds exactly what
+    was computed for it. Endpoints among them, and endpoints using a failed policy, profile or IP
+    set, report "error".
+    `next_run`: seconds after which the driver wants `poll` called; None: not before the state
+    changes.
     """
 
     ok: bool = True
     error: str | None = None
     failed: dict[tuple[Kind, Any], str] = field(default_factory=dict)
-    writes: int = 0  # dataplane write operations (restores, API calls) this apply needed
-
-
-ReportListener = Callable[[ApplyReport], None]
+    writes: int = 0  # dataplane write operations (restores, API calls) this call needed
+    unreachable: bool = False  # with ok=False: the dataplane did not answer at all
+    next_run: float | None = None
 
 
 class Driver(abc.ABC):
     """A dataplane driver (see module docstring)."""
 
     name: str = "abstract"
-    # Set by the agent: a driver that re-programs on its own (after a dataplane restart, a
-    # periodic repair) reports the outcome here, so endpoint statuses follow.
-    report_listener: ReportListener | None = None
+    # Transitional, for a driver that still re-programs from a thread of its own: it hands that
+    # outcome here. New drivers return `next_run` and do that work in `poll` instead.
+    report_listener: Callable[[ApplyReport], None] | None = None
 
     @abc.abstractmethod
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -51,7 +66,14 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def apply(self, diff: StateDiff, state: DataplaneState) -> ApplyReport:
-        """Apply `diff`; `state` is the whole effective state after it (for cross-references)."""
+        """Converge to `state`, the whole effective state; `diff` is what changed since the last call."""
+
+    def poll(self) -> ApplyReport | None:
+        """The driver's own timed work on the last state it was given (keepalive, reconnect and
+        re-program, periodic read-back and repair); the agent's worker calls it when the last
+        report's `next_run` has passed, and once at start so that the first state report says
+        whether the dataplane answers. None: nothing new, the last report stands."""
+        return None
 
     def remove_all(self) -> ApplyReport:
         """Delete every object this driver created (used when swapping drivers)."""
@@ -70,4 +92,4 @@ class Driver(abc.ABC):
         return VethAttacher().delete(request)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing to release
-        """Release connections and threads; programmed objects stay in place."""
+        """Release connections; programmed objects stay in place."""

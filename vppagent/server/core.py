@@ -20,14 +20,17 @@ from vppagent.config import AgentConfig
 from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.server.metrics import AgentMetrics
-from vppagent.server.status import EndpointStatusTracker
+from vppagent.server.status import ENDPOINT_KINDS, EndpointStatusTracker, endpoint_faults
 from vppagent.state.diff import key_text
-from vppagent.state.model import Kind
-from vppagent.state.store import ENDPOINT_KINDS, Store
+from vppagent.state.model import DataplaneState, Kind
+from vppagent.state.store import Store
 
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[[str], Driver]
+# Failed work is retried after RETRY_FIRST seconds, doubling while the failure stays the same.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
 
 
 @dataclass
@@ -49,7 +52,8 @@ _NEW_STREAM = object()
 
 class AgentCore:
     def __init__(self, config: AgentConfig, driver: Driver, driver_reason: str = "",
-                 driver_factory: DriverFactory | None = None) -> None:
+                 driver_factory: DriverFactory | None = None, *, retry_first: float = RETRY_FIRST,
+                 retry_max: float = RETRY_MAX) -> None:
         self.config = config
         self.driver = driver
         self.driver_reason = driver_reason
@@ -61,6 +65,17 @@ class AgentCore:
         self.last_resync: dict[str, Any] | None = None
         self.counters = {"messages": 0, "applies": 0, "resyncs": 0, "unknown_payloads": 0, "streams": 0}
         self.statuses = EndpointStatusTracker()
+        # What the driver said last (drivers/base.py ApplyReport): its failed objects, the outage
+        # that puts every endpoint in error, and the state it was given.
+        self._faults: dict[tuple[Kind, Any], str] = {}
+        self._outage: str | None = None
+        self._given = DataplaneState()
+        self._fault_signature: tuple[Any, ...] = (True, None, ())
+        self.dataplane: dict[str, Any] = {"reachable": None, "since": None, "reason": None}
+        self._retry_at: float | None = None  # monotonic time of the next retry of failed work
+        self._retry_first, self._retry_max = retry_first, retry_max
+        self._retry_delay = retry_first
+        self._poll_at: float | None = None  # monotonic time the driver asked to be polled at
         self.metrics = AgentMetrics()
         self.metrics.driver_in_use(driver.name)
         driver.report_listener = self._background_report
@@ -119,9 +134,11 @@ class AgentCore:
 
     # -- worker -------------------------------------------------------------------------------
     def _work(self) -> None:
-        retry_at: float | None = None
+        with self.lock:
+            self._poll_driver()  # the first report says whether the dataplane answers
         while not self._stop.is_set():
-            timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
+            due = [t for t in (self._retry_at, self._poll_at) if t is not None]
+            timeout = None if not due else max(0.0, min(due) - time.monotonic())
             try:
                 first = self._inbox.get(timeout=timeout)
             except queue.Empty:
@@ -132,9 +149,12 @@ class AgentCore:
                     self._drain()
                 if self._stop.is_set():
                     return
-                if self.store.has_work:
-                    ok = self._flush()
-                    retry_at = None if ok else time.monotonic() + 1.0
+                now = time.monotonic()
+                retry = self._retry_at is not None and now >= self._retry_at
+                if retry or (first is not None and self.store.has_work):
+                    self._flush(retry=retry)
+                elif self._poll_at is not None and now >= self._poll_at:
+                    self._poll_driver()
 
     def _drain(self) -> None:
         """Keep folding while messages keep coming: a burst becomes one batch (bounded delay)."""
@@ -168,59 +188,103 @@ class AgentCore:
         if payload == "in_sync":
             log.info("InSync received: resyncing the dataplane from the new snapshot")
 
-    def _flush(self) -> bool:
+    def _flush(self, retry: bool = False) -> None:
+        """Hand the store's change to the driver. A retry calls the driver even when nothing
+        changed: only the driver can say whether what failed is programmed now."""
+        if not self.store.in_sync:
+            self._retry_at = None
+            return
         diff, effective = self.store.prepare()
-        start = time.monotonic()
         full = diff is None
+        if diff is not None and diff.is_empty() and not retry:
+            self._update_statuses()  # what the store holds back may have changed
+            return
+        start = time.monotonic()
         try:
-            if diff is None:
-                report = self.driver.resync(effective)
-            elif diff.is_empty():
-                report = ApplyReport()
-            else:
-                report = self.driver.apply(diff, effective)
+            report = self.driver.resync(effective) if diff is None else self.driver.apply(diff, effective)
         except Exception as exc:  # a driver bug must not kill the agent; report and retry
             log.exception("driver %s failed", self.driver.name)
             report = ApplyReport(ok=False, error=f"driver {self.driver.name} raised: {exc}")
         elapsed = time.monotonic() - start
         self.last_apply = {"seconds": round(elapsed, 6), "ok": report.ok, "error": report.error,
                            "writes": report.writes, "changes": 0 if diff is None else diff.count(),
-                           "full_resync": full}
+                           "full_resync": full, "failed": len(report.failed), "retry": retry}
         self.metrics.applied(elapsed, report.ok, resync=full or self.store.resync_pending)
-        if not report.ok:
-            log.error("apply failed (will retry): %s", report.error)
-            reason = report.error or f"driver {self.driver.name} apply failed"
-            touched = effective.tables if diff is None else diff.upserts
-            failed = {(k, key): reason for k in ENDPOINT_KINDS for key in touched.get(k, {})}
-            self.statuses.update(self.store.desired, self.store.held, failed)
-            self._publish_statuses()
-            return False
-        if diff is not None and self.store.resync_pending:
-            self.last_resync = {"seconds": round(elapsed, 6), **diff.summary()}
-        elif diff is None:
-            self.last_resync = {"seconds": round(elapsed, 6), "full": True}
-        self.store.commit(effective, report.failed.keys())
-        self.counters["resyncs" if diff is None else "applies"] += 1
-        self.statuses.update(self.store.desired, self.store.held, report.failed)
+        given = effective.copy() if report.failed else effective  # commit reverts the failed in place
+        if report.ok:
+            if diff is not None and self.store.resync_pending:
+                self.last_resync = {"seconds": round(elapsed, 6), **diff.summary()}
+            elif diff is None:
+                self.last_resync = {"seconds": round(elapsed, 6), "full": True}
+            self.store.commit(effective, report.failed.keys())
+            self.counters["resyncs" if diff is None else "applies"] += 1
+        self._take_report(report, given)
+        if report.ok:
+            self.metrics.in_sync.set(1)
+            self.metrics.programmed(effective, [s for s, _ in self.statuses.current.values()])
+            for hook in self.on_applied:
+                try:
+                    hook(self)
+                except Exception:
+                    log.exception("post-apply hook failed")
+
+    def _poll_driver(self) -> None:
+        self._poll_at = None
+        try:
+            report = self.driver.poll()
+        except Exception as exc:
+            log.exception("driver %s poll failed", self.driver.name)
+            report = ApplyReport(ok=False, error=f"driver {self.driver.name} raised: {exc}", next_run=self._retry_delay)
+        if report is None:
+            return
+        self._take_report(report, self._given)
+        if report.ok and self.store.has_work and self._retry_at is None:
+            self._retry_at = time.monotonic()  # the dataplane is back: program what is still dirty
+
+    def _take_report(self, report: ApplyReport, given: DataplaneState) -> None:
+        """Statuses, reachability and the next retry and poll follow the driver's latest report
+        alone (the report is complete: see drivers/base.py)."""
+        now = time.monotonic()
+        self._given = given
+        reachable = report.ok or not report.unreachable
+        if reachable != self.dataplane["reachable"]:
+            self.dataplane = {"reachable": reachable, "since": _now_iso(), "reason": None}
+        self.dataplane["reason"] = None if reachable else report.error
+        self._faults = dict(report.failed)
+        if report.ok:
+            self._outage = None
+        elif not reachable:
+            self._outage = f"dataplane unreachable since {self.dataplane['since']} ({report.error})"
+        else:
+            self._outage = report.error or f"driver {self.driver.name} failed"
+        self._poll_at = None if report.next_run is None else now + report.next_run
+        signature = (report.ok, report.error, tuple(sorted((str(k), v) for k, v in report.failed.items())))
+        if signature != self._fault_signature:  # log once per change of reason, not per retry
+            self._fault_signature = signature
+            self._retry_delay = self._retry_first
+            if not report.ok:
+                log.error("driver %s: %s (retrying with backoff)", self.driver.name, report.error)
+            elif report.failed:
+                log.warning("driver %s could not program %d object(s) (retrying with backoff): %s",
+                            self.driver.name, len(report.failed),
+                            "; ".join(f"{key_text(k)}: {why}" for (_, k), why in sorted(report.failed.items(),
+                                                                                       key=str)[:5]))
+            else:
+                log.info("driver %s: everything programmed", self.driver.name)
+        else:
+            self._retry_delay = min(self._retry_delay * 2, self._retry_max)
+        self._retry_at = now + self._retry_delay if (not report.ok or report.failed) else None
+        self._update_statuses()
+
+    def _update_statuses(self) -> None:
+        failed = endpoint_faults(self._given, self._faults)
+        self.statuses.update(self.store.desired, self.store.held, failed, self._outage)
         self._publish_statuses()
-        self.metrics.in_sync.set(1)
-        self.metrics.programmed(effective, [s for s, _ in self.statuses.current.values()])
-        for hook in self.on_applied:
-            try:
-                hook(self)
-            except Exception:
-                log.exception("post-apply hook failed")
-        return not report.failed  # failed objects stay dirty: retry them after a pause
 
     def _background_report(self, report: ApplyReport) -> None:
-        """The driver re-programmed on its own (e.g. after VPP restarted): statuses follow."""
+        """Transitional: a driver that re-programmed from a thread of its own (see Driver)."""
         with self.lock:
-            failed = dict(report.failed)
-            if not report.ok:
-                reason = report.error or f"driver {self.driver.name} failed"
-                failed.update({(k, key): reason for k in ENDPOINT_KINDS for key in self.store.desired.tables[k]})
-            self.statuses.update(self.store.desired, self.store.held, failed)
-            self._publish_statuses()
+            self._take_report(report, self._given)
 
     def _publish_statuses(self) -> None:
         for msg in self.statuses.pending_messages():
@@ -246,12 +310,74 @@ class AgentCore:
             self.send(felix.FromDataplane(process_status_update=felix.ProcessStatusUpdate(
                 iso_timestamp=now, uptime=last - self.started)))
 
+    # -- driver swap (DESIGN.md section 5) ------------------------------------------------------
+    def set_driver(self, name: str) -> tuple[bool, str, str, float]:
+        """Program everything into the new driver, then remove the old driver's objects.
+
+        The swap stands when the new driver programs everything the old one had programmed
+        successfully; endpoints (and objects) already failing may go on failing. Returns (ok,
+        error, previous, seconds). On any failure the old driver stays active; with ok=True,
+        `error` may carry a warning about what the old driver could not clean up.
+        """
+        if self._driver_factory is None:
+            return False, "driver swap is not available in this agent", self.driver.name, 0.0
+        start = time.monotonic()
+        with self.lock:
+            previous = self.driver.name
+            if name == previous:
+                return True, "", previous, 0.0
+            try:
+                new = self._driver_factory(name)
+            except Exception as exc:
+                return False, f"cannot start driver {name}: {exc}", previous, time.monotonic() - start
+            effective = self._given  # the whole effective state, failed objects included
+            try:
+                report = new.resync(effective)
+            except Exception as exc:
+                log.exception("driver %s failed", name)
+                report = ApplyReport(ok=False, error=f"driver {name} raised: {exc}")
+            problem = report.error if not report.ok else self._swap_losses(effective, report)
+            if problem:
+                # Partly programmed is not programmed: the old driver stays, the new one goes.
+                new.remove_all()
+                new.close()
+                return False, f"driver {name} failed to program the state: {problem}", previous, \
+                    time.monotonic() - start
+            old = self.driver
+            cleanup = old.remove_all()
+            warning = ""
+            if cleanup.error:  # e.g. VPP pods that stay isolated: the swap stands, the operator must know
+                warning = f"warning: driver {old.name} cleanup: {cleanup.error}"
+                log.warning("%s", warning)
+            old.close()
+            old.report_listener = None
+            new.report_listener = self._background_report
+            self.driver = new
+            self.driver_reason = f"set at runtime (was {previous})"
+            self.metrics.driver_in_use(new.name)
+            self._fault_signature = (True, None, ())
+            self._take_report(report, effective)
+            return True, warning, previous, time.monotonic() - start
+
+    def _swap_losses(self, state: DataplaneState, report: ApplyReport) -> str:
+        """What the new driver failed that the old one had programmed (empty: nothing)."""
+        if self._outage is not None:
+            return ""  # the old driver held nothing reliably: the new one can only do better
+        now_failing = endpoint_faults(state, report.failed)
+        lost = {ref: why for ref, why in now_failing.items()
+                if self.statuses.current.get(ref, ("error", None))[0] != "error"}
+        lost |= {ref: why for ref, why in report.failed.items()
+                 if ref[0] not in ENDPOINT_KINDS and ref not in self._faults}
+        return "; ".join(f"{key_text(k)}: {why}" for (_, k), why in sorted(lost.items(), key=str)[:3])
+
     # -- reports ------------------------------------------------------------------------------
     def state_report(self) -> dict[str, Any]:
         with self.lock:
             desired = self.store.desired
             counts = desired.counts()
             return {
+                "dataplane": dict(self.dataplane),
+                "endpoints": self.statuses.summary(desired),
                 "driver": self.driver.name,
                 "driver_reason": self.driver_reason,
                 "in_sync": self.store.in_sync,
@@ -269,46 +395,9 @@ class AgentCore:
                 "driver_status": self.driver.status(),
             } | {name: section() for name, section in self.report_sections.items()}
 
-    # -- driver swap (DESIGN.md section 5) ------------------------------------------------------
-    def set_driver(self, name: str) -> tuple[bool, str, str, float]:
-        """Program everything into the new driver, then remove the old driver's objects.
 
-        Returns (ok, error, previous, seconds). On any failure the old driver stays active; with
-        ok=True, `error` may carry a warning about what the old driver could not clean up.
-        """
-        if self._driver_factory is None:
-            return False, "driver swap is not available in this agent", self.driver.name, 0.0
-        start = time.monotonic()
-        with self.lock:
-            previous = self.driver.name
-            if name == previous:
-                return True, "", previous, 0.0
-            try:
-                new = self._driver_factory(name)
-            except Exception as exc:
-                return False, f"cannot start driver {name}: {exc}", previous, time.monotonic() - start
-            report = new.resync(self.store.effective)
-            if not report.ok or report.failed:
-                # Partly programmed is not programmed: the old driver stays, the new one goes.
-                problem = report.error or "; ".join(f"{key_text(k)}: {why}" for (_, k), why in
-                                                    sorted(report.failed.items(), key=str)[:3])
-                new.remove_all()
-                new.close()
-                return False, f"driver {name} failed to program the state: {problem}", previous, \
-                    time.monotonic() - start
-            old = self.driver
-            cleanup = old.remove_all()
-            warning = ""
-            if cleanup.error:  # e.g. VPP pods that stay isolated: the swap stands, the operator must know
-                warning = f"warning: driver {old.name} cleanup: {cleanup.error}"
-                log.warning("%s", warning)
-            old.close()
-            old.report_listener = None
-            new.report_listener = self._background_report
-            self.driver = new
-            self.driver_reason = f"set at runtime (was {previous})"
-            self.metrics.driver_in_use(new.name)
-            return True, warning, previous, time.monotonic() - start
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _config_lookup(config: dict[str, str], name: str) -> str | None:
