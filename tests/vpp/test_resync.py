@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import pytest
-
 from tests.vpp.helpers import Target, make_driver, state_of, wkey
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.driver import VppDriver
@@ -16,16 +14,6 @@ from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState
-
-
-@pytest.fixture
-def route_readback_gap(request: pytest.FixtureRequest, target: Target) -> None:
-    """Known driver gap on a real VPP, to be removed with its fix."""
-    if target.sim is None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "driver gap on real VPP: VPP dumps a host route via an interface (10.65.0.10/32 dev N) with the "
-            "prefix as next hop; programmed._route only reads next hop 0, so the driver's own pod routes are "
-            "not recognised, re-added on every resync, and not deleted when their interface goes")))
 
 
 def base_messages(pods: Iterable[str]) -> list[felix.ToDataplane]:
@@ -73,7 +61,6 @@ def test_cold_apply_writes_only_distinct_acls_bindings_and_routes(target: Target
     assert bindings[interfaces["ns/pod0"]] == bindings[interfaces["ns/pod2"]] != bindings[interfaces["ns/pod1"]]
 
 
-@pytest.mark.usefixtures("route_readback_gap")
 def test_resync_of_an_unchanged_vpp_writes_nothing_even_from_a_new_driver(target: Target, driver: VppDriver) -> None:
     pods = [f"ns/pod{i}" for i in range(4)]
     for p in pods:
@@ -122,7 +109,6 @@ def test_policy_and_ipset_changes_replace_acls_in_place(target: Target, driver: 
                for d in ingress.values() for r in d.r)
 
 
-@pytest.mark.usefixtures("route_readback_gap")
 def test_removed_endpoint_closes_its_interface_and_stale_objects_go(target: Target, driver: VppDriver) -> None:
     pods = ["ns/pod0", "ns/pod1"]
     interfaces = {p: target.pod(p) for p in pods}
@@ -145,7 +131,6 @@ def test_removed_endpoint_closes_its_interface_and_stale_objects_go(target: Targ
     assert "10.65.0.10/32" not in target.routes() and "10.65.0.11/32" in target.routes()
 
 
-@pytest.mark.usefixtures("route_readback_gap")
 def test_foreign_acls_are_never_touched_and_drift_in_ours_is_repaired(target: Target, driver: VppDriver) -> None:
     rule = {"is_permit": 1, "src_prefix": "10.65.99.0/24", "dst_prefix": "0.0.0.0/0", "proto": 0,
             "srcport_or_icmptype_first": 0, "srcport_or_icmptype_last": 65535,

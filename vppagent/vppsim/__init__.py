@@ -11,8 +11,8 @@ Start one in-process::
 or as a process: ``python -m vppagent.vppsim --socket PATH [--vpp-version 25.10|26.06]``.  See ``docs/vppsim.md``.
 """
 
+from vppagent.drivers.vpp.api.errors import ApiError
 from vppagent.vppsim.codec import API_DIR, ApiDefinitions, load_definitions
-from vppagent.vppsim.errors import ApiError
 from vppagent.vppsim.evaluator import Endpoint, connect, evaluate, send
 from vppagent.vppsim.faults import Faults
 from vppagent.vppsim.packet import ConnectResult, Direction, Packet, PathResult, Verdict

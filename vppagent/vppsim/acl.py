@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vppagent.drivers.vpp.api.errors import NO_INDEX, OK, ApiError
 from vppagent.vppsim.addresses import InvalidPrefix, IPNetwork, decode_prefix, encode_prefix
 from vppagent.vppsim.codec import ApiDefinitions, field_offset, read_u32
-from vppagent.vppsim.errors import NONE_INDEX, OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import InterfaceTable
 from vppagent.vppsim.packet import (
@@ -255,7 +255,7 @@ class AclPlugin:
         except RuleRejected as rejected:
             return retval_reply("acl_add_replace_reply", rejected.retval, acl_index=acl_index)
         acl = Acl(request.fields["tag"], rules)
-        if acl_index == NONE_INDEX:
+        if acl_index == NO_INDEX:
             acl_index = self.acls.add(acl)
         elif acl_index in self.acls:
             # Replace in place: bindings stay, sessions stay (reclassify_sessions is 0 by default).
@@ -321,11 +321,11 @@ class AclPlugin:
         wanted = request.fields["acl_index"]
         return [("acl_details", {"acl_index": index, "tag": acl.tag, "count": len(acl.rules),
                                  "r": [rule.to_wire() for rule in acl.rules]})
-                for index, acl in self.acls.items() if wanted in (NONE_INDEX, index)]
+                for index, acl in self.acls.items() if wanted in (NO_INDEX, index)]
 
     def acl_interface_list_dump(self, request: Request) -> list[Reply]:
         wanted = request.fields["sw_if_index"]
-        indices = self._all_interfaces() if wanted == NONE_INDEX else (
+        indices = self._all_interfaces() if wanted == NO_INDEX else (
             [wanted] if self._interfaces.exists(wanted) else [])
         details: list[Reply] = []
         for sw_if_index in indices:
@@ -357,7 +357,7 @@ class AclPlugin:
         wanted = request.fields["sw_if_index"]
         details: list[Reply] = []
         for sw_if_index in self._all_interfaces():
-            if wanted not in (NONE_INDEX, sw_if_index):
+            if wanted not in (NO_INDEX, sw_if_index):
                 continue
             inbound, outbound = self.etype_whitelists.get(sw_if_index, ([], []))
             if inbound or outbound:

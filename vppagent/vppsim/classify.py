@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vppagent.vppsim.errors import NONE_INDEX, OK, ApiError
+from vppagent.drivers.vpp.api.errors import NO_INDEX, OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import InterfaceTable
 from vppagent.vppsim.packet import Direction, Packet, Verdict
@@ -26,6 +26,7 @@ from vppagent.vppsim.pool import Pool
 VECTOR_SIZE = 16  # sizeof (u32x4)
 ETHERNET_HEADER = 14  # where the IP header (the buffer's current data on the IP arcs) starts
 ACL_NEXT_INDEX_DENY = 0
+SESSION_NEXT_INDEX_MASK = 0xFFFF
 ETHERTYPE_IP4 = 0x0800
 ETHERTYPE_IP6 = 0x86DD
 
@@ -71,9 +72,9 @@ class ClassifyTable:
 
 @dataclass
 class ClassifierAttachment:
-    ip4: int = NONE_INDEX
-    ip6: int = NONE_INDEX
-    l2: int = NONE_INDEX
+    ip4: int = NO_INDEX
+    ip6: int = NO_INDEX
+    l2: int = NO_INDEX
 
 
 def packet_bytes(packet: Packet) -> bytes:
@@ -118,16 +119,18 @@ class Classifier:
 
     def classify_add_del_table(self, request: Request) -> list[Reply]:
         # As a running 26.06 answers (classify_api.c, vnet_classify_add_del_table): the mask must be
-        # match_n_vectors (> 0) vectors long; a delete of a free index is
+        # match_n_vectors (> 0) vectors long, for a delete too (any such mask will do); a delete of a free index is
         # NO_SUCH_TABLE; an add naming a free index makes a new table; a new table needs memory
         # (INVALID_MEMORY_SIZE) and buckets.  Only a successful add reports the table's index and
         # vector counts; every other reply carries ~0 in all three.
         fields = request.fields
         reply = "classify_add_del_table_reply"
-        refused = {"new_table_index": NONE_INDEX, "skip_n_vectors": NONE_INDEX, "match_n_vectors": NONE_INDEX}
+        refused = {"new_table_index": NO_INDEX, "skip_n_vectors": NO_INDEX, "match_n_vectors": NO_INDEX}
         table_index = fields["table_index"]
         match_n_vectors = fields["match_n_vectors"]
         mask: bytes = fields["mask"]
+        if match_n_vectors == 0 or len(mask) != match_n_vectors * VECTOR_SIZE:
+            return retval_reply(reply, ApiError.INVALID_VALUE, **refused)
         if not fields["is_add"]:
             if table_index not in self.tables:
                 return retval_reply(reply, ApiError.NO_SUCH_TABLE, **refused)
@@ -135,13 +138,10 @@ class Classifier:
             return retval_reply(reply, OK, **refused)
         table = self.tables.get(table_index)
         if table is not None:
-            # Modifying an existing table changes only its chaining and miss action.
+            # Modifying an existing table changes only its chaining (a running 26.06 keeps the miss action).
             table.next_table_index = fields["next_table_index"]
-            table.miss_next_index = fields["miss_next_index"]
             return retval_reply(reply, OK, new_table_index=table_index, skip_n_vectors=table.skip_n_vectors,
                                 match_n_vectors=table.match_n_vectors)
-        if match_n_vectors == 0 or len(mask) != match_n_vectors * VECTOR_SIZE:
-            return retval_reply(reply, ApiError.INVALID_VALUE, **refused)
         if fields["memory_size"] == 0:
             return retval_reply(reply, ApiError.INVALID_MEMORY_SIZE, **refused)
         if fields["nbuckets"] == 0:
@@ -172,8 +172,9 @@ class Classifier:
             return retval_reply(reply, ApiError.INVALID_VALUE)
         key = table.key(match)
         if fields["is_add"]:
-            table.sessions[key] = ClassifySession(fields["hit_next_index"], fields["opaque_index"],
-                                                  fields["advance"])
+            # The entry keeps the next index in 16 bits: ~0 reads back as 65535 (still "no next node").
+            table.sessions[key] = ClassifySession(fields["hit_next_index"] & SESSION_NEXT_INDEX_MASK,
+                                                  fields["opaque_index"], fields["advance"])
         elif table.sessions.pop(key, None) is None:
             return retval_reply(reply, ApiError.NO_SUCH_ENTRY)
         return retval_reply(reply, OK)
@@ -188,7 +189,7 @@ class Classifier:
         sw_if_index = request.fields["sw_if_index"]
         if not self._interfaces.exists(sw_if_index):
             return retval_reply(reply, ApiError.INVALID_SW_IF_INDEX, sw_if_index=sw_if_index,
-                                l2_table_id=0, ip4_table_id=0, ip6_table_id=0)
+                                l2_table_id=NO_INDEX, ip4_table_id=NO_INDEX, ip6_table_id=NO_INDEX)
         attachment = self.attachments.get((sw_if_index, Direction.INPUT), ClassifierAttachment())
         return retval_reply(reply, OK, sw_if_index=sw_if_index, l2_table_id=attachment.l2,
                             ip4_table_id=attachment.ip4, ip6_table_id=attachment.ip6)
@@ -235,7 +236,7 @@ class Classifier:
         # table (else NO_SUCH_TABLE, stopping there); an add while one is attached answers 0 at once,
         # leaving that table (and any later kind) as it was.
         for kind, index in wanted.items():
-            if index == NONE_INDEX:
+            if index == NO_INDEX:
                 continue
             if index not in self.tables:
                 return retval_reply(reply, ApiError.NO_SUCH_TABLE)
@@ -243,8 +244,8 @@ class Classifier:
             if not fields["is_add"]:
                 if current != index:
                     return retval_reply(reply, ApiError.NO_SUCH_TABLE)
-                setattr(attachment, kind, NONE_INDEX)
-            elif current != NONE_INDEX:
+                setattr(attachment, kind, NO_INDEX)
+            elif current != NO_INDEX:
                 return retval_reply(reply, OK)
             else:
                 setattr(attachment, kind, index)
@@ -253,8 +254,8 @@ class Classifier:
     def evaluate(self, sw_if_index: int, direction: Direction, packet: Packet) -> Verdict:
         """``ip{4,6}-inacl`` / ``ip{4,6}-outacl`` for one packet."""
         attachment = self.attachments.get((sw_if_index, direction))
-        table_index = NONE_INDEX if attachment is None else (attachment.ip6 if packet.is_ip6 else attachment.ip4)
-        if table_index == NONE_INDEX:
+        table_index = NO_INDEX if attachment is None else (attachment.ip6 if packet.is_ip6 else attachment.ip4)
+        if table_index == NO_INDEX:
             return Verdict(True, "no classifier table")
         data = packet_bytes(packet)
         while True:
@@ -265,7 +266,7 @@ class Classifier:
             if hit is not None:
                 permitted = hit.hit_next_index != ACL_NEXT_INDEX_DENY
                 return Verdict(permitted, f"classifier hit in table {table_index}")
-            if table.next_table_index == NONE_INDEX:
+            if table.next_table_index == NO_INDEX:
                 permitted = table.miss_next_index != ACL_NEXT_INDEX_DENY
                 return Verdict(permitted, f"classifier miss at end of chain (table {table_index})")
             table_index = table.next_table_index

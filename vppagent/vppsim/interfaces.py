@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from vppagent.drivers.vpp.api.errors import NO_INDEX, OK, ApiError
 from vppagent.vppsim.addresses import InvalidPrefix, IPInterface, decode_interface_prefix, encode_prefix
-from vppagent.vppsim.errors import NONE_INDEX, OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.pool import Pool, lowest_free
 
@@ -25,7 +25,7 @@ class InterfaceKind(Enum):
     LOCAL = "local"
     LOOPBACK = "Loopback"
     TAP = "virtio"
-    AF_PACKET = "af_packet"
+    AF_PACKET = "af-packet"  # interface_dev_type as VPP 26.06 reports it
     MEMIF = "memif"
 
 
@@ -51,8 +51,10 @@ class Interface:
 
     @property
     def link_up(self) -> bool:
-        # local0 has no carrier; the virtual devices the emulator creates come up with their admin state
-        # (a tap's carrier is up once created; loopback and af_packet follow admin state).
+        # local0 has no carrier; an af_packet interface has its carrier from creation (VPP 26.06 reports
+        # LINK_UP while admin down); the other virtual devices come up with their admin state.
+        if self.kind is InterfaceKind.AF_PACKET:
+            return True
         return self.kind is not InterfaceKind.LOCAL and self.admin_up
 
     @property
@@ -71,8 +73,10 @@ InterfaceDeletedHook = Callable[[int], None]
 class InterfaceTable:
     """The ``sw_interfaces`` pool plus the per-type bookkeeping of the device plugins."""
 
-    def __init__(self, *, vhost_net_available: Callable[[], bool]) -> None:
+    def __init__(self, *, vhost_net_available: Callable[[], bool],
+                 ip_table_exists: Callable[[bool, int], bool] = lambda is_ip6, table_id: True) -> None:
         self.pool: Pool[Interface] = Pool()
+        self._ip_table_exists = ip_table_exists
         self._vhost_net_available = vhost_net_available
         self._deleted_hooks: list[InterfaceDeletedHook] = []
         self._event_sinks: list[InterfaceEventSink] = []
@@ -152,7 +156,7 @@ class InterfaceTable:
         name_filter = request.fields["name_filter"] if request.fields["name_filter_valid"] else None
         details: list[Reply] = []
         for interface in self.all():
-            if wanted != NONE_INDEX and interface.sw_if_index != wanted:
+            if wanted != NO_INDEX and interface.sw_if_index != wanted:
                 continue
             if name_filter is not None and name_filter not in interface.name:
                 continue
@@ -234,6 +238,8 @@ class InterfaceTable:
         interface = self.get(request.fields["sw_if_index"])
         if interface is None:
             return retval_reply("sw_interface_set_table_reply", ApiError.INVALID_SW_IF_INDEX)
+        if not self._ip_table_exists(bool(request.fields["is_ipv6"]), request.fields["vrf_id"]):
+            return retval_reply("sw_interface_set_table_reply", ApiError.NO_SUCH_FIB)
         if request.fields["is_ipv6"]:
             interface.ip6_table_id = request.fields["vrf_id"]
         else:
@@ -262,9 +268,11 @@ class InterfaceTable:
         if instance is None:
             instance = lowest_free(used)
         elif instance in used:
-            return retval_reply(reply, ApiError.INVALID_REGISTRATION, sw_if_index=NONE_INDEX)
+            return retval_reply(reply, ApiError.INVALID_REGISTRATION, sw_if_index=NO_INDEX)
+        # vnet_create_loopback_interface: de:ad:00:00:00:<instance> unless a MAC is given.
         interface = self._create(InterfaceKind.LOOPBACK, f"loop{instance}",
-                                 mac=mac if any(mac) else None, instance=instance)
+                                 mac=mac if any(mac) else bytes([0xDE, 0xAD, 0, 0, 0, instance & 0xFF]),
+                                 instance=instance)
         return retval_reply(reply, OK, sw_if_index=interface.sw_if_index)
 
     def delete_loopback(self, request: Request) -> list[Reply]:
@@ -280,13 +288,13 @@ class InterfaceTable:
         reply = "tap_create_v3_reply"
         used = self._instances(InterfaceKind.TAP)
         tap_id = fields["id"]
-        if tap_id == NONE_INDEX:
+        if tap_id == NO_INDEX:
             tap_id = lowest_free(used)
         elif tap_id in used:
-            return retval_reply(reply, ApiError.INVALID_INTERFACE, sw_if_index=NONE_INDEX)
+            return retval_reply(reply, ApiError.INVALID_INTERFACE, sw_if_index=NO_INDEX)
         if not self._vhost_net_available():
             # tap_create_if opens /dev/vhost-net first; hosts without it answer SYSCALL_ERROR_1.
-            return retval_reply(reply, ApiError.SYSCALL_ERROR_1, sw_if_index=NONE_INDEX)
+            return retval_reply(reply, ApiError.SYSCALL_ERROR_1, sw_if_index=NO_INDEX)
         host_if_name = fields["host_if_name"] if fields["host_if_name_set"] else f"tap{tap_id}"
         mac = None if fields["use_random_mac"] else fields["mac_address"]
         interface = self._create(
@@ -312,7 +320,7 @@ class InterfaceTable:
             "host_mtu_size": i.host_mtu, "tap_flags": i.tap_flags, "dev_name": i.name,
             "host_if_name": i.host_if_name, "host_namespace": i.host_namespace,
             "host_bridge": i.host_bridge,
-        }) for i in self.all() if i.kind is InterfaceKind.TAP and wanted in (NONE_INDEX, i.sw_if_index)]
+        }) for i in self.all() if i.kind is InterfaceKind.TAP and wanted in (NO_INDEX, i.sw_if_index)]
 
     # af_packet ------------------------------------------------------------------------------------
     def af_packet_create_v3(self, request: Request) -> list[Reply]:
@@ -346,7 +354,7 @@ class InterfaceTable:
         reply = "memif_socket_filename_add_del_v2_reply"
         socket_id = request.fields["socket_id"]
         if request.fields["is_add"]:
-            if socket_id == NONE_INDEX:
+            if socket_id == NO_INDEX:
                 socket_id = lowest_free(set(self.memif_sockets))
             elif socket_id == 0 or socket_id in self.memif_sockets:
                 return retval_reply(reply, ApiError.INVALID_VALUE,
@@ -361,10 +369,10 @@ class InterfaceTable:
     def memif_create(self, request: Request) -> list[Reply]:
         fields = request.fields
         if fields["socket_id"] not in self.memif_sockets:
-            return retval_reply("memif_create_reply", ApiError.INVALID_VALUE, sw_if_index=NONE_INDEX)
+            return retval_reply("memif_create_reply", ApiError.INVALID_VALUE, sw_if_index=NO_INDEX)
         taken = {(i.memif_socket_id, i.instance) for i in self.all() if i.kind is InterfaceKind.MEMIF}
         if (fields["socket_id"], fields["id"]) in taken:
-            return retval_reply("memif_create_reply", ApiError.IF_ALREADY_EXISTS, sw_if_index=NONE_INDEX)
+            return retval_reply("memif_create_reply", ApiError.IF_ALREADY_EXISTS, sw_if_index=NO_INDEX)
         mac = fields["hw_addr"] if any(fields["hw_addr"]) else None
         interface = self._create(InterfaceKind.MEMIF, f"memif{fields['socket_id']}/{fields['id']}", mac=mac,
                                  instance=fields["id"], memif_socket_id=fields["socket_id"],

@@ -21,8 +21,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from vppagent.drivers.vpp.api.errors import NO_INDEX, OK, ApiError
 from vppagent.vppsim.addresses import IPAddress, decode_address
-from vppagent.vppsim.errors import NONE_INDEX, OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import InterfaceKind, InterfaceTable
 
@@ -112,13 +112,13 @@ class IpLinks:
         neighbor = request.fields["neighbor"]
         sw_if_index = neighbor["sw_if_index"]
         if not self._interfaces.exists(sw_if_index):
-            return retval_reply(reply, ApiError.INVALID_SW_IF_INDEX, stats_index=NONE_INDEX)
+            return retval_reply(reply, ApiError.INVALID_SW_IF_INDEX, stats_index=NO_INDEX)
         address = decode_address(neighbor["ip_address"])
         key = (sw_if_index, address)
         if not request.fields["is_add"]:
             if self.neighbors.pop(key, None) is None:
-                return retval_reply(reply, ApiError.NO_SUCH_ENTRY, stats_index=NONE_INDEX)
-            return retval_reply(reply, OK, stats_index=NONE_INDEX)
+                return retval_reply(reply, ApiError.NO_SUCH_ENTRY, stats_index=NO_INDEX)
+            return retval_reply(reply, OK, stats_index=NO_INDEX)
         existing = self.neighbors.get(key)
         stats_index = existing.stats_index if existing is not None else self._take_stats_index()
         self.neighbors[key] = Neighbor(bytes(neighbor["mac_address"]),

@@ -1,9 +1,16 @@
 """IP tables and routes (``ip_table_add_del``, ``ip_route_add_del``, their dumps).
 
-After VPP 25.10 ``src/vnet/ip/ip_api.c`` and ``src/vnet/fib/fib_api.c``.  Every table has
-its default route (``0.0.0.0/0`` or ``::/0``, a drop path) from creation, like
-``fib_table_create``; interface-derived (attached/local) entries and the other special
-entries VPP keeps are not emulated, so dumps list API routes plus the default.
+After VPP ``src/vnet/ip/ip_api.c`` and ``src/vnet/fib/fib_api.c``, checked against a running 26.06:
+- a path through an interface that does not exist is refused with UNKNOWN_DESTINATION (-54), on
+  a delete too, so a route whose interface has gone (it stays in the FIB) is removed by prefix
+  alone (``n_paths`` 0);
+- a host prefix (/32, /128) through an interface with no next hop is an attached host route: it
+  reads back with the prefix's own address as next hop;
+- a path's weight 0 reads back as 1;
+- a delete with paths removes the whole entry unless ``is_multipath``.
+Every table has its default route (``0.0.0.0/0`` or ``::/0``, a drop path) from creation, like
+``fib_table_create``; interface-derived (attached/local) entries and the other special entries VPP
+keeps are not emulated, so dumps list API routes plus the default.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from vppagent.drivers.vpp.api.errors import NO_INDEX, OK, ApiError
 from vppagent.vppsim.addresses import InvalidPrefix, IPNetwork, decode_prefix, encode_prefix
-from vppagent.vppsim.errors import OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
+from vppagent.vppsim.interfaces import InterfaceTable
 
 FIB_API_PATH_TYPE_DROP = 2
 FIB_API_PATH_NH_PROTO_IP4 = 0
@@ -35,19 +43,26 @@ def _path_identity(path: dict[str, Any]) -> tuple[Any, ...]:
             bytes(path["nh"]["address"]["ip6"]))
 
 
-def _normalised_path(path: dict[str, Any]) -> dict[str, Any]:
-    """A path as VPP would hand it back: the next-hop union arm chosen by the path's protocol."""
+def _normalised_path(path: dict[str, Any], prefix: IPNetwork) -> dict[str, Any]:
+    """A path as VPP hands it back: the next-hop union arm chosen by the path's protocol, an attached
+    host route's next hop the prefix itself, weight at least 1."""
     normal = dict(path)
     nh = dict(path["nh"])
     arms = nh["address"]
-    nh["address"] = ({"ip6": arms["ip6"]} if path["proto"] == FIB_API_PATH_NH_PROTO_IP6
-                     else {"ip4": arms["ip4"]})
+    ip6 = path["proto"] == FIB_API_PATH_NH_PROTO_IP6
+    address = arms["ip6"] if ip6 else arms["ip4"]
+    host = prefix.prefixlen == prefix.max_prefixlen
+    if host and path["sw_if_index"] != NO_INDEX and not any(address):
+        address = prefix.network_address.packed
+    nh["address"] = {"ip6": address} if ip6 else {"ip4": address}
     normal["nh"] = nh
+    normal["weight"] = path["weight"] or 1
     return normal
 
 
 class Fib:
-    def __init__(self) -> None:
+    def __init__(self, interfaces: InterfaceTable) -> None:
+        self._interfaces = interfaces
         self.tables: dict[tuple[bool, int], IpTable] = {}
         for is_ip6 in (False, True):
             self._create(0, is_ip6, "")
@@ -91,7 +106,10 @@ class Fib:
         table = self.tables.get((prefix.version == 6, route["table_id"]))
         if table is None:
             return retval_reply(reply, ApiError.NO_SUCH_FIB)
-        paths = [_normalised_path(path) for path in route["paths"]]
+        if any(p["sw_if_index"] != NO_INDEX and not self._interfaces.exists(p["sw_if_index"])
+               for p in route["paths"]):
+            return retval_reply(reply, ApiError.UNKNOWN_DESTINATION)
+        paths = [_normalised_path(path, prefix) for path in route["paths"]]
         if request.fields["is_add"]:
             if not paths:
                 return retval_reply(reply, ApiError.NO_PATHS_IN_ROUTE)

@@ -6,10 +6,10 @@ import os
 import threading
 from dataclasses import dataclass, field
 
+from vppagent.drivers.vpp.api.errors import OK, ApiError
 from vppagent.vppsim.acl import AclPlugin
 from vppagent.vppsim.classify import Classifier
 from vppagent.vppsim.codec import ApiDefinitions
-from vppagent.vppsim.errors import OK, ApiError
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import Interface, InterfaceTable
 from vppagent.vppsim.iplink import IpLinks
@@ -49,10 +49,11 @@ class SimState:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
-        self.interfaces = InterfaceTable(vhost_net_available=lambda: self.config.vhost_net)
+        self.interfaces = InterfaceTable(vhost_net_available=lambda: self.config.vhost_net,
+                                         ip_table_exists=lambda is_ip6, table_id: (is_ip6, table_id) in self.fib.tables)
         self.acl = AclPlugin(self.definitions, self.interfaces)
         self.classifier = Classifier(self.interfaces)
-        self.fib = Fib()
+        self.fib = Fib(self.interfaces)
         self.ip_links = IpLinks(self.interfaces, ip6_needs_ethernet=self.release.ip6_enable_needs_ethernet)
         self.interfaces.on_deleted(self.ip_links.on_interface_deleted)
         self.interfaces.on_deleted(self.acl.on_interface_deleted)

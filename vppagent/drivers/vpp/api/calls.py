@@ -34,6 +34,8 @@ AF_PACKET_FLAGS = 3  # QDISC_BYPASS | CKSUM_GSO: with 0, TCP fails on bad checks
 FIB_PATH_TYPE_NORMAL = 0
 ZERO_MAC = "00:00:00:00:00:00"
 
+SESSION_NO_NEXT = 0xFFFF  # ~0 as a classifier session stores it (a u16 next index)
+
 
 class VppCalls:
     def __init__(self, conn: VppConnection) -> None:
@@ -186,7 +188,8 @@ class VppCalls:
         return _table_info(index, info) if int(info.retval) == 0 else None
 
     def classify_sessions(self, index: int) -> list[ClassifySession]:
-        return [ClassifySession(bytes(s.match), int(s.hit_next_index), int(s.opaque_index))
+        """A session keeps its next index in 16 bits: the ~0 we set reads back as 0xffff."""
+        return [ClassifySession(bytes(s.match), _session_next(int(s.hit_next_index)), int(s.opaque_index))
                 for s in self.conn.dump("classify_session_dump", table_id=index)]
 
     def classify_table_add(self, *, mask: bytes, next_table: int, miss_next: int, nbuckets: int, memory_size: int,
@@ -201,9 +204,11 @@ class VppCalls:
         return int(reply.new_table_index)
 
     def classify_table_del(self, index: int) -> None:
-        """Gone already is fine (NO_SUCH_TABLE)."""
+        """Gone already is fine (NO_SUCH_TABLE). VPP checks the mask's length against
+        match_n_vectors (> 0) before it looks at is_add, so a delete carries a one-vector mask."""
         self.conn.call("classify_add_del_table", accept=(0, ApiError.NO_SUCH_TABLE), is_add=False, del_chain=False,
-                       table_index=index, what=f"classifier table {index}")
+                       table_index=index, match_n_vectors=1, mask_len=16, mask=bytes(16),
+                       what=f"classifier table {index}")
 
     def classify_session(self, table: int, match: bytes, hit_next: int, opaque: int, *, add: bool) -> None:
         self.conn.call("classify_add_del_session", is_add=add, table_index=table, hit_next_index=hit_next,
@@ -246,6 +251,10 @@ def _rule_from_details(rule: Any) -> AclRule:
                    int(rule.tcp_flags_mask), int(rule.tcp_flags_value))
 
 
+def _session_next(hit_next_index: int) -> int:
+    return NO_INDEX if hit_next_index == SESSION_NO_NEXT else hit_next_index
+
+
 def _route_fields(prefix: IPNetwork, target: RouteTarget | None) -> dict[str, Any]:
     """`vl_api_ip_route_t` for table 0; no target = delete the prefix."""
     route: dict[str, Any] = {"table_id": 0, "prefix": str(prefix), "n_paths": 0, "paths": []}
@@ -271,7 +280,10 @@ def _route_from_details(route: Any) -> tuple[IPNetwork, RouteTarget] | None:
         return None
     family_nh = path.nh.address.ip6 if prefix.version == 6 else path.nh.address.ip4
     next_hop = ipaddress.ip_address(family_nh)
-    if int(path.sw_if_index) != NO_INDEX and int(next_hop) == 0:
+    # A host route through an interface reads back with the prefix itself as next hop (VPP makes it
+    # an attached host route); it is the route the driver programmed with next hop 0.
+    attached_host = prefix.prefixlen == prefix.max_prefixlen and next_hop == prefix.network_address
+    if int(path.sw_if_index) != NO_INDEX and (int(next_hop) == 0 or attached_host):
         return prefix, RouteTarget(sw_if_index=int(path.sw_if_index))
     if int(path.sw_if_index) == NO_INDEX and int(next_hop) != 0:
         return prefix, RouteTarget(next_hop=next_hop)

@@ -23,6 +23,7 @@ class ApiError(IntEnum):
     SYSCALL_ERROR_1 = -11
     INVALID_REGISTRATION = -31
     NO_PATHS_IN_ROUTE = -52
+    UNKNOWN_DESTINATION = -54  # a route path through an interface that does not exist (26.06)
     INVALID_SRC_ADDRESS = -57
     INVALID_DST_ADDRESS = -58
     ADDRESS_NOT_FOUND_FOR_INTERFACE = -60
