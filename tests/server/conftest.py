@@ -51,19 +51,28 @@ class FelixStream:
     def close(self) -> None:
         self.outbox.put(None)
 
+    def end(self) -> None:
+        """End the call: a request thread left blocked keeps gRPC busy, and gRPC's fork handlers
+        then hang any later subprocess start in this test process."""
+        self.close()
+        self.call.cancel()
+
 
 @dataclass
 class AgentHarness:
     core: AgentCore
     socket: Path
     stub: Any
+    streams: list[FelixStream] = field(default_factory=list)
 
     def state(self) -> dict[str, Any]:
         reply = self.stub.GetState(agent_pb2.GetStateRequest(), timeout=5)
         return json.loads(reply.state_json)  # type: ignore[no-any-return]
 
     def stream(self) -> FelixStream:
-        return FelixStream(self.stub).start()
+        stream = FelixStream(self.stub).start()
+        self.streams.append(stream)
+        return stream
 
 
 @pytest.fixture
@@ -74,9 +83,12 @@ def agent(tmp_path: Path) -> Iterator[AgentHarness]:
     core.start()
     server = serve(core, sock)
     channel = grpc.insecure_channel(f"unix:{sock}")
+    harness = AgentHarness(core, sock, agent_pb2_grpc.AgentStub(channel))  # type: ignore[no-untyped-call]
     try:
-        yield AgentHarness(core, sock, agent_pb2_grpc.AgentStub(channel))  # type: ignore[no-untyped-call]
+        yield harness
     finally:
+        for stream in harness.streams:
+            stream.end()
         channel.close()
         server.stop(0).wait(1)
         core.stop()

@@ -74,8 +74,8 @@ class NodeFeed:
                 hostname=node.name, ipv4_addr=address, labels=node.labels))
             block = str(sc.node_block(node.name))
             local = node.name == self.node
-            out[("route", block)] = builders.route(
-                block, felix.LOCAL_WORKLOAD if local else felix.REMOTE_WORKLOAD, node.name, address)
+            out[("route", block)] = builders.route(  # the pool is unencapsulated: NO_ENCAP, as Felix says
+                block, felix.LOCAL_WORKLOAD if local else felix.REMOTE_WORKLOAD, node.name, address, felix.NO_ENCAP)
         local_pods = next(n for n in sc.nodes if n.name == self.node).pods
         local_heps = [h for h in objects.host_endpoints.values() if h.node == self.node]
         used_policies = [p for p in objects.policies.values()

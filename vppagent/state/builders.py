@@ -124,6 +124,9 @@ def host_endpoint(endpoint_id: str, name: str, tiers: Sequence[felix.TierInfo] =
                                     forward_tiers=list(forward_tiers))))
 
 
-def route(dst: str, types: int, node: str = "", node_ip: str = "") -> felix.ToDataplane:
+def route(dst: str, types: int, node: str = "", node_ip: str = "",
+          pool_type: int = felix.NO_ENCAP) -> felix.ToDataplane:
+    """A RouteUpdate; by default in an unencapsulated IP pool, as Felix sends a block of one."""
     return felix.ToDataplane(route_update=felix.RouteUpdate(
-        dst=dst, types=types, dst_node_name=node, dst_node_ip=node_ip))  # type: ignore[arg-type]
+        dst=dst, types=types, dst_node_name=node, dst_node_ip=node_ip,  # type: ignore[arg-type]
+        ip_pool_type=pool_type))  # type: ignore[arg-type]

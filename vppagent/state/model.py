@@ -75,6 +75,15 @@ def workload_key(wid: felix.WorkloadEndpointID) -> WorkloadKey:
     return WorkloadKey(wid.orchestrator_id, wid.workload_id, wid.endpoint_id)
 
 
+def ip_set_ids(rule: felix.Rule) -> frozenset[str]:
+    """The ids of every IP set a rule references, in any field (address, named port, ip-port)."""
+    return frozenset((
+        *rule.src_ip_set_ids, *rule.dst_ip_set_ids, *rule.not_src_ip_set_ids, *rule.not_dst_ip_set_ids,
+        *rule.src_named_port_ip_set_ids, *rule.dst_named_port_ip_set_ids,
+        *rule.not_src_named_port_ip_set_ids, *rule.not_dst_named_port_ip_set_ids, *rule.dst_ip_port_set_ids,
+    ))
+
+
 # Singletons (config, encapsulation, global BGP config) are stored under this key.
 SINGLETON = ""
 

@@ -24,7 +24,7 @@ from typing import Any
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.model import PolicyError, validate_policy, validate_profile
 from vppagent.state.diff import StateDiff, diff_states
-from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey, policy_key
+from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey, ip_set_ids, policy_key
 
 ENDPOINT_KINDS = (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
 # Kinds whose validity depends on other kinds: a change to an IP set can make a policy valid or
@@ -63,7 +63,7 @@ def _validated(cache: ValidationCache, kind: Kind, key: Any, pb: Any, rules: Ite
     Validation parses every rule; doing it for every policy on every batch would cost more than
     the batch. What validation reads of an IP set is only: present, type, any invalid member.
     """
-    refs = tuple(sorted(set().union(*(_rule_set_ids(r) for r in rules))))
+    refs = tuple(sorted(set().union(*(ip_set_ids(r) for r in rules))))
     seen = tuple((i, *((s.type, bool(s.invalid)) if (s := ipsets.get(i)) is not None else ())) for i in refs)
     hit = cache.get((kind, key))
     if hit is None or hit[0] is not pb or hit[1] != seen:
@@ -125,18 +125,10 @@ def resolve(desired: DataplaneState, programmed: DataplaneState,
 def _check_held_sets(inbound: Iterable[felix.Rule], outbound: Iterable[felix.Rule],
                      held: dict[tuple[Kind, Any], str], what: str) -> None:
     for rule in (*inbound, *outbound):
-        for set_id in _rule_set_ids(rule):
+        for set_id in ip_set_ids(rule):
             reason = held.get((Kind.IPSET, set_id))
             if reason is not None:
                 raise PolicyError(f"{what} uses held-back {reason}")
-
-
-def _rule_set_ids(rule: felix.Rule) -> set[str]:
-    return {
-        *rule.src_ip_set_ids, *rule.dst_ip_set_ids, *rule.not_src_ip_set_ids, *rule.not_dst_ip_set_ids,
-        *rule.src_named_port_ip_set_ids, *rule.dst_named_port_ip_set_ids,
-        *rule.not_src_named_port_ip_set_ids, *rule.not_dst_named_port_ip_set_ids, *rule.dst_ip_port_set_ids,
-    }
 
 
 def _endpoint_problem(endpoint: Any, desired: DataplaneState,
@@ -166,7 +158,7 @@ def _endpoint_uses_held_set(endpoint: Any, desired: DataplaneState, reason: str)
         policy = desired.policies.get(pkey)
         if policy is not None and any(
             reason.startswith(f"IP set {s}:")
-            for r in (*policy.inbound_rules, *policy.outbound_rules) for s in _rule_set_ids(r)
+            for r in (*policy.inbound_rules, *policy.outbound_rules) for s in ip_set_ids(r)
         ):
             return True
     return False

@@ -13,7 +13,6 @@ families is one shared object, hashed and formatted once.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +27,10 @@ from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.model import HostEndpoint, PolicyError, WorkloadEndpoint, build_policy, build_profile
 from vppagent.state.ipset import IPSetType
 from vppagent.state.model import DataplaneState, Kind
+from vppagent.state.routes import Encap, remote_routes
 
 log = logging.getLogger(__name__)
 TABLES = ("filter", "raw", "mangle")
-REMOTE_WORKLOAD = 1
-NO_ENCAP = 1
 
 
 @dataclass
@@ -296,18 +294,7 @@ class StateRenderer:
         return routes
 
     def remote_routes(self, state: DataplaneState) -> list[RouteSpec]:
-        """Routes to other nodes' blocks (no encapsulation) when no BGP daemon programs them."""
-        out = []
-        for dst, update in state.routes.items():
-            if not (update.types & REMOTE_WORKLOAD) or update.local_workload or not update.dst_node_ip:
-                continue
-            if update.ip_pool_type != NO_ENCAP or update.tunnel_type.ipip or update.tunnel_type.vxlan:
-                continue
-            try:
-                net = ipaddress.ip_network(dst, strict=False)
-                gateway = ipaddress.ip_address(update.dst_node_ip)
-            except ValueError:
-                continue
-            if net.version == gateway.version and net.version in self.families:
-                out.append(RouteSpec(str(net), gateway=str(gateway), owner=f"route {dst}"))
-        return out
+        """Routes to other nodes' blocks that need no tunnel, when no BGP daemon programs them."""
+        return [RouteSpec(str(route.dst), gateway=str(route.node_ip), owner=f"route {route.source}")
+                for route in remote_routes(state)
+                if route.encap is Encap.NONE and route.dst.version in self.families]
