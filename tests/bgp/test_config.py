@@ -58,7 +58,7 @@ def test_password_is_secret_in_repr() -> None:
         ({"communities": [{"prefix": "10.0.0.0/8", "communities": ["70000:1"]}]}, "16-bit"),
         ({"communities": [{"prefix": "10.0.0.0/8", "communities": ["1:2:3:4"]}]}, "'a:b' or 'a:b:c'"),
         ({"config_path": "relative/bird.conf"}, "absolute"),
-        ({"socket_path": "/" + "s" * 120}, "limited to 107 bytes"),
+        ({"socket_path": "/" + "s" * 120}, "longer than the 107 bytes"),
         ({"ignored_interfaces": ['eth"0']}, "interface pattern"),
         ({"route_reflector_label": "rr;=x"}, "route_reflector_label"),
         ({"error_wait_time": [30, 5]}, "error_wait_time"),

@@ -49,6 +49,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     paths["bgp"].write_text("bgp:\n  enabled: true\n  peers:\n    - address: 10.0.0.1\n      as_number: 65001\n"
                             "    - address: 10.0.0.300\n      as_number: 65001\n")
     paths["packets"].write_text(PACKET + "\n")
+    paths["broken_yaml"] = d / "broken_yaml.yaml"
+    paths["broken_yaml"].write_text("- a\n- [b, c\n- d\n")
+    paths["two_mistakes"] = d / "two_mistakes.yaml"
+    paths["two_mistakes"].write_text("name: x\nnodes: 5\nsteps: 7\n")
     paths["dir"] = d
     return {k: str(v) for k, v in paths.items()}
 
@@ -71,6 +75,18 @@ CASES = [
     ("run --rule-limit -1", lambda f: ["run", "--rule-limit", "-1"], {}, ["rule_limit", "-1"]),
     ("VPPAGENT_BATCH_WINDOW_MS bad", lambda f: ["run"], {"VPPAGENT_BATCH_WINDOW_MS": "soon"}, ["batch_window_ms"]),
     ("unknown command", lambda f: ["stat"], {}, ["stat"]),
+    ("run --iptables-netns missing", lambda f: ["run", "--driver", "dry-run", "--iptables-netns", "vpa-no-such-ns",
+                                                "--socket", f["dir"] + "/a.sock", "--cni-socket", f["dir"] + "/c.sock"],
+     {}, ["--iptables-netns", "vpa-no-such-ns"]),
+    ("run --socket same as --cni-socket", lambda f: ["run", "--driver", "dry-run", "--socket", f["dir"] + "/a.sock",
+                                                     "--cni-socket", f["dir"] + "/a.sock"], {},
+     ["--socket", "--cni-socket"]),
+    ("run --socket too long", lambda f: ["run", "--driver", "dry-run", "--socket", "/tmp/" + "s" * 120], {},
+     ["--socket", "107 bytes"]),
+    ("run --config broken YAML", lambda f: ["run", "--config", f["broken_yaml"]], {}, ["broken_yaml", "line 2"]),
+    ("state --socket too long", lambda f: ["state", "--socket", "/tmp/" + "s" * 120], {}, ["--socket", "107 bytes"]),
+    ("driver set --socket too long", lambda f: ["driver", "set", "dry-run", "--socket", "/tmp/" + "s" * 120], {},
+     ["--socket", "107 bytes"]),
     ("state --timeout -1", lambda f: ["state", "--timeout", "-1"], {}, ["--timeout", "-1"]),
     ("state --timeout 0", lambda f: ["state", "--timeout", "0"], {}, ["--timeout"]),
     ("state --timeout nan", lambda f: ["state", "--timeout", "nan"], {}, ["--timeout"]),
@@ -82,6 +98,8 @@ CASES = [
      ["--packets", "none.txt"]),
     ("trace --state [1,2]", lambda f: _trace(f["ints"], "--packet", PACKET), {}, ["--state", "message 0"]),
     ("trace --state [null]", lambda f: _trace(f["nulls"], "--packet", PACKET), {}, ["--state", "message 0"]),
+    ("trace --state broken YAML", lambda f: _trace(f["broken_yaml"], "--packet", PACKET), {},
+     ["--state", "line 2"]),
     ("trace --state a directory", lambda f: _trace(f["dir"], "--packet", PACKET), {}, ["--state"]),
     ("trace endpoint 10.0.1.2/99", lambda f: _trace(f["bad_cidr"], "--packet", PACKET), {},
      ["--state", ENDPOINT, "10.0.1.2/99"]),
@@ -96,6 +114,7 @@ CASES = [
     ("compile over the rule limit", lambda f: _compile(f["good"], "--rule-limit", "1"), {}, ["limit of 1"]),
     ("compile --rule-limit -1", lambda f: _compile(f["good"], "--rule-limit", "-1"), {}, ["--rule-limit"]),
     ("lab check not UTF-8", lambda f: ["lab", "check", f["binary"]], {}, ["binary", "UTF-8"]),
+    ("lab check with two mistakes", lambda f: ["lab", "check", f["two_mistakes"]], {}, ["nodes", "steps"]),
     ("lab check missing", lambda f: ["lab", "check", f["dir"] + "/none.yaml"], {}, ["none.yaml"]),
     ("lab run --probe-timeout -1", lambda f: ["lab", "run", "--probe-timeout", "-1"], {}, ["--probe-timeout"]),
     ("lab run --metrics-port 70000", lambda f: ["lab", "run", "--metrics-port", "70000"], {}, ["--metrics-port"]),

@@ -90,3 +90,17 @@ def test_prepare_socket_path_names_the_problem(sockdir: Path) -> None:
     with pytest.raises(SocketPathError, match="cannot create"):
         prepare_socket_path(regular / "agent.sock")
     assert regular.read_text() == "x"
+
+
+def test_a_metrics_port_in_use_is_one_line_and_the_agent_stops(sockdir: Path) -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        proc = run("vppagent", _run_dry(sockdir, "--metrics-port", port))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]  # after the agent's own start-up log lines
+        assert "--metrics-port" in last and port in last, proc.stderr
+    finally:
+        taken.close()
