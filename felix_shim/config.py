@@ -15,11 +15,9 @@ from typing import Any
 from felix_shim.framing import DEFAULT_MAX_FRAME_BYTES
 from felix_shim.link import StreamMode
 from felix_shim.releases.differences import RELEASES
-from vppagent.command_line import OneLineParser, positive_float, positive_int
+from vppagent.command_line import OneLineParser, positive_float, positive_int, socket_path_problem
 
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
-# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
-SOCKET_PATH_MAX_BYTES = 107
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 AUTO_RELEASE = "auto"
 
@@ -74,11 +72,9 @@ def _felix_version(text: str) -> str:
 
 
 def _socket_path(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("must not be empty")
-    if len(os.fsencode(text)) > SOCKET_PATH_MAX_BYTES:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is longer than the {SOCKET_PATH_MAX_BYTES} bytes a unix socket path may have")
+    problem = socket_path_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
     return text
 
 

@@ -17,7 +17,14 @@ from typing import Any
 
 import grpc
 
-from vppagent.command_line import EXIT_USAGE, OneLineParser, port_number, positive_float, run_quietly
+from vppagent.command_line import (
+    EXIT_USAGE,
+    OneLineParser,
+    port_number,
+    positive_float,
+    run_quietly,
+    socket_path_problem,
+)
 from vppagent.config import DEFAULT_SOCKET, AgentConfig, ConfigError, load_config
 
 
@@ -66,13 +73,25 @@ def _check_socket_paths(config: AgentConfig) -> str | None:
     return None
 
 
+def _check_netns(config: AgentConfig) -> str | None:
+    """A named namespace that does not exist would fail every apply later: say so now."""
+    from vppagent.netns import netns_path
+
+    if config.iptables_netns is None:
+        return None
+    path = netns_path(config.iptables_netns)
+    if not path.exists():
+        return f"--iptables-netns {config.iptables_netns}: no such network namespace ({path} does not exist)"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in AgentConfig.model_fields if hasattr(args, k)}
     try:
         config = load_config(flags)
     except ConfigError as exc:
         return _usage(str(exc))
-    problem = _check_socket_paths(config)
+    problem = _check_socket_paths(config) or _check_netns(config)
     if problem is not None:
         return _usage(problem)
     logging.basicConfig(level=config.log_level.upper(),
@@ -138,9 +157,16 @@ def _no_agent(args: argparse.Namespace, exc: grpc.RpcError) -> int:
     return 1
 
 
+def _bad_client_socket(args: argparse.Namespace) -> int | None:
+    problem = socket_path_problem(_agent_socket(args))
+    return None if problem is None else _usage(f"--socket {_agent_socket(args)} {problem}")
+
+
 def cmd_state(args: argparse.Namespace) -> int:
     from vppagent.server.client import get_state
 
+    if (refused := _bad_client_socket(args)) is not None:
+        return refused
     try:
         report = get_state(_agent_socket(args), timeout=args.timeout)
     except grpc.RpcError as exc:
@@ -210,6 +236,8 @@ def _felix_line(wire: dict[str, Any] | None) -> str:
 def cmd_driver_set(args: argparse.Namespace) -> int:
     from vppagent.server.client import set_driver
 
+    if (refused := _bad_client_socket(args)) is not None:
+        return refused
     try:
         reply = set_driver(_agent_socket(args), args.name, timeout=args.timeout)
     except grpc.RpcError as exc:

@@ -17,11 +17,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `cat`, `yes`, ... end with in the same place
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+UNIX_SOCKET_PATH_MAX_BYTES = 107
 
 
 class UsageError(ValueError):
@@ -49,6 +51,32 @@ def read_text_file(path: str | Path, what: str) -> str:
     except UnicodeDecodeError as exc:
         raise UsageError(f"{what} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
                          f"{exc.start})") from None
+
+
+def socket_path_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be a unix socket's address (one phrase), or None."""
+    if not str(path):
+        return "is empty"
+    if len(os.fsencode(path)) > UNIX_SOCKET_PATH_MAX_BYTES:
+        return f"is longer than the {UNIX_SOCKET_PATH_MAX_BYTES} bytes a unix socket path may have"
+    return None
+
+
+def describe_yaml_error(exc: Exception) -> str:
+    """PyYAML's error as one phrase with its positions, e.g. `while parsing a flow sequence at line 2
+    column 3: expected ',' or ']', but got '<stream end>' at line 4 column 1`."""
+
+    def at(text: object, mark: Any) -> str:
+        return f"{text} at line {mark.line + 1} column {mark.column + 1}" if mark is not None else str(text)
+
+    problem, context = getattr(exc, "problem", None), getattr(exc, "context", None)
+    if problem is None:
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    described = at(problem, getattr(exc, "problem_mark", None))
+    if context is not None:
+        described = f"{at(context, getattr(exc, 'context_mark', None))}: {described}"
+    return described
 
 
 def positive_int(text: str) -> int:

@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 from vppagent.bgp.config import BgpConfig
-from vppagent.command_line import UsageError, read_text_file
+from vppagent.command_line import UsageError, describe_yaml_error, read_text_file
 
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
 
@@ -142,6 +142,6 @@ def _check_yaml_keys(path: Path) -> None:
     except UsageError as exc:
         raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
+        raise ConfigError(f"config file {path} is not valid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping of settings")

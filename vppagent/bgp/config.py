@@ -14,11 +14,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from vppagent.command_line import socket_path_problem
+
 AS_MAX = 2**32 - 1
 # TCP_MD5SIG_MAXKEYLEN in Linux: longer keys are refused by the kernel when BIRD sets the option.
 PASSWORD_MAX_LEN = 80
-# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
-SOCKET_PATH_MAX_LEN = 107
 
 AsNumber = Annotated[int, Field(ge=1, le=AS_MAX)]
 Seconds = Annotated[int, Field(ge=1, le=65535)]
@@ -228,8 +228,9 @@ class BgpConfig(_Strict):
     @field_validator("socket_path")
     @classmethod
     def _socket_len(cls, value: Path) -> Path:
-        if len(str(value).encode()) > SOCKET_PATH_MAX_LEN:
-            raise ValueError(f"unix socket paths are limited to {SOCKET_PATH_MAX_LEN} bytes")
+        problem = socket_path_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

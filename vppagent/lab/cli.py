@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
     check.set_defaults(func=cmd_check)
 
 
+def _usage(exc: Exception) -> int:
+    # A scenario with several mistakes lists them all, on one line like every input error.
+    print("vppagent lab: " + "; ".join(str(exc).splitlines()), file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM: unwind like Ctrl-C, so the lab is torn down
 
@@ -58,8 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        print(f"vppagent lab: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(exc)
     problem = netns_problem()
     if problem is not None:
         print(f"vppagent lab: {problem}", file=sys.stderr)
@@ -137,8 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        print(f"vppagent lab: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(exc)
     steps = list(scenario.snapshots())
     probes = sum(len(p.ports) for _, p in scenario.pods()) * (len(scenario.pods()) - 1)
     print(f"{scenario.name}: {len(scenario.nodes)} nodes, {len(scenario.pods())} pods, {len(steps)} steps, "

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from vppagent.command_line import UsageError, read_text_file
+from vppagent.command_line import UsageError, describe_yaml_error, read_text_file
 
 NODE_SUBNET = ipaddress.IPv4Network("198.18.0.0/24")  # RFC 2544 benchmarking range, never routed
 NODE_GATEWAY = "198.18.0.254"  # not a real host: a default route makes proxy ARP answer (env notes §2)
@@ -473,7 +473,7 @@ def parse_scenario(text: str, where: str = "scenario") -> Scenario:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ScenarioError(f"{where}: not valid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{where}: a scenario is a mapping (name, nodes, policies, steps, ...)")
     try:

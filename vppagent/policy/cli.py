@@ -20,7 +20,15 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
-from vppagent.command_line import EXIT_USAGE, OneLineParser, UsageError, positive_int, read_text_file, run_quietly
+from vppagent.command_line import (
+    EXIT_USAGE,
+    OneLineParser,
+    UsageError,
+    describe_yaml_error,
+    positive_int,
+    read_text_file,
+    run_quietly,
+)
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.catalog import Catalog, parse_workload_key
 from vppagent.policy.compile import (
@@ -41,7 +49,7 @@ def load_state(path: str) -> DataplaneState:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UsageError(f"--state {path}: not valid JSON or YAML: {_first_line(exc)}") from None
+        raise UsageError(f"--state {path}: not valid JSON or YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(data, list):
         raise UsageError(f"--state {path}: expected a list of ToDataplane messages")
     state = DataplaneState()

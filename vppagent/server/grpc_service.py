@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from vppagent.command_line import socket_path_problem
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
 from vppagent.server.core import AgentCore
@@ -94,10 +95,6 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                                         active=self.core.driver.name, seconds=seconds)
 
 
-# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
-SOCKET_PATH_MAX_BYTES = 107
-
-
 class SocketPathError(RuntimeError):
     """A socket path the agent must not serve on; the message starts with the path."""
 
@@ -108,8 +105,9 @@ def prepare_socket_path(path: Path) -> None:
     Only a unix socket that nobody accepts on (a killed agent's leftover) is removed. A regular
     file, directory or symlink is never touched, and a socket someone listens on is never stolen.
     """
-    if len(os.fsencode(path)) > SOCKET_PATH_MAX_BYTES:
-        raise SocketPathError(f"{path}: longer than the {SOCKET_PATH_MAX_BYTES} bytes a unix socket path may have")
+    problem = socket_path_problem(path)
+    if problem is not None:
+        raise SocketPathError(f"{path} {problem}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
