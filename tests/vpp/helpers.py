@@ -142,7 +142,6 @@ class FakePlumbing:
 def make_driver(target: Target, **kwargs: Any) -> VppDriver:
     conn = VppConnection(target.socket_path, request_timeout=kwargs.pop("request_timeout", 2.0))
     conn.connect()
-    kwargs.setdefault("monitor", False)
     kwargs.setdefault("plumbing", FakePlumbing())
     return VppDriver(conn, **kwargs)
 

@@ -1,6 +1,6 @@
 """Gated endpoints under faults: a pod attached (CNI Add) before its chain exists gets the exact
-list, and an endpoint the monitor's resync cannot program after VPP restarted reaches the agent as
-status "error" through report_listener."""
+list, and an endpoint the resync after VPP restarted (the agent's poll) cannot program reaches the
+agent as status "error"."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def _statuses(core: AgentCore) -> dict[str, str]:
     return {r["workload_id"]: r["status"] for r in core.state_report()["workload_endpoints"]}
 
 
-def test_an_endpoint_the_monitors_resync_cannot_program_is_an_error_in_the_agent(sim_target: Target) -> None:
+def test_an_endpoint_the_resync_after_a_restart_cannot_program_is_an_error_in_the_agent(sim_target: Target) -> None:
     plumbing = FakePlumbing()
-    driver = make_driver(sim_target, pod_interface="tap", plumbing=plumbing, monitor=True, keepalive=0.05,
+    driver = make_driver(sim_target, pod_interface="tap", plumbing=plumbing, keepalive=0.05,
                          request_timeout=0.5)
     core = AgentCore(AgentConfig.model_validate({"driver": "vpp", "batch_window_ms": 1}), driver)
     core.start()

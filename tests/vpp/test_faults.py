@@ -1,4 +1,4 @@
-"""Faults: VPP restarts (the monitor reconnects and resyncs), stalled replies (bounded waits, no
+"""Faults: VPP restarts (a poll reconnects and resyncs), stalled replies (bounded waits, no
 leaked threads), refused requests (that endpoint "error", the others up), a connection dropped in
 the middle of a dump, and a VPP that comes back incompatible."""
 
@@ -32,7 +32,7 @@ def web_allowed(target: Target, tag_workload: str, addr: str) -> bool:
 
 
 def test_vpp_restart_mid_run_is_detected_reconnected_and_resynced(sim_target: Target) -> None:
-    driver = make_driver(sim_target, pod_interface="tap", monitor=True, keepalive=0.05, request_timeout=0.5)
+    driver = make_driver(sim_target, pod_interface="tap", keepalive=0.05, request_timeout=0.5)
     try:
         state = state_of([*ALLOW_WEB, b.workload("ns/a", "cali1", ipv4=["10.65.0.2/32"], profiles=["web"]),
                           b.workload("ns/b", "cali2", ipv4=["10.65.0.3/32"], profiles=["web"])])
@@ -42,7 +42,7 @@ def test_vpp_restart_mid_run_is_detected_reconnected_and_resynced(sim_target: Ta
         assert web_allowed(sim_target, "ns/a", "10.65.0.2")
         acls_before = len(sim_target.our_acls())
         sim_target.emulator.restart(downtime=0.3)  # everything in VPP is gone for a while
-        wait_for(lambda: driver.status()["reconnects"] >= 1, what="reconnect and resync")
+        wait_for(lambda: driver.poll().ok and driver.status()["reconnects"] >= 1, what="reconnect and resync")
         assert web_allowed(sim_target, "ns/a", "10.65.0.2") and web_allowed(sim_target, "ns/b", "10.65.0.3")
         assert len(sim_target.our_acls()) == acls_before
         assert {"10.65.0.2/32", "10.65.0.3/32"} <= set(sim_target.routes())
@@ -149,20 +149,24 @@ def test_apply_with_a_diff_only_touches_what_changed(sim_target: Target) -> None
         driver.close()
 
 
-def test_background_resync_reports_to_the_agent(sim_target: Target) -> None:
-    """The monitor's resync after VPP restarted goes to report_listener (AgentCore's
-    _background_report), so endpoint statuses follow: ok and nothing failed once restored."""
-    driver = make_driver(sim_target, pod_interface="tap", monitor=True, keepalive=0.05, request_timeout=0.5)
-    reports: list[ApplyReport] = []
-    driver.report_listener = reports.append
+def test_polls_report_the_outage_then_the_resync(sim_target: Target) -> None:
+    """The driver owns no thread: the agent polls it when a report's `next_run` says. While VPP
+    is gone a poll says it is unreachable (asking for the next poll sooner than `max_backoff`);
+    the poll that finds it back resyncs, counts a reconnect, and reports nothing failed."""
+    driver = make_driver(sim_target, pod_interface="tap", keepalive=0.05, request_timeout=0.5, max_backoff=0.4)
     try:
         state = state_of([*ALLOW_WEB, b.workload("ns/a", "cali1", ipv4=["10.65.0.2/32"], profiles=["web"])])
-        driver.resync(state)
+        first = driver.resync(state)
+        assert first.ok and first.next_run == 0.05
         driver.attach_pod(pod_spec("ns/a", ["10.65.0.2/32"], host_ifname="calia"))
-        assert reports == [], "foreground applies report through their return value"
-        sim_target.emulator.restart(downtime=0.3)
-        wait_for(lambda: any(r.ok for r in reports), what="a background report")
-        assert next(r for r in reports if r.ok).failed == {}
+        assert not any(t.name == "vpp-monitor" for t in threading.enumerate())
+        sim_target.emulator.restart(downtime=0.5)
+        reports: list[ApplyReport] = []
+        wait_for(lambda: reports.append(driver.poll()) or (reports[-1].ok and driver.status()["reconnects"] >= 1),
+                 what="a poll that reconnects")
+        down = [r for r in reports if not r.ok]
+        assert down and all(r.unreachable and r.next_run is not None and r.next_run <= 0.4 for r in down), down
+        assert reports[-1].failed == {} and reports[-1].next_run == 0.05
         assert web_allowed(sim_target, "ns/a", "10.65.0.2")
     finally:
         driver.close()

@@ -19,7 +19,6 @@ time by the agent (CNI Add/Del come from the CNI server's threads; a driver guar
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,9 +55,6 @@ class Driver(abc.ABC):
     """A dataplane driver (see module docstring)."""
 
     name: str = "abstract"
-    # Transitional, for a driver that still re-programs from a thread of its own: it hands that
-    # outcome here. New drivers return `next_run` and do that work in `poll` instead.
-    report_listener: Callable[[ApplyReport], None] | None = None
 
     @abc.abstractmethod
     def resync(self, state: DataplaneState) -> ApplyReport:

@@ -78,7 +78,6 @@ class AgentCore:
         self._poll_at: float | None = None  # monotonic time the driver asked to be polled at
         self.metrics = AgentMetrics()
         self.metrics.driver_in_use(driver.name)
-        driver.report_listener = self._background_report
         self._inbox: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self._generation = 0
         self._stream: StreamHandle | None = None
@@ -237,13 +236,16 @@ class AgentCore:
             report = ApplyReport(ok=False, error=f"driver {self.driver.name} raised: {exc}", next_run=self._retry_delay)
         if report is None:
             return
-        self._take_report(report, self._given)
-        if report.ok and self.store.has_work and self._retry_at is None:
+        was_out = self._outage is not None
+        self._take_report(report, self._given, attempt=False)
+        if was_out and report.ok and self.store.has_work and self.store.in_sync:
             self._retry_at = time.monotonic()  # the dataplane is back: program what is still dirty
 
-    def _take_report(self, report: ApplyReport, given: DataplaneState) -> None:
+    def _take_report(self, report: ApplyReport, given: DataplaneState, *, attempt: bool = True) -> None:
         """Statuses, reachability and the next retry and poll follow the driver's latest report
-        alone (the report is complete: see drivers/base.py)."""
+        alone (the report is complete: see drivers/base.py). `attempt`: the report answers an
+        apply or resync (a retry that failed again backs off further); a poll's report only moves
+        the retry when what fails changed."""
         now = time.monotonic()
         self._given = given
         reachable = report.ok or not report.unreachable
@@ -271,20 +273,22 @@ class AgentCore:
                                                                                        key=str)[:5]))
             else:
                 log.info("driver %s: everything programmed", self.driver.name)
+            changed = True
         else:
-            self._retry_delay = min(self._retry_delay * 2, self._retry_max)
-        self._retry_at = now + self._retry_delay if (not report.ok or report.failed) else None
+            changed = False
+            if attempt:
+                self._retry_delay = min(self._retry_delay * 2, self._retry_max)
+        if not report.ok or report.failed:
+            if attempt or changed or self._retry_at is None:
+                self._retry_at = now + self._retry_delay
+        else:
+            self._retry_at = None
         self._update_statuses()
 
     def _update_statuses(self) -> None:
         failed = endpoint_faults(self._given, self._faults)
         self.statuses.update(self.store.desired, self.store.held, failed, self._outage)
         self._publish_statuses()
-
-    def _background_report(self, report: ApplyReport) -> None:
-        """Transitional: a driver that re-programmed from a thread of its own (see Driver)."""
-        with self.lock:
-            self._take_report(report, self._given)
 
     def _publish_statuses(self) -> None:
         for msg in self.statuses.pending_messages():
@@ -350,8 +354,6 @@ class AgentCore:
                 warning = f"warning: driver {old.name} cleanup: {cleanup.error}"
                 log.warning("%s", warning)
             old.close()
-            old.report_listener = None
-            new.report_listener = self._background_report
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
             self.metrics.driver_in_use(new.name)

@@ -23,6 +23,7 @@ from vppagent.drivers.vpp.classifier.gate import Gate
 from vppagent.drivers.vpp.failures import Owner
 from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.routes import remote_routes
+from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.model import Direction, IPNetwork, PolicyError
 from vppagent.state.model import DataplaneState, Kind
@@ -47,7 +48,18 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
     served: set[int] = set()
     for key, pb in state.workload_endpoints.items():
         owner: Owner = (Kind.WORKLOAD_ENDPOINT, key)
-        known = compiler.endpoint(key, pb)
+        try:
+            known = compiler.endpoint(key, pb)
+        except ValueError as exc:  # Felix's data does not parse: this endpoint's fault alone
+            out.failed[owner] = f"workload endpoint {key}: {exc}"
+            ifx = pods.get(workload_tag(key))
+            if ifx is not None:  # it keeps what it has: its lists pinned, its routes left alone
+                served.add(ifx)
+                out.owners[ifx] = owner
+                out.wanted[ifx] = (None, None)
+                out.pinned.add(ifx)
+                _keep_routes(programmed, ifx, out)
+            continue
         ifx = pods.get(known.tag)
         if ifx is None:
             continue  # not attached here (yet): CNI Add binds it when it comes
@@ -71,9 +83,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
     for ifx in pods.values():
         if ifx not in served:
             out.wanted[ifx] = (DENY_ALL, DENY_ALL)
-            for prefix, target in programmed.routes.items():
-                if target.sw_if_index == ifx:
-                    out.routes.setdefault(prefix, target)
+            _keep_routes(programmed, ifx, out)
     remote, out.unsupported_routes = remote_routes(state)
     for net, (target, owner) in remote.items():
         if net not in out.routes:  # a local endpoint's own address wins
@@ -81,3 +91,10 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
             out.route_owners[net] = owner
     host_endpoint_lists(state, programmed, compiler, out.wanted, out.owners, out.failed)
     return out
+
+
+def _keep_routes(programmed: Programmed, ifx: int, out: Desired) -> None:
+    """The routes through `ifx` stay as they are (made at CNI Add, or for an endpoint that failed)."""
+    for prefix, target in programmed.routes.items():
+        if target.sw_if_index == ifx:
+            out.routes.setdefault(prefix, target)

@@ -4,13 +4,15 @@ It orchestrates and decides nothing about VPP objects: every resync and apply is
 converge.py against `Programmed` (read with dumps on resync and after reconnecting, kept current
 by the writes in between); CNI Add/Del go to the pod attacher (pods/attach.py).
 
-Connection: a monitor thread pings VPP every `keepalive` seconds; when the connection is lost
-(VPP restarted, socket gone, a reply timed out) it reconnects with exponential backoff and
+Connection: the driver owns no thread. Every report asks to be polled again (`next_run`): after
+`keepalive` seconds while VPP answers, `poll` then pings it; when the connection is lost (VPP
+restarted, socket gone, a reply timed out) `poll` reconnects with exponential backoff and
 resyncs the last state it was given, re-creating the interfaces of pods it attached if VPP lost
-them. An apply that finds the connection down tries once to reconnect itself.
+them. An apply that finds the connection down tries once to reconnect itself. While VPP cannot be
+reached every report says so (`unreachable`), and the agent puts every endpoint in "error".
 
-Locking: every VPP conversation happens under `_lock` (the agent calls in under its own lock;
-the monitor thread takes only this one).
+Locking: every VPP conversation happens under `_lock`: the agent's worker calls in (apply,
+resync, poll) and so do the CNI server's threads (attach, detach); nothing here calls out.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class VppDriver(Driver):
     def __init__(self, conn: VppConnection, *, pod_interface: PodKind = "af_packet",
                  plumbing: Plumbing | None = None, rule_limit: int = DEFAULT_RULE_LIMIT,
                  classifier_min_members: int = DEFAULT_CLASSIFIER_MIN_MEMBERS,
-                 keepalive: float = 1.0, max_backoff: float = 5.0, monitor: bool = True) -> None:
+                 keepalive: float = 1.0, max_backoff: float = 5.0) -> None:
         self.conn = conn
         self.calls = VppCalls(conn)
         self.pod_interface: PodKind = pod_interface
@@ -69,13 +71,12 @@ class VppDriver(Driver):
         self._unmatched_endpoints: list[str] = []  # tags of endpoints an apply upserts
         self.pods = PodAttacher(self.calls, pod_interface, plumbing or NetnsPlumbing(), programmed=self.programmed,
                                 lists_for=self.wanted_for, interface_gone=self.classifier.interface_gone)
-        self.stats: dict[str, Any] = {"resyncs": 0, "applies": 0, "reconnects": 0, "last_error": None,
+        self.stats: dict[str, Any] = {"resyncs": 0, "applies": 0, "polls": 0, "reconnects": 0, "last_error": None,
                                       "last_converge": None, "unsupported_routes": 0}
-        self._stop = threading.Event()
-        self._monitor: threading.Thread | None = None
-        if monitor:
-            self._monitor = threading.Thread(target=self._watch, name="vpp-monitor", daemon=True)
-            self._monitor.start()
+        self._failed: Failures = {}  # what the last convergence could not program (reports are complete)
+        self._had_connection = conn.connected  # a later connect is a reconnect
+        self._backoff = keepalive  # seconds until the next poll while VPP does not answer
+        self._logged_error: str | None = None
 
     # -- Driver API ------------------------------------------------------------------------------
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -155,18 +156,44 @@ class VppDriver(Driver):
             }
 
     def close(self) -> None:
-        self._stop.set()
-        if self._monitor is not None and self._monitor is not threading.current_thread():
-            self._monitor.join(timeout=self.conn.request_timeout + 2)
         with self._lock:
             self.conn.close()
 
+    def poll(self) -> ApplyReport:
+        """Keepalive while VPP answers; reconnect and resync the last state when it does not."""
+        with self._lock:
+            self.stats["polls"] += 1
+            if self.conn.connected:
+                try:
+                    self.conn.ping()
+                    return self._report(ApplyReport(failed=dict(self._failed)))
+                except VppConnectionLost as exc:
+                    log.warning("VPP connection lost (%s); reconnecting", exc)
+                    self._programmed = None
+                    self._backoff = min(0.1, self.keepalive)
+            if self._state is None:  # nothing to program yet: only find out whether VPP answers
+                try:
+                    self._connect()
+                except VppUnavailable as exc:
+                    return self._unreachable(exc, 0)
+                return self._report(ApplyReport())
+            report = self._converge(reread=True)
+            if report.ok:
+                log.info("reconnected to VPP %s and resynced (%d writes)", self.conn.version, report.writes)
+            return report
+
     # -- convergence -----------------------------------------------------------------------------
+    def _connect(self) -> None:
+        self.conn.connect()
+        self._programmed = None
+        if self._had_connection:
+            self.stats["reconnects"] += 1
+        self._had_connection = True
+
     def programmed(self) -> Programmed:
         """What VPP holds, reconnecting and reading it first if needed (under `_lock`)."""
         if not self.conn.connected:
-            self.conn.connect()
-            self._programmed = None
+            self._connect()
         if self._programmed is None:
             self._programmed = read_programmed(self.calls)
             self.classifier.reread()  # our chains, read back when this driver does not know them
@@ -191,12 +218,30 @@ class VppDriver(Driver):
                 if attempt == 1 and isinstance(exc, VppConnectionLost):
                     log.info("VPP connection lost (%s); reconnecting", exc)
                     continue
-                self.stats["last_error"] = str(exc)
-                log.warning("VPP driver: %s", exc)
-                return ApplyReport(ok=False, error=f"VPP: {exc}", writes=self.conn.writes - writes)
+                return self._unreachable(exc, self.conn.writes - writes)
+        self._failed = dict(failed)
         self.stats["last_converge"] = {"seconds": round(time.monotonic() - start, 6),
                                        "writes": self.conn.writes - writes, "failed": len(failed)}
-        return ApplyReport(ok=True, failed=dict(failed), writes=self.conn.writes - writes)
+        return self._report(ApplyReport(ok=True, failed=dict(failed), writes=self.conn.writes - writes))
+
+    def _report(self, report: ApplyReport) -> ApplyReport:
+        """VPP answered: poll again after `keepalive`."""
+        self._backoff = self.keepalive
+        self._logged_error = None
+        report.next_run = self.keepalive
+        return report
+
+    def _unreachable(self, exc: Exception, writes: int) -> ApplyReport:
+        """VPP did not answer: every endpoint is in error until a poll (at growing intervals)
+        finds it back. Logged once per reason, not once per attempt."""
+        error = f"VPP: {exc}"
+        self.stats["last_error"] = str(exc)
+        if error != self._logged_error:
+            self._logged_error = error
+            log.warning("VPP driver: %s", exc)
+        next_run = self._backoff
+        self._backoff = min(max(self._backoff * 2, 0.1), self.max_backoff)
+        return ApplyReport(ok=False, unreachable=True, error=error, writes=writes, next_run=next_run)
 
     def _program(self, programmed: Programmed, state: DataplaneState, *, removing: bool = False) -> Failures:
         pods = programmed.pod_interfaces()
@@ -213,42 +258,3 @@ class VppDriver(Driver):
         """The lists a newly attached pod gets (acl/lists.py)."""
         return lists_for_new_pod(self._state, self._compiler, workload)
 
-    def _report(self, report: ApplyReport) -> None:
-        """Hand a background resync's outcome to the agent, so endpoint statuses follow it."""
-        listener = self.report_listener
-        if listener is None:
-            return
-        try:
-            listener(report)
-        except Exception:  # the monitor must keep running whatever the agent does with it
-            log.exception("report listener failed")
-
-    # -- connection monitor ----------------------------------------------------------------------
-    def _watch(self) -> None:
-        backoff = self.keepalive
-        while not self._stop.wait(backoff if not self.conn.connected else self.keepalive):
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                if self.conn.connected:
-                    try:
-                        self.conn.ping()
-                        continue
-                    except VppConnectionLost as exc:
-                        log.warning("VPP connection lost (%s); reconnecting", exc)
-                        self._programmed = None
-                        backoff = min(0.1, self.keepalive)
-                        continue
-                if self._state is None:
-                    continue  # nothing to program yet: the next resync connects
-                report = self._converge(reread=True)
-                if report.ok:
-                    self.stats["reconnects"] += 1
-                    log.info("reconnected to VPP %s and resynced (%d writes)", self.conn.version, report.writes)
-                    backoff = self.keepalive
-                else:
-                    backoff = min(max(backoff * 2, 0.1), self.max_backoff)
-            # Outside `_lock`: the agent's worker holds its own lock while it calls into the driver
-            # (which takes `_lock`), and the listener takes the agent's lock: reporting under
-            # `_lock` deadlocked the two.
-            self._report(report)

@@ -43,7 +43,14 @@ def host_endpoint_lists(state: DataplaneState, programmed: Programmed, compiler:
     forward_catalog: Catalog | None = None
     for endpoint_id, pb in sorted(state.host_endpoints.items()):
         owner: Owner = (Kind.HOST_ENDPOINT, endpoint_id)
-        hep = HostEndpoint.from_proto(endpoint_id, pb)
+        try:
+            hep = HostEndpoint.from_proto(endpoint_id, pb)
+        except ValueError as exc:  # an expected address that does not parse: this endpoint's fault
+            failed[owner] = f"host endpoint {endpoint_id}: {exc}"
+            if (sw_if_index := by_name.get(pb.name)) is not None:
+                wanted[sw_if_index] = (None, None)  # keeps what it has
+                owners[sw_if_index] = owner
+            continue
         if hep.untracked_tiers or hep.pre_dnat_tiers:
             failed[owner] = (f"host endpoint {endpoint_id}: untracked and pre-DNAT policy is "
                              "unsupported on VPP (the ACL plugin has no such stages)")
@@ -60,8 +67,8 @@ def host_endpoint_lists(state: DataplaneState, programmed: Programmed, compiler:
         try:
             lists = [_uplink_list(catalog, forward_catalog, hep, d, host, compiler.rule_limit)
                      for d in (Direction.INGRESS, Direction.EGRESS)]
-        except PolicyError as exc:
-            failed[owner] = str(exc)
+        except ValueError as exc:  # PolicyError (named), or data that does not parse
+            failed[owner] = str(exc) if isinstance(exc, PolicyError) else f"host endpoint {endpoint_id}: {exc}"
             wanted[sw_if_index] = (None, None)
             owners[sw_if_index] = owner
             continue

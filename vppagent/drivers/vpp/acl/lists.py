@@ -22,7 +22,7 @@ from vppagent.drivers.vpp.classifier.gate import Gate, gated_lists
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
-from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
+from vppagent.policy.model import Direction, IPNetwork, WorkloadEndpoint
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey
 
@@ -128,15 +128,15 @@ def lists_for_new_pod(state: DataplaneState | None, compiler: ListCompiler, work
     pb = None if state is None else state.workload_endpoints.get(workload)
     if state is None or pb is None:
         return (DENY_ALL, DENY_ALL)
-    ep = WorkloadEndpoint.from_proto(workload, pb)
     catalog = Catalog(state)
     try:
+        ep = WorkloadEndpoint.from_proto(workload, pb)
         ingress, gate = compiler.program(catalog, ep, Direction.INGRESS)
         if gate is not None:
             ingress = content_from_compiled(compile_endpoint(catalog, ep, Direction.INGRESS,
                                                              rule_limit=compiler.rule_limit))
         return (compiler.workload(catalog, ep, Direction.EGRESS), ingress)
-    except PolicyError as exc:
+    except ValueError as exc:  # PolicyError, or Felix's data that does not parse
         log.warning("pod %s attached closed: %s", workload, exc)
         return (DENY_ALL, DENY_ALL)
 
