@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from vppagent.drivers.iptables import IptablesDriver
 from vppagent.drivers.iptables.runner import CommandResult
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import grpc
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.lab.felix_standin import FelixStandIn, frame
 from vppagent.server.client import get_state
-from vppagent.state import builders as b
 
 
 def workload_mix(total: int, rng: random.Random) -> list[felix.ToDataplane]:

@@ -44,8 +44,8 @@ from vppagent.drivers.vpp.api.messages import READ_ONLY
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.pods.spec import PodSpec
-from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState, WorkloadKey
 

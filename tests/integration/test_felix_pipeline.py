@@ -20,8 +20,8 @@ import pytest
 
 from tests.agentproc import AgentProcess, wait_for
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.lab.felix_standin import FelixStandIn
-from vppagent.state import builders as b
 
 COUNT_KEYS = ("ipsets", "policies", "profiles", "workload_endpoints", "host_endpoints", "routes")
 

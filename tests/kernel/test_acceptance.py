@@ -13,9 +13,9 @@ from tests.kernel.conftest import KernelAgent, wait_for
 from tests.kernel.netlab import Lab, in_netns, nc_ok, servers, sh, tcp_ok
 from tests.kernel.scenario import Probe, World
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.policy.evaluate import host_endpoint_verdict
 from vppagent.policy.packet import Packet
-from vppagent.state import builders as b
 from vppagent.state.model import DataplaneState
 
 pytestmark = pytest.mark.root

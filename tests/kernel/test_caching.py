@@ -12,7 +12,7 @@ from vppagent.drivers.iptables.render import Desired, StateRenderer
 from vppagent.drivers.iptables.runner import CommandError, CommandResult
 from vppagent.drivers.iptables.settings import Settings
 from vppagent.drivers.iptables.table import Chain, Rule, Table, jump, rule_hashes
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import DataplaneState
 

@@ -14,7 +14,7 @@ import pytest
 from tests.kernel.conftest import KernelAgent, wait_for
 from tests.kernel.netlab import Lab, in_netns, servers, sh, tcp_connect, tcp_ok
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 
 pytestmark = pytest.mark.root
 

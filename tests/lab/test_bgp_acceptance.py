@@ -21,10 +21,10 @@ import pytest
 
 from tests.lab.scenarios import BGP_MESH
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders
 from vppagent.lab.agents import NodeAgent
 from vppagent.lab.run import LabOptions, LabRun
 from vppagent.lab.scenario import Scenario, parse_scenario
-from vppagent.state import builders
 
 pytestmark = pytest.mark.root
 

@@ -9,7 +9,7 @@ import pytest
 from tests.agentproc import wait_for
 from tests.server.conftest import AgentHarness
 from vppagent.gen.vppagent.v1 import agent_pb2
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 
 
 def snapshot() -> list:

@@ -17,7 +17,7 @@ from tests.status.harness import ScriptedDriver, start_core
 from vppagent.cli import format_state
 from vppagent.drivers.base import ApplyReport
 from vppagent.drivers.dryrun import DryRunDriver
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 from vppagent.state.model import Kind, WorkloadKey
 
 POD1 = WorkloadKey("k8s", "ns/pod1", "eth0")

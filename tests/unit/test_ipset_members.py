@@ -59,7 +59,7 @@ def test_fast_ipv4_path_agrees_with_ipaddress() -> None:
 
 
 def test_fold_changes_a_set_in_place_only_until_it_is_shared() -> None:
-    from vppagent.state import builders as b
+    from vppagent.lab import builders as b
     from vppagent.state.model import DataplaneState
 
     state = DataplaneState()

@@ -24,7 +24,7 @@ import pytest
 
 from vppagent.drivers.iptables.render import StateRenderer
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 from vppagent.state.model import DataplaneState
 from vppagent.state.routes import Encap, remote_route, remote_routes
 

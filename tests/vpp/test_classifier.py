@@ -7,9 +7,9 @@ from __future__ import annotations
 import ipaddress
 
 from tests.vpp.helpers import Target, make_driver, pod_spec, state_of, wkey
+from vppagent.lab import builders as b
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.packet import Packet as PolicyPacket
-from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.vppsim import Direction, Packet
 

@@ -11,7 +11,7 @@ from tests.vpp.test_classifier import MEMBERS, PODS, established, messages
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.classifier.layout import OUR_OPAQUE
 from vppagent.drivers.vpp.driver import VppDriver
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 from vppagent.vppsim import Direction
 
 

@@ -8,8 +8,8 @@ from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state
 from tests.vpp.test_classifier import MEMBERS, PODS, established, messages
 from tests.vpp.test_faults import wait_for
 from vppagent.config import AgentConfig
+from vppagent.lab import builders as b
 from vppagent.server.core import AgentCore
-from vppagent.state import builders as b
 
 
 def pod_interfaces(target: Target) -> dict[str, int]:

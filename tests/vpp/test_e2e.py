@@ -27,10 +27,10 @@ from tests.vpp.helpers import Target, wkey
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.cni import cni_pb2, cni_pb2_grpc
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.lab.felix_standin import FelixStandIn
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.packet import Packet as PolicyPacket
-from vppagent.state import builders as b
 from vppagent.state.model import DataplaneState
 
 PODS = {"ns/front": "10.65.0.2", "ns/back": "10.65.0.3", "ns/db": "10.65.0.4"}

@@ -11,8 +11,8 @@ from tests.agentproc import wait_for
 from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state_of
 from vppagent.config import AgentConfig
 from vppagent.drivers.base import ApplyReport
+from vppagent.lab import builders as b
 from vppagent.server.core import AgentCore
-from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.vppsim import Direction, Packet
 

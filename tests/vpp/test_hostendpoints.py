@@ -8,9 +8,9 @@ import ipaddress
 
 from tests.vpp.helpers import Target, make_driver, state_of
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.policy.evaluate import hep_chain, host_endpoint_verdict
 from vppagent.policy.packet import Packet as PolicyPacket
-from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.model import Kind
 from vppagent.vppsim import Direction, Packet

@@ -16,9 +16,9 @@ from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.pods.linux import VPP_SIDE_MAC, NetnsPlumbing
 from vppagent.drivers.vpp.tags import workload_tag
+from vppagent.lab import builders as b
 from vppagent.pods.spec import PodDelete
 from vppagent.pods.veth import AttachError
-from vppagent.state import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.vppsim import Direction, Packet
 

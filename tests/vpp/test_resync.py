@@ -11,7 +11,7 @@ from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from tests.vpp.helpers import Target, make_driver, state_of
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState
 from vppagent.vppsim import Direction, Packet

@@ -20,8 +20,8 @@ from tests.vpp.helpers import Target, make_driver
 from vppagent.config import AgentConfig
 from vppagent.drivers.base import Driver
 from vppagent.drivers.dryrun import DryRunDriver
+from vppagent.lab import builders as b
 from vppagent.server.core import AgentCore
-from vppagent.state import builders as b
 from vppagent.vppsim import Direction, Packet
 
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders
 from vppagent.lab.scenario import ClusterObjects, Peer, Policy, Rule, Scenario
-from vppagent.state import builders
 from vppagent.state.ipset import IPSetType, canonical_member
 from vppagent.state.model import DataplaneState, WorkloadKey
 

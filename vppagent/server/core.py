@@ -21,9 +21,9 @@ from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.server.metrics import AgentMetrics
 from vppagent.server.status import ENDPOINT_KINDS, EndpointStatusTracker, endpoint_faults
+from vppagent.server.store import Store
 from vppagent.state.diff import key_text
 from vppagent.state.model import DataplaneState, Kind
-from vppagent.state.store import Store
 
 log = logging.getLogger(__name__)
 

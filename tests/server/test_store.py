@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
+from vppagent.server.store import Store
 from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey
-from vppagent.state.store import Store
 
 WEP = WorkloadKey("k8s", "ns/pod1", "eth0")
 
