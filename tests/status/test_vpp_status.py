@@ -8,7 +8,7 @@ import time
 from tests.agentproc import wait_for
 from tests.status.harness import start_core
 from tests.vpp.helpers import Target, make_driver
-from vppagent.state import builders as b
+from vppagent.lab import builders as b
 
 WEB = b.profile("web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[80])], outbound=[b.rule("allow")])
 
