@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,7 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from vppagent.bgp.config import BgpConfig
+from vppagent.bgp.config import BgpConfig, check_bird_config_path, check_bird_socket_path
 from vppagent.command_line import UsageError, describe_yaml_error, read_text_file
 
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
@@ -63,6 +63,16 @@ class AgentConfig(BaseSettings):
     )
     config: Path | None = Field(None, description="YAML file with these same keys")
     bgp: BgpConfig = Field(default_factory=BgpConfig, description="BGP section (README: BGP)")
+
+    @field_validator("bird_config")
+    @classmethod
+    def _bird_config(cls, value: Path | None) -> Path | None:
+        return None if value is None else check_bird_config_path(value)
+
+    @field_validator("bird_socket")
+    @classmethod
+    def _bird_socket(cls, value: Path | None) -> Path | None:
+        return None if value is None else check_bird_socket_path(value)
 
     def bgp_settings(self) -> BgpConfig | None:
         """The BGP configuration when BGP is on (--bird-config or bgp.enabled), else None.

@@ -60,3 +60,17 @@ def test_lab_check_into_a_closed_pipe() -> None:
                                             ("felix-shim", ["--help"])])
 def test_help_into_a_closed_pipe(name: str, args: list[str]) -> None:
     assert_quiet_end(run_into_closed_pipe(name, args), HELP_EXIT)
+
+
+def test_lab_run_output_cut_short_ends_quietly(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A reader that goes away mid-run (`vppagent lab run | head`) is no setup failure (exit 3)."""
+    from vppagent.lab import cli as lab_cli
+
+    def cut_short(self: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("vppagent.lab.topology.netns_problem", lambda: None)
+    monkeypatch.setattr("vppagent.lab.run.LabRun.run", cut_short)
+    assert lab_cli.main(["run", "--json"]) == EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == ""

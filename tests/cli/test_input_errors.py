@@ -49,12 +49,20 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     paths["bgp"].write_text("bgp:\n  enabled: true\n  peers:\n    - address: 10.0.0.1\n      as_number: 65001\n"
                             "    - address: 10.0.0.300\n      as_number: 65001\n")
     paths["packets"].write_text(PACKET + "\n")
+    paths["bad_config"] = d / "bad_config.json"
+    paths["bad_config"].write_text(json.dumps([{"config_update": {"config": {"VXLANPort": "abc"}}},
+                                               _endpoint_update(["10.0.1.2/32"])]))
     paths["broken_yaml"] = d / "broken_yaml.yaml"
     paths["broken_yaml"].write_text("- a\n- [b, c\n- d\n")
     paths["two_mistakes"] = d / "two_mistakes.yaml"
     paths["two_mistakes"].write_text("name: x\nnodes: 5\nsteps: 7\n")
     paths["dir"] = d
     return {k: str(v) for k, v in paths.items()}
+
+
+def _run_dry(f: dict[str, str]) -> list[str]:
+    """`run` on sockets of the test's own, so that a run not refused at once serves nobody else's path."""
+    return ["run", "--driver", "dry-run", "--socket", f["dir"] + "/a.sock", "--cni-socket", f["dir"] + "/c.sock"]
 
 
 def _trace(state: str, *more: str) -> list[str]:
@@ -67,23 +75,25 @@ def _compile(state: str, *more: str) -> list[str]:
 
 # (id, argv built from the files, environment, what the one line must name)
 CASES = [
-    ("run --config not UTF-8", lambda f: ["run", "--config", f["binary"]], {}, ["binary", "UTF-8"]),
-    ("run --config a directory", lambda f: ["run", "--config", f["dir"]], {}, ["dir", "not a file"]),
-    ("run bad BGP peer address", lambda f: ["run", "--config", f["bgp"], "--driver", "dry-run"], {},
+    ("run --config not UTF-8", lambda f: [*_run_dry(f), "--config", f["binary"]], {}, ["binary", "UTF-8"]),
+    ("run --config a directory", lambda f: [*_run_dry(f), "--config", f["dir"]], {}, ["dir", "not a file"]),
+    ("run bad BGP peer address", lambda f: [*_run_dry(f), "--config", f["bgp"]], {},
      ["bgp.peers[1].address", "10.0.0.300"]),
-    ("run --metrics-port not a number", lambda f: ["run", "--metrics-port", "http"], {}, ["--metrics-port"]),
-    ("run --rule-limit -1", lambda f: ["run", "--rule-limit", "-1"], {}, ["rule_limit", "-1"]),
-    ("VPPAGENT_BATCH_WINDOW_MS bad", lambda f: ["run"], {"VPPAGENT_BATCH_WINDOW_MS": "soon"}, ["batch_window_ms"]),
+    ("run --metrics-port not a number", lambda f: [*_run_dry(f), "--metrics-port", "http"], {}, ["--metrics-port"]),
+    ("run --rule-limit -1", lambda f: [*_run_dry(f), "--rule-limit", "-1"], {}, ["rule_limit", "-1"]),
+    ("VPPAGENT_BATCH_WINDOW_MS bad", lambda f: _run_dry(f), {"VPPAGENT_BATCH_WINDOW_MS": "soon"}, ["batch_window_ms"]),
     ("unknown command", lambda f: ["stat"], {}, ["stat"]),
-    ("run --iptables-netns missing", lambda f: ["run", "--driver", "dry-run", "--iptables-netns", "vpa-no-such-ns",
-                                                "--socket", f["dir"] + "/a.sock", "--cni-socket", f["dir"] + "/c.sock"],
-     {}, ["--iptables-netns", "vpa-no-such-ns"]),
-    ("run --socket same as --cni-socket", lambda f: ["run", "--driver", "dry-run", "--socket", f["dir"] + "/a.sock",
-                                                     "--cni-socket", f["dir"] + "/a.sock"], {},
+    ("run --iptables-netns missing", lambda f: [*_run_dry(f), "--iptables-netns", "vpa-no-such-ns"], {},
+     ["--iptables-netns", "vpa-no-such-ns"]),
+    ("run --socket same as --cni-socket", lambda f: [*_run_dry(f), "--cni-socket", f["dir"] + "/a.sock"], {},
      ["--socket", "--cni-socket"]),
-    ("run --socket too long", lambda f: ["run", "--driver", "dry-run", "--socket", "/tmp/" + "s" * 120], {},
+    ("run --socket too long", lambda f: [*_run_dry(f), "--socket", "/tmp/" + "s" * 120], {},
      ["--socket", "107 bytes"]),
-    ("run --config broken YAML", lambda f: ["run", "--config", f["broken_yaml"]], {}, ["broken_yaml", "line 2"]),
+    ("run --bird-config relative", lambda f: [*_run_dry(f), "--bird-config", "bird.conf"], {},
+     ["bird_config", "absolute", "bird.conf"]),
+    ("run --bird-socket too long", lambda f: [*_run_dry(f), "--bird-socket", "/run/" + "b" * 120], {},
+     ["bird_socket", "107 bytes"]),
+    ("run --config broken YAML", lambda f: [*_run_dry(f), "--config", f["broken_yaml"]], {}, ["broken_yaml", "line 2"]),
     ("state --socket too long", lambda f: ["state", "--socket", "/tmp/" + "s" * 120], {}, ["--socket", "107 bytes"]),
     ("driver set --socket too long", lambda f: ["driver", "set", "dry-run", "--socket", "/tmp/" + "s" * 120], {},
      ["--socket", "107 bytes"]),
@@ -112,6 +122,8 @@ CASES = [
      lambda f: ["policy", "compile", "--state", f["good"], "--endpoint", "k8s/ns/other/eth0", "--direction", "ingress"],
      {}, ["k8s/ns/other/eth0"]),
     ("compile over the rule limit", lambda f: _compile(f["good"], "--rule-limit", "1"), {}, ["limit of 1"]),
+    ("compile with Felix config VXLANPort=abc", lambda f: _compile(f["bad_config"], "--direction", "egress"), {},
+     ["--state", "abc"]),
     ("compile --rule-limit -1", lambda f: _compile(f["good"], "--rule-limit", "-1"), {}, ["--rule-limit"]),
     ("lab check not UTF-8", lambda f: ["lab", "check", f["binary"]], {}, ["binary", "UTF-8"]),
     ("lab check with two mistakes", lambda f: ["lab", "check", f["two_mistakes"]], {}, ["nodes", "steps"]),

@@ -65,6 +65,23 @@ def check_bird_password(value: str) -> str:
     return value
 
 
+def check_bird_config_path(value: Path) -> Path:
+    """`value` if it can name bird.conf, else ValueError."""
+    # birdc configure re-reads the path bird was started with; a relative one breaks reloads.
+    if not value.is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+def check_bird_socket_path(value: Path) -> Path:
+    """`value` if it can name BIRD's control socket, else ValueError."""
+    check_bird_config_path(value)
+    problem = socket_path_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 def _check_secret(value: SecretStr | None) -> SecretStr | None:
     if value is not None:
         check_bird_password(value.get_secret_value())
@@ -217,21 +234,15 @@ class BgpConfig(_Strict):
                 raise ValueError(f"interface pattern {pattern!r}: letters, digits, _.:@- and a trailing *")
         return values
 
-    @field_validator("config_path", "socket_path")
+    @field_validator("config_path")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
-        # birdc configure re-reads the path bird was started with; a relative one breaks reloads.
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
-        return value
+        return check_bird_config_path(value)
 
     @field_validator("socket_path")
     @classmethod
-    def _socket_len(cls, value: Path) -> Path:
-        problem = socket_path_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    def _socket(cls, value: Path) -> Path:
+        return check_bird_socket_path(value)
 
     @model_validator(mode="after")
     def _check_peers(self) -> BgpConfig:

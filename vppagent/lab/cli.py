@@ -95,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     lab = LabRun(scenario, options)
     try:
         result = lab.run()
+    except BrokenPipeError:
+        raise  # our reader went away: not a setup failure; main() ends quietly (the lab is torn down)
     except (LabError, TopologyError, OSError) as exc:
         bar.clear()
         print(f"vppagent lab: {exc}", file=sys.stderr)

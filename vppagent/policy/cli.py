@@ -202,6 +202,11 @@ def _guarded(func: Any) -> Any:
         except (UsageError, PolicyError) as exc:  # PolicyError here: the state lacks what was asked for
             print(f"vppagent policy: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except ValueError as exc:
+            # The state file is the only input left: a value Felix would not send (a port that is
+            # not a number, say) that the policy core could not use.
+            print(f"vppagent policy: --state {args.state}: {_first_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
     return run
 
 
