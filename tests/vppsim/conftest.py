@@ -11,7 +11,7 @@ from vpp_papi import VPPApiClient
 
 from tests.realvpp import RealVpp
 from vppagent.vppsim import RELEASES, Release, VppSim
-from vppagent.vppsim.pytest_plugin import vppsim, vppsim_client  # noqa: F401  (fixtures)
+from vppagent.vppsim.pytest_plugin import vppsim_client  # noqa: F401  (fixture)
 from vppagent.vppsim.release import DEFAULT_RELEASE, release
 from vppagent.vppsim.testing import running_vppsim
 
@@ -45,6 +45,13 @@ class Target:
             if client.transport.connected:
                 client.disconnect()
         self._clients.clear()
+
+
+@pytest.fixture(params=sorted(RELEASES))
+def vppsim(request: pytest.FixtureRequest) -> Iterator[VppSim]:
+    """The emulator's own tests run with it playing each release."""
+    with running_vppsim(request.param) as sim:
+        yield sim
 
 
 @pytest.fixture(params=sorted(RELEASES))

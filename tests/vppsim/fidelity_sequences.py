@@ -412,3 +412,59 @@ def seq_af_packet_create_delete(rec: Recorder) -> None:
     rec("af_packet_delete", host_if_name=VETH[0])
     rec("af_packet_delete", host_if_name=VETH[0])
     rec("af_packet_delete", host_if_name="vpafid-none")
+
+
+# -- tap (refused on hosts without /dev/vhost-net, as here) and interface events ---------------------
+@sequence
+def seq_tap_create_delete(rec: Recorder) -> None:
+    reply = rec("tap_create_v3", id=NONE, use_random_mac=False, mac_address="02:fe:00:00:00:02", num_rx_queues=1,
+                num_tx_queues=0, tx_ring_sz=256, rx_ring_sz=256, host_mtu_set=True, host_mtu_size=1450,
+                host_namespace_set=False, host_if_name_set=True, host_if_name="vpafidtap0", tag="fidelity",
+                tap_flags=0)
+    dump = rec.quiet("sw_interface_tap_v2_dump", sw_if_index=NONE)
+    rec.record("sw_interface_tap_v2_dump: ours", "sw_interface_tap_v2_details",
+               [d for d in dump if d.host_if_name == "vpafidtap0"])
+    if reply.retval == 0:
+        rec("tap_delete_v2", sw_if_index=reply.sw_if_index)
+    rec("tap_delete_v2", sw_if_index=MISSING_IF)
+
+
+@sequence
+def seq_interface_events(rec: Recorder) -> None:
+    rec("want_interface_events", enable_disable=1, pid=4242)
+    rec("want_interface_events", enable_disable=1, pid=4242)
+    rec("want_interface_events", enable_disable=0, pid=4242)
+    rec("want_interface_events", enable_disable=0, pid=4242)
+
+
+# -- memif ---------------------------------------------------------------------------------------------
+MEMIF_SOCKET = "/run/vpp/vppagent-fidelity-memif.sock"
+
+
+@sequence
+def seq_memif(rec: Recorder) -> None:
+    socket_id = rec("memif_socket_filename_add_del_v2", is_add=True, socket_id=NONE,
+                    socket_filename=MEMIF_SOCKET).socket_id
+    rec("memif_socket_filename_add_del_v2", is_add=True, socket_id=0, socket_filename=MEMIF_SOCKET)
+    rec("memif_socket_filename_add_del_v2", is_add=True, socket_id=socket_id, socket_filename=MEMIF_SOCKET)
+    rec("memif_socket_filename_add_del_v2", is_add=True, socket_id=socket_id, socket_filename=MEMIF_SOCKET + "2")
+    create = {"role": 1, "mode": 0, "rx_queues": 1, "tx_queues": 1, "socket_id": socket_id, "ring_size": 1024,
+              "buffer_size": 2048, "no_zero_copy": False, "hw_addr": "02:fe:00:00:00:03", "secret": ""}
+    reply = rec("memif_create", id=7, **create)
+    rec("memif_create", id=8, **{**create, "socket_id": 0x7FFF})
+    dump = rec.quiet("memif_dump")
+    rec.record("memif_dump: ours", "memif_details", [d for d in dump if d.sw_if_index == reply.sw_if_index])
+    our_interfaces(rec, "memif interface", [reply.sw_if_index])
+    rec("memif_socket_filename_add_del_v2", is_add=False, socket_id=socket_id, socket_filename="")  # in use
+    rec("memif_delete", sw_if_index=reply.sw_if_index)
+    rec("memif_delete", sw_if_index=reply.sw_if_index)
+    rec("memif_socket_filename_add_del_v2", is_add=False, socket_id=socket_id, socket_filename="")
+    rec("memif_socket_filename_add_del_v2", is_add=False, socket_id=socket_id, socket_filename="")
+    # Last, because afterwards a running 26.06 no longer knows the socket (not emulated): a duplicate.
+    socket_id = rec("memif_socket_filename_add_del_v2", is_add=True, socket_id=NONE,
+                    socket_filename=MEMIF_SOCKET).socket_id
+    create["socket_id"] = socket_id
+    reply = rec("memif_create", id=7, **create)
+    rec("memif_create", id=7, **create)
+    rec.quiet("memif_delete", sw_if_index=reply.sw_if_index)
+    rec.quiet("memif_socket_filename_add_del_v2", is_add=False, socket_id=socket_id, socket_filename="")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from vpp_papi import VPPApiClient
@@ -16,12 +17,14 @@ from tests.vppsim.fidelity import SEQUENCES, Recorder, compare
 from vppagent.vppsim.testing import running_vppsim
 
 pytestmark = pytest.mark.realvpp
+VHOST_NET = Path("/dev/vhost-net")
 
 
 @pytest.fixture(scope="module")
 def clients(fresh_real_vpp: RealVpp) -> Iterator[tuple[VPPApiClient, VPPApiClient]]:
     """The emulator and a fresh VPP, each with one client, for the whole module (same order on both)."""
     with running_vppsim() as sim:
+        sim.faults.no_vhost_net = not VHOST_NET.exists()  # as the host the real VPP runs on
         emulator = VPPApiClient(server_address=str(sim.socket_path), bootstrapapi=True, read_timeout=5)
         real = VPPApiClient(server_address=fresh_real_vpp.socket_path, bootstrapapi=True, read_timeout=5)
         emulator.connect("fidelity")

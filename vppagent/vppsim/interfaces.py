@@ -48,6 +48,7 @@ class Interface:
     host_mtu: int = 0
     memif_socket_id: int = 0
     memif_role: int = 0
+    memif_zero_copy: bool = False
 
     @property
     def link_up(self) -> bool:
@@ -82,6 +83,7 @@ class InterfaceTable:
         self._event_sinks: list[InterfaceEventSink] = []
         self._mac_counter = 0
         self.memif_sockets: dict[int, str] = {0: "/run/vpp/memif.sock"}
+        self._memif_seed = 0
         self._create(InterfaceKind.LOCAL, "local0", mac=bytes(6))
 
     # -- wiring -----------------------------------------------------------------------------------
@@ -351,32 +353,47 @@ class InterfaceTable:
 
     # memif ------------------------------------------------------------------------------------------
     def memif_socket_filename_add_del_v2(self, request: Request) -> list[Reply]:
+        # As a running 26.06 answers: id 0 is refused (-73); re-adding an id with its own filename
+        # is fine, with another one -116; deleting an unknown id -73, one an interface uses -74.
         reply = "memif_socket_filename_add_del_v2_reply"
         socket_id = request.fields["socket_id"]
+        filename = request.fields["socket_filename"]
         if request.fields["is_add"]:
             if socket_id == NO_INDEX:
-                socket_id = lowest_free(set(self.memif_sockets))
-            elif socket_id == 0 or socket_id in self.memif_sockets:
-                return retval_reply(reply, ApiError.INVALID_VALUE,
-                                    socket_id=socket_id)
-            self.memif_sockets[socket_id] = request.fields["socket_filename"]
+                socket_id = self._free_memif_socket_id()
+            elif socket_id == 0:
+                return retval_reply(reply, ApiError.INVALID_ARGUMENT, socket_id=socket_id)
+            elif socket_id in self.memif_sockets:
+                same = self.memif_sockets[socket_id] == filename
+                return retval_reply(reply, OK if same else ApiError.ENTRY_ALREADY_EXISTS, socket_id=socket_id)
+            self.memif_sockets[socket_id] = filename
             return retval_reply(reply, OK, socket_id=socket_id)
         if socket_id not in self.memif_sockets or socket_id == 0:
-            return retval_reply(reply, ApiError.INVALID_VALUE, socket_id=socket_id)
+            return retval_reply(reply, ApiError.INVALID_ARGUMENT, socket_id=socket_id)
+        if any(i.kind is InterfaceKind.MEMIF and i.memif_socket_id == socket_id for i in self.all()):
+            return retval_reply(reply, ApiError.UNEXPECTED_INTF_STATE, socket_id=socket_id)
         del self.memif_sockets[socket_id]
         return retval_reply(reply, OK, socket_id=socket_id)
 
+    def _free_memif_socket_id(self) -> int:
+        """VPP 26.06 draws a free id from random_u32 seeded with 0 (its first is 1013904223)."""
+        while True:
+            self._memif_seed = (1664525 * self._memif_seed + 1013904223) & 0xFFFFFFFF
+            if self._memif_seed not in self.memif_sockets and self._memif_seed != NO_INDEX:
+                return self._memif_seed
+
     def memif_create(self, request: Request) -> list[Reply]:
         fields = request.fields
+        # A refusal leaves sw_if_index 0 (the reply field is never set), as a running 26.06 answers.
         if fields["socket_id"] not in self.memif_sockets:
-            return retval_reply("memif_create_reply", ApiError.INVALID_VALUE, sw_if_index=NO_INDEX)
+            return retval_reply("memif_create_reply", ApiError.INVALID_ARGUMENT, sw_if_index=0)
         taken = {(i.memif_socket_id, i.instance) for i in self.all() if i.kind is InterfaceKind.MEMIF}
         if (fields["socket_id"], fields["id"]) in taken:
-            return retval_reply("memif_create_reply", ApiError.IF_ALREADY_EXISTS, sw_if_index=NO_INDEX)
+            return retval_reply("memif_create_reply", ApiError.SUBIF_ALREADY_EXISTS, sw_if_index=0)
         mac = fields["hw_addr"] if any(fields["hw_addr"]) else None
         interface = self._create(InterfaceKind.MEMIF, f"memif{fields['socket_id']}/{fields['id']}", mac=mac,
                                  instance=fields["id"], memif_socket_id=fields["socket_id"],
-                                 memif_role=fields["role"])
+                                 memif_role=fields["role"], memif_zero_copy=not fields["no_zero_copy"])
         return retval_reply("memif_create_reply", OK, sw_if_index=interface.sw_if_index)
 
     def memif_delete(self, request: Request) -> list[Reply]:
@@ -389,6 +406,7 @@ class InterfaceTable:
     def memif_dump(self, request: Request) -> list[Reply]:
         return [("memif_details", {
             "sw_if_index": i.sw_if_index, "hw_addr": i.mac, "id": i.instance, "role": i.memif_role,
-            "socket_id": i.memif_socket_id, "ring_size": 1024, "buffer_size": 2048,
+            # ring and buffer sizes are the connected run's: 1 << 0 and 0 until a peer connects
+            "socket_id": i.memif_socket_id, "ring_size": 1, "buffer_size": 0, "zero_copy": i.memif_zero_copy,
             "flags": i.flags, "if_name": i.name,
         }) for i in self.all() if i.kind is InterfaceKind.MEMIF]
