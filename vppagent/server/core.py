@@ -102,7 +102,8 @@ class AgentCore:
             if self._stream is not None:
                 self._stream.close()
         for t in self._threads:
-            t.join(timeout=2)
+            if t.ident is not None:  # started (a core driven by run_once has no threads)
+                t.join(timeout=2)
         with self.lock:
             self.driver.close()
 
@@ -154,6 +155,21 @@ class AgentCore:
                     self._flush(retry=retry)
                 elif self._poll_at is not None and now >= self._poll_at:
                     self._poll_driver()
+
+    def run_once(self) -> None:
+        """One step of the worker, synchronously: fold everything queued, then apply it (or the
+        retry that is due). For tests and tools that drive an AgentCore without `start`."""
+        with self.lock:
+            took = False
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                self._take(item)
+                took = True
+            if self.store.has_work or took or self._retry_at is not None:
+                self._flush(retry=self._retry_at is not None)
 
     def _drain(self) -> None:
         """Keep folding while messages keep coming: a burst becomes one batch (bounded delay)."""

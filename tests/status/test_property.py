@@ -1,0 +1,163 @@
+"""Issue 13's property test: random mixes of valid and invalid Felix objects, fed in batches
+through the agent's core into a driver; after each batch (and after a retry of what failed)
+every valid endpoint is "up" and holds exactly what the policy core compiles for it, and every
+other endpoint is "error" (status never says more than the dataplane holds).
+
+Bounded in CI (a few seconds per driver); `-m slow` runs many more seeds:
+    .venv/bin/python -m pytest -q -m slow tests/status/test_property.py
+A failure names the seed and the batch; `run_mix(driver, seed, batches)` replays it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.status.mixes import ENDPOINTS, Expected, expected, first_snapshot, fold, random_batches
+from tests.vpp.helpers import Target, make_driver
+from vppagent.config import AgentConfig
+from vppagent.drivers.base import Driver
+from vppagent.drivers.dryrun import DryRunDriver
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.policy.flat import CompiledList
+from vppagent.server.core import AgentCore
+from vppagent.state import builders as b
+from vppagent.state.model import Kind, WorkloadKey
+
+CI_SEEDS = {"dry-run": range(15), "vpp": range(3)}
+SLOW_SEEDS = {"dry-run": range(15, 2015), "vpp": range(3, 303)}
+BATCHES = 12
+
+# What the dataplane holds for an endpoint, compared with the oracle's compiled (egress, ingress).
+Holds = Callable[[WorkloadKey, tuple[CompiledList, CompiledList]], str | None]
+
+
+def run_mix(driver: Driver, seed: int, batches: int, holds: Holds) -> Counter[str]:
+    """Feed the first snapshot and `batches` random batches; check after each. Returns how many
+    endpoint checks found each status ("up", "error")."""
+    core = AgentCore(AgentConfig(driver="dry-run"), driver, "property")
+    stream = core.open_stream()
+    sent: list[felix.ToDataplane] = []
+    checks: Counter[str] = Counter()
+
+    def feed(msgs: list[felix.ToDataplane]) -> None:
+        for m in msgs:
+            core.submit(stream.generation, m)
+        sent.extend(msgs)
+
+    try:
+        feed([*first_snapshot(), b.in_sync()])
+        core.run_once()
+        for index, batch in enumerate([[], *random_batches(seed, batches)]):
+            feed(batch)
+            core.run_once()
+            oracle = expected(fold(sent))
+            checks.update(_check(core, oracle, holds, f"seed {seed}, batch {index} {_brief(batch)}"))
+            core.run_once()  # a retry of whatever failed changes nothing of the above
+            checks.update(_check(core, oracle, holds, f"seed {seed}, batch {index} (after a retry)"))
+    finally:
+        core.stop()
+    return checks
+
+
+def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str) -> list[str]:
+    rows = {WorkloadKey(r["orchestrator_id"], r["workload_id"], r["endpoint_id"]): r
+            for r in core.state_report()["workload_endpoints"]}
+    assert set(rows) == set(oracle.state.workload_endpoints), where
+    problems = []
+    for key, row in rows.items():
+        if key in oracle.invalid:
+            if row["status"] != "error":
+                problems.append(f"{key} is {row['status']} but invalid: {oracle.invalid[key]}")
+            continue
+        if row["status"] != "up":
+            problems.append(f"{key} is {row['status']} ({row['error']}) but valid")
+            continue
+        wrong = holds(key, oracle.lists[key])
+        if wrong:
+            problems.append(f"{key} is up but {wrong}")
+    assert not problems, f"{where}:\n" + "\n".join(problems)
+    return [row["status"] for row in rows.values()]
+
+
+def _brief(batch: list[felix.ToDataplane]) -> str:
+    return "[" + ", ".join(str(m).replace("\n", " ")[:160] for m in batch) + "]"
+
+
+# -- dry-run -----------------------------------------------------------------------------------
+def dry_run_holds(driver: DryRunDriver) -> Holds:
+    def holds(key: WorkloadKey, lists: tuple[CompiledList, CompiledList]) -> str | None:
+        have = driver.lists.get((Kind.WORKLOAD_ENDPOINT, key))
+        return None if have == lists else f"holds {have}, compiled {lists}"
+    return holds
+
+
+def test_dry_run_statuses_tell_the_truth() -> None:
+    checks: Counter[str] = Counter()
+    for seed in CI_SEEDS["dry-run"]:
+        driver = DryRunDriver()
+        checks += run_mix(driver, seed, BATCHES, dry_run_holds(driver))
+    assert checks["up"] > 400 and checks["error"] > 300, f"too one-sided to mean much: {checks}"
+
+
+@pytest.mark.slow
+def test_dry_run_statuses_tell_the_truth_long() -> None:
+    for seed in SLOW_SEEDS["dry-run"]:
+        driver = DryRunDriver()
+        run_mix(driver, seed, BATCHES * 3, dry_run_holds(driver))
+
+
+# -- VPP (emulator) ----------------------------------------------------------------------------
+@pytest.fixture
+def vpp_pods(sim_target: Target) -> Iterator[Target]:
+    for workload in ENDPOINTS:
+        sim_target.pod(workload)
+    yield sim_target
+
+
+def vpp_holds(target: Target) -> Holds:
+    from vppagent.drivers.vpp.acl.render import content_from_compiled
+    from vppagent.drivers.vpp.api.calls import VppCalls
+    from vppagent.drivers.vpp.api.connection import VppConnection
+    from vppagent.drivers.vpp.programmed import read_programmed
+    from vppagent.drivers.vpp.tags import workload_tag
+
+    conn = VppConnection(target.socket_path, request_timeout=5)
+    conn.connect()
+
+    def holds(key: WorkloadKey, lists: tuple[CompiledList, CompiledList]) -> str | None:
+        vpp = read_programmed(VppCalls(conn))  # what VPP holds, read afresh, not the driver's idea
+        ifx = vpp.pod_interfaces()[workload_tag(key)]
+        acl_in, acl_out = vpp.binding(ifx)
+        have = (vpp.acls.get(acl_in) if acl_in is not None else None,
+                vpp.acls.get(acl_out) if acl_out is not None else None)
+        want = (content_from_compiled(lists[0]), content_from_compiled(lists[1]))
+        return None if have == want else f"VPP binds {have}, compiled {want}"
+    holds.conn = conn  # type: ignore[attr-defined]
+    return holds
+
+
+def _vpp_run(target: Target, seeds: range, batches: int) -> Counter[str]:
+    holds = vpp_holds(target)
+    checks: Counter[str] = Counter()
+    try:
+        for seed in seeds:
+            driver = make_driver(target, classifier_min_members=0)  # every list in ACLs: one place to read
+            checks += run_mix(driver, seed, batches, holds)
+    finally:
+        holds.conn.close()  # type: ignore[attr-defined]
+    return checks
+
+
+def test_vpp_statuses_tell_the_truth(vpp_pods: Target) -> None:
+    checks = _vpp_run(vpp_pods, CI_SEEDS["vpp"], BATCHES)
+    assert checks["up"] > 60 and checks["error"] > 60, f"too one-sided to mean much: {checks}"
+
+
+@pytest.mark.slow
+def test_vpp_statuses_tell_the_truth_long(vpp_pods: Target) -> None:
+    _vpp_run(vpp_pods, SLOW_SEEDS["vpp"], BATCHES * 3)
+
+
