@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.model import Direction, PolicyError, validate_policy, validate_profile
-from vppagent.state import builders as b
 from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey, ip_set_ids, policy_key
 
 SETS = ("s:a", "s:b")

@@ -21,9 +21,9 @@ from vppagent.config import AgentConfig
 from vppagent.drivers.base import Driver
 from vppagent.drivers.dryrun import DryRunDriver
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.policy.flat import CompiledList
 from vppagent.server.core import AgentCore
-from vppagent.state import builders as b
 from vppagent.state.model import Kind, WorkloadKey
 
 CI_SEEDS = {"dry-run": range(15), "vpp": range(3)}

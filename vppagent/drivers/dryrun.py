@@ -21,7 +21,7 @@ from vppagent.policy.compile import DEFAULT_RULE_LIMIT, compile_endpoint, compil
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.model import Direction, PolicyError, WorkloadEndpoint
 from vppagent.state.diff import StateDiff, diff_states
-from vppagent.state.model import DataplaneState, Kind, policy_key
+from vppagent.state.model import DataplaneState, Kind, endpoint_policy_keys, ip_set_ids
 
 log = logging.getLogger(__name__)
 Ref = tuple[Kind, Any]
@@ -80,7 +80,7 @@ class DryRunDriver(Driver):
         if policies or profiles:
             for kind, key in endpoints:
                 pb = state.tables[kind][key]
-                if set(pb.profile_ids) & profiles or _policy_keys(pb) & policies:
+                if set(pb.profile_ids) & profiles or endpoint_policy_keys(pb) & policies:
                     out.add((kind, key))
         return out & endpoints | {ref for ref in self.lists.keys() | self.failed.keys() if ref not in endpoints}
 
@@ -129,14 +129,4 @@ class DryRunDriver(Driver):
 
 
 def _uses(pb: felix.Policy | felix.Profile, sets: set[str]) -> bool:
-    return any(not sets.isdisjoint(ids) for r in (*pb.inbound_rules, *pb.outbound_rules) for ids in (
-        r.src_ip_set_ids, r.dst_ip_set_ids, r.not_src_ip_set_ids, r.not_dst_ip_set_ids, r.src_named_port_ip_set_ids,
-        r.dst_named_port_ip_set_ids, r.not_src_named_port_ip_set_ids, r.not_dst_named_port_ip_set_ids,
-        r.dst_ip_port_set_ids))
-
-
-def _policy_keys(pb: felix.WorkloadEndpoint | felix.HostEndpoint) -> set[Any]:
-    tiers = [*pb.tiers]
-    if isinstance(pb, felix.HostEndpoint):
-        tiers += [*pb.untracked_tiers, *pb.pre_dnat_tiers, *pb.forward_tiers]
-    return {policy_key(p) for t in tiers for p in (*t.ingress_policies, *t.egress_policies)}
+    return any(not sets.isdisjoint(ip_set_ids(r)) for r in (*pb.inbound_rules, *pb.outbound_rules))

@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.state.model import DataplaneState, Kind, WorkloadKey, policy_key
+from vppagent.state.model import DataplaneState, Kind, WorkloadKey, endpoint_policy_keys, ip_set_ids
 
 Status = tuple[str, str | None]  # (status, error)
 Ref = tuple[Kind, Any]
@@ -56,27 +56,17 @@ def endpoint_faults(state: DataplaneState, failed: dict[Ref, str]) -> dict[Ref, 
 
 def _first_set_used(pb: felix.Policy | felix.Profile, sets: dict[str, str]) -> str | None:
     for rule in (*pb.inbound_rules, *pb.outbound_rules):
-        for ids in (rule.src_ip_set_ids, rule.dst_ip_set_ids, rule.not_src_ip_set_ids, rule.not_dst_ip_set_ids,
-                    rule.src_named_port_ip_set_ids, rule.dst_named_port_ip_set_ids,
-                    rule.not_src_named_port_ip_set_ids, rule.not_dst_named_port_ip_set_ids,
-                    rule.dst_ip_port_set_ids):
-            for set_id in ids:
-                if set_id in sets:
-                    return str(set_id)
+        for set_id in sorted(ip_set_ids(rule)):
+            if set_id in sets:
+                return set_id
     return None
 
 
 def _first_fault(endpoint: felix.WorkloadEndpoint | felix.HostEndpoint, policies: dict[Any, str],
                  profiles: dict[str, str]) -> str | None:
-    tier_lists = [endpoint.tiers]
-    if isinstance(endpoint, felix.HostEndpoint):
-        tier_lists += [endpoint.untracked_tiers, endpoint.pre_dnat_tiers, endpoint.forward_tiers]
-    for tiers in tier_lists:
-        for tier in tiers:
-            for pid in (*tier.ingress_policies, *tier.egress_policies):
-                key = policy_key(pid)
-                if key in policies:
-                    return f"policy {key}: {policies[key]}"
+    for key in sorted(endpoint_policy_keys(endpoint)):
+        if key in policies:
+            return f"policy {key}: {policies[key]}"
     for name in endpoint.profile_ids:
         if name in profiles:
             return f"profile {name}: {profiles[name]}"

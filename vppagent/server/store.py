@@ -24,7 +24,7 @@ from typing import Any
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.model import PolicyError, validate_policy, validate_profile
 from vppagent.state.diff import StateDiff, diff_states
-from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey, ip_set_ids, policy_key
+from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, endpoint_policy_keys, ip_set_ids
 
 ENDPOINT_KINDS = (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
 # Kinds whose validity depends on other kinds: a change to an IP set can make a policy valid or
@@ -38,18 +38,6 @@ class Resolution:
 
     effective: DataplaneState
     held: dict[tuple[Kind, Any], str] = field(default_factory=dict)
-
-
-def endpoint_policy_keys(endpoint: felix.WorkloadEndpoint | felix.HostEndpoint) -> set[PolicyKey]:
-    tier_lists = [endpoint.tiers]
-    if isinstance(endpoint, felix.HostEndpoint):
-        tier_lists += [endpoint.untracked_tiers, endpoint.pre_dnat_tiers, endpoint.forward_tiers]
-    keys: set[PolicyKey] = set()
-    for tiers in tier_lists:
-        for tier in tiers:
-            for pid in (*tier.ingress_policies, *tier.egress_policies):
-                keys.add(policy_key(pid))
-    return keys
 
 
 # (kind, key) -> (the protobuf validated, what it saw of its IP sets, the error or None)

@@ -84,6 +84,15 @@ def ip_set_ids(rule: felix.Rule) -> frozenset[str]:
     ))
 
 
+def endpoint_policy_keys(endpoint: felix.WorkloadEndpoint | felix.HostEndpoint) -> set[PolicyKey]:
+    """The policies an endpoint names, in every tier list it has (host endpoints have four)."""
+    tier_lists = [endpoint.tiers]
+    if isinstance(endpoint, felix.HostEndpoint):
+        tier_lists += [endpoint.untracked_tiers, endpoint.pre_dnat_tiers, endpoint.forward_tiers]
+    return {policy_key(pid) for tiers in tier_lists for tier in tiers
+            for pid in (*tier.ingress_policies, *tier.egress_policies)}
+
+
 # Singletons (config, encapsulation, global BGP config) are stored under this key.
 SINGLETON = ""
 
