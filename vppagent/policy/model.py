@@ -57,10 +57,6 @@ class Direction(StrEnum):
     INGRESS = "ingress"
     EGRESS = "egress"
 
-    @property
-    def rules_name(self) -> str:
-        return "inbound" if self is Direction.INGRESS else "outbound"
-
 
 @dataclass(frozen=True, order=True)
 class PortRange:

@@ -239,11 +239,6 @@ class Store:
         self._dirty = {(k, key) for k, key in failed}
         self._resync_needed = False
 
-    def mark_unknown_programmed(self) -> None:
-        """Forget what is programmed (driver swapped or reconnected): next flush is a full resync."""
-        self.programmed = None
-        self._resync_needed = True
-
     @property
     def effective(self) -> DataplaneState:
         return self._effective

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from google.protobuf.message import Message
-
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.state.ipset import IPSet, IPSetType
 
@@ -294,8 +292,3 @@ _ENCODERS: dict[Kind, Any] = {
     Kind.WIREGUARD: lambda k, v: felix.ToDataplane(wireguard_endpoint_update=v),
     Kind.WIREGUARD_V6: lambda k, v: felix.ToDataplane(wireguard_endpoint_v6_update=v),
 }
-
-
-def message_equal(a: Message | IPSet | None, b: Message | IPSet | None) -> bool:
-    """Value equality for stored objects (protobuf == compares by value)."""
-    return a == b

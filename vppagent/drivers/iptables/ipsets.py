@@ -16,7 +16,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
-from vppagent.drivers.iptables.names import IPSET_NAME_RE, ipset_name
+from vppagent.drivers.iptables.names import IPSET_NAME_RE
 from vppagent.drivers.iptables.runner import CommandError, Runner
 from vppagent.state.ipset import IPSet, IPSetType
 
@@ -78,15 +78,6 @@ def canonical_from_kernel(set_type: IPSetType, member: str) -> str:
     addr, _, proto_port = member.partition(",")
     proto, _, port = proto_port.partition(":")
     return f"{ipaddress.ip_address(addr)},{proto.lower()}:{int(port)}"
-
-
-def desired_sets(ipsets: dict[str, IPSet], families: tuple[int, ...]) -> dict[str, KernelSet]:
-    out = {}
-    for set_id, ipset in ipsets.items():
-        for family in families:
-            name = ipset_name(set_id, ipset.type, family)
-            out[name] = KernelSet(name, ipset.type, family, kernel_members(ipset, family))
-    return out
 
 
 def _create_line(name: str, kset: KernelSet) -> str:

@@ -161,14 +161,6 @@ class Table:
         return f"{self.name} (IPv{self.family})"
 
     # -- desired state ---------------------------------------------------------------------------
-    def set_chain(self, chain: Chain) -> None:
-        self.chains[chain.name] = chain
-        self._settled, self._given = False, None
-
-    def remove_chain(self, name: str) -> None:
-        self.chains.pop(name, None)
-        self._settled, self._given = False, None
-
     def replace_chains(self, chains: Iterable[Chain]) -> None:
         """The whole desired chain set. The renderer hands back the very same list when nothing
         that feeds the chains changed, which keeps the table settled without comparing."""
