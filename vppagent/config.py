@@ -7,6 +7,7 @@ pydantic-settings does the layering and validation; a bad value becomes one clea
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -63,6 +65,11 @@ class AgentConfig(BaseSettings):
     )
     config: Path | None = Field(None, description="YAML file with these same keys")
     bgp: BgpConfig = Field(default_factory=BgpConfig, description="BGP section (README: BGP)")
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("bird_config")
     @classmethod
@@ -113,7 +120,7 @@ _CURRENT_YAML: dict[str, Path | None] = {"path": None}
 def load_config(flags: dict[str, Any]) -> AgentConfig:
     """Build the configuration from command-line `flags` (None = not given) and the environment."""
     given = {k: v for k, v in flags.items() if v is not None}
-    yaml_path = given.get("config") or os.environ.get("VPPAGENT_CONFIG")
+    yaml_path = given.get("config") or os.environ.get("VPPAGENT_CONFIG") or None  # empty = unset
     if yaml_path is not None:
         path = Path(yaml_path)
         if not path.exists():
@@ -126,8 +133,18 @@ def load_config(flags: dict[str, Any]) -> AgentConfig:
         return AgentConfig(**given)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # a nested setting from the environment that is not JSON
+        raise ConfigError(_describe_settings_error(exc)) from None
     finally:
         _CURRENT_YAML["path"] = None
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    match = re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(exc))
+    if match is None:
+        return f"invalid setting: {str(exc).splitlines()[0]}"
+    name = match.group(1)
+    return f"invalid setting {name}: VPPAGENT_{name.upper()} must be JSON (or use the YAML file)"
 
 
 def describe_validation_error(exc: ValidationError) -> str:

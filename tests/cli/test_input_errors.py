@@ -82,6 +82,7 @@ CASES = [
     ("run --metrics-port not a number", lambda f: [*_run_dry(f), "--metrics-port", "http"], {}, ["--metrics-port"]),
     ("run --rule-limit -1", lambda f: [*_run_dry(f), "--rule-limit", "-1"], {}, ["rule_limit", "-1"]),
     ("VPPAGENT_BATCH_WINDOW_MS bad", lambda f: _run_dry(f), {"VPPAGENT_BATCH_WINDOW_MS": "soon"}, ["batch_window_ms"]),
+    ("VPPAGENT_BGP not JSON", lambda f: _run_dry(f), {"VPPAGENT_BGP": "peers: []"}, ["setting bgp", "VPPAGENT_BGP"]),
     ("unknown command", lambda f: ["stat"], {}, ["stat"]),
     ("run --iptables-netns missing", lambda f: [*_run_dry(f), "--iptables-netns", "vpa-no-such-ns"], {},
      ["--iptables-netns", "vpa-no-such-ns"]),

@@ -73,3 +73,8 @@ def test_bgp_section_and_shorthand_flags(tmp_path: Path) -> None:
     conf.write_text("bgp:\n  as_numbr: 1\n")
     with pytest.raises(ConfigError, match="as_numbr"):
         load_config({"config": str(conf)})
+
+
+def test_an_empty_config_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPPAGENT_CONFIG", "")
+    assert load_config({}).config is None
