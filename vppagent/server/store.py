@@ -24,7 +24,14 @@ from typing import Any
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.model import PolicyError, validate_policy, validate_profile
 from vppagent.state.diff import StateDiff, diff_states
-from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, endpoint_policy_keys, ip_set_ids
+from vppagent.state.model import (
+    STAGED_KINDS,
+    UNKNOWN_SET_DELTA,
+    DataplaneState,
+    Kind,
+    endpoint_policy_keys,
+    ip_set_ids,
+)
 
 ENDPOINT_KINDS = (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
 # Kinds whose validity depends on other kinds: a change to an IP set can make a policy valid or
@@ -81,7 +88,10 @@ def resolve(desired: DataplaneState, programmed: DataplaneState,
             eff.tables[kind][key] = old
 
     for set_id, ipset in desired.ipsets.items():
-        if ipset.invalid:
+        if UNKNOWN_SET_DELTA in ipset.invalid:
+            hold(Kind.IPSET, set_id, f"IP set {set_id}: a delta arrived for a set Felix has not sent "
+                                     "(held back until a full update of the set)")
+        elif ipset.invalid:
             hold(Kind.IPSET, set_id, f"IP set {set_id}: invalid members {list(ipset.invalid)[:5]}")
 
     for pkey, policy in desired.policies.items():
@@ -107,7 +117,39 @@ def resolve(desired: DataplaneState, programmed: DataplaneState,
             reason = _endpoint_problem(endpoint, desired, held)
             if reason is not None:
                 hold(kind, key, reason)
+    _keep_what_held_objects_use(programmed, eff, held)
     return Resolution(eff, held)
+
+
+def _keep_what_held_objects_use(programmed: DataplaneState, eff: DataplaneState,
+                                held: dict[tuple[Kind, Any], str]) -> None:
+    """A held-back object keeps its programmed version, which may use objects Felix has removed
+    since (an IP set, a policy): those stay programmed too, their removal held back, until nothing
+    uses them. So the dataplane never refers to something gone (the kernel cannot even destroy
+    an IP set a rule still uses), and the report says why they are still there."""
+    todo = [ref for ref in held if eff.tables[ref[0]].get(ref[1]) is not None]
+    while todo:
+        kind, key = todo.pop()
+        for used in _uses(kind, eff.tables[kind][key]):
+            used_kind, used_key = used
+            old = programmed.tables[used_kind].get(used_key)
+            if used_key in eff.tables[used_kind] or old is None:
+                continue
+            eff.tables[used_kind][used_key] = old
+            label = {Kind.IPSET: "IP set", Kind.POLICY: "policy", Kind.PROFILE: "profile"}[used_kind]
+            held[used] = (f"{label} {used_key}: removed by Felix, but kept while held-back "
+                          f"{kind.value} {key} still uses it")
+            todo.append(used)
+
+
+def _uses(kind: Kind, pb: Any) -> list[tuple[Kind, Any]]:
+    """The IP sets, policies and profiles an object names."""
+    if kind in (Kind.POLICY, Kind.PROFILE):
+        return [(Kind.IPSET, i) for r in (*pb.inbound_rules, *pb.outbound_rules) for i in sorted(ip_set_ids(r))]
+    if kind in ENDPOINT_KINDS:
+        return [*((Kind.POLICY, k) for k in sorted(endpoint_policy_keys(pb))),
+                *((Kind.PROFILE, n) for n in pb.profile_ids)]
+    return []
 
 
 def _check_held_sets(inbound: Iterable[felix.Rule], outbound: Iterable[felix.Rule],
@@ -207,13 +249,13 @@ class Store:
         if not self.in_sync:
             return StateDiff(), self._effective
         resolution = resolve(self.desired, self.programmed or DataplaneState(), self._validation)
-        self.held = resolution.held
+        was_held, self.held = self.held, resolution.held
         effective = resolution.effective
         if self.programmed is None:
             return None, effective
         if self._resync_needed:
             return diff_states(self.programmed, effective), effective
-        only = set(self._dirty) | set(self.held)
+        only = set(self._dirty) | set(self.held) | set(was_held)  # also what is no longer held back
         # Validity of dependents may have changed with what is dirty: re-diff them all. They
         # are few compared with IP set members, and the diff is by value, so unchanged ones
         # produce nothing.

@@ -91,6 +91,9 @@ def endpoint_policy_keys(endpoint: felix.WorkloadEndpoint | felix.HostEndpoint) 
             for pid in (*tier.ingress_policies, *tier.egress_policies)}
 
 
+# The one "invalid member" of a set Felix sent a delta for before (or without) the set itself.
+UNKNOWN_SET_DELTA = "<delta for unknown set>"
+
 # Singletons (config, encapsulation, global BGP config) are stored under this key.
 SINGLETON = ""
 
@@ -214,7 +217,7 @@ def _ipset_delta(state: DataplaneState, m: felix.IPSetDeltaUpdate) -> Change:
         # Felix never sends a delta for an unknown set. Recording it as an empty NET set with
         # the delta applied would guess the type; instead keep an explicitly invalid set so
         # every user of it is held back until a full IPSetUpdate arrives.
-        current = IPSet(m.id, IPSetType.NET, set(), ("<delta for unknown set>",))
+        current = IPSet(m.id, IPSetType.NET, set(), (UNKNOWN_SET_DELTA,))
     return state._put(Kind.IPSET, m.id, current.with_delta(m.added_members, m.removed_members, state.token))
 
 
