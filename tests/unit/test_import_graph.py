@@ -160,6 +160,10 @@ def test_no_import_cycles(modules: dict[str, Module]) -> None:
     assert cycles(edges(modules)) == []
 
 
+def test_state_is_the_bottom_layer(modules: dict[str, Module]) -> None:
+    assert forbidden_imports(edges(modules), "vppagent.state", ("policy", "drivers", "server", "bgp", "lab")) == []
+
+
 def test_policy_knows_no_dataplane_and_no_server(modules: dict[str, Module]) -> None:
     assert forbidden_imports(edges(modules), "vppagent.policy", ("drivers", "server")) == []
 

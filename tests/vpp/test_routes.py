@@ -6,7 +6,7 @@ import ipaddress
 
 from vppagent.drivers.vpp.api.types import RouteTarget
 from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
-from vppagent.drivers.vpp.routes import our_routes, plan_routes
+from vppagent.drivers.vpp.routes import our_routes, plan_routes, remote_routes
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.state.model import DataplaneState
 
@@ -47,3 +47,22 @@ def test_ours_are_routes_through_pods_or_gone_interfaces_and_next_hops_we_made_o
     assert our_routes(programmed, state, {net("10.70.0.0/26")}) == {
         net("10.65.0.2/32"), net("10.65.0.9/32"), net("10.70.0.0/26"), net("10.80.0.0/26")}
     assert net("10.70.0.0/26") not in our_routes(programmed, state, set()), "made routes are only ours when made"
+
+
+def test_remote_blocks_are_felixs_routes_that_need_no_tunnel() -> None:
+    """The VPP driver programs exactly the routes vppagent.state.routes gives encapsulation NONE
+    (the answer the kernel driver uses too), via the other node; tunnelled ones are counted."""
+    def update(dst: str, pool: int, **fields: object) -> felix.ToDataplane:
+        return felix.ToDataplane(route_update=felix.RouteUpdate(
+            dst=dst, types=felix.REMOTE_WORKLOAD, ip_pool_type=pool,  # type: ignore[arg-type]
+            dst_node_name="node2", dst_node_ip="198.18.0.2", **fields))  # type: ignore[arg-type]
+
+    state = DataplaneState()
+    for message in (update("10.65.1.0/26", felix.NO_ENCAP), update("10.65.2.0/26", felix.NONE),
+                    update("10.65.3.0/26", felix.IPIP), update("10.65.4.0/26", felix.IPIP, same_subnet=True),
+                    update("10.65.5.0/26", felix.VXLAN)):
+        state.apply(message)
+    routes, unsupported = remote_routes(state)
+    via = RouteTarget(next_hop=ipaddress.ip_address("198.18.0.2"))
+    assert {str(p): t for p, (t, _) in routes.items()} == {"10.65.1.0/26": via, "10.65.4.0/26": via}
+    assert unsupported == 2, "IPIP across subnets and VXLAN need tunnels; a pool of type NONE is no route"

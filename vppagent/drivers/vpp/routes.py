@@ -1,11 +1,11 @@
 """Routes in VPP's FIB (table 0): which are wanted, which are ours, and making them so.
 
-Wanted: each workload endpoint's addresses through its pod interface (desired.py), and Felix's
-remote blocks (`remote_routes`) via the other node's address. Routes carry no tags, so a route is
-ours (`our_routes`, the ones a pass may delete) when its path goes through one of our pod
-interfaces or an interface that no longer exists, or when the driver made it (a next-hop route it
-programmed, or after an agent restart one inside one of Felix's IPAM pools). `plan_routes` is
-the comparison (pure), `apply_routes` carries it out.
+Wanted: each workload endpoint's addresses through its pod interface (desired.py), and the
+routes to other nodes' blocks that need no tunnel (`remote_routes`) via the other node's address.
+Routes carry no tags, so a route is ours (`our_routes`, the ones a pass may delete) when its path
+goes through one of our pod interfaces or an interface that no longer exists, or when the driver
+made it (a next-hop route it programmed, or after an agent restart one inside one of Felix's IPAM
+pools). `plan_routes` is the comparison (pure), `apply_routes` carries it out.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ from vppagent.drivers.vpp.api.types import RouteTarget
 from vppagent.drivers.vpp.failures import Failures, Owner
 from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.policy.model import IPNetwork
+from vppagent.state import routes as felix_routes
 from vppagent.state.model import DataplaneState, Kind
 
 log = logging.getLogger(__name__)
-
-REMOTE_WORKLOAD = 1
-NO_ENCAP_POOL_TYPES = (0, 1)  # NONE, NO_ENCAP
 
 
 @dataclass
@@ -37,23 +35,16 @@ class RoutePlan:
 
 
 def remote_routes(state: DataplaneState) -> tuple[dict[IPNetwork, tuple[RouteTarget, Owner]], int]:
-    """Felix's remote blocks without encapsulation, via the other node; and how many routes were
-    left out because they need a tunnel (not programmed by this driver)."""
+    """Felix's routes to other nodes' blocks (vppagent.state.routes, the answer both dataplanes
+    use) that need no tunnel, via the other node; and how many were left out because they need
+    one (IPIP, VXLAN, WireGuard: not programmed by this driver)."""
     out: dict[IPNetwork, tuple[RouteTarget, Owner]] = {}
     unsupported = 0
-    for dst, update in sorted(state.routes.items()):
-        if not update.types & REMOTE_WORKLOAD or update.local_workload or not update.dst_node_ip:
-            continue
-        try:
-            net = ipaddress.ip_network(dst, strict=False)
-            gateway = ipaddress.ip_address(update.dst_node_ip)
-        except ValueError:
-            continue  # the store validates routes; nothing sensible to program
-        if (update.ip_pool_type not in NO_ENCAP_POOL_TYPES or update.tunnel_type.ipip
-                or update.tunnel_type.vxlan or update.tunnel_type.wireguard or net.version != gateway.version):
+    for route in felix_routes.remote_routes(state):
+        if route.encap is not felix_routes.Encap.NONE:
             unsupported += 1
             continue
-        out.setdefault(net, (RouteTarget(next_hop=gateway), (Kind.ROUTE, dst)))
+        out.setdefault(route.dst, (RouteTarget(next_hop=route.node_ip), (Kind.ROUTE, route.source)))
     return out, unsupported
 
 

@@ -24,7 +24,7 @@ from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.model import Direction, IPNetwork, WorkloadEndpoint
 from vppagent.state.diff import StateDiff
-from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey
+from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey, ip_set_ids
 
 log = logging.getLogger(__name__)
 
@@ -149,19 +149,6 @@ def _list_spec(ep: WorkloadEndpoint, direction: Direction) -> Hashable:
     return ("wl", direction, True, tiers, ep.profile_ids)
 
 
-_SET_REFERENCES: dict[int, tuple[Any, frozenset[str]]] = {}  # id(message) -> (message, set ids)
-
-
 def _uses_sets(pb: Any, sets: set[str]) -> bool:
-    known = _SET_REFERENCES.get(id(pb))
-    if known is None or known[0] is not pb:
-        ids: set[str] = set()
-        for rule in (*pb.inbound_rules, *pb.outbound_rules):
-            ids.update(rule.src_ip_set_ids, rule.dst_ip_set_ids, rule.not_src_ip_set_ids, rule.not_dst_ip_set_ids,
-                       rule.src_named_port_ip_set_ids, rule.dst_named_port_ip_set_ids,
-                       rule.not_src_named_port_ip_set_ids, rule.not_dst_named_port_ip_set_ids,
-                       rule.dst_ip_port_set_ids)
-        if len(_SET_REFERENCES) > 100_000:
-            _SET_REFERENCES.clear()
-        known = _SET_REFERENCES[id(pb)] = (pb, frozenset(ids))
-    return not known[1].isdisjoint(sets)
+    """Whether a policy or profile message references any of `sets`."""
+    return any(not ip_set_ids(rule).isdisjoint(sets) for rule in (*pb.inbound_rules, *pb.outbound_rules))
