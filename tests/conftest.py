@@ -1,7 +1,7 @@
 """Fixtures every test directory can use: a real VPP for the tests marked ``realvpp``.
 
 ``real_vpp`` is one VPP for the whole run: the outside one named by ``VPPAGENT_TEST_VPP_SOCKET``,
-else a private instance started on first use (``tests/realvpp.py``) and stopped at the end.
+else a private instance started on first use (``tests/realvpp/__init__.py``) and stopped at the end.
 ``fresh_real_vpp`` is a private instance per test module, for tests that need a VPP nobody else
 has touched.  Without VPP (or without root) both skip with the reason.
 """

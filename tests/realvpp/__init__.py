@@ -99,7 +99,27 @@ class PrivateVpp:
         self.dir.mkdir(parents=True, exist_ok=False, mode=0o700)
         conf = self.dir / "startup.conf"
         conf.write_text(_STARTUP_CONF.format(dir=self.dir))
-        with open(self.dir / "stdout.log", "wb") as out:
+        return self._launch()
+
+    def crash(self) -> None:
+        """SIGKILL by pid, as a crash: VPP cleans nothing up; the runtime directory stays for :meth:`restart`."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_TIMEOUT)
+
+    def restart(self) -> RealVpp:
+        """Start again after :meth:`crash`, on the same sockets (the stale ones are removed first)."""
+        if self.proc is not None:
+            raise RuntimeError(f"vpp {self.name} is still running (pid {self.proc.pid})")
+        for stale in (self.api_socket, self.cli_socket):
+            stale.unlink(missing_ok=True)
+        return self._launch()
+
+    def _launch(self) -> RealVpp:
+        conf = self.dir / "startup.conf"
+        with open(self.dir / "stdout.log", "ab") as out:  # appended across restarts
             self.proc = subprocess.Popen(["vpp", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         try:

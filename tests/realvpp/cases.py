@@ -1,0 +1,117 @@
+"""Random policy states for the real-packet tests, as Felix would send them, and their probes.
+
+The state under test is the policy core's ``random_case`` (IPv4): pod-a (10.65.0.2) carries it.
+Every case also has pod-b (10.65.0.3, a profile that allows everything) so some probes run pod to
+pod, and about half the cases add a policy allowing service ports from a set of 600 members (most
+of them in 10.99.0.0/16, which no probe uses): above the driver's classifier threshold (500), in the
+shape the classifier takes (docs/vpp-driver.md, "Large IP sets").
+
+Successive cases reach the agent as Felix would move from one state to the next
+(``VppAgentProcess.move_to``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import random
+
+from tests.realvpp.traffic import Probe
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.policy.compile import CompileError, compile_endpoint
+from vppagent.policy.evaluate import verdict
+from vppagent.policy.generate import ENDPOINT, LOCAL, REMOTE, Case, random_case, random_packets
+from vppagent.policy.packet import Packet
+from vppagent.state import builders as b
+from vppagent.state.model import DataplaneState, WorkloadKey
+
+POD_A, POD_B = ENDPOINT.workload_id, "default/pod-b"
+PODS = {POD_A: "10.65.0.2", POD_B: "10.65.0.3"}
+POD_B_KEY = WorkloadKey("k8s", POD_B, "eth0")
+BIG_SET_SIZE = 600
+SENDABLE = (1, 6, 17)  # ICMP, TCP, UDP: sent by real sockets
+
+
+def pod_b_messages() -> list[felix.ToDataplane]:
+    return [b.profile("open", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
+            b.workload(POD_B, "calipodb", ipv4=[f"{PODS[POD_B]}/32"], profiles=["open"])]
+
+
+def with_big_set(rng: random.Random, case: Case) -> Case:
+    """The case (now ingress) plus a policy in one of its tiers: allow TCP or UDP service ports
+    from set "big" (a few probe-reachable hosts + padding), so the driver gates it."""
+    hosts = [h for net in (LOCAL[4], REMOTE[4]) for h in net if str(h) != PODS[POD_A]]
+    members = {str(h) for h in rng.sample(hosts, rng.randint(1, 6))}
+    members |= {f"10.99.{i // 250}.{i % 250 + 1}" for i in range(BIG_SET_SIZE - len(members))}
+    rules = [felix.Rule(action="allow", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
+                        src_ip_set_ids=["big"],
+                        dst_ports=[felix.PortRange(first=p, last=p + rng.choice((0, 0, 5)))
+                                   for p in rng.sample((22, 53, 80, 443, 8080), rng.randint(1, 2))])
+             for _ in range(rng.randint(1, 2))]
+    gated = felix.PolicyID(name="gated", namespace="default")
+    extra = [b.ipset("big", sorted(members)),
+             felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(
+                 id=gated, policy=felix.Policy(inbound_rules=rules)))]
+    messages = []
+    for m in case.messages:
+        if m.HasField("workload_endpoint_update"):
+            m = felix.ToDataplane.FromString(m.SerializeToString())
+            tiers = m.workload_endpoint_update.endpoint.tiers
+            if rng.random() < 0.5:  # first: its set decides, so the driver gates it
+                tiers[0].ingress_policies.insert(0, gated)
+            else:  # anywhere: the gate may or may not be worth it (gate.py decides)
+                tier = tiers[rng.randrange(len(tiers))]
+                tier.ingress_policies.insert(rng.randint(0, len(tier.ingress_policies)), gated)
+            messages += extra
+        messages.append(m)
+    return Case(messages, case.endpoint, "ingress", 4)
+
+
+def draw_case(rng: random.Random) -> Case | None:
+    """A case, or None when VPP's ACLs cannot express it (the compiler refuses: not a packet case)."""
+    case = random_case(rng, v6=False)
+    if rng.random() < 0.5:
+        case = with_big_set(rng, case)
+    try:
+        for direction in ("ingress", "egress"):
+            compile_endpoint(case.state, case.endpoint, direction)
+    except CompileError:
+        return None
+    return case
+
+
+def felix_messages(case: Case) -> list[felix.ToDataplane]:
+    """The case's objects (without its InSync) and pod-b."""
+    return [m for m in case.messages if not m.HasField("in_sync")] + pod_b_messages()
+
+
+def probes_for(rng: random.Random, case: Case, n: int, netns_of: dict[str, str], peer: str) -> list[Probe]:
+    """`n` distinct packets the case's generator draws (biased to rule edges), sendable by real
+    sockets; about one in four has pod-b as the other end, the rest the peer."""
+    out: dict[tuple[object, ...], Probe] = {}
+    for _ in range(40):
+        for pkt in random_packets(rng, case, n):
+            if pkt.proto not in SENDABLE or (pkt.has_ports and 0 in (pkt.src_port, pkt.dst_port)):
+                continue
+            if rng.random() < 0.25:
+                pod_b = ipaddress.ip_address(PODS[POD_B])
+                pkt = dataclasses.replace(pkt, **({"src": pod_b} if case.direction == "ingress" else {"dst": pod_b}))
+            if pkt.src == pkt.dst:
+                continue
+            probe = Probe(pkt, netns_of.get(str(pkt.src), peer), netns_of.get(str(pkt.dst), peer))
+            out.setdefault(probe.key, probe)
+            if len(out) == n:
+                return list(out.values())
+    return list(out.values())
+
+
+def expected(state: DataplaneState, pkt: Packet) -> bool:
+    """Felix's verdict for the flow: the sender's egress and the receiver's ingress, for every
+    endpoint at either end (the peer is no endpoint)."""
+    allowed = True
+    for key, address in ((ENDPOINT, PODS[POD_A]), (POD_B_KEY, PODS[POD_B])):
+        if str(pkt.src) == address:
+            allowed &= verdict(state, key, "egress", pkt).allowed
+        if str(pkt.dst) == address:
+            allowed &= verdict(state, key, "ingress", pkt).allowed
+    return allowed

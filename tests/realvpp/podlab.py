@@ -1,0 +1,227 @@
+"""Pods and a node-side peer around a private, real VPP, with the agent attaching the pods.
+
+- Pods: one network namespace each, attached by the agent through Calico's CNI gRPC ``Add``
+  (af_packet on a veth whose node end VPP takes), exactly as the CNI plugin asks for them.
+- The peer: one more namespace, ``eth0`` on a veth whose node end the test gives VPP itself
+  (``create host-interface``, 192.0.2.1/30; the peer is 192.0.2.2) — the node's other side. It owns
+  whatever addresses a probe needs as /32s, and VPP routes 10.64.0.0/10 to it (pods' /32s are more
+  specific), so a packet from "anyone" is a real packet from a real socket.
+- The agent: ``vppagent run --driver vpp --pod-interface af_packet`` on the VPP's API socket, fed
+  by felix-shim started as Felix starts its driver (FelixStandIn).
+
+Every name carries the lab's prefix (unique per run); :meth:`PodLab.cleanup` kills what it started
+by pid, then deletes the namespaces and the node-side veth ends. Probes only ever address the pods
+and the peer, i.e. namespaces made here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from tests.agentproc import AgentProcess, wait_for
+from tests.realvpp import RealVpp
+from vppagent.gen.cni import cni_pb2, cni_pb2_grpc
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab.felix_standin import FelixStandIn
+from vppagent.state import builders as b
+from vppagent.state.model import DataplaneState
+
+PEER_VPP_ADDRESS = "192.0.2.1"
+PEER_ADDRESS = "192.0.2.2"
+PEER_ROUTED = "10.64.0.0/10"  # every address a probe uses but a pod goes to the peer (10.64-10.127)
+
+
+def sh(*argv: str, check: bool = True) -> str:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _ids(messages: Iterable[felix.ToDataplane]) -> dict[str, set[bytes]]:
+    out: dict[str, set[bytes]] = {"ipset": set(), "policy": set(), "profile": set()}
+    for m in messages:
+        if m.HasField("ipset_update"):
+            out["ipset"].add(m.ipset_update.id.encode())
+        elif m.HasField("active_policy_update"):
+            out["policy"].add(m.active_policy_update.id.SerializeToString(deterministic=True))
+        elif m.HasField("active_profile_update"):
+            out["profile"].add(m.active_profile_update.id.SerializeToString(deterministic=True))
+    return out
+
+
+def transition(previous: Sequence[felix.ToDataplane], current: Sequence[felix.ToDataplane]) -> list[felix.ToDataplane]:
+    """What Felix sends to go from `previous` to `current`: every update, then the removes."""
+    old, new = _ids(previous), _ids(current)
+    removes = [b.ipset_remove(i.decode()) for i in sorted(old["ipset"] - new["ipset"])]
+    removes += [felix.ToDataplane(active_policy_remove=felix.ActivePolicyRemove(id=felix.PolicyID.FromString(i)))
+                for i in sorted(old["policy"] - new["policy"])]
+    removes += [felix.ToDataplane(active_profile_remove=felix.ActiveProfileRemove(id=felix.ProfileID.FromString(i)))
+                for i in sorted(old["profile"] - new["profile"])]
+    return [*current, *removes]
+
+
+@dataclass(frozen=True)
+class Pod:
+    workload_id: str  # namespace/name, as Felix names the workload
+    address: str
+    netns: str
+    host_ifname: str  # the node end of its veth; VPP's interface is host-<this>
+
+    @property
+    def netns_path(self) -> Path:
+        return Path("/var/run/netns") / self.netns
+
+
+class PodLab:
+    """Namespaces for `pods` (workload id -> IPv4 address) and the peer, named after `prefix`."""
+
+    def __init__(self, prefix: str, pods: dict[str, str], workdir: Path) -> None:
+        self.prefix, self.workdir = prefix, workdir
+        self.pods = {wid: Pod(wid, ip, f"{prefix}-p{i}", f"{prefix}p{i}") for i, (wid, ip) in enumerate(pods.items())}
+        self.peer = f"{prefix}-peer"
+        self.peer_ifname = f"{prefix}up"
+        self.pids: list[int] = []
+        self._made: list[str] = []
+        self._peer_owns: set[str] = set()
+
+    # -- namespaces ------------------------------------------------------------------------------
+    def build(self) -> PodLab:
+        for ns in [*(p.netns for p in self.pods.values()), self.peer]:
+            sh("ip", "netns", "add", ns)
+            self._made.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "add", self.peer_ifname, "type", "veth", "peer", "name", "eth0", "netns", self.peer)
+        sh("ip", "link", "set", self.peer_ifname, "up")
+        sh("ip", "-n", self.peer, "addr", "add", f"{PEER_ADDRESS}/30", "dev", "eth0")
+        sh("ip", "-n", self.peer, "link", "set", "eth0", "up")
+        sh("ip", "-n", self.peer, "route", "add", PEER_ROUTED, "via", PEER_VPP_ADDRESS)
+        return self
+
+    def attach_peer(self, vpp: RealVpp) -> None:
+        """The peer's link into VPP: an af_packet interface the test owns (not a pod), addressed,
+        routed to. Again after every VPP restart (VPP forgets it; the agent never made it)."""
+        name = f"host-{self.peer_ifname}"
+        vpp.cli(f"create host-interface name {self.peer_ifname}")
+        vpp.cli(f"set interface ip address {name} {PEER_VPP_ADDRESS}/30")
+        vpp.cli(f"set interface state {name} up")
+        vpp.interrupt_mode(name)
+        vpp.cli(f"ip route add {PEER_ROUTED} via {PEER_ADDRESS} {name}")
+
+    def peer_owns(self, addresses: Iterable[str]) -> None:
+        """Give the peer these addresses (/32 on eth0), so its sockets may send from them."""
+        missing = sorted(set(addresses) - self._peer_owns, key=ipaddress.ip_address)
+        if not missing:
+            return
+        batch = "".join(f"addr replace {a}/32 dev eth0\n" for a in missing)
+        proc = subprocess.run(["ip", "-n", self.peer, "-batch", "-"], input=batch, capture_output=True, text=True,
+                              timeout=30, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"peer addresses: {proc.stderr.strip()}")
+        self._peer_owns.update(missing)
+
+    def netns_of(self, address: str) -> str:
+        """The namespace that owns `address`: a pod's, else the peer's (which is given it)."""
+        for pod in self.pods.values():
+            if pod.address == address:
+                return pod.netns
+        return self.peer
+
+    def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(list(argv), **kwargs)
+        self.pids.append(proc.pid)
+        return proc
+
+    def cleanup(self) -> None:
+        for pid in self.pids:  # ours only, by pid, before their namespaces go
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        for ns in self._made:
+            sh("ip", "netns", "del", ns, check=False)
+        for name in [self.peer_ifname, *(p.host_ifname for p in self.pods.values())]:
+            sh("ip", "link", "del", name, check=False)  # gone with its namespace peer, normally
+
+
+class VppAgentProcess(AgentProcess):
+    """`vppagent run --driver vpp --pod-interface af_packet` on a real VPP, fed through felix-shim."""
+
+    def __init__(self, lab: PodLab, vpp: RealVpp, run_dir: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(run_dir / "agent.sock", lab.workdir / "agent.log",
+                         ["--driver", "vpp", "--vpp-api-socket", vpp.socket_path, "--pod-interface", "af_packet"],
+                         spawn=self._spawn)
+        self.lab, self.env = lab, env
+        self.shim: FelixStandIn | None = None
+        self.sent = 0
+        self.felix_state = DataplaneState()  # what Felix has told the agent, for the evaluator
+        self.objects: list[felix.ToDataplane] = []  # Felix's current objects (see move_to)
+
+    def _spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        env = dict(os.environ) | (self.env or {})
+        return self.lab.spawn(argv, env=env, **kwargs)
+
+    def start_felix(self) -> FelixStandIn:
+        self.shim = FelixStandIn(self.socket, log_path=self.lab.workdir / "shim.log")
+        self.lab.pids.append(self.shim.process.pid)
+        self.sent = 0
+        return self.shim
+
+    def send(self, msgs: Sequence[felix.ToDataplane], timeout: float = 30.0) -> dict[str, Any]:
+        """Felix's messages through the shim; returns the state report once all are applied (the
+        agent counts a message and applies its batch under one lock, so a count is an apply)."""
+        assert self.shim is not None
+        self.sent += self.shim.send(msgs)
+        for m in msgs:
+            self.felix_state.apply(m)
+        target = self.sent
+
+        def applied() -> dict[str, Any] | None:
+            report = self.try_state()
+            return report if report is not None and report["counters"]["messages"] >= target else None
+
+        report: dict[str, Any] = wait_for(applied, timeout=timeout, what=f"{target} messages applied; {self.tail()}")
+        return report
+
+    def move_to(self, objects: Sequence[felix.ToDataplane]) -> dict[str, Any]:
+        """Felix's move from the current objects to `objects` (the first time: config, snapshot,
+        InSync; a new shim after an agent restart gets the snapshot again)."""
+        messages = [b.config({}), *objects, b.in_sync()] if self.sent == 0 else transition(self.objects, objects)
+        report = self.send(messages)
+        self.objects = list(objects)
+        return report
+
+    def cni_add(self, pod: Pod) -> cni_pb2.AddReply:
+        namespace, name = pod.workload_id.split("/")
+        request = cni_pb2.AddRequest(
+            interface_name="eth0", netns=str(pod.netns_path), desired_host_interface_name=pod.host_ifname,
+            container_ips=[cni_pb2.IPConfig(address=f"{pod.address}/32")],
+            workload=cni_pb2.WorkloadIDs(name=name, namespace=namespace, pod=name, endpoint="eth0",
+                                         orchestrator="k8s"))
+        with grpc.insecure_channel(f"unix:{self.cni_socket}") as channel:
+            reply: cni_pb2.AddReply = cni_pb2_grpc.CniDataplaneStub(channel).Add(  # type: ignore[no-untyped-call]
+                request, timeout=30)
+        return reply
+
+    def stop(self) -> None:
+        if self.shim is not None:
+            self.shim.close()
+            self.shim = None
+        super().stop()
+
+
+def attach_pods(agent: VppAgentProcess, vpp: RealVpp) -> None:
+    """CNI Add for every pod, then VPP stops polling their interfaces (interrupt mode)."""
+    for pod in agent.lab.pods.values():
+        reply = agent.cni_add(pod)
+        assert reply.successful, f"CNI Add {pod.workload_id}: {reply.error_message}"
+        vpp.interrupt_mode(f"host-{pod.host_ifname}")

@@ -1,0 +1,176 @@
+"""Real packets between the lab's namespaces, and whether each arrived.
+
+A probe is a reference-evaluator ``Packet`` sent for real from the namespace owning its source
+address, by an ordinary socket bound to that address and port: TCP ``connect`` (a SYN; nobody
+listens, so an admitted SYN is answered with a RST through VPP's reflect session), UDP ``sendto``,
+ICMP through a raw socket (any type and code; an echo request is answered by the receiver's kernel).
+Arrival is seen on the destination namespace's ``eth0`` with an AF_PACKET capture, so the verdict
+is the first packet's, exactly what the evaluator decides. The answer (RST, echo reply) is recorded
+too: it proves the return path (VPP's sessions) for admitted flows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.kernel.frames import ETH_P_ALL, Key, key_of, parse
+from vppagent.netns import call_in_netns, enter_netns
+from vppagent.policy.packet import Packet
+
+SEND_TIMEOUT = 1.0  # a TCP connect or an echo request waits this long for the answer
+ARRIVAL_WINDOW = 1.5  # after the last send; forwarding through VPP takes well under a millisecond
+
+
+@dataclass(frozen=True)
+class Probe:
+    packet: Packet
+    source_netns: str
+    target_netns: str
+
+    @property
+    def key(self) -> Key:
+        return key_of(self.packet)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    probe: Probe
+    arrived: bool
+    answered: bool | None  # TCP: RST or SYN-ACK came back; ICMP echo: a reply; else None
+
+
+def _icmp_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _send_tcp(pkt: Packet) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.bind((str(pkt.src), pkt.src_port))
+        sock.settimeout(SEND_TIMEOUT)
+        try:
+            sock.connect((str(pkt.dst), pkt.dst_port))
+        except ConnectionRefusedError:
+            return True
+        except OSError:  # timeout, unreachable
+            return False
+        return True
+
+
+def _send_udp(pkt: Packet) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((str(pkt.src), pkt.src_port))
+        sock.sendto(b"vppagent probe", (str(pkt.dst), pkt.dst_port))
+
+
+def _send_icmp(pkt: Packet) -> bool | None:
+    ident = random.getrandbits(16)
+    body = struct.pack("!BBHHH", pkt.icmp_type or 0, pkt.icmp_code or 0, 0, ident, 1) + b"vppagent probe.."
+    body = body[:2] + struct.pack("!H", _icmp_checksum(body)) + body[4:]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.bind((str(pkt.src), 0))
+        sock.sendto(body, (str(pkt.dst), 0))
+        if (pkt.icmp_type, pkt.icmp_code) != (8, 0):
+            return None
+        deadline = time.monotonic() + SEND_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            data, (address, _) = sock.recvfrom(2048)
+            ihl = (data[0] & 0x0F) * 4
+            icmp = data[ihl:ihl + 8]
+            echo_reply = len(icmp) == 8 and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident
+            if address == str(pkt.dst) and echo_reply:
+                return True
+        return False
+
+
+def send(probe: Probe) -> bool | None:
+    """Send the probe's packet from inside its source namespace (on the calling thread)."""
+    enter_netns(Path("/var/run/netns") / probe.source_netns)
+    pkt = probe.packet
+    if pkt.proto == 6:
+        return _send_tcp(pkt)
+    if pkt.proto == 17:
+        _send_udp(pkt)
+        return None
+    if pkt.proto == 1:
+        return _send_icmp(pkt)
+    raise ValueError(f"no real sender for protocol {pkt.proto}")
+
+
+class Captures:
+    """One AF_PACKET capture on eth0 per namespace: what arrives there."""
+
+    def __init__(self, namespaces: Sequence[str]) -> None:
+        self.sockets = {ns: call_in_netns(Path("/var/run/netns") / ns, _capture_eth0) for ns in namespaces}
+
+    def drain(self) -> None:
+        for sock in self.sockets.values():
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sock.recv(65535)
+
+    def collect(self, wanted: dict[str, set[Key]], window: float) -> set[tuple[str, Key]]:
+        """(namespace, key) of the wanted packets seen arriving within `window` (early when all are)."""
+        seen: set[tuple[str, Key]] = set()
+        total = sum(len(keys) for keys in wanted.values())
+        deadline = time.monotonic() + window
+        socks = {self.sockets[ns]: ns for ns in wanted}
+        while len(seen) < total and (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select(list(socks), [], [], left)
+            for sock in ready:
+                ns = socks[sock]
+                while True:
+                    try:
+                        data, address = sock.recvfrom(65535)
+                    except BlockingIOError:
+                        break
+                    if address[2] == socket.PACKET_OUTGOING:
+                        continue
+                    key = parse(data)
+                    if key is not None and key in wanted[ns]:
+                        seen.add((ns, key))
+        return seen
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+
+
+def _capture_eth0() -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind(("eth0", 0))
+    sock.setblocking(False)
+    return sock
+
+
+def run(probes: Sequence[Probe], captures: Captures,
+        progress: Callable[[], None] | None = None) -> list[Outcome]:
+    """Every probe at once (one thread each, discarded afterwards: they end inside namespaces)."""
+    captures.drain()
+    with ThreadPoolExecutor(max_workers=max(1, len(probes)), thread_name_prefix="probe") as pool:
+        answers = list(pool.map(send, probes))
+    wanted: dict[str, set[Key]] = {}
+    for probe in probes:
+        wanted.setdefault(probe.target_netns, set()).add(probe.key)
+    seen = captures.collect(wanted, ARRIVAL_WINDOW)
+    if progress is not None:
+        progress()
+    return [Outcome(p, (p.target_netns, p.key) in seen, a) for p, a in zip(probes, answers, strict=True)]
