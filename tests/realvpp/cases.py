@@ -18,11 +18,11 @@ import random
 
 from tests.realvpp.traffic import Probe
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.policy.compile import CompileError, compile_endpoint
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.generate import ENDPOINT, LOCAL, REMOTE, Case, random_case, random_packets
 from vppagent.policy.packet import Packet
-from vppagent.state import builders as b
 from vppagent.state.model import DataplaneState, WorkloadKey
 
 POD_A, POD_B = ENDPOINT.workload_id, "default/pod-b"

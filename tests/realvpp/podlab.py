@@ -32,8 +32,8 @@ from tests.agentproc import AgentProcess, wait_for
 from tests.realvpp import RealVpp
 from vppagent.gen.cni import cni_pb2, cni_pb2_grpc
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
 from vppagent.lab.felix_standin import FelixStandIn
-from vppagent.state import builders as b
 from vppagent.state.model import DataplaneState
 
 PEER_VPP_ADDRESS = "192.0.2.1"

@@ -1,4 +1,4 @@
-"""The private VPP the realvpp tests start (``tests/realvpp.py``): its own runtime directory and
+"""The private VPP the realvpp tests start (``tests/realvpp/__init__.py``): its own runtime directory and
 sockets, answering, and nothing left behind once stopped."""
 
 from __future__ import annotations
