@@ -24,7 +24,7 @@ from vppagent.drivers.iptables.backend import Backend, detect_backend
 from vppagent.drivers.iptables.ipsets import IPSetTable
 from vppagent.drivers.iptables.render import TABLES, Desired, StateRenderer
 from vppagent.drivers.iptables.routes import RouteManager
-from vppagent.drivers.iptables.runner import CommandError, Runner
+from vppagent.drivers.iptables.runner import CommandError, NetnsRunner, Runner
 from vppagent.drivers.iptables.settings import Settings
 from vppagent.drivers.iptables.table import Table, split_save
 from vppagent.pods.spec import PodDelete, PodSpec
@@ -39,8 +39,10 @@ class IptablesDriver(Driver):
     name = "iptables"
 
     def __init__(self, netns: str | None = None, backend: str | None = None,
-                 manage_remote_routes: bool = True, refresh: bool = True, program_routes: bool = True) -> None:
-        self.runner = Runner(netns)
+                 manage_remote_routes: bool = True, refresh: bool = True, program_routes: bool = True,
+                 runner: Runner | None = None) -> None:
+        # `runner`: where commands and kernel calls run; by default a thread in `netns`.
+        self.runner: Runner = runner if runner is not None else NetnsRunner(netns)
         self.netns = netns
         self._backend_override = backend
         self.backend: Backend | None = None

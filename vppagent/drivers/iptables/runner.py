@@ -1,11 +1,9 @@
-"""Where the kernel driver's work happens: a network namespace, entered by one worker thread.
+"""How the kernel driver runs its work: the `Runner` protocol and its real implementation.
 
-Every dataplane operation (iptables-restore, ipset, netlink, /proc/sys writes) runs on a single
-thread. With a target namespace, that thread calls setns() first: on Linux the network namespace
-is a per-thread attribute, so the thread's netlink sockets, its /proc/sys/net view and every child
-process it forks all live in the target namespace while the rest of the agent stays where it is.
-The thread checks that it really left the agent's own namespace before doing anything, so a
-mistake can never program the host's firewall from a test.
+`Runner` is what every part of the kernel driver is given (tables, IP sets, routes, backend
+detection): run a command, or run a callable, where the dataplane is. `NetnsRunner` is the real
+one: a single worker thread, inside a named network namespace when one is given; tests pass a
+recording fake to `IptablesDriver(runner=...)` instead.
 
 Commands run without a shell, with a timeout, and are counted by name for the state report and
 the benchmark.
@@ -23,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +50,33 @@ def _netns_inode(path: str) -> int:
     return os.stat(path).st_ino
 
 
-class Runner:
-    """Runs callables and commands on the dataplane thread (in `netns` when given)."""
+class Runner(Protocol):
+    """Where the kernel driver's commands and kernel calls run."""
+
+    calls: Counter[str]  # command name -> how many times it ran (state report, benchmark)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` where the dataplane is (netlink sockets, /proc/sys) and return its result."""
+        ...
+
+    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+            check: bool = True) -> CommandResult:
+        """Run a command (no shell); CommandError when it fails (`check`) or times out."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class NetnsRunner:
+    """The real Runner: one worker thread, in network namespace `netns` when given.
+
+    On Linux the network namespace is a per-thread attribute: the thread calls setns() once, so its
+    netlink sockets, its /proc/sys/net view and every child process it forks live in the target
+    namespace while the rest of the agent stays where it is. It checks that it really left the
+    agent's own namespace before doing anything, so a mistake can never program the host's
+    firewall from a test.
+    """
 
     def __init__(self, netns: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.netns = netns

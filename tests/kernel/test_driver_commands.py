@@ -1,0 +1,128 @@
+"""The iptables driver driven through a recording Runner: the commands and restore input it
+writes for a small state, in the order it writes them. No kernel, no root."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from vppagent.drivers.iptables.driver import IptablesDriver
+from vppagent.drivers.iptables.names import ipset_name, policy_chain
+from vppagent.drivers.iptables.runner import CommandError, CommandResult, Runner
+from vppagent.lab import builders as b
+from vppagent.state.diff import diff_states
+from vppagent.state.ipset import IPSetType
+from vppagent.state.model import DataplaneState, Kind, PolicyKey
+
+T = TypeVar("T")
+WEB = ipset_name("s:web", IPSetType.IP, 4)
+ALLOW_WEB = policy_chain(PolicyKey("allow-web", "", ""), inbound=True)
+
+
+class RecordingRunner:
+    """An empty kernel: every save prints nothing; records each command with its input."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.commands: list[tuple[list[str], str | None]] = []
+        self.fail_restores = False
+
+    def call(self, fn: Callable[[], T]) -> T:
+        raise AssertionError("routes are off in these tests: nothing may call into the kernel")
+
+    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+            check: bool = True) -> CommandResult:
+        self.calls[argv[0]] += 1
+        self.commands.append((list(argv), stdin))
+        if self.fail_restores and argv[0].endswith("tables-nft-restore"):
+            raise CommandError(f"{argv[0]} exited 1: line 2 failed", "line 2 failed", 1)
+        return CommandResult("", "", 0.0)
+
+    def close(self) -> None:
+        pass
+
+    def names(self) -> list[str]:
+        return [" ".join(argv[:2]) for argv, _ in self.commands]
+
+    def take(self) -> list[tuple[list[str], str | None]]:
+        out, self.commands = self.commands, []
+        return out
+
+
+def small_state() -> DataplaneState:
+    state = DataplaneState()
+    state.apply(b.config({"Ipv6Support": "false"}))
+    state.apply(b.ipset("s:web", ["10.65.0.9"], "ip"))
+    state.apply(b.policy("allow-web", inbound=[
+        b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:web"])]))
+    state.apply(b.workload("ns/pod1", "cali1", ipv4=["10.65.0.2/32"], tiers=[b.tier("default", ingress=["allow-web"])]))
+    return state
+
+
+def driver_with(runner: RecordingRunner) -> IptablesDriver:
+    typed: Runner = runner  # the fake satisfies the protocol (checked here, not only at run time)
+    return IptablesDriver(backend="nft", refresh=False, program_routes=False, runner=typed)
+
+
+def test_resync_reads_back_creates_sets_then_writes_each_table() -> None:
+    runner = RecordingRunner()
+    report = driver_with(runner).resync(small_state().copy())
+    assert report.ok, report.error
+    assert runner.names() == ["iptables-nft-save", "ipset save", "ipset -exist",
+                              "iptables-nft-restore --noflush", "iptables-nft-restore --noflush",
+                              "iptables-nft-restore --noflush"]
+    commands = runner.take()
+    assert commands[2][1] == f"create {WEB} hash:ip family inet maxelem 1048576\nadd {WEB} 10.65.0.9\n"
+    tables = {stdin.splitlines()[0]: stdin for _, stdin in commands[3:] if stdin}
+    assert set(tables) == {"*filter", "*raw", "*mangle"}
+    filt = tables["*filter"].splitlines()
+    assert filt[-1] == "COMMIT"
+    # the policy: its set and port, accepting by mark; the pod's interface dispatched to its chain
+    assert any(line.startswith(f"-A {ALLOW_WEB} ") and f"--match-set {WEB} src" in line and "--dports 80" in line
+               for line in filt)
+    assert any(line.startswith("-A vpa-to-wl-dispatch ") and "-o cali1 -g vpa-tw-cali1" in line for line in filt)
+    assert any(line.startswith("-I FORWARD 1 ") and line.endswith("-j vpa-FORWARD") for line in filt)
+
+
+def test_an_unchanged_state_writes_nothing_and_a_member_change_only_the_set() -> None:
+    runner = RecordingRunner()
+    driver, state = driver_with(runner), small_state()
+    driver.resync(state.copy())
+    runner.take()
+    before = state.copy()
+    assert driver.apply(diff_states(before, before), before).writes == 0
+    assert runner.take() == []
+    state.apply(b.ipset_delta("s:web", added=["10.65.0.10"]))
+    after = state.copy()
+    assert driver.apply(diff_states(before, after), after).ok
+    assert runner.take() == [(["ipset", "-exist", "restore"], f"add {WEB} 10.65.0.10\n")]
+
+
+def test_removal_writes_iptables_before_destroying_the_set() -> None:
+    runner = RecordingRunner()
+    driver, state = driver_with(runner), small_state()
+    driver.resync(state.copy())
+    runner.take()
+    for kind in (Kind.WORKLOAD_ENDPOINT, Kind.POLICY, Kind.IPSET):
+        state.tables[kind].clear()
+    assert driver.apply(diff_states(small_state(), state), state.copy()).ok
+    commands = runner.take()
+    assert [argv[0] for argv, _ in commands] == ["iptables-nft-restore", "ipset"]
+    filt = commands[0][1] or ""
+    assert f"-X {ALLOW_WEB}" in filt and "-X vpa-tw-cali1" in filt
+    assert commands[1][1] == f"flush {WEB}\ndestroy {WEB}\n"
+
+
+def test_a_failed_restore_fails_the_apply_and_keeps_the_sets() -> None:
+    runner = RecordingRunner()
+    driver, state = driver_with(runner), small_state()
+    driver.resync(state.copy())
+    runner.take()
+    for kind in (Kind.WORKLOAD_ENDPOINT, Kind.POLICY, Kind.IPSET):
+        state.tables[kind].clear()
+    runner.fail_restores = True
+    report = driver.apply(diff_states(small_state(), state), state.copy())
+    assert not report.ok and "iptables-nft-restore" in (report.error or "")
+    # the old rules may still use the set: it is not destroyed
+    assert not any(argv[0] == "ipset" and "destroy" in (stdin or "") for argv, stdin in runner.take())
