@@ -83,3 +83,22 @@ def test_untracked_and_pre_dnat_are_refused_not_ignored(target: Target) -> None:
         assert sw_if_index not in target.bindings() and target.our_acls() == {}
     finally:
         driver.close()
+
+
+def test_an_af_packet_uplink_is_found_by_its_linux_name() -> None:
+    """Felix's host endpoint names eth0; VPP calls the af_packet interface on it host-eth0."""
+    from vppagent.drivers.vpp.acl.hostendpoints import interfaces_by_name
+    from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
+    from vppagent.drivers.vpp.tags import workload_tag
+    from vppagent.state.model import WorkloadKey
+
+    programmed = Programmed()
+    for info in (InterfaceInfo(1, "host-eth0", "", "af-packet"), InterfaceInfo(2, "host-eth1", "", "af-packet"),
+                 InterfaceInfo(3, "eth1", "", "dpdk"), InterfaceInfo(4, "host-loop", "", "Loopback"),
+                 InterfaceInfo(5, "host-cali1", workload_tag(WorkloadKey("k8s", "ns/p", "eth0")), "af-packet")):
+        programmed.interfaces[info.sw_if_index] = info
+    by_name = interfaces_by_name(programmed)
+    assert by_name["eth0"] == by_name["host-eth0"] == 1
+    assert by_name["eth1"] == 3, "VPP's own name wins over the af_packet spelling"
+    assert "loop" not in by_name, "only af_packet interfaces get their Linux name"
+    assert "cali1" not in by_name and "host-cali1" not in by_name, "pods are never host endpoints"

@@ -1,4 +1,5 @@
-"""Host endpoints on VPP: policy on the VPP interface named by the endpoint (the uplink).
+"""Host endpoints on VPP: policy on the VPP interface named by the endpoint (the uplink; one VPP
+took with af_packet is also found by its Linux name, as Felix names it).
 
 Everything entering VPP through the uplink crosses its input ACL, host-bound or forwarded alike,
 so the input ACL tells them apart by destination (the outbound ACL by source):
@@ -31,6 +32,20 @@ from vppagent.policy.model import Direction, HostEndpoint, IPAddress, PolicyErro
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
 FORWARD_PROFILE = "__vppagent_forward_fallthrough"  # synthetic: what falls out of the forward tiers
+AF_PACKET_DEV_TYPE = "af-packet"  # interface_dev_type as VPP reports it
+AF_PACKET_PREFIX = "host-"  # VPP names the af_packet interface on Linux's eth0 `host-eth0`
+
+
+def interfaces_by_name(programmed: Programmed) -> dict[str, int]:
+    """Non-pod VPP interfaces by the name a host endpoint may give: Felix names the Linux
+    interface (`eth0`), and an uplink VPP took with af_packet is `host-eth0` in VPP. VPP's own
+    name wins when both spellings name an interface."""
+    others = [i for i in programmed.interfaces.values() if not i.is_pod]
+    by_name = {i.name: i.sw_if_index for i in others}
+    for info in others:
+        if info.dev_type == AF_PACKET_DEV_TYPE and info.name.startswith(AF_PACKET_PREFIX):
+            by_name.setdefault(info.name.removeprefix(AF_PACKET_PREFIX), info.sw_if_index)
+    return by_name
 
 
 def host_endpoint_lists(state: DataplaneState, programmed: Programmed, compiler: ListCompiler,
@@ -38,7 +53,7 @@ def host_endpoint_lists(state: DataplaneState, programmed: Programmed, compiler:
     """Add each host endpoint's lists to `wanted` (by interface) and `owners`, or its refusal to `failed`."""
     if not state.host_endpoints:
         return
-    by_name = {i.name: i.sw_if_index for i in programmed.interfaces.values() if not i.is_pod}
+    by_name = interfaces_by_name(programmed)
     catalog = Catalog(state)
     forward_catalog: Catalog | None = None
     for endpoint_id, pb in sorted(state.host_endpoints.items()):
