@@ -50,8 +50,8 @@ test: deps lint
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-lab: deps
-	$(VENV)/bin/vppagent lab run
+lab: deps  # VPP per node when the vpp binary is installed, else the kernel (--driver auto)
+	$(VENV)/bin/vppagent lab run --driver auto
 
 proto: venv
 	$(VENV)/bin/python scripts/gen_proto.py

@@ -60,3 +60,18 @@ def test_without_root_the_lab_says_why_and_builds_nothing(
     assert topology.netns_problem() == "the lab needs root (network namespaces, iptables, BIRD)"
     assert main(["run"]) == EXIT_SETUP
     assert "the lab needs root" in capsys.readouterr().err
+
+
+def test_driver_auto_is_the_default_and_picks_vpp_when_it_can_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vppagent.lab import run
+
+    parser = argparse.ArgumentParser(prog="vppagent")
+    register(parser.add_subparsers(dest="command", required=True))
+    assert parser.parse_args(["lab", "run"]).driver == "auto"
+    monkeypatch.setattr(run, "vpp_problem", lambda: None)
+    assert run.resolve_driver("auto")[0] == "vpp"
+    monkeypatch.setattr(run, "vpp_problem", lambda: "the vpp binary is not installed")
+    driver, note = run.resolve_driver("auto")
+    assert driver == "iptables" and note is not None and "the vpp binary is not installed" in note
+    assert run.resolve_driver("iptables") == ("iptables", None)
+    assert run.resolve_driver("vpp") == ("vpp", None), "asked for explicitly: no fallback"

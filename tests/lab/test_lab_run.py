@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from tests.lab.scenarios import SMALL
 from vppagent.lab.record import STATE_ROOT, existing_namespaces
+from vppagent.vpprun import vpp_problem
 
 pytestmark = pytest.mark.root
 
@@ -28,6 +30,8 @@ def lab(*args: str, timeout: float = 110) -> tuple[int, dict[str, Any], float]:
     took = time.monotonic() - started
     assert proc.stdout.strip(), f"no JSON (rc {proc.returncode}); stderr:\n{proc.stderr[-3000:]}"
     report: dict[str, Any] = json.loads(proc.stdout)
+    if "--keep" in args:
+        return proc.returncode, report, took
     # Whatever the verdict, the lab removed what it made.
     assert not {ns for ns in existing_namespaces() if ns.startswith(report["prefix"] + "-")}
     assert not (STATE_ROOT / report["prefix"]).exists()
@@ -39,7 +43,7 @@ def cells(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_default_scenario_on_the_kernel_driver_has_no_mismatch() -> None:
-    rc, report, took = lab()
+    rc, report, took = lab("--driver", "iptables")
     mismatches = [c for c in cells(report) if not c["ok"]]
     assert rc == 0 and report["ok"] and not mismatches, mismatches[:5]
     print(f"default scenario: {took:.1f} s (set-up {report['setup_seconds']} s), {report['probes']} probes")
@@ -63,7 +67,7 @@ def test_a_wrong_written_expectation_fails_the_run(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(SMALL.replace("{from: client, to: db, port: 5432, allowed: false}",
                                    "{from: client, to: db, port: 5432, allowed: true}"))
-    rc, report, _ = lab(str(wrong))
+    rc, report, _ = lab(str(wrong), "--driver", "iptables")
     assert rc == 1 and not report["ok"]
     bad = [c for c in cells(report) if not c["ok"]]
     assert [(c["step"], c["from"], c["to"], c["port"]) for c in bad] == [("initial", "client", "db", "tcp/5432")]
@@ -95,8 +99,8 @@ def test_metrics_of_a_kept_lab_show_what_the_agent_did(tmp_path: Path) -> None:
 
     scenario = tmp_path / "small.yaml"
     scenario.write_text(SMALL)
-    proc = subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "run", "--json", "--keep",
-                           "--metrics-port", "9311", str(scenario)],
+    proc = subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "run", "--json", "--keep", "--driver",
+                           "iptables", "--metrics-port", "9311", str(scenario)],
                           capture_output=True, text=True, timeout=110, check=False)
     report = json.loads(proc.stdout)
     try:
@@ -114,3 +118,58 @@ def test_metrics_of_a_kept_lab_show_what_the_agent_did(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "down", report["prefix"]],
                        capture_output=True, timeout=60, check=False)
     assert not {ns for ns in existing_namespaces() if ns.startswith(report["prefix"] + "-")}
+
+
+def vppctl(prefix: str, node: str, command: str) -> str:
+    socket = STATE_ROOT / prefix / node / "vpp" / "cli.sock"
+    return subprocess.run(["vppctl", "-s", str(socket), command], capture_output=True, text=True, timeout=10,
+                          check=True).stdout
+
+
+@pytest.mark.skipif(vpp_problem() is not None, reason=f"no VPP for the lab: {vpp_problem()}")
+def test_default_scenario_on_real_vpp_has_no_mismatch_and_crosses_vpp_on_both_ends() -> None:
+    """`--driver auto` picks VPP when it is installed: one VPP per node, the fabric link as its uplink.
+    Kept after the run to see that pod traffic really went through VPP, not the node's kernel."""
+    rc, report, took = lab("--keep", timeout=150)
+    prefix = report["prefix"]
+    try:
+        mismatches = [c for c in cells(report) if not c["ok"]]
+        assert rc == 0 and report["ok"] and report["driver"] == "vpp" and not mismatches, mismatches[:5]
+        print(f"default scenario on VPP: {took:.1f} s (set-up {report['setup_seconds']} s)")
+        assert all(len(s["probes"]) == 40 for s in report["steps"]) and len(report["steps"]) == 4
+        nodes = {"node-a": 1, "node-b": 2, "node-c": 3}
+        for node in nodes:
+            assert subprocess.run(["ip", "netns", "exec", f"{prefix}-{node}", "cat", "/proc/sys/net/ipv4/ip_forward"],
+                                  capture_output=True, text=True, check=True).stdout.strip() == "0"
+            placement = vppctl(prefix, node, "show interface rx-placement")
+            assert "host-eth0 queue 0 (interrupt)" in placement and "(polling)" not in placement, placement
+            for other, other_index in nodes.items():
+                if other == node:
+                    continue
+                # Felix's RouteUpdate for the other node's block, used: VPP forwarded packets on it.
+                fib = vppctl(prefix, node, f"show ip fib 10.65.{other_index}.0/24")
+                assert f"via 198.18.0.{other_index} host-eth0" in fib, fib
+                forwarded = re.search(r"forwarding:.*?to:\[(\d+):", fib, re.S)
+                assert forwarded and int(forwarded.group(1)) > 0, fib
+    finally:
+        subprocess.run([sys.executable, "-m", "vppagent.lab.cli", "down", prefix], capture_output=True, timeout=60,
+                       check=False)
+    assert not {ns for ns in existing_namespaces() if ns.startswith(prefix + "-")}
+    assert not (STATE_ROOT / prefix).exists()
+    leftover = subprocess.run(["pgrep", "-f", f"vpp -c {STATE_ROOT / prefix}/"], capture_output=True, text=True,
+                              check=False).stdout.split()
+    assert not leftover, f"VPPs of lab {prefix} still running: {leftover}"
+
+
+@pytest.mark.skipif(vpp_problem() is not None, reason=f"no VPP for the lab: {vpp_problem()}")
+def test_the_uplinks_forward_policy_holds_on_vpp(tmp_path: Path) -> None:
+    """The small scenario's applyOnForward host endpoint names n1's eth0; on VPP that is the
+    af_packet uplink host-eth0, and db -> web must be denied there."""
+    small = tmp_path / "small.yaml"
+    small.write_text(SMALL)
+    rc, report, _ = lab(str(small), "--driver", "vpp", timeout=150)
+    mismatches = [c for c in cells(report) if not c["ok"]]
+    assert rc == 0 and report["driver"] == "vpp" and not mismatches, mismatches[:5]
+    by_flow = {(c["step"], c["from"], c["to"], c["port"]): c for c in cells(report)}
+    assert not by_flow[("initial", "db", "web", "tcp/80")]["actual"]
+    assert by_flow[("initial", "client", "web", "tcp/80")]["actual"]

@@ -26,9 +26,11 @@ def register(subparsers: Any) -> None:
     sub = lab.add_subparsers(dest="lab_command", required=True)
     run = sub.add_parser("run", help="build the lab, run a scenario, print the connectivity matrix")
     run.add_argument("scenario", nargs="?", type=Path, help="scenario YAML (default: the bundled one)")
-    run.add_argument("--driver", default="iptables", choices=["iptables", "vpp", "dry-run"],
-                     help="dataplane driver of every agent (default iptables, the kernel)")
-    run.add_argument("--vpp-api-socket", help="VPP API socket per node for --driver vpp; {node} is replaced")
+    run.add_argument("--driver", default="auto", choices=["auto", "vpp", "iptables", "dry-run"],
+                     help="dataplane driver of every agent: vpp (one real VPP per node), iptables (the "
+                          "kernel), dry-run; default auto = vpp when the vpp binary is installed")
+    run.add_argument("--vpp-api-socket", help="with --driver vpp: use these running VPPs (each with its uplink) "
+                                              "instead of starting one per node; {node} is replaced")
     run.add_argument("--json", action="store_true", help="print the results as JSON only")
     run.add_argument("--keep", action="store_true", help="leave the lab running afterwards (see `lab down`)")
     run.add_argument("--probe-timeout", type=positive_float, default=1.0, help="seconds per probe (default 1)")
@@ -57,7 +59,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from vppagent.lab.agents import LabError
     from vppagent.lab.report import LEGEND, ProgressBar, StepResult, format_step, use_color
-    from vppagent.lab.run import LabOptions, LabRun
+    from vppagent.lab.run import LabOptions, LabRun, resolve_driver
     from vppagent.lab.scenario import ScenarioError, load_scenario
     from vppagent.lab.topology import TopologyError, netns_problem
 
@@ -69,6 +71,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"vppagent lab: {problem}", file=sys.stderr)
         return EXIT_SETUP
+    driver, driver_note = resolve_driver(args.driver)
+    if driver == "vpp" and not args.vpp_api_socket:
+        from vppagent.vpprun import vpp_problem
+
+        problem = vpp_problem()
+        if problem is not None:
+            print(f"vppagent lab: --driver vpp starts one VPP per node: {problem}", file=sys.stderr)
+            return EXIT_SETUP
     color = use_color(sys.stdout, args.color) and not args.json
     bar = ProgressBar()
     pods = [pod.name for _, pod in scenario.pods()]
@@ -84,12 +94,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.label = text.split(":")[0] if text.startswith("step") else ""
         bar.message(text)
 
-    options = LabOptions(driver=args.driver, vpp_api_socket=args.vpp_api_socket, keep=args.keep,
+    options = LabOptions(driver=driver, vpp_api_socket=args.vpp_api_socket, keep=args.keep,
                          probe_timeout=args.probe_timeout, metrics_port=args.metrics_port,
                          status=status, progress=bar.update, step_done=step_done)
     if not args.json:
         print(f"lab: scenario {scenario.name} — {len(scenario.nodes)} nodes, {len(pods)} pods, "
-              f"{total - 1} steps; driver {args.driver}")
+              f"{total - 1} steps; driver {driver}" + (f" ({driver_note})" if driver_note else ""))
         print(LEGEND + "\n")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     lab = LabRun(scenario, options)

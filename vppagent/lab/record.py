@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 STATE_ROOT = Path(os.environ.get("VPPAGENT_LAB_STATE_DIR", "/run/vppagent-lab"))
 STATE_FILE = "state.json"
-# Stopped first to last: Felix's side, then agents (SIGTERM lets them stop their bird), then the rest.
-ROLE_ORDER = ("shim", "agent", "listener")
+# Stopped first to last: Felix's side, then agents (SIGTERM lets them stop their bird), then the
+# pods' listeners, then the VPPs the agents programmed, then anything else.
+ROLE_ORDER = ("shim", "agent", "listener", "vpp")
 _SAVE_LOCK = threading.RLock()  # agents may be (re)started from several threads
 
 

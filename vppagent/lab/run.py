@@ -1,6 +1,7 @@
 """A lab run: build the cluster, feed each node's agent through its Felix, probe every step.
 
-Order: namespaces → agents and pod listeners (all in parallel) → pods by CNI Add → felix-shims
+Order: namespaces → (driver vpp: one VPP per node, eth0 its uplink) → agents and pod listeners (all
+in parallel) → pods by CNI Add → felix-shims
 → Felix snapshots → endpoints reported up and BGP routes learnt → for each step: deltas, wait until
 applied, probes, compare with the reference evaluator.
 Teardown (unless kept) runs whatever happened, from the state file's list.
@@ -8,6 +9,7 @@ Teardown (unless kept) runs whatever happened, from the state file's list.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import select
 import shutil
@@ -24,18 +26,33 @@ from vppagent.lab.felix_feed import NodeFeed, workload_key
 from vppagent.lab.probe import Probe, run_probes
 from vppagent.lab.record import LabRecord, all_records, teardown
 from vppagent.lab.report import Cell, LabResult, StepResult
-from vppagent.lab.scenario import Scenario, Snapshot
+from vppagent.lab.scenario import NODE_SUBNET, Scenario, Snapshot
 from vppagent.lab.topology import Topology, new_prefix
+from vppagent.lab.vpp_nodes import NodeVpp, af_packet_name, vpp_problem
 
 DRIVERS = ("iptables", "vpp", "dry-run")
+CHOICES = ("auto", *DRIVERS)
 CNI_ATTEMPTS = 3
 LOGS_ROOT = Path("/tmp/vppagent-lab-logs")  # where a failed run's logs survive its teardown
+
+
+def resolve_driver(choice: str) -> tuple[str, str | None]:
+    """`auto`: the product itself (VPP) when a VPP can be started here, else the kernel.
+    Returns the driver and, for auto, a note saying which and why."""
+    if choice != "auto":
+        return choice, None
+    problem = vpp_problem()
+    if problem is None:
+        return "vpp", "driver auto: VPP (one per node)"
+    return "iptables", f"driver auto: iptables, the kernel ({problem})"
 
 
 @dataclass
 class LabOptions:
     driver: str = "iptables"
-    vpp_api_socket: str | None = None  # "{node}" is replaced by the node's name
+    # Outside VPPs instead of the lab's own ("{node}" is replaced by the node's name); each must
+    # already have its uplink.
+    vpp_api_socket: str | None = None
     keep: bool = False
     probe_timeout: float = 1.0
     metrics_port: int | None = None
@@ -47,7 +64,8 @@ class LabOptions:
 
 def save_files(workdir: Path, target: Path) -> Path | None:
     """Copy a lab's logs and generated configs (not its sockets) to `target`."""
-    files = [p for pattern in ("*.log", "*/*.log", "*/*.yaml", "*/bird.conf") for p in workdir.glob(pattern)]
+    patterns = ("*.log", "*/*.log", "*/*.yaml", "*/bird.conf", "*/vpp/*.log", "*/vpp/startup.conf")
+    files = [p for pattern in patterns for p in workdir.glob(pattern)]
     if not files:
         return None
     for path in files:
@@ -77,6 +95,7 @@ class LabRun:
         self.record: LabRecord | None = None
         self.topology: Topology | None = None
         self.agents: dict[str, NodeAgent] = {}
+        self.vpps: dict[str, NodeVpp] = {}  # the lab's own VPPs (driver vpp)
         self.feeds: dict[str, NodeFeed] = {}
         self.interfaces: dict[str, str] = {}
         self.listeners: list[subprocess.Popen[bytes]] = []
@@ -154,7 +173,8 @@ class LabRun:
                 agent.felix.close(timeout=2.0)  # Felix goes first, as in the state file's order
                 agent.felix = None
         problems = teardown(self.record) if self.record is not None else []
-        for proc in [*self.listeners, *(a.proc for a in self.agents.values() if a.proc is not None)]:
+        vpps = [v.process.proc for v in self.vpps.values() if v.process.proc is not None]
+        for proc in [*self.listeners, *(a.proc for a in self.agents.values() if a.proc is not None), *vpps]:
             if proc.poll() is None:
                 proc.wait(5)  # reap our children; teardown already signalled them
         return problems
@@ -165,7 +185,9 @@ class LabRun:
         sc, workdir = self.scenario, Path(self.record.workdir)
         self.options.status(f"building namespaces ({self.record.prefix})")
         self.topology = topo = Topology(sc, self.record)
-        topo.build()
+        topo.build(kernel_forwarding=self.options.driver != "vpp")
+        if self.options.driver == "vpp" and not self.options.vpp_api_socket:
+            self._start_vpps()
         self.options.status(f"starting {len(sc.nodes)} agents (driver {self.options.driver})")
         for node in sc.nodes:
             self.agents[node.name] = NodeAgent(node.name, topo.node_ns(node.name), workdir, self.record,
@@ -178,6 +200,8 @@ class LabRun:
         self.options.status("creating pods through each agent's CNI Add")
         for node, pod in sc.pods():
             self.interfaces[pod.name] = self._add_pod(node.name, pod.name)
+            if node.name in self.vpps:
+                self.vpps[node.name].interrupt_mode(af_packet_name(self.interfaces[pod.name]))
         if self.options.driver == "dry-run":
             self._wire_pods_ourselves()
         self.options.status("streaming each node's Felix snapshot through felix-shim")
@@ -196,9 +220,25 @@ class LabRun:
         self.options.status("waiting for BGP to learn every node's block")
         self._wait_routes()
 
+    def _start_vpps(self) -> None:
+        """One VPP per node, started together; then each node's eth0 becomes its uplink."""
+        assert self.topology is not None and self.record is not None
+        self.options.status(f"starting {len(self.scenario.nodes)} VPPs")
+        for node in self.scenario.nodes:
+            self.vpps[node.name] = NodeVpp(node.name, self.topology.node_ns(node.name),
+                                           Path(self.record.workdir) / node.name, self.record)
+            self.vpps[node.name].start()
+        for node in self.scenario.nodes:
+            vpp = self.vpps[node.name]
+            vpp.wait_ready()
+            vpp.configure_uplink(ipaddress.IPv4Interface(f"{self.scenario.node_address(node.name)}/"
+                                                         f"{NODE_SUBNET.prefixlen}"))
+
     def _agent_args(self, node: str) -> list[str]:
         args = []
-        if self.options.vpp_api_socket:
+        if node in self.vpps:
+            args += ["--vpp-api-socket", str(self.vpps[node].api_socket), "--pod-interface", "af_packet"]
+        elif self.options.vpp_api_socket:
             args += ["--vpp-api-socket", self.options.vpp_api_socket.replace("{node}", node)]
         if self.options.metrics_port is not None:
             args += ["--metrics-port", str(self.options.metrics_port)]

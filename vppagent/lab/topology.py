@@ -79,7 +79,10 @@ class Topology:
         self.record.add_namespace(name)
         run(["ip", "netns", "add", name])
 
-    def build(self) -> None:
+    def build(self, kernel_forwarding: bool = True) -> None:
+        """`kernel_forwarding` False for VPP nodes: VPP forwards the pods' traffic, and a node
+        kernel that sees the same frames on eth0 (af_packet shares the link) must not forward too."""
+        forwarding = "1" if kernel_forwarding else "0"
         self._add_namespace(self.fabric)
         ip_batch(self.fabric, ["link set lo up", "link add br0 type bridge", "link set br0 up"])
         for index, node in enumerate(self.scenario.nodes, 1):
@@ -97,7 +100,7 @@ class Topology:
             # icmp_ratelimit=0: a REJECT answers with an ICMP error, and the kernel sends a host
             # at most 6 of those in a burst, then 1 a second; a pod probing many denied ports
             # would see timeouts instead of fast refusals.
-            sysctl(ns, {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
+            sysctl(ns, {"net.ipv4.ip_forward": forwarding, "net.ipv6.conf.all.forwarding": forwarding,
                         "net.ipv4.icmp_ratelimit": "0"})
         for _, pod in self.scenario.pods():
             self._add_namespace(self.pod_ns(pod.name))
