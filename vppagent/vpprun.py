@@ -6,9 +6,10 @@ sockets, pid file, log, the startup.conf written here), so several run side by s
 own session, so a signal to the caller's process group does not reach it, and is stopped by its
 pid: SIGTERM, then SIGKILL if it lingers.
 
-Cost when idle: only the main thread (`cpu { main-core 0 }` is left to VPP's default: no workers),
-`poll-sleep-usec` makes the main loop sleep between polls, and interfaces VPP would poll
-(af_packet) should be put in interrupt mode (`interrupt_mode`), so three instances fit on two cores.
+Cost when idle: only the main thread (no workers), and interfaces VPP would poll (af_packet) should
+be put in interrupt mode (`interrupt_mode`): with nothing to poll the main loop sleeps until
+something happens, so three instances fit on two cores (`poll-sleep-usec` would make it wake every
+interval instead, which costs more).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ STOP_TIMEOUT = 10.0
 CLI_TIMEOUT = 10.0
 
 _STARTUP_CONF = """\
-unix {{ nodaemon log {dir}/vpp.log cli-listen {dir}/cli.sock pidfile {dir}/vpp.pid runtime-dir {dir} \
-poll-sleep-usec 100 }}
+unix {{ nodaemon log {dir}/vpp.log cli-listen {dir}/cli.sock pidfile {dir}/vpp.pid runtime-dir {dir} }}
 socksvr {{ socket-name {dir}/api.sock }}
 statseg {{ socket-name {dir}/stats.sock size 8M }}
 memory {{ main-heap-size {heap} main-heap-page-size 4k }}
