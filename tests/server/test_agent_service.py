@@ -247,6 +247,7 @@ def test_swap_with_some_objects_failing_is_refused(agent: AgentHarness) -> None:
             return ApplyReport(failed={(Kind.WORKLOAD_ENDPOINT, WorkloadKey("k8s", "ns/pod1", "eth0")): "no room"})
 
     agent.core._driver_factory = lambda name: Partial(name=name)
+    agent.core.driver.programs_dataplane = True  # stands in for a driver that programs: pod1 is up in it
     stream = agent.stream()
     stream.send(*snapshot(), b.in_sync())
     wait_for(lambda: agent.state()["in_sync"], what="in sync")

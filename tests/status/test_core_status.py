@@ -157,7 +157,7 @@ def test_a_failed_policy_fails_the_endpoints_that_use_it() -> None:
 
 def test_swap_keeps_endpoints_already_in_error() -> None:
     """Finding 5: a swap is refused only when the new driver fails what the old one programmed."""
-    core, feed = start_core(DryRunDriver(), factory=lambda name: DryRunDriver(name=name))
+    core, feed = start_core(DryRunDriver(programs_dataplane=True), factory=lambda name: DryRunDriver(name=name))
     try:
         feed.send(*snapshot(pod1_ipv4="10.65.0.300/32"), b.in_sync())
         wait_for(lambda: feed.statuses() == {"ns/pod1": "error", "ns/pod2": "up"}, what="pod1 error")
@@ -179,7 +179,7 @@ def test_swap_is_refused_when_the_new_driver_fails_an_endpoint_that_was_up() -> 
         d.extra_failed = {(Kind.WORKLOAD_ENDPOINT, WorkloadKey("k8s", "ns/pod2", "eth0")): "no room"}
         return d
 
-    core, feed = start_core(DryRunDriver(), factory=factory)
+    core, feed = start_core(DryRunDriver(programs_dataplane=True), factory=factory)  # as a real driver
     try:
         feed.send(*snapshot(pod1_ipv4="10.65.0.300/32"), b.in_sync())
         wait_for(lambda: feed.statuses() == {"ns/pod1": "error", "ns/pod2": "up"}, what="pod1 error")
@@ -262,3 +262,22 @@ def test_endpoint_faults_follow_ip_sets_policies_and_profiles() -> None:
     by_policy = endpoint_faults(state, {(Kind.POLICY, PolicyKey("allow-web", "", "")): "bad",
                                         pod2: "own reason"})
     assert by_policy[pod2] == "own reason" and "allow-web" in by_policy[(Kind.WORKLOAD_ENDPOINT, POD1)]
+
+
+def test_a_swap_away_from_the_dry_run_has_nothing_to_lose() -> None:
+    """Finding 5 as seen: `driver set dry-run`, then back to a driver that fails one endpoint the
+    dry run accepted (say, a bad interface name): the swap stands, that endpoint is "error"."""
+    def factory(name: str) -> ScriptedDriver:
+        d = ScriptedDriver(name=name)
+        d.extra_failed = {(Kind.WORKLOAD_ENDPOINT, POD1): "interface name cali$1 is not valid"}
+        return d
+
+    core, feed = start_core(DryRunDriver(), factory=factory)
+    try:
+        feed.send(*snapshot(), b.in_sync())
+        wait_for(lambda: feed.statuses() == {"ns/pod1": "up", "ns/pod2": "up"}, what="both up in the dry run")
+        ok, error, _, _ = core.set_driver("iptables")
+        assert ok, error
+        wait_for(lambda: feed.statuses() == {"ns/pod1": "error", "ns/pod2": "up"}, what="pod1 error after the swap")
+    finally:
+        core.stop()

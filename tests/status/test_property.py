@@ -10,8 +10,10 @@ A failure names the seed and the batch; `run_mix(driver, seed, batches)` replays
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,16 +24,18 @@ from vppagent.drivers.base import Driver
 from vppagent.drivers.dryrun import DryRunDriver
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
-from vppagent.policy.flat import CompiledList
 from vppagent.server.core import AgentCore
 from vppagent.state.model import Kind, WorkloadKey
 
-CI_SEEDS = {"dry-run": range(15), "vpp": range(3)}
-SLOW_SEEDS = {"dry-run": range(15, 2015), "vpp": range(3, 303)}
+CI_SEEDS = {"dry-run": range(15), "vpp": range(3), "kernel": range(2)}
+SLOW_SEEDS = {"dry-run": range(15, 2015), "vpp": range(3, 303), "kernel": range(2, 102)}
 BATCHES = 12
 
-# What the dataplane holds for an endpoint, compared with the oracle's compiled (egress, ingress).
-Holds = Callable[[WorkloadKey, tuple[CompiledList, CompiledList]], str | None]
+# What the dataplane holds for an endpoint, compared with what the oracle says it must hold:
+# None when equal, else what differs. The int numbers the check (a dataplane read may be shared
+# by the endpoints of one check).
+Holds = Callable[[WorkloadKey, Expected, int], str | None]
+_ROUNDS = iter(range(1 << 62))
 
 
 def run_mix(driver: Driver, seed: int, batches: int, holds: Holds) -> Counter[str]:
@@ -67,6 +71,7 @@ def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str) -> list[
             for r in core.state_report()["workload_endpoints"]}
     assert set(rows) == set(oracle.state.workload_endpoints), where
     problems = []
+    check_round = next(_ROUNDS)
     for key, row in rows.items():
         if key in oracle.invalid:
             if row["status"] != "error":
@@ -75,7 +80,7 @@ def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str) -> list[
         if row["status"] != "up":
             problems.append(f"{key} is {row['status']} ({row['error']}) but valid")
             continue
-        wrong = holds(key, oracle.lists[key])
+        wrong = holds(key, oracle, check_round)
         if wrong:
             problems.append(f"{key} is up but {wrong}")
     assert not problems, f"{where}:\n" + "\n".join(problems)
@@ -88,7 +93,8 @@ def _brief(batch: list[felix.ToDataplane]) -> str:
 
 # -- dry-run -----------------------------------------------------------------------------------
 def dry_run_holds(driver: DryRunDriver) -> Holds:
-    def holds(key: WorkloadKey, lists: tuple[CompiledList, CompiledList]) -> str | None:
+    def holds(key: WorkloadKey, oracle: Expected, _: int) -> str | None:
+        lists = oracle.lists[key]
         have = driver.lists.get((Kind.WORKLOAD_ENDPOINT, key))
         return None if have == lists else f"holds {have}, compiled {lists}"
     return holds
@@ -127,8 +133,14 @@ def vpp_holds(target: Target) -> Holds:
     conn = VppConnection(target.socket_path, request_timeout=5)
     conn.connect()
 
-    def holds(key: WorkloadKey, lists: tuple[CompiledList, CompiledList]) -> str | None:
-        vpp = read_programmed(VppCalls(conn))  # what VPP holds, read afresh, not the driver's idea
+    reads: dict[int, Any] = {}
+
+    def holds(key: WorkloadKey, oracle: Expected, check_round: int) -> str | None:
+        lists = oracle.lists[key]
+        if check_round not in reads:  # what VPP holds, read afresh, not the driver's idea
+            reads.clear()
+            reads[check_round] = read_programmed(VppCalls(conn))
+        vpp = reads[check_round]
         ifx = vpp.pod_interfaces()[workload_tag(key)]
         acl_in, acl_out = vpp.binding(ifx)
         have = (vpp.acls.get(acl_in) if acl_in is not None else None,
@@ -161,3 +173,102 @@ def test_vpp_statuses_tell_the_truth_long(vpp_pods: Target) -> None:
     _vpp_run(vpp_pods, SLOW_SEEDS["vpp"], BATCHES * 3)
 
 
+
+
+# -- kernel (iptables + ipset, in a network namespace) ----------------------------------------
+@pytest.fixture
+def kernel_ns() -> Iterator[str]:
+    from tests.kernel.netlab import Lab, netns_available, sh
+
+    unavailable = netns_available()
+    if unavailable is not None:
+        pytest.skip(f"kernel property test skipped: {unavailable}")
+    lab = Lab(f"vps{os.getpid() % 100000}")
+    try:
+        ns = lab.add_ns(f"{lab.prefix}-node")
+        for i, iface in enumerate(ENDPOINTS.values()):  # the endpoints' interfaces, for their routes
+            sh("ip", "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", f"peer{i}")
+            for name in (iface, f"peer{i}"):
+                sh("ip", "-n", ns, "link", "set", name, "up")
+        yield ns
+    finally:
+        lab.cleanup()
+
+
+def kernel_holds(driver: Any, ns: str) -> Holds:
+    """The endpoint's chains, every chain they reach, and the IP sets those match, as the kernel
+    holds them (iptables-save, ipset save), against a fresh render of the desired state. Rules are
+    compared by their content hashes (table.py), IP sets by members."""
+    import re
+    import subprocess
+
+    from vppagent.drivers.iptables.ipsets import parse_ipset_save
+    from vppagent.drivers.iptables.names import endpoint_chain
+    from vppagent.drivers.iptables.render import StateRenderer
+    from vppagent.drivers.iptables.settings import Settings
+    from vppagent.drivers.iptables.table import parse_save, split_save
+
+    compared = Counter[str]()
+    match_set = re.compile(r"--match-set (\S+)")
+
+    def run(*argv: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=True).stdout
+
+    reads: dict[int, tuple[Any, dict[str, Any], dict[int, str]]] = {}
+
+    def holds(key: WorkloadKey, oracle: Expected, check_round: int) -> str | None:
+        if check_round not in reads:  # one render and one read of the kernel per check
+            reads.clear()
+            desired = StateRenderer().render(oracle.state, Settings.from_config(oracle.state.config))
+            saves = {family: run(driver.backend.save(family)) for family in {f for f, _ in desired.chains}}
+            reads[check_round] = (desired, parse_ipset_save(run("ipset", "save")), saves)
+        desired, sets, saves = reads[check_round]
+        iface = oracle.state.workload_endpoints[key].name
+        for (family, table), chains in desired.chains.items():
+            by_name = {c.name: c for c in chains}
+            kernel = parse_save(split_save(saves[family]).get(table, "")).ours
+            todo = [n for n in (endpoint_chain("tw-", iface), endpoint_chain("fw-", iface)) if n in by_name]
+            seen: set[str] = set()
+            while todo:
+                chain = by_name[todo.pop()]
+                if chain.name in seen:
+                    continue
+                seen.add(chain.name)
+                if kernel.get(chain.name) != chain.hashes:
+                    return f"IPv{family} {table} chain {chain.name} differs from the render"
+                compared["chains"] += 1
+                for rule in chain.rules:
+                    for name in match_set.findall(rule.text):
+                        want = desired.ipsets.get(name)
+                        if want is None or sets.get(name) != want:
+                            return f"IP set {name} holds {sets.get(name)}, render {want}"
+                        compared["ipsets"] += 1
+                todo += [t for t in chain.targets() if t in by_name]
+        return None
+    holds.compared = compared  # type: ignore[attr-defined]
+    return holds
+
+
+def _kernel_run(ns: str, seeds: range, batches: int) -> Counter[str]:
+    from vppagent.drivers.iptables import IptablesDriver
+
+    checks: Counter[str] = Counter()
+    for seed in seeds:  # each seed's driver starts from what the last one left (its resync adopts it)
+        driver = IptablesDriver(netns=ns, refresh=False)
+        holds = kernel_holds(driver, ns)
+        checks += run_mix(driver, seed, batches, holds)  # closes the driver
+        checks.update({f"compared {k}": v for k, v in holds.compared.items()})  # type: ignore[attr-defined]
+    return checks
+
+
+@pytest.mark.root
+def test_kernel_statuses_tell_the_truth(kernel_ns: str) -> None:
+    checks = _kernel_run(kernel_ns, CI_SEEDS["kernel"], BATCHES)
+    assert checks["up"] > 40 and checks["error"] > 40, f"too one-sided to mean much: {checks}"
+    assert checks["compared chains"] > 200 and checks["compared ipsets"] >= 10, checks
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_kernel_statuses_tell_the_truth_long(kernel_ns: str) -> None:
+    _kernel_run(kernel_ns, SLOW_SEEDS["kernel"], BATCHES * 3)

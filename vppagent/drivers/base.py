@@ -55,6 +55,9 @@ class Driver(abc.ABC):
     """A dataplane driver (see module docstring)."""
 
     name: str = "abstract"
+    # False for a driver that only shows what it would do (dry-run): a swap away from it has
+    # nothing programmed to lose.
+    programs_dataplane: bool = True
 
     @abc.abstractmethod
     def resync(self, state: DataplaneState) -> ApplyReport:

@@ -34,6 +34,7 @@ class DryRunDriver(Driver):
     """Keeps the state it was given and every endpoint's compiled lists."""
 
     name: str = "dry-run"
+    programs_dataplane: bool = False
     rule_limit: int = DEFAULT_RULE_LIMIT
     held: DataplaneState = field(default_factory=DataplaneState)
     lists: dict[Ref, Lists] = field(default_factory=dict)

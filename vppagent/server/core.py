@@ -379,8 +379,8 @@ class AgentCore:
 
     def _swap_losses(self, state: DataplaneState, report: ApplyReport) -> str:
         """What the new driver failed that the old one had programmed (empty: nothing)."""
-        if self._outage is not None:
-            return ""  # the old driver held nothing reliably: the new one can only do better
+        if self._outage is not None or not self.driver.programs_dataplane:
+            return ""  # the old driver held nothing (reliably): the new one can only do better
         now_failing = endpoint_faults(state, report.failed)
         lost = {ref: why for ref, why in now_failing.items()
                 if self.statuses.current.get(ref, ("error", None))[0] != "error"}
