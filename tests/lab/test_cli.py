@@ -9,7 +9,7 @@ import pytest
 
 from vppagent.lab.cli import EXIT_USAGE, cmd_run, main, register
 from vppagent.lab.report import Cell, LabResult, StepResult, format_step
-from vppagent.lab.scenario import Port
+from vppagent.lab.scenario_objects import Port
 
 
 def test_register_adds_lab_run_and_down_to_a_parent_parser() -> None:

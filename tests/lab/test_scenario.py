@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from tests.lab.scenarios import SMALL
-from vppagent.lab.scenario import Port, ScenarioError, load_scenario, parse_scenario
+from vppagent.lab.scenario import ScenarioError, load_scenario, parse_scenario
+from vppagent.lab.scenario_objects import Port
 
 
 def test_default_scenario_meets_the_acceptance_shape() -> None:

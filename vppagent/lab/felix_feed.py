@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders
-from vppagent.lab.scenario import ClusterObjects, Peer, Policy, Rule, Scenario
+from vppagent.lab.scenario import ClusterObjects, Scenario
+from vppagent.lab.scenario_objects import Peer, Policy, Rule
 from vppagent.state.ipset import IPSetType, canonical_member
 from vppagent.state.model import DataplaneState, WorkloadKey
 

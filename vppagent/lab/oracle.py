@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vppagent.lab.felix_feed import workload_key
-from vppagent.lab.scenario import ClusterObjects, Port, Scenario
+from vppagent.lab.scenario import ClusterObjects, Scenario
+from vppagent.lab.scenario_objects import Port
 from vppagent.policy.evaluate import Verdict, forward_verdict
 from vppagent.policy.model import PROTOCOL_NUMBERS
 from vppagent.policy.packet import Packet

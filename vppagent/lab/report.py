@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from vppagent.lab.scenario import Port
+from vppagent.lab.scenario_objects import Port
 
 GREEN, RED, DIM, BOLD, MISMATCH, RESET = "\033[32m", "\033[31m", "\033[2m", "\033[1m", "\033[1;97;41m", "\033[0m"
 CONNECTED, BLOCKED, SELF = "✓", "✗", "·"

@@ -9,233 +9,41 @@ every reference at every step, so a broken scenario fails at load time with the 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from vppagent.command_line import UsageError, describe_yaml_error, read_text_file
+from vppagent.lab.scenario_objects import (
+    DEFAULT_TIER,
+    STRICT,
+    BgpSection,
+    Expectation,
+    HostEndpoint,
+    IPSetChange,
+    Node,
+    ObjectName,
+    Pod,
+    Policy,
+    Profile,
+    Step,
+    StepApply,
+    StepRemove,
+    Tier,
+    bgp_section,
+)
 
 NODE_SUBNET = ipaddress.IPv4Network("198.18.0.0/24")  # RFC 2544 benchmarking range, never routed
 NODE_GATEWAY = "198.18.0.254"  # not a real host: a default route makes proxy ARP answer (env notes §2)
 BLOCK_PREFIX = 24
-DEFAULT_TIER = "default"
-PORT_PROTOCOLS = ("tcp", "udp", "sctp")
-
-_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-_OBJECT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-PodName = Annotated[str, Field(pattern=_DNS_LABEL, max_length=40)]
-# Node names become namespace names (prefix + name) and BGP hostnames.
-NodeName = Annotated[str, Field(pattern=_DNS_LABEL, max_length=24)]
-ObjectName = Annotated[str, Field(pattern=_OBJECT_NAME, max_length=100)]
 
 
 class ScenarioError(ValueError):
     """A scenario that cannot run; the message names the file, step and object."""
-
-
-@dataclass(frozen=True, order=True)
-class Port:
-    protocol: str
-    number: int
-
-    def __str__(self) -> str:
-        return f"{self.protocol}/{self.number}"
-
-
-def _parse_port(value: object) -> object:
-    """`80` and `"80"` mean tcp/80; `"udp/53"` names the protocol."""
-    if isinstance(value, Port):
-        return value
-    text = str(value).strip().lower()
-    proto, _, number = text.rpartition("/")
-    proto = proto or "tcp"
-    if proto not in ("tcp", "udp") or not number.isdigit() or not 1 <= int(number) <= 65535:
-        raise ValueError(f"port {value!r}: write 80, tcp/80 or udp/53 (1-65535)")
-    return Port(proto, int(number))
-
-
-PortSpec = Annotated[Port, BeforeValidator(_parse_port)]
-
-
-def _parse_port_range(value: object) -> object:
-    """A rule port: `80` or `"8000-8080"`, kept as text for the message builder."""
-    text = str(value).strip()
-    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
-    if match is None or not all(0 < int(p) <= 65535 for p in match.groups() if p):
-        raise ValueError(f"port {value!r}: write 80 or 8000-8080")
-    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-    if first > last:
-        raise ValueError(f"port range {value!r} is backwards")
-    return text
-
-
-PortRangeText = Annotated[str, BeforeValidator(_parse_port_range)]
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Peer(_Strict):
-    """One side of a rule. Every field given must match (AND); each list is an OR of its entries."""
-
-    pods: list[PodName] = []  # shorthand for the pods' own addresses
-    nets: list[Network] = []
-    ipsets: list[ObjectName] = []
-    ports: list[PortRangeText] = []
-    not_pods: list[PodName] = []
-    not_nets: list[Network] = []
-    not_ipsets: list[ObjectName] = []
-    not_ports: list[PortRangeText] = []
-
-    def pod_names(self) -> list[str]:
-        return [*self.pods, *self.not_pods]
-
-    def ipset_names(self) -> list[str]:
-        return [*self.ipsets, *self.not_ipsets]
-
-
-class Rule(_Strict):
-    action: Literal["allow", "deny", "pass", "log"]
-    protocol: Literal["tcp", "udp", "icmp", "sctp"] | None = None
-    not_protocol: Literal["tcp", "udp", "icmp", "sctp"] | None = None
-    source: Peer = Peer()
-    destination: Peer = Peer()
-
-    @model_validator(mode="after")
-    def _ports_need_protocol(self) -> Rule:
-        # Calico's validation refuses numeric ports without a port protocol; the agent would
-        # hold the policy back, which is not what a scenario author means.
-        has_ports = any((self.source.ports, self.source.not_ports, self.destination.ports,
-                         self.destination.not_ports))
-        if has_ports and self.protocol not in PORT_PROTOCOLS:
-            raise ValueError("ports need protocol: tcp, udp or sctp")
-        return self
-
-
-class Tier(_Strict):
-    name: ObjectName
-    order: float | None = None  # lower first; none sorts last, as in Calico
-    default_action: Literal["Deny", "Pass"] = "Deny"
-
-
-class Policy(_Strict):
-    """A policy in a tier. `applies_to` names pods (or `all` pods) and host endpoints; a missing
-    ingress or egress list means the policy does not apply in that direction, an empty list means
-    it applies and matches nothing (the end of the tier decides)."""
-
-    name: ObjectName
-    tier: ObjectName = DEFAULT_TIER
-    order: float | None = None
-    applies_to: Literal["all"] | list[Annotated[str, Field(pattern=_OBJECT_NAME)]]
-    ingress: list[Rule] | None = None
-    egress: list[Rule] | None = None
-    apply_on_forward: bool = False  # host endpoints: also police traffic forwarded through them
-
-    @model_validator(mode="after")
-    def _some_direction(self) -> Policy:
-        if self.ingress is None and self.egress is None:
-            raise ValueError(f"policy {self.name}: give ingress, egress or both")
-        return self
-
-
-class Profile(_Strict):
-    name: ObjectName
-    ingress: list[Rule] = []
-    egress: list[Rule] = []
-
-
-class HostEndpoint(_Strict):
-    name: ObjectName
-    node: NodeName
-    interface: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,15}$")] = "eth0"
-    profiles: list[ObjectName] = []
-
-
-class Pod(_Strict):
-    name: PodName
-    namespace: PodName = "default"
-    ports: list[PortSpec] = []
-    profiles: list[ObjectName] | None = None  # None: the scenario's pod_profiles
-
-
-# The lab decides where BIRD's files live and runs it; a scenario sets only BGP behaviour.
-LAB_OWNED_BGP_KEYS = frozenset({"enabled", "hostname", "config_path", "socket_path", "bird_binary",
-                                "birdc_binary", "run_bird"})
-
-
-def _bgp_section(value: dict[str, Any]) -> dict[str, Any]:
-    from vppagent.bgp.config import BgpConfig
-
-    owned = sorted(LAB_OWNED_BGP_KEYS & value.keys())
-    if owned:
-        raise ValueError(f"bgp: {', '.join(owned)} are set by the lab")
-    try:
-        BgpConfig.model_validate(value)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ValueError(f"bgp.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    return value
-
-
-BgpSection = Annotated[dict[str, Any], AfterValidator(_bgp_section)]
-
-
-class Node(_Strict):
-    name: NodeName
-    pods: list[Pod] = []
-    labels: dict[str, str] = {}  # sent in HostMetadataUpdate (route reflectors are chosen by label)
-    bgp: BgpSection = {}  # this node's agent: merged over the scenario's bgp section
-
-
-class Expectation(_Strict):
-    """A written-down verdict; it must agree with the reference evaluator and with the wire."""
-
-    source: PodName = Field(alias="from")
-    target: PodName = Field(alias="to")
-    port: PortSpec
-    allowed: bool
-
-
-class IPSetChange(_Strict):
-    add: list[str] = []  # pod names or CIDRs
-    remove: list[str] = []
-
-
-class StepApply(_Strict):
-    """Objects created or replaced (by name)."""
-
-    tiers: list[Tier] = []
-    ipsets: dict[ObjectName, list[str]] = {}
-    profiles: list[Profile] = []
-    policies: list[Policy] = []
-    host_endpoints: list[HostEndpoint] = []
-
-
-class StepChange(_Strict):
-    ipsets: dict[ObjectName, IPSetChange] = {}
-
-
-class StepRemove(_Strict):
-    tiers: list[ObjectName] = []
-    ipsets: list[ObjectName] = []
-    profiles: list[ObjectName] = []
-    policies: list[ObjectName] = []
-    host_endpoints: list[ObjectName] = []
-
-
-class Step(_Strict):
-    name: str = Field(min_length=1, max_length=80)
-    apply: StepApply = StepApply()
-    change: StepChange = StepChange()
-    remove: StepRemove = StepRemove()
-    expect: list[Expectation] = []
 
 
 @dataclass
@@ -273,7 +81,9 @@ class Snapshot:
     ipset_changes: dict[str, IPSetChange]
 
 
-class Scenario(_Strict):
+class Scenario(BaseModel):
+    model_config = STRICT
+
     name: str = Field(min_length=1, max_length=80)
     description: str = ""
     pool: ipaddress.IPv4Network = ipaddress.IPv4Network("10.65.0.0/16")
@@ -317,7 +127,7 @@ class Scenario(_Strict):
 
     def bgp_of(self, node: Node) -> dict[str, Any]:
         merged = {**self.bgp, **node.bgp}
-        _bgp_section(merged)
+        bgp_section(merged)
         return merged
 
     def pod_profiles_of(self, pod: Pod) -> list[str]:

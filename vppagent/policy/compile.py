@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -46,157 +45,21 @@ from vppagent.policy.flat import CompiledList, FirstMatch, FlatAction, FlatRule,
 from vppagent.policy.model import (
     ICMP_FOR_FAMILY,
     PROTOCOL_NAMES,
-    SCTP,
     TCP,
     UDP,
     Action,
     Direction,
     HostEndpoint,
     IPNetwork,
-    PolicyError,
     PortRange,
     Rule,
     Tier,
     policy_owner,
 )
+from vppagent.policy.rule_boxes import CompileError, RuleBoxes, RuleLimitExceeded
 from vppagent.state.model import STAGED_KINDS, DataplaneState
 
 DEFAULT_RULE_LIMIT = 20_000
-
-
-class CompileError(PolicyError):
-    """The endpoint's policy cannot be compiled; the endpoint must not be programmed open."""
-
-
-class RuleLimitExceeded(CompileError):
-    pass
-
-
-# -- rule → boxes --------------------------------------------------------------------------------
-
-
-class _Family:
-    """Compilation state for one address family."""
-
-    def __init__(self, cat: Catalog, family: int, limit: int) -> None:
-        self.cat = cat
-        self.family = family
-        self.w = width(family)
-        self.limit = limit
-        self.set_cache: dict[tuple[str, str], list[Box]] = {}
-
-    def _prefix(self, net: IPNetwork) -> tuple[int, int]:
-        return int(net.network_address), net.prefixlen
-
-    def nets_boxes(self, nets: Sequence[IPNetwork], side: str) -> list[Box]:
-        # Aggregation: adjacent and nested CIDRs merge (collapse_addresses sorts too).
-        same_family = [n for n in nets if n.version == self.family]
-        mine: list[IPNetwork] = list(ipaddress.collapse_addresses(same_family))  # type: ignore[type-var]
-        out = []
-        for net in mine:
-            a, n = self._prefix(net)
-            out.append(full_box()._replace(src=a, src_len=n) if side == "src" else
-                       full_box()._replace(dst=a, dst_len=n))
-        return out
-
-    def set_boxes(self, set_id: str, side: str) -> list[Box]:
-        """An address set on one side, or an (ip, proto, port) set on one side ('src'/'dst')."""
-        key = (set_id, side)
-        cached = self.set_cache.get(key)
-        if cached is not None:
-            return cached
-        s = self.cat.ipset(set_id)
-        if s.ip_ports:
-            by_proto_port: dict[tuple[int, int], list[IPNetwork]] = defaultdict(list)
-            for addr, proto, port in s.ip_ports:
-                if addr.version == self.family:
-                    if proto not in (TCP, UDP):
-                        raise CompileError(f"IP set {set_id}: {PROTOCOL_NAMES.get(proto, proto)} ports "
-                                           "cannot be matched by VPP ACLs")
-                    by_proto_port[(proto, port)].append(ipaddress.ip_network(addr))
-            boxes = []
-            for (proto, port), addrs in sorted(by_proto_port.items()):
-                for b in self.nets_boxes(addrs, side):
-                    if side == "src":
-                        boxes.append(b._replace(proto_lo=proto, proto_hi=proto, a_lo=port, a_hi=port))
-                    else:
-                        boxes.append(b._replace(proto_lo=proto, proto_hi=proto, b_lo=port, b_hi=port))
-        else:
-            boxes = self.nets_boxes(s.nets, side)
-        self.set_cache[key] = boxes
-        return boxes
-
-    def port_boxes(self, rule: Rule, ranges: Sequence[PortRange], side: str) -> list[Box]:
-        if not ranges:
-            return []
-        proto = rule.protocol
-        if proto == SCTP:
-            raise CompileError("SCTP ports cannot be matched by VPP ACLs (VPP reads no SCTP ports)")
-        assert proto is not None  # validation: numeric ports need tcp, udp or sctp
-        base = full_box()._replace(proto_lo=proto, proto_hi=proto)
-        if side == "src":
-            return [base._replace(a_lo=r.first, a_hi=r.last) for r in ranges]
-        return [base._replace(b_lo=r.first, b_hi=r.last) for r in ranges]
-
-    def restrict(self, boxes: list[Box], options: list[Box]) -> list[Box]:
-        out = []
-        for b in boxes:
-            for o in options:
-                m = intersect(b, o, self.w)
-                if m is not None:
-                    out.append(m)
-        if len(out) > self.limit:
-            raise RuleLimitExceeded(f"a rule expands to more than {self.limit} boxes")
-        return out
-
-    def rule_boxes(self, rule: Rule) -> tuple[list[Box], list[Box]]:
-        """(P, N): the rule matches exactly the packets in some P box and in no N box."""
-        if self.family not in rule.families():
-            return [], []
-        proto_box = full_box()
-        icmp = ICMP_FOR_FAMILY[self.family]
-        p: list[Box] = [full_box()]
-        n: list[Box] = []
-        if rule.protocol is not None:
-            p = self.restrict(p, [proto_box._replace(proto_lo=rule.protocol, proto_hi=rule.protocol)])
-        if rule.not_protocol is not None:
-            n.append(proto_box._replace(proto_lo=rule.not_protocol, proto_hi=rule.not_protocol))
-        for side, nets, not_nets, sets, not_sets in (
-                ("src", rule.src_nets, rule.not_src_nets, rule.src_ip_sets, rule.not_src_ip_sets),
-                ("dst", rule.dst_nets, rule.not_dst_nets, rule.dst_ip_sets, rule.not_dst_ip_sets)):
-            if nets:
-                p = self.restrict(p, self.nets_boxes(nets, side))
-            n += self.nets_boxes(not_nets, side)
-            for set_id in sets:
-                p = self.restrict(p, self.set_boxes(set_id, side))
-            for set_id in not_sets:
-                n += self.set_boxes(set_id, side)
-        for side, ports, named, not_ports, not_named in (
-                ("src", rule.src_ports, rule.src_named_port_sets, rule.not_src_ports, rule.not_src_named_port_sets),
-                ("dst", rule.dst_ports, rule.dst_named_port_sets, rule.not_dst_ports, rule.not_dst_named_port_sets)):
-            if ports or named:
-                group = self.port_boxes(rule, ports, side)
-                for set_id in named:
-                    group += self.set_boxes(set_id, side)
-                p = self.restrict(p, group)
-            n += self.port_boxes(rule, not_ports, side)
-            for set_id in not_named:
-                n += self.set_boxes(set_id, side)
-        for set_id in rule.dst_ip_port_sets:
-            p = self.restrict(p, self.set_boxes(set_id, "dst"))
-        if rule.icmp is not None or rule.not_icmp is not None:
-            p = self.restrict(p, [proto_box._replace(proto_lo=icmp, proto_hi=icmp)])
-        for match, positive in ((rule.icmp, True), (rule.not_icmp, False)):
-            if match is None:
-                continue
-            code = (match.code, match.code) if match.code is not None else FULL_L4
-            box = full_box()._replace(proto_lo=icmp, proto_hi=icmp, a_lo=match.type, a_hi=match.type,
-                                      b_lo=code[0], b_hi=code[1])
-            if positive:
-                p = self.restrict(p, [box])
-            else:
-                n.append(box)
-        return p, n
 
 
 # -- building the list ----------------------------------------------------------------------------
@@ -216,7 +79,7 @@ class _Builder:
     """The continuation, stored reversed (rev[-1] is the first rule) so that putting rules in
     front is an append and the tail after any point stays addressable by its length."""
 
-    def __init__(self, fam: _Family) -> None:
+    def __init__(self, fam: RuleBoxes) -> None:
         self.fam = fam
         self.rev: list[Entry] = []
 
@@ -423,7 +286,7 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
     source = 0
     with _naming(what):
         for family in (4, 6):
-            b = _Builder(_Family(cat, family, rule_limit))
+            b = _Builder(RuleBoxes(cat, family, rule_limit))
             if not ep.active:
                 b.catch_all("deny", "endpoint admin down")
             else:
@@ -472,7 +335,7 @@ def compile_host_endpoint(state: DataplaneState | Catalog, hep: str | HostEndpoi
     source = 0
     with _naming(f"host endpoint {ep.id} {d.value}"):
         for family in (4, 6):
-            b = _Builder(_Family(cat, family, rule_limit))
+            b = _Builder(RuleBoxes(cat, family, rule_limit))
             source = _profiles(b, cat, ep.profile_ids, d)
             source += _tiers(b, cat, ep.tiers, d, end_of_tier_drop=True)
             b.push(_failsafe_entries(cat, d, family, raw=False))

@@ -5,6 +5,9 @@ Every rule field that changes which packets match is carried; the pass-through f
 Building an object validates it: anything Felix's iptables dataplane could not program, or that
 Calico validation forbids, raises `PolicyError` naming the policy (or profile), the rule index and
 the direction, so the store can hold the object back (fail closed) instead of guessing.
+
+Over 400 lines on purpose: the typed objects and the one function that builds each from its
+protobuf stay side by side, so a field and the check that guards it are read together.
 """
 
 from __future__ import annotations
