@@ -6,9 +6,10 @@ are destroyed; then routes and interface sysctls. A failed restore leaves that t
 (iptables-restore is one transaction) and the whole apply reports ok=False naming the chain, so
 the store retries; stale IP sets are then kept, since the old rules may still use them.
 
-A refresh thread reads everything back every IptablesRefreshInterval seconds (Felix's parameter,
-default 90) and rewrites whatever drifted: a rule deleted or inserted by hand, a set member
-removed, a route deleted.
+Every IptablesRefreshInterval seconds (Felix's parameter, default 90) a refresh reads everything
+back and rewrites whatever drifted: a rule deleted or inserted by hand, a set member removed, a
+route deleted. The driver owns no thread for it: each report says when the next refresh is due
+(`next_run`) and the agent's worker calls `poll` then.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ class IptablesDriver(Driver):
         self.last_refresh: dict[str, Any] | None = None
         self._desired: Desired | None = None
         self._lock = threading.RLock()
-        self._stop = threading.Event()
         self._refresh_enabled = refresh
-        self._refresher: threading.Thread | None = None
+        self._refresh_due: float | None = None  # monotonic time of the next refresh
+        self._last = ApplyReport()  # the last report: what a poll repeats (reports are complete)
+        self._delete_error: str | None = None  # logged once per reason
 
     # -- Driver interface --------------------------------------------------------------------
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -68,16 +70,41 @@ class IptablesDriver(Driver):
             for table in self.tables.values():
                 table.invalidate()
             self.ipsets.invalidate()
-            report = self._program(state, force_sysctls=True, read_all=True)
-            self._start_refresher()
-            return report
+            return self._reported(self._program(state, force_sysctls=True, read_all=True))
 
     def apply(self, diff: StateDiff, state: DataplaneState) -> ApplyReport:
         # The renderer notices changed objects by itself (its caches hold each object's
         # message); the diff is not needed to find them.
         with self._lock:
             self.counters["applies"] += 1
-            return self._program(state)
+            return self._reported(self._program(state))
+
+    def poll(self) -> ApplyReport | None:
+        """The periodic refresh, when due; the report is the last one (a refresh only repairs
+        drift back to what was programmed)."""
+        with self._lock:
+            if self._refresh_due is None:
+                return None
+            if time.monotonic() >= self._refresh_due:
+                self._refresh_due = time.monotonic() + self.settings.refresh_interval
+                try:
+                    self.refresh()
+                except Exception:  # a refresh bug must not stop the next one
+                    log.exception("refresh failed")
+            return self._reported(ApplyReport(ok=self._last.ok, error=self._last.error,
+                                              failed=dict(self._last.failed)))
+
+    def _reported(self, report: ApplyReport) -> ApplyReport:
+        """Remember the report (a poll repeats it) and say when the next refresh is due."""
+        self._last = report
+        interval = self.settings.refresh_interval
+        if not self._refresh_enabled or interval <= 0:  # Felix's convention: 0 switches it off
+            self._refresh_due = None
+        elif self._refresh_due is None or self._refresh_due > time.monotonic() + interval:
+            self._refresh_due = time.monotonic() + interval  # (Felix's interval may have shrunk)
+        if self._refresh_due is not None:
+            report.next_run = max(0.0, self._refresh_due - time.monotonic())
+        return report
 
     def remove_all(self) -> ApplyReport:
         with self._lock:
@@ -124,9 +151,6 @@ class IptablesDriver(Driver):
             }
 
     def close(self) -> None:
-        self._stop.set()
-        if self._refresher is not None:
-            self._refresher.join(timeout=5)
         with self._lock:
             self.routes.close()
             self.runner.close()
@@ -206,8 +230,10 @@ class IptablesDriver(Driver):
         deleted = self.ipsets.apply_deletes()
         writes += deleted.calls
         self.counters["ipset_calls"] += deleted.calls
-        if deleted.error:
-            log.warning("%s", deleted.error)  # retried by the next apply or refresh
+        if deleted.error != self._delete_error:  # retried by the next apply or refresh; logged once
+            self._delete_error = deleted.error
+            if deleted.error:
+                log.warning("%s", deleted.error)
         if not self.program_routes:
             report.writes = writes
             return report
@@ -225,23 +251,6 @@ class IptablesDriver(Driver):
         return report
 
     # -- refresh -------------------------------------------------------------------------------
-    def _start_refresher(self) -> None:
-        if self._refresher is None and self._refresh_enabled:
-            self._refresher = threading.Thread(target=self._refresh_loop, name="kernel-refresh", daemon=True)
-            self._refresher.start()
-
-    def _refresh_loop(self) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(0.2):
-            interval = self.settings.refresh_interval
-            if interval <= 0 or time.monotonic() - last < interval:
-                continue
-            last = time.monotonic()
-            try:
-                self.refresh()
-            except Exception:  # a refresh bug must not kill the thread; the next one retries
-                log.exception("refresh failed")
-
     def refresh(self) -> dict[str, Any]:
         """Read the kernel back and repair drift; returns what was found."""
         with self._lock:
