@@ -1,9 +1,7 @@
-"""Which iptables the host uses: nf_tables or legacy (never both).
+"""Which iptables backend to program, nf_tables or legacy, from Felix's `IptablesBackend`.
 
-Both backends can hold rules at once, and a packet then runs through both, so programming the
-"wrong" one would leave the host's own rules (kube-proxy, Docker, ...) in the other and our
-policy racing with them. Like Felix's IptablesBackend=auto: use the backend that already holds
-rules; when neither or both do, the one the `iptables` command itself defaults to.
+`auto` picks the backend that already holds rules; when neither or both do, the one the
+`iptables` command itself defaults to. Never both (docs/kernel-driver.md says why).
 """
 
 from __future__ import annotations

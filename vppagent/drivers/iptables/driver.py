@@ -1,15 +1,11 @@
-"""The kernel driver: iptables (nft or legacy backend) + ipset + netlink routes.
+"""The kernel driver: resync, apply, remove_all and refresh over tables, IP sets and routes.
 
-Order of a write (make before break): IP sets are created and filled; then each table's chains
-are written (one iptables-restore per table that changed); then IP sets nobody references any more
-are destroyed; then routes and interface sysctls. A failed restore leaves that table as it was
-(iptables-restore is one transaction) and the whole apply reports ok=False naming the chain, so
-the store retries; stale IP sets are then kept, since the old rules may still use them.
-
-Every IptablesRefreshInterval seconds (Felix's parameter, default 90) a refresh reads everything
-back and rewrites whatever drifted: a rule deleted or inserted by hand, a set member removed, a
-route deleted. The driver owns no thread for it: each report says when the next refresh is due
-(`next_run`) and the agent's worker calls `poll` then.
+A write goes: IP sets created and filled; each changed table restored (one iptables-restore per
+table); IP sets nobody references destroyed; then routes and interface sysctls. A failed restore
+fails the apply (ok=False, naming the chain) and keeps stale IP sets. Every
+IptablesRefreshInterval seconds a refresh reads everything back and rewrites what drifted; the
+driver owns no thread for it: each report says when it is due (`next_run`) and the agent's worker
+calls `poll` then.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """Kernel IP sets for Felix's IP sets: one set per (id, family), members in canonical form.
 
-Felix's types map to hash:ip, hash:net and hash:ip,port. A set holds only its family's members
-(an IPv4 packet is only ever tested against IPv4 members). `hash:net` cannot hold a /0, so a /0
-member becomes its two /1 halves, which match exactly the same addresses.
-
-Writes go through `ipset restore`, one process per phase: a new set is created and filled; a big
-change fills a temporary set and swaps it in (the set is never seen half-filled); a small change
-is a few add/del lines. Sets are created before iptables references them and destroyed only
-after iptables stopped referencing them (`apply_creates` / `apply_deletes`).
+Felix's types map to hash:ip, hash:net and hash:ip,port. A set holds only its family's members.
+`hash:net` cannot hold a /0, so a /0 member becomes its two /1 halves (the same addresses).
+Writes are one `ipset restore` per phase: `apply_creates` (new sets created and filled, up to
+SMALL_DELTA member changes as add/del lines, bigger ones filled into a temporary set and swapped
+in) and `apply_deletes` (sets no longer desired).
 """
 
 from __future__ import annotations

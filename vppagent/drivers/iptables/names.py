@@ -1,9 +1,7 @@
 """Kernel names for Felix objects, and the packet-mark bits the chains use.
 
-Names Felix gives us (policy names, IP set ids) can be long and contain anything, so they never
-reach iptables or ipset as they are: they are hashed. Interface names are used as they are (they
-are short and meaningful in `iptables-save`), but only when they are valid Linux names made of
-plain characters; anything else is refused.
+Chain and IP set names are our prefix plus a hash of Felix's name (≤ 28 and ≤ 31 characters);
+endpoint chains keep the interface name, which must be a valid Linux name of plain characters.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """From the effective state to desired chains, IP sets and routes, re-rendering only what changed.
 
-Each object's rendering is cached with the message it came from; the store hands us the same
-(immutable) message objects until they change, so an apply re-renders just the changed policy or
-endpoint and the tables see unchanged Chain objects (with their hashes already computed) for all
-the rest. Settings or IP set type changes drop the caches.
-
-When no policy, profile, endpoint, setting or IP set type changed (an IP set member change, the
-most common update), the previous chain lists are handed back as they are, so the tables know
-without comparing that they have nothing to write. A chain that renders the same in both
-families is one shared object, hashed and formatted once.
+Each object's rendering is cached with the message it came from and redone only when the message
+object changes; settings or IP set type changes drop the caches. When no policy, profile,
+endpoint, setting or IP set type changed, the previous chain lists are handed back as the same
+objects, which tells the tables there is nothing to write. A chain that renders the same in
+both families is one shared object.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """Routes and interface sysctls for local workloads, over netlink (pyroute2).
 
-Every route we program carries our own protocol number, so at start and on refresh we can list
-exactly our routes, keep the right ones and delete the rest without touching anyone else's (the
-kernel's, BIRD's, the administrator's). Sysctls are Felix's per-interface settings for a workload
-veth (felix/dataplane/linux/endpoint_mgr.go configureInterface); they are written when an
-interface first appears (or re-appears with a new index) and again on each refresh.
-
-All methods run on the runner's dataplane thread, so netlink and /proc/sys are the target
-namespace's.
+Every route carries ROUTE_PROTOCOL; at start and on refresh the routes with it are listed, the
+desired ones kept and the rest deleted. Sysctls are Felix's per-interface settings for a workload
+veth (felix/dataplane/linux/endpoint_mgr.go configureInterface), written when an interface first
+appears (or re-appears with a new index) and on each refresh. Remote block routes come from
+state/routes.py through render.py. All methods run on the runner's dataplane thread.
 """
 
 from __future__ import annotations

@@ -69,14 +69,8 @@ class Runner(Protocol):
 
 
 class NetnsRunner:
-    """The real Runner: one worker thread, in network namespace `netns` when given.
-
-    On Linux the network namespace is a per-thread attribute: the thread calls setns() once, so its
-    netlink sockets, its /proc/sys/net view and every child process it forks live in the target
-    namespace while the rest of the agent stays where it is. It checks that it really left the
-    agent's own namespace before doing anything, so a mistake can never program the host's
-    firewall from a test.
-    """
+    """The real Runner: one worker thread, which first enters network namespace `netns` (when
+    given) with setns() and checks that it did; every call and command then runs on it."""
 
     def __init__(self, netns: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.netns = netns

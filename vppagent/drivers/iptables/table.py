@@ -1,14 +1,10 @@
 """One iptables table of one family: desired chains vs what the kernel holds, written atomically.
 
-The model is Felix's (felix/iptables/table.go): we own whole chains (names with our prefix) and
-a few rules inserted at the top of kernel chains ("hooks"). Every rule carries a comment with a
-hash of (chain, previous rule's hash, rule text), so reading the kernel back needs no rule
-parsing: a chain is right when its hash list is the one we computed. An apply writes only the
-chains whose hashes differ, in one `iptables-restore --noflush` (one transaction, so the previous
-ruleset stays in place if anything fails), and deletes our chains nobody references any more.
-
-Only chains reachable from a hook are programmed: a policy used by no endpoint (or used only in
-another table) costs nothing.
+After Felix's felix/iptables/table.go: we own whole chains (names with our prefix) and a few rules
+inserted at the top of kernel chains ("hooks"). Every rule carries a `vpa:` comment hashing
+(chain, previous rule's hash, rule text); a chain is right when its hash list matches. An apply
+writes the chains whose hashes differ in one `iptables-restore --noflush` and deletes our chains
+nobody references. Only chains reachable from a hook are programmed.
 """
 
 from __future__ import annotations
