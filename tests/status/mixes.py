@@ -9,7 +9,8 @@ the kinds Felix can send and the agent must survive: an address that does not pa
 The oracle works from Felix's messages alone: an endpoint is valid when its own data parses,
 every policy and profile it names exists and validates against the IP sets, and every IP set
 those use exists with no invalid member. A valid endpoint must be "up" and hold exactly
-`compile_endpoint` of the desired state; any other endpoint must be "error".
+`compile_endpoint` of the desired state ("down" when its admin state is not active); any other
+endpoint must be "error".
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def random_message(rng: random.Random, bad_ratio: float) -> felix.ToDataplane:
         egress = rng.sample(POLICIES, rng.randrange(0, 2))
         profiles = ["r-missing"] if bad and rng.random() < 0.3 else [rng.choice(PROFILES)]
         ipv4 = "10.65.0.300/32" if bad and rng.random() < 0.5 else endpoint_ip(workload)
-        return b.workload(workload, ENDPOINTS[workload], ipv4=[ipv4], profiles=profiles,
+        state = "down" if rng.random() < 0.15 else "active"  # admin down: "down", lists that drop
+        return b.workload(workload, ENDPOINTS[workload], ipv4=[ipv4], profiles=profiles, state=state,
                           tiers=[b.tier("default", ingress=ingress, egress=egress)] if ingress or egress else [])
     which = rng.randrange(3)
     if which == 0:

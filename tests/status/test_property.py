@@ -11,6 +11,7 @@ A failure names the seed and the batch; `run_mix(driver, seed, batches)` replays
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,9 +39,18 @@ Holds = Callable[[WorkloadKey, Expected, int], str | None]
 _ROUNDS = iter(range(1 << 62))
 
 
-def run_mix(driver: Driver, seed: int, batches: int, holds: Holds) -> Counter[str]:
+# Injects a dataplane fault for one batch, or not; returns the function that ends it, if it did.
+Fault = Callable[[random.Random], Callable[[], None] | None]
+
+
+def run_mix(driver: Driver, seed: int, batches: int, holds: Holds, fault: Fault | None = None) -> Counter[str]:
     """Feed the first snapshot and `batches` random batches; check after each. Returns how many
-    endpoint checks found each status ("up", "error")."""
+    endpoint checks found each status ("up", "down", "error").
+
+    `fault`, when given, may inject a dataplane fault for a batch: then a valid endpoint may be
+    "error", but one that says "up" must hold exactly its lists, and after the retry that
+    follows (the fault ended) every valid endpoint is up again."""
+    rng = random.Random(seed ^ 0x5EED)
     core = AgentCore(AgentConfig(driver="dry-run"), driver, "property")
     stream = core.open_stream()
     sent: list[felix.ToDataplane] = []
@@ -55,18 +65,26 @@ def run_mix(driver: Driver, seed: int, batches: int, holds: Holds) -> Counter[st
         feed([*first_snapshot(), b.in_sync()])
         core.run_once()
         for index, batch in enumerate([[], *random_batches(seed, batches)]):
+            end_fault = fault(rng) if fault is not None else None
             feed(batch)
             core.run_once()
             oracle = expected(fold(sent))
-            checks.update(_check(core, oracle, holds, f"seed {seed}, batch {index} {_brief(batch)}"))
-            core.run_once()  # a retry of whatever failed changes nothing of the above
-            checks.update(_check(core, oracle, holds, f"seed {seed}, batch {index} (after a retry)"))
+            statuses = _check(core, oracle, holds, f"seed {seed}, batch {index} {_brief(batch)}"
+                              + (" (with a dataplane fault)" if end_fault else ""), lenient=end_fault is not None)
+            checks.update(statuses.values())
+            if end_fault is not None:
+                end_fault()
+                checks["error under a fault"] += len([k for k in oracle.lists
+                                                      if statuses.get(k) == "error"])
+            core.run_once()  # a retry of whatever failed: the faults are spent, all must be right
+            checks.update(_check(core, oracle, holds, f"seed {seed}, batch {index} (after a retry)").values())
     finally:
         core.stop()
     return checks
 
 
-def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str) -> list[str]:
+def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str,
+           lenient: bool = False) -> dict[WorkloadKey, str]:
     rows = {WorkloadKey(r["orchestrator_id"], r["workload_id"], r["endpoint_id"]): r
             for r in core.state_report()["workload_endpoints"]}
     assert set(rows) == set(oracle.state.workload_endpoints), where
@@ -77,14 +95,17 @@ def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str) -> list[
             if row["status"] != "error":
                 problems.append(f"{key} is {row['status']} but invalid: {oracle.invalid[key]}")
             continue
-        if row["status"] != "up":
-            problems.append(f"{key} is {row['status']} ({row['error']}) but valid")
+        want = "up" if oracle.state.workload_endpoints[key].state == "active" else "down"
+        if row["status"] == "error" and lenient:
+            continue  # a dataplane fault was injected: error is the truth too, "up" must be exact
+        if row["status"] != want:
+            problems.append(f"{key} is {row['status']} ({row['error']}) but valid: {want}")
             continue
         wrong = holds(key, oracle, check_round)
         if wrong:
             problems.append(f"{key} is up but {wrong}")
     assert not problems, f"{where}:\n" + "\n".join(problems)
-    return [row["status"] for row in rows.values()]
+    return {key: row["status"] for key, row in rows.items()}
 
 
 def _brief(batch: list[felix.ToDataplane]) -> str:
@@ -151,13 +172,25 @@ def vpp_holds(target: Target) -> Holds:
     return holds
 
 
+def vpp_fault(target: Target) -> Fault:
+    """Now and then, for one batch, VPP refuses ACL writes or bindings (as a full ACL table would)."""
+    def fault(rng: random.Random) -> Callable[[], None] | None:
+        if rng.random() >= 0.3:
+            return None
+        message = rng.choice(["acl_add_replace", "acl_interface_set_acl_list"])
+        target.emulator.faults.reject(message, -7, times=None)
+        return target.emulator.faults.clear
+    return fault
+
+
 def _vpp_run(target: Target, seeds: range, batches: int) -> Counter[str]:
     holds = vpp_holds(target)
     checks: Counter[str] = Counter()
     try:
         for seed in seeds:
             driver = make_driver(target, classifier_min_members=0)  # every list in ACLs: one place to read
-            checks += run_mix(driver, seed, batches, holds)
+            checks += run_mix(driver, seed, batches, holds, fault=vpp_fault(target))
+            target.emulator.faults.clear()
     finally:
         holds.conn.close()  # type: ignore[attr-defined]
     return checks
@@ -166,6 +199,7 @@ def _vpp_run(target: Target, seeds: range, batches: int) -> Counter[str]:
 def test_vpp_statuses_tell_the_truth(vpp_pods: Target) -> None:
     checks = _vpp_run(vpp_pods, CI_SEEDS["vpp"], BATCHES)
     assert checks["up"] > 60 and checks["error"] > 60, f"too one-sided to mean much: {checks}"
+    assert checks["error under a fault"] > 0, f"the injected faults never bit: {checks}"
 
 
 @pytest.mark.slow

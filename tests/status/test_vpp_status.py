@@ -110,3 +110,19 @@ def test_a_reconnect_by_an_apply_is_counted(sim_target: Target) -> None:
         wait_for(lambda: core.state_report()["driver_status"]["reconnects"] == 1, what="one reconnect counted")
     finally:
         core.stop()
+
+
+def test_state_before_the_first_apply_says_vpp_is_gone(sim_target: Target) -> None:
+    """Finding 7: before Felix's snapshot, the human `state` shows that VPP does not answer."""
+    from vppagent.cli import format_state
+
+    core, _ = start_core(make_driver(sim_target, keepalive=0.1, max_backoff=0.3, request_timeout=0.5))
+    try:
+        wait_for(lambda: core.state_report()["dataplane"]["reachable"] is True, what="VPP answers")
+        sim_target.emulator.restart(downtime=5.0)
+        wait_for(lambda: core.state_report()["dataplane"]["reachable"] is False, what="VPP gone")
+        first = format_state(core.state_report()).splitlines()[0]
+        assert first.startswith("dataplane  vpp unreachable since") and "None" not in first, first
+        wait_for(lambda: core.state_report()["dataplane"]["reachable"] is True, timeout=20, what="VPP back")
+    finally:
+        core.stop()
