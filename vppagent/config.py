@@ -40,7 +40,9 @@ class AgentConfig(BaseSettings):
         "auto", description="Dataplane driver; auto = VPP if its API socket answers, else iptables"
     )
     vpp_api_socket: Path = Field(Path("/run/vpp/api.sock"), description="VPP binary API socket")
-    vpp_connect_timeout: float = Field(2.0, gt=0, description="Seconds to wait for VPP in auto mode")
+    # allow_inf_nan=False on every float: an infinite wait is a hang, and NaN compares false to any bound.
+    vpp_connect_timeout: float = Field(2.0, gt=0, allow_inf_nan=False,
+                                       description="Seconds to wait for VPP in auto mode")
     cni_socket: Path = Field(Path("/var/run/calico/cni-server.sock"), description="CNI dataplane socket")
     iptables_netns: str | None = Field(
         None, description="iptables driver: program this named network namespace instead of the agent's own"
@@ -55,10 +57,11 @@ class AgentConfig(BaseSettings):
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus metrics port")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     batch_window_ms: float = Field(
-        10.0, ge=0, le=1000, description="Quiet time that ends a batch of deltas before a driver apply"
+        10.0, ge=0, le=1000, allow_inf_nan=False,
+        description="Quiet time that ends a batch of deltas before a driver apply"
     )
     max_batch_delay_ms: float = Field(
-        200.0, gt=0, le=10000, description="Longest a delta waits for its batch to be applied"
+        200.0, gt=0, le=10000, allow_inf_nan=False, description="Longest a delta waits for its batch to be applied"
     )
     rule_limit: int = Field(
         100_000, gt=0, description="Most flat rules one endpoint direction may compile to"

@@ -27,6 +27,8 @@ def test_precedence_flags_env_file_default(tmp_path: Path, monkeypatch: pytest.M
     ({"driver": "bogus"}, {}, "driver"),
     ({}, {"VPPAGENT_METRICS_PORT": "99999"}, "metrics_port"),
     ({"config": "/nonexistent.yaml"}, {}, "does not exist"),
+    ({}, {"VPPAGENT_VPP_CONNECT_TIMEOUT": "inf"}, "vpp_connect_timeout"),
+    ({"batch_window_ms": float("nan")}, {}, "batch_window_ms"),
 ])
 def test_bad_values_are_one_clear_line(flags: dict, env: dict, needle: str,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
