@@ -44,10 +44,15 @@ class PassResult:
 def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, compiler: ListCompiler,
              classifier: ClassifierChains, made: AbstractSet[IPNetwork], *, removing: bool = False) -> PassResult:
     """Make VPP hold what `state` needs. `made`: the next-hop routes earlier passes made;
-    `removing`: no routes wanted (the driver is being swapped out)."""
+    `removing`: the driver is being swapped out; only the routes to pod interfaces stay."""
     desired = build_desired(state, programmed, compiler)
     if removing:
-        desired.routes = {}
+        # Pod interfaces stay (isolated by a drop-everything ACL), and so do their host routes, as
+        # their neighbours and unnumbered do. Deleted, a route would leave VPP only the neighbour's
+        # adjacency entry for the prefix, which dumps exactly like the route but does not forward
+        # (found on VPP 26.06: a swap back then saw its routes present and pods stayed cut off).
+        pods = set(programmed.pod_interfaces().values())
+        desired.routes = {p: t for p, t in programmed.routes.items() if t.sw_if_index in pods}
     result = PassResult(unsupported_routes=desired.unsupported_routes)
     failed = result.failed
     failed.update(desired.failed)

@@ -95,7 +95,7 @@ class VppDriver(Driver):
             return self._converge(reread=False)
 
     def remove_all(self) -> ApplyReport:
-        """Delete our ACLs, bindings and routes. Pod interfaces stay (they belong to their pods,
+        """Delete our ACLs, bindings and routes but those to pods. Pod interfaces stay (they belong to their pods,
         whose CNI Del removes them) and keep a drop-everything ACL, so they never become open.
 
         A swap to a kernel driver cannot move them: a VPP pod's only link is its VPP interface,
@@ -106,7 +106,7 @@ class VppDriver(Driver):
             self._state = DataplaneState()
             report = self._converge(reread=True, removing=True)
             self._state = None
-            stranded = [] if self._programmed is None else sorted(self._programmed.pod_interfaces())
+            stranded = [] if self._programmed is None else sorted(self._programmed.pod_interfaces().values())
             self.stats["stranded_pods"] = stranded
             if stranded and report.ok:
                 report.error = (f"{len(stranded)} pod interface(s) stay in VPP isolated (drop everything): "
