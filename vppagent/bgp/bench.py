@@ -20,6 +20,7 @@ from pathlib import Path
 from vppagent.bgp.config import BgpConfig
 from vppagent.bgp.model import build_bgp_inputs
 from vppagent.bgp.render import render_bird_config
+from vppagent.command_line import OneLineParser, positive_int
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.state.model import DataplaneState
 
@@ -97,9 +98,9 @@ def run(name: str, bird: str | None, repeat: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bird", default=shutil.which("bird"), help="bird binary for `bird -p` (default: PATH)")
-    parser.add_argument("--repeat", type=int, default=3, help="best of N runs")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="best of N runs")
     parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
     args = parser.parse_args(argv)
     unknown = set(args.scenarios) - set(SCENARIOS)
