@@ -74,3 +74,31 @@ def test_lab_run_output_cut_short_ends_quietly(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr("vppagent.lab.run.LabRun.run", cut_short)
     assert lab_cli.main(["run", "--json"]) == EXIT_BROKEN_PIPE
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_while_waiting_for_the_agent_ends_quietly() -> None:
+    """Ctrl-C on a `vppagent state` that waits for an agent that does not answer: exit 130, no traceback."""
+    import signal
+    import socket
+
+    from vppagent.command_line import EXIT_INTERRUPTED
+
+    directory = Path(tempfile.mkdtemp(prefix="vpa-int-", dir="/tmp"))
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # accepts, never speaks gRPC
+    try:
+        mute.bind(str(directory / "mute.sock"))
+        mute.listen(4)
+        mute.settimeout(60)
+        proc = subprocess.Popen([*script("vppagent"), "state", "--socket", str(directory / "mute.sock"),
+                                 "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            connection, _ = mute.accept()  # the command is inside its request now
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=30)
+            connection.close()
+        finally:
+            proc.kill()
+        assert (proc.returncode, err) == (EXIT_INTERRUPTED, ""), err
+    finally:
+        mute.close()
+        shutil.rmtree(directory, ignore_errors=True)
