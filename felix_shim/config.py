@@ -92,6 +92,11 @@ _SETTINGS: list[tuple[str, str, str | None, Callable[[str], Any], str]] = [
     ("felix_version", "--felix-version", "VPPAGENT_FELIX_VERSION", _felix_version, AUTO_RELEASE),
 ]
 
+_METAVAR = {
+    "socket_path": "PATH", "in_fd": "FD", "out_fd": "FD", "max_frame_bytes": "BYTES",
+    "stream_mode": "{" + ",".join(m.value for m in StreamMode) + "}", "reconnect_max_seconds": "SECONDS",
+    "log_level": "LEVEL", "felix_version": "RELEASE",
+}
 _HELP = {
     "socket_path": "agent unix socket",
     "in_fd": "fd carrying Felix's ToDataplane frames",
@@ -112,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     for dest, flag, var, convert, default in _SETTINGS:
         where = f"env {var}, default {default}" if var else f"default {default}"
         # default None: an unset flag falls back to the environment, checked in parse_config.
-        parser.add_argument(flag, dest=dest, type=convert, default=None, help=f"{_HELP[dest]} ({where})")
+        parser.add_argument(flag, dest=dest, type=convert, default=None, metavar=_METAVAR[dest],
+                            help=f"{_HELP[dest]} ({where})")
     return parser
 
 

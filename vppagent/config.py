@@ -69,6 +69,11 @@ class AgentConfig(BaseSettings):
     config: Path | None = Field(None, description="YAML file with these same keys")
     bgp: BgpConfig = Field(default_factory=BgpConfig, description="BGP section (README: BGP)")
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("config", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

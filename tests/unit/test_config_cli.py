@@ -80,3 +80,7 @@ def test_bgp_section_and_shorthand_flags(tmp_path: Path) -> None:
 def test_an_empty_config_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VPPAGENT_CONFIG", "")
     assert load_config({}).config is None
+
+
+def test_log_level_in_any_case_as_felix_shim_takes_it() -> None:
+    assert load_config({"log_level": "DEBUG"}).log_level == "debug"
