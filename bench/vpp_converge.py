@@ -163,7 +163,7 @@ class RealVpp:
     def __init__(self, name: str) -> None:
         self.netns = name
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-        self.vpp = VppProcess(Path("/run/vpp") / name, netns=name, heap="2G", buffers=16384)
+        self.vpp = VppProcess(Path("/run/vpp") / name, netns=name, heap="2G", buffers=16384, stats="64M")
         try:
             subprocess.run(["ip", "-n", name, "link", "add", NEW_POD_VETH, "type", "veth", "peer", "name",
                             "newpodpeer"], check=True, timeout=10)

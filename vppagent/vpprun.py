@@ -29,7 +29,7 @@ CLI_TIMEOUT = 10.0
 _STARTUP_CONF = """\
 unix {{ nodaemon log {dir}/vpp.log cli-listen {dir}/cli.sock pidfile {dir}/vpp.pid runtime-dir {dir} }}
 socksvr {{ socket-name {dir}/api.sock }}
-statseg {{ socket-name {dir}/stats.sock size 8M }}
+statseg {{ socket-name {dir}/stats.sock size {stats} }}
 memory {{ main-heap-size {heap} main-heap-page-size 4k }}
 buffers {{ buffers-per-numa {buffers} page-size 4k }}
 plugins {{ plugin default {{ enable }} plugin dpdk_plugin.so {{ disable }} }}
@@ -55,8 +55,10 @@ class VppProcess:
     """One VPP: `start()`, `wait_ready()`, `cli()`, `stop()`; `netns` runs it in that namespace."""
 
     def __init__(self, runtime_dir: Path, netns: str | None = None, heap: str = "512M",
-                 buffers: int = 16384) -> None:
+                 buffers: int = 16384, stats: str = "8M") -> None:
+        """`stats`: the statistics segment, a few KB per interface (8M ran out near 1,870 loopbacks)."""
         self.dir = runtime_dir
+        self.stats = stats
         self.netns = netns
         self.heap = heap
         self.buffers = buffers
@@ -85,7 +87,7 @@ class VppProcess:
             raise VppStartError(reason)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         conf = self.dir / "startup.conf"
-        conf.write_text(_STARTUP_CONF.format(dir=self.dir, heap=self.heap, buffers=self.buffers))
+        conf.write_text(_STARTUP_CONF.format(dir=self.dir, heap=self.heap, buffers=self.buffers, stats=self.stats))
         # `ip netns exec` execs vpp in place, so the pid is VPP's own.
         argv = [*(["ip", "netns", "exec", self.netns] if self.netns else []), "vpp", "-c", str(conf)]
         with open(self.dir / "stdout.log", "wb") as out:
