@@ -125,7 +125,12 @@ def prepare_socket_path(path: Path) -> None:
         probe.settimeout(0.5)
         probe.connect(str(path))
     except ConnectionRefusedError:
-        path.unlink()  # nobody listens: a leftover of a killed agent
+        try:
+            path.unlink()  # nobody listens: a leftover of a killed agent
+        except FileNotFoundError:
+            pass  # another starting agent removed it first; binding will tell who wins
+        except OSError as exc:
+            raise SocketPathError(f"{path}: cannot remove the stale socket: {exc.strerror or exc}") from None
         return
     except TimeoutError:
         pass  # a listener with a full backlog is still a listener
