@@ -115,3 +115,35 @@ def expected(state: DataplaneState, pkt: Packet) -> bool:
         if str(pkt.dst) == address:
             allowed &= verdict(state, key, "ingress", pkt).allowed
     return allowed
+
+
+# -- a fixed state, for the established-flow and fault tests ---------------------------------------
+CLIENTS = "10.65.1.0/28"  # peer addresses the web policy admits
+
+
+def web_objects(admit_web: bool = True) -> list[felix.ToDataplane]:
+    """pod-a behind policy "web": TCP 8080 from CLIENTS (or, with `admit_web` False, denied: the
+    same policy changed in place), ping from anyone; everything out. pod-b open."""
+    web = b.policy("web", namespace="default", inbound=[
+        b.rule("allow" if admit_web else "deny", protocol="tcp", dst_ports=[8080], src_net=[CLIENTS]),
+        b.rule("allow", protocol="icmp", icmp_type=8),
+    ], outbound=[b.rule("allow")])
+    tiers = [b.tier("app", ingress=["web"], egress=["web"], namespace="default")]
+    return [web, b.workload(POD_A, "calipoda", ipv4=[f"{PODS[POD_A]}/32"], tiers=tiers), *pod_b_messages()]
+
+
+def web_probes(netns_of: dict[str, str], peer: str) -> list[Probe]:
+    """Flows both ways, some admitted by web_objects() and some not, and the replies they need."""
+    a, bb = PODS[POD_A], PODS[POD_B]
+    packets = [
+        Packet(6, ipaddress.ip_address("10.65.1.5"), ipaddress.ip_address(a), 40100, 8080),
+        Packet(6, ipaddress.ip_address("10.65.1.5"), ipaddress.ip_address(a), 40101, 22),
+        Packet(6, ipaddress.ip_address("10.65.1.20"), ipaddress.ip_address(a), 40102, 8080),
+        Packet(17, ipaddress.ip_address("10.65.1.5"), ipaddress.ip_address(a), 40103, 53),
+        Packet(6, ipaddress.ip_address(bb), ipaddress.ip_address(a), 40104, 8080),
+        Packet(1, ipaddress.ip_address(bb), ipaddress.ip_address(a), icmp_type=8),
+        Packet(1, ipaddress.ip_address("10.65.1.6"), ipaddress.ip_address(a), icmp_type=8),
+        Packet(6, ipaddress.ip_address(a), ipaddress.ip_address("10.65.1.7"), 40105, 443),
+        Packet(17, ipaddress.ip_address(a), ipaddress.ip_address(bb), 40106, 53),
+    ]
+    return [Probe(p, netns_of.get(str(p.src), peer), netns_of.get(str(p.dst), peer)) for p in packets]

@@ -7,7 +7,8 @@
   whatever addresses a probe needs as /32s, and VPP routes 10.64.0.0/10 to it (pods' /32s are more
   specific), so a packet from "anyone" is a real packet from a real socket.
 - The agent: ``vppagent run --driver vpp --pod-interface af_packet`` on the VPP's API socket, fed
-  by felix-shim started as Felix starts its driver (FelixStandIn).
+  by felix-shim started as Felix starts its driver (FelixStandIn). Swapped to iptables, it programs
+  the lab's own "node" namespace (``--iptables-netns``), never the machine's.
 
 Every name carries the lab's prefix (unique per run); :meth:`PodLab.cleanup` kills what it started
 by pid, then deletes the namespaces and the node-side veth ends. Probes only ever address the pods
@@ -91,13 +92,14 @@ class PodLab:
         self.pods = {wid: Pod(wid, ip, f"{prefix}-p{i}", f"{prefix}p{i}") for i, (wid, ip) in enumerate(pods.items())}
         self.peer = f"{prefix}-peer"
         self.peer_ifname = f"{prefix}up"
+        self.node = f"{prefix}-node"  # where the iptables driver works after a swap (never the root namespace)
         self.pids: list[int] = []
         self._made: list[str] = []
         self._peer_owns: set[str] = set()
 
     # -- namespaces ------------------------------------------------------------------------------
     def build(self) -> PodLab:
-        for ns in [*(p.netns for p in self.pods.values()), self.peer]:
+        for ns in [*(p.netns for p in self.pods.values()), self.peer, self.node]:
             sh("ip", "netns", "add", ns)
             self._made.append(ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -130,6 +132,14 @@ class PodLab:
             raise RuntimeError(f"peer addresses: {proc.stderr.strip()}")
         self._peer_owns.update(missing)
 
+    def kernel_links(self, names: Iterable[str]) -> None:
+        """Links (veths going nowhere) named as Felix's endpoints in the node namespace, where a swapped-in iptables
+        driver routes: on a node with af_packet pods the host veth ends carry these names in the
+        kernel's namespace; here they sit in VPP's (the root namespace, which the test never programs)."""
+        for name in names:
+            sh("ip", "-n", self.node, "link", "add", name, "type", "veth", "peer", "name", f"{name}k")
+            sh("ip", "-n", self.node, "link", "set", name, "up")
+
     def netns_of(self, address: str) -> str:
         """The namespace that owns `address`: a pod's, else the peer's (which is given it)."""
         for pod in self.pods.values():
@@ -158,7 +168,8 @@ class VppAgentProcess(AgentProcess):
 
     def __init__(self, lab: PodLab, vpp: RealVpp, run_dir: Path, env: dict[str, str] | None = None) -> None:
         super().__init__(run_dir / "agent.sock", lab.workdir / "agent.log",
-                         ["--driver", "vpp", "--vpp-api-socket", vpp.socket_path, "--pod-interface", "af_packet"],
+                         ["--driver", "vpp", "--vpp-api-socket", vpp.socket_path, "--pod-interface", "af_packet",
+                          "--iptables-netns", lab.node],
                          spawn=self._spawn)
         self.lab, self.env = lab, env
         self.shim: FelixStandIn | None = None

@@ -12,10 +12,13 @@ too: it proves the return path (VPP's sessions) for admitted flows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import random
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +30,8 @@ from vppagent.netns import call_in_netns, enter_netns
 from vppagent.policy.packet import Packet
 
 SEND_TIMEOUT = 1.0  # a TCP connect or an echo request waits this long for the answer
-ARRIVAL_WINDOW = 1.5  # after the last send; forwarding through VPP takes well under a millisecond
+ARRIVAL_WINDOW = 1.5  # from the first send; forwarding through VPP takes well under a millisecond
+LATE_MARGIN = 0.3  # at least this long after the last send returned
 
 
 @dataclass(frozen=True)
@@ -161,16 +165,94 @@ def _capture_eth0() -> socket.socket:
     return sock
 
 
-def run(probes: Sequence[Probe], captures: Captures,
-        progress: Callable[[], None] | None = None) -> list[Outcome]:
+def run(probes: Sequence[Probe], captures: Captures) -> list[Outcome]:
     """Every probe at once (one thread each, discarded afterwards: they end inside namespaces)."""
     captures.drain()
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, len(probes)), thread_name_prefix="probe") as pool:
         answers = list(pool.map(send, probes))
     wanted: dict[str, set[Key]] = {}
     for probe in probes:
         wanted.setdefault(probe.target_netns, set()).add(probe.key)
-    seen = captures.collect(wanted, ARRIVAL_WINDOW)
-    if progress is not None:
-        progress()
+    now = time.monotonic()
+    seen = captures.collect(wanted, max(started + ARRIVAL_WINDOW, now + LATE_MARGIN) - now)
     return [Outcome(p, (p.target_netns, p.key) in seen, a) for p, a in zip(probes, answers, strict=True)]
+
+
+@dataclass(frozen=True)
+class Round:
+    started: float  # time.monotonic()
+    ended: float
+    outcomes: list[Outcome]
+    allowed: list[bool]  # the evaluator's verdict for each outcome's packet
+
+
+def renumbered(probe: Probe, round_number: int) -> Probe:
+    """The probe as a new flow: TCP/UDP source port moved on per round (within 32768-60999, where
+    the web probes start at 40100), so no VPP session of an earlier round answers for it."""
+    pkt = probe.packet
+    if not pkt.has_ports:
+        return probe
+    port = 32768 + (pkt.src_port - 32768 + 10 * round_number) % (60999 - 32768)
+    return dataclasses.replace(probe, packet=dataclasses.replace(pkt, src_port=port))
+
+
+_ROUND_NUMBERS = itertools.count()  # across probers: a later test's flows are new to VPP too
+
+
+class Prober:
+    """The same flows round after round on a thread of its own, while a test breaks things; each
+    round's TCP and UDP are new flows (renumbered). `allowed(packet)` is the evaluator's verdict
+    for the policy in force (the tests do not change it while probing)."""
+
+    def __init__(self, probes: Sequence[Probe], captures: Captures, allowed: Callable[[Packet], bool]) -> None:
+        self.probes, self.captures, self.allowed = list(probes), captures, allowed
+        self.rounds: list[Round] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="prober", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            number = next(_ROUND_NUMBERS)
+            probes = [renumbered(p, number) for p in self.probes]
+            started = time.monotonic()
+            outcomes = run(probes, self.captures)
+            self.rounds.append(Round(started, time.monotonic(), outcomes, [self.allowed(p.packet) for p in probes]))
+
+    def start(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Round]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.rounds
+
+    @staticmethod
+    def healthy(r: Round) -> bool:
+        """Every flow as the policy says, answers included."""
+        return all(o.arrived == ok and o.answered in (None, o.arrived)
+                   for o, ok in zip(r.outcomes, r.allowed, strict=True))
+
+    def admitted_denied(self) -> list[str]:
+        """Every moment a flow the policy denies got through: must stay empty, whatever happens."""
+        return [f"t={r.started:.2f} {o.probe.packet}" for r in self.rounds
+                for o, ok in zip(r.outcomes, r.allowed, strict=True) if o.arrived and not ok]
+
+    def wait_healthy(self, after: float, timeout: float) -> Round:
+        """The first healthy round that started after `after` (monotonic)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for r in list(self.rounds):
+                if r.started > after and self.healthy(r):
+                    return r
+            time.sleep(0.1)
+        raise AssertionError(f"no healthy round within {timeout} s after t={after:.2f}: "
+                             f"{[self.describe(r) for r in self.rounds if r.started > after][-3:]}")
+
+    @staticmethod
+    def describe(r: Round) -> str:
+        bad = [f"{o.probe.packet} arrived={o.arrived} answered={o.answered}"
+               for o, ok in zip(r.outcomes, r.allowed, strict=True)
+               if o.arrived != ok or o.answered not in (None, o.arrived)]
+        return f"round t={r.started:.2f}: " + ("healthy" if not bad else "; ".join(bad))
