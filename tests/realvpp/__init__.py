@@ -79,8 +79,10 @@ class RealVpp:
 class PrivateVpp:
     """One VPP process started for the tests; :meth:`start` then :meth:`stop` (also a context manager)."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, extra_config: str = "") -> None:
+        """`extra_config`: more startup.conf sections (e.g. ``api-trace { on }``)."""
         self.name = name or f"vppagent-test-{os.getpid()}-{next(_instances)}"
+        self.extra_config = extra_config
         self.dir = RUNTIME_ROOT / self.name
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -98,7 +100,7 @@ class PrivateVpp:
             raise RuntimeError(reason)
         self.dir.mkdir(parents=True, exist_ok=False, mode=0o700)
         conf = self.dir / "startup.conf"
-        conf.write_text(_STARTUP_CONF.format(dir=self.dir))
+        conf.write_text(_STARTUP_CONF.format(dir=self.dir) + self.extra_config)
         return self._launch()
 
     def crash(self) -> None:

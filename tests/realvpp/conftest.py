@@ -38,7 +38,8 @@ def vpp_process() -> Iterator[PrivateVpp]:
     reason = _missing_tools()
     if reason is not None:
         pytest.skip(f"no private VPP with pods: {reason}")
-    process = PrivateVpp(f"vppagent-packets-{os.getpid()}-{next(_COUNTER)}")
+    # API trace on from the start, so a test can read in which order the agent wrote (after a restart too)
+    process = PrivateVpp(f"vppagent-packets-{os.getpid()}-{next(_COUNTER)}", extra_config="api-trace { on }\n")
     process.start()
     try:
         yield process

@@ -16,10 +16,8 @@ and how fast, is measured (printed; the figures are in docs/vpp-driver.md, "Faul
 from __future__ import annotations
 
 import shutil
-import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -27,9 +25,8 @@ import pytest
 from tests.agentproc import wait_for
 from tests.realvpp import PrivateVpp, RealVpp
 from tests.realvpp.cases import POD_A, POD_B, expected, web_objects, web_probes
-from tests.realvpp.podlab import Pod, PodLab, VppAgentProcess
-from tests.realvpp.traffic import Captures, Prober
-from vppagent.netns import call_in_netns
+from tests.realvpp.podlab import PodLab, VppAgentProcess
+from tests.realvpp.traffic import Captures, Conversation, Prober
 from vppagent.server.client import set_driver
 
 pytestmark = [pytest.mark.realvpp, pytest.mark.root]
@@ -78,10 +75,17 @@ def test_vpp_killed_and_restarted(vpp_process: PrivateVpp, vpp: RealVpp, lab: Po
     lab.attach_peer(vpp)  # the node's own link: VPP forgot it, and it is not the agent's
     wait_for(lambda: statuses(agent) == PODS_UP, timeout=60, what=f"pods up again: {statuses(agent)}")
     up_after = time.monotonic() - restarted
-    interfaces = vpp.cli("show interface")
+    indices = interface_indices(vpp)
+    trace = api_trace(vpp)  # everything written to this VPP since it started
     for pod in lab.pods.values():
-        assert f"host-{pod.host_ifname}" in interfaces, f"{pod.workload_id} re-attached"
-        vpp.interrupt_mode(f"host-{pod.host_ifname}")
+        name = f"host-{pod.host_ifname}"
+        assert name in indices, f"{pod.workload_id} re-attached"
+        vpp.interrupt_mode(name)
+        # The re-created interface forwards nothing before both of its ACLs are bound: it stays
+        # admin down until then (and af_packet interfaces start down).
+        bound = first(trace, "acl_interface_set_acl_list", indices[name], lambda f: f.get("count") == "2")
+        up = first(trace, "sw_interface_set_flags", indices[name], lambda f: "ADMIN_UP" in f.get("flags", ""))
+        assert bound is not None and up is not None and bound < up, (name, bound, up)
     healthy = prober.wait_healthy(after=restarted, timeout=60)
     print(f"VPP SIGKILL: endpoints 'error' after {error_after:.2f} s; VPP back (ready) "
           f"{restarted - killed:.2f} s after the kill; pods 'up' {up_after:.2f} s after the restart; flows as "
@@ -90,6 +94,30 @@ def test_vpp_killed_and_restarted(vpp_process: PrivateVpp, vpp: RealVpp, lab: Po
     report = agent.state()
     assert report["driver_status"]["pod_interfaces"] == 2
     assert report["driver_status"]["connected"] is True
+
+
+def interface_indices(vpp: RealVpp) -> dict[str, int]:
+    rows = (line.split() for line in vpp.cli("show interface").splitlines())
+    return {row[0]: int(row[1]) for row in rows if len(row) > 2 and row[1].isdigit()}
+
+
+def api_trace(vpp: RealVpp) -> list[tuple[str, dict[str, str]]]:
+    """The API messages VPP received, in order (``api trace dump``): name and top-level fields."""
+    messages: list[tuple[str, dict[str, str]]] = []
+    for line in vpp.cli("api trace dump").splitlines():
+        if line.startswith("vl_api_") and line.rstrip().endswith("_t:"):
+            messages.append((line.rstrip()[len("vl_api_"):-len("_t:")], {}))
+        elif messages and line.startswith("  ") and ":" in line:
+            key, _, value = line.strip().partition(":")
+            messages[-1][1].setdefault(key, value.strip())
+    return messages
+
+
+def first(trace: list[tuple[str, dict[str, str]]], name: str, sw_if_index: int,
+          match: Callable[[dict[str, str]], bool]) -> int | None:
+    """Where in `trace` the first `name` message for the interface that `match`es is."""
+    return next((i for i, (n, fields) in enumerate(trace)
+                 if n == name and fields.get("sw_if_index") == str(sw_if_index) and match(fields)), None)
 
 
 def test_agent_killed_and_restarted_resync_writes_nothing(agent: VppAgentProcess, prober: Prober) -> None:
@@ -119,7 +147,9 @@ def test_agent_killed_and_restarted_resync_writes_nothing(agent: VppAgentProcess
                     reason="the iptables driver needs ipset and iptables-restore")
 def test_live_swap_vpp_iptables_vpp(agent: VppAgentProcess, lab: PodLab, prober: Prober) -> None:
     lab.kernel_links(["calipoda", "calipodb"])  # Felix's endpoint names (cases.web_objects)
-    with Conversation(lab, "10.65.1.5", lab.pods[POD_A], 8080) as established:
+    pod = lab.pods[POD_A]
+    lab.peer_owns(["10.65.1.5"])
+    with Conversation(lab.peer, "10.65.1.5", pod.netns, pod.address, 8080) as established:
         swap_out = time.monotonic()
         reply = set_driver(agent.socket, "iptables")
         to_iptables = time.monotonic() - swap_out
@@ -144,38 +174,3 @@ def test_live_swap_vpp_iptables_vpp(agent: VppAgentProcess, lab: PodLab, prober:
           f"failed in {len(broken)}/{len(under_iptables)} rounds under iptables and worked again from the round "
           f"starting {healthy.started - swap_back:.2f} s after the swap back; an established TCP connection "
           "kept working throughout")
-
-
-class Conversation:
-    """One TCP connection from a peer address to a pod, kept open across a fault."""
-
-    def __init__(self, lab: PodLab, client_address: str, pod: Pod, port: int) -> None:
-        lab.peer_owns([client_address])
-        self.server = call_in_netns(pod.netns_path, lambda: socket.create_server((pod.address, port)))
-        self.server.settimeout(5)
-
-        def connect() -> socket.socket:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.settimeout(5)
-            sock.bind((client_address, 0))
-            sock.connect((pod.address, port))
-            return sock
-
-        self.client = call_in_netns(Path("/var/run/netns") / lab.peer, connect)
-        self.conn, _ = self.server.accept()
-        self.conn.settimeout(5)
-        self.exchange("hello")
-
-    def exchange(self, word: str) -> None:
-        """The pod speaks first (the reply direction), then the client."""
-        for sender, receiver, text in ((self.conn, self.client, f"pod {word}\n"),
-                                       (self.client, self.conn, f"client {word}\n")):
-            sender.sendall(text.encode())
-            assert receiver.recv(100) == text.encode(), f"{text.strip()!r} did not get through"
-
-    def __enter__(self) -> Conversation:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for sock in (self.client, self.conn, self.server):
-            sock.close()

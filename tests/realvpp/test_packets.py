@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import socket
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.realvpp import RealVpp
 from tests.realvpp.cases import POD_A, POD_B, PODS, draw_case, expected, felix_messages, probes_for, web_objects
 from tests.realvpp.podlab import PodLab, VppAgentProcess
-from tests.realvpp.traffic import Captures, Outcome, Probe, run
-from vppagent.netns import call_in_netns
+from tests.realvpp.traffic import Captures, Conversation, Outcome, Probe, run
 from vppagent.policy.packet import Packet
 from vppagent.state.model import DataplaneState
 
@@ -115,26 +112,11 @@ def test_established_flow_survives_an_in_place_policy_change(agent: VppAgentProc
                                                              vpp: RealVpp) -> None:
     """DESIGN §7: a policy change rewrites the ACL in place (acl_add_replace), so VPP keeps the
     sessions: a TCP connection admitted before goes on both ways, while new flows follow the new
-    rules (here: refused)."""
-    pod = lab.pods[POD_A]
-    client_address = "10.65.1.5"
+    rules (here: dropped)."""
+    pod, client_address = lab.pods[POD_A], "10.65.1.5"
     lab.peer_owns([client_address])
     agent.move_to(web_objects(admit_web=True))
-    server = call_in_netns(pod.netns_path, lambda: socket.create_server((pod.address, 8080)))
-    server.settimeout(5)
-
-    def connect() -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.settimeout(5)
-        sock.bind((client_address, 0))
-        sock.connect((pod.address, 8080))
-        return sock
-
-    client = call_in_netns(Path("/var/run/netns") / lab.peer, connect)
-    conn, _ = server.accept()
-    conn.settimeout(5)
-    try:
-        exchange(client, conn, "before")
+    with Conversation(lab.peer, client_address, pod.netns, pod.address, 8080) as established:
         bound_before = vpp.cli("show acl-plugin interface")
         writes_before = agent.state()["driver_status"]["api_writes"]
         report = agent.move_to(web_objects(admit_web=False))
@@ -143,25 +125,11 @@ def test_established_flow_survives_an_in_place_policy_change(agent: VppAgentProc
         assert report["driver_status"]["api_writes"] > writes_before, "the change reached VPP"
         assert vpp.cli("show acl-plugin interface") == bound_before, "ACLs replaced in place, none rebound"
         time.sleep(0.5)
-        # the pod speaks first (the pure reply direction), then the client, then the pod again
-        conn.sendall(b"pod after\n")
-        assert client.recv(100) == b"pod after\n"
-        exchange(client, conn, "after")
-        netns_of = {p.address: p.netns for p in lab.pods.values()}
-        captures = Captures([*netns_of.values(), lab.peer])
+        established.exchange("after the change")
+        captures = Captures([pod.netns])
         try:
             [outcome] = run([Probe(new_flow, lab.peer, pod.netns)], captures)
         finally:
             captures.close()
         assert not outcome.arrived, "a new flow got through a policy that denies it"
-        exchange(client, conn, "still")
-    finally:
-        for sock in (client, conn, server):
-            sock.close()
-
-
-def exchange(client: socket.socket, server_side: socket.socket, word: str) -> None:
-    client.sendall(f"client {word}\n".encode())
-    assert server_side.recv(100) == f"client {word}\n".encode()
-    server_side.sendall(f"pod {word}\n".encode())
-    assert client.recv(100) == f"pod {word}\n".encode()
+        established.exchange("still")

@@ -7,6 +7,9 @@ ICMP through a raw socket (any type and code; an echo request is answered by the
 Arrival is seen on the destination namespace's ``eth0`` with an AF_PACKET capture, so the verdict
 is the first packet's, exactly what the evaluator decides. The answer (RST, echo reply) is recorded
 too: it proves the return path (VPP's sessions) for admitted flows.
+
+``Prober`` repeats a set of probes as new flows round after round while a test breaks something;
+``Conversation`` is one TCP connection kept open across a change.
 """
 
 from __future__ import annotations
@@ -256,3 +259,41 @@ class Prober:
                for o, ok in zip(r.outcomes, r.allowed, strict=True)
                if o.arrived != ok or o.answered not in (None, o.arrived)]
         return f"round t={r.started:.2f}: " + ("healthy" if not bad else "; ".join(bad))
+
+
+class Conversation:
+    """One TCP connection from a client address to a server in another namespace, kept open
+    across whatever the test does; `exchange` proves it still carries data both ways."""
+
+    def __init__(self, client_netns: str, client_address: str, server_netns: str, server_address: str,
+                 port: int) -> None:
+        self.server = call_in_netns(Path("/var/run/netns") / server_netns,
+                                    lambda: socket.create_server((server_address, port)))
+        self.server.settimeout(5)
+
+        def connect() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(5)
+            sock.bind((client_address, 0))
+            sock.connect((server_address, port))
+            return sock
+
+        self.client = call_in_netns(Path("/var/run/netns") / client_netns, connect)
+        self.conn, _ = self.server.accept()
+        self.conn.settimeout(5)
+        self.exchange("hello")
+
+    def exchange(self, word: str) -> None:
+        """The server speaks first (the reply direction, no packet from the client before it),
+        then the client."""
+        for sender, receiver, text in ((self.conn, self.client, f"server {word}\n"),
+                                       (self.client, self.conn, f"client {word}\n")):
+            sender.sendall(text.encode())
+            assert receiver.recv(100) == text.encode(), f"{text.strip()!r} did not get through"
+
+    def __enter__(self) -> Conversation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sock in (self.client, self.conn, self.server):
+            sock.close()
