@@ -118,7 +118,7 @@ def test_failures_are_retried_with_backoff_and_logged_once(caplog: pytest.LogCap
     try:
         feed.send(*snapshot(), b.in_sync())
         wait_for(lambda: feed.statuses() == {"ns/pod1": "up", "ns/pod2": "up"}, what="both up")
-        with caplog.at_level(logging.WARNING, logger="vppagent.server.core"):
+        with caplog.at_level(logging.WARNING, logger="vppagent.server"):
             driver.extra_failed = {(Kind.WORKLOAD_ENDPOINT, POD1): "no room for the ACL"}
             start = len(driver.calls)
             feed.send(b.workload("ns/pod2", "cali2", ipv4=["10.0.0.9/32"], profiles=["kns.ns"]))
@@ -240,7 +240,7 @@ def test_report_is_complete_so_a_background_poll_can_clear_errors() -> None:
         wait_for(lambda: feed.statuses().get("ns/pod1") == "error", what="pod1 error")
         driver.extra_failed = {}
         with core.lock:
-            core._take_report(ApplyReport(), core._given)
+            core._take_report(ApplyReport(), core.health.given)
         assert feed.statuses()["ns/pod1"] == "up"
     finally:
         core.stop()

@@ -130,6 +130,7 @@ def test_dry_run_statuses_tell_the_truth() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_dry_run_statuses_tell_the_truth_long() -> None:
     for seed in SLOW_SEEDS["dry-run"]:
         driver = DryRunDriver()
@@ -203,6 +204,7 @@ def test_vpp_statuses_tell_the_truth(vpp_pods: Target) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_vpp_statuses_tell_the_truth_long(vpp_pods: Target) -> None:
     _vpp_run(vpp_pods, SLOW_SEEDS["vpp"], BATCHES * 3)
 
@@ -304,5 +306,6 @@ def test_kernel_statuses_tell_the_truth(kernel_ns: str) -> None:
 
 @pytest.mark.root
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_kernel_statuses_tell_the_truth_long(kernel_ns: str) -> None:
     _kernel_run(kernel_ns, SLOW_SEEDS["kernel"], BATCHES * 3)

@@ -1,8 +1,10 @@
 """The agent's engine: one worker thread folds Felix's messages into the store and applies batches.
 
 Threads: gRPC handler threads only enqueue (`submit`) and read reports; the worker owns the
-store and the driver (under `lock`, which GetState and SetDriver also take); a reporter thread
-sends ProcessStatusUpdate heartbeats. Status updates go to the active stream's outbound queue.
+store and the driver (under `lock`, which GetState and SetDriver also take): it applies batches,
+retries failed work and polls the driver when its last report asked (health.py), so no driver
+needs a thread that calls back into the agent. A reporter thread sends ProcessStatusUpdate
+heartbeats. Status updates go to the active stream's outbound queue.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from vppagent.config import AgentConfig
 from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.server.health import RETRY_FIRST, RETRY_MAX, DriverHealth
 from vppagent.server.metrics import AgentMetrics
 from vppagent.server.status import ENDPOINT_KINDS, EndpointStatusTracker, endpoint_faults
 from vppagent.server.store import Store
@@ -28,9 +31,6 @@ from vppagent.state.model import DataplaneState, Kind
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[[str], Driver]
-# Failed work is retried after RETRY_FIRST seconds, doubling while the failure stays the same.
-RETRY_FIRST = 1.0
-RETRY_MAX = 30.0
 
 
 @dataclass
@@ -65,17 +65,7 @@ class AgentCore:
         self.last_resync: dict[str, Any] | None = None
         self.counters = {"messages": 0, "applies": 0, "resyncs": 0, "unknown_payloads": 0, "streams": 0}
         self.statuses = EndpointStatusTracker()
-        # What the driver said last (drivers/base.py ApplyReport): its failed objects, the outage
-        # that puts every endpoint in error, and the state it was given.
-        self._faults: dict[tuple[Kind, Any], str] = {}
-        self._outage: str | None = None
-        self._given = DataplaneState()
-        self._fault_signature: tuple[Any, ...] = (True, None, ())
-        self.dataplane: dict[str, Any] = {"reachable": None, "since": None, "reason": None}
-        self._retry_at: float | None = None  # monotonic time of the next retry of failed work
-        self._retry_first, self._retry_max = retry_first, retry_max
-        self._retry_delay = retry_first
-        self._poll_at: float | None = None  # monotonic time the driver asked to be polled at
+        self.health = DriverHealth(retry_first, retry_max)  # the driver's last report, the next retry
         self.metrics = AgentMetrics()
         self.metrics.driver_in_use(driver.name)
         self._inbox: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
@@ -137,7 +127,7 @@ class AgentCore:
         with self.lock:
             self._poll_driver()  # the first report says whether the dataplane answers
         while not self._stop.is_set():
-            due = [t for t in (self._retry_at, self._poll_at) if t is not None]
+            due = [t for t in (self.health.retry_at, self.health.poll_at) if t is not None]
             timeout = None if not due else max(0.0, min(due) - time.monotonic())
             try:
                 first = self._inbox.get(timeout=timeout)
@@ -150,10 +140,10 @@ class AgentCore:
                 if self._stop.is_set():
                     return
                 now = time.monotonic()
-                retry = self._retry_at is not None and now >= self._retry_at
+                retry = self.health.retry_at is not None and now >= self.health.retry_at
                 if retry or (first is not None and self.store.has_work):
                     self._flush(retry=retry)
-                elif self._poll_at is not None and now >= self._poll_at:
+                elif self.health.poll_at is not None and now >= self.health.poll_at:
                     self._poll_driver()
 
     def run_once(self) -> None:
@@ -168,8 +158,8 @@ class AgentCore:
                     break
                 self._take(item)
                 took = True
-            if self.store.has_work or took or self._retry_at is not None:
-                self._flush(retry=self._retry_at is not None)
+            if self.store.has_work or took or self.health.retry_at is not None:
+                self._flush(retry=self.health.retry_at is not None)
 
     def _drain(self) -> None:
         """Keep folding while messages keep coming: a burst becomes one batch (bounded delay)."""
@@ -207,7 +197,7 @@ class AgentCore:
         """Hand the store's change to the driver. A retry calls the driver even when nothing
         changed: only the driver can say whether what failed is programmed now."""
         if not self.store.in_sync:
-            self._retry_at = None
+            self.health.retry_at = None
             return
         diff, effective = self.store.prepare()
         full = diff is None
@@ -244,66 +234,29 @@ class AgentCore:
                     log.exception("post-apply hook failed")
 
     def _poll_driver(self) -> None:
-        self._poll_at = None
+        self.health.poll_at = None
         try:
             report = self.driver.poll()
         except Exception as exc:
             log.exception("driver %s poll failed", self.driver.name)
-            report = ApplyReport(ok=False, error=f"driver {self.driver.name} raised: {exc}", next_run=self._retry_delay)
+            report = ApplyReport(ok=False, error=f"driver {self.driver.name} raised: {exc}",
+                                 next_run=self.health.retry_delay)
         if report is None:
             return
-        was_out = self._outage is not None
-        self._take_report(report, self._given, attempt=False)
+        was_out = self.health.outage is not None
+        self._take_report(report, self.health.given, attempt=False)
         if was_out and report.ok and self.store.has_work and self.store.in_sync:
-            self._retry_at = time.monotonic()  # the dataplane is back: program what is still dirty
+            self.health.retry_at = time.monotonic()  # the dataplane is back: program what is still dirty
 
     def _take_report(self, report: ApplyReport, given: DataplaneState, *, attempt: bool = True) -> None:
         """Statuses, reachability and the next retry and poll follow the driver's latest report
-        alone (the report is complete: see drivers/base.py). `attempt`: the report answers an
-        apply or resync (a retry that failed again backs off further); a poll's report only moves
-        the retry when what fails changed."""
-        now = time.monotonic()
-        self._given = given
-        reachable = report.ok or not report.unreachable
-        if reachable != self.dataplane["reachable"]:
-            self.dataplane = {"reachable": reachable, "since": _now_iso(), "reason": None}
-        self.dataplane["reason"] = None if reachable else report.error
-        self._faults = dict(report.failed)
-        if report.ok:
-            self._outage = None
-        elif not reachable:
-            self._outage = f"dataplane unreachable since {self.dataplane['since']} ({report.error})"
-        else:
-            self._outage = report.error or f"driver {self.driver.name} failed"
-        self._poll_at = None if report.next_run is None else now + report.next_run
-        signature = (report.ok, report.error, tuple(sorted((str(k), v) for k, v in report.failed.items())))
-        if signature != self._fault_signature:  # log once per change of reason, not per retry
-            self._fault_signature = signature
-            self._retry_delay = self._retry_first
-            if not report.ok:
-                log.error("driver %s: %s (retrying with backoff)", self.driver.name, report.error)
-            elif report.failed:
-                log.warning("driver %s could not program %d object(s) (retrying with backoff): %s",
-                            self.driver.name, len(report.failed),
-                            "; ".join(f"{key_text(k)}: {why}" for (_, k), why in sorted(report.failed.items(),
-                                                                                       key=str)[:5]))
-            else:
-                log.info("driver %s: everything programmed", self.driver.name)
-            changed = True
-        else:
-            changed = False
-            if attempt:
-                self._retry_delay = min(self._retry_delay * 2, self._retry_max)
-        if not report.ok or report.failed:
-            if attempt or changed or self._retry_at is None:
-                self._retry_at = now + self._retry_delay
-        else:
-            self._retry_at = None
+        alone (health.py)."""
+        self.health.take(report, given, self.driver.name, attempt=attempt)
         self._update_statuses()
 
     def _update_statuses(self) -> None:
-        failed = endpoint_faults(self._given, self._faults)
-        self.statuses.update(self.store.desired, self.store.held, failed, self._outage)
+        self.statuses.update(self.store.desired, self.store.held, self.health.endpoint_failures(),
+                             self.health.outage)
         self._publish_statuses()
 
     def _publish_statuses(self) -> None:
@@ -350,7 +303,7 @@ class AgentCore:
                 new = self._driver_factory(name)
             except Exception as exc:
                 return False, f"cannot start driver {name}: {exc}", previous, time.monotonic() - start
-            effective = self._given  # the whole effective state, failed objects included
+            effective = self.health.given  # the whole effective state, failed objects included
             try:
                 report = new.resync(effective)
             except Exception as exc:
@@ -373,19 +326,19 @@ class AgentCore:
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
             self.metrics.driver_in_use(new.name)
-            self._fault_signature = (True, None, ())
+            self.health.new_driver()
             self._take_report(report, effective)
             return True, warning, previous, time.monotonic() - start
 
     def _swap_losses(self, state: DataplaneState, report: ApplyReport) -> str:
         """What the new driver failed that the old one had programmed (empty: nothing)."""
-        if self._outage is not None or not self.driver.programs_dataplane:
+        if self.health.outage is not None or not self.driver.programs_dataplane:
             return ""  # the old driver held nothing (reliably): the new one can only do better
         now_failing = endpoint_faults(state, report.failed)
         lost = {ref: why for ref, why in now_failing.items()
                 if self.statuses.current.get(ref, ("error", None))[0] != "error"}
         lost |= {ref: why for ref, why in report.failed.items()
-                 if ref[0] not in ENDPOINT_KINDS and ref not in self._faults}
+                 if ref[0] not in ENDPOINT_KINDS and ref not in self.health.faults}
         return "; ".join(f"{key_text(k)}: {why}" for (_, k), why in sorted(lost.items(), key=str)[:3])
 
     # -- reports ------------------------------------------------------------------------------
@@ -394,7 +347,7 @@ class AgentCore:
             desired = self.store.desired
             counts = desired.counts()
             return {
-                "dataplane": dict(self.dataplane),
+                "dataplane": dict(self.health.dataplane),
                 "endpoints": self.statuses.summary(desired),
                 "driver": self.driver.name,
                 "driver_reason": self.driver_reason,
@@ -412,10 +365,6 @@ class AgentCore:
                 "uptime_seconds": round(time.monotonic() - self.started, 3),
                 "driver_status": self.driver.status(),
             } | {name: section() for name, section in self.report_sections.items()}
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _config_lookup(config: dict[str, str], name: str) -> str | None:
