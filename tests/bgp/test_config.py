@@ -107,3 +107,14 @@ def test_a_bad_peer_address_is_one_error_at_its_field(field: str) -> None:
     # source_address is a union with "node": pydantic adds the member's name after the field.
     assert first["loc"][:3] == ("peers", 0, field) and len(first["loc"]) <= 4, first["loc"]
     assert "not an IPv4 or IPv6 address" in first["msg"] and first["input"] == "10.0.0.300"
+
+
+@pytest.mark.parametrize("data", [
+    {"router_id": True},
+    {"route_reflector_cluster_id": 5},
+    {"peers": [{"address": 167772161, "as_number": 1}]},
+    {"listen_address": False},
+])
+def test_addresses_are_written_as_text(data: dict[str, Any]) -> None:
+    """YAML `router_id: yes` or `address: 167772161` is a mistake, not 0.0.0.1 or 10.0.0.1."""
+    assert "written as text" in errors(data)

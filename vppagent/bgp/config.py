@@ -29,21 +29,31 @@ _COMMUNITY_RE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 _INTERFACE_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:@-]+\*?$")
 
 
-def _ip_address(value: object) -> object:
-    """Parse text here so that a bad address is one error naming the value, not one per union member."""
-    if not isinstance(value, str):
+def _address_text(value: object, version: int | None) -> object:
+    """Parse text here so that a bad address is one error naming the value, not one per union member.
+
+    Only text: pydantic would take YAML's `yes` or `167772161` as 0.0.0.1 or 10.0.0.1.
+    """
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return value
+    if not isinstance(value, str):
+        raise ValueError("an address must be written as text, e.g. 10.0.0.1 or fd00::1")
     # IPv6Address accepts "fe80::1%<anything>" and str() returns the scope verbatim: refuse it
     # rather than let arbitrary text reach bird.conf next to an address.
     if "%" in value:
         raise ValueError("scoped IPv6 addresses (with %) are not supported")
     try:
-        return ipaddress.ip_address(value)
+        parsed = ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError("not an IPv4 or IPv6 address") from None
+        raise ValueError(f"not an {'IPv4' if version == 4 else 'IPv4 or IPv6'} address") from None
+    if version is not None and parsed.version != version:
+        raise ValueError(f"not an IPv{version} address")
+    return parsed
 
 
-IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(_ip_address)]
+IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address,
+                      BeforeValidator(lambda v: _address_text(v, None))]
+IPv4Address = Annotated[ipaddress.IPv4Address, BeforeValidator(lambda v: _address_text(v, 4))]
 
 
 def check_peer_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
@@ -184,13 +194,13 @@ class BgpConfig(_Strict):
     # Default AS for every node whose HostMetadata carries no AS number.
     as_number: AsNumber = 64512
     # Defaults to the node's IPv4 address, else a stable hash of the hostname.
-    router_id: ipaddress.IPv4Address | None = None
+    router_id: IPv4Address | None = None
     node_mesh: bool = True
     node_mesh_password: SecretStr | None = None
     node_mesh_graceful_restart_time: Seconds | None = None
     peers: list[BgpPeerConfig] = Field(default_factory=list)
     # Set on route reflector nodes: this node reflects routes between its iBGP clients.
-    route_reflector_cluster_id: ipaddress.IPv4Address | None = None
+    route_reflector_cluster_id: IPv4Address | None = None
     # Label `key` or `key=value` marking route reflector nodes in HostMetadata labels. Nodes
     # peer with every route reflector; route reflectors treat the other same-AS nodes as clients.
     route_reflector_label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_./-]+(=[A-Za-z0-9_.-]*)?$")
