@@ -105,3 +105,20 @@ def test_status_reports_sessions(applier: BirdApplier) -> None:
          "info": "Connect Socket: Connection refused"},
     ]
     json.dumps(status)  # the state report is JSON
+
+
+@pytest.mark.parametrize("where", ["parent is a file", "path is a directory"])
+def test_a_config_path_that_cannot_be_written_is_an_error_not_an_exception(
+        tmp_path: Path, birdc: FakeBirdc, bird_binary: str, where: str) -> None:
+    blocker = tmp_path / "blocker"
+    if where == "parent is a file":
+        blocker.write_text("not a directory")
+        config_path = blocker / "bird.conf"
+    else:
+        blocker.mkdir()
+        config_path = blocker
+    applier = BirdApplier(config_path, tmp_path / "bird.ctl", bird_binary=bird_binary, birdc_binary=str(birdc.path))
+    result = applier.apply(good_config())
+    assert not result.ok and result.error is not None and str(config_path) in result.error, result.error
+    assert "\n" not in result.error
+    assert blocker.exists() and birdc.commands() == []

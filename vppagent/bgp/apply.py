@@ -100,6 +100,15 @@ class BirdApplier:
             reloaded, error, reload_s = self._reload()
             return BgpApplyResult(ok=error is None, changed=False, error=error, reloaded=reloaded,
                                   reload_seconds=reload_s)
+        try:
+            return self._write_and_reload(data)
+        except OSError as exc:
+            # A --bird-config path that cannot hold the file: BIRD keeps what it has, and the
+            # error is in the BGP status (and the log) instead of ending the agent's apply loop.
+            return BgpApplyResult(ok=False, changed=False,
+                                  error=f"cannot write {self.config_path}: {exc.strerror or exc}")
+
+    def _write_and_reload(self, data: bytes) -> BgpApplyResult:
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         # Same directory, so the rename is atomic; 0600 because the file may carry passwords.
         fd, tmp_name = tempfile.mkstemp(prefix=f".{self.config_path.name}.", suffix=".tmp",
