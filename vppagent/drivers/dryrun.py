@@ -21,12 +21,11 @@ from vppagent.policy.compile import DEFAULT_RULE_LIMIT, compile_endpoint, compil
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.model import Direction, PolicyError, WorkloadEndpoint
 from vppagent.state.diff import StateDiff, diff_states
-from vppagent.state.model import DataplaneState, Kind, endpoint_policy_keys, ip_set_ids
+from vppagent.state.model import ENDPOINT_KINDS, DataplaneState, Kind, endpoint_policy_keys, ip_set_ids
 
 log = logging.getLogger(__name__)
 Ref = tuple[Kind, Any]
 Lists = tuple[CompiledList, CompiledList]  # (egress, ingress), as the endpoint would hold them
-_ENDPOINT_KINDS = (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
 
 
 @dataclass
@@ -67,11 +66,11 @@ class DryRunDriver(Driver):
     def _affected(self, diff: StateDiff, state: DataplaneState, everything: bool) -> set[Ref]:
         """Endpoints whose lists may differ: changed ones, those using a changed policy, profile
         or IP set, and those still failing (a retry tries them again)."""
-        endpoints = {(k, key) for k in _ENDPOINT_KINDS for key in state.tables[k]}
+        endpoints = {(k, key) for k in ENDPOINT_KINDS for key in state.tables[k]}
         kinds = diff.kinds()
         if everything or Kind.CONFIG in kinds or Kind.ENCAPSULATION in kinds:
             return endpoints
-        out = {(k, key) for k in _ENDPOINT_KINDS for key in diff.upserts.get(k, {})} | set(self.failed)
+        out = {(k, key) for k in ENDPOINT_KINDS for key in diff.upserts.get(k, {})} | set(self.failed)
         sets = set(diff.upserts.get(Kind.IPSET, {})) | diff.removes.get(Kind.IPSET, set())
         policies = set(diff.upserts.get(Kind.POLICY, {})) | diff.removes.get(Kind.POLICY, set())
         profiles = set(diff.upserts.get(Kind.PROFILE, {})) | diff.removes.get(Kind.PROFILE, set())

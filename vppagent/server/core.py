@@ -23,10 +23,10 @@ from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.server.health import RETRY_FIRST, RETRY_MAX, DriverHealth
 from vppagent.server.metrics import AgentMetrics
-from vppagent.server.status import ENDPOINT_KINDS, EndpointStatusTracker, endpoint_faults
+from vppagent.server.status import EndpointStatusTracker, endpoint_faults
 from vppagent.server.store import Store
 from vppagent.state.diff import key_text
-from vppagent.state.model import DataplaneState, Kind
+from vppagent.state.model import ENDPOINT_KINDS, DataplaneState, Kind
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,10 @@ from collections import Counter
 from typing import Any
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.state.model import DataplaneState, Kind, WorkloadKey, endpoint_policy_keys, ip_set_ids
+from vppagent.state.model import ENDPOINT_KINDS, DataplaneState, Kind, WorkloadKey, endpoint_policy_keys, ip_set_ids
 
 Status = tuple[str, str | None]  # (status, error)
 Ref = tuple[Kind, Any]
-ENDPOINT_KINDS = (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
 WAITING = "waiting"  # in the state report only: no apply has decided this endpoint's status yet
 
 

@@ -25,6 +25,7 @@ from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.model import PolicyError, validate_policy, validate_profile
 from vppagent.state.diff import StateDiff, diff_states
 from vppagent.state.model import (
+    ENDPOINT_KINDS,
     STAGED_KINDS,
     UNKNOWN_SET_DELTA,
     DataplaneState,
@@ -33,7 +34,6 @@ from vppagent.state.model import (
     ip_set_ids,
 )
 
-ENDPOINT_KINDS = (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
 # Kinds whose validity depends on other kinds: a change to an IP set can make a policy valid or
 # invalid, a policy can make an endpoint valid or invalid.
 _DEPENDENT_KINDS = (Kind.POLICY, Kind.PROFILE, *ENDPOINT_KINDS)

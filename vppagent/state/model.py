@@ -45,6 +45,9 @@ class Kind(StrEnum):
     WIREGUARD_V6 = "wireguard_endpoints_v6"
 
 
+ENDPOINT_KINDS = (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
+
+
 class PolicyKey(NamedTuple):
     name: str
     namespace: str
