@@ -22,15 +22,16 @@ from typing import Any
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
-from vppagent.policy.compile import compile_endpoint
+from vppagent.policy.compile import compile_endpoint, compile_host_endpoint
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.model import Direction, PolicyError, validate_policy, validate_profile
-from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey, ip_set_ids, policy_key
+from vppagent.state.model import DataplaneState, Kind, PolicyKey, endpoint_policy_keys, ip_set_ids
 
 SETS = ("s:a", "s:b")
 POLICIES = ("p0", "p1", "p2")
 PROFILES = ("r0", "r1")
 ENDPOINTS = {f"ns/e{i}": f"calie{i}" for i in range(4)}
+HOSTS = {"hep0": "eth9"}  # host endpoint id -> interface (dry-run and kernel mixes only)
 GOOD_MEMBERS = ("10.65.1.0/24", "10.65.2.7/32", "10.66.0.0/16", "192.0.2.9/32")
 
 
@@ -55,8 +56,16 @@ def _rule(rng: random.Random, bad: bool) -> felix.Rule:
     return b.rule(rng.choice(["allow", "allow", "deny"]), **fields)
 
 
-def random_message(rng: random.Random, bad_ratio: float) -> felix.ToDataplane:
+def random_message(rng: random.Random, bad_ratio: float, hosts: bool = False) -> felix.ToDataplane:
     bad = rng.random() < bad_ratio
+    if hosts and rng.random() < 0.1:
+        endpoint_id = rng.choice(list(HOSTS))
+        if rng.random() < 0.2:
+            return felix.ToDataplane(host_endpoint_remove=felix.HostEndpointRemove(
+                id=felix.HostEndpointID(endpoint_id=endpoint_id)))
+        ingress = rng.sample([*POLICIES, "p-missing"] if bad else POLICIES, rng.randrange(0, 3))
+        return b.host_endpoint(endpoint_id, HOSTS[endpoint_id], profiles=["r-missing" if bad else rng.choice(PROFILES)],
+                               tiers=[b.tier("default", ingress=ingress)] if ingress else [])
     kind = rng.randrange(10)
     if kind <= 1:
         members = rng.sample(GOOD_MEMBERS, rng.randrange(0, 3)) + (["10.65.0.300"] if bad else [])
@@ -86,17 +95,22 @@ def random_message(rng: random.Random, bad_ratio: float) -> felix.ToDataplane:
     return b.ipset_remove(rng.choice(SETS))
 
 
-def first_snapshot() -> list[felix.ToDataplane]:
+def first_snapshot(hosts: bool = False) -> list[felix.ToDataplane]:
     """Every endpoint valid: a profile allowing everything and the policies they name."""
     return [b.config({}), *(b.ipset(s, GOOD_MEMBERS[:2]) for s in SETS),
             *(b.policy(p, inbound=[b.rule("allow", protocol="tcp", dst_ports=[80])]) for p in POLICIES),
             *(b.profile(r, inbound=[b.rule("allow")], outbound=[b.rule("allow")]) for r in PROFILES),
-            *(b.workload(w, i, ipv4=[endpoint_ip(w)], profiles=["r0"]) for w, i in ENDPOINTS.items())]
+            *(b.workload(w, i, ipv4=[endpoint_ip(w)], profiles=["r0"]) for w, i in ENDPOINTS.items()),
+            *(b.host_endpoint(h, i, profiles=["r0"]) for h, i in (HOSTS.items() if hosts else ()))]
 
 
-def random_batches(seed: int, batches: int, bad_ratio: float = 0.25) -> list[list[felix.ToDataplane]]:
+def random_batches(seed: int, batches: int, bad_ratio: float = 0.25,
+                   hosts: bool = False) -> list[list[felix.ToDataplane]]:
     rng = random.Random(seed)
-    return [[random_message(rng, bad_ratio) for _ in range(rng.randrange(1, 6))] for _ in range(batches)]
+    return [[random_message(rng, bad_ratio, hosts) for _ in range(rng.randrange(1, 6))] for _ in range(batches)]
+
+
+Ref = tuple[Kind, Any]  # (WORKLOAD_ENDPOINT, WorkloadKey) or (HOST_ENDPOINT, endpoint id)
 
 
 @dataclass
@@ -104,8 +118,8 @@ class Expected:
     """The oracle's verdict for the desired state: lists per valid endpoint, and the invalid ones."""
 
     state: DataplaneState
-    lists: dict[WorkloadKey, tuple[CompiledList, CompiledList]]  # (egress, ingress)
-    invalid: dict[WorkloadKey, str]
+    lists: dict[Ref, tuple[CompiledList, CompiledList]]  # (egress, ingress)
+    invalid: dict[Ref, str]
 
 
 def expected(state: DataplaneState) -> Expected:
@@ -122,23 +136,29 @@ def expected(state: DataplaneState) -> Expected:
         used = set().union(*(ip_set_ids(r) for r in (*pb.inbound_rules, *pb.outbound_rules)))
         return f"uses invalid IP set {sorted(used & bad_sets)}" if used & bad_sets else None
 
-    lists: dict[WorkloadKey, tuple[CompiledList, CompiledList]] = {}
-    invalid: dict[WorkloadKey, str] = {}
-    for key, pb in state.workload_endpoints.items():
-        problem = None
-        try:
-            for net in pb.ipv4_nets:
-                ipaddress.ip_network(net, strict=False)
-        except ValueError as exc:
-            problem = str(exc)
-        refs: list[tuple[Kind, Any]] = [(Kind.PROFILE, p) for p in pb.profile_ids]
-        refs += [(Kind.POLICY, policy_key(p)) for t in pb.tiers for p in (*t.ingress_policies, *t.egress_policies)]
-        for kind, ref in refs:
-            problem = problem or policy_problem(kind, ref)
-        if problem is not None:
-            invalid[key] = problem
-            continue
-        lists[key] = (compile_endpoint(state, key, Direction.EGRESS), compile_endpoint(state, key, Direction.INGRESS))
+    lists: dict[Ref, tuple[CompiledList, CompiledList]] = {}
+    invalid: dict[Ref, str] = {}
+    for kind in (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT):
+        for key, pb in state.tables[kind].items():
+            problem = None
+            try:
+                for net in getattr(pb, "ipv4_nets", ()):
+                    ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                problem = str(exc)
+            refs: list[tuple[Kind, Any]] = [(Kind.PROFILE, p) for p in pb.profile_ids]
+            refs += [(Kind.POLICY, k) for k in sorted(endpoint_policy_keys(pb))]
+            for ref_kind, ref in refs:
+                problem = problem or policy_problem(ref_kind, ref)
+            if problem is not None:
+                invalid[(kind, key)] = problem
+                continue
+            if kind == Kind.WORKLOAD_ENDPOINT:
+                lists[(kind, key)] = (compile_endpoint(state, key, Direction.EGRESS),
+                                      compile_endpoint(state, key, Direction.INGRESS))
+            else:
+                lists[(kind, key)] = (compile_host_endpoint(state, key, Direction.EGRESS),
+                                      compile_host_endpoint(state, key, Direction.INGRESS))
     return Expected(state, lists, invalid)
 
 
@@ -149,4 +169,4 @@ def fold(messages: list[felix.ToDataplane], state: DataplaneState | None = None)
     return state
 
 
-__all__ = ["ENDPOINTS", "Expected", "PolicyKey", "expected", "first_snapshot", "fold", "random_batches"]
+__all__ = ["ENDPOINTS", "HOSTS", "Expected", "PolicyKey", "Ref", "expected", "first_snapshot", "fold", "random_batches"]

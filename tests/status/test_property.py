@@ -3,7 +3,8 @@ through the agent's core into a driver; after each batch (and after a retry of w
 every valid endpoint is "up" and holds exactly what the policy core compiles for it, and every
 other endpoint is "error" (status never says more than the dataplane holds).
 
-Bounded in CI (a few seconds per driver); `-m slow` runs many more seeds:
+Host endpoints join the mix for the dry-run and kernel drivers. Bounded in CI (a few seconds per
+driver); `-m slow` runs many more seeds (about 25 minutes on two busy cores):
     .venv/bin/python -m pytest -q -m slow tests/status/test_property.py
 A failure names the seed and the batch; `run_mix(driver, seed, batches)` replays it.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.status.mixes import ENDPOINTS, Expected, expected, first_snapshot, fold, random_batches
+from tests.status.mixes import ENDPOINTS, HOSTS, Expected, Ref, expected, first_snapshot, fold, random_batches
 from tests.vpp.helpers import Target, make_driver
 from vppagent.config import AgentConfig
 from vppagent.drivers.base import Driver
@@ -35,7 +36,7 @@ BATCHES = 12
 # What the dataplane holds for an endpoint, compared with what the oracle says it must hold:
 # None when equal, else what differs. The int numbers the check (a dataplane read may be shared
 # by the endpoints of one check).
-Holds = Callable[[WorkloadKey, Expected, int], str | None]
+Holds = Callable[[Ref, Expected, int], str | None]
 _ROUNDS = iter(range(1 << 62))
 
 
@@ -43,7 +44,8 @@ _ROUNDS = iter(range(1 << 62))
 Fault = Callable[[random.Random], Callable[[], None] | None]
 
 
-def run_mix(driver: Driver, seed: int, batches: int, holds: Holds, fault: Fault | None = None) -> Counter[str]:
+def run_mix(driver: Driver, seed: int, batches: int, holds: Holds, fault: Fault | None = None,
+            hosts: bool = False) -> Counter[str]:
     """Feed the first snapshot and `batches` random batches; check after each. Returns how many
     endpoint checks found each status ("up", "down", "error").
 
@@ -62,9 +64,9 @@ def run_mix(driver: Driver, seed: int, batches: int, holds: Holds, fault: Fault 
         sent.extend(msgs)
 
     try:
-        feed([*first_snapshot(), b.in_sync()])
+        feed([*first_snapshot(hosts), b.in_sync()])
         core.run_once()
-        for index, batch in enumerate([[], *random_batches(seed, batches)]):
+        for index, batch in enumerate([[], *random_batches(seed, batches, hosts=hosts)]):
             end_fault = fault(rng) if fault is not None else None
             feed(batch)
             core.run_once()
@@ -84,10 +86,14 @@ def run_mix(driver: Driver, seed: int, batches: int, holds: Holds, fault: Fault 
 
 
 def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str,
-           lenient: bool = False) -> dict[WorkloadKey, str]:
-    rows = {WorkloadKey(r["orchestrator_id"], r["workload_id"], r["endpoint_id"]): r
-            for r in core.state_report()["workload_endpoints"]}
-    assert set(rows) == set(oracle.state.workload_endpoints), where
+           lenient: bool = False) -> dict[Ref, str]:
+    report = core.state_report()
+    rows: dict[Ref, Any] = {(Kind.WORKLOAD_ENDPOINT, WorkloadKey(r["orchestrator_id"], r["workload_id"],
+                                                                r["endpoint_id"])): r
+                            for r in report["workload_endpoints"]}
+    rows |= {(Kind.HOST_ENDPOINT, r["endpoint_id"]): r for r in report["host_endpoints"]}
+    assert set(rows) == {(k, key) for k in (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT)
+                         for key in oracle.state.tables[k]}, where
     problems = []
     check_round = next(_ROUNDS)
     for key, row in rows.items():
@@ -95,7 +101,8 @@ def _check(core: AgentCore, oracle: Expected, holds: Holds, where: str,
             if row["status"] != "error":
                 problems.append(f"{key} is {row['status']} but invalid: {oracle.invalid[key]}")
             continue
-        want = "up" if oracle.state.workload_endpoints[key].state == "active" else "down"
+        pb = oracle.state.tables[key[0]][key[1]]
+        want = "down" if key[0] == Kind.WORKLOAD_ENDPOINT and pb.state != "active" else "up"
         if row["status"] == "error" and lenient:
             continue  # a dataplane fault was injected: error is the truth too, "up" must be exact
         if row["status"] != want:
@@ -114,9 +121,9 @@ def _brief(batch: list[felix.ToDataplane]) -> str:
 
 # -- dry-run -----------------------------------------------------------------------------------
 def dry_run_holds(driver: DryRunDriver) -> Holds:
-    def holds(key: WorkloadKey, oracle: Expected, _: int) -> str | None:
-        lists = oracle.lists[key]
-        have = driver.lists.get((Kind.WORKLOAD_ENDPOINT, key))
+    def holds(ref: Ref, oracle: Expected, _: int) -> str | None:
+        lists = oracle.lists[ref]
+        have = driver.lists.get(ref)
         return None if have == lists else f"holds {have}, compiled {lists}"
     return holds
 
@@ -125,7 +132,7 @@ def test_dry_run_statuses_tell_the_truth() -> None:
     checks: Counter[str] = Counter()
     for seed in CI_SEEDS["dry-run"]:
         driver = DryRunDriver()
-        checks += run_mix(driver, seed, BATCHES, dry_run_holds(driver))
+        checks += run_mix(driver, seed, BATCHES, dry_run_holds(driver), hosts=True)
     assert checks["up"] > 400 and checks["error"] > 300, f"too one-sided to mean much: {checks}"
 
 
@@ -134,7 +141,7 @@ def test_dry_run_statuses_tell_the_truth() -> None:
 def test_dry_run_statuses_tell_the_truth_long() -> None:
     for seed in SLOW_SEEDS["dry-run"]:
         driver = DryRunDriver()
-        run_mix(driver, seed, BATCHES * 3, dry_run_holds(driver))
+        run_mix(driver, seed, BATCHES * 3, dry_run_holds(driver), hosts=True)
 
 
 # -- VPP (emulator) ----------------------------------------------------------------------------
@@ -157,8 +164,8 @@ def vpp_holds(target: Target) -> Holds:
 
     reads: dict[int, Any] = {}
 
-    def holds(key: WorkloadKey, oracle: Expected, check_round: int) -> str | None:
-        lists = oracle.lists[key]
+    def holds(ref: Ref, oracle: Expected, check_round: int) -> str | None:
+        lists, key = oracle.lists[ref], ref[1]
         if check_round not in reads:  # what VPP holds, read afresh, not the driver's idea
             reads.clear()
             reads[check_round] = read_programmed(VppCalls(conn))
@@ -222,7 +229,7 @@ def kernel_ns() -> Iterator[str]:
     lab = Lab(f"vps{os.getpid() % 100000}")
     try:
         ns = lab.add_ns(f"{lab.prefix}-node")
-        for i, iface in enumerate(ENDPOINTS.values()):  # the endpoints' interfaces, for their routes
+        for i, iface in enumerate([*ENDPOINTS.values(), *HOSTS.values()]):  # endpoints' interfaces
             sh("ip", "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", f"peer{i}")
             for name in (iface, f"peer{i}"):
                 sh("ip", "-n", ns, "link", "set", name, "up")
@@ -252,18 +259,21 @@ def kernel_holds(driver: Any, ns: str) -> Holds:
 
     reads: dict[int, tuple[Any, dict[str, Any], dict[int, str]]] = {}
 
-    def holds(key: WorkloadKey, oracle: Expected, check_round: int) -> str | None:
+    def holds(ref: Ref, oracle: Expected, check_round: int) -> str | None:
         if check_round not in reads:  # one render and one read of the kernel per check
             reads.clear()
             desired = StateRenderer().render(oracle.state, Settings.from_config(oracle.state.config))
             saves = {family: run(driver.backend.save(family)) for family in {f for f, _ in desired.chains}}
             reads[check_round] = (desired, parse_ipset_save(run("ipset", "save")), saves)
         desired, sets, saves = reads[check_round]
-        iface = oracle.state.workload_endpoints[key].name
+        iface = oracle.state.tables[ref[0]][ref[1]].name
+        heads = ("tw-", "fw-") if ref[0] == Kind.WORKLOAD_ENDPOINT else ("fh-", "th-", "fhfw-", "thfw-")
         for (family, table), chains in desired.chains.items():
             by_name = {c.name: c for c in chains}
+            live = _reachable(by_name, [r.target for rules in desired.hooks[(family, table)].values()
+                                        for r in rules if r.target is not None])
             kernel = parse_save(split_save(saves[family]).get(table, "")).ours
-            todo = [n for n in (endpoint_chain("tw-", iface), endpoint_chain("fw-", iface)) if n in by_name]
+            todo = [n for n in (endpoint_chain(head, iface) for head in heads) if n in live]
             seen: set[str] = set()
             while todo:
                 chain = by_name[todo.pop()]
@@ -285,6 +295,18 @@ def kernel_holds(driver: Any, ns: str) -> Holds:
     return holds
 
 
+def _reachable(by_name: dict[str, Any], roots: list[str]) -> set[str]:
+    """The chains the kernel programs: those reachable from a hook (table.py)."""
+    seen: set[str] = set()
+    todo = [r for r in roots if r in by_name]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [t for t in by_name[name].targets() if t in by_name]
+    return seen
+
+
 def _kernel_run(ns: str, seeds: range, batches: int) -> Counter[str]:
     from vppagent.drivers.iptables import IptablesDriver
 
@@ -292,7 +314,7 @@ def _kernel_run(ns: str, seeds: range, batches: int) -> Counter[str]:
     for seed in seeds:  # each seed's driver starts from what the last one left (its resync adopts it)
         driver = IptablesDriver(netns=ns, refresh=False)
         holds = kernel_holds(driver, ns)
-        checks += run_mix(driver, seed, batches, holds)  # closes the driver
+        checks += run_mix(driver, seed, batches, holds, hosts=True)  # closes the driver
         checks.update({f"compared {k}": v for k, v in holds.compared.items()})  # type: ignore[attr-defined]
     return checks
 
