@@ -37,7 +37,7 @@ def pod_b_messages() -> list[felix.ToDataplane]:
             b.workload(POD_B, "calipodb", ipv4=[f"{PODS[POD_B]}/32"], profiles=["open"])]
 
 
-def with_big_set(rng: random.Random, case: Case) -> Case:
+def with_big_set(rng: random.Random, case: Case, first: bool = False) -> Case:
     """The case (now ingress) plus a policy in one of its tiers: allow TCP or UDP service ports
     from set "big" (a few probe-reachable hosts + padding), so the driver gates it."""
     hosts = [h for net in (LOCAL[4], REMOTE[4]) for h in net if str(h) != PODS[POD_A]]
@@ -57,7 +57,7 @@ def with_big_set(rng: random.Random, case: Case) -> Case:
         if m.HasField("workload_endpoint_update"):
             m = felix.ToDataplane.FromString(m.SerializeToString())
             tiers = m.workload_endpoint_update.endpoint.tiers
-            if rng.random() < 0.5:  # first: its set decides, so the driver gates it
+            if first or rng.random() < 0.5:  # first: its set decides, so the driver gates it
                 tiers[0].ingress_policies.insert(0, gated)
             else:  # anywhere: the gate may or may not be worth it (gate.py decides)
                 tier = tiers[rng.randrange(len(tiers))]
@@ -67,11 +67,12 @@ def with_big_set(rng: random.Random, case: Case) -> Case:
     return Case(messages, case.endpoint, "ingress", 4)
 
 
-def draw_case(rng: random.Random) -> Case | None:
-    """A case, or None when VPP's ACLs cannot express it (the compiler refuses: not a packet case)."""
+def draw_case(rng: random.Random, big_set_first: bool = False) -> Case | None:
+    """A case, or None when VPP's ACLs cannot express it (the compiler refuses: not a packet case).
+    `big_set_first`: the big set's policy surely, and first in the first tier."""
     case = random_case(rng, v6=False)
-    if rng.random() < 0.5:
-        case = with_big_set(rng, case)
+    if big_set_first or rng.random() < 0.5:
+        case = with_big_set(rng, case, first=big_set_first)
     try:
         for direction in ("ingress", "egress"):
             compile_endpoint(case.state, case.endpoint, direction)

@@ -66,7 +66,7 @@ def run_cases(agent: VppAgentProcess, lab: PodLab, vpp: RealVpp, seed: int, case
     try:
         while figures["states"] < cases:
             index = figures["states"] + figures["skipped_uncompilable"]
-            case = draw_case(rng)
+            case = draw_case(rng, big_set_first=figures["states"] == 0)  # the classifier, surely once
             if case is None:
                 figures["skipped_uncompilable"] += 1
                 continue
