@@ -13,9 +13,15 @@ LOCK_DATE ?= 2026-12-06
 LOCK_ARGS = --generate-hashes --universal --python-version 3.11 \
   --exclude-newer $(LOCK_DATE)T00:00:00Z --custom-compile-command "make lock" -q
 
-.PHONY: deps apt venv lint test lab lock proto clean
+# VPP: the lab and the tests marked realvpp use it when the `vpp` binary is installed. Beside a
+# clone on our machines, ../shared/vpp holds FD.io VPP 26.06 built from source as one package; users
+# install FD.io's own packages instead (README, "VPP"). Without VPP, the lab uses the kernel and the
+# real-VPP tests skip, saying why.
+VPP_DEB ?= ../shared/vpp/vpp-local_26.06_amd64.deb
 
-deps: apt venv
+.PHONY: deps apt vpp venv lint test lab lock proto clean
+
+deps: apt vpp venv
 
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -24,6 +30,13 @@ apt:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  fi; \
 	else echo "not root or no apt-get: skipping apt packages (root-only tests will skip)"; fi
+
+vpp:
+	@if command -v vpp >/dev/null; then echo "VPP: $$(vpp --version 2>/dev/null | head -1)"; \
+	elif [ -f "$(VPP_DEB)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing VPP from $(VPP_DEB)"; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$(realpath $(VPP_DEB))"; \
+	else echo "VPP not installed (no $(VPP_DEB), or not root): the lab uses the kernel, real-VPP tests skip"; fi
 
 venv: $(VENV)/.installed
 

@@ -1,9 +1,11 @@
-"""Connecting: definitions, the CRC/missing-message check with one clear line, the version,
-driver selection (vpp, and auto's fallback), and that the pinned CRCs are VPP 25.10's."""
+"""Connecting: definitions, the CRC/missing-message check with one clear line, the version and the
+API layout found, driver selection (vpp, and auto's fallback), and that the pinned CRCs are those of
+every release the layout claims (25.10 and 26.06)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,17 +15,41 @@ from vppagent.drivers import DriverUnavailable, make_driver
 from vppagent.drivers.vpp import create_driver, pod_kind
 from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.api.errors import NO_INDEX
-from vppagent.drivers.vpp.api.messages import REQUIRED_MESSAGES, requests
-from vppagent.vppsim import API_DIR, VppSim
+from vppagent.drivers.vpp.api.messages import LAYOUTS, REQUIRED_MESSAGES, release_of, requests
+from vppagent.vppsim import API_DIR, RELEASES, VppSim
 
 
-def test_pinned_crcs_are_vpp_25_10s() -> None:
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_pinned_crcs_are_those_of_each_release_the_layout_claims(release: str) -> None:
     crcs = {}
-    for path in API_DIR.glob("*.api.json"):
+    for path in RELEASES[release].api_dir.glob("*.api.json"):
         for message in json.loads(path.read_text())["messages"]:
             crcs[message[0]] = message[-1]["crc"][2:]
-    assert {n: crcs.get(n) for n in REQUIRED_MESSAGES} == REQUIRED_MESSAGES
+    [layout] = [layout for layout in LAYOUTS if release in layout.releases]
+    assert {n: crcs.get(n) for n in layout.messages} == dict(layout.messages)
+    assert layout.messages is REQUIRED_MESSAGES
     assert "acl_add_replace" in requests() and "acl_details" not in requests()
+
+
+@pytest.mark.parametrize(("version", "release"), [
+    ("26.06.0-release", "26.06"), ("25.10.0-release", "25.10"), ("v26.06-rc0~123-gabcdef", "26.06"),
+    ("24.2.1", "24.02"), ("unknown", None), ("(version unknown)", None),
+])
+def test_release_of_a_version_string(version: str, release: str | None) -> None:
+    assert release_of(version) == release
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_the_driver_says_which_release_and_layout_it_found(release: str, tmp_path: Path) -> None:
+    with VppSim(tmp_path / "api.sock", vpp_version=release) as sim:
+        config = AgentConfig.model_validate({"vpp_api_socket": str(sim.socket_path), "driver": "vpp"})
+        driver, _ = make_driver("vpp", config)
+        try:
+            status = driver.status()
+            assert (status["vpp_version"], status["vpp_release"], status["api_layout"]) == (
+                RELEASES[release].version, release, "25.10")
+        finally:
+            driver.close()
 
 
 def test_connect_reads_definitions_from_vpp_and_knows_its_version(target: Target) -> None:
@@ -67,7 +93,8 @@ def test_a_changed_crc_is_refused_in_one_line_naming_it_and_the_version(vppsim: 
 def test_missing_messages_are_named(vppsim: VppSim) -> None:
     vppsim.faults.omit_from_message_table("tap_create_v3")
     vppsim.faults.omit_from_message_table("acl_interface_list_details")
-    with pytest.raises(VppUnavailable, match=r"missing acl_interface_list_details, tap_create_v3$"):
+    with pytest.raises(VppUnavailable, match=r"missing acl_interface_list_details, tap_create_v3 "
+                                             r"\(layout 25\.10, for VPP 25\.10/26\.06\)$"):
         VppConnection(vppsim.socket_path).connect()
 
 

@@ -28,6 +28,7 @@ from vppagent.drivers.vpp.acl.lists import ListCompiler, lists_for_new_pod
 from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.api.messages import release_of
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.converge import converge
 from vppagent.drivers.vpp.failures import Failures
@@ -141,7 +142,9 @@ class VppDriver(Driver):
         with self._lock:
             programmed = self._programmed
             return {
-                "vpp_version": self.conn.version, "socket": self.conn.socket_path,
+                "vpp_version": self.conn.version, "vpp_release": release_of(self.conn.version),
+                "api_layout": None if self.conn.layout is None else self.conn.layout.name,
+                "socket": self.conn.socket_path,
                 "connected": self.conn.connected, "definitions": self.conn.definitions,
                 "pod_interface": self.pod_interface,
                 "acls": None if programmed is None else len(programmed.acls),

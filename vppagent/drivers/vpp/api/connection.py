@@ -2,9 +2,9 @@
 
 - Definitions: from VPP itself (`get_api_json`, VPP >= 24.06) when it serves them, else from an
   `.api.json` directory (default /usr/share/vpp/api).
-- Compatibility: every message in `messages.REQUIRED_MESSAGES` must be in VPP's table with the
-  pinned CRC, else `VppUnavailable` with one line naming the VPP version and what is missing or
-  different.
+- Compatibility: every message of one API layout (`messages.LAYOUTS`) must be in VPP's table with
+  its pinned CRC; the connection remembers which layout fits (`layout`), else `VppUnavailable` with
+  one line naming the VPP version and, per layout, what is missing or different.
 - Bounded: every request waits at most `request_timeout`; a timeout or a socket error tears the
   connection down (the reply may still come, so the stream is no longer trustworthy) and raises
   `VppConnectionLost`. Teardown joins vpp_papi's reader thread and queue feeders, so reconnecting
@@ -26,7 +26,7 @@ from typing import Any
 
 from vpp_papi import VPPApiClient
 
-from vppagent.drivers.vpp.api.messages import READ_ONLY, REQUIRED_MESSAGES, requests
+from vppagent.drivers.vpp.api.messages import LAYOUTS, READ_ONLY, ApiLayout, release_of, requests
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class VppConnection:
         self.api_dir = api_dir
         self.client_name = client_name
         self.version = "unknown"
+        self.layout: ApiLayout | None = None
         self.definitions = ""  # "get_api_json", or the directory the definitions came from
         self.requests: Counter[str] = Counter()
         self.writes = 0
@@ -125,21 +126,24 @@ class VppConnection:
         for name_crc in client.transport.message_table:
             name, _, crc = name_crc.rpartition("_")
             by_name[name] = crc
-        missing = [n for n in REQUIRED_MESSAGES if n not in by_name]
-        different = [f"{n} (VPP {by_name[n]}, driver {crc})" for n, crc in REQUIRED_MESSAGES.items()
-                     if n in by_name and by_name[n] != crc]
-        # vpp_papi makes a method only for messages whose definition matches the table.
-        unusable = [n for n in requests() if by_name.get(n) == REQUIRED_MESSAGES[n] and not hasattr(client.api, n)]
-        problems = []
-        if missing:
-            problems.append("missing " + ", ".join(missing))
-        if different:
-            problems.append("CRC differs for " + ", ".join(different))
-        if unusable:
-            problems.append("no usable definition for " + ", ".join(unusable))
-        if problems:
-            raise VppUnavailable(f"VPP {self.version} at {self.socket_path} is not compatible with "
-                                 f"the VPP driver (built for VPP 25.10): {'; '.join(problems)}")
+        refusals = []
+        for layout in LAYOUTS:
+            problems = layout.mismatches(by_name)
+            # vpp_papi makes a method only for messages whose definition matches the table.
+            unusable = [n for n in requests() if by_name.get(n) == layout.messages[n] and not hasattr(client.api, n)]
+            if unusable:
+                problems.append("no usable definition for " + ", ".join(unusable))
+            if not problems:
+                self.layout = layout
+                release = release_of(self.version)
+                if release not in layout.releases:
+                    log.warning("VPP %s is not a release this driver was tested with (%s); its messages "
+                                "match the %s layout, so it is used", self.version,
+                                ", ".join(layout.releases), layout.name)
+                return
+            refusals.append(f"{'; '.join(problems)} (layout {layout.name}, for VPP {'/'.join(layout.releases)})")
+        raise VppUnavailable(f"VPP {self.version} at {self.socket_path} is not compatible with "
+                             f"the VPP driver: {' | '.join(refusals)}")
 
     def close(self) -> None:
         """Disconnect politely (VPP frees the registration)."""

@@ -1,16 +1,19 @@
-"""The VPP API messages the driver uses, pinned to the layouts it was written for (VPP 25.10).
+"""The VPP API messages the driver uses, pinned per API layout (the CRCs it was written for).
 
 The driver builds every request field by field (calls.py), so a VPP whose definition of one of these
 messages differs (another CRC) would be sent bytes it reads differently. At connect time every
 entry must be in VPP's message table as `<name>_<crc>`; otherwise the driver refuses to start and
 names what is missing or different (GoVPP's compatibility check, done the same way).
 
-The CRCs are VPP 25.10's (the same as govpp's binapi for 25.10-release); a test checks them
-against the vendored 25.10 definitions in vppagent/vppsim/api.
+`LAYOUTS` lists each pinned CRC table with the VPP releases known to carry exactly it; the
+connection uses the one VPP's table fits (docs/vpp-driver.md, "Connection": why, and how a release
+that changes a message gets a layout of its own).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 # Requests and the replies/details they produce (control_ping_reply ends every old-style dump).
@@ -91,6 +94,39 @@ READ_ONLY: Final[frozenset[str]] = frozenset({
     "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
     "classify_table_info", "classify_session_dump",
 })
+
+
+@dataclass(frozen=True)
+class ApiLayout:
+    """One pinned set of message CRCs and the VPP releases known to carry exactly these."""
+
+    name: str
+    releases: tuple[str, ...]
+    messages: Mapping[str, str]
+
+    def mismatches(self, table: Mapping[str, str]) -> list[str]:
+        """What VPP's message table (name -> CRC) lacks or defines otherwise; [] when it fits."""
+        problems = []
+        missing = [n for n in self.messages if n not in table]
+        different = [f"{n} (VPP {table[n]}, driver {crc})" for n, crc in self.messages.items()
+                     if n in table and table[n] != crc]
+        if missing:
+            problems.append("missing " + ", ".join(missing))
+        if different:
+            problems.append("CRC differs for " + ", ".join(different))
+        return problems
+
+
+LAYOUTS: Final[tuple[ApiLayout, ...]] = (ApiLayout("25.10", ("25.10", "26.06"), REQUIRED_MESSAGES),)
+
+
+def release_of(version: str) -> str | None:
+    """The release ("26.06") in a show_version string ("26.06.0-release", "v25.10-rc0~12-g..."), if any."""
+    head = version.lstrip("v").split("-", 1)[0].split("~", 1)[0]
+    parts = head.split(".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        return f"{int(parts[0]):02d}.{int(parts[1]):02d}"
+    return None
 
 
 def requests() -> list[str]:
