@@ -84,7 +84,12 @@ class _Builder:
         self.rev: list[Entry] = []
 
     def push(self, entries: Sequence[Entry]) -> None:
-        self.rev.extend(reversed(entries))
+        # A box repeated inside one block can never match: its first copy takes every packet.
+        # (Tails are only ever cut between blocks, so this holds in every later context too.)
+        # Without this, consecutive negated passes copy each other's copies: doubling per pass.
+        seen: set[Box] = set()
+        block = [e for e in entries if not (e[0] in seen or seen.add(e[0]))]  # type: ignore[func-returns-value]
+        self.rev.extend(reversed(block))
         if len(self.rev) > 4 * self.fam.limit:
             raise RuleLimitExceeded(f"more than {4 * self.fam.limit} intermediate rules")
 
