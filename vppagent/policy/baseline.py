@@ -46,7 +46,7 @@ from vppagent.policy.boxes import (
 )
 from vppagent.policy.catalog import Catalog, as_catalog
 from vppagent.policy.evaluate import IPIP, WorkloadRef
-from vppagent.policy.flat import CompiledList, FirstMatch, FlatAction, FlatRule, first_match
+from vppagent.policy.flat import CompiledList, FlatAction, FlatRule
 from vppagent.policy.model import (
     ICMP_FOR_FAMILY,
     PROTOCOL_NAMES,

@@ -111,26 +111,25 @@ class _Builder:
         if not p:
             return
         w, limit = self.fam.w, self.fam.limit
+        label = None
         if rule.action is Action.PASS:
             if pass_len == len(self.rev):
                 return  # passing here is the same as falling through
-            target = [(b, a, f"{o} (after pass: {origin})") for b, a, o in self.tail(pass_len)]
+            target = self.tail(pass_len)
+            label = f" (after pass: {origin})"
         else:
             target = [(full_box(), "allow" if rule.action is Action.ALLOW else "deny", origin)]
+        cap = 4 * limit
 
-        def aim(region: list[Box], verdicts: list[Entry]) -> list[Entry]:
-            out = []
-            for r in region:
-                for box, action, why in verdicts:
-                    m = intersect(r, box, w)
-                    if m is not None:
-                        out.append((m, action, why))
-                if len(out) > 4 * limit:
-                    raise RuleLimitExceeded(f"{origin}: more than {4 * limit} rules")
+        def aim(region: list[Box], verdicts: list[Entry], relabel: str | None = None,
+                stop_after: int | None = None) -> list[Entry] | None:
+            out = _aim(region, verdicts, w, relabel, min(cap, stop_after) if stop_after is not None else cap)
+            if out is None and stop_after is None:
+                raise RuleLimitExceeded(f"{origin}: more than {cap} rules")
             return out
 
         if not n:
-            self.push(aim(p, target))
+            self.push(_must(aim(p, target, label)))
             return
         # Complement: the region P \ N gets the rule's verdicts.
         # Exception: packets in P ∩ N first get the continuation's verdicts, then P the rule's.
@@ -139,11 +138,67 @@ class _Builder:
         cont_len = len(self.rev)
         exception_bound = sum(map(_box_cost, overlaps)) * cont_len + sum(map(_box_cost, p)) * len(target)
         # Stop complementing as soon as it cannot win.
-        region = subtract_all(p, n, w, min(4 * limit, exception_bound // len(target) + 1))
+        region = subtract_all(p, n, w, min(cap, exception_bound // len(target) + 1))
         if region is not None and sum(map(_box_cost, region)) * len(target) <= exception_bound:
-            self.push(aim(region, target))
+            self.push(_must(aim(region, target, label)))
         else:
-            self.push(aim(overlaps, self.tail(cont_len)) + aim(p, target))
+            self.push(_must(aim(overlaps, self.tail(cont_len))) + _must(aim(p, target, label)))
+
+
+def _must(entries: list[Entry] | None) -> list[Entry]:
+    assert entries is not None  # aim raises instead of returning None when it has no stop_after
+    return entries
+
+
+_INDEX_BITS = {32: 16, 128: 48}  # source bits a bucket of the index shares (a /16 or a /48)
+
+
+def _aim(region: list[Box], verdicts: list[Entry], w: int, relabel: str | None, cap: int) -> list[Entry] | None:
+    """Each region box intersected with each verdict box, region-major and in verdict order
+    (the order is what keeps first-match semantics); None past `cap` entries.
+
+    Large products go through an index of the verdicts by the top bits of their source prefix,
+    so a region box only meets the verdicts whose source can overlap its own: the cost follows
+    the output, not region x verdicts."""
+    out: list[Entry] = []
+    if len(region) * len(verdicts) <= 4096 or len(region) == 1:
+        for r in region:
+            for box, action, why in verdicts:
+                m = intersect(r, box, w)
+                if m is not None:
+                    out.append((m, action, why if relabel is None else why + relabel))
+            if len(out) > cap:
+                return None
+        return out
+    k = _INDEX_BITS[w]
+    buckets: dict[int, list[int]] = {}
+    broad: list[int] = []
+    for i, (box, _, _) in enumerate(verdicts):
+        if box.src_len >= k:
+            buckets.setdefault(box.src >> (w - k), []).append(i)
+        else:
+            broad.append(i)
+    for r in region:
+        if r.src_len >= k:
+            chosen = buckets.get(r.src >> (w - k), [])
+            candidates = sorted(chosen + broad) if broad and chosen else chosen or broad
+        else:
+            first = r.src >> (w - k)
+            span = 1 << (k - r.src_len)
+            first = (first >> (k - r.src_len)) << (k - r.src_len)
+            if span <= len(buckets):
+                keys = [b for b in range(first, first + span) if b in buckets]
+            else:
+                keys = [b for b in buckets if first <= b < first + span]
+            candidates = sorted([i for b in keys for i in buckets[b]] + broad)
+        for i in candidates:
+            box, action, why = verdicts[i]
+            m = intersect(r, box, w)
+            if m is not None:
+                out.append((m, action, why if relabel is None else why + relabel))
+        if len(out) > cap:
+            return None
+    return out
 
 
 @functools.lru_cache(maxsize=65536)
