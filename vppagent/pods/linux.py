@@ -29,7 +29,7 @@ GATEWAY_V4 = "169.254.1.1"
 GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"  # EUI-64 link-local of HOST_MAC
 RT_SCOPE_LINK = 253
 NUD_PERMANENT = 0x80
-IFA_F_NODAD = 0x80
+IFA_F_NODAD = 0x02  # linux/if_addr.h (0x80 is IFA_F_PERMANENT: the address stayed tentative for DAD)
 
 DEFAULT_V4 = ipaddress.ip_network("0.0.0.0/0")
 DEFAULT_V6 = ipaddress.ip_network("::/0")
