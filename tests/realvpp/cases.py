@@ -27,14 +27,15 @@ from vppagent.state.model import DataplaneState, WorkloadKey
 
 POD_A, POD_B = ENDPOINT.workload_id, "default/pod-b"
 PODS = {POD_A: "10.65.0.2", POD_B: "10.65.0.3"}
+PODS6 = {POD_A: "fd65::2", POD_B: "fd65::3"}  # pod-a's as random_case's endpoint has it
 POD_B_KEY = WorkloadKey("k8s", POD_B, "eth0")
 BIG_SET_SIZE = 600
-SENDABLE = (1, 6, 17)  # ICMP, TCP, UDP: sent by real sockets
+SENDABLE = (1, 6, 17, 58)  # ICMP, TCP, UDP, ICMPv6: sent by real sockets
 
 
 def pod_b_messages() -> list[felix.ToDataplane]:
     return [b.profile("open", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
-            b.workload(POD_B, "calipodb", ipv4=[f"{PODS[POD_B]}/32"], profiles=["open"])]
+            b.workload(POD_B, "calipodb", ipv4=[f"{PODS[POD_B]}/32"], ipv6=[f"{PODS6[POD_B]}/128"], profiles=["open"])]
 
 
 def with_big_set(rng: random.Random, case: Case, first: bool = False) -> Case:
@@ -69,9 +70,10 @@ def with_big_set(rng: random.Random, case: Case, first: bool = False) -> Case:
 
 def draw_case(rng: random.Random, big_set_first: bool = False) -> Case | None:
     """A case, or None when VPP's ACLs cannot express it (the compiler refuses: not a packet case).
-    `big_set_first`: the big set's policy surely, and first in the first tier."""
-    case = random_case(rng, v6=False)
-    if big_set_first or rng.random() < 0.5:
+    `big_set_first`: an IPv4 case with the big set's policy, first in the first tier. A quarter of
+    the others are IPv6 (the big set is IPv4: those never have it)."""
+    case = random_case(rng, v6=False if big_set_first else None)
+    if case.family == 4 and (big_set_first or rng.random() < 0.5):
         case = with_big_set(rng, case, first=big_set_first)
     try:
         for direction in ("ingress", "egress"):
@@ -95,7 +97,7 @@ def probes_for(rng: random.Random, case: Case, n: int, netns_of: dict[str, str],
             if pkt.proto not in SENDABLE or (pkt.has_ports and 0 in (pkt.src_port, pkt.dst_port)):
                 continue
             if rng.random() < 0.25:
-                pod_b = ipaddress.ip_address(PODS[POD_B])
+                pod_b = ipaddress.ip_address((PODS if case.family == 4 else PODS6)[POD_B])
                 pkt = dataclasses.replace(pkt, **({"src": pod_b} if case.direction == "ingress" else {"dst": pod_b}))
             if pkt.src == pkt.dst:
                 continue
@@ -110,32 +112,36 @@ def expected(state: DataplaneState, pkt: Packet) -> bool:
     """Felix's verdict for the flow: the sender's egress and the receiver's ingress, for every
     endpoint at either end (the peer is no endpoint)."""
     allowed = True
-    for key, address in ((ENDPOINT, PODS[POD_A]), (POD_B_KEY, PODS[POD_B])):
-        if str(pkt.src) == address:
+    for key, pod in ((ENDPOINT, POD_A), (POD_B_KEY, POD_B)):
+        addresses = {PODS[pod], PODS6[pod]}
+        if str(pkt.src) in addresses:
             allowed &= verdict(state, key, "egress", pkt).allowed
-        if str(pkt.dst) == address:
+        if str(pkt.dst) in addresses:
             allowed &= verdict(state, key, "ingress", pkt).allowed
     return allowed
 
 
 # -- a fixed state, for the established-flow and fault tests ---------------------------------------
-CLIENTS = "10.65.1.0/28"  # peer addresses the web policy admits
+CLIENTS, CLIENTS6 = "10.65.1.0/28", "fd65:1::/124"  # peer addresses the web policy admits
 
 
 def web_objects(admit_web: bool = True) -> list[felix.ToDataplane]:
-    """pod-a behind policy "web": TCP 8080 from CLIENTS (or, with `admit_web` False, denied: the
-    same policy changed in place), ping from anyone; everything out. pod-b open."""
+    """pod-a behind policy "web": TCP 8080 from CLIENTS and CLIENTS6 (or, with `admit_web` False,
+    denied: the same policy changed in place), ping from anyone; everything out. pod-b open."""
     web = b.policy("web", namespace="default", inbound=[
         b.rule("allow" if admit_web else "deny", protocol="tcp", dst_ports=[8080], src_net=[CLIENTS]),
+        b.rule("allow" if admit_web else "deny", protocol="tcp", dst_ports=[8080], src_net=[CLIENTS6]),
         b.rule("allow", protocol="icmp", icmp_type=8),
+        b.rule("allow", protocol="icmpv6", icmp_type=128),
     ], outbound=[b.rule("allow")])
     tiers = [b.tier("app", ingress=["web"], egress=["web"], namespace="default")]
-    return [web, b.workload(POD_A, "calipoda", ipv4=[f"{PODS[POD_A]}/32"], tiers=tiers), *pod_b_messages()]
+    return [web, b.workload(POD_A, "calipoda", ipv4=[f"{PODS[POD_A]}/32"], ipv6=[f"{PODS6[POD_A]}/128"],
+                            tiers=tiers), *pod_b_messages()]
 
 
 def web_probes(netns_of: dict[str, str], peer: str) -> list[Probe]:
     """Flows both ways, some admitted by web_objects() and some not, and the replies they need."""
-    a, bb = PODS[POD_A], PODS[POD_B]
+    a, bb, a6, b6 = PODS[POD_A], PODS[POD_B], PODS6[POD_A], PODS6[POD_B]
     packets = [
         Packet(6, ipaddress.ip_address("10.65.1.5"), ipaddress.ip_address(a), 40100, 8080),
         Packet(6, ipaddress.ip_address("10.65.1.5"), ipaddress.ip_address(a), 40101, 22),
@@ -146,5 +152,9 @@ def web_probes(netns_of: dict[str, str], peer: str) -> list[Probe]:
         Packet(1, ipaddress.ip_address("10.65.1.6"), ipaddress.ip_address(a), icmp_type=8),
         Packet(6, ipaddress.ip_address(a), ipaddress.ip_address("10.65.1.7"), 40105, 443),
         Packet(17, ipaddress.ip_address(a), ipaddress.ip_address(bb), 40106, 53),
+        Packet(6, ipaddress.ip_address("fd65:1::5"), ipaddress.ip_address(a6), 40107, 8080),
+        Packet(6, ipaddress.ip_address("fd65:1::5"), ipaddress.ip_address(a6), 40108, 22),
+        Packet(58, ipaddress.ip_address(b6), ipaddress.ip_address(a6), icmp_type=128),
+        Packet(6, ipaddress.ip_address(a6), ipaddress.ip_address("fd65:1::7"), 40109, 443),
     ]
     return [Probe(p, netns_of.get(str(p.src), peer), netns_of.get(str(p.dst), peer)) for p in packets]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.realvpp import PrivateVpp, RealVpp, unavailable_reason
-from tests.realvpp.cases import PODS
+from tests.realvpp.cases import PODS, PODS6
 from tests.realvpp.podlab import PodLab, VppAgentProcess, attach_pods
 
 _RUN = f"vr{os.getpid() % 100000}"
@@ -54,7 +54,8 @@ def vpp(vpp_process: PrivateVpp) -> RealVpp:
 
 @pytest.fixture(scope="module")
 def lab(vpp: RealVpp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodLab]:
-    lab = PodLab(f"{_RUN}{next(_COUNTER)}", PODS, tmp_path_factory.mktemp("podlab"))
+    pods = {wid: (PODS[wid], PODS6[wid]) for wid in PODS}
+    lab = PodLab(f"{_RUN}{next(_COUNTER)}", pods, tmp_path_factory.mktemp("podlab"))
     try:
         lab.build()
         lab.attach_peer(vpp)

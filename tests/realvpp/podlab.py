@@ -40,6 +40,9 @@ from vppagent.state.model import DataplaneState
 PEER_VPP_ADDRESS = "192.0.2.1"
 PEER_ADDRESS = "192.0.2.2"
 PEER_ROUTED = "10.64.0.0/10"  # every address a probe uses but a pod goes to the peer (10.64-10.127)
+PEER_VPP_ADDRESS6 = "2001:db8::1"
+PEER_ADDRESS6 = "2001:db8::2"
+PEER_ROUTED6 = "fd64::/15"  # the generator's IPv6 hosts and their edges (fd64:ffff:… to fd65:1::…)
 
 
 def sh(*argv: str, check: bool = True) -> str:
@@ -76,6 +79,7 @@ def transition(previous: Sequence[felix.ToDataplane], current: Sequence[felix.To
 class Pod:
     workload_id: str  # namespace/name, as Felix names the workload
     address: str
+    address6: str
     netns: str
     host_ifname: str  # the node end of its veth; VPP's interface is host-<this>
 
@@ -85,11 +89,12 @@ class Pod:
 
 
 class PodLab:
-    """Namespaces for `pods` (workload id -> IPv4 address) and the peer, named after `prefix`."""
+    """Namespaces for `pods` (workload id -> IPv4 and IPv6 address) and the peer, named after `prefix`."""
 
-    def __init__(self, prefix: str, pods: dict[str, str], workdir: Path) -> None:
+    def __init__(self, prefix: str, pods: dict[str, tuple[str, str]], workdir: Path) -> None:
         self.prefix, self.workdir = prefix, workdir
-        self.pods = {wid: Pod(wid, ip, f"{prefix}-p{i}", f"{prefix}p{i}") for i, (wid, ip) in enumerate(pods.items())}
+        self.pods = {wid: Pod(wid, ip, ip6, f"{prefix}-p{i}", f"{prefix}p{i}")
+                     for i, (wid, (ip, ip6)) in enumerate(pods.items())}
         self.peer = f"{prefix}-peer"
         self.peer_ifname = f"{prefix}up"
         self.node = f"{prefix}-node"  # where the iptables driver works after a swap (never the root namespace)
@@ -106,8 +111,10 @@ class PodLab:
         sh("ip", "link", "add", self.peer_ifname, "type", "veth", "peer", "name", "eth0", "netns", self.peer)
         sh("ip", "link", "set", self.peer_ifname, "up")
         sh("ip", "-n", self.peer, "addr", "add", f"{PEER_ADDRESS}/30", "dev", "eth0")
+        sh("ip", "-n", self.peer, "addr", "add", f"{PEER_ADDRESS6}/64", "dev", "eth0", "nodad")
         sh("ip", "-n", self.peer, "link", "set", "eth0", "up")
         sh("ip", "-n", self.peer, "route", "add", PEER_ROUTED, "via", PEER_VPP_ADDRESS)
+        sh("ip", "-n", self.peer, "-6", "route", "add", PEER_ROUTED6, "via", PEER_VPP_ADDRESS6)
         return self
 
     def attach_peer(self, vpp: RealVpp) -> None:
@@ -116,16 +123,20 @@ class PodLab:
         name = f"host-{self.peer_ifname}"
         vpp.cli(f"create host-interface name {self.peer_ifname}")
         vpp.cli(f"set interface ip address {name} {PEER_VPP_ADDRESS}/30")
+        vpp.cli(f"set interface ip address {name} {PEER_VPP_ADDRESS6}/64")
         vpp.cli(f"set interface state {name} up")
         vpp.interrupt_mode(name)
         vpp.cli(f"ip route add {PEER_ROUTED} via {PEER_ADDRESS} {name}")
+        vpp.cli(f"ip route add {PEER_ROUTED6} via {PEER_ADDRESS6} {name}")
 
     def peer_owns(self, addresses: Iterable[str]) -> None:
-        """Give the peer these addresses (/32 on eth0), so its sockets may send from them."""
-        missing = sorted(set(addresses) - self._peer_owns, key=ipaddress.ip_address)
+        """Give the peer these addresses (/32, /128 on eth0), so its sockets may send from them."""
+        missing = sorted(set(addresses) - self._peer_owns, key=lambda a: (ipaddress.ip_address(a).version,
+                                                                          ipaddress.ip_address(a)))
         if not missing:
             return
-        batch = "".join(f"addr replace {a}/32 dev eth0\n" for a in missing)
+        batch = "".join(f"addr replace {a}/32 dev eth0\n" if ipaddress.ip_address(a).version == 4
+                        else f"addr replace {a}/128 dev eth0 nodad\n" for a in missing)
         proc = subprocess.run(["ip", "-n", self.peer, "-batch", "-"], input=batch, capture_output=True, text=True,
                               timeout=30, check=False)
         if proc.returncode != 0:
@@ -140,12 +151,9 @@ class PodLab:
             sh("ip", "-n", self.node, "link", "add", name, "type", "veth", "peer", "name", f"{name}k")
             sh("ip", "-n", self.node, "link", "set", name, "up")
 
-    def netns_of(self, address: str) -> str:
-        """The namespace that owns `address`: a pod's, else the peer's (which is given it)."""
-        for pod in self.pods.values():
-            if pod.address == address:
-                return pod.netns
-        return self.peer
+    def pod_netns(self) -> dict[str, str]:
+        """Each pod address (IPv4 and IPv6) -> its pod's namespace; everything else is the peer's."""
+        return {a: p.netns for p in self.pods.values() for a in (p.address, p.address6)}
 
     def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(list(argv), **kwargs)
@@ -215,7 +223,8 @@ class VppAgentProcess(AgentProcess):
         namespace, name = pod.workload_id.split("/")
         request = cni_pb2.AddRequest(
             interface_name="eth0", netns=str(pod.netns_path), desired_host_interface_name=pod.host_ifname,
-            container_ips=[cni_pb2.IPConfig(address=f"{pod.address}/32")],
+            container_ips=[cni_pb2.IPConfig(address=f"{pod.address}/32"),
+                           cni_pb2.IPConfig(address=f"{pod.address6}/128")],
             workload=cni_pb2.WorkloadIDs(name=name, namespace=namespace, pod=name, endpoint="eth0",
                                          orchestrator="k8s"))
         with grpc.insecure_channel(f"unix:{self.cni_socket}") as channel:
@@ -231,8 +240,11 @@ class VppAgentProcess(AgentProcess):
 
 
 def attach_pods(agent: VppAgentProcess, vpp: RealVpp) -> None:
-    """CNI Add for every pod, then VPP stops polling their interfaces (interrupt mode)."""
+    """CNI Add for every pod, then VPP stops polling their interfaces (interrupt mode). The pod can
+    use its addresses at once: none is left tentative (IPv6 duplicate address detection)."""
     for pod in agent.lab.pods.values():
         reply = agent.cni_add(pod)
         assert reply.successful, f"CNI Add {pod.workload_id}: {reply.error_message}"
+        tentative = sh("ip", "-n", pod.netns, "-6", "addr", "show", "dev", "eth0", "tentative")
+        assert pod.address6 not in tentative, f"{pod.workload_id}: {pod.address6} is tentative after CNI Add"
         vpp.interrupt_mode(f"host-{pod.host_ifname}")

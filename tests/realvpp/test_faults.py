@@ -40,10 +40,10 @@ def prober(agent: VppAgentProcess, lab: PodLab) -> Iterator[Prober]:
     assert agent.shim is not None
     shim = agent.shim
     wait_for(lambda: shim.statuses() == PODS_UP, timeout=20, what=f"pods up on fd 4: {shim.statuses()}")
-    netns_of = {p.address: p.netns for p in lab.pods.values()}
+    netns_of = lab.pod_netns()
     probes = web_probes(netns_of, lab.peer)
     lab.peer_owns(str(a) for p in probes for a in (p.packet.src, p.packet.dst) if str(a) not in netns_of)
-    captures = Captures([*netns_of.values(), lab.peer])
+    captures = Captures([*sorted(set(netns_of.values())), lab.peer])
     state = agent.felix_state
     running = Prober(probes, captures, lambda pkt: expected(state, pkt)).start()
     verdicts = [running.allowed(p.packet) for p in probes]

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.realvpp import RealVpp
-from tests.realvpp.cases import POD_A, POD_B, PODS, draw_case, expected, felix_messages, probes_for, web_objects
+from tests.realvpp.cases import POD_A, POD_B, PODS, PODS6, draw_case, expected, felix_messages, probes_for, web_objects
 from tests.realvpp.podlab import PodLab, VppAgentProcess
 from tests.realvpp.traffic import Captures, Conversation, Outcome, Probe, run
 from vppagent.policy.packet import Packet
@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.realvpp, pytest.mark.root]
 PROBES_PER_CASE = 16
 EPHEMERAL_LOW = 32768  # pods' ephemeral ports start here (the classifier's documented scope)
 POD_A_ADDRESS = ipaddress.ip_address(PODS[POD_A])
+POD_A_ADDRESSES = {POD_A_ADDRESS, ipaddress.ip_address(PODS6[POD_A])}
 
 
 def clear_sessions(vpp: RealVpp) -> None:
@@ -47,7 +48,7 @@ def judge(outcomes: list[Outcome], state: DataplaneState, case_text: str, gated:
             continue
         # The answer comes back through VPP's reflect session. Not checked where the docs say the
         # classifier (no sessions) drops it: replies to a pod's own non-ephemeral source port.
-        replies_exempt = gated and pkt.src == POD_A_ADDRESS and pkt.proto in (6, 17) and pkt.src_port < EPHEMERAL_LOW
+        replies_exempt = gated and pkt.src in POD_A_ADDRESSES and pkt.proto in (6, 17) and pkt.src_port < EPHEMERAL_LOW
         if o.answered is not None and not replies_exempt:
             answers += 1
             if o.answered != o.arrived:
@@ -58,10 +59,10 @@ def judge(outcomes: list[Outcome], state: DataplaneState, case_text: str, gated:
 
 def run_cases(agent: VppAgentProcess, lab: PodLab, vpp: RealVpp, seed: int, cases: int) -> dict[str, int]:
     rng = random.Random(seed)
-    netns_of = {pod.address: pod.netns for pod in lab.pods.values()}
-    captures = Captures([*netns_of.values(), lab.peer])
-    figures = dict.fromkeys(("states", "probes", "allowed", "denied", "answers", "gated_states",
-                             "classifier_states", "skipped_uncompilable"), 0)
+    netns_of = lab.pod_netns()
+    captures = Captures([*sorted(set(netns_of.values())), lab.peer])
+    figures = dict.fromkeys(("states", "ipv6_states", "probes", "allowed", "ipv6_allowed", "denied", "answers",
+                             "gated_states", "classifier_states", "skipped_uncompilable"), 0)
     disagreements: list[str] = []
     try:
         while figures["states"] < cases:
@@ -83,10 +84,12 @@ def run_cases(agent: VppAgentProcess, lab: PodLab, vpp: RealVpp, seed: int, case
             wrong, answers = judge(outcomes, agent.felix_state, f"seed {seed} case {index} ({case.direction})", gated)
             disagreements += wrong
             figures["states"] += 1
+            figures["ipv6_states"] += case.family == 6
             figures["probes"] += len(outcomes)
             figures["answers"] += answers
             for o in outcomes:
                 figures["allowed" if o.arrived else "denied"] += 1
+                figures["ipv6_allowed"] += o.arrived and case.family == 6
     finally:
         captures.close()
     assert not disagreements, f"{len(disagreements)} disagreements ({figures}):\n" + "\n".join(disagreements)

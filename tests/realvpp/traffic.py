@@ -64,8 +64,12 @@ def _icmp_checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _family(pkt: Packet) -> socket.AddressFamily:
+    return socket.AF_INET if pkt.family == 4 else socket.AF_INET6
+
+
 def _send_tcp(pkt: Packet) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(pkt), socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.bind((str(pkt.src), pkt.src_port))
@@ -80,30 +84,34 @@ def _send_tcp(pkt: Packet) -> bool:
 
 
 def _send_udp(pkt: Packet) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with socket.socket(_family(pkt), socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((str(pkt.src), pkt.src_port))
         sock.sendto(b"vppagent probe", (str(pkt.dst), pkt.dst_port))
 
 
 def _send_icmp(pkt: Packet) -> bool | None:
+    """Any ICMP type and code on a raw socket; an echo request waits for its reply. For ICMPv6
+    the kernel fills in the checksum (it needs the pseudo-header)."""
     ident = random.getrandbits(16)
     body = struct.pack("!BBHHH", pkt.icmp_type or 0, pkt.icmp_code or 0, 0, ident, 1) + b"vppagent probe.."
-    body = body[:2] + struct.pack("!H", _icmp_checksum(body)) + body[4:]
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+    v4 = pkt.family == 4
+    if v4:
+        body = body[:2] + struct.pack("!H", _icmp_checksum(body)) + body[4:]
+    echo, reply = (8, 0) if v4 else (128, 129)
+    with socket.socket(_family(pkt), socket.SOCK_RAW, socket.IPPROTO_ICMP if v4 else socket.IPPROTO_ICMPV6) as sock:
         sock.bind((str(pkt.src), 0))
         sock.sendto(body, (str(pkt.dst), 0))
-        if (pkt.icmp_type, pkt.icmp_code) != (8, 0):
+        if (pkt.icmp_type, pkt.icmp_code) != (echo, 0):
             return None
         deadline = time.monotonic() + SEND_TIMEOUT
         while (left := deadline - time.monotonic()) > 0:
             if not select.select([sock], [], [], left)[0]:
                 break
-            data, (address, _) = sock.recvfrom(2048)
-            ihl = (data[0] & 0x0F) * 4
-            icmp = data[ihl:ihl + 8]
-            echo_reply = len(icmp) == 8 and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident
-            if address == str(pkt.dst) and echo_reply:
+            data, address = sock.recvfrom(2048)
+            icmp = data[(data[0] & 0x0F) * 4:][:8] if v4 else data[:8]  # IPv4 raw sockets see the IP header
+            echo_reply = len(icmp) == 8 and icmp[0] == reply and struct.unpack("!H", icmp[4:6])[0] == ident
+            if address[0] == str(pkt.dst) and echo_reply:
                 return True
         return False
 
@@ -111,13 +119,19 @@ def _send_icmp(pkt: Packet) -> bool | None:
 def send(probe: Probe) -> bool | None:
     """Send the probe's packet from inside its source namespace (on the calling thread)."""
     enter_netns(Path("/var/run/netns") / probe.source_netns)
-    pkt = probe.packet
+    try:
+        return _send(probe.packet)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{probe.packet} from {probe.source_netns}: {exc.strerror}") from exc
+
+
+def _send(pkt: Packet) -> bool | None:
     if pkt.proto == 6:
         return _send_tcp(pkt)
     if pkt.proto == 17:
         _send_udp(pkt)
         return None
-    if pkt.proto == 1:
+    if pkt.proto in (1, 58):
         return _send_icmp(pkt)
     raise ValueError(f"no real sender for protocol {pkt.proto}")
 
@@ -211,16 +225,21 @@ class Prober:
     def __init__(self, probes: Sequence[Probe], captures: Captures, allowed: Callable[[Packet], bool]) -> None:
         self.probes, self.captures, self.allowed = list(probes), captures, allowed
         self.rounds: list[Round] = []
+        self.failure: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="prober", daemon=True)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            number = next(_ROUND_NUMBERS)
-            probes = [renumbered(p, number) for p in self.probes]
-            started = time.monotonic()
-            outcomes = run(probes, self.captures)
-            self.rounds.append(Round(started, time.monotonic(), outcomes, [self.allowed(p.packet) for p in probes]))
+        try:
+            while not self._stop.is_set():
+                number = next(_ROUND_NUMBERS)
+                probes = [renumbered(p, number) for p in self.probes]
+                started = time.monotonic()
+                outcomes = run(probes, self.captures)
+                self.rounds.append(Round(started, time.monotonic(), outcomes,
+                                         [self.allowed(p.packet) for p in probes]))
+        except BaseException as exc:  # a probe that cannot even be sent is the test's failure
+            self.failure = exc
 
     def start(self) -> Prober:
         self._thread.start()
@@ -246,6 +265,8 @@ class Prober:
         """The first healthy round that started after `after` (monotonic)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.failure is not None:
+                raise AssertionError(f"the prober failed: {self.failure!r}") from self.failure
             for r in list(self.rounds):
                 if r.started > after and self.healthy(r):
                     return r
