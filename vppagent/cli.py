@@ -61,7 +61,7 @@ def _check_socket_paths(config: AgentConfig) -> str | None:
 
     Checked before any driver starts, so a refused path leaves the dataplane untouched.
     """
-    from vppagent.server.grpc_service import SocketPathError, prepare_socket_path
+    from vppagent.unix_socket import SocketPathError, prepare_socket_path
 
     if config.socket == config.cni_socket:
         return f"--socket and --cni-socket are both {config.socket}; each needs its own path"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.agentproc import AgentProcess
 from tests.cli.commands import assert_one_line_usage_error, run
-from vppagent.server.grpc_service import SocketPathError, prepare_socket_path
+from vppagent.unix_socket import SocketPathError, prepare_socket_path
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import stat
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -15,10 +13,10 @@ from typing import Any
 
 import grpc
 
-from vppagent.command_line import socket_path_problem
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.gen.vppagent.v1 import agent_pb2, agent_pb2_grpc
 from vppagent.server.core import AgentCore
+from vppagent.unix_socket import prepare_socket_path
 
 log = logging.getLogger(__name__)
 
@@ -95,50 +93,6 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                                         active=self.core.driver.name, seconds=seconds)
 
 
-class SocketPathError(RuntimeError):
-    """A socket path the agent must not serve on; the message starts with the path."""
-
-
-def prepare_socket_path(path: Path) -> None:
-    """Create the parent directory and remove a stale socket at `path`; refuse anything else.
-
-    Only a unix socket that nobody accepts on (a killed agent's leftover) is removed. A regular
-    file, directory or symlink is never touched, and a socket someone listens on is never stolen.
-    """
-    problem = socket_path_problem(path)
-    if problem is not None:
-        raise SocketPathError(f"{path} {problem}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as exc:
-        raise SocketPathError(f"{path}: cannot create its directory: {exc.strerror or exc}") from None
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise SocketPathError(f"{path}: {exc.strerror or exc}") from None
-    if not stat.S_ISSOCK(mode):
-        raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(0.5)
-        probe.connect(str(path))
-    except ConnectionRefusedError:
-        try:
-            path.unlink()  # nobody listens: a leftover of a killed agent
-        except FileNotFoundError:
-            pass  # another starting agent removed it first; binding will tell who wins
-        except OSError as exc:
-            raise SocketPathError(f"{path}: cannot remove the stale socket: {exc.strerror or exc}") from None
-        return
-    except TimeoutError:
-        pass  # a listener with a full backlog is still a listener
-    except OSError as exc:
-        raise SocketPathError(f"{path}: cannot tell whether another agent listens: {exc.strerror or exc}") from None
-    finally:
-        probe.close()
-    raise SocketPathError(f"{path}: another agent listens on this socket; not taking it over")
 
 
 def listen_private(server: grpc.Server, path: Path) -> None:

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from vppagent.unix_socket import SocketPathError
 from vppagent.vppsim.release import DEFAULT_RELEASE, RELEASES
 from vppagent.vppsim.server import VppSim
 
@@ -24,10 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with VppSim(args.socket, vpp_version=args.vpp_version) as sim:
+    try:
+        sim = VppSim(args.socket, vpp_version=args.vpp_version).start()
+    except SocketPathError as exc:
+        parser.exit(2, f"python -m vppagent.vppsim: --socket {exc}\n")
+    try:
         sim.faults.no_vhost_net = args.no_vhost_net
         logging.getLogger(__name__).info("vppsim (VPP %s) listening on %s", args.vpp_version, args.socket)
         stop.wait()
+    finally:
+        sim.stop()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vppagent.unix_socket import prepare_socket_path
 from vppagent.vppsim.codec import ApiDefinitions, load_definitions
 from vppagent.vppsim.evaluator import connect as connect_endpoints
 from vppagent.vppsim.evaluator import evaluate as evaluate_packet
@@ -101,8 +102,7 @@ class VppSim:
         return self
 
     def _listen(self) -> None:
-        if self.socket_path.exists():
-            self.socket_path.unlink()
+        prepare_socket_path(self.socket_path)  # a leftover socket only: never a file, never a live VPP's
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.socket_path))
         listener.listen(64)

@@ -108,7 +108,8 @@ class VppConnection:
             return self._open(bootstrap=False)
         except Exception as exc:  # refused, absent, timed out, or a broken handshake
             _abandon(client)
-            raise VppUnavailable(f"cannot connect to VPP at {self.socket_path}: {exc!r}") from None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+            raise VppUnavailable(f"cannot connect to VPP at {self.socket_path}: {reason}") from None
         self.definitions = "get_api_json" if bootstrap else api_dir
         return client
 
