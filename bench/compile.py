@@ -1,13 +1,16 @@
 """Compiler benchmark: 500 policies x 10 rules, IP sets of 100 members, 200 endpoints.
 
-    .venv/bin/python bench/compile.py [--policies 500] [--endpoints 200] [--per-endpoint 25] [--seed 1]
+    .venv/bin/python bench/compile.py [--policies 500] [--endpoints 200] [--per-endpoint 5,25]
+                                      [--baseline-endpoints 10] [--seed 1]
 
 Each endpoint is selected by `--per-endpoint` of the policies (spread over two tiers, the first
 with default action Pass), like a cluster where selectors pick a subset of the policies for each
 pod. Rules: allow from an IP set (pods selected by a selector) to tcp/udp ports, allow to a named
 port set, deny from a CIDR, pass with a negated CIDR, ICMP type matches, a negated port range and
 a log. Prints compile time, rules per endpoint and the expansion factor (flat rules / source
-rules), then re-checks a sample of packets against the reference evaluator.
+rules), beside the previous compiler (vppagent.policy.baseline, on the first
+`--baseline-endpoints` endpoints, same lists), then re-checks a sample of packets against the
+reference evaluator.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.policy import baseline
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, first_match
 from vppagent.policy.evaluate import verdict
+from vppagent.policy.flat import CompiledList
 from vppagent.policy.packet import Packet
 from vppagent.state.model import DataplaneState, WorkloadKey
 
@@ -96,47 +102,19 @@ def build(args: argparse.Namespace) -> tuple[DataplaneState, list[WorkloadKey]]:
     return state, keys
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policies", type=int, default=500)
-    parser.add_argument("--rules", type=int, default=10)
-    parser.add_argument("--sets", type=int, default=100)
-    parser.add_argument("--members", type=int, default=100)
-    parser.add_argument("--endpoints", type=int, default=200)
-    parser.add_argument("--per-endpoint", type=int, default=25)
-    parser.add_argument("--check-packets", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-
-    t0 = time.perf_counter()
-    state, keys = build(args)
-    t_build = time.perf_counter() - t0
-    cat = Catalog(state)
-    times, sizes, factors, fingerprints = [], [], [], set()
-    compiled_lists = {}
-    t0 = time.perf_counter()
+def _run(compile_fn: Callable[..., CompiledList], cat: Catalog,
+         keys: list[WorkloadKey]) -> tuple[list[float], dict[tuple[WorkloadKey, str], CompiledList]]:
+    times, lists = [], {}
     for key in keys:
         for direction in ("ingress", "egress"):
             start = time.perf_counter()
-            compiled = compile_endpoint(cat, key, direction, rule_limit=200_000)
+            lists[(key, direction)] = compile_fn(cat, key, direction, rule_limit=200_000)
             times.append(time.perf_counter() - start)
-            sizes.append(len(compiled.rules))
-            factors.append(compiled.expansion_factor)
-            fingerprints.add(compiled.fingerprint())
-            compiled_lists[(key, direction)] = compiled
-    total = time.perf_counter() - t0
+    return times, lists
 
-    print(f"state: {args.policies} policies x {args.rules} rules, {args.sets} IP sets x {args.members} members "
-          f"(+20 named-port sets), {args.endpoints} endpoints x {args.per_endpoint} policies "
-          f"(built in {t_build:.2f} s)")
-    print(f"compile: {len(times)} lists (endpoint x direction) in {total:.2f} s; per list mean "
-          f"{statistics.mean(times) * 1000:.1f} ms, p50 {statistics.median(times) * 1000:.1f} ms, "
-          f"max {max(times) * 1000:.1f} ms")
-    print(f"rules per list: mean {statistics.mean(sizes):.0f}, p50 {statistics.median(sizes):.0f}, "
-          f"min {min(sizes)}, max {max(sizes)}; distinct lists {len(fingerprints)}")
-    print(f"expansion factor (flat rules / source rules): mean {statistics.mean(factors):.2f}, "
-          f"max {max(factors):.2f}")
 
+def _check(args: argparse.Namespace, cat: Catalog, keys: list[WorkloadKey],
+           lists: dict[tuple[WorkloadKey, str], CompiledList]) -> int:
     rng = random.Random(args.seed + 1)
     checked = bad = 0
     t0 = time.perf_counter()
@@ -151,10 +129,60 @@ def main() -> int:
                 f"{proto} {src}:{rng.choice((1000, 40000))} > {dst}:{rng.choice((80, 443, 8080, 5432, 9090, 53))}")
         pkt = Packet.parse(text)
         v = verdict(cat, key, direction, pkt)
-        bad += v.action != first_match(compiled_lists[(key, direction)], pkt).action
+        bad += v.action != first_match(lists[(key, direction)], pkt).action
         checked += 1
-    print(f"check: {checked} packets against the evaluator, {bad} disagreements "
+    print(f"  check: {checked} packets against the evaluator, {bad} disagreements "
           f"({time.perf_counter() - t0:.2f} s)")
+    return bad
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policies", type=int, default=500)
+    parser.add_argument("--rules", type=int, default=10)
+    parser.add_argument("--sets", type=int, default=100)
+    parser.add_argument("--members", type=int, default=100)
+    parser.add_argument("--endpoints", type=int, default=200)
+    parser.add_argument("--per-endpoint", default="5,25", help="comma-separated: one run per figure")
+    parser.add_argument("--baseline-endpoints", type=int, default=10,
+                        help="endpoints the previous compiler compiles too (it is slow), 0 for none")
+    parser.add_argument("--check-packets", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    bad = 0
+    for per_endpoint in (int(x) for x in args.per_endpoint.split(",")):
+        args.per_endpoint = per_endpoint
+        t0 = time.perf_counter()
+        state, keys = build(args)
+        t_build = time.perf_counter() - t0
+        cat = Catalog(state)
+        t0 = time.perf_counter()
+        times, lists = _run(compile_endpoint, cat, keys)
+        total = time.perf_counter() - t0
+        sizes = [len(c.rules) for c in lists.values()]
+        factors = [c.expansion_factor for c in lists.values()]
+        print(f"state: {args.policies} policies x {args.rules} rules, {args.sets} IP sets x {args.members} members "
+              f"(+20 named-port sets), {args.endpoints} endpoints x {per_endpoint} policies "
+              f"(built in {t_build:.2f} s)")
+        print(f"  compile: {len(times)} lists (endpoint x direction) in {total:.2f} s; per list mean "
+              f"{statistics.mean(times) * 1000:.1f} ms, p50 {statistics.median(times) * 1000:.1f} ms, "
+              f"max {max(times) * 1000:.1f} ms")
+        print(f"  rules per list: mean {statistics.mean(sizes):.0f}, p50 {statistics.median(sizes):.0f}, "
+              f"min {min(sizes)}, max {max(sizes)}; distinct lists {len({c.fingerprint() for c in lists.values()})}")
+        print(f"  expansion factor (flat rules / source rules): mean {statistics.mean(factors):.2f}, "
+              f"max {max(factors):.2f}")
+        if args.baseline_endpoints:
+            sample = keys[:args.baseline_endpoints]
+            old_times, old_lists = _run(baseline.compile_endpoint, cat, sample)
+            new_times = times[:len(old_times)]  # the same lists, in the same order
+            old_rules = statistics.mean(len(c.rules) for c in old_lists.values())
+            new_rules = statistics.mean(len(lists[k].rules) for k in old_lists)
+            old_ms, new_ms = statistics.mean(old_times) * 1000, statistics.mean(new_times) * 1000
+            print(f"  previous compiler on the first {len(sample)} endpoints ({len(old_times)} lists): "
+                  f"rules per list {old_rules:.0f} -> {new_rules:.0f} ({old_rules / new_rules:.1f}x fewer), "
+                  f"ms per list {old_ms:.1f} -> {new_ms:.1f} ({old_ms / new_ms:.1f}x faster)")
+        bad += _check(args, cat, keys, lists)
     return 1 if bad else 0
 
 
