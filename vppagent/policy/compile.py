@@ -56,7 +56,7 @@ from vppagent.policy.model import (
     Tier,
     policy_owner,
 )
-from vppagent.policy.rule_boxes import CompileError, RuleBoxes, RuleLimitExceeded
+from vppagent.policy.rule_boxes import CompileError, RuleBoxes, RuleLimitExceeded, shared_rule_boxes
 from vppagent.state.model import STAGED_KINDS, DataplaneState
 
 DEFAULT_RULE_LIMIT = 20_000
@@ -115,6 +115,8 @@ class _Builder:
         if rule.action is Action.PASS:
             if pass_len == len(self.rev):
                 return  # passing here is the same as falling through
+            if self.carve_pass(p, n, origin, pass_len):
+                return
             target = self.tail(pass_len)
             label = f" (after pass: {origin})"
         else:
@@ -133,16 +135,47 @@ class _Builder:
             return
         # Complement: the region P \ N gets the rule's verdicts.
         # Exception: packets in P ∩ N first get the continuation's verdicts, then P the rule's.
+        # For a pass, the continuation is the middle M (the rest of this tier) followed by the
+        # target, and [M ∩ P ∩ N] + [P ∩ target] + M + target gives every packet what
+        # [(M + target) ∩ P ∩ N] + [P ∩ target] + M + target does (a packet of P ∩ N that no
+        # M rule takes meets P ∩ target next, which is the target's verdict): only M is copied.
         # Both are exact; take the one with the smaller bound on VPP rules (ties: complement).
         overlaps = [m for m in (intersect(a, b, w) for a in p for b in n) if m is not None]
-        cont_len = len(self.rev)
+        cont_len = len(self.rev) - (pass_len if rule.action is Action.PASS else 0)
         exception_bound = sum(map(_box_cost, overlaps)) * cont_len + sum(map(_box_cost, p)) * len(target)
         # Stop complementing as soon as it cannot win.
         region = subtract_all(p, n, w, min(cap, exception_bound // len(target) + 1))
         if region is not None and sum(map(_box_cost, region)) * len(target) <= exception_bound:
             self.push(_must(aim(region, target, label)))
         else:
-            self.push(_must(aim(overlaps, self.tail(cont_len))) + _must(aim(p, target, label)))
+            middle = self.rev[len(self.rev) - cont_len:][::-1]  # first-match order
+            self.push(_must(aim(overlaps, middle)) + _must(aim(p, target, label)))
+
+    def carve_pass(self, p: list[Box], n: list[Box], origin: str, pass_len: int) -> bool:
+        """A pass by first-match order: cut the pass region out of the middle M (the rules
+        between this pass and the end of its tier, rev[pass_len:]). Packets in the region then
+        meet no M rule and go on to the target; every other packet meets M as before. Exact,
+        and nothing is copied when M's rules lie outside the region (often: a pass for what a
+        policy does not handle). Returns False, changing nothing, when cutting would add more
+        boxes than the target has (then copying the target is taken instead)."""
+        w = self.fam.w
+        region = subtract_all(p, n, w, len(p) + 4 * len(n) + 64) if n else p
+        if region is None:
+            return False
+        budget = pass_len  # the copy of the target would cost up to this many boxes
+        middle: list[Entry] = []
+        for box, action, why in self.rev[pass_len:]:  # reversed order, kept reversed
+            if all(intersect(box, r, w) is None for r in region):
+                middle.append((box, action, why))
+                continue
+            pieces = subtract_all([box], region, w, budget + 1)
+            if pieces is None or len(pieces) - 1 > budget:
+                return False
+            budget -= len(pieces) - 1
+            label = f"{why} (pass cut out: {origin})"
+            middle.extend((piece, action, label) for piece in reversed(pieces))
+        self.rev[pass_len:] = middle
+        return True
 
 
 def _must(entries: list[Entry] | None) -> list[Entry]:
@@ -346,7 +379,7 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
     source = 0
     with _naming(what):
         for family in (4, 6):
-            b = _Builder(RuleBoxes(cat, family, rule_limit))
+            b = _Builder(shared_rule_boxes(cat, family, rule_limit))
             if not ep.active:
                 b.catch_all("deny", "endpoint admin down")
             else:
@@ -395,7 +428,7 @@ def compile_host_endpoint(state: DataplaneState | Catalog, hep: str | HostEndpoi
     source = 0
     with _naming(f"host endpoint {ep.id} {d.value}"):
         for family in (4, 6):
-            b = _Builder(RuleBoxes(cat, family, rule_limit))
+            b = _Builder(shared_rule_boxes(cat, family, rule_limit))
             source = _profiles(b, cat, ep.profile_ids, d)
             source += _tiers(b, cat, ep.tiers, d, end_of_tier_drop=True)
             b.push(_failsafe_entries(cat, d, family, raw=False))

@@ -9,6 +9,7 @@ list is ever built from it. How the boxes become a first-match list is in compil
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -44,6 +45,8 @@ class RuleBoxes:
         self.w = width(family)
         self.limit = limit
         self.set_cache: dict[tuple[str, str], list[Box]] = {}
+        # By id: the catalog holds every Rule it hands out, and the entry pins the rule too.
+        self.rule_cache: dict[int, tuple[Rule, tuple[list[Box], list[Box]]]] = {}
 
     def _prefix(self, net: IPNetwork) -> tuple[int, int]:
         return int(net.network_address), net.prefixlen
@@ -110,7 +113,16 @@ class RuleBoxes:
         return out
 
     def rule_boxes(self, rule: Rule) -> tuple[list[Box], list[Box]]:
-        """(P, N): the rule matches exactly the packets in some P box and in no N box."""
+        """(P, N): the rule matches exactly the packets in some P box and in no N box.
+        Cached per rule: callers must not change the lists."""
+        cached = self.rule_cache.get(id(rule))
+        if cached is not None and cached[0] is rule:
+            return cached[1]
+        result = self._rule_boxes(rule)
+        self.rule_cache[id(rule)] = (rule, result)
+        return result
+
+    def _rule_boxes(self, rule: Rule) -> tuple[list[Box], list[Box]]:
         if self.family not in rule.families():
             return [], []
         proto_box = full_box()
@@ -157,3 +169,16 @@ class RuleBoxes:
             else:
                 n.append(box)
         return p, n
+
+
+_SHARED: weakref.WeakKeyDictionary[Catalog, dict[tuple[int, int], RuleBoxes]] = weakref.WeakKeyDictionary()
+
+
+def shared_rule_boxes(cat: Catalog, family: int, limit: int) -> RuleBoxes:
+    """One RuleBoxes per catalog, family and limit: every list compiled from one catalog (one
+    state version) reuses the boxes of each rule and IP set, which are computed once."""
+    per_catalog = _SHARED.setdefault(cat, {})
+    found = per_catalog.get((family, limit))
+    if found is None:
+        found = per_catalog[(family, limit)] = RuleBoxes(cat, family, limit)
+    return found
