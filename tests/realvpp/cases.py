@@ -68,11 +68,11 @@ def with_big_set(rng: random.Random, case: Case, first: bool = False) -> Case:
     return Case(messages, case.endpoint, "ingress", 4)
 
 
-def draw_case(rng: random.Random, big_set_first: bool = False) -> Case | None:
+def draw_case(rng: random.Random, big_set_first: bool = False, v6: bool | None = None) -> Case | None:
     """A case, or None when VPP's ACLs cannot express it (the compiler refuses: not a packet case).
-    `big_set_first`: an IPv4 case with the big set's policy, first in the first tier. A quarter of
-    the others are IPv6 (the big set is IPv4: those never have it)."""
-    case = random_case(rng, v6=False if big_set_first else None)
+    `big_set_first`: an IPv4 case with the big set's policy, first in the first tier. Unless `v6`
+    says, a quarter of the others are IPv6 (the big set is IPv4: those never have it)."""
+    case = random_case(rng, v6=False if big_set_first else v6)
     if case.family == 4 and (big_set_first or rng.random() < 0.5):
         case = with_big_set(rng, case, first=big_set_first)
     try:
