@@ -165,7 +165,10 @@ class _Builder:
         budget = pass_len  # the copy of the target would cost up to this many boxes
         middle: list[Entry] = []
         for box, action, why in self.rev[pass_len:]:  # reversed order, kept reversed
-            if all(intersect(box, r, w) is None for r in region):
+            # Untouched when its part in P lies in one N box (the quick test), or misses the region.
+            inside_p = [m for m in (intersect(box, b, w) for b in p) if m is not None]
+            if all(any(covers(x, m, w) for x in n) for m in inside_p) or \
+                    all(intersect(box, r, w) is None for r in region):
                 middle.append((box, action, why))
                 continue
             pieces = subtract_all([box], region, w, budget + 1)
@@ -239,11 +242,20 @@ def _network(family: int, addr: int, length: int) -> IPNetwork:
     return ipaddress.IPv4Network((addr, length)) if family == 4 else ipaddress.IPv6Network((addr, length))
 
 
+@functools.lru_cache(maxsize=65536)
+def _ports(lo: int, hi: int) -> PortRange:
+    return PortRange(lo, hi)
+
+
 def _vpp_rules(entry: Entry, family: int) -> list[FlatRule]:
     """One box → VPP rules: per protocol, L4 ranges as VPP reads that protocol (see boxes)."""
     box, action, origin = entry
     src, dst = _network(family, box.src, box.src_len), _network(family, box.dst, box.dst_len)
-    full = PortRange(*FULL_L4)
+    proto = box.proto_lo
+    if proto == box.proto_hi and proto in (TCP, UDP):  # the common case, first
+        return [FlatRule(action, family, src, dst, proto, _ports(box.a_lo, box.a_hi), _ports(box.b_lo, box.b_hi),
+                         origin)]
+    full = _ports(*FULL_L4)
     if _box_cost(box) == 1 and (box.proto_lo, box.proto_hi) == ANY_PROTO:
         return [FlatRule(action, family, src, dst, 0, full, full, origin)]
     out = []
@@ -260,7 +272,7 @@ def _vpp_rules(entry: Entry, family: int) -> list[FlatRule]:
             if not (a[0] == 0 and b[0] == 0):
                 continue  # VPP reads 0 for this protocol's L4 fields
             a = b = FULL_L4
-        out.append(FlatRule(action, family, src, dst, proto, PortRange(*a), PortRange(*b), origin))
+        out.append(FlatRule(action, family, src, dst, proto, _ports(*a), _ports(*b), origin))
     return out
 
 
@@ -269,20 +281,28 @@ def _finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActi
     w = width(family)
     kept: list[Entry] = []
     seen: set[Box] = set()
-    broad: list[Box] = []  # earlier rules with no address constraint: the likely shadows
+    # Earlier rules with no address constraint, the likely shadows, as their L4 ranges.
+    broad: list[tuple[int, int, int, int, int, int]] = []
     for e in entries:
-        if e[0] in seen:
+        box = e[0]
+        if box in seen:
             continue
-        seen.add(e[0])
+        seen.add(box)
         # Shadowed by one earlier rule: all of them while the list is short, then only the
         # broad ones (the check is only an optimisation, so it is bounded).
-        if any(covers(k, e[0], w) for k in (broad if len(kept) > 200 else (k[0] for k in kept))):
-            continue
+        if len(kept) <= 200:
+            if any(covers(k[0], box, w) for k in kept):
+                continue
+        else:
+            _, _, _, _, plo, phi, alo, ahi, blo, bhi = box
+            if any(c[0] <= plo and phi <= c[1] and c[2] <= alo and ahi <= c[3] and c[4] <= blo and bhi <= c[5]
+                   for c in broad):
+                continue
         kept.append(e)
-        if is_full(e[0]):
+        if is_full(box):
             break
-        if e[0].src_len == 0 and e[0].dst_len == 0 and len(broad) < 64:
-            broad.append(e[0])
+        if box.src_len == 0 and box.dst_len == 0 and len(broad) < 64:
+            broad.append(box[4:])
     assert kept and is_full(kept[-1][0]), "every list ends in a catch-all"
     default = kept.pop()[1]
     while kept and kept[-1][1] == default:
