@@ -45,6 +45,8 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--log-level", help="debug|info|warning|error")
     run.add_argument("--batch-window-ms", type=float, help="quiet time ending a batch (default 10)")
     run.add_argument("--rule-limit", type=int, help="max flat rules per endpoint direction")
+    run.add_argument("--services", help="off|kubernetes: Kubernetes Services from the API server (default off)")
+    run.add_argument("--kubeconfig", help="service source kubeconfig (default in-cluster, else $KUBECONFIG)")
 
 
 def _agent_socket(args: argparse.Namespace) -> str:
@@ -96,6 +98,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _usage(problem)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.services == "kubernetes":  # a config that cannot be used is refused before the dataplane
+        from vppagent.services.runner import ServicesConfigError, service_source
+
+        try:
+            services = service_source(config.kubeconfig)
+        except ServicesConfigError as exc:
+            return _usage(str(exc))
     from vppagent.drivers import DriverUnavailable, make_driver
     from vppagent.server.cni_service import serve_cni
     from vppagent.server.core import AgentCore
@@ -119,6 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.stop(0)
         core.stop()
         return 1
+    if config.services == "kubernetes":
+        services.start(core.report_sections)
     bgp = config.bgp_settings()
     if bgp is not None:
         from vppagent.bgp.manager import BgpManager

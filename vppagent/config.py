@@ -66,6 +66,12 @@ class AgentConfig(BaseSettings):
     rule_limit: int = Field(
         100_000, gt=0, description="Most flat rules one endpoint direction may compile to"
     )
+    services: Literal["off", "kubernetes"] = Field(
+        "off", description="Kubernetes Services on VPP: off, or kubernetes (list+watch the API server)"
+    )
+    kubeconfig: Path | None = Field(
+        None, description="Service source: kubeconfig file (default: in-cluster config, else $KUBECONFIG)"
+    )
     config: Path | None = Field(None, description="YAML file with these same keys")
     bgp: BgpConfig = Field(default_factory=BgpConfig, description="BGP section (README: BGP)")
 

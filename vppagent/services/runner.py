@@ -1,0 +1,52 @@
+"""The service source inside `vppagent run` (--services kubernetes): built, started, reported.
+
+The desired services are kept for the state report (`services`, `services_source`, DESIGN §4).
+No driver programs them yet (the VPP cnat translations are still to come, docs/services.md), so
+`services_source.programmed` says false: the report shows what would be programmed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vppagent.services.model import ServiceEntry
+from vppagent.services.source import KubernetesServiceSource, ServicesConfigError, load_api_client
+
+__all__ = ["ServiceRunner", "ServicesConfigError", "service_source"]
+
+log = logging.getLogger("vppagent.services")
+
+
+def node_name() -> str:
+    """This node's Kubernetes name: $NODENAME as calico-node sets it, else the host name."""
+    return os.environ.get("NODENAME") or socket.gethostname()
+
+
+class ServiceRunner:
+    def __init__(self, source_factory: Callable[[Callable[[dict[str, ServiceEntry]], None]], KubernetesServiceSource]):
+        self._source = source_factory(self._changed)
+
+    def _changed(self, entries: dict[str, ServiceEntry]) -> None:
+        log.info("services: %d desired", len(entries))
+
+    def start(self, report_sections: dict[str, Callable[[], Any]]) -> None:
+        report_sections["services"] = self.report
+        report_sections["services_source"] = lambda: self._source.status() | {"programmed": False}
+        self._source.start()
+
+    def stop(self) -> None:
+        self._source.stop()
+
+    def report(self) -> list[dict[str, Any]]:
+        return [entry.report() for _, entry in sorted(self._source.services().items())]
+
+
+def service_source(kubeconfig: Path | None) -> ServiceRunner:
+    """A runner for the API server `kubeconfig` names (or in-cluster, else $KUBECONFIG); ServicesConfigError."""
+    client = load_api_client(kubeconfig)
+    return ServiceRunner(lambda on_change: KubernetesServiceSource(client, on_change, node_name=node_name()))
