@@ -357,7 +357,7 @@ def desired_services(
     out and its error is put on the Service it is labelled with (its backends would be missing).
     """
     node_addresses = tuple(node_addresses)
-    parsed_slices: list[EndpointSliceSpec] = []
+    by_service: dict[tuple[str, str], list[EndpointSliceSpec]] = {}  # one pass, not slices x services
     slice_errors: dict[str, str] = {}
     for obj in slices.values():
         try:
@@ -370,7 +370,7 @@ def desired_services(
             slice_errors.setdefault(f"{meta.get('namespace') or '?'}/{labels.get(SERVICE_NAME_LABEL)}", str(exc))
             continue
         if parsed is not None:
-            parsed_slices.append(parsed)
+            by_service.setdefault((parsed.namespace, parsed.service), []).append(parsed)
     result: dict[str, ServiceEntry] = {}
     for key, obj in services.items():
         try:
@@ -380,7 +380,7 @@ def desired_services(
             continue
         if spec is None:
             continue
-        entry = service_entry(spec, parsed_slices, node_addresses, node)
+        entry = service_entry(spec, by_service.get((spec.namespace, spec.name), ()), node_addresses, node)
         if spec.key in slice_errors:
             entry = ServiceEntry(name=entry.name, error=slice_errors[spec.key])
         result[spec.key] = entry
