@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         core.stop()
         return 1
     if config.services == "kubernetes":
-        services.start(core.report_sections)
+        services.start(core)
     bgp = config.bgp_settings()
     if bgp is not None:
         from vppagent.bgp.manager import BgpManager

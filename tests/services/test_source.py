@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +59,6 @@ class Recorder:
             if not self.calls or name not in self.calls[-1]:
                 return None
             return self.calls[-1][name].report()["backends"]
-
-
-@pytest.fixture
-def api() -> Iterator[StandInApiServer]:
-    server = StandInApiServer().start()
-    yield server
-    server.stop()
 
 
 def make_source(api: StandInApiServer, tmp_path: Path, recorder: Recorder, **kwargs: Any) -> KubernetesServiceSource:

@@ -164,6 +164,14 @@ class KubernetesServiceSource:
             connected = self._listed == set(KINDS) and not self._failing
             return {"connected": connected, "last_error": self._last_error}
 
+    def set_node(self, name: str, addresses: tuple[str, ...]) -> None:
+        """This node's name (for externalTrafficPolicy Local) and addresses (node-port frontends)."""
+        with self._lock:
+            if (name, addresses) == (self._node_name, self._node_addresses):
+                return
+            self._node_name, self._node_addresses = name, addresses
+            self._publish()
+
     def services(self) -> dict[str, ServiceEntry]:
         """The desired services last given to `on_change` (empty before the first)."""
         with self._lock:
