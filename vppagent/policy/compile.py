@@ -23,37 +23,27 @@ How the tree becomes a list (worked example: docs/policy-mapping.md):
 
 from __future__ import annotations
 
-import functools
-import ipaddress
+import dataclasses
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from vppagent.policy.boxes import (
-    ANY_PROTO,
-    FULL_L4,
-    Box,
-    covers,
-    full_box,
-    intersect,
-    is_full,
-    subtract_all,
-    width,
-)
+from vppagent.policy.boxes import Box, covers, full_box, intersect, subtract_all
 from vppagent.policy.catalog import Catalog, as_catalog
+from vppagent.policy.emit import Entry, box_cost, combine, finish, must
+from vppagent.policy.emit import aim as aim_entries
 from vppagent.policy.evaluate import IPIP, WorkloadRef
 from vppagent.policy.flat import CompiledList, FirstMatch, FlatAction, FlatRule, first_match
 from vppagent.policy.model import (
-    ICMP_FOR_FAMILY,
     PROTOCOL_NAMES,
     TCP,
     UDP,
     Action,
     Direction,
     HostEndpoint,
-    IPNetwork,
-    PortRange,
     Rule,
     Tier,
+    WorkloadEndpoint,
     policy_owner,
 )
 from vppagent.policy.rule_boxes import CompileError, RuleBoxes, RuleLimitExceeded, shared_rule_boxes
@@ -63,16 +53,6 @@ DEFAULT_RULE_LIMIT = 20_000
 
 
 # -- building the list ----------------------------------------------------------------------------
-
-Entry = tuple[Box, FlatAction, str]  # box, action, origin (what decided, for trace)
-
-
-def _box_cost(box: Box) -> int:
-    """VPP rules this box becomes (a protocol range is one rule per protocol)."""
-    if (box.proto_lo, box.proto_hi) == ANY_PROTO and (box.a_lo, box.a_hi) == FULL_L4 and \
-            (box.b_lo, box.b_hi) == FULL_L4:
-        return 1
-    return box.proto_hi - box.proto_lo + 1
 
 
 class _Builder:
@@ -125,13 +105,13 @@ class _Builder:
 
         def aim(region: list[Box], verdicts: list[Entry], relabel: str | None = None,
                 stop_after: int | None = None) -> list[Entry] | None:
-            out = _aim(region, verdicts, w, relabel, min(cap, stop_after) if stop_after is not None else cap)
+            out = aim_entries(region, verdicts, w, relabel, min(cap, stop_after) if stop_after is not None else cap)
             if out is None and stop_after is None:
                 raise RuleLimitExceeded(f"{origin}: more than {cap} rules")
             return out
 
         if not n:
-            self.push(_must(aim(p, target, label)))
+            self.push(must(aim(p, target, label)))
             return
         # Complement: the region P \ N gets the rule's verdicts.
         # Exception: packets in P ∩ N first get the continuation's verdicts, then P the rule's.
@@ -142,14 +122,14 @@ class _Builder:
         # Both are exact; take the one with the smaller bound on VPP rules (ties: complement).
         overlaps = [m for m in (intersect(a, b, w) for a in p for b in n) if m is not None]
         cont_len = len(self.rev) - (pass_len if rule.action is Action.PASS else 0)
-        exception_bound = sum(map(_box_cost, overlaps)) * cont_len + sum(map(_box_cost, p)) * len(target)
+        exception_bound = sum(map(box_cost, overlaps)) * cont_len + sum(map(box_cost, p)) * len(target)
         # Stop complementing as soon as it cannot win.
         region = subtract_all(p, n, w, min(cap, exception_bound // len(target) + 1))
-        if region is not None and sum(map(_box_cost, region)) * len(target) <= exception_bound:
-            self.push(_must(aim(region, target, label)))
+        if region is not None and sum(map(box_cost, region)) * len(target) <= exception_bound:
+            self.push(must(aim(region, target, label)))
         else:
             middle = self.rev[len(self.rev) - cont_len:][::-1]  # first-match order
-            self.push(_must(aim(overlaps, middle)) + _must(aim(p, target, label)))
+            self.push(must(aim(overlaps, middle)) + must(aim(p, target, label)))
 
     def carve_pass(self, p: list[Box], n: list[Box], origin: str, pass_len: int) -> bool:
         """A pass by first-match order: cut the pass region out of the middle M (the rules
@@ -181,148 +161,6 @@ class _Builder:
         return True
 
 
-def _must(entries: list[Entry] | None) -> list[Entry]:
-    assert entries is not None  # aim raises instead of returning None when it has no stop_after
-    return entries
-
-
-_INDEX_BITS = {32: 16, 128: 48}  # source bits a bucket of the index shares (a /16 or a /48)
-
-
-def _aim(region: list[Box], verdicts: list[Entry], w: int, relabel: str | None, cap: int) -> list[Entry] | None:
-    """Each region box intersected with each verdict box, region-major and in verdict order
-    (the order is what keeps first-match semantics); None past `cap` entries.
-
-    Large products go through an index of the verdicts by the top bits of their source prefix,
-    so a region box only meets the verdicts whose source can overlap its own: the cost follows
-    the output, not region x verdicts."""
-    out: list[Entry] = []
-    if len(region) * len(verdicts) <= 4096 or len(region) == 1:
-        for r in region:
-            for box, action, why in verdicts:
-                m = intersect(r, box, w)
-                if m is not None:
-                    out.append((m, action, why if relabel is None else why + relabel))
-            if len(out) > cap:
-                return None
-        return out
-    k = _INDEX_BITS[w]
-    buckets: dict[int, list[int]] = {}
-    broad: list[int] = []
-    for i, (box, _, _) in enumerate(verdicts):
-        if box.src_len >= k:
-            buckets.setdefault(box.src >> (w - k), []).append(i)
-        else:
-            broad.append(i)
-    for r in region:
-        if r.src_len >= k:
-            chosen = buckets.get(r.src >> (w - k), [])
-            candidates = sorted(chosen + broad) if broad and chosen else chosen or broad
-        else:
-            first = r.src >> (w - k)
-            span = 1 << (k - r.src_len)
-            first = (first >> (k - r.src_len)) << (k - r.src_len)
-            if span <= len(buckets):
-                keys = [b for b in range(first, first + span) if b in buckets]
-            else:
-                keys = [b for b in buckets if first <= b < first + span]
-            candidates = sorted([i for b in keys for i in buckets[b]] + broad)
-        for i in candidates:
-            box, action, why = verdicts[i]
-            m = intersect(r, box, w)
-            if m is not None:
-                out.append((m, action, why if relabel is None else why + relabel))
-        if len(out) > cap:
-            return None
-    return out
-
-
-@functools.lru_cache(maxsize=65536)
-def _network(family: int, addr: int, length: int) -> IPNetwork:
-    return ipaddress.IPv4Network((addr, length)) if family == 4 else ipaddress.IPv6Network((addr, length))
-
-
-@functools.lru_cache(maxsize=65536)
-def _ports(lo: int, hi: int) -> PortRange:
-    return PortRange(lo, hi)
-
-
-def _vpp_rules(entry: Entry, family: int) -> list[FlatRule]:
-    """One box → VPP rules: per protocol, L4 ranges as VPP reads that protocol (see boxes)."""
-    box, action, origin = entry
-    src, dst = _network(family, box.src, box.src_len), _network(family, box.dst, box.dst_len)
-    proto = box.proto_lo
-    if proto == box.proto_hi and proto in (TCP, UDP):  # the common case, first
-        return [FlatRule(action, family, src, dst, proto, _ports(box.a_lo, box.a_hi), _ports(box.b_lo, box.b_hi),
-                         origin)]
-    full = _ports(*FULL_L4)
-    if _box_cost(box) == 1 and (box.proto_lo, box.proto_hi) == ANY_PROTO:
-        return [FlatRule(action, family, src, dst, 0, full, full, origin)]
-    out = []
-    icmp = ICMP_FOR_FAMILY[family]
-    for proto in range(box.proto_lo, box.proto_hi + 1):
-        a, b = (box.a_lo, box.a_hi), (box.b_lo, box.b_hi)
-        if proto == icmp:
-            a, b = (a[0], min(a[1], 255)), (b[0], min(b[1], 255))
-            if a[0] > a[1] or b[0] > b[1]:
-                continue
-            a = FULL_L4 if a == (0, 255) else a
-            b = FULL_L4 if b == (0, 255) else b
-        elif proto not in (TCP, UDP):
-            if not (a[0] == 0 and b[0] == 0):
-                continue  # VPP reads 0 for this protocol's L4 fields
-            a = b = FULL_L4
-        out.append(FlatRule(action, family, src, dst, proto, _ports(*a), _ports(*b), origin))
-    return out
-
-
-def _finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatAction]:
-    """Drop what can never match, and fold the trailing catch-all into a family default."""
-    w = width(family)
-    kept: list[Entry] = []
-    seen: set[Box] = set()
-    # Earlier rules with no address constraint, the likely shadows, as their L4 ranges.
-    broad: list[tuple[int, int, int, int, int, int]] = []
-    for e in entries:
-        box = e[0]
-        if box in seen:
-            continue
-        seen.add(box)
-        # Shadowed by one earlier rule: all of them while the list is short, then only the
-        # broad ones (the check is only an optimisation, so it is bounded).
-        if len(kept) <= 200:
-            if any(covers(k[0], box, w) for k in kept):
-                continue
-        else:
-            _, _, _, _, plo, phi, alo, ahi, blo, bhi = box
-            if any(c[0] <= plo and phi <= c[1] and c[2] <= alo and ahi <= c[3] and c[4] <= blo and bhi <= c[5]
-                   for c in broad):
-                continue
-        kept.append(e)
-        if is_full(box):
-            break
-        if box.src_len == 0 and box.dst_len == 0 and len(broad) < 64:
-            broad.append(box[4:])
-    assert kept and is_full(kept[-1][0]), "every list ends in a catch-all"
-    default = kept.pop()[1]
-    while kept and kept[-1][1] == default:
-        kept.pop()  # the default would decide the same
-    rules = [r for e in kept for r in _vpp_rules(e, family)]
-    return rules, default
-
-
-def _combine(per_family: dict[int, tuple[list[FlatRule], FlatAction]]) -> tuple[list[FlatRule], FlatAction]:
-    defaults = {d for _, d in per_family.values()}
-    default: FlatAction = "allow" if defaults == {"allow"} else "deny"
-    rules: list[FlatRule] = []
-    for family in (4, 6):
-        fam_rules, fam_default = per_family[family]
-        rules += fam_rules
-        if fam_default != default:
-            any_net = ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
-            full = PortRange(*FULL_L4)
-            rules.append(FlatRule(fam_default, family, any_net, any_net, 0, full, full, "family default"))
-    return rules, default
 
 
 # -- endpoints ------------------------------------------------------------------------------------
@@ -394,6 +232,21 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
     cat = as_catalog(state)
     ep = cat.workload(endpoint)
     d = Direction(direction)
+    # Endpoints with the same tiers, profiles and state get the same list: compiled once per
+    # catalog (the list depends on nothing else of the endpoint, not on its addresses).
+    same = (ep.active, ep.profile_ids, ep.tiers, d, rule_limit)
+    lists = _LISTS.setdefault(cat, {})
+    found = lists.get(same)
+    if found is not None:
+        return dataclasses.replace(found, endpoint=str(ep.key))
+    lists[same] = compiled = _compile_endpoint(cat, ep, d, rule_limit)
+    return compiled
+
+
+_LISTS: weakref.WeakKeyDictionary[Catalog, dict[tuple[object, ...], CompiledList]] = weakref.WeakKeyDictionary()
+
+
+def _compile_endpoint(cat: Catalog, ep: WorkloadEndpoint, d: Direction, rule_limit: int) -> CompiledList:
     what = f"workload endpoint {ep.key} {d.value}"
     per_family = {}
     source = 0
@@ -407,8 +260,8 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
                 source += _tiers(b, cat, ep.tiers, d, end_of_tier_drop=True)
                 if d is Direction.EGRESS:
                     b.push(_encap_drops(cat))
-            per_family[family] = _finish(b.tail(len(b.rev)), family)
-    rules, default = _combine(per_family)
+            per_family[family] = finish(b.tail(len(b.rev)), family)
+    rules, default = combine(per_family)
     _check_limit(rules, rule_limit, what)
     return CompiledList(str(ep.key), d.value, tuple(rules), default, source)
 
@@ -462,8 +315,8 @@ def compile_host_endpoint(state: DataplaneState | Catalog, hep: str | HostEndpoi
                 safe = [(e[0], nxt) for e in _failsafe_entries(cat, d, family, raw=raw) for nxt in b.tail(next_stage)]
                 b.push([(m, act, why) for region, (box, act, why) in safe
                         if (m := intersect(region, box, b.fam.w)) is not None])
-            per_family[family] = _finish(b.tail(len(b.rev)), family)
-    rules, default = _combine(per_family)
+            per_family[family] = finish(b.tail(len(b.rev)), family)
+    rules, default = combine(per_family)
     _check_limit(rules, rule_limit, f"host endpoint {ep.id} {d.value}")
     return CompiledList(f"hep:{ep.id}", d.value, tuple(rules), default, source)
 

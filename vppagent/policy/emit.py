@@ -1,0 +1,172 @@
+"""From boxes to VPP ACL rules: the compiler's lower half (split out of compile.py for size).
+
+- `aim`: region boxes intersected with a list of verdict boxes, in first-match order, through
+  an index of the verdicts by source prefix when the product is large;
+- `finish`: one family's first-match entries cleaned (repeats and rules one earlier rule covers
+  dropped, the trailing catch-all folded into the default) and emitted as FlatRules;
+- `combine`: the IPv4 and IPv6 parts joined into one list with one default.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, covers, intersect, is_full, width
+from vppagent.policy.flat import FlatAction, FlatRule
+from vppagent.policy.model import ICMP_FOR_FAMILY, TCP, UDP, IPNetwork, PortRange
+
+Entry = tuple[Box, FlatAction, str]  # box, action, origin (what decided, for trace)
+
+
+def box_cost(box: Box) -> int:
+    """VPP rules this box becomes (a protocol range is one rule per protocol)."""
+    if (box.proto_lo, box.proto_hi) == ANY_PROTO and (box.a_lo, box.a_hi) == FULL_L4 and \
+            (box.b_lo, box.b_hi) == FULL_L4:
+        return 1
+    return box.proto_hi - box.proto_lo + 1
+
+
+
+def must(entries: list[Entry] | None) -> list[Entry]:
+    assert entries is not None  # aim raises instead of returning None when it has no stop_after
+    return entries
+
+
+_INDEX_BITS = {32: 16, 128: 48}  # source bits a bucket of the index shares (a /16 or a /48)
+
+
+def aim(region: list[Box], verdicts: list[Entry], w: int, relabel: str | None, cap: int) -> list[Entry] | None:
+    """Each region box intersected with each verdict box, region-major and in verdict order
+    (the order is what keeps first-match semantics); None past `cap` entries.
+
+    Large products go through an index of the verdicts by the top bits of their source prefix,
+    so a region box only meets the verdicts whose source can overlap its own: the cost follows
+    the output, not region x verdicts."""
+    out: list[Entry] = []
+    if len(region) * len(verdicts) <= 4096 or len(region) == 1:
+        for r in region:
+            for box, action, why in verdicts:
+                m = intersect(r, box, w)
+                if m is not None:
+                    out.append((m, action, why if relabel is None else why + relabel))
+            if len(out) > cap:
+                return None
+        return out
+    k = _INDEX_BITS[w]
+    buckets: dict[int, list[int]] = {}
+    broad: list[int] = []
+    for i, (box, _, _) in enumerate(verdicts):
+        if box.src_len >= k:
+            buckets.setdefault(box.src >> (w - k), []).append(i)
+        else:
+            broad.append(i)
+    for r in region:
+        if r.src_len >= k:
+            chosen = buckets.get(r.src >> (w - k), [])
+            candidates = sorted(chosen + broad) if broad and chosen else chosen or broad
+        else:
+            first = r.src >> (w - k)
+            span = 1 << (k - r.src_len)
+            first = (first >> (k - r.src_len)) << (k - r.src_len)
+            if span <= len(buckets):
+                keys = [b for b in range(first, first + span) if b in buckets]
+            else:
+                keys = [b for b in buckets if first <= b < first + span]
+            candidates = sorted([i for b in keys for i in buckets[b]] + broad)
+        for i in candidates:
+            box, action, why = verdicts[i]
+            m = intersect(r, box, w)
+            if m is not None:
+                out.append((m, action, why if relabel is None else why + relabel))
+        if len(out) > cap:
+            return None
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _network(family: int, addr: int, length: int) -> IPNetwork:
+    return ipaddress.IPv4Network((addr, length)) if family == 4 else ipaddress.IPv6Network((addr, length))
+
+
+@functools.lru_cache(maxsize=65536)
+def _ports(lo: int, hi: int) -> PortRange:
+    return PortRange(lo, hi)
+
+
+def _vpp_rules(entry: Entry, family: int) -> list[FlatRule]:
+    """One box → VPP rules: per protocol, L4 ranges as VPP reads that protocol (see boxes)."""
+    box, action, origin = entry
+    src, dst = _network(family, box.src, box.src_len), _network(family, box.dst, box.dst_len)
+    proto = box.proto_lo
+    if proto == box.proto_hi and proto in (TCP, UDP):  # the common case, first
+        return [FlatRule(action, family, src, dst, proto, _ports(box.a_lo, box.a_hi), _ports(box.b_lo, box.b_hi),
+                         origin)]
+    full = _ports(*FULL_L4)
+    if box_cost(box) == 1 and (box.proto_lo, box.proto_hi) == ANY_PROTO:
+        return [FlatRule(action, family, src, dst, 0, full, full, origin)]
+    out = []
+    icmp = ICMP_FOR_FAMILY[family]
+    for proto in range(box.proto_lo, box.proto_hi + 1):
+        a, b = (box.a_lo, box.a_hi), (box.b_lo, box.b_hi)
+        if proto == icmp:
+            a, b = (a[0], min(a[1], 255)), (b[0], min(b[1], 255))
+            if a[0] > a[1] or b[0] > b[1]:
+                continue
+            a = FULL_L4 if a == (0, 255) else a
+            b = FULL_L4 if b == (0, 255) else b
+        elif proto not in (TCP, UDP):
+            if not (a[0] == 0 and b[0] == 0):
+                continue  # VPP reads 0 for this protocol's L4 fields
+            a = b = FULL_L4
+        out.append(FlatRule(action, family, src, dst, proto, _ports(*a), _ports(*b), origin))
+    return out
+
+
+def finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatAction]:
+    """Drop what can never match, and fold the trailing catch-all into a family default."""
+    w = width(family)
+    kept: list[Entry] = []
+    seen: set[Box] = set()
+    # Earlier rules with no address constraint, the likely shadows, as their L4 ranges.
+    broad: list[tuple[int, int, int, int, int, int]] = []
+    for e in entries:
+        box = e[0]
+        if box in seen:
+            continue
+        seen.add(box)
+        # Shadowed by one earlier rule: all of them while the list is short, then only the
+        # broad ones (the check is only an optimisation, so it is bounded).
+        if len(kept) <= 200:
+            if any(covers(k[0], box, w) for k in kept):
+                continue
+        else:
+            _, _, _, _, plo, phi, alo, ahi, blo, bhi = box
+            if any(c[0] <= plo and phi <= c[1] and c[2] <= alo and ahi <= c[3] and c[4] <= blo and bhi <= c[5]
+                   for c in broad):
+                continue
+        kept.append(e)
+        if is_full(box):
+            break
+        if box.src_len == 0 and box.dst_len == 0 and len(broad) < 64:
+            broad.append(box[4:])
+    assert kept and is_full(kept[-1][0]), "every list ends in a catch-all"
+    default = kept.pop()[1]
+    while kept and kept[-1][1] == default:
+        kept.pop()  # the default would decide the same
+    rules = [r for e in kept for r in _vpp_rules(e, family)]
+    return rules, default
+
+
+def combine(per_family: dict[int, tuple[list[FlatRule], FlatAction]]) -> tuple[list[FlatRule], FlatAction]:
+    defaults = {d for _, d in per_family.values()}
+    default: FlatAction = "allow" if defaults == {"allow"} else "deny"
+    rules: list[FlatRule] = []
+    for family in (4, 6):
+        fam_rules, fam_default = per_family[family]
+        rules += fam_rules
+        if fam_default != default:
+            any_net = ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
+            full = PortRange(*FULL_L4)
+            rules.append(FlatRule(fam_default, family, any_net, any_net, 0, full, full, "family default"))
+    return rules, default
