@@ -17,10 +17,8 @@ and the peer, i.e. namespaces made here.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
-import signal
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -98,7 +96,7 @@ class PodLab:
         self.peer = f"{prefix}-peer"
         self.peer_ifname = f"{prefix}up"
         self.node = f"{prefix}-node"  # where the iptables driver works after a swap (never the root namespace)
-        self.pids: list[int] = []
+        self.processes: list[subprocess.Popen[bytes]] = []  # what the lab started (agent, shim)
         self._made: list[str] = []
         self._peer_owns: set[str] = set()
 
@@ -157,14 +155,14 @@ class PodLab:
 
     def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(list(argv), **kwargs)
-        self.pids.append(proc.pid)
+        self.processes.append(proc)
         return proc
 
     def cleanup(self) -> None:
-        for pid in self.pids:  # ours only, by pid, before their namespaces go
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+        for proc in self.processes:  # ours only, by pid (never one already reaped), before their namespaces go
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
         for ns in self._made:
             sh("ip", "netns", "del", ns, check=False)
         for name in [self.peer_ifname, *(p.host_ifname for p in self.pods.values())]:
@@ -191,7 +189,7 @@ class VppAgentProcess(AgentProcess):
 
     def start_felix(self) -> FelixStandIn:
         self.shim = FelixStandIn(self.socket, log_path=self.lab.workdir / "shim.log")
-        self.lab.pids.append(self.shim.process.pid)
+        self.lab.processes.append(self.shim.process)
         self.sent = 0
         return self.shim
 
