@@ -87,6 +87,12 @@ def test_statuses_stay_error_while_vpp_is_gone(sim_target: Target) -> None:
         report = core.state_report()
         assert report["dataplane"]["reachable"] is False, report["dataplane"]
         assert format_state(report).splitlines()[0].startswith("dataplane  vpp unreachable since")
+        # VPP is back empty: the pod interfaces were made by this test, not by a CNI Add the driver
+        # could redo, so nothing can hold the endpoints' policy: "down", not "up".
+        wait_for(lambda: feed.statuses() == {"ns/a": "down", "ns/b": "down"}, timeout=20, what="both down")
+        for pod in ("ns/a", "ns/b"):
+            sim_target.pod(pod)
+        feed.send(endpoint("ns/a", "cali1", "10.65.0.2/32"), endpoint("ns/b", "cali2", "10.65.0.20/32"))
         wait_for(lambda: feed.statuses() == {"ns/a": "up", "ns/b": "up"}, timeout=20, what="both up again")
         down = feed.sent.index(("ns/a", "error"))
         flips = [s for s in feed.sent[down:] if s[1] == "up"]
@@ -124,5 +130,24 @@ def test_state_before_the_first_apply_says_vpp_is_gone(sim_target: Target) -> No
         first = format_state(core.state_report()).splitlines()[0]
         assert first.startswith("dataplane  vpp unreachable since") and "None" not in first, first
         wait_for(lambda: core.state_report()["dataplane"]["reachable"] is True, timeout=20, what="VPP back")
+    finally:
+        core.stop()
+
+
+def test_an_endpoint_without_a_pod_interface_is_down_until_it_has_one(sim_target: Target) -> None:
+    """Nothing in VPP can hold the policy of a pod that is not attached here: "down" (as Felix says of an
+    endpoint whose interface is missing), steadily across polls; "up" once its interface exists."""
+    sim_target.pod("ns/a")
+    core, feed = start_core(make_driver(sim_target))
+    try:
+        late = endpoint("ns/late", "cali2", "10.65.0.3/32")
+        feed.send(b.config({}), WEB, policy(1), endpoint("ns/a", "cali1", "10.65.0.2/32"), late, b.in_sync())
+        wait_for(lambda: feed.statuses() == {"ns/a": "up", "ns/late": "down"}, what="ns/a up, ns/late down")
+        polls = core.state_report()["driver_status"]["polls"]
+        wait_for(lambda: core.state_report()["driver_status"]["polls"] >= polls + 2, what="two keepalive polls")
+        assert feed.statuses() == {"ns/a": "up", "ns/late": "down"}
+        sim_target.pod("ns/late")
+        feed.send(endpoint("ns/late", "cali2", "10.65.0.4/32"))  # Felix's next update of it finds the interface
+        wait_for(lambda: feed.statuses() == {"ns/a": "up", "ns/late": "up"}, what="ns/late up once attached")
     finally:
         core.stop()

@@ -39,6 +39,10 @@ class ApplyReport:
     complete, not limited to what this call touched: an object absent from it holds exactly what
     was computed for it. Endpoints among them, and endpoints using a failed policy, profile or IP
     set, report "error".
+    `absent`: workload endpoints whose interface this dataplane does not have (a pod not attached
+    here yet): nothing can hold their policy, so they report "down", as Felix reports an endpoint
+    whose interface is missing; CNI Add attaches them.
+
     `next_run`: seconds after which the driver wants `poll` called; None: not before the state
     changes.
     """
@@ -49,6 +53,7 @@ class ApplyReport:
     writes: int = 0  # dataplane write operations (restores, API calls) this call needed
     unreachable: bool = False  # with ok=False: the dataplane did not answer at all
     next_run: float | None = None
+    absent: set[tuple[Kind, Any]] = field(default_factory=set)
 
 
 class Driver(abc.ABC):

@@ -30,6 +30,7 @@ _ALL_WELL: tuple[Any, ...] = (True, None, ())
 class DriverHealth:
     def __init__(self, retry_first: float = RETRY_FIRST, retry_max: float = RETRY_MAX) -> None:
         self.faults: dict[tuple[Kind, Any], str] = {}  # the driver's failed objects
+        self.absent: set[tuple[Kind, Any]] = set()  # endpoints whose interface the dataplane lacks
         self.outage: str | None = None  # why every endpoint is in error (the whole apply failed)
         self.given = DataplaneState()  # the state the driver was last given
         self.dataplane: dict[str, Any] = {"reachable": None, "since": None, "reason": None}
@@ -49,6 +50,7 @@ class DriverHealth:
             self.dataplane = {"reachable": reachable, "since": _now_iso(), "reason": None}
         self.dataplane["reason"] = None if reachable else report.error
         self.faults = dict(report.failed)
+        self.absent = set(report.absent)
         if report.ok:
             self.outage = None
         elif not reachable:
@@ -69,6 +71,10 @@ class DriverHealth:
                 self.retry_at = now + self.retry_delay
         else:
             self.retry_at = None
+
+    def endpoints_absent(self) -> set[tuple[Kind, Any]]:
+        """Endpoints whose interface the dataplane does not have: status "down" unless in error."""
+        return self.absent
 
     def endpoint_failures(self) -> dict[tuple[Kind, Any], str]:
         return endpoint_faults(self.given, self.faults)

@@ -16,6 +16,7 @@ per apply.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -78,9 +79,10 @@ class EndpointStatusTracker:
         self._reported: dict[Ref, Status] = {}
 
     def update(self, desired: DataplaneState, held: dict[Ref, str], failed: dict[Ref, str],
-               outage: str | None = None) -> None:
+               outage: str | None = None, absent: AbstractSet[Ref] = frozenset()) -> None:
         """Statuses of every endpoint of `desired`: `held` by the store, `failed` by the driver
-        (endpoints only, see `endpoint_faults`), or all in error with `outage`."""
+        (endpoints only, see `endpoint_faults`), or all in error with `outage`; endpoints whose
+        interface the dataplane does not have (`absent`) are "down", as Felix reports them."""
         current: dict[Ref, Status] = {}
         for kind in ENDPOINT_KINDS:
             for key, endpoint in desired.tables[kind].items():
@@ -88,7 +90,7 @@ class EndpointStatusTracker:
                 reason = held.get(ref) or outage or failed.get(ref)
                 if reason is not None:
                     current[ref] = ("error", reason)
-                elif kind == Kind.WORKLOAD_ENDPOINT and endpoint.state != "active":
+                elif kind == Kind.WORKLOAD_ENDPOINT and (endpoint.state != "active" or ref in absent):
                     current[ref] = ("down", None)
                 else:
                     current[ref] = ("up", None)

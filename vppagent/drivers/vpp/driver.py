@@ -31,7 +31,7 @@ from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost
 from vppagent.drivers.vpp.api.messages import release_of
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.converge import converge
-from vppagent.drivers.vpp.failures import Failures
+from vppagent.drivers.vpp.failures import Failures, Owner
 from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
@@ -169,7 +169,7 @@ class VppDriver(Driver):
             if self.conn.connected:
                 try:
                     self.conn.ping()
-                    return self._report(ApplyReport(failed=dict(self._failed)))
+                    return self._report(ApplyReport(failed=dict(self._failed), absent=self._absent()))
                 except VppConnectionLost as exc:
                     log.warning("VPP connection lost (%s); reconnecting", exc)
                     self._programmed = None
@@ -225,7 +225,16 @@ class VppDriver(Driver):
         self._failed = dict(failed)
         self.stats["last_converge"] = {"seconds": round(time.monotonic() - start, 6),
                                        "writes": self.conn.writes - writes, "failed": len(failed)}
-        return self._report(ApplyReport(ok=True, failed=dict(failed), writes=self.conn.writes - writes))
+        return self._report(ApplyReport(ok=True, failed=dict(failed), writes=self.conn.writes - writes,
+                                        absent=self._absent()))
+
+    def _absent(self) -> set[Owner]:
+        """Workload endpoints with no pod interface in VPP (not attached here, or not yet)."""
+        if self._state is None or self._programmed is None:
+            return set()
+        pods = self._programmed.pod_interfaces()
+        return {(Kind.WORKLOAD_ENDPOINT, key) for key in self._state.workload_endpoints
+                if workload_tag(key) not in pods}
 
     def _report(self, report: ApplyReport) -> ApplyReport:
         """VPP answered: poll again after `keepalive`."""
