@@ -10,13 +10,19 @@ How the tree becomes a list (worked example: docs/policy-mapping.md):
   that falls through the rules seen so far gets. Profiles come first (ending in a catch-all
   deny), then the tiers from the last to the first.
 - allow / deny rule: its region (as boxes) with its action, in front of the continuation.
-- pass rule: its region intersected with each rule of the list *after the current tier*, so
+- pass rule: by first-match order when it is cheap: its region is cut out of the rules between
+  it and the end of its tier (the "middle"), so packets in the region meet none of them and go
+  on to the following tiers; nothing is copied when the middle's rules lie outside the region.
+  Otherwise its region intersected with each rule of the list *after the current tier*, so
   packets in the region get exactly the verdict of the following tiers (or profiles).
 - End of tier: a catch-all deny, unless the default action is exactly "Pass".
 - Negations: the rule's positive boxes P minus the negated boxes N, either by complement
   (prefix and range complements) or, when cheaper, by an "exception" block: (P ∩ N) intersected
-  with the continuation, placed first, so those packets get what they would get without the
-  rule. Both are exact; the smaller is chosen, deterministically.
+  with the continuation (for a pass: with the middle only), placed first, so those packets get
+  what they would get without the rule. Both are exact; the smaller is chosen, deterministically.
+- Repeated boxes inside one block are dropped as they are pushed; rule and IP set boxes are
+  cached per catalog, and endpoints with the same tiers and profiles share one compile.
+  Intersections with long lists go through an index by source prefix (emit.aim).
 - IP sets: members become prefixes (aggregated); several sets in one rule intersect; named
   ports and service sets become (/32 or /128, protocol, port) boxes.
 """
