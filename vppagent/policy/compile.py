@@ -30,6 +30,7 @@ How the tree becomes a list (worked example: docs/policy-mapping.md):
 from __future__ import annotations
 
 import dataclasses
+import gc
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -245,8 +246,24 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
     found = lists.get(same)
     if found is not None:
         return dataclasses.replace(found, endpoint=str(ep.key))
-    lists[same] = compiled = _compile_endpoint(cat, ep, d, rule_limit)
+    with _no_cycle_collection():
+        lists[same] = compiled = _compile_endpoint(cat, ep, d, rule_limit)
     return compiled
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off while compiling: a compile allocates millions of small
+    tuples (boxes) and makes no reference cycles, so every collection it triggers walks all
+    live objects for nothing (about 30% of the compile time measured by bench/compile.py).
+    Only a speed measure: refcounting still frees everything, and the previous state returns."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 _LISTS: weakref.WeakKeyDictionary[Catalog, dict[tuple[object, ...], CompiledList]] = weakref.WeakKeyDictionary()
@@ -305,7 +322,7 @@ def compile_host_endpoint(state: DataplaneState | Catalog, hep: str | HostEndpoi
     d = Direction(direction)
     per_family = {}
     source = 0
-    with _naming(f"host endpoint {ep.id} {d.value}"):
+    with _naming(f"host endpoint {ep.id} {d.value}"), _no_cycle_collection():
         for family in (4, 6):
             b = _Builder(shared_rule_boxes(cat, family, rule_limit))
             source = _profiles(b, cat, ep.profile_ids, d)
