@@ -1,7 +1,7 @@
 """Start and stop a private VPP: its own runtime directory, sockets and log, no DPDK, no hugepages.
 
-Used by the lab (one VPP per node, inside the node's network namespace) and by the VPP benchmark;
-tests could use it too. Each instance keeps everything under `runtime_dir` (API, CLI and stats
+Used by the lab (one VPP per node, inside the node's network namespace), the VPP benchmark and the
+tests' private VPP (tests/realvpp). Each instance keeps everything under `runtime_dir` (API, CLI and stats
 sockets, pid file, log, the startup.conf written here), so several run side by side. It runs in its
 own session, so a signal to the caller's process group does not reach it, and is stopped by its
 pid: SIGTERM, then SIGKILL if it lingers.
@@ -55,9 +55,11 @@ class VppProcess:
     """One VPP: `start()`, `wait_ready()`, `cli()`, `stop()`; `netns` runs it in that namespace."""
 
     def __init__(self, runtime_dir: Path, netns: str | None = None, heap: str = "512M",
-                 buffers: int = 16384, stats: str = "8M") -> None:
-        """`stats`: the statistics segment, a few KB per interface (8M ran out near 1,870 loopbacks)."""
+                 buffers: int = 16384, stats: str = "8M", extra_config: str = "") -> None:
+        """`stats`: the statistics segment, a few KB per interface (8M ran out near 1,870 loopbacks);
+        `extra_config`: more startup.conf sections (e.g. ``api-trace { on }``)."""
         self.dir = runtime_dir
+        self.extra_config = extra_config
         self.stats = stats
         self.netns = netns
         self.heap = heap
@@ -81,16 +83,22 @@ class VppProcess:
         return None if self.proc is None else self.proc.pid
 
     def start(self) -> int:
-        """Start VPP without waiting for it (several start in parallel); returns its pid."""
+        """Start VPP without waiting for it (several start in parallel); returns its pid. Again
+        after `crash()`, on the same sockets (a crashed VPP leaves them behind)."""
         reason = vpp_problem()
         if reason is not None:
             raise VppStartError(reason)
+        if self.proc is not None and self.proc.poll() is None:
+            raise VppStartError(f"vpp in {self.dir} is still running (pid {self.proc.pid})")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in (self.api_socket, self.cli_socket):
+            stale.unlink(missing_ok=True)
         conf = self.dir / "startup.conf"
-        conf.write_text(_STARTUP_CONF.format(dir=self.dir, heap=self.heap, buffers=self.buffers, stats=self.stats))
+        conf.write_text(_STARTUP_CONF.format(dir=self.dir, heap=self.heap, buffers=self.buffers, stats=self.stats)
+                        + self.extra_config)
         # `ip netns exec` execs vpp in place, so the pid is VPP's own.
         argv = [*(["ip", "netns", "exec", self.netns] if self.netns else []), "vpp", "-c", str(conf)]
-        with open(self.dir / "stdout.log", "wb") as out:
+        with open(self.dir / "stdout.log", "ab") as out:  # appended across restarts
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         return self.proc.pid
@@ -132,6 +140,14 @@ class VppProcess:
             with contextlib.suppress(OSError):
                 out += path.read_text(errors="replace").splitlines()[-lines:]
         return " | ".join(out) or "(no log)"
+
+    def crash(self) -> None:
+        """SIGKILL by pid, as a crash: VPP cleans nothing up (its sockets stay until the next start)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_TIMEOUT)
 
     def stop(self, remove_dir: bool = False) -> None:
         """SIGTERM by pid, SIGKILL if it lingers; the runtime directory goes if asked."""

@@ -14,44 +14,25 @@ SIGKILL if it has not gone; its directory is removed afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from vppagent.vpprun import START_TIMEOUT, VppProcess, vpp_problem
 
 RUNTIME_ROOT = Path("/run/vpp")
 API_DIR = Path("/usr/share/vpp/api")
 REAL_VPP_SOCKET_ENV = "VPPAGENT_TEST_VPP_SOCKET"
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-
-_STARTUP_CONF = """\
-unix {{ nodaemon log {dir}/vpp.log cli-listen {dir}/cli.sock pidfile {dir}/vpp.pid }}
-socksvr {{ socket-name {dir}/api.sock }}
-statseg {{ socket-name {dir}/stats.sock size 8M }}
-memory {{ main-heap-size 512M main-heap-page-size 4k }}
-buffers {{ buffers-per-numa 16384 page-size 4k }}
-plugins {{ plugin default {{ enable }} plugin dpdk_plugin.so {{ disable }} }}
-"""
 
 _instances = itertools.count()
 
 
 def unavailable_reason() -> str | None:
     """Why no private VPP can be started here, or None when one can."""
-    if shutil.which("vpp") is None:
-        return ("the vpp binary is not installed (install FD.io's vpp and vpp-plugin-core, "
-                "or set VPPAGENT_TEST_VPP_SOCKET to a running VPP's API socket)")
-    if shutil.which("vppctl") is None:
-        return "vppctl is not installed (it comes with FD.io's vpp package)"
-    if os.geteuid() != 0:
-        return "starting a private VPP needs root (or set VPPAGENT_TEST_VPP_SOCKET to a running VPP)"
-    return None
+    reason = vpp_problem()
+    return None if reason is None else f"{reason} (or set {REAL_VPP_SOCKET_ENV} to a running VPP's API socket)"
 
 
 @dataclass
@@ -77,95 +58,55 @@ class RealVpp:
 
 
 class PrivateVpp:
-    """One VPP process started for the tests; :meth:`start` then :meth:`stop` (also a context manager)."""
+    """One VPP process started for the tests (the package's launcher, vppagent.vpprun, in a directory
+    of its own under /run/vpp); :meth:`start` then :meth:`stop` (also a context manager)."""
 
     def __init__(self, name: str | None = None, extra_config: str = "") -> None:
         """`extra_config`: more startup.conf sections (e.g. ``api-trace { on }``)."""
         self.name = name or f"vppagent-test-{os.getpid()}-{next(_instances)}"
-        self.extra_config = extra_config
         self.dir = RUNTIME_ROOT / self.name
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.vpp = VppProcess(self.dir, extra_config=extra_config)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.vpp.proc
 
     @property
     def api_socket(self) -> Path:
-        return self.dir / "api.sock"
+        return self.vpp.api_socket
 
     @property
     def cli_socket(self) -> Path:
-        return self.dir / "cli.sock"
+        return self.vpp.cli_socket
 
     def start(self) -> RealVpp:
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(reason)
         self.dir.mkdir(parents=True, exist_ok=False, mode=0o700)
-        conf = self.dir / "startup.conf"
-        conf.write_text(_STARTUP_CONF.format(dir=self.dir) + self.extra_config)
         return self._launch()
 
     def crash(self) -> None:
-        """SIGKILL by pid, as a crash: VPP cleans nothing up; the runtime directory stays for :meth:`restart`."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_TIMEOUT)
+        """SIGKILL by pid, as a crash; the runtime directory stays for :meth:`restart`."""
+        self.vpp.crash()
 
     def restart(self) -> RealVpp:
-        """Start again after :meth:`crash`, on the same sockets (the stale ones are removed first)."""
-        if self.proc is not None:
-            raise RuntimeError(f"vpp {self.name} is still running (pid {self.proc.pid})")
-        for stale in (self.api_socket, self.cli_socket):
-            stale.unlink(missing_ok=True)
+        """Start again after :meth:`crash`, on the same sockets."""
         return self._launch()
 
     def _launch(self) -> RealVpp:
-        conf = self.dir / "startup.conf"
-        with open(self.dir / "stdout.log", "ab") as out:  # appended across restarts
-            self.proc = subprocess.Popen(["vpp", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.vpp.start()
         try:
-            self._wait_ready()
+            self.vpp.wait_ready(START_TIMEOUT)
         except BaseException:
             self.stop()
             raise
         return RealVpp(str(self.api_socket), str(API_DIR) if API_DIR.is_dir() else None,
                        str(self.cli_socket), started=True)
 
-    def _wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vpp exited with {self.proc.returncode}: {self._log_tail()}")
-            if self.api_socket.exists() and self.cli_socket.exists():
-                answer = subprocess.run(["vppctl", "-s", str(self.cli_socket), "show version"],
-                                        capture_output=True, text=True, timeout=10, check=False)
-                if answer.returncode == 0 and answer.stdout.startswith("vpp v"):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"vpp did not answer on {self.cli_socket} within {START_TIMEOUT} s: {self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        lines: list[str] = []
-        for log in (self.dir / "stdout.log", self.dir / "vpp.log"):
-            with contextlib.suppress(OSError):
-                lines += log.read_text(errors="replace").splitlines()[-10:]
-        return " | ".join(lines) or "(no log)"
-
     def stop(self) -> None:
         """SIGTERM by pid, SIGKILL if it lingers; then the runtime directory goes."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.vpp.stop(remove_dir=True)
 
     def __enter__(self) -> RealVpp:
         return self.start()
