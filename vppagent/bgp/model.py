@@ -3,7 +3,8 @@
 `build_bgp_inputs` is pure: it parses every string Felix sent (IPs, AS numbers, CIDRs) into typed
 values, decides the peerings (node mesh, route reflectors, explicit peers) and drops anything it
 cannot parse, recording why in `BgpInputs.problems`. The renderer only ever sees typed values plus a
-few strings that were validated here or in `BgpConfig`.
+few strings that were validated here or in `BgpConfig`. One module past ~400 lines on purpose: the
+parsing and the peering decisions share the typed values and the one list of problems.
 """
 
 from __future__ import annotations
