@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vppagent.services.index import desired_services
 from vppagent.services.model import (
     DEFAULT_AFFINITY_TIMEOUT,
     SERVICE_NAME_LABEL,
     ServiceEntry,
-    desired_services,
     diff_services,
 )
 

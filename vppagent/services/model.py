@@ -4,6 +4,7 @@ Input is the Kubernetes API's own JSON (the dicts a list or watch returns for Se
 EndpointSlices), so the model reads exactly what the API server says and needs no client classes.
 Output is `ServiceEntry` values keyed by "NAMESPACE/NAME", compared by value: `diff_services`
 finds what a driver must (re)program, like every other kind of desired state in the agent.
+`index.ServiceIndex` keeps them up to date object by object.
 
 What counts, as kube-proxy reads it:
 - ExternalName and headless (clusterIP "None") Services have no frontends: they are DNS only.
@@ -187,6 +188,15 @@ def object_key(obj: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace') or '?'}/{meta.get('name') or '?'}"
 
 
+def slice_owner(obj: Mapping[str, Any]) -> str:
+    """NAMESPACE/SERVICE an EndpointSlice's JSON belongs to (its kubernetes.io/service-name label)."""
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    meta = meta if isinstance(meta, Mapping) else {}
+    labels = meta.get("labels")
+    labels = labels if isinstance(labels, Mapping) else {}
+    return f"{meta.get('namespace') or ''}/{labels.get(SERVICE_NAME_LABEL) or ''}"
+
+
 def _ip(value: Any, what: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -343,48 +353,6 @@ def service_entry(
         external_local=service.external_local,
         node=node if service.external_local else "",
     )
-
-
-def desired_services(
-    services: Mapping[str, Mapping[str, Any]],
-    slices: Mapping[str, Mapping[str, Any]],
-    node_addresses: Iterable[str] = (),
-    node: str = "",
-) -> dict[str, ServiceEntry]:
-    """NAMESPACE/NAME -> entry, from the raw Service and EndpointSlice objects keyed by NAMESPACE/NAME.
-
-    A Service that cannot be read gets an error entry; an EndpointSlice that cannot be read is left
-    out and its error is put on the Service it is labelled with (its backends would be missing).
-    """
-    node_addresses = tuple(node_addresses)
-    by_service: dict[tuple[str, str], list[EndpointSliceSpec]] = {}  # one pass, not slices x services
-    slice_errors: dict[str, str] = {}
-    for obj in slices.values():
-        try:
-            parsed = parse_endpoint_slice(obj)
-        except ServiceFormatError as exc:
-            meta = obj.get("metadata")
-            meta = meta if isinstance(meta, Mapping) else {}
-            labels = meta.get("labels")
-            labels = labels if isinstance(labels, Mapping) else {}
-            slice_errors.setdefault(f"{meta.get('namespace') or '?'}/{labels.get(SERVICE_NAME_LABEL)}", str(exc))
-            continue
-        if parsed is not None:
-            by_service.setdefault((parsed.namespace, parsed.service), []).append(parsed)
-    result: dict[str, ServiceEntry] = {}
-    for key, obj in services.items():
-        try:
-            spec = parse_service(obj)
-        except ServiceFormatError as exc:
-            result[key] = ServiceEntry(name=key, error=str(exc))
-            continue
-        if spec is None:
-            continue
-        entry = service_entry(spec, by_service.get((spec.namespace, spec.name), ()), node_addresses, node)
-        if spec.key in slice_errors:
-            entry = ServiceEntry(name=entry.name, error=slice_errors[spec.key])
-        result[spec.key] = entry
-    return result
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class ServiceRunner:
         self._source = source_factory(self._changed)
 
     def _changed(self, entries: dict[str, ServiceEntry]) -> None:
-        log.info("services: %d desired", len(entries))
+        log.debug("services: %d desired", len(entries))
 
     def start(self, core: AgentCore) -> None:
         """Reports through `core`'s state report; takes the node's name and addresses after each apply."""

@@ -7,8 +7,9 @@ stopped; on 410 Gone (an HTTP status or an ERROR event: the version was compacte
 on any other failure wait with doubling backoff and list again. Requests go through the client's
 API functions with `_preload_content=False`, so the model reads the API's own JSON.
 
-Once both kinds have been listed, every change recomputes the desired services (`model`) and
-calls `on_change` with them when they differ from the last ones given. An API server that cannot
+Once both kinds have been listed, every change updates the desired services (`index`, which
+re-reads only the service the change belongs to) and calls `on_change` with them when they differ
+from the last ones given. An API server that cannot
 be reached is logged as one line when the outage starts (and one when it ends); the threads keep
 retrying and the rest of the agent is not held up.
 """
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vppagent.services.model import ServiceEntry, desired_services, object_key
+from vppagent.services.index import ServiceIndex
+from vppagent.services.model import ServiceEntry, object_key
 
 log = logging.getLogger("vppagent.services")
 
@@ -119,8 +121,6 @@ class KubernetesServiceSource:
         from kubernetes import client
 
         self._on_change = on_change
-        self._node_name = node_name
-        self._node_addresses = node_addresses
         self._watch_timeout = watch_timeout
         # A read that outlasts the server's own watch timeout means a dead connection.
         self._request_timeout = (connect_timeout, watch_timeout + 30.0)
@@ -132,7 +132,7 @@ class KubernetesServiceSource:
         }
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._objects: dict[str, dict[str, Mapping[str, Any]]] = {kind: {} for kind in KINDS}
+        self._index = ServiceIndex(node_addresses, node_name)
         self._listed: set[str] = set()
         self._failing: dict[str, str] = {}  # kind -> why its last attempt failed
         self._last_error: str | None = None
@@ -167,10 +167,8 @@ class KubernetesServiceSource:
     def set_node(self, name: str, addresses: tuple[str, ...]) -> None:
         """This node's name (for externalTrafficPolicy Local) and addresses (node-port frontends)."""
         with self._lock:
-            if (name, addresses) == (self._node_name, self._node_addresses):
-                return
-            self._node_name, self._node_addresses = name, addresses
-            self._publish()
+            if self._index.set_node(name, addresses):
+                self._publish()
 
     def services(self) -> dict[str, ServiceEntry]:
         """The desired services last given to `on_change` (empty before the first)."""
@@ -202,7 +200,10 @@ class KubernetesServiceSource:
         version = str(body["metadata"]["resourceVersion"])
         objects = {object_key(item): item for item in body.get("items") or []}
         with self._lock:
-            self._objects[kind] = objects
+            if kind == "services":
+                self._index.replace(services=objects)
+            else:
+                self._index.replace(slices=objects)
             self._listed.add(kind)
             self.lists[kind] += 1
             self._succeeded(kind)
@@ -245,11 +246,12 @@ class KubernetesServiceSource:
         new_version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
         if kind_of_event == "BOOKMARK":
             return new_version
+        key = object_key(obj)
         with self._lock:
             if kind_of_event == "DELETED":
-                self._objects[kind].pop(object_key(obj), None)
+                self._index.remove_service(key) if kind == "services" else self._index.remove_slice(key)
             elif kind_of_event in ("ADDED", "MODIFIED"):
-                self._objects[kind][object_key(obj)] = obj
+                self._index.put_service(key, obj) if kind == "services" else self._index.put_slice(key, obj)
             else:
                 return version
             self._succeeded(kind)
@@ -273,10 +275,9 @@ class KubernetesServiceSource:
     def _publish(self) -> None:
         if self._listed != set(KINDS):
             return
-        entries = desired_services(self._objects["services"], self._objects["endpointslices"],
-                                   self._node_addresses, self._node_name)
+        entries = self._index.entries
         if entries != self._published:
-            self._published = entries
+            self._published = dict(entries)
             self._on_change(dict(entries))
 
 
