@@ -46,7 +46,7 @@ def test_unreachable_api_server_leaves_the_agent_running(tmp_path: Path) -> None
         time.sleep(2.0)  # retries go on at the backoff's pace (0.5, 1, ... s)
         assert agent.proc is not None and agent.proc.poll() is None and agent.state()["driver"] == "dry-run"
         log = agent.log.read_text()
-        assert log.count("cannot reach the API server") == 1, agent.tail()
+        assert log.count("service source: cannot list or watch") == 1, agent.tail()
     finally:
         agent.stop()
 

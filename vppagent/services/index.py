@@ -80,6 +80,8 @@ class ServiceIndex:
         return self._refresh_owners([self._drop_slice(key)])
 
     def set_node(self, node: str, node_addresses: Iterable[str]) -> bool:
+        if (node, tuple(node_addresses)) == (self._node, self._node_addresses):
+            return False  # asked after every apply: most often nothing changed
         self._node, self._node_addresses = node, tuple(node_addresses)
         return self._refresh(list(self._services), full=True)
 

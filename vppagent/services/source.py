@@ -10,7 +10,7 @@ API functions with `_preload_content=False`, so the model reads the API's own JS
 Once both kinds have been listed, every change updates the desired services (`index`, which
 re-reads only the service the change belongs to) and calls `on_change` with them when they differ
 from the last ones given. An API server that cannot
-be reached is logged as one line when the outage starts (and one when it ends); the threads keep
+be reached (or refuses) is logged as one line when the outage starts (and one when it ends); the threads keep
 retrying and the rest of the agent is not held up.
 """
 
@@ -262,7 +262,7 @@ class KubernetesServiceSource:
 
     def _failed(self, kind: str, reason: str) -> None:
         with self._lock:
-            line = f"service source: cannot reach the API server at {self._host} ({kind}: {reason}); retrying"
+            line = f"service source: cannot list or watch {kind} at {self._host} ({reason}); retrying"
             if not self._failing:
                 log.warning("%s with backoff", line)
             self._failing[kind] = reason
