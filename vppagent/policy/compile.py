@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from vppagent.policy.boxes import Box, covers, full_box, intersect, subtract_all
+from vppagent.policy.boxes import Box, covers, full_box, intersect, is_full, subtract_all
 from vppagent.policy.catalog import Catalog, as_catalog
 from vppagent.policy.emit import Entry, box_cost, combine, finish, must
 from vppagent.policy.emit import aim as aim_entries
@@ -144,10 +144,12 @@ class _Builder:
         meet no M rule and go on to the target; every other packet meets M as before. Exact,
         and nothing is copied when M's rules lie outside the region (often: a pass for what a
         policy does not handle). Returns False, changing nothing, when cutting would add more
-        boxes than the target has (then copying the target is taken instead)."""
+        boxes than the target has, or when M is long and scanning it would cost more than
+        intersecting the region with the target (then the region is aimed at the target
+        instead: many passes in one long tier would otherwise scan it once each)."""
         w = self.fam.w
         region = subtract_all(p, n, w, len(p) + 4 * len(n) + 64) if n else p
-        if region is None:
+        if region is None or len(self.rev) - pass_len > max(len(region) * pass_len, 1024):
             return False
         budget = pass_len  # the copy of the target would cost up to this many boxes
         middle: list[Entry] = []
@@ -158,7 +160,12 @@ class _Builder:
                     all(intersect(box, r, w) is None for r in region):
                 middle.append((box, action, why))
                 continue
-            pieces = subtract_all([box], region, w, budget + 1)
+            if is_full(box):
+                return False  # an end-of-tier catch-all: cut, it would stop ending the list
+            # box \ (P \ N) = (box \ P) ∪ (box ∩ N); the parts may overlap (same action).
+            pieces = subtract_all([box], p, w, budget + 1)
+            if pieces is not None:
+                pieces += [m for m in (intersect(box, x, w) for x in n) if m is not None]
             if pieces is None or len(pieces) - 1 > budget:
                 return False
             budget -= len(pieces) - 1
@@ -166,8 +173,6 @@ class _Builder:
             middle.extend((piece, action, label) for piece in reversed(pieces))
         self.rev[pass_len:] = middle
         return True
-
-
 
 
 # -- endpoints ------------------------------------------------------------------------------------
