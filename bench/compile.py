@@ -8,7 +8,7 @@ with default action Pass), like a cluster where selectors pick a subset of the p
 pod. Rules: allow from an IP set (pods selected by a selector) to tcp/udp ports, allow to a named
 port set, deny from a CIDR, pass with a negated CIDR, ICMP type matches, a negated port range and
 a log. Prints compile time, rules per endpoint and the expansion factor (flat rules / source
-rules), beside the previous compiler (vppagent.policy.baseline, on `--baseline-endpoints`
+rules), beside the previous compiler (bench/previous_compiler.py, on `--baseline-endpoints`
 endpoints spread over the run, same lists), then re-checks a sample of packets against the
 reference evaluator.
 """
@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import previous_compiler as baseline
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.policy import baseline
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, first_match
 from vppagent.policy.evaluate import verdict

@@ -1,6 +1,6 @@
 """The compiler's pass handling (issue 15): passes by first-match order, exceptions that copy
 only the rest of the tier. Judged by the evaluator on pass-heavy random states, beside the
-previous compiler (vppagent.policy.baseline), plus the size effect the change exists for."""
+previous compiler (bench/previous_compiler.py), plus the size effect the change exists for."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import random
 
 from google.protobuf import json_format
 
+from bench import previous_compiler as baseline
 from tests.policy.helpers import EP, build_state, tcp, tier
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.policy import baseline
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, first_match
 from vppagent.policy.evaluate import verdict

@@ -1,4 +1,4 @@
-"""The compiler as it was before issue 15, kept only as bench/compile.py's baseline (not used by the agent).
+"""The compiler as it was before issue 15, kept only as bench/compile.py's baseline (the agent never imports it).
 
 It is exact too (same verdicts); the current compiler is vppagent.policy.compile. What follows
 is its original description.
