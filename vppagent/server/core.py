@@ -256,7 +256,7 @@ class AgentCore:
 
     def _update_statuses(self) -> None:
         self.statuses.update(self.store.desired, self.store.held, self.health.endpoint_failures(),
-                             self.health.outage, absent=self.health.endpoints_absent())
+                             self.health.outage, absent=self.health.absent)
         self._publish_statuses()
 
     def _publish_statuses(self) -> None:

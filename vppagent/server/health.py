@@ -72,10 +72,6 @@ class DriverHealth:
         else:
             self.retry_at = None
 
-    def endpoints_absent(self) -> set[tuple[Kind, Any]]:
-        """Endpoints whose interface the dataplane does not have: status "down" unless in error."""
-        return self.absent
-
     def endpoint_failures(self) -> dict[tuple[Kind, Any], str]:
         return endpoint_faults(self.given, self.faults)
 
