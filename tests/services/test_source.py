@@ -6,12 +6,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.agentproc import wait_for
 from tests.services.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from vppagent.services.model import SERVICE_NAME_LABEL, ServiceEntry
 from vppagent.services.source import (
@@ -33,14 +33,6 @@ def dns_slice(*ips: str) -> dict[str, Any]:
     return {"metadata": {"namespace": "kube-system", "name": "dns-1", "labels": {SERVICE_NAME_LABEL: "dns"}},
             "addressType": "IPv4", "ports": [{"name": "dns", "protocol": "UDP", "port": 53}],
             "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips]}
-
-
-def wait_for(what: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what.__doc__ or what}")
-        time.sleep(0.02)
 
 
 class Recorder:
