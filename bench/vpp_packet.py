@@ -2,7 +2,7 @@
 a pod's ingress list, `acl-plugin-in-ip4-fa` for its egress list) and the classifier gate
 (`ip4-outacl`), for lists of the P1 state, beside no ACL and a one-rule ACL, in one run.
 
-    python bench/vpp_packet.py [--flows 10000] [--packets 200000] [--rounds 5]
+    python bench/vpp_packet.py [--flows 10000] [--packets 500000] [--rounds 7]
                                [--policies 500 --endpoints 2000 --ipsets 200 --big-set 10000]
 
 One private VPP (vppagent.vpprun, main thread only; skipped with the reason without vpp or root).
@@ -16,8 +16,11 @@ pg interface of its own. All 64-byte TCP SYNs, from pg streams whose source addr
 and source port (a window of P ports, P coprime to 20) increment together, so one pass is 20 x P
 distinct flows (>= --flows):
 
-- deny: a flow the list denies (from 172.16.0.x): every packet is a full lookup; --packets
-  packets cycle over the flows. Compared with the one-rule "deny any".
+- deny: a flow the list denies (from 172.16.0.x, outside every set): every packet is a lookup
+  that no hash entry answers; --packets packets cycle over the flows. Compared with the one-rule
+  "deny any".
+- deny-member: from the same set members the list admits on tcp/443, to tcp/8080, which no rule
+  allows: the lookup finds their entries and compares the rules colliding there one by one.
 - new: allowed flows never seen (a fresh port window each time): every packet is a lookup that
   creates a reflect session. Compared with the one-rule "permit+reflect any".
 - established: the same flows again: the session table answers (the classifier has no sessions).
@@ -71,9 +74,12 @@ SOURCES = 20  # source addresses per stream; the port window is coprime to it
 UPLINK_NET, UPLINK_PEER = "192.0.2.1/24", "192.0.2.2"
 EGRESS_DST = "203.0.113.1"  # egress flows go to 203.0.113.1-20 through the uplink
 DENIED_SRC = "172.16.0.1"
-ALLOWED_PORT, EGRESS_DENIED_PORT = 443, 25
+ALLOWED_PORT, EGRESS_DENIED_PORT, MEMBER_DENIED_PORT = 443, 25, 8080
 ANY4 = ipaddress.ip_network("0.0.0.0/0")
 CLASSIFIER_NODES = ("ip4-outacl", "ip4-inacl")
+CLASSES = ("deny", "deny-member", "new", "established")
+OUT_CLASSES = CLASSES  # a pod's ingress list
+IN_CLASSES = ("deny", "new", "established")  # its egress list: all its flows come from its one address
 
 
 @dataclass
@@ -109,9 +115,10 @@ class Bench:
 
     def cli(self, command: str) -> str:
         reply = self.client.api.cli_inband(cmd=command)
-        if reply.retval != 0:
-            raise RuntimeError(f"vpp cli {command!r}: retval {reply.retval}: {reply.reply}")
-        return str(reply.reply)
+        text = str(reply.reply)
+        if reply.retval != 0 or text.startswith(("unknown input", "parse error")):
+            raise RuntimeError(f"vpp cli {command!r}: retval {reply.retval}: {text.strip()}")
+        return text
 
     def stop(self) -> None:
         try:
@@ -164,6 +171,8 @@ class Bench:
             self.window += 1
         elif kind == "established":
             first_port = 1024 + (self.window - 1) * ports  # the window the last "new" run opened
+        if first_port + ports - 1 > 65535:
+            raise RuntimeError(f"no fresh source ports left for new flows: lower --rounds or --flows")
         src, dst, dport, pg = flow_ends(v, kind)
         name = f"s{self.window}{kind[0]}{v.pg}"
         last_src = ipaddress.ip_address(src) + (SOURCES - 1 if v.direction == "out" else 0)
@@ -194,7 +203,9 @@ def flow_ends(v: Variant, kind: str) -> tuple[str, str, int, str]:
     """(first source, first destination, destination port, pg interface the stream enters on)."""
     if v.direction == "in":
         return v.address, EGRESS_DST, EGRESS_DENIED_PORT if kind == "deny" else ALLOWED_PORT, v.pg
-    return DENIED_SRC if kind == "deny" else v.allowed_sources[0], v.address, ALLOWED_PORT, "pg0"
+    if kind == "deny":
+        return DENIED_SRC, v.address, ALLOWED_PORT, "pg0"
+    return v.allowed_sources[0], v.address, MEMBER_DENIED_PORT if kind == "deny-member" else ALLOWED_PORT, "pg0"
 
 
 def coprime_ports(flows: int) -> int:
@@ -269,17 +280,17 @@ def setup(bench: Bench, state: DataplaneState, min_members: int) -> list[Variant
         address = str(ep.ipv4_nets[0].network_address)
         pg, index = bench.pg_interface()
         api.sw_interface_tag_add_del(is_add=True, sw_if_index=index, tag=workload_tag(key))
-        variants.append(Variant(name, pg, address, "out", ("deny", "new", "established"),
-                                allowed_sources(state, key, address), key))
+        variants.append(Variant(name, pg, address, "out", OUT_CLASSES, allowed_sources(state, key, address), key))
     egress_key = variants[1].key  # the median pod's egress list (all pods here share one)
     assert egress_key is not None
-    variants.append(Variant("P1 egress", variants[1].pg, variants[1].address, "in",
-                            ("deny", "new", "established"), key=egress_key))
+    variants.append(Variant("P1 egress", variants[1].pg, variants[1].address, "in", IN_CLASSES, key=egress_key))
     for v in variants:  # what each stream will carry, by the reference evaluator
         assert v.key is not None
         if v.direction == "out":
             denied = [str(ipaddress.ip_address(DENIED_SRC) + i) for i in range(SOURCES)]
             bad = [s for s in denied if not refuses(state, v.key, Direction.INGRESS, s, v.address)]
+            bad += [s for s in v.allowed_sources
+                    if not refuses(state, v.key, Direction.INGRESS, s, v.address, MEMBER_DENIED_PORT)]
         else:
             dsts = [str(ipaddress.ip_address(EGRESS_DST) + i) for i in range(SOURCES)]
             bad = [d for d in dsts if not admits(state, v.key, Direction.EGRESS, v.address, d)
@@ -301,16 +312,17 @@ def setup(bench: Bench, state: DataplaneState, min_members: int) -> list[Variant
         ep = WorkloadEndpoint.from_proto(gated.key, state.workload_endpoints[gated.key])
         content = ListCompiler(DEFAULT_RULE_LIMIT, 0).workload(Catalog(state), ep, Direction.INGRESS)
         pg = bound(bench, calls, "10.250.0.4", content, ("out",))
-        variants.append(Variant("P1 gated, set in the ACL", pg, "10.250.0.4", "out", ("deny", "new", "established"),
+        variants.append(Variant("P1 gated, set in the ACL", pg, "10.250.0.4", "out", OUT_CLASSES,
                                 gated.allowed_sources))
     sources = variants[1].allowed_sources
-    baselines = [("no ACL", "10.250.0.1", None, ("deny", "new", "established")),
+    baselines = [("no ACL", "10.250.0.1", None, CLASSES),
                  ("1 rule, permit+reflect any", "10.250.0.2", PERMIT_REFLECT, ("new", "established")),
-                 ("1 rule, deny any", "10.250.0.3", DENY, ("deny",))]
+                 ("1 rule, deny any", "10.250.0.3", DENY, ("deny", "deny-member"))]
     for name, address, action, classes in baselines:
         one = None if action is None else AclContent.of([AclRule(action, ANY4, ANY4, 0, (0, 65535), (0, 65535))])
         pg = bound(bench, calls, address, one, ("in", "out"))
-        variants += [Variant(name, pg, address, d, classes, sources) for d in ("out", "in")]
+        variants += [Variant(name, pg, address, d, tuple(k for k in classes if d == "out" or k in IN_CLASSES),
+                             sources) for d in ("out", "in")]
     bench.cli(f"ip route add {EGRESS_DST}/24 via {UPLINK_PEER} pg0")
     describe(bench, variants)
     driver.close()
@@ -365,7 +377,7 @@ def run(flows: int, packets: int, rounds: int, policies: int, endpoints: int, ip
 def expected(v: Variant, kind: str, packets: int, flows: int) -> tuple[int, int]:
     """(packets delivered, sessions made) the list's verdict means for a stream of `kind`."""
     has_acl = v.name != "no ACL"
-    delivered = 0 if kind == "deny" and has_acl else packets
+    delivered = 0 if kind.startswith("deny") and has_acl else packets
     return delivered, flows if kind == "new" and has_acl else 0
 
 
@@ -374,7 +386,7 @@ def summarize(result: dict[str, Any]) -> list[dict[str, Any]]:
     the one-rule ACL of the same verdict and to no ACL."""
     rows = result["rows"]
     by = {(r["direction"], r["variant"], r["class"], r["round"]): r for r in rows}
-    baseline = {"deny": "1 rule, deny any", "new": "1 rule, permit+reflect any",
+    baseline = {"deny": "1 rule, deny any", "deny-member": "1 rule, deny any", "new": "1 rule, permit+reflect any",
                 "established": "1 rule, permit+reflect any"}
     out = []
     for v in result["variants"]:
@@ -429,7 +441,7 @@ def print_report(result: dict[str, Any], summary: list[dict[str, Any]]) -> None:
               f"{s.entries if s else '-':>9}{s.max_collisions if s else '-':>11}")
     print("\nClocks per packet, median (min-max) over rounds; ratios per round against the one-rule ACL of the "
           "same verdict and against no ACL; pps = clock / path clocks (one core), wall = the stream's rate.")
-    for kind in ("deny", "new", "established"):
+    for kind in CLASSES:
         print(f"\n[{kind}]")
         print(f"{'dir':<4}{'list':<30}{'ACL node':>20}{'classifier':>18}{'path':>20}{'Mpps core':>10}"
               f"{'Mpps wall':>10}{'ACL/1rule':>18}{'path/1rule':>18}{'path/none':>18}")
@@ -444,8 +456,8 @@ def print_report(result: dict[str, Any], summary: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--flows", type=int, default=10_000, help="distinct flows per pass (at least)")
-    parser.add_argument("--packets", type=int, default=200_000, help="packets per deny/established stream")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--packets", type=int, default=500_000, help="packets per deny/established stream")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--policies", type=int, default=500)
     parser.add_argument("--endpoints", type=int, default=2000)
     parser.add_argument("--ipsets", type=int, default=200)
