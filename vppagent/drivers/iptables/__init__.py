@@ -20,12 +20,12 @@ __all__ = ["IptablesDriver", "create_driver"]
 def create_driver(config: AgentConfig) -> IptablesDriver:
     from vppagent.drivers import DriverUnavailable
 
-    missing = [t for t in ("ipset",) if shutil.which(t) is None]
+    missing = [t for t in ("ipset", "ip") if shutil.which(t) is None]
     if shutil.which("iptables-nft-restore") is None and shutil.which("iptables-legacy-restore") is None:
         missing.append("iptables-nft-restore or iptables-legacy-restore")
     if missing:
         raise DriverUnavailable(
-            f"iptables driver: missing {', '.join(missing)} (Debian: apt-get install iptables ipset)")
+            f"iptables driver: missing {', '.join(missing)} (Debian: apt-get install iptables ipset iproute2)")
     backend = None if config.iptables_backend in (None, "auto") else config.iptables_backend
     try:
         return IptablesDriver(netns=config.iptables_netns, backend=backend,

@@ -44,6 +44,7 @@ class CommandResult:
     stdout: str
     stderr: str
     seconds: float
+    returncode: int = 0  # not 0 only with check=False
 
 
 def _netns_inode(path: str) -> int:
@@ -134,7 +135,7 @@ class NetnsRunner:
             detail = proc.stderr.strip().splitlines()
             raise CommandError(f"{name} exited {proc.returncode}: {' | '.join(detail[-5:])}",
                                proc.stderr, proc.returncode)
-        return CommandResult(proc.stdout, proc.stderr, seconds)
+        return CommandResult(proc.stdout, proc.stderr, seconds, proc.returncode)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
