@@ -319,3 +319,332 @@ def differential(npol: Npol, cases: int, seed: int, packets: int = 12) -> dict[s
                                      f"{want.describe()}")
         unprogram(npol, sw_if_index, done)
     return {"figures": dict(figures), "disagreements": disagreements}
+
+
+# -- facts ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fact:
+    name: str
+    claim: str
+    holds: bool
+    evidence: str
+
+
+def P(text: str) -> Packet:
+    return Packet.parse(text)
+
+
+def _cidr(net: str, src: bool = True, neg: bool = False) -> Entry:
+    return Entry(src, neg, CIDR, ipaddress.ip_network(net))
+
+
+def _ports(first: int, last: int, src: bool = False, neg: bool = False) -> Entry:
+    return Entry(src, neg, PORT_RANGE, (first, last))
+
+
+TCP80 = "tcp 10.1.0.5:40000 > 10.2.0.7:80"
+UDP53 = "udp 10.1.0.5:40000 > 10.2.0.7:53"
+
+
+def fact_probes() -> list[Callable[[Npol], Fact]]:
+    """Every fact as a probe on a fresh loopback of the given VPP (objects are left behind)."""
+
+    def direction(n: Npol) -> Fact:
+        lo = n.loopback()
+        deny = n.rule(nm.DENY)
+        n.configure(lo, rx=[n.policy(rx=[deny])])
+        rx, tx = n.match(lo, True, P(TCP80)), n.match(lo, False, P(TCP80))
+        n.configure(lo, rx=[n.policy(rx=[deny])], invert=True)
+        inv_rx, inv_tx = n.match(lo, True, P(TCP80)), n.match(lo, False, P(TCP80))
+        return Fact("direction", "rx policies judge packets VPP receives on the interface (`inbound`: from the pod, "
+                    "Calico egress), tx policies packets VPP sends out of it (to the pod, Calico ingress); "
+                    "a policy's rules are filed per direction (is_inbound); invert_rx_tx swaps the lists",
+                    (rx, tx, inv_rx, inv_tx) == ("DENY", "ALLOW", "ALLOW", "DENY"),
+                    f"rx deny-all policy: inbound {rx}, outbound {tx}; with invert_rx_tx: inbound {inv_rx}, "
+                    f"outbound {inv_tx}")
+
+    def order(n: Npol) -> Fact:
+        lo = n.loopback()
+        allow80 = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 6)], [_ports(80, 80)])
+        deny = n.rule(nm.DENY)
+        allow = n.rule(nm.ALLOW)
+        first, second = n.policy(rx=[allow80, deny]), n.policy(rx=[allow])
+        n.configure(lo, rx=[first, second])
+        a, b = n.match(lo, True, P(TCP80)), n.match(lo, True, P(UDP53))
+        n.configure(lo, rx=[n.policy(rx=[allow80]), second], policy_default_rx=nm.DEFAULT_DENY)
+        c = n.match(lo, True, P(UDP53))
+        return Fact("first-match", "within a policy the first matching rule decides; a policy with no match "
+                    "hands the packet to the next policy", (a, b, c) == ("ALLOW", "DENY", "ALLOW"),
+                    f"[allow tcp/80, deny] then [allow]: tcp/80 {a}, udp/53 {b}; [allow tcp/80] then [allow]: "
+                    f"udp/53 {c}")
+
+    def pass_to_profiles(n: Npol) -> Fact:
+        lo = n.loopback()
+        pass_all, deny, allow = n.rule(nm.PASS), n.rule(nm.DENY), n.rule(nm.ALLOW)
+        deny_pol, allow_prof = n.policy(rx=[deny]), n.policy(rx=[allow])
+        n.configure(lo, rx=[n.policy(rx=[pass_all]), deny_pol], profiles=[allow_prof],
+                    policy_default_rx=nm.DEFAULT_DENY, profile_default_rx=nm.DEFAULT_DENY)
+        a = n.match(lo, True, P(TCP80))
+        n.configure(lo, rx=[n.policy(rx=[pass_all]), deny_pol], policy_default_rx=nm.DEFAULT_DENY,
+                    profile_default_rx=nm.DEFAULT_ALLOW)
+        b = n.match(lo, True, P(TCP80))
+        return Fact("pass", "a matching pass rule skips every later policy (not just its tier: npol has no "
+                    "tiers) and goes to the profiles, then profile_default", (a, b) == ("ALLOW", "ALLOW"),
+                    f"[pass] then [deny], profile [allow]: {a}; no profiles, profile_default allow: {b}")
+
+    def log_ends_policy(n: Npol) -> Fact:
+        lo = n.loopback()
+        log, deny, allow = n.rule(nm.LOG), n.rule(nm.DENY), n.rule(nm.ALLOW)
+        n.configure(lo, rx=[n.policy(rx=[log, deny]), n.policy(rx=[allow])], policy_default_rx=nm.DEFAULT_DENY)
+        a = n.match(lo, True, P(TCP80))
+        return Fact("log", "a matching log rule ends its policy (the later rules of that policy are skipped, "
+                    "the next policy runs); Felix's log continues with the next rule, so a driver leaves log "
+                    "rules out", a == "ALLOW", f"[log, deny] then [allow]: {a}")
+
+    def defaults(n: Npol) -> Fact:
+        lo = n.loopback()
+        allow_prof = n.policy(rx=[n.rule(nm.ALLOW)])
+        seen = {}
+        for name, pd, prd, profs in (("policy allow", 0, 1, []), ("policy deny", 1, 0, [allow_prof]),
+                                     ("policy pass, profile allows", 2, 1, [allow_prof]),
+                                     ("policy pass, no profile, profile default deny", 2, 1, []),
+                                     ("policy pass, no profile, profile default allow", 2, 0, []),
+                                     ("policy pass, profile default pass", 2, 2, [])):
+            n.configure(lo, rx=[], profiles=profs, policy_default_rx=pd, profile_default_rx=prd)
+            seen[name] = n.match(lo, True, P(TCP80))
+        lo2 = n.loopback()
+        unconfigured = n.cli(f"npol match sw_if_index {lo2} inbound 10.1.0.5;1->10.2.0.7;80 TCP").strip()
+        want = {"policy allow": "ALLOW", "policy deny": "DENY", "policy pass, profile allows": "ALLOW",
+                "policy pass, no profile, profile default deny": "DENY",
+                "policy pass, no profile, profile default allow": "ALLOW"}
+        return Fact("defaults", "no policy matches: policy_default decides (allow, deny, or pass = to the "
+                    "profiles); no profile matches: profile_default (allow or deny; pass there gives no "
+                    "verdict); an interface never configured: allow, 'matched:0'",
+                    all(seen[k] == v for k, v in want.items()) and seen["policy pass, profile default pass"]
+                    not in ("ALLOW", "DENY") and "matched:0 action:ALLOW" in unconfigured,
+                    f"{seen}; unconfigured: {unconfigured!r}")
+
+    def pass_in_profile(n: Npol) -> Fact:
+        lo = n.loopback()
+        prof1, prof2 = n.policy(rx=[n.rule(nm.PASS)]), n.policy(rx=[n.rule(nm.ALLOW)])
+        n.configure(lo, profiles=[prof1, prof2], policy_default_rx=nm.DEFAULT_PASS,
+                    profile_default_rx=nm.DEFAULT_DENY)
+        a = n.match(lo, True, P(TCP80))
+        return Fact("pass-in-profile", "a pass rule in a profile ends evaluation with no verdict (VPP logs "
+                    "'pass in profile'); Calico goes on to the next profile, so a driver must not program one",
+                    a not in ("ALLOW", "DENY"), f"profiles [pass], [allow]: action {a}")
+
+    def set_types(n: Npol) -> Fact:
+        lo = n.loopback()
+        ip = n.ipset(IPSetType.IP, ["10.1.0.5"])
+        net = n.ipset(IPSetType.NET, ["10.1.0.0/24"])
+        ipport = n.ipset(IPSetType.IP_AND_PORT, [("10.2.0.7", 6, 8080)])
+        r_ip = n.rule(nm.ALLOW, entries=[Entry(True, False, IP_SET, ip)])
+        r_net = n.rule(nm.ALLOW, entries=[Entry(True, False, IP_SET, net)])
+        r_ipport = n.rule(nm.ALLOW, entries=[Entry(False, False, PORT_IP_SET, ipport)])
+        got = {}
+        for label, rule in (("IP", r_ip), ("NET", r_net), ("IP_AND_PORT", r_ipport)):
+            n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
+            got[label] = [n.match(lo, True, P(t)) for t in (
+                "tcp 10.1.0.5:1 > 10.2.0.7:8080", "tcp 10.1.0.6:1 > 10.2.0.7:8080", "udp 10.1.0.5:1 > 10.2.0.7:8080",
+                "tcp 10.1.0.5:1 > 10.2.0.7:8081", "tcp 10.1.1.5:1 > 10.2.0.7:8080")]
+        want = {"IP": ["ALLOW", "DENY", "ALLOW", "ALLOW", "DENY"], "NET": ["ALLOW", "ALLOW", "ALLOW", "ALLOW", "DENY"],
+                "IP_AND_PORT": ["ALLOW", "ALLOW", "DENY", "DENY", "ALLOW"]}
+        return Fact("set-types", "IP sets match an exact address, NET sets a prefix, IP_AND_PORT sets "
+                    "(address, protocol, port) with the protocol part of the match",
+                    got == want, f"packets [tcp .5->:8080, tcp .6, udp .5, tcp :8081, tcp 10.1.1.5]: {got}")
+
+    def sets_or(n: Npol) -> Fact:
+        lo = n.loopback()
+        a, b = n.ipset(IPSetType.NET, ["10.1.0.0/24"]), n.ipset(IPSetType.NET, ["10.1.0.5/32"])
+        rule = n.rule(nm.ALLOW, entries=[Entry(True, False, IP_SET, a), Entry(True, False, IP_SET, b)])
+        n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
+        v = n.match(lo, True, P("tcp 10.1.0.6:1 > 10.2.0.7:80"))
+        return Fact("sets-or", "several IP sets in one positive category OR (member of any); Felix's "
+                    "src_ip_set_ids AND (member of every), so a driver needs a derived intersection set",
+                    v == "ALLOW", f"src in [10.1.0.0/24] or [10.1.0.5/32], packet from 10.1.0.6: {v}")
+
+    def ports_or_named(n: Npol) -> Fact:
+        lo = n.loopback()
+        named = n.ipset(IPSetType.IP_AND_PORT, [("10.2.0.7", 6, 8080)])
+        rule = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 6)], [_ports(80, 80), Entry(False, False, PORT_IP_SET, named)])
+        n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
+        got = [n.match(lo, True, P(t)) for t in ("tcp 10.1.0.5:1 > 10.2.0.7:80", "tcp 10.1.0.5:1 > 10.2.0.7:8080",
+                                                  "tcp 10.1.0.5:1 > 10.2.0.8:8080", "tcp 10.1.0.5:1 > 10.2.0.7:81")]
+        return Fact("ports-or-named", "on one side, port ranges and IP+port sets form one OR group (Felix's "
+                    "ports OR named ports); ranges are inclusive", got == ["ALLOW", "ALLOW", "DENY", "DENY"],
+                    f"dst 80 or named (10.2.0.7,tcp,8080): to :80, .7:8080, .8:8080, :81 -> {got}")
+
+    def negations(n: Npol) -> Fact:
+        lo = n.loopback()
+        s = n.ipset(IPSetType.NET, ["10.1.0.0/28"])
+        rule = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 17, False)],
+                      [_cidr("10.1.0.0/16"), _cidr("10.1.0.4/30", neg=True), Entry(True, True, IP_SET, s),
+                       _ports(22, 22, neg=True)])
+        n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
+        got = [n.match(lo, True, P(t)) for t in (
+            "tcp 10.1.0.20:1 > 10.2.0.7:80", "tcp 10.1.0.5:1 > 10.2.0.7:80", "tcp 10.1.0.2:1 > 10.2.0.7:80",
+            "tcp 10.1.0.20:1 > 10.2.0.7:22", "udp 10.1.0.20:1 > 10.2.0.7:80", "tcp 10.3.0.1:1 > 10.2.0.7:80")]
+        return Fact("negations", "not-categories (CIDR, set, port, protocol via should_match=0) fail on any hit "
+                    "and AND with the positive ones", got == ["ALLOW", "DENY", "DENY", "DENY", "DENY", "DENY"],
+                    f"src 10.1/16, not 10.1.0.4/30, not in set 10.1.0.0/28, dst port not 22, proto not udp: "
+                    f"{got}")
+
+    def icmp(n: Npol) -> Fact:
+        lo = n.loopback()
+        t8 = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 1), Filter(F_ICMP_TYPE, 8)])
+        n.configure(lo, rx=[n.policy(rx=[t8])], policy_default_rx=nm.DEFAULT_DENY)
+        a = [n.match(lo, True, P(t)) for t in ("icmp 10.1.0.5 > 10.2.0.7 type 8 code 3",
+                                                 "icmp 10.1.0.5 > 10.2.0.7 type 0")]
+        not80 = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 1), Filter(F_ICMP_TYPE, 8, False), Filter(F_ICMP_CODE, 0, False)])
+        n.configure(lo, rx=[n.policy(rx=[not80])], policy_default_rx=nm.DEFAULT_DENY)
+        b = [n.match(lo, True, P(t)) for t in ("icmp 10.1.0.5 > 10.2.0.7 type 8 code 1",
+                                                 "icmp 10.1.0.5 > 10.2.0.7 type 13 code 0",
+                                                 "icmp 10.1.0.5 > 10.2.0.7 type 13 code 1")]
+        only_type = n.rule(nm.ALLOW, [Filter(F_ICMP_TYPE, 8, False)])
+        n.configure(lo, rx=[n.policy(rx=[only_type])], policy_default_rx=nm.DEFAULT_DENY)
+        c = n.match(lo, True, P(TCP80))
+        v6 = n.rule(nm.ALLOW, [Filter(F_ICMP_TYPE, 128)])
+        n.configure(lo, rx=[n.policy(rx=[v6])], policy_default_rx=nm.DEFAULT_DENY)
+        d = n.match(lo, True, P("icmpv6 fd00::1 > fd00::2 type 128"))
+        ok = a == ["ALLOW", "DENY"] and b == ["DENY", "DENY", "ALLOW"] and c == "DENY" and d == "ALLOW"
+        return Fact("icmp", "ICMP type and code filters match ICMP and ICMPv6 packets only (also when negated); "
+                    "negated type and code filters AND, so Calico's not_icmp_type_code = NOT(type AND code) "
+                    "needs two rules", ok,
+                    f"type 8: 8/3 {a[0]}, 0/0 {a[1]}; type!=8 and code!=0: 8/1 {b[0]}, 13/0 {b[1]}, 13/1 {b[2]}; "
+                    f"type!=8 alone on tcp: {c}; type 128 on ICMPv6: {d}")
+
+    def ports_without_proto(n: Npol) -> Fact:
+        lo = n.loopback()
+        rule = n.rule(nm.ALLOW, entries=[_ports(8, 8, src=True)])
+        n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
+        a = n.match(lo, True, P("icmp 10.1.0.5 > 10.2.0.7 type 8"))
+        gre = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 47)])
+        n.configure(lo, rx=[n.policy(rx=[gre])], policy_default_rx=nm.DEFAULT_DENY)
+        b, c = n.match(lo, True, P("47 10.1.0.5 > 10.2.0.7")), n.match(lo, True, P(TCP80))
+        anyp = n.rule(nm.ALLOW, entries=[_cidr("10.1.0.0/16")])
+        n.configure(lo, rx=[n.policy(rx=[anyp])], policy_default_rx=nm.DEFAULT_DENY)
+        d = [n.match(lo, True, P(t)) for t in ("47 10.1.0.5 > 10.2.0.7", UDP53, "icmp 10.1.0.5 > 10.2.0.7 type 8")]
+        return Fact("ports-and-protocols", "port ranges apply whatever the protocol (an ICMP packet's type and "
+                    "code sit in the port fields), so a port rule needs its protocol filter; any protocol = no "
+                    "L4 filter; a protocol filter takes any number", a == "ALLOW" and (b, c) == ("ALLOW", "DENY")
+                    and d == ["ALLOW"] * 3,
+                    f"src port 8, no protocol, ICMP type 8: {a}; proto 47: GRE {b}, tcp {c}; no filter: {d}")
+
+    def families(n: Npol) -> Fact:
+        lo = n.loopback()
+        r6 = n.rule(nm.ALLOW, entries=[_cidr("fd00::/8")])
+        n.configure(lo, rx=[n.policy(rx=[r6])], policy_default_rx=nm.DEFAULT_DENY)
+        a, b = n.match(lo, True, P(TCP80)), n.match(lo, True, P("tcp [fd00::1]:1 > [fd01::2]:80"))
+        not6 = n.rule(nm.ALLOW, entries=[_cidr("fd00::/8", neg=True)])
+        n.configure(lo, rx=[n.policy(rx=[not6])], policy_default_rx=nm.DEFAULT_DENY)
+        c = n.match(lo, True, P(TCP80))
+        pin = n.rule(nm.ALLOW, entries=[_cidr("0.0.0.0/0"), _cidr("10.1.0.0/16", neg=True)])
+        n.configure(lo, rx=[n.policy(rx=[pin])], policy_default_rx=nm.DEFAULT_DENY)
+        d = [n.match(lo, True, P(t)) for t in ("tcp 10.3.0.1:1 > 10.2.0.7:80", TCP80, "tcp [fd00::1]:1 > [fd01::2]:80")]
+        pin6 = n.rule(nm.ALLOW, entries=[_cidr("::/0")])
+        n.configure(lo, rx=[n.policy(rx=[pin6])], policy_default_rx=nm.DEFAULT_DENY)
+        e = [n.match(lo, True, P(t)) for t in (TCP80, "tcp [fd00::1]:1 > [fd01::2]:80")]
+        ok = (a, b, c) == ("DENY", "ALLOW", "ALLOW") and d == ["ALLOW", "DENY", "DENY"] and e == ["DENY", "ALLOW"]
+        return Fact("families", "rules have no family: entries of the other family are skipped, so a positive "
+                    "CIDR list of one family pins the rule, a negated one does not (Felix drops the rule for "
+                    "the other family): a driver pins with a positive 0.0.0.0/0 or ::/0, which npol accepts",
+                    ok, f"src fd00::/8: v4 {a}, v6 {b}; not fd00::/8: v4 {c}; 0.0.0.0/0 and not 10.1/16: "
+                        f"10.3.0.1 / 10.1.0.5 / v6 {d}; ::/0: v4 / v6 {e}")
+
+    def updates(n: Npol) -> Fact:
+        lo = n.loopback()
+        s = n.ipset(IPSetType.NET, ["10.1.0.0/24"])
+        rule = n.rule(nm.DENY, entries=[Entry(True, False, IP_SET, s)])
+        pol = n.policy(rx=[rule])
+        n.configure(lo, rx=[pol], policy_default_rx=nm.DEFAULT_ALLOW)
+        seen = [n.match(lo, True, P(TCP80))]
+        n.members(s, IPSetType.NET, ["10.1.0.0/24"], add=False)
+        seen.append(n.match(lo, True, P(TCP80)))
+        n.members(s, IPSetType.NET, ["10.1.0.5/32"], add=True)
+        seen.append(n.match(lo, True, P(TCP80)))
+        n.ok("npol_rule_update", rule_id=rule, rule=rule_wire(nm.ALLOW, [], [Entry(True, False, IP_SET, s)]))
+        n.configure(lo, rx=[pol], policy_default_rx=nm.DEFAULT_DENY)
+        seen.append(n.match(lo, True, P(TCP80)))
+        other = n.rule(nm.DENY)
+        n.ok("npol_policy_update", policy_id=pol, num_items=1, rules=[{"is_inbound": True, "rule_id": other}])
+        seen.append(n.match(lo, True, P(TCP80)))
+        return Fact("updates", "member add/del, rule_update and policy_update take effect on the next "
+                    "evaluation, keeping ids; bound policies need no re-configure",
+                    seen == ["DENY", "ALLOW", "DENY", "ALLOW", "DENY"], f"deny-from-set: {seen}")
+
+    def ipport_delete_bug(n: Npol) -> Fact:
+        lo = n.loopback()
+        s = n.ipset(IPSetType.IP_AND_PORT, [("10.2.0.7", 6, 80), ("10.2.0.8", 6, 8080), ("10.2.0.9", 6, 80)])
+        rule = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 6)], [Entry(False, False, PORT_IP_SET, s)])
+        n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
+        probes = ["tcp 10.1.0.5:1 > 10.2.0.7:80", "tcp 10.1.0.5:1 > 10.2.0.8:8080", "tcp 10.1.0.5:1 > 10.2.0.9:80"]
+        before = [n.match(lo, True, P(t)) for t in probes]
+        n.members(s, IPSetType.IP_AND_PORT, [("10.2.0.7", 6, 80)], add=False)
+        after = [n.match(lo, True, P(t)) for t in probes]
+        return Fact("ipport-delete", "deleting one IP+port member also deletes every member with another port or "
+                    "protocol (npol_ipset_member_cmp's IP_AND_PORT case reads as 'equal' when port or "
+                    "protocol differ); a driver must rebuild such sets, not delete members",
+                    before == ["ALLOW"] * 3 and after == ["DENY", "DENY", "ALLOW"],
+                    f"members (.7,tcp,80) (.8,tcp,8080) (.9,tcp,80); before {before}; after deleting .7: {after}")
+
+    def errors_and_ids(n: Npol) -> Fact:
+        lo = n.loopback()
+        ids = [n.rule(nm.ALLOW) for _ in range(3)]
+        n.ok("npol_rule_delete", rule_id=ids[0])
+        n.ok("npol_rule_delete", rule_id=ids[1])
+        reused = [n.rule(nm.ALLOW), n.rule(nm.ALLOW)]
+        replies = {
+            "rule_delete unknown": n.call("npol_rule_delete", rule_id=99999).retval,
+            "policy_delete unknown": n.call("npol_policy_delete", policy_id=99999).retval,
+            "ipset_delete unknown": n.call("npol_ipset_delete", set_id=99999).retval,
+            "members to unknown set": n.call("npol_ipset_add_del_members", set_id=99999, is_add=True, len=0,
+                                             members=[]).retval,
+            "configure unknown policy": n.configure(lo, rx=[99999]).retval,
+            "configure bad sw_if_index": n.configure(99999).retval,
+            "rule with unknown set id": n.call("npol_rule_create", rule=rule_wire(
+                nm.ALLOW, [], [Entry(True, False, IP_SET, 99999)])).retval,
+            "policy with unknown rule id": n.call("npol_policy_create", num_items=1,
+                                                  rules=[{"is_inbound": True, "rule_id": 99999}]).retval,
+        }
+        before = n.cli("show npol rules").count("[rule#")
+        upd = n.call("npol_rule_update", rule_id=88888, rule=rule_wire(nm.DENY, [], [])).retval
+        after = n.cli("show npol rules").count("[rule#")
+        ok = (reused == [ids[1], ids[0]] and replies["rule_delete unknown"] == -6
+              and replies["configure unknown policy"] != 0 and upd == 0 and after == before + 1)
+        return Fact("errors-and-ids", "ids are pool indexes, the last freed reused first; unknown ids in deletes "
+                    "answer -6 (NO_SUCH_ENTRY), configure with an unknown policy fails (old config kept); "
+                    "references inside rules and policies are NOT checked, and rule_update of an unknown id "
+                    "creates a new rule whose id the reply does not say",
+                    ok, f"created {ids}, deleted {ids[:2]}, next two got {reused}; replies {replies}; "
+                        f"rule_update(88888): retval {upd}, rules {before} -> {after}")
+
+    def dangling_rule(n: Npol) -> Fact:
+        lo = n.loopback()
+        deny80 = n.rule(nm.DENY, [Filter(F_L4_PROTO, 6)], [_ports(80, 80)])
+        n.configure(lo, rx=[n.policy(rx=[deny80])], policy_default_rx=nm.DEFAULT_ALLOW)
+        before = n.match(lo, True, P(UDP53))
+        n.ok("npol_rule_delete", rule_id=deny80)
+        after = n.match(lo, True, P(UDP53))
+        return Fact("dangling-rule", "deleting a rule that a policy still lists is accepted, and the freed rule "
+                    "then matches every packet with its old action: delete policies before their rules",
+                    (before, after) == ("ALLOW", "DENY"), f"policy [deny tcp/80]: udp/53 {before}; after "
+                    f"npol_rule_delete of that rule: udp/53 {after}")
+
+    def no_dumps(n: Npol) -> Fact:
+        names = sorted(m for m in n.client.messages if m.startswith("npol_"))
+        dumps = [m for m in names if m.endswith("_dump") or m.endswith("_details")]
+        shows = {c: n.cli(c).splitlines()[:2] for c in ("show npol ipsets", "show npol policies verbose")}
+        return Fact("no-dumps", "the API has no dump or details messages; the only read-back is CLI text "
+                    "(`show npol ipsets|rules|policies verbose|interfaces` through cli_inband), which prints "
+                    "ids, members and rules", not dumps and all(shows.values()),
+                    f"npol messages: {len(names)}, dumps: {dumps}; CLI sample: {shows}")
+
+    return [direction, order, pass_to_profiles, log_ends_policy, defaults, pass_in_profile, set_types, sets_or,
+            ports_or_named, negations, icmp, ports_without_proto, families, updates, ipport_delete_bug,
+            errors_and_ids, dangling_rule, no_dumps]
+
+
+def run_facts(npol: Npol) -> list[Fact]:
+    return [probe(npol) for probe in fact_probes()]
