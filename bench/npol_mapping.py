@@ -243,8 +243,8 @@ def negation(p: Cond) -> list[Cond]:
 def except_regions(rule: NRule, regions: Sequence[Cond], limit: int) -> list[NRule]:
     """rule AND NOT r1 AND NOT r2 ..., as same-action rules."""
     conds = [rule.cond]
-    for region in regions:
-        conds = [m for c in conds for n in negation(region) if (m := meet(c, n)) is not None]
+    for region in dict.fromkeys(regions):  # the same pass twice (several policies) excepts once
+        conds = list(dict.fromkeys(m for c in conds for n in negation(region) if (m := meet(c, n)) is not None))
         if len(conds) > limit:
             raise MappingGap(f"pass exceptions need over {limit} rules")
     return [NRule(rule.action, c) for c in conds]

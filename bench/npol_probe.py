@@ -18,12 +18,18 @@ encoding of the mapping's objects, and read best side by side.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ipaddress
 import os
 import random
+import socket
+import statistics
+import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vpp_papi import VPPApiClient
 
 from bench import npol_mapping as nm
+from vppagent.netns import call_in_netns
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.packet import Packet
 from vppagent.state.ipset import IPSetType
-from vppagent.vpprun import VppProcess
+from vppagent.vpprun import VppProcess, vpp_problem
 
 API_DIR = "/usr/share/vpp/api"
 # entry types and filter types (npol.api)
@@ -331,7 +338,7 @@ class Fact:
     evidence: str
 
 
-def P(text: str) -> Packet:
+def pkt(text: str) -> Packet:
     return Packet.parse(text)
 
 
@@ -354,9 +361,9 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         lo = n.loopback()
         deny = n.rule(nm.DENY)
         n.configure(lo, rx=[n.policy(rx=[deny])])
-        rx, tx = n.match(lo, True, P(TCP80)), n.match(lo, False, P(TCP80))
+        rx, tx = n.match(lo, True, pkt(TCP80)), n.match(lo, False, pkt(TCP80))
         n.configure(lo, rx=[n.policy(rx=[deny])], invert=True)
-        inv_rx, inv_tx = n.match(lo, True, P(TCP80)), n.match(lo, False, P(TCP80))
+        inv_rx, inv_tx = n.match(lo, True, pkt(TCP80)), n.match(lo, False, pkt(TCP80))
         return Fact("direction", "rx policies judge packets VPP receives on the interface (`inbound`: from the pod, "
                     "Calico egress), tx policies packets VPP sends out of it (to the pod, Calico ingress); "
                     "a policy's rules are filed per direction (is_inbound); invert_rx_tx swaps the lists",
@@ -371,9 +378,9 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         allow = n.rule(nm.ALLOW)
         first, second = n.policy(rx=[allow80, deny]), n.policy(rx=[allow])
         n.configure(lo, rx=[first, second])
-        a, b = n.match(lo, True, P(TCP80)), n.match(lo, True, P(UDP53))
+        a, b = n.match(lo, True, pkt(TCP80)), n.match(lo, True, pkt(UDP53))
         n.configure(lo, rx=[n.policy(rx=[allow80]), second], policy_default_rx=nm.DEFAULT_DENY)
-        c = n.match(lo, True, P(UDP53))
+        c = n.match(lo, True, pkt(UDP53))
         return Fact("first-match", "within a policy the first matching rule decides; a policy with no match "
                     "hands the packet to the next policy", (a, b, c) == ("ALLOW", "DENY", "ALLOW"),
                     f"[allow tcp/80, deny] then [allow]: tcp/80 {a}, udp/53 {b}; [allow tcp/80] then [allow]: "
@@ -385,10 +392,10 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         deny_pol, allow_prof = n.policy(rx=[deny]), n.policy(rx=[allow])
         n.configure(lo, rx=[n.policy(rx=[pass_all]), deny_pol], profiles=[allow_prof],
                     policy_default_rx=nm.DEFAULT_DENY, profile_default_rx=nm.DEFAULT_DENY)
-        a = n.match(lo, True, P(TCP80))
+        a = n.match(lo, True, pkt(TCP80))
         n.configure(lo, rx=[n.policy(rx=[pass_all]), deny_pol], policy_default_rx=nm.DEFAULT_DENY,
                     profile_default_rx=nm.DEFAULT_ALLOW)
-        b = n.match(lo, True, P(TCP80))
+        b = n.match(lo, True, pkt(TCP80))
         return Fact("pass", "a matching pass rule skips every later policy (not just its tier: npol has no "
                     "tiers) and goes to the profiles, then profile_default", (a, b) == ("ALLOW", "ALLOW"),
                     f"[pass] then [deny], profile [allow]: {a}; no profiles, profile_default allow: {b}")
@@ -397,7 +404,7 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         lo = n.loopback()
         log, deny, allow = n.rule(nm.LOG), n.rule(nm.DENY), n.rule(nm.ALLOW)
         n.configure(lo, rx=[n.policy(rx=[log, deny]), n.policy(rx=[allow])], policy_default_rx=nm.DEFAULT_DENY)
-        a = n.match(lo, True, P(TCP80))
+        a = n.match(lo, True, pkt(TCP80))
         return Fact("log", "a matching log rule ends its policy (the later rules of that policy are skipped, "
                     "the next policy runs); Felix's log continues with the next rule, so a driver leaves log "
                     "rules out", a == "ALLOW", f"[log, deny] then [allow]: {a}")
@@ -412,7 +419,7 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
                                      ("policy pass, no profile, profile default allow", 2, 0, []),
                                      ("policy pass, profile default pass", 2, 2, [])):
             n.configure(lo, rx=[], profiles=profs, policy_default_rx=pd, profile_default_rx=prd)
-            seen[name] = n.match(lo, True, P(TCP80))
+            seen[name] = n.match(lo, True, pkt(TCP80))
         lo2 = n.loopback()
         unconfigured = n.cli(f"npol match sw_if_index {lo2} inbound 10.1.0.5;1->10.2.0.7;80 TCP").strip()
         want = {"policy allow": "ALLOW", "policy deny": "DENY", "policy pass, profile allows": "ALLOW",
@@ -430,7 +437,7 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         prof1, prof2 = n.policy(rx=[n.rule(nm.PASS)]), n.policy(rx=[n.rule(nm.ALLOW)])
         n.configure(lo, profiles=[prof1, prof2], policy_default_rx=nm.DEFAULT_PASS,
                     profile_default_rx=nm.DEFAULT_DENY)
-        a = n.match(lo, True, P(TCP80))
+        a = n.match(lo, True, pkt(TCP80))
         return Fact("pass-in-profile", "a pass rule in a profile ends evaluation with no verdict (VPP logs "
                     "'pass in profile'); Calico goes on to the next profile, so a driver must not program one",
                     a not in ("ALLOW", "DENY"), f"profiles [pass], [allow]: action {a}")
@@ -446,7 +453,7 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         got = {}
         for label, rule in (("IP", r_ip), ("NET", r_net), ("IP_AND_PORT", r_ipport)):
             n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
-            got[label] = [n.match(lo, True, P(t)) for t in (
+            got[label] = [n.match(lo, True, pkt(t)) for t in (
                 "tcp 10.1.0.5:1 > 10.2.0.7:8080", "tcp 10.1.0.6:1 > 10.2.0.7:8080", "udp 10.1.0.5:1 > 10.2.0.7:8080",
                 "tcp 10.1.0.5:1 > 10.2.0.7:8081", "tcp 10.1.1.5:1 > 10.2.0.7:8080")]
         want = {"IP": ["ALLOW", "DENY", "ALLOW", "ALLOW", "DENY"], "NET": ["ALLOW", "ALLOW", "ALLOW", "ALLOW", "DENY"],
@@ -460,7 +467,7 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         a, b = n.ipset(IPSetType.NET, ["10.1.0.0/24"]), n.ipset(IPSetType.NET, ["10.1.0.5/32"])
         rule = n.rule(nm.ALLOW, entries=[Entry(True, False, IP_SET, a), Entry(True, False, IP_SET, b)])
         n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
-        v = n.match(lo, True, P("tcp 10.1.0.6:1 > 10.2.0.7:80"))
+        v = n.match(lo, True, pkt("tcp 10.1.0.6:1 > 10.2.0.7:80"))
         return Fact("sets-or", "several IP sets in one positive category OR (member of any); Felix's "
                     "src_ip_set_ids AND (member of every), so a driver needs a derived intersection set",
                     v == "ALLOW", f"src in [10.1.0.0/24] or [10.1.0.5/32], packet from 10.1.0.6: {v}")
@@ -470,7 +477,7 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         named = n.ipset(IPSetType.IP_AND_PORT, [("10.2.0.7", 6, 8080)])
         rule = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 6)], [_ports(80, 80), Entry(False, False, PORT_IP_SET, named)])
         n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
-        got = [n.match(lo, True, P(t)) for t in ("tcp 10.1.0.5:1 > 10.2.0.7:80", "tcp 10.1.0.5:1 > 10.2.0.7:8080",
+        got = [n.match(lo, True, pkt(t)) for t in ("tcp 10.1.0.5:1 > 10.2.0.7:80", "tcp 10.1.0.5:1 > 10.2.0.7:8080",
                                                   "tcp 10.1.0.5:1 > 10.2.0.8:8080", "tcp 10.1.0.5:1 > 10.2.0.7:81")]
         return Fact("ports-or-named", "on one side, port ranges and IP+port sets form one OR group (Felix's "
                     "ports OR named ports); ranges are inclusive", got == ["ALLOW", "ALLOW", "DENY", "DENY"],
@@ -483,7 +490,7 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
                       [_cidr("10.1.0.0/16"), _cidr("10.1.0.4/30", neg=True), Entry(True, True, IP_SET, s),
                        _ports(22, 22, neg=True)])
         n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
-        got = [n.match(lo, True, P(t)) for t in (
+        got = [n.match(lo, True, pkt(t)) for t in (
             "tcp 10.1.0.20:1 > 10.2.0.7:80", "tcp 10.1.0.5:1 > 10.2.0.7:80", "tcp 10.1.0.2:1 > 10.2.0.7:80",
             "tcp 10.1.0.20:1 > 10.2.0.7:22", "udp 10.1.0.20:1 > 10.2.0.7:80", "tcp 10.3.0.1:1 > 10.2.0.7:80")]
         return Fact("negations", "not-categories (CIDR, set, port, protocol via should_match=0) fail on any hit "
@@ -495,19 +502,19 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         lo = n.loopback()
         t8 = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 1), Filter(F_ICMP_TYPE, 8)])
         n.configure(lo, rx=[n.policy(rx=[t8])], policy_default_rx=nm.DEFAULT_DENY)
-        a = [n.match(lo, True, P(t)) for t in ("icmp 10.1.0.5 > 10.2.0.7 type 8 code 3",
+        a = [n.match(lo, True, pkt(t)) for t in ("icmp 10.1.0.5 > 10.2.0.7 type 8 code 3",
                                                  "icmp 10.1.0.5 > 10.2.0.7 type 0")]
         not80 = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 1), Filter(F_ICMP_TYPE, 8, False), Filter(F_ICMP_CODE, 0, False)])
         n.configure(lo, rx=[n.policy(rx=[not80])], policy_default_rx=nm.DEFAULT_DENY)
-        b = [n.match(lo, True, P(t)) for t in ("icmp 10.1.0.5 > 10.2.0.7 type 8 code 1",
+        b = [n.match(lo, True, pkt(t)) for t in ("icmp 10.1.0.5 > 10.2.0.7 type 8 code 1",
                                                  "icmp 10.1.0.5 > 10.2.0.7 type 13 code 0",
                                                  "icmp 10.1.0.5 > 10.2.0.7 type 13 code 1")]
         only_type = n.rule(nm.ALLOW, [Filter(F_ICMP_TYPE, 8, False)])
         n.configure(lo, rx=[n.policy(rx=[only_type])], policy_default_rx=nm.DEFAULT_DENY)
-        c = n.match(lo, True, P(TCP80))
+        c = n.match(lo, True, pkt(TCP80))
         v6 = n.rule(nm.ALLOW, [Filter(F_ICMP_TYPE, 128)])
         n.configure(lo, rx=[n.policy(rx=[v6])], policy_default_rx=nm.DEFAULT_DENY)
-        d = n.match(lo, True, P("icmpv6 fd00::1 > fd00::2 type 128"))
+        d = n.match(lo, True, pkt("icmpv6 fd00::1 > fd00::2 type 128"))
         ok = a == ["ALLOW", "DENY"] and b == ["DENY", "DENY", "ALLOW"] and c == "DENY" and d == "ALLOW"
         return Fact("icmp", "ICMP type and code filters match ICMP and ICMPv6 packets only (also when negated); "
                     "negated type and code filters AND, so Calico's not_icmp_type_code = NOT(type AND code) "
@@ -519,13 +526,13 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         lo = n.loopback()
         rule = n.rule(nm.ALLOW, entries=[_ports(8, 8, src=True)])
         n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
-        a = n.match(lo, True, P("icmp 10.1.0.5 > 10.2.0.7 type 8"))
+        a = n.match(lo, True, pkt("icmp 10.1.0.5 > 10.2.0.7 type 8"))
         gre = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 47)])
         n.configure(lo, rx=[n.policy(rx=[gre])], policy_default_rx=nm.DEFAULT_DENY)
-        b, c = n.match(lo, True, P("47 10.1.0.5 > 10.2.0.7")), n.match(lo, True, P(TCP80))
+        b, c = n.match(lo, True, pkt("47 10.1.0.5 > 10.2.0.7")), n.match(lo, True, pkt(TCP80))
         anyp = n.rule(nm.ALLOW, entries=[_cidr("10.1.0.0/16")])
         n.configure(lo, rx=[n.policy(rx=[anyp])], policy_default_rx=nm.DEFAULT_DENY)
-        d = [n.match(lo, True, P(t)) for t in ("47 10.1.0.5 > 10.2.0.7", UDP53, "icmp 10.1.0.5 > 10.2.0.7 type 8")]
+        d = [n.match(lo, True, pkt(t)) for t in ("47 10.1.0.5 > 10.2.0.7", UDP53, "icmp 10.1.0.5 > 10.2.0.7 type 8")]
         return Fact("ports-and-protocols", "port ranges apply whatever the protocol (an ICMP packet's type and "
                     "code sit in the port fields), so a port rule needs its protocol filter; any protocol = no "
                     "L4 filter; a protocol filter takes any number", a == "ALLOW" and (b, c) == ("ALLOW", "DENY")
@@ -536,16 +543,17 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         lo = n.loopback()
         r6 = n.rule(nm.ALLOW, entries=[_cidr("fd00::/8")])
         n.configure(lo, rx=[n.policy(rx=[r6])], policy_default_rx=nm.DEFAULT_DENY)
-        a, b = n.match(lo, True, P(TCP80)), n.match(lo, True, P("tcp [fd00::1]:1 > [fd01::2]:80"))
+        a, b = n.match(lo, True, pkt(TCP80)), n.match(lo, True, pkt("tcp [fd00::1]:1 > [fd01::2]:80"))
         not6 = n.rule(nm.ALLOW, entries=[_cidr("fd00::/8", neg=True)])
         n.configure(lo, rx=[n.policy(rx=[not6])], policy_default_rx=nm.DEFAULT_DENY)
-        c = n.match(lo, True, P(TCP80))
+        c = n.match(lo, True, pkt(TCP80))
         pin = n.rule(nm.ALLOW, entries=[_cidr("0.0.0.0/0"), _cidr("10.1.0.0/16", neg=True)])
         n.configure(lo, rx=[n.policy(rx=[pin])], policy_default_rx=nm.DEFAULT_DENY)
-        d = [n.match(lo, True, P(t)) for t in ("tcp 10.3.0.1:1 > 10.2.0.7:80", TCP80, "tcp [fd00::1]:1 > [fd01::2]:80")]
+        v6 = "tcp [fd00::1]:1 > [fd01::2]:80"
+        d = [n.match(lo, True, pkt(t)) for t in ("tcp 10.3.0.1:1 > 10.2.0.7:80", TCP80, v6)]
         pin6 = n.rule(nm.ALLOW, entries=[_cidr("::/0")])
         n.configure(lo, rx=[n.policy(rx=[pin6])], policy_default_rx=nm.DEFAULT_DENY)
-        e = [n.match(lo, True, P(t)) for t in (TCP80, "tcp [fd00::1]:1 > [fd01::2]:80")]
+        e = [n.match(lo, True, pkt(t)) for t in (TCP80, v6)]
         ok = (a, b, c) == ("DENY", "ALLOW", "ALLOW") and d == ["ALLOW", "DENY", "DENY"] and e == ["DENY", "ALLOW"]
         return Fact("families", "rules have no family: entries of the other family are skipped, so a positive "
                     "CIDR list of one family pins the rule, a negated one does not (Felix drops the rule for "
@@ -559,17 +567,17 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         rule = n.rule(nm.DENY, entries=[Entry(True, False, IP_SET, s)])
         pol = n.policy(rx=[rule])
         n.configure(lo, rx=[pol], policy_default_rx=nm.DEFAULT_ALLOW)
-        seen = [n.match(lo, True, P(TCP80))]
+        seen = [n.match(lo, True, pkt(TCP80))]
         n.members(s, IPSetType.NET, ["10.1.0.0/24"], add=False)
-        seen.append(n.match(lo, True, P(TCP80)))
+        seen.append(n.match(lo, True, pkt(TCP80)))
         n.members(s, IPSetType.NET, ["10.1.0.5/32"], add=True)
-        seen.append(n.match(lo, True, P(TCP80)))
+        seen.append(n.match(lo, True, pkt(TCP80)))
         n.ok("npol_rule_update", rule_id=rule, rule=rule_wire(nm.ALLOW, [], [Entry(True, False, IP_SET, s)]))
         n.configure(lo, rx=[pol], policy_default_rx=nm.DEFAULT_DENY)
-        seen.append(n.match(lo, True, P(TCP80)))
+        seen.append(n.match(lo, True, pkt(TCP80)))
         other = n.rule(nm.DENY)
         n.ok("npol_policy_update", policy_id=pol, num_items=1, rules=[{"is_inbound": True, "rule_id": other}])
-        seen.append(n.match(lo, True, P(TCP80)))
+        seen.append(n.match(lo, True, pkt(TCP80)))
         return Fact("updates", "member add/del, rule_update and policy_update take effect on the next "
                     "evaluation, keeping ids; bound policies need no re-configure",
                     seen == ["DENY", "ALLOW", "DENY", "ALLOW", "DENY"], f"deny-from-set: {seen}")
@@ -580,9 +588,9 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         rule = n.rule(nm.ALLOW, [Filter(F_L4_PROTO, 6)], [Entry(False, False, PORT_IP_SET, s)])
         n.configure(lo, rx=[n.policy(rx=[rule])], policy_default_rx=nm.DEFAULT_DENY)
         probes = ["tcp 10.1.0.5:1 > 10.2.0.7:80", "tcp 10.1.0.5:1 > 10.2.0.8:8080", "tcp 10.1.0.5:1 > 10.2.0.9:80"]
-        before = [n.match(lo, True, P(t)) for t in probes]
+        before = [n.match(lo, True, pkt(t)) for t in probes]
         n.members(s, IPSetType.IP_AND_PORT, [("10.2.0.7", 6, 80)], add=False)
-        after = [n.match(lo, True, P(t)) for t in probes]
+        after = [n.match(lo, True, pkt(t)) for t in probes]
         return Fact("ipport-delete", "deleting one IP+port member also deletes every member with another port or "
                     "protocol (npol_ipset_member_cmp's IP_AND_PORT case reads as 'equal' when port or "
                     "protocol differ); a driver must rebuild such sets, not delete members",
@@ -624,9 +632,9 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
         lo = n.loopback()
         deny80 = n.rule(nm.DENY, [Filter(F_L4_PROTO, 6)], [_ports(80, 80)])
         n.configure(lo, rx=[n.policy(rx=[deny80])], policy_default_rx=nm.DEFAULT_ALLOW)
-        before = n.match(lo, True, P(UDP53))
+        before = n.match(lo, True, pkt(UDP53))
         n.ok("npol_rule_delete", rule_id=deny80)
-        after = n.match(lo, True, P(UDP53))
+        after = n.match(lo, True, pkt(UDP53))
         return Fact("dangling-rule", "deleting a rule that a policy still lists is accepted, and the freed rule "
                     "then matches every packet with its old action: delete policies before their rules",
                     (before, after) == ("ALLOW", "DENY"), f"policy [deny tcp/80]: udp/53 {before}; after "
@@ -648,3 +656,210 @@ def fact_probes() -> list[Callable[[Npol], Fact]]:
 
 def run_facts(npol: Npol) -> list[Fact]:
     return [probe(npol) for probe in fact_probes()]
+
+
+# -- real packets ---------------------------------------------------------------------------------
+
+def _sh(*argv: str) -> str:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+class PacketLab:
+    """Two namespaces ("pod" 10.66.0.2, "peer" 10.66.1.2), each on a veth whose other end VPP takes
+    as an af_packet interface (10.66.0.1/24, 10.66.1.1/24), as tests/realvpp attaches pods."""
+
+    def __init__(self, npol: Npol) -> None:
+        self.npol, self.tag = npol, f"np{os.getpid() % 100000}"
+        self.ns = {"pod": f"{self.tag}a", "peer": f"{self.tag}b"}
+        self.addr = {"pod": "10.66.0.2", "peer": "10.66.1.2"}
+        self.sw_if_index: dict[str, int] = {}
+        for i, (role, ns) in enumerate(self.ns.items()):
+            _sh("ip", "netns", "add", ns)
+            _sh("ip", "link", "add", ns, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _sh("ip", "link", "set", ns, "up")
+            _sh("ip", "-n", ns, "addr", "add", f"10.66.{i}.2/24", "dev", "eth0")
+            _sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+            _sh("ip", "-n", ns, "route", "add", "default", "via", f"10.66.{i}.1")
+            npol.cli(f"create host-interface name {ns}")
+            npol.cli(f"set interface ip address host-{ns} 10.66.{i}.1/24")
+            npol.cli(f"set interface state host-{ns} up")
+            npol.cli(f"set interface rx-mode host-{ns} interrupt")
+            [details] = npol.client.api.sw_interface_dump(name_filter_valid=True, name_filter=f"host-{ns}")
+            self.sw_if_index[role] = int(details.sw_if_index)
+
+    def cleanup(self) -> None:
+        for ns in self.ns.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
+            subprocess.run(["ip", "link", "del", ns], capture_output=True, timeout=30, check=False)
+
+    def udp(self, src: str, dst: str, port: int) -> bool:
+        """One UDP datagram from namespace role `src` to `dst`; True if it arrived."""
+        receiver = call_in_netns(self.ns[dst], lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        try:
+            call_in_netns(self.ns[dst], lambda: receiver.bind((self.addr[dst], port)))
+            receiver.settimeout(1.5)
+
+            def send() -> None:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.sendto(b"npol probe", (self.addr[dst], port))
+
+            call_in_netns(self.ns[src], send)
+            try:
+                return receiver.recv(100) == b"npol probe"
+            except TimeoutError:
+                return False
+        finally:
+            receiver.close()
+
+    def both_ways(self, port: int) -> tuple[bool, bool]:
+        return self.udp("pod", "peer", port), self.udp("peer", "pod", port + 1)
+
+
+def real_packets(npol: Npol) -> Fact:
+    """Deny everything with npol on the pod's interface, both directions; then the ACL plugin as the
+    control that the probe sees a drop."""
+    lab = PacketLab(npol)
+    try:
+        lab.both_ways(5000)  # neighbours resolved
+        baseline = lab.both_ways(5002)
+        deny = npol.rule(nm.DENY)
+        pol = npol.policy(rx=[deny], tx=[deny])
+        reply = npol.configure(lab.sw_if_index["pod"], rx=[pol], tx=[pol], profiles=[],
+                               policy_default_rx=nm.DEFAULT_DENY, policy_default_tx=nm.DEFAULT_DENY,
+                               profile_default_rx=nm.DEFAULT_DENY, profile_default_tx=nm.DEFAULT_DENY)
+        configured = npol.cli("show npol interfaces")
+        matcher = npol.match(lab.sw_if_index["pod"], True, pkt("udp 10.66.0.2:5004 > 10.66.1.2:5004"))
+        with_npol = lab.both_ways(5004)
+        graph = npol.cli("show vlib graph")
+        features = npol.cli(f"show interface features host-{lab.ns['pod']}")
+        acl = npol.client.api.acl_add_replace(acl_index=0xFFFFFFFF, tag="npol-control", count=1, r=[{
+            "is_permit": 0, "src_prefix": ipaddress.ip_network("0.0.0.0/0"),
+            "dst_prefix": ipaddress.ip_network("0.0.0.0/0"), "proto": 0,
+            "srcport_or_icmptype_first": 0, "srcport_or_icmptype_last": 65535,
+            "dstport_or_icmpcode_first": 0, "dstport_or_icmpcode_last": 65535}])
+        npol.client.api.acl_interface_set_acl_list(sw_if_index=lab.sw_if_index["pod"], count=1, n_input=1,
+                                                   acls=[acl.acl_index])
+        with_acl = lab.both_ways(5006)
+        npol.client.api.acl_interface_set_acl_list(sw_if_index=lab.sw_if_index["pod"], count=0, n_input=0, acls=[])
+    finally:
+        lab.cleanup()
+    npol_nodes = [line.split()[0] for line in graph.splitlines() if "npol" in line.lower() and line[:1].strip()]
+    ok = (baseline == (True, True) and reply.retval == 0 and "policy#" in configured and matcher == "DENY"
+          and with_npol == (True, True) and not npol_nodes and "npol" not in features
+          and with_acl == (False, True))
+    return Fact("no-packet-path", "VPP 26.06's npol filters no packet: with deny-all policies and every default "
+                "deny on a pod's af_packet interface (accepted, shown by `show npol interfaces`, and `npol match` "
+                "says DENY) real UDP still passes both ways; no graph node or interface feature belongs to "
+                "npol; the ACL plugin on the same interface drops the same traffic (the probe sees drops)", ok,
+                f"(pod->peer, peer->pod) arrived: before {baseline}, with npol {with_npol}, with an input ACL "
+                f"deny-all {with_acl}; npol match {matcher}; npol graph nodes {npol_nodes}")
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+def figures(npol: Npol, per_endpoint: int, endpoints: int, acl_endpoints: int, matches: int) -> dict[str, Any]:
+    """bench/compile.py's state: npol objects per endpoint against ACL rules per list; cold programming
+    of one endpoint and one member change on VPP; the matcher's cost through `npol match`."""
+    import time
+
+    from bench import compile as compile_bench
+    from vppagent.policy.compile import compile_endpoint
+
+    args = argparse.Namespace(policies=500, rules=10, sets=100, members=100, endpoints=endpoints,
+                              per_endpoint=per_endpoint, seed=1)
+    state, keys = compile_bench.build(args)
+    cat = Catalog(state)
+    out: dict[str, Any] = {"per_endpoint": per_endpoint, "endpoints": len(keys)}
+    t0 = time.perf_counter()
+    mapped = [nm.map_endpoint(cat, k) for k in keys]
+    out["map_ms_per_endpoint"] = (time.perf_counter() - t0) * 1000 / len(keys)
+    rules, pols, members, sets = [], [], [], []
+    for ep in mapped:
+        rules.append(sum(len(b) for d in (ep.ingress, ep.egress) for b in (*d.policies, *d.profiles)))
+        pols.append(sum(len(d.policies) + len(d.profiles) for d in (ep.ingress, ep.egress)))
+        addr, ports = nm.set_refs(ep)
+        sets.append(len(addr) + len(ports))
+        members.append(sum(len(nm.address_set(cat, r).members) for r in addr)
+                       + sum(len(nm.port_set(cat, r).members) for r in ports))
+    out["npol_rules_per_endpoint"] = statistics.mean(rules)
+    out["npol_rules_per_direction_max"] = max(sum(len(b) for b in (*d.policies, *d.profiles))
+                                              for ep in mapped for d in (ep.ingress, ep.egress))
+    out["npol_policies_per_endpoint"] = statistics.mean(pols)
+    out["npol_sets_per_endpoint"] = statistics.mean(sets)
+    out["npol_set_members_per_endpoint"] = statistics.mean(members)
+    acl = [len(compile_endpoint(cat, k, d, rule_limit=200_000).rules) for k in keys[:acl_endpoints]
+           for d in ("ingress", "egress")]
+    out["acl_rules_per_list"] = statistics.mean(acl)
+    # cold programming of the first endpoint on a loopback, then one member change
+    lo = npol.loopback()
+    calls = npol.api_calls
+    t0 = time.perf_counter()
+    done = program(npol, lo, cat, mapped[0])
+    out["cold_program_s"] = time.perf_counter() - t0
+    out["cold_program_api_calls"] = npol.api_calls - calls
+    sid = done.sets[0]
+    t0 = time.perf_counter()
+    npol.members(sid, IPSetType.NET, ["10.127.255.254/32"], add=True)
+    out["member_change_ms"] = (time.perf_counter() - t0) * 1000
+    npol.members(sid, IPSetType.NET, ["10.127.255.254/32"], add=False)
+    # the matcher: a packet no rule takes (evaluates everything) vs an unconfigured interface
+    probe = pkt(f"udp 10.200.0.1:1 > {cat.workload(keys[0]).ipv4_nets[0].network_address}:1")
+    bare = npol.loopback()
+    timings = {}
+    for label, index in (("configured", lo), ("unconfigured", bare)):
+        t0 = time.perf_counter()
+        for _ in range(matches):
+            npol.match(index, False, probe)
+        timings[label] = (time.perf_counter() - t0) / matches
+    out["match_verdict"] = npol.match(lo, False, probe)
+    out["match_us_configured"] = timings["configured"] * 1e6
+    out["match_us_unconfigured"] = timings["unconfigured"] * 1e6
+    out["match_us_evaluation"] = (timings["configured"] - timings["unconfigured"]) * 1e6
+    unprogram(npol, lo, done)
+    return out
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("facts", "packets", "diff", "figures", "all"))
+    parser.add_argument("-n", "--cases", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--per-endpoint", type=int, default=25)
+    parser.add_argument("--endpoints", type=int, default=20)
+    parser.add_argument("--acl-endpoints", type=int, default=5)
+    parser.add_argument("--matches", type=int, default=2000)
+    args = parser.parse_args()
+    problem = vpp_problem()
+    if problem is not None:
+        print(f"skipped: {problem}")
+        return 0
+    failed = 0
+    with Npol() as npol:
+        print(npol.cli("show version").strip())
+        if args.what in ("facts", "all"):
+            for fact in run_facts(npol):
+                failed += not fact.holds
+                print(f"[{'holds' if fact.holds else 'DOES NOT HOLD'}] {fact.name}: {fact.claim}\n    {fact.evidence}")
+        if args.what in ("packets", "all"):
+            fact = real_packets(npol)
+            failed += not fact.holds
+            print(f"[{'holds' if fact.holds else 'DOES NOT HOLD'}] {fact.name}: {fact.claim}\n    {fact.evidence}")
+        if args.what in ("diff", "all"):
+            t0 = time.perf_counter()
+            result = differential(npol, args.cases, args.seed)
+            print(f"differential ({time.perf_counter() - t0:.1f} s): {result['figures']}")
+            for line in result["disagreements"]:
+                print("  " + line)
+            failed += bool(result["figures"].get("disagree"))
+        if args.what in ("figures", "all"):
+            for key, value in figures(npol, args.per_endpoint, args.endpoints, args.acl_endpoints,
+                                      args.matches).items():
+                print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
