@@ -333,7 +333,12 @@ def _encap_drops(cat: Catalog) -> tuple[NRule, ...]:
     return tuple(drops)
 
 
-def map_direction(cat: Catalog, ep: WorkloadEndpoint, direction: Direction, limit: int = 2000) -> NpolDirection:
+def map_direction(cat: Catalog, ep: WorkloadEndpoint, direction: Direction, limit: int = 2000,
+                  flat_tiers: bool = False) -> NpolDirection:
+    """`flat_tiers`: Calico VPP's own way, for comparison: every pass goes to the profiles, tiers'
+    default actions ignored, deny when any policy applies (calico-vpp-agent workload_endpoint.go)."""
+    if flat_tiers:
+        return _flat_tiers(cat, ep, direction, limit)
     if not ep.active:
         return NpolDirection((), DEFAULT_DENY, (), DEFAULT_DENY)
     policies: list[tuple[NRule, ...]] = []
@@ -359,10 +364,18 @@ def map_direction(cat: Catalog, ep: WorkloadEndpoint, direction: Direction, limi
                          DEFAULT_DENY)
 
 
-def map_endpoint(cat: Catalog, endpoint: object, limit: int = 2000) -> NpolEndpoint:
+def _flat_tiers(cat: Catalog, ep: WorkloadEndpoint, direction: Direction, limit: int) -> NpolDirection:
+    keys = [k for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS]
+    policies = tuple(tuple(_map_rules(cat.policy(k).rules(direction), [], True, limit)) for k in keys)
+    profiles = tuple(tuple(_map_rules(cat.profile(n).rules(direction), [], False, limit)) for n in ep.profile_ids)
+    return NpolDirection(tuple(p for p in policies if p), DEFAULT_DENY if keys else DEFAULT_PASS,
+                         tuple(p for p in profiles if p), DEFAULT_DENY)
+
+
+def map_endpoint(cat: Catalog, endpoint: object, limit: int = 2000, flat_tiers: bool = False) -> NpolEndpoint:
     ep = cat.workload(endpoint)  # type: ignore[arg-type]
-    return NpolEndpoint(map_direction(cat, ep, Direction.INGRESS, limit),
-                        map_direction(cat, ep, Direction.EGRESS, limit))
+    return NpolEndpoint(map_direction(cat, ep, Direction.INGRESS, limit, flat_tiers),
+                        map_direction(cat, ep, Direction.EGRESS, limit, flat_tiers))
 
 
 # -- the IP sets the rules need -----------------------------------------------------------------
