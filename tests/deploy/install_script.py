@@ -1,13 +1,13 @@
-"""deploy/agent/install_felix_shim.py as a module (it ships in a ConfigMap, not in the package)."""
+"""deploy/base/agent/install_felix_shim.py as a module (it ships in a ConfigMap, not in the package)."""
 
 from __future__ import annotations
 
 import importlib.util
 from types import ModuleType
 
-from tests.deploy.manifests import DEPLOY
+from tests.deploy.manifests import BASE
 
-INSTALLER = DEPLOY / "agent" / "install_felix_shim.py"
+INSTALLER = BASE / "agent" / "install_felix_shim.py"
 
 
 def load_installer() -> ModuleType:

@@ -11,6 +11,7 @@ Each check returns the problems it finds (empty: none), so a test can show it fa
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+BASE = DEPLOY / "base"
 PATCH_DIR = DEPLOY / "calico-node"
+OPERATOR_DIR = DEPLOY / "operator"
 CALICO_NODE_BASE = Path(__file__).with_name("calico_node_base.yaml")
-NAMESPACE = "kube-system"
+CALICO_NODE_OPERATOR = Path(__file__).with_name("calico_node_operator.yaml")
+NAMESPACE = "kube-system"  # calico-node's, manifest installs
+OPERATOR_NAMESPACE = "calico-system"  # tigera/operator pkg/common: CalicoNamespace
+WORKLOADS = ("DaemonSet", "Deployment")
 
 # Strategic merge keys of the pod-spec lists the patch touches (k8s.io/api core/v1 patchMergeKey).
 MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "volumes": "name",
@@ -46,20 +52,32 @@ def kustomization(directory: Path) -> Obj:
 def render_objects(directory: Path = DEPLOY) -> list[Obj]:
     """What `kubectl apply -k directory` sends, for the kustomize features deploy/ uses."""
     kust = kustomization(directory)
-    objects = [doc for name in kust.get("resources", []) for doc in load_documents(directory / name)]
+    objects: list[Obj] = []
+    for name in kust.get("resources", []):
+        path = directory / name
+        objects += render_objects(path) if path.is_dir() else load_documents(path)
     for generator in kust.get("configMapGenerator", []):
         data = {Path(f).name: (directory / f).read_text() for f in generator.get("files", [])}
         objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]},
                         "data": data})
     namespace = kust.get("namespace")
     labels = {k: v for entry in kust.get("labels", []) for k, v in entry.get("pairs", {}).items()}
+    accounts = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
+    rendered = []
     for obj in objects:
         meta = obj.setdefault("metadata", {})
         if namespace and obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             meta["namespace"] = namespace
+        if namespace and obj["kind"] == "ClusterRoleBinding":
+            for subject in obj.get("subjects", []):
+                if subject["kind"] == "ServiceAccount" and subject["name"] in accounts:
+                    subject["namespace"] = namespace  # the account moves with the namespace: so does its binding
         if labels:
             meta["labels"] = {**meta.get("labels", {}), **labels}
-    return objects
+        if obj["kind"] in WORKLOADS:
+            obj = set_images(obj, kust.get("images", []))
+        rendered.append(obj)
+    return rendered
 
 
 def set_images(obj: Obj, images: list[Obj]) -> Obj:
@@ -140,6 +158,42 @@ def volume_at(daemonset: Obj, container_spec: Obj, path: str) -> tuple[str, str]
                 inside = f"{mount['subPath']}/{inside}".rstrip("/")
             best, best_len = (mount["name"], inside), len(mount_path)
     return best
+
+
+def place(daemonset: Obj, container_name: str, path: str, *, init: bool = False) -> tuple[str, str] | None:
+    """Where `path` in a container really is, comparable across containers and pods: a node
+    directory ("node", its path) or a volume of one pod ("DaemonSet/VOLUME", path inside); None
+    when the path is in the container's own file system, which nothing else sees."""
+    where = volume_at(daemonset, container(daemonset, container_name, init=init), path)
+    if where is None:
+        return None
+    (volume,) = [v for v in pod_spec(daemonset)["volumes"] if v["name"] == where[0]]
+    if "hostPath" in volume:
+        return "node", f"{volume['hostPath']['path'].rstrip('/')}/{where[1]}".rstrip("/")
+    return f"{daemonset['metadata']['name']}/{where[0]}", where[1]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way deploy/ runs the agent: the objects it applies, the pod with the vppagent and vpp
+    containers, and the calico-node pod whose Felix runs felix-shim (the same pod for manifest installs)."""
+
+    name: str
+    objects: list[Obj]
+    agent_pod: Obj
+    calico_node: Obj
+
+
+def manifest_variant() -> Variant:
+    pod = patched_calico_node()
+    return Variant("manifest install", render_objects(DEPLOY), pod, pod)
+
+
+def operator_variant() -> Variant:
+    rendered = render_objects(OPERATOR_DIR)
+    (pod,) = [o for o in rendered if o["kind"] in WORKLOADS]
+    (calico_node,) = load_documents(CALICO_NODE_OPERATOR)
+    return Variant("operator install", [o for o in rendered if o is not pod], pod, calico_node)
 
 
 # --- checks: each returns a list of problems ---------------------------------------------------

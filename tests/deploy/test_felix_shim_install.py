@@ -1,4 +1,4 @@
-"""deploy/agent/install_felix_shim.py: the felix-shim that Felix execs in calico-node runs on its own
+"""deploy/base/agent/install_felix_shim.py: the felix-shim that Felix execs in calico-node runs on its own
 copied Python, C library and loader, with nothing from the environment it is started in.
 
 Run here with this machine's Python (the agent image runs it with the image's); the copy takes a few
@@ -67,3 +67,40 @@ def test_installer_refuses_a_non_elf_interpreter(tmp_path: Path) -> None:
     installer = load_installer()
     with pytest.raises(installer.InstallError, match="not an ELF"):
         installer.elf_interpreter(script)
+
+
+def stub_bundle(dest: Path) -> None:
+    """A bundle whose loader only prints the socket felix-shim would get (the launcher's shell logic)."""
+    lib = dest / load_installer().BUNDLE / "lib"
+    lib.mkdir(parents=True)
+    (lib / "ld.so").write_text('#!/bin/sh\necho "socket=${VPPAGENT_SOCKET-unset} home=$PYTHONHOME"\n')
+    (lib / "ld.so").chmod(0o755)
+
+
+def test_launcher_gives_its_socket_unless_felix_has_one(tmp_path: Path) -> None:
+    installer = load_installer()
+    stub_bundle(tmp_path)
+    launcher = installer.write_launcher(tmp_path, "felix-api-proxy", "/var/run/calico/vppagent.sock")
+    bundle = tmp_path / installer.BUNDLE
+    out = subprocess.run([str(launcher)], env={}, capture_output=True, text=True, timeout=30).stdout
+    assert out == f"socket=/var/run/calico/vppagent.sock home={bundle}\n"
+    out = subprocess.run([str(launcher)], env={"VPPAGENT_SOCKET": "/run/x.sock"}, capture_output=True, text=True,
+                         timeout=30).stdout
+    assert out.startswith("socket=/run/x.sock ")
+    plain = installer.write_launcher(tmp_path, "felix-shim", None)
+    assert subprocess.run([str(plain)], env={}, capture_output=True, text=True, timeout=30).stdout.startswith(
+        "socket=unset ")
+
+
+@pytest.mark.parametrize("socket", ["relative.sock", "/run/$(reboot).sock", "/run/a b.sock", '/run/"x'])
+def test_installer_refuses_a_socket_the_launcher_cannot_carry(tmp_path: Path, socket: str) -> None:
+    installer = load_installer()
+    with pytest.raises(installer.InstallError, match="--socket"):
+        installer.install(tmp_path / "dest", socket=socket)
+    assert not (tmp_path / "dest").exists()  # refused before anything is copied
+
+
+@pytest.mark.parametrize("name", ["../felix-shim", "felix-shim.d", ""])
+def test_installer_refuses_a_launcher_name_that_is_not_a_file_name(tmp_path: Path, name: str) -> None:
+    assert load_installer().main([str(tmp_path), "--name", name]) == 2
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""kubectl's own kustomize renders deploy/ as tests/deploy/manifests.py does, and applies the
+"""kubectl's own kustomize renders deploy/ and deploy/operator as tests/deploy/manifests.py does, and applies the
 calico-node patch to Calico's DaemonSet as a kustomize user's overlay would (patches: + images:).
 
 Skipped where kubectl is not installed: the other tests in tests/deploy check the same manifests
@@ -19,6 +19,7 @@ from tests.deploy.manifests import (
     CALICO_NODE_BASE,
     DEPLOY,
     MERGE_KEYS,
+    OPERATOR_DIR,
     PATCH_DIR,
     kustomization,
     patched_calico_node,
@@ -52,8 +53,9 @@ def by_id(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]
     return {(o["kind"], o["metadata"]["name"]): o for o in objects}
 
 
-def test_deploy_renders_as_the_tests_read_it() -> None:
-    assert by_id(kustomize(DEPLOY)) == by_id(render_objects())
+@pytest.mark.parametrize("directory", [DEPLOY, OPERATOR_DIR], ids=["deploy", "operator"])
+def test_deploy_renders_as_the_tests_read_it(directory: Path) -> None:
+    assert by_id(kustomize(directory)) == by_id(render_objects(directory))
 
 
 def test_patch_renders_with_its_images() -> None:

@@ -15,11 +15,15 @@ and writes DEST/felix-shim, a /bin/sh launcher that runs the copied interpreter 
 loader (`ld.so --library-path`), so nothing of calico-node's C library or search paths is used.
 The launcher is written last and renamed into place: Felix never finds a half-copied driver.
 
-Usage: python3 install_felix_shim.py DEST     (exit 1 with one line on stderr when it cannot)
+Usage: python3 install_felix_shim.py DEST [--name FILE] [--socket PATH]
+  --name    the launcher's file name (default felix-shim; Calico's operator execs felix-api-proxy)
+  --socket  the agent socket felix-shim dials when Felix's environment sets no VPPAGENT_SOCKET
+Exit 1 with one line on stderr when it cannot, 2 for bad arguments.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import shutil
@@ -43,8 +47,10 @@ LAUNCHER_TEXT = """#!/bin/sh
 bundle="${{0%/*}}/{bundle}"
 unset PYTHONPATH PYTHONSTARTUP
 export PYTHONHOME="$bundle" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1
-exec "$bundle/lib/ld.so" --library-path "$bundle/lib" "$bundle/bin/python3" -s -m felix_shim "$@"
+{socket_line}exec "$bundle/lib/ld.so" --library-path "$bundle/lib" "$bundle/bin/python3" -s -m felix_shim "$@"
 """
+# Where calico-node's environment cannot be set (Calico's operator), the launcher names the socket.
+SOCKET_LINE = 'export VPPAGENT_SOCKET="${{VPPAGENT_SOCKET:-{socket}}}"\n'
 
 
 class InstallError(Exception):
@@ -156,8 +162,29 @@ def build_bundle(bundle: Path) -> None:
     shutil.copy2(loader.resolve(), lib / "ld.so")
 
 
-def install(dest: Path) -> Path:
+def launcher_text(socket: str | None) -> str:
+    """The launcher; with `socket`, VPPAGENT_SOCKET defaults to it (a value from Felix's environment wins)."""
+    socket_line = ""
+    if socket is not None:
+        if not socket.startswith("/") or any(c in socket for c in "\"'$`\\ \t\n"):
+            raise InstallError(f"--socket {socket!r}: an absolute path without quotes, $, ` or spaces")
+        socket_line = SOCKET_LINE.format(socket=socket)
+    return LAUNCHER_TEXT.format(bundle=BUNDLE, socket_line=socket_line)
+
+
+def write_launcher(dest: Path, name: str, socket: str | None) -> Path:
+    """Writes the launcher beside the bundle and renames it into place (Felix sees all of it or none)."""
+    launcher = dest / name
+    new_launcher = dest / f".{name}.{os.getpid()}"
+    new_launcher.write_text(launcher_text(socket))
+    new_launcher.chmod(0o755)
+    new_launcher.rename(launcher)
+    return launcher
+
+
+def install(dest: Path, name: str = LAUNCHER, socket: str | None = None) -> Path:
     """Builds the bundle beside DEST's current one, swaps it in, then writes the launcher; returns it."""
+    launcher_text(socket)  # a bad --socket is refused before anything is copied
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f".{BUNDLE}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -169,20 +196,27 @@ def install(dest: Path) -> Path:
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    launcher = dest / LAUNCHER
-    new_launcher = dest / f".{LAUNCHER}.{os.getpid()}"
-    new_launcher.write_text(LAUNCHER_TEXT.format(bundle=BUNDLE))
-    new_launcher.chmod(0o755)
-    new_launcher.rename(launcher)
-    return launcher
+    return write_launcher(dest, name, socket)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="install_felix_shim.py", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("dest", type=Path, help="directory calico-node mounts for Felix's driver")
+    parser.add_argument("--name", default=LAUNCHER,
+                        help=f"launcher's file name, the end of FELIX_DATAPLANEDRIVER (default {LAUNCHER})")
+    parser.add_argument("--socket", default=None,
+                        help="agent socket the launcher gives felix-shim when Felix's environment has no "
+                             "VPPAGENT_SOCKET")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: install_felix_shim.py DEST", file=sys.stderr)
+    args = parse_args(argv)
+    if "/" in args.name or args.name in ("", ".", "..", BUNDLE):
+        print(f"install_felix_shim: --name {args.name!r} is not a plain file name", file=sys.stderr)
         return 2
     try:
-        launcher = install(Path(argv[1]))
+        launcher = install(args.dest, args.name, args.socket)
     except (InstallError, OSError, ImportError) as exc:
         print(f"install_felix_shim: {exc}", file=sys.stderr)
         return 1
@@ -191,4 +225,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(sys.argv[1:]))
