@@ -32,10 +32,11 @@ from __future__ import annotations
 import dataclasses
 import gc
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from vppagent.policy.boxes import Box, covers, full_box, intersect, is_full, subtract_all
+from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog, as_catalog
 from vppagent.policy.emit import Entry, box_cost, combine, finish, must
 from vppagent.policy.emit import aim as aim_entries
@@ -235,8 +236,12 @@ def _check_limit(rules: list[FlatRule], limit: int, what: str) -> None:
 
 
 def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, direction: Direction | str,
-                     *, rule_limit: int = DEFAULT_RULE_LIMIT) -> CompiledList:
+                     *, rule_limit: int = DEFAULT_RULE_LIMIT, cache: CompileCache | None = None) -> CompiledList:
     """The workload endpoint's chain (evaluate.verdict without conntrack) as a flat list.
+
+    With `cache`, fragments and lists are shared across state versions by content (cache.py):
+    a new version recompiles only the lists whose policies, profiles or IP sets changed, and
+    reuses the boxes of every rule it has seen before.
 
     Raises PolicyError (a referenced object is missing or invalid), CompileError (a match
     VPP cannot express) or RuleLimitExceeded: fail closed, never a partial list.
@@ -244,6 +249,8 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
     cat = as_catalog(state)
     ep = cat.workload(endpoint)
     d = Direction(direction)
+    if cache is not None:
+        return _compile_cached(cache, cat, ep, d, rule_limit)
     # Endpoints with the same tiers, profiles and state get the same list: compiled once per
     # catalog (the list depends on nothing else of the endpoint, not on its addresses).
     same = (ep.active, ep.profile_ids, ep.tiers, d, rule_limit)
@@ -274,13 +281,43 @@ def _no_cycle_collection() -> Iterator[None]:
 _LISTS: weakref.WeakKeyDictionary[Catalog, dict[tuple[object, ...], CompiledList]] = weakref.WeakKeyDictionary()
 
 
-def _compile_endpoint(cat: Catalog, ep: WorkloadEndpoint, d: Direction, rule_limit: int) -> CompiledList:
+def _compile_cached(cache: CompileCache, cat: Catalog, ep: WorkloadEndpoint, d: Direction,
+                    rule_limit: int) -> CompiledList:
+    view = cache.view(cat)
+    key = view.list_key(ep, d, rule_limit, _config_key(cat, d))
+    found = cache.get_list(key)
+    if found is not None:
+        return dataclasses.replace(found, endpoint=str(ep.key))
+    families = {family: view.rule_boxes(family, rule_limit) for family in (4, 6)}
+    deps: set[int] = view.list_deps(key)
+    for boxes in families.values():
+        boxes.deps = deps
+    try:
+        with _no_cycle_collection():
+            compiled = _compile_endpoint(cat, ep, d, rule_limit, families.__getitem__)
+    finally:
+        for boxes in families.values():
+            boxes.deps = None
+    cache.put_list(key, compiled, deps)
+    return compiled
+
+
+def _config_key(cat: Catalog, d: Direction) -> tuple[object, ...]:
+    """The configuration a workload list reads (_encap_drops), as _encap_drops reads it."""
+    if d is not Direction.EGRESS:
+        return ()
+    vxlan = cat.config_bool("AllowVXLANPacketsFromWorkloads")
+    return (vxlan, None if vxlan else cat.vxlan_port, cat.config_bool("AllowIPIPPacketsFromWorkloads"))
+
+
+def _compile_endpoint(cat: Catalog, ep: WorkloadEndpoint, d: Direction, rule_limit: int,
+                      boxes: Callable[[int], RuleBoxes] | None = None) -> CompiledList:
     what = f"workload endpoint {ep.key} {d.value}"
     per_family = {}
     source = 0
     with _naming(what):
         for family in (4, 6):
-            b = _Builder(shared_rule_boxes(cat, family, rule_limit))
+            b = _Builder(boxes(family) if boxes is not None else shared_rule_boxes(cat, family, rule_limit))
             if not ep.active:
                 b.catch_all("deny", "endpoint admin down")
             else:

@@ -90,6 +90,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
             out.routes[net] = target
             out.route_owners[net] = owner
     host_endpoint_lists(state, programmed, compiler, out.wanted, out.owners, out.failed)
+    compiler.end_pass()  # the list caches now hold what this state's endpoints use, no more
     return out
 
 

@@ -2,7 +2,10 @@
 
 Lists are compiled once per distinct endpoint policy set (active, tiers in that direction,
 profiles): endpoints with the same set share the compiled list and, downstream, the ACL. The
-cache is invalidated by the policies, profiles and IP sets an apply changes. Large IP sets in
+cache is invalidated by the policies, profiles and IP sets an apply changes; what an invalidated
+list recompiles draws on the policy core's CompileCache (policy/cache.py), so the rules and sets
+it shares with other lists, or with its previous version, are not recomputed. `end_pass` bounds
+both caches to what the pass used. Large IP sets in
 ingress lists may go to the classifier instead (classifier/gate.py): then the list comes with its
 gate. `lists_for_new_pod` is what a CNI Add binds before any convergence.
 """
@@ -20,6 +23,7 @@ from vppagent.drivers.vpp.acl.render import content_from_compiled
 from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
 from vppagent.drivers.vpp.classifier.gate import Gate, gated_lists
 from vppagent.drivers.vpp.tags import workload_tag
+from vppagent.policy.cache import CompileCache, ListKey
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.model import Direction, IPNetwork, WorkloadEndpoint
@@ -35,6 +39,7 @@ class _Cached:
     gate: Gate | None
     policies: frozenset[PolicyKey]
     profiles: frozenset[str]
+    list_keys: frozenset[ListKey]  # the policy core's lists this content came from
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,10 @@ class ListCompiler:
         self.rule_limit = rule_limit
         self.classifier_min_members = classifier_min_members
         self._cache: dict[Hashable, _Cached] = {}
+        self._used: set[Hashable] = set()  # specs served since the last end_pass
         self._endpoints: dict[WorkloadKey, KnownEndpoint] = {}
+        # The compiled lists themselves are not kept there (this class keeps their content).
+        self.fragments = CompileCache(keep_lists=False)
         self.compiles = 0
         self.gated = 0
 
@@ -73,8 +81,17 @@ class ListCompiler:
         return known
 
     def clear(self) -> None:
+        """Forget every list (a resync). The fragments stay: they are keyed by content."""
         self._cache.clear()
         self._endpoints.clear()
+
+    def end_pass(self) -> None:
+        """Drop the lists no endpoint asked for since the last call, and the fragments that
+        only they used: the caches hold what the current endpoints need, no more."""
+        for spec in [s for s in self._cache if s not in self._used]:
+            del self._cache[spec]
+        self._used = set()
+        self.fragments.sweep()
 
     def invalidate(self, diff: StateDiff, state: DataplaneState) -> None:
         kinds = diff.kinds()
@@ -102,22 +119,28 @@ class ListCompiler:
         """ACL content and classifier gate (classifier/gate.py) for the endpoint's list in `direction`."""
         if spec is None:
             spec = _list_spec(ep, direction)
+        self._used.add(spec)
         cached = self._cache.get(spec)
-        if cached is None:
-            self.compiles += 1
-            gated = None
+        if cached is not None:
+            self.fragments.touch(cached.list_keys)
+            return cached.content, cached.gate
+        self.compiles += 1
+        gated = None
+        with self.fragments.recording() as list_keys:
             if self.classifier_min_members:
                 gated = gated_lists(catalog, catalog.state, ep, direction, self.rule_limit,
-                                    self.classifier_min_members)
+                                    self.classifier_min_members, cache=self.fragments)
             if gated is not None:
                 self.gated += 1
                 compiled, gate = gated[0], gated[1]
             else:
-                compiled, gate = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit), None
-            cached = _Cached(content_from_compiled(compiled), gate,
-                             frozenset(k for t in ep.tiers for k in t.policies(direction)),
-                             frozenset(ep.profile_ids))
-            self._cache[spec] = cached
+                compiled = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit,
+                                            cache=self.fragments)
+                gate = None
+        cached = _Cached(content_from_compiled(compiled), gate,
+                         frozenset(k for t in ep.tiers for k in t.policies(direction)),
+                         frozenset(ep.profile_ids), frozenset(list_keys))
+        self._cache[spec] = cached
         return cached.content, cached.gate
 
 
@@ -134,7 +157,8 @@ def lists_for_new_pod(state: DataplaneState | None, compiler: ListCompiler, work
         ingress, gate = compiler.program(catalog, ep, Direction.INGRESS)
         if gate is not None:
             ingress = content_from_compiled(compile_endpoint(catalog, ep, Direction.INGRESS,
-                                                             rule_limit=compiler.rule_limit))
+                                                             rule_limit=compiler.rule_limit,
+                                                             cache=compiler.fragments))
         return (compiler.workload(catalog, ep, Direction.EGRESS), ingress)
     except ValueError as exc:  # PolicyError, or Felix's data that does not parse
         log.warning("pod %s attached closed: %s", workload, exc)

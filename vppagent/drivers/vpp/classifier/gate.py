@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.boxes import Box, full_box, intersect, subtract_all, width
+from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.flat import CompiledList, FlatRule
@@ -61,17 +62,20 @@ class Gate:
 
 
 def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                rule_limit: int, min_members: int) -> tuple[CompiledList, Gate] | None:
-    """(L_U, gate) when the list qualifies, else None (compile it the ordinary way)."""
+                rule_limit: int, min_members: int,
+                cache: CompileCache | None = None) -> tuple[CompiledList, Gate] | None:
+    """(L_U, gate) when the list qualifies, else None (compile it the ordinary way). With `cache`,
+    the three compiles share fragments with every other list (policy/cache.py): only the rules
+    that use the gated set differ between L_U, L_0 and the ordinary list."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
     set_id = _candidate(catalog, state, ep, direction, min_members)
     if set_id is None:
         return None
     universe_state = _with_members(state, set_id, ("0.0.0.0/0", "::/0"))
-    universe = compile_endpoint(universe_state, ep, direction, rule_limit=rule_limit)
-    empty = compile_endpoint(_with_members(state, set_id, ()), ep, direction, rule_limit=rule_limit)
-    region = _gated_rules_region(universe_state, ep, direction, set_id, rule_limit)
+    universe = compile_endpoint(universe_state, ep, direction, rule_limit=rule_limit, cache=cache)
+    empty = compile_endpoint(_with_members(state, set_id, ()), ep, direction, rule_limit=rule_limit, cache=cache)
+    region = _gated_rules_region(universe_state, ep, direction, set_id, rule_limit, cache)
     gaps = _gaps(region, empty)
     if not gaps:
         return None  # the set changes nothing here (or G has a shape the classifier cannot take)
@@ -111,7 +115,7 @@ def _with_members(state: DataplaneState, set_id: str, members: tuple[str, ...]) 
 
 
 def _gated_rules_region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, set_id: str,
-                        rule_limit: int) -> CompiledList:
+                        rule_limit: int, cache: CompileCache | None) -> CompiledList:
     """R: where the set's rules match when the set is every address. Verdicts of L_0 and L_U can
     differ only there, so G' = R minus what L_0 allows satisfies G <= G' <= (L_0 denies), which
     is all the chain needs (gate docstring), and is cheap: R is small and L_0 is clipped to it."""
@@ -127,7 +131,7 @@ def _gated_rules_region(state: DataplaneState, ep: WorkloadEndpoint, direction: 
     key = PolicyKey(REGION_POLICY, "", "")
     synthetic.tables[Kind.POLICY][key] = felix.Policy(inbound_rules=rules)
     only = WorkloadEndpoint(ep.key, ep.name, True, (), (), (), (Tier("region", (key,), (), "Deny"),))
-    return compile_endpoint(synthetic, only, direction, rule_limit=rule_limit)
+    return compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache)
 
 
 def _box(rule: FlatRule) -> Box:
