@@ -11,11 +11,22 @@ a log. Prints compile time, rules per endpoint and the expansion factor (flat ru
 rules), beside the previous compiler (bench/previous_compiler.py, on `--baseline-endpoints`
 endpoints spread over the run, same lists), then re-checks a sample of packets against the
 reference evaluator.
+
+The cold compile goes through a CompileCache (policy/cache.py), as the VPP driver's does. Two
+next state versions follow it: one policy's body changed, then one member added to one IP set.
+For each: the incremental recompile (every list asked for again, the cache answers what did not
+change), a cold recompile of the same state (fresh catalog, no cache; the results must be equal),
+how many lists recompiled, and the same affected lists compiled without the cache and by the
+previous compiler (on up to `--baseline-endpoints` of them).
+
+Times are CPU time of this process (time.process_time): the compiler is single-threaded, so on
+an idle machine that is the wall time, and on a shared one it does not count other processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import statistics
 import sys
@@ -27,12 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import previous_compiler as baseline
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, first_match
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.packet import Packet
-from vppagent.state.model import DataplaneState, WorkloadKey
+from vppagent.state.model import DataplaneState, WorkloadKey, policy_key
+
+
+def _clock() -> float:
+    return time.process_time()
 
 
 def _members(rng: random.Random, n: int) -> list[str]:
@@ -107,17 +123,83 @@ def _run(compile_fn: Callable[..., CompiledList], cat: Catalog,
     times, lists = [], {}
     for key in keys:
         for direction in ("ingress", "egress"):
-            start = time.perf_counter()
+            start = _clock()
             lists[(key, direction)] = compile_fn(cat, key, direction, rule_limit=200_000)
-            times.append(time.perf_counter() - start)
+            times.append(_clock() - start)
     return times, lists
+
+
+def _run_cached(cache: CompileCache, state: DataplaneState,
+                keys: list[WorkloadKey]) -> tuple[float, dict[tuple[WorkloadKey, str], CompiledList]]:
+    cat = Catalog(state)
+    start = _clock()
+    lists = {(key, d): compile_endpoint(cat, key, d, rule_limit=200_000, cache=cache)
+             for key in keys for d in ("ingress", "egress")}
+    return _clock() - start, lists
+
+
+def _changed_policy(state: DataplaneState, key: WorkloadKey) -> tuple[DataplaneState, str]:
+    """The next version: the first default-tier policy of `key` with one port of its first
+    allow-to-ports rule changed (the same name, another body)."""
+    pid = state.workload_endpoints[key].tiers[1].ingress_policies[0]
+    pb = felix.Policy()
+    pb.CopyFrom(state.policies[policy_key(pid)])
+    rule = next(r for r in pb.inbound_rules if r.dst_ports)
+    rule.dst_ports[0].first = rule.dst_ports[0].last = 7777
+    new = state.copy()
+    new.apply(felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(id=pid, policy=pb)))
+    return new, pid.name
+
+
+def _changed_set(state: DataplaneState, key: WorkloadKey) -> tuple[DataplaneState, str]:
+    """The next version: one member added to the first IP set `key`'s first policy uses."""
+    pid = state.workload_endpoints[key].tiers[1].ingress_policies[0]
+    set_id = next(s for r in state.policies[policy_key(pid)].inbound_rules for s in r.src_ip_set_ids)
+    new = state.copy()
+    new.apply(felix.ToDataplane(ipset_delta_update=felix.IPSetDeltaUpdate(id=set_id, added_members=["10.99.0.1/32"])))
+    return new, set_id
+
+
+def _incremental(args: argparse.Namespace, cache: CompileCache, keys: list[WorkloadKey], what: str,
+                 state: DataplaneState, before: dict[tuple[WorkloadKey, str], CompiledList]) -> int:
+    """One next state version: incremental vs cold recompile; returns the number of mismatches."""
+    cache.sweep()  # the previous version's generation ends, as after a driver pass
+    compiled, computed = cache.stats.lists_compiled, cache.stats.rules_computed
+    t_inc, lists = _run_cached(cache, state, keys)
+    recompiled = cache.stats.lists_compiled - compiled
+    cold_cat = Catalog(state)
+    t_cold, cold = _run(compile_endpoint, cold_cat, keys)
+    bad = sum(lists[k].fingerprint() != cold[k].fingerprint() for k in lists)
+    affected = [k for k in lists if lists[k].rules is not before[k].rules]
+    print(f"  next version, {what}: {recompiled} of {len(lists)} lists recompiled ({len(affected)} changed "
+          f"identity, {cache.stats.rules_computed - computed} rule fragments computed); incremental "
+          f"{t_inc * 1000:.0f} ms vs cold recompile {sum(t_cold) * 1000:.0f} ms "
+          f"({sum(t_cold) / t_inc:.0f}x); {bad} lists differ from the cold recompile")
+    if affected and args.baseline_endpoints:
+        sample = affected[:2 * args.baseline_endpoints]
+        fresh = Catalog(state)  # without the cache: what the driver did before (name-based invalidation)
+        t_fresh = []
+        for key, d in sample:
+            start = _clock()
+            compile_endpoint(fresh, key, d, rule_limit=200_000)
+            t_fresh.append(_clock() - start)
+        t_old = []
+        for key, d in sample[:args.baseline_endpoints]:
+            start = _clock()
+            baseline.compile_endpoint(fresh, key, d, rule_limit=200_000)
+            t_old.append(_clock() - start)
+        print(f"    the {recompiled} affected lists (ms per list on {len(sample)} of them): with the cache "
+              f"{t_inc * 1000 / max(recompiled, 1):.1f} (lookups of the others included), without "
+              f"{statistics.mean(t_fresh) * 1000:.1f}, previous compiler {statistics.mean(t_old) * 1000:.1f} "
+              f"(on {len(t_old)})")
+    return bad
 
 
 def _check(args: argparse.Namespace, cat: Catalog, keys: list[WorkloadKey],
            lists: dict[tuple[WorkloadKey, str], CompiledList]) -> int:
     rng = random.Random(args.seed + 1)
     checked = bad = 0
-    t0 = time.perf_counter()
+    t0 = _clock()
     while checked < args.check_packets:
         key = rng.choice(keys)
         direction = rng.choice(("ingress", "egress"))
@@ -132,7 +214,7 @@ def _check(args: argparse.Namespace, cat: Catalog, keys: list[WorkloadKey],
         bad += v.action != first_match(lists[(key, direction)], pkt).action
         checked += 1
     print(f"  check: {checked} packets against the evaluator, {bad} disagreements "
-          f"({time.perf_counter() - t0:.2f} s)")
+          f"({_clock() - t0:.2f} s)")
     return bad
 
 
@@ -154,13 +236,14 @@ def main() -> int:
     bad = 0
     for per_endpoint in (int(x) for x in args.per_endpoint.split(",")):
         args.per_endpoint = per_endpoint
-        t0 = time.perf_counter()
+        t0 = _clock()
         state, keys = build(args)
-        t_build = time.perf_counter() - t0
+        t_build = _clock() - t0
         cat = Catalog(state)
-        t0 = time.perf_counter()
-        times, lists = _run(compile_endpoint, cat, keys)
-        total = time.perf_counter() - t0
+        cache = CompileCache()
+        t0 = _clock()
+        times, lists = _run(functools.partial(compile_endpoint, cache=cache), cat, keys)
+        total = _clock() - t0
         sizes = [len(c.rules) for c in lists.values()]
         factors = [c.expansion_factor for c in lists.values()]
         print(f"state: {args.policies} policies x {args.rules} rules, {args.sets} IP sets x {args.members} members "
@@ -185,7 +268,19 @@ def main() -> int:
             print(f"  previous compiler on {len(sample)} endpoints spread over the run ({len(old_times)} lists): "
                   f"rules per list {old_rules:.0f} -> {new_rules:.0f} ({old_rules / new_rules:.1f}x fewer), "
                   f"ms per list {old_ms:.1f} -> {new_ms:.1f} ({old_ms / new_ms:.1f}x faster)")
+        point = sum(1 for c in lists.values() for r in c.rules
+                    if r.src.prefixlen == r.src.max_prefixlen and r.proto in (6, 17)
+                    and r.dstport_or_icmpcode.first == r.dstport_or_icmpcode.last)
+        size = cache.size()
+        print(f"  rules that are one source address x one destination port: "
+              f"{100 * point / max(sum(sizes), 1):.0f}%; cache after the cold compile: {size.rule_boxes} rule "
+              f"and {size.set_boxes} set fragments, {size.boxes} boxes, {size.lists} lists")
         bad += _check(args, cat, keys, lists)
+        new_state, name = _changed_policy(state, keys[0])
+        bad += _incremental(args, cache, keys, f"policy {name} changed", new_state, lists)
+        _, lists = _run_cached(cache, new_state, keys)
+        newer_state, set_id = _changed_set(new_state, keys[0])
+        bad += _incremental(args, cache, keys, f"one member added to IP set {set_id}", newer_state, lists)
     return 1 if bad else 0
 
 
