@@ -5,7 +5,9 @@ cache keeps only what the current endpoints use."""
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 
 import pytest
 from google.protobuf import json_format
@@ -215,3 +217,18 @@ def test_one_cache_across_random_states_gives_what_cold_compiles_give() -> None:
         if i % 5 == 4:
             cache.sweep()
     assert cache.stats.list_hits > 0 and cache.stats.rule_hits > 0, "the cache was exercised"
+
+
+def test_a_catalog_is_freed_once_dropped_with_or_without_a_cache() -> None:
+    """The per-catalog memos (shared rule boxes, lists, cache views) are keyed weakly by the
+    catalog: nothing they hold may keep it, and all it computed, alive."""
+    state, ep, _ = _two_tier_state()
+    cache = CompileCache()
+    refs = []
+    for use_cache in (None, cache):
+        cat = Catalog(state)
+        compile_endpoint(cat, ep, "ingress", cache=use_cache)
+        refs.append(weakref.ref(cat))
+        del cat
+    gc.collect()
+    assert [r() for r in refs] == [None, None]

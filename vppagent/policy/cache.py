@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from vppagent.policy.boxes import Box
 from vppagent.policy.catalog import Catalog
@@ -210,7 +210,7 @@ class CatalogView:
 
     def __init__(self, cache: CompileCache, cat: Catalog) -> None:
         self.cache = cache
-        self.cat = cat
+        self.cat: Catalog = cast(Catalog, weakref.proxy(cat))  # weakly: the cache keys views by catalog
         self._set_tokens: dict[str, int] = {}
         self._object_tokens: dict[tuple[str, Hashable], int] = {}
         self._rule_boxes: dict[tuple[int, int], CachedRuleBoxes] = {}

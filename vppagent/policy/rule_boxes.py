@@ -12,6 +12,7 @@ import ipaddress
 import weakref
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import cast
 
 from vppagent.policy.boxes import FULL_L4, Box, full_box, intersect, width
 from vppagent.policy.catalog import Catalog
@@ -40,7 +41,10 @@ class RuleBoxes:
     """A rule's packets as boxes, for one address family (IP set boxes cached per set and side)."""
 
     def __init__(self, cat: Catalog, family: int, limit: int) -> None:
-        self.cat = cat
+        # Weakly: one RuleBoxes per catalog is kept in a WeakKeyDictionary keyed by the catalog
+        # (shared_rule_boxes), and a strong reference from the value would keep every catalog
+        # ever compiled alive, with all its boxes and lists.
+        self.cat: Catalog = cast(Catalog, cat if isinstance(cat, weakref.ProxyType) else weakref.proxy(cat))
         self.family = family
         self.w = width(family)
         self.limit = limit
