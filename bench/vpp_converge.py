@@ -24,6 +24,9 @@ driver/bare is the driver's own cost (compiling, planning, reading back) per sce
   with `vppagent.vpprun`, each in a network namespace of its own; the new pod is an af_packet
   interface on a veth made beforehand in both namespaces (its Linux side is not measured).
 - `--target emulator`: two emulators (`python -m vppagent.vppsim`); the new pod is a tap.
+On a real VPP it also prints the TupleMerge mask shapes of the lists the cold apply bound (per
+list: mask types and the most rules sharing one hash entry, bench/vpp_tables.py), which is what
+the per-packet cost follows (bench/vpp_packet.py measures it).
 Speed is printed, never asserted. P2 target: an IP set member change costs at most 2 % of a cold apply.
 """
 
@@ -43,10 +46,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # the repository: vppagent, bench
 
 from vpp_papi import VPPApiClient
 
+from bench import vpp_tables
 from vppagent.drivers.base import ApplyReport
 from vppagent.drivers.vpp.api.connection import VppConnection
 from vppagent.drivers.vpp.api.messages import READ_ONLY
@@ -187,6 +191,18 @@ class RealVpp:
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10, check=False)
 
 
+def mask_shapes(vpp: RealVpp) -> str:
+    """TupleMerge mask shapes of the driver's lists as VPP built them (bench/vpp_tables.py)."""
+    api = vpp.client.api
+
+    def cli(command: str) -> str:
+        return str(api.cli_inband(cmd=command).reply)
+
+    ours = [a.acl_index for a in api.acl_dump(acl_index=0xFFFFFFFF) if a.tag.startswith("vpa1:acl:") and a.count]
+    shapes = vpp_tables.shapes_per_acl(cli, ours)
+    return f"{vpp_tables.summary(shapes.values())}; mask types held over all ACLs {vpp_tables.global_mask_types(cli)}"
+
+
 def add_pods(target: Target, workload_ids: list[str]) -> None:
     api = target.client.api
     for workload_id in workload_ids:
@@ -253,6 +269,8 @@ def run(make_target: Callable[[str], Target], policies: int, endpoints: int, ips
         add_pods(bare, pods)
         driver, conn = new_driver(driven, min_members)
         rows = [measure("cold apply", conn, bare, lambda: driver.resync(state))]
+        if isinstance(driven, RealVpp):
+            rows[0]["mask_shapes"] = mask_shapes(driven)
 
         # a pod as it comes: CNI Add (its Linux side is not part of the measurement), then
         # Felix's endpoint for it
@@ -317,6 +335,8 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"  # nothing sent: nothing to compare
         print(f"{r['scenario']:<24}{r['writes']:>8}{r['reads']:>8}{r['driver_s']:>11.3f}{r['bare_s']:>10.3f}"
               f"{ratio:>8}   {top}")
+    if "mask_shapes" in rows[0]:
+        print(f"lists after the cold apply: {rows[0]['mask_shapes']}")
     cold = rows[0]["driver_s"]
     member = next(r for r in rows if r["scenario"] == "ipset member change")["driver_s"]
     verdict = "meets" if member <= 0.02 * cold else "misses"
