@@ -19,7 +19,10 @@ Two VPPs, prepared identically (2,000 pods as tagged loopbacks: the pod interfac
 change what the driver writes for policy): the driver programs the first; every request it sends
 is recorded and the same requests are then sent to the second by a plain loop over
 `VPPApiClient` methods: same messages, same order, same VPP state, nothing else. The ratio
-driver/bare is the driver's own cost (compiling, planning, reading back) per scenario.
+driver/bare is the driver's own cost (compiling, planning, reading back) per scenario; "in req."
+is the part of the driver's time spent inside its requests (vpp_papi and VPP), so driver minus
+"in req." is the driver's own work, measured in the same pass and less exposed to the noise
+between the two passes.
 - `--target vpp` (auto when the vpp binary is installed and we are root): two real VPPs started
   with `vppagent.vpprun`, each in a network namespace of its own; the new pod is an af_packet
   interface on a veth made beforehand in both namespaces (its Linux side is not measured).
@@ -225,14 +228,20 @@ class RecordingConnection(VppConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recorded: list[Request] = []
+        self.wire_seconds = 0.0  # inside requests: the part of the driver's time VPP and vpp_papi take
 
     def _request(self, message: str, fields: dict[str, Any]) -> Any:
         self.recorded.append((message, dict(fields)))
-        return super()._request(message, fields)
+        start = time.perf_counter()
+        try:
+            return super()._request(message, fields)
+        finally:
+            self.wire_seconds += time.perf_counter() - start
 
 
 def measure(name: str, conn: RecordingConnection, bare: Target, action: Callable[[], Any]) -> dict[str, Any]:
     conn.recorded.clear()
+    conn.wire_seconds = 0.0
     start = time.perf_counter()
     report = action()
     driver_seconds = time.perf_counter() - start
@@ -241,7 +250,8 @@ def measure(name: str, conn: RecordingConnection, bare: Target, action: Callable
     bare_seconds = replay(bare, requests)
     kinds = Counter("read" if m in READ_ONLY else "write" for m, _ in requests)
     return {"scenario": name, "writes": kinds["write"], "reads": kinds["read"], "driver_s": driver_seconds,
-            "bare_s": bare_seconds, "ratio": driver_seconds / bare_seconds if requests else None,
+            "wire_s": conn.wire_seconds, "bare_s": bare_seconds,
+            "ratio": driver_seconds / bare_seconds if requests else None,
             "top": Counter(m for m, _ in requests).most_common(3)}
 
 
@@ -329,11 +339,13 @@ def change(driver: VppDriver, conn: RecordingConnection, bare: Target, state: Da
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
-    print(f"{'scenario':<24}{'writes':>8}{'reads':>8}{'driver s':>11}{'bare s':>10}{'ratio':>8}   top messages")
+    print(f"{'scenario':<24}{'writes':>8}{'reads':>8}{'driver s':>11}{'in req. s':>11}{'bare s':>10}{'ratio':>8}"
+          "   top messages")
     for r in rows:
         top = ", ".join(f"{m} x{n}" for m, n in r["top"])
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"  # nothing sent: nothing to compare
-        print(f"{r['scenario']:<24}{r['writes']:>8}{r['reads']:>8}{r['driver_s']:>11.3f}{r['bare_s']:>10.3f}"
+        print(f"{r['scenario']:<24}{r['writes']:>8}{r['reads']:>8}{r['driver_s']:>11.3f}{r['wire_s']:>11.3f}"
+              f"{r['bare_s']:>10.3f}"
               f"{ratio:>8}   {top}")
     if "mask_shapes" in rows[0]:
         print(f"lists after the cold apply: {rows[0]['mask_shapes']}")

@@ -32,7 +32,8 @@ run checks what VPP did with it (packets delivered, sessions made). Rounds rotat
 figures are medians over rounds with the spread (min-max). Clocks per packet per node come from
 `show runtime`; "path" is every node but the generator's own (pg-input); packets per second are
 the core's rate over that path (clock rate / path clocks) and the wall rate of the stream. Speed is
-printed, never asserted.
+printed, never asserted. One file holds the whole run (setup, streams, report) because each part
+only makes sense with the others; bench/vpp_tables.py is the part bench/vpp_converge.py shares.
 """
 
 from __future__ import annotations
@@ -262,7 +263,9 @@ def pick_endpoints(state: DataplaneState, min_members: int) -> dict[str, tuple[W
         if spec not in lists:
             content, gate = compiler.program(catalog, known.ep, Direction.INGRESS, spec)
             lists[spec] = (len(content), key, gate is not None)
-    ranked = sorted((n, str(k), k) for n, k, gated in lists.values() if not gated)
+    # ranked among the ungated lists (all lists when every one is gated, e.g. a low --classifier-min-members)
+    ranked = (sorted((n, str(k), k) for n, k, gated in lists.values() if not gated)
+              or sorted((n, str(k), k) for n, k, _ in lists.values()))
     picks = {"smallest": ranked[0], "median": ranked[len(ranked) // 2], "largest": ranked[-1]}
     out = {f"P1 {what} ingress": (k, n) for what, (n, _, k) in picks.items()}
     gated = sorted((str(k), k, n) for n, k, g in lists.values() if g)
