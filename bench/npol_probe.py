@@ -100,10 +100,13 @@ class NpolError(RuntimeError):
 class Npol:
     """A private VPP (own directory under /run/vpp) and a vpp_papi client for npol."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, plugin_path: str | None = None) -> None:
+        """`plugin_path`: a directory of VPP plugins to load instead of the installed ones (a build
+        of master's cnat and npol beside links to the rest; see `hook`)."""
         self.dir = Path("/run/vpp") / (name or f"npol-probe-{os.getpid()}")
         self.dir.mkdir(parents=True, exist_ok=False, mode=0o700)
-        self.vpp = VppProcess(self.dir, heap="1G")
+        extra = f"plugins {{ path {plugin_path} }}\n" if plugin_path else ""
+        self.vpp = VppProcess(self.dir, heap="1G", extra_config=extra)
         self.api_calls = 0
         try:
             self.vpp.start()
@@ -693,8 +696,9 @@ class PacketLab:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
             subprocess.run(["ip", "link", "del", ns], capture_output=True, timeout=30, check=False)
 
-    def udp(self, src: str, dst: str, port: int) -> bool:
-        """One UDP datagram from namespace role `src` to `dst`; True if it arrived."""
+    def udp(self, src: str, dst: str, port: int, sport: int = 0) -> bool:
+        """One UDP datagram from namespace role `src` to `dst` (from `sport`, or a new ephemeral port:
+        a new flow); True if it arrived."""
         receiver = call_in_netns(self.ns[dst], lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         try:
             call_in_netns(self.ns[dst], lambda: receiver.bind((self.addr[dst], port)))
@@ -702,6 +706,8 @@ class PacketLab:
 
             def send() -> None:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((self.addr[src], sport))
                     s.sendto(b"npol probe", (self.addr[dst], port))
 
             call_in_netns(self.ns[src], send)
@@ -827,7 +833,9 @@ def figures(npol: Npol, per_endpoint: int, endpoints: int, acl_endpoints: int, m
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("facts", "packets", "diff", "figures", "all"))
+    parser.add_argument("what", choices=("facts", "packets", "diff", "figures", "all", "hook"))
+    parser.add_argument("--flows", type=int, default=100_000, help="hook: distinct flows per stream")
+    parser.add_argument("--plugin-path", help="load VPP plugins from here (hook: master's cnat and npol)")
     parser.add_argument("-n", "--cases", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--per-endpoint", type=int, default=25)
@@ -841,7 +849,7 @@ def main() -> int:
         print(f"skipped: {problem}")
         return 0
     failed = 0
-    with Npol() as npol:
+    with Npol(plugin_path=args.plugin_path) as npol:
         print(npol.cli("show version").strip())
         if args.what in ("facts", "all"):
             for fact in run_facts(npol):
@@ -858,11 +866,169 @@ def main() -> int:
             for line in result["disagreements"][:40]:
                 print("  " + line)
             failed += bool(result["figures"].get("disagree"))
+        if args.what == "hook":
+            for key, value in hook_cost(npol, args.flows).items():
+                print(f"  {key}: {value}")
+            for fact in hook_facts(npol):
+                failed += not fact.holds
+                print(f"[{'holds' if fact.holds else 'DOES NOT HOLD'}] {fact.name}: {fact.claim}\n    {fact.evidence}")
         if args.what in ("figures", "all"):
             for key, value in figures(npol, args.per_endpoint, args.endpoints, args.acl_endpoints,
                                       args.matches).items():
                 print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
     return 1 if failed else 0
+
+
+
+# -- master's packet path (cnat slow-path hook), on a build of master's cnat and npol plugins -------
+
+def hook_facts(npol: Npol) -> list[Fact]:
+    """Real packets with npol behind cnat's session path (VPP master, after 26.06): needs `npol` on
+    a VPP whose cnat and npol plugins come from master (`--plugin-path`)."""
+    lab = PacketLab(npol)
+    facts = []
+    try:
+        pod, peer = lab.sw_if_index["pod"], lab.sw_if_index["peer"]
+        for name in lab.ns.values():
+            npol.cli(f"set cnat feature host-{name} enable")
+        lab.both_ways(5000)
+        udp = Filter(F_L4_PROTO, 17)
+        deny_5102 = npol.rule(nm.DENY, [udp], [_ports(5102, 5102)])
+        deny_5202 = npol.rule(nm.DENY, [udp], [_ports(5202, 5202)])
+        rx_pol, tx_pol = npol.policy(rx=[deny_5102]), npol.policy(tx=[deny_5202])
+        npol.configure(pod, rx=[rx_pol], tx=[tx_pol])
+        seen = {"pod->peer :5102": lab.udp("pod", "peer", 5102), "pod->peer :5104": lab.udp("pod", "peer", 5104),
+                "peer->pod :5202": lab.udp("peer", "pod", 5202), "peer->pod :5204": lab.udp("peer", "pod", 5204)}
+        facts.append(Fact("hook-direction", "with cnat's feature on the interfaces, master's npol filters real "
+                          "packets: rx policies judge what the pod sends (Calico egress), tx policies what it "
+                          "receives (Calico ingress)",
+                          seen == {"pod->peer :5102": False, "pod->peer :5104": True, "peer->pod :5202": False,
+                                   "peer->pod :5204": True}, f"deny udp 5102 on rx, 5202 on tx: {seen}"))
+        hooks = npol.cli("show cnat feature-hooks").split()
+        facts.append(Fact("hook-registered", "npol registers its hooks with cnat when an interface is first "
+                          "configured", "input" in hooks and len(hooks) > 6, " ".join(hooks)))
+        # stateful: ingress denies everything; the pod's own flow gets its reply
+        npol.configure(pod, rx=[], tx=[npol.policy(tx=[npol.rule(nm.DENY)])])
+        new_in = lab.udp("peer", "pod", 5302)
+        reply = _udp_exchange(lab, "pod", "peer", 5304)
+        facts.append(Fact("hook-replies", "replies of a flow the pod started come back although ingress denies "
+                          "everything (the cnat session carries them)", (new_in, reply) == (False, (True, True)),
+                          f"ingress deny-all: new inbound flow {new_in}; pod's flow out, reply back: {reply}"))
+        # established flows across a change, both ways
+        allow_all = npol.rule(nm.ALLOW)
+        npol.configure(pod, rx=[npol.policy(rx=[allow_all])], tx=[], policy_default_rx=nm.DEFAULT_DENY)
+        first = _udp_exchange(lab, "pod", "peer", 5402)
+        npol.ok("npol_rule_update", rule_id=allow_all, rule=rule_wire(nm.DENY, [], []))
+        same_flow = _udp_exchange(lab, "pod", "peer", 5402)
+        new_flow = lab.udp("pod", "peer", 5404)
+        denied_flow = lab.udp("pod", "peer", 5406, sport=5406)
+        npol.ok("npol_rule_update", rule_id=allow_all, rule=rule_wire(nm.ALLOW, [], []))
+        denied_again = lab.udp("pod", "peer", 5406, sport=5406)
+        purged = npol.cli("cnat purge").strip()
+        after_purge = lab.udp("pod", "peer", 5406, sport=5406)
+        facts.append(Fact("hook-sessions", "verdicts live in cnat sessions: a policy change does not re-judge a "
+                          "flow that has one; an allowed flow goes on after its rule turns to deny, and a denied "
+                          "flow stays dropped after the rule allows it again, until its session ends "
+                          "(`cnat purge` here, else its timeout)",
+                          first == (True, True) and same_flow == (True, True) and not new_flow
+                          and not denied_flow and not denied_again and after_purge,
+                          f"allowed flow {first}; after rule->deny: same flow {same_flow}, new flow {new_flow}, "
+                          f"flow :5406 {denied_flow}; rule->allow again: flow :5406 {denied_again}; after "
+                          f"`cnat purge` ({purged!r}): {after_purge}"))
+        npol.configure(pod)
+        unconfigured_peer = lab.udp("peer", "pod", 5502)
+        facts.append(Fact("hook-peer", "an interface without npol configuration is not judged", unconfigured_peer,
+                          f"peer->pod with npol cleared on the pod and none on the peer: {unconfigured_peer} "
+                          f"(peer sw_if_index {peer})"))
+    finally:
+        lab.cleanup()
+    return facts
+
+
+def _udp_exchange(lab: PacketLab, client: str, server: str, port: int) -> tuple[bool, bool]:
+    """A UDP flow client:port -> server:port and the server's answer back on the same 5-tuple."""
+    srv = call_in_netns(lab.ns[server], lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    cli = call_in_netns(lab.ns[client], lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    try:
+        call_in_netns(lab.ns[server], lambda: srv.bind((lab.addr[server], port)))
+        call_in_netns(lab.ns[client], lambda: cli.bind((lab.addr[client], port)))
+        srv.settimeout(1.5)
+        cli.settimeout(1.5)
+        cli.sendto(b"ping", (lab.addr[server], port))
+        try:
+            srv.recv(100)
+        except TimeoutError:
+            return False, False
+        srv.sendto(b"pong", (lab.addr[client], port))
+        try:
+            return True, cli.recv(100) == b"pong"
+        except TimeoutError:
+            return True, False
+    finally:
+        srv.close()
+        cli.close()
+
+
+def _runtime_clocks(text: str, node: str) -> float | None:
+    """Clocks per packet of `node` in `show runtime` (Name State Calls Vectors Suspends Clocks ...)."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == node and len(fields) >= 6:
+            return float(fields[5])
+    return None
+
+
+def hook_cost(npol: Npol, packets: int) -> dict[str, Any]:
+    """Clocks per packet in cnat-input-ip4 (where master runs npol, for new flows) with VPP's packet
+    generator: cnat alone, npol with one rule, npol with bench/compile.py's 25-policy endpoint;
+    `packets` distinct flows (source addresses 10.200.0.0 up), and one denied flow repeated."""
+    from bench import compile as compile_bench
+
+    npol.cli("create packet-generator interface pg0")
+    npol.cli("set interface ip address pg0 10.9.0.1/24")
+    npol.cli("set interface state pg0 up")
+    npol.cli("set cnat feature pg0 enable")
+    [details] = npol.client.api.sw_interface_dump(name_filter_valid=True, name_filter="pg0")
+    pg0 = int(details.sw_if_index)
+    args = argparse.Namespace(policies=500, rules=10, sets=100, members=100, endpoints=2, per_endpoint=25, seed=1)
+    state, keys = compile_bench.build(args)
+    cat = Catalog(state)
+    endpoint = nm.map_endpoint(cat, keys[0])
+    last = 200 + packets // 65536
+    streams = {"many flows": f"UDP: 10.200.0.0 - 10.{last}.255.255 -> 10.9.0.2 UDP: 1234 -> 80 incrementing 30",
+               "one flow": "UDP: 10.200.0.1 -> 10.9.0.2 UDP: 1234 -> 80 incrementing 30"}
+    out: dict[str, Any] = {}
+    count = 0
+    for scenario in ("cnat only", "npol one allow rule", "npol 25-policy endpoint"):
+        npol.configure(pg0)  # back to "configured, nothing in it" (allow); then the scenario
+        done = None
+        if scenario == "npol one allow rule":
+            npol.configure(pg0, rx=[npol.policy(rx=[npol.rule(nm.ALLOW)])])
+        elif scenario == "npol 25-policy endpoint":
+            done = program(npol, pg0, cat, endpoint)  # its egress (rx) rules judge pg0's input
+        for label, data in streams.items():
+            if scenario == "cnat only" and label == "one flow":
+                continue
+            npol.cli("cnat purge")
+            name = f"s{count}"
+            count += 1
+            limit = packets if label == "many flows" else min(packets, 20000)
+            npol.cli(f"packet-generator new {{ name {name} limit {limit} size 64-64 interface pg0 node ip4-input "
+                     f"data {{ {data} }} }}")
+            npol.cli("clear runtime")
+            npol.cli(f"packet-generator enable-stream {name}")
+            deadline = time.monotonic() + 300
+            while "Yes" in npol.cli("show packet-generator") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            runtime = npol.cli("show runtime")
+            npol.cli(f"packet-generator delete {name}")
+            out[f"{scenario}, {label}: cnat-input-ip4 clocks/packet"] = _runtime_clocks(runtime, "cnat-input-ip4")
+        if scenario == "npol 25-policy endpoint":
+            probe = pkt("udp 10.200.0.1:1234 > 10.9.0.2:80")
+            out["25-policy endpoint verdict for the stream's packets"] = npol.match(pg0, True, probe)
+        if done is not None:
+            unprogram(npol, pg0, done)
+    return out
 
 
 if __name__ == "__main__":

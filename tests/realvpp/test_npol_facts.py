@@ -13,6 +13,7 @@ Needs root and the vpp binary (skips with the reason otherwise); starts its own 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -49,3 +50,28 @@ def test_mapping_agrees_with_the_evaluator_through_vpps_matcher(npol: npol_probe
     figures = result["figures"]
     assert figures.get("cases", 0) >= 20 and figures.get("evaluator_allow", 0) >= 10, figures
     assert not result["disagreements"], "\n".join(result["disagreements"])
+
+
+# -- npol behind cnat's session path (VPP master after 26.06) -------------------------------------
+PLUGIN_PATH_ENV = "VPPAGENT_TEST_NPOL_PLUGIN_PATH"
+
+
+@pytest.fixture(scope="module")
+def npol_with_hook() -> Iterator[npol_probe.Npol]:
+    """A VPP whose npol filters packets: the installed one once a release has the cnat hook, or one
+    loading master's cnat and npol plugins from $VPPAGENT_TEST_NPOL_PLUGIN_PATH."""
+    problem = vpp_problem()
+    if problem is not None:
+        pytest.skip(f"no private VPP for the npol facts: {problem}")
+    plugin_path = os.environ.get(PLUGIN_PATH_ENV) or None
+    with npol_probe.Npol(f"npol-hook-{os.getpid()}", plugin_path=plugin_path) as client:
+        if "unknown input" in client.cli("show cnat feature-hooks"):
+            pytest.skip("this VPP's cnat has no slow-path hooks, so npol filters no packets (VPP 26.06); set "
+                        f"{PLUGIN_PATH_ENV} to a plugin directory with master's cnat and npol (docs/npol.md)")
+        yield client
+
+
+def test_npol_behind_cnat_sessions(npol_with_hook: npol_probe.Npol) -> None:
+    facts = npol_probe.hook_facts(npol_with_hook)
+    wrong = [f"{f.name}: {f.claim}\n  seen: {f.evidence}" for f in facts if not f.holds]
+    assert not wrong, "\n".join(wrong)
