@@ -4,13 +4,15 @@
     sudo .venv/bin/python bench/npol_probe.py diff [-n 200] [--seed 1]
     sudo .venv/bin/python bench/npol_probe.py figures [--per-endpoint 25]
     sudo .venv/bin/python bench/npol_probe.py packets      # real packets through npol-configured pods
+    sudo .venv/bin/python bench/npol_probe.py hook --plugin-path DIR   # master's packet path (docs/npol.md)
 
 Research code outside the package (docs/npol.md says what was found). It talks to VPP with
 vpp_papi directly. VPP 26.06's npol has **no packet path**: nothing in the release calls its
 match function but the `npol match` CLI (the ACL-plugin hook Calico VPP used is not upstream, and
 the cnat slow-path hook came after 26.06). `packets` shows that with real packets; the semantic
 facts and the differential check therefore ask VPP's own matcher through `npol match`, which is
-the function a packet path would call.
+the function a packet path would call. `hook` runs real packets and the packet generator through a
+VPP that loads master's cnat and npol plugins from DIR (npol behind cnat's session slow path).
 
 Over 400 lines on purpose: the client, the probes and the three reports share one VPP and one
 encoding of the mapping's objects, and read best side by side.
