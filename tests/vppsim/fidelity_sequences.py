@@ -468,3 +468,42 @@ def seq_memif(rec: Recorder) -> None:
     rec("memif_create", id=7, **create)
     rec.quiet("memif_delete", sw_if_index=reply.sw_if_index)
     rec.quiet("memif_socket_filename_add_del_v2", is_add=False, socket_id=socket_id, socket_filename="")
+
+
+def cnat_endpoint(address: str, port: int) -> dict[str, Any]:
+    return {"addr": address, "sw_if_index": NONE, "if_af": 1 if ":" in address else 0, "port": port}
+
+
+def cnat_translation(vip: str, port: int, proto: int, backends: list[tuple[str, int]], *, lb_type: int = 0,
+                     flow_hash: int = 0, is_real_ip: int = 0) -> dict[str, Any]:
+    """A translation as the driver sends it: no source rewrite (zero address, port 0), no flags."""
+    zero = "::" if ":" in vip else "0.0.0.0"
+    paths = [{"dst_ep": cnat_endpoint(ip, p), "src_ep": cnat_endpoint(zero, 0), "flags": 0} for ip, p in backends]
+    return {"vip": cnat_endpoint(vip, port), "id": 0, "ip_proto": proto, "is_real_ip": is_real_ip, "flags": 0,
+            "lb_type": lb_type, "n_paths": len(paths), "flow_hash_config": flow_hash, "paths": paths}
+
+
+@sequence
+def seq_cnat_translations(rec: Recorder) -> None:
+    """What the services converger sends: create, update in place (paths replaced; the
+    load-balancing type is kept from creation), the dump, deletes (an unknown id), id reuse."""
+    tcp = rec("cnat_translation_update", translation=cnat_translation(
+        "10.96.0.10", 80, 6, [("10.65.0.3", 8080), ("10.65.0.4", 8080)])).id
+    udp6 = rec("cnat_translation_update", translation=cnat_translation(
+        "fd96::10", 53, 17, [("fd65::3", 5353)], lb_type=1, flow_hash=1)).id
+    node_port = rec("cnat_translation_update", translation=cnat_translation(
+        "192.0.2.77", 30080, 6, [("10.65.0.3", 8080)], is_real_ip=1)).id
+    rec("cnat_translation_dump")
+    rec("cnat_translation_update", translation=cnat_translation(
+        "10.96.0.10", 80, 6, [("10.65.0.4", 8080), ("10.65.0.5", 8080)], lb_type=1))
+    rec("cnat_translation_update", translation=cnat_translation("10.96.0.10", 80, 17, [("10.65.0.4", 8080)]))
+    rec("cnat_translation_dump")
+    rec("cnat_translation_del", id=tcp)
+    rec("cnat_translation_del", id=tcp)
+    rec("cnat_translation_del", id=0x0FFFFFF0)
+    rec("cnat_translation_update", translation=cnat_translation("10.96.0.11", 443, 6, [("10.65.0.6", 8443)]))
+    rec("cnat_translation_dump")
+    for translation in rec.quiet("cnat_translation_dump"):
+        rec.quiet("cnat_translation_del", id=translation.translation.id)
+    rec("cnat_translation_dump")
+    del udp6, node_port

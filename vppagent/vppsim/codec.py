@@ -56,6 +56,7 @@ MODULES: tuple[str, ...] = (
     "acl",
     "af_packet",
     "memif",
+    "cnat",
 )
 
 Fields = dict[str, Any]

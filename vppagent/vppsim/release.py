@@ -27,6 +27,9 @@ class Release:
     # ip6_link_enable refuses an interface that is not Ethernet (local0) with UNSUPPORTED: the 25.10
     # source reading; a running 26.06 enables IPv6 on local0 and answers 0.
     ip6_enable_needs_ethernet: bool
+    # The cnat tracker's "active" bit, which a translation dump ORs into each path's flags
+    # (cnat_types.h: 1 << 0 in 25.10, 1 << 2 in 26.06; 26.06 read back from a running VPP).
+    cnat_active_flag: int = 4
 
     @property
     def api_dir(self) -> Path:
@@ -34,8 +37,8 @@ class Release:
 
 
 RELEASES: dict[str, Release] = {
-    "25.10": Release("25.10", "25.10.0-release", ip6_enable_needs_ethernet=True),
-    "26.06": Release("26.06", "26.06.0-release", ip6_enable_needs_ethernet=False),
+    "25.10": Release("25.10", "25.10.0-release", ip6_enable_needs_ethernet=True, cnat_active_flag=1),
+    "26.06": Release("26.06", "26.06.0-release", ip6_enable_needs_ethernet=False, cnat_active_flag=4),
 }
 DEFAULT_RELEASE = "26.06"
 

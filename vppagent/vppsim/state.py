@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from vppagent.drivers.vpp.api.errors import OK, ApiError
 from vppagent.vppsim.acl import AclPlugin
 from vppagent.vppsim.classify import Classifier
+from vppagent.vppsim.cnat import Cnat
 from vppagent.vppsim.codec import ApiDefinitions
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import Interface, InterfaceTable
@@ -54,6 +55,7 @@ class SimState:
         self.acl = AclPlugin(self.definitions, self.interfaces)
         self.classifier = Classifier(self.interfaces)
         self.fib = Fib(self.interfaces)
+        self.cnat = Cnat(self.release.cnat_active_flag)
         self.ip_links = IpLinks(self.interfaces, ip6_needs_ethernet=self.release.ip6_enable_needs_ethernet)
         self.interfaces.on_deleted(self.ip_links.on_interface_deleted)
         self.interfaces.on_deleted(self.acl.on_interface_deleted)
@@ -75,6 +77,7 @@ class SimState:
             **self.classifier.handlers(),
             **self.fib.handlers(),
             **self.ip_links.handlers(),
+            **self.cnat.handlers(),
         }
         self.pre_decode_checks = self.acl.pre_decode_checks()
 

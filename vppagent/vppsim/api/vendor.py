@@ -134,6 +134,14 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "memif_dump",
         "memif_details",
     ],
+    "cnat": [
+        "cnat_translation_update",
+        "cnat_translation_update_reply",
+        "cnat_translation_del",
+        "cnat_translation_del_reply",
+        "cnat_translation_dump",
+        "cnat_translation_details",
+    ],
 }
 
 # Keys vpp_papi does not read; dropped to keep the vendored files small.
