@@ -19,11 +19,13 @@ time by the agent (CNI Add/Del come from the CNI server's threads; a driver guar
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import Attachment, VethAttacher
+from vppagent.services.model import ServiceEntry
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind
 
@@ -63,6 +65,9 @@ class Driver(abc.ABC):
     # False for a driver that only shows what it would do (dry-run): a swap away from it has
     # nothing programmed to lose.
     programs_dataplane: bool = True
+    # True for a driver that programs Kubernetes Services itself (`set_services`); False leaves
+    # them to someone else (the kernel driver: kube-proxy; dry-run: nobody).
+    programs_services: bool = False
 
     @abc.abstractmethod
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -94,6 +99,16 @@ class Driver(abc.ABC):
     def detach_pod(self, request: PodDelete) -> str | None:
         """CNI Del; returns the host interface name that was removed, if any."""
         return VethAttacher().delete(request)
+
+    def set_services(self, services: Mapping[str, ServiceEntry]) -> None:  # noqa: B027 - optional hook
+        """All the desired Services (docs/services.md), from the agent's worker like every other call.
+        A driver that programs them keeps the last ones and programs them again on every resync
+        and after the dataplane comes back. Default: Services are not programmed here."""
+
+    def service_errors(self) -> dict[str, str]:
+        """The Services (by name) of the last `set_services` the dataplane does not hold as desired
+        right now, with why; every other one is programmed. Only meaningful with `programs_services`."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing to release
         """Release connections; programmed objects stay in place."""

@@ -4,7 +4,9 @@ Threads: gRPC handler threads only enqueue (`submit`) and read reports; the work
 store and the driver (under `lock`, which GetState and SetDriver also take): it applies batches,
 retries failed work and polls the driver when its last report asked (health.py), so no driver
 needs a thread that calls back into the agent. A reporter thread sends ProcessStatusUpdate
-heartbeats. Status updates go to the active stream's outbound queue.
+heartbeats. Status updates go to the active stream's outbound queue. Kubernetes Services (from the
+service source's threads, `set_services`) are handed to the driver by the worker too, and to a
+driver swapped in.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from vppagent.server.health import RETRY_FIRST, RETRY_MAX, DriverHealth
 from vppagent.server.metrics import AgentMetrics
 from vppagent.server.status import EndpointStatusTracker, endpoint_faults
 from vppagent.server.store import Store
+from vppagent.services.model import ServiceEntry
 from vppagent.state.diff import key_text
 from vppagent.state.model import ENDPOINT_KINDS, DataplaneState, Kind
 
@@ -48,6 +51,7 @@ class StreamHandle:
 
 
 _NEW_STREAM = object()
+_WAKE = -2  # an inbox item of no stream: the worker wakes up and hands over the Services
 
 
 class AgentCore:
@@ -80,6 +84,9 @@ class AgentCore:
         ]
         self.on_applied: list[Callable[[AgentCore], object]] = []  # e.g. BGP
         self.report_sections: dict[str, Callable[[], Any]] = {}  # extra keys of the state report
+        self._services_lock = threading.Lock()
+        self._services_pending: dict[str, ServiceEntry] | None = None
+        self.services: dict[str, ServiceEntry] | None = None  # the last handed to the driver
 
     def start(self) -> None:
         for t in self._threads:
@@ -113,6 +120,24 @@ class AgentCore:
     def submit(self, generation: int, msg: felix.ToDataplane) -> None:
         self._inbox.put((generation, msg))
 
+    def set_services(self, services: Mapping[str, ServiceEntry]) -> None:
+        """The desired Services, from any thread; the worker gives them to the driver."""
+        with self._services_lock:
+            self._services_pending = dict(services)
+        self._inbox.put((_WAKE, None))
+
+    def _hand_services(self) -> None:
+        """Under `lock`, on the worker: the latest Services to the driver, if new ones came."""
+        with self._services_lock:
+            pending, self._services_pending = self._services_pending, None
+        if pending is None:
+            return
+        self.services = pending
+        try:
+            self.driver.set_services(pending)
+        except Exception:  # a driver bug must not kill the worker; its service_errors say the rest
+            log.exception("driver %s failed to take the services", self.driver.name)
+
     def send(self, msg: felix.FromDataplane) -> None:
         with self._stream_lock:
             stream = self._stream
@@ -139,6 +164,7 @@ class AgentCore:
                     self._drain()
                 if self._stop.is_set():
                     return
+                self._hand_services()
                 now = time.monotonic()
                 retry = self.health.retry_at is not None and now >= self.health.retry_at
                 if retry or (first is not None and self.store.has_work):
@@ -158,6 +184,7 @@ class AgentCore:
                     break
                 self._take(item)
                 took = True
+            self._hand_services()
             if self.store.has_work or took or self.health.retry_at is not None:
                 self._flush(retry=self.health.retry_at is not None)
 
@@ -323,6 +350,11 @@ class AgentCore:
                 warning = f"warning: driver {old.name} cleanup: {cleanup.error}"
                 log.warning("%s", warning)
             old.close()
+            if self.services is not None:
+                try:
+                    new.set_services(self.services)
+                except Exception:
+                    log.exception("driver %s failed to take the services", name)
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
             self.metrics.driver_in_use(new.name)

@@ -1,8 +1,11 @@
 """The service source inside `vppagent run` (--services kubernetes): built, started, reported.
 
-The desired services are kept for the state report (`services`, `services_source`, DESIGN §4).
-No driver programs them yet (the VPP cnat translations are still to come, docs/services.md), so
-`services_source.programmed` says false: the report shows what would be programmed.
+Every change of the desired services goes to the agent (`AgentCore.set_services`), whose worker
+hands them to the driver: the VPP driver programs them as cnat translations, the others leave them
+(the kernel driver to kube-proxy). The state report (`services`, `services_source`, DESIGN §4)
+says per Service whether the active driver holds it: "up" only when it does (or, with a driver that
+does not program Services, when the Service could be read); `services_source.programmed` says
+whether the active driver programs Services at all.
 """
 
 from __future__ import annotations
@@ -49,22 +52,40 @@ def node_identity(state: DataplaneState, fallback: str) -> tuple[str, tuple[str,
 class ServiceRunner:
     def __init__(self, source_factory: Callable[[Callable[[dict[str, ServiceEntry]], None]], KubernetesServiceSource]):
         self._source = source_factory(self._changed)
+        self._core: AgentCore | None = None
 
     def _changed(self, entries: dict[str, ServiceEntry]) -> None:
         log.debug("services: %d desired", len(entries))
+        if self._core is not None:
+            self._core.set_services(entries)
 
     def start(self, core: AgentCore) -> None:
-        """Reports through `core`'s state report; takes the node's name and addresses after each apply."""
-        core.report_sections["services"] = self.report
-        core.report_sections["services_source"] = lambda: self._source.status() | {"programmed": False}
+        """Hands changes to `core`; reports through its state report; takes the node's name and
+        addresses after each apply."""
+        self._core = core
+        core.report_sections["services"] = lambda: self.report(core)
+        core.report_sections["services_source"] = lambda: self._source.status() | {
+            "programmed": core.driver.programs_services}
         core.on_applied.append(lambda c: self._source.set_node(*node_identity(c.store.effective, node_name())))
         self._source.start()
 
     def stop(self) -> None:
         self._source.stop()
 
-    def report(self) -> list[dict[str, Any]]:
-        return [entry.report() for _, entry in sorted(self._source.services().items())]
+    def report(self, core: AgentCore) -> list[dict[str, Any]]:
+        """Called under the core's lock (its state report)."""
+        driver = core.driver
+        errors = driver.service_errors() if driver.programs_services else {}
+        rows = []
+        for name, entry in sorted(self._source.services().items()):
+            row = entry.report()
+            if row["status"] == "up" and driver.programs_services:
+                if core.services is None or core.services.get(name) != entry:
+                    row |= {"status": "error", "error": "not handed to the driver yet"}
+                elif name in errors:
+                    row |= {"status": "error", "error": errors[name]}
+            rows.append(row)
+        return rows
 
 
 def service_source(kubeconfig: Path | None) -> ServiceRunner:

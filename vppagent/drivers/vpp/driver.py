@@ -2,7 +2,9 @@
 
 It orchestrates and decides nothing about VPP objects: every resync and apply is one pass of
 converge.py against `Programmed` (read with dumps on resync and after reconnecting, kept current
-by the writes in between); CNI Add/Del go to the pod attacher (pods/attach.py).
+by the writes in between); CNI Add/Del go to the pod attacher (pods/attach.py). Kubernetes Services
+(`set_services`) are cnat translations (services/), converged after every pass and on their own
+when they change; a Service is "up" only once VPP holds its translations.
 
 Connection: the driver owns no thread. Every report asks to be polled again (`next_run`): after
 `keepalive` seconds while VPP answers, `poll` then pings it; when the connection is lost (VPP
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from vppagent.drivers.base import ApplyReport, Driver
@@ -29,6 +31,7 @@ from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.api.messages import release_of
+from vppagent.drivers.vpp.api.types import CnatDetails
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.converge import converge
 from vppagent.drivers.vpp.failures import Failures, Owner
@@ -36,11 +39,14 @@ from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
+from vppagent.drivers.vpp.services.converge import converge_services, read_translations
+from vppagent.drivers.vpp.services.translations import TranslationKey
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
 from vppagent.policy.compile import DEFAULT_RULE_LIMIT
 from vppagent.policy.model import IPNetwork
+from vppagent.services.model import ServiceEntry
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
@@ -53,6 +59,7 @@ DEFAULT_CLASSIFIER_MIN_MEMBERS = 500
 
 class VppDriver(Driver):
     name = "vpp"
+    programs_services = True
 
     def __init__(self, conn: VppConnection, *, pod_interface: PodKind = "af_packet",
                  plumbing: Plumbing | None = None, rule_limit: int = DEFAULT_RULE_LIMIT,
@@ -78,6 +85,11 @@ class VppDriver(Driver):
         self._had_connection = conn.connected  # a later connect is a reconnect
         self._backoff = keepalive  # seconds until the next poll while VPP does not answer
         self._logged_error: str | None = None
+        self._services: dict[str, ServiceEntry] | None = None  # None: never given (nothing to touch)
+        self._translations: dict[TranslationKey, CnatDetails] | None = None  # held by VPP; None: unread
+        self._made_translations: set[TranslationKey] = set()
+        self._service_failures: dict[str, str] = {}
+        self._services_down: str | None = None  # why no Service can be held now (VPP unreachable)
 
     # -- Driver API ------------------------------------------------------------------------------
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -123,6 +135,50 @@ class VppDriver(Driver):
         with self._lock:
             return self._retrying(lambda: self.pods.detach(request),
                                   f"CNI Del {request.netns} {request.container_ifname}")
+
+    def set_services(self, services: Mapping[str, ServiceEntry]) -> None:
+        with self._lock:
+            self._services = dict(services)
+            self._service_failures = dict.fromkeys(self._services, "not programmed yet")
+            for attempt in (1, 2):
+                try:
+                    self.programmed()  # connected, and what VPP holds known
+                    self._converge_services(reread=False)
+                    self._services_down = None
+                    return
+                except VppConnectionLost as exc:
+                    self._programmed = None
+                    if attempt == 2:
+                        self._services_down = f"VPP: {exc}"
+                except VppUnavailable as exc:
+                    self._programmed = None
+                    self._services_down = f"VPP: {exc}"
+                    return
+
+    def service_errors(self) -> dict[str, str]:
+        with self._lock:
+            if self._services is None:
+                return {}
+            if self._services_down is not None:
+                return dict.fromkeys(self._services, self._services_down)
+            return dict(self._service_failures)
+
+    def _converge_services(self, *, reread: bool, removing: bool = False) -> None:
+        """The Services' translations (services/converge.py); VPP without a usable cnat plugin fails
+        every Service with the reason, and the rest of the driver runs on."""
+        if self._services is None:
+            return
+        services = {} if removing else self._services
+        problem = self.conn.services_problem
+        if problem is not None:
+            self._service_failures = {name: problem for name, entry in services.items() if not entry.error}
+            return
+        if reread or self._translations is None:
+            self._translations = read_translations(self.calls)
+        result = converge_services(self.calls, self._translations, services, self._made_translations)
+        self._service_failures = result.failed
+        self.stats["services"] = {"translations": len(self._translations), "made": len(self._made_translations),
+                                  "writes": result.writes, "deletes": result.deletes, "failed": len(result.failed)}
 
     def _retrying(self, action: Callable[[], _T], what: str) -> _T:
         """Run a pod operation; once more on a fresh connection if the first finds it dead."""
@@ -174,10 +230,14 @@ class VppDriver(Driver):
                     log.warning("VPP connection lost (%s); reconnecting", exc)
                     self._programmed = None
                     self._backoff = min(0.1, self.keepalive)
-            if self._state is None:  # nothing to program yet: only find out whether VPP answers
+            if self._state is None:  # no state yet: find out whether VPP answers (and program Services)
                 try:
                     self._connect()
-                except VppUnavailable as exc:
+                    if self._services is not None:
+                        self.programmed()
+                        self._converge_services(reread=True)
+                except (VppUnavailable, VppConnectionLost) as exc:
+                    self._programmed = None
                     return self._unreachable(exc, 0)
                 return self._report(ApplyReport())
             report = self._converge(reread=True)
@@ -189,6 +249,7 @@ class VppDriver(Driver):
     def _connect(self) -> None:
         self.conn.connect()
         self._programmed = None
+        self._translations = None
         if self._had_connection:
             self.stats["reconnects"] += 1
         self._had_connection = True
@@ -214,6 +275,7 @@ class VppDriver(Driver):
                 if reread:
                     self._programmed = None
                 failed = self._program(self.programmed(), self._state or DataplaneState(), removing=removing)
+                self._converge_services(reread=reread, removing=removing)
                 break
             except (VppConnectionLost, VppUnavailable) as exc:
                 self._programmed = None
@@ -240,6 +302,7 @@ class VppDriver(Driver):
         """VPP answered: poll again after `keepalive`."""
         self._backoff = self.keepalive
         self._logged_error = None
+        self._services_down = None
         report.next_run = self.keepalive
         return report
 
@@ -248,6 +311,7 @@ class VppDriver(Driver):
         finds it back. Logged once per reason, not once per attempt."""
         error = f"VPP: {exc}"
         self.stats["last_error"] = str(exc)
+        self._services_down = error
         if error != self._logged_error:
             self._logged_error = error
             log.warning("VPP driver: %s", exc)

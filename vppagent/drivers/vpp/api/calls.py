@@ -21,6 +21,9 @@ from vppagent.drivers.vpp.api.types import (
     AfPacketDetails,
     ClassifySession,
     ClassifyTableInfo,
+    CnatBackend,
+    CnatDetails,
+    CnatTranslation,
     InterfaceDetails,
     RouteTarget,
     TapDetails,
@@ -35,6 +38,10 @@ FIB_PATH_TYPE_NORMAL = 0
 ZERO_MAC = "00:00:00:00:00:00"
 
 SESSION_NO_NEXT = 0xFFFF  # ~0 as a classifier session stores it (a u16 next index)
+CNAT_LB_DEFAULT = 0  # cnat_lb_type_t: the flow hash modulo the paths
+CNAT_LB_MAGLEV = 1  # Maglev: a path change moves few flows
+FLOW_HASH_DEFAULT = 0  # VPP's default flow hash (addresses, ports, protocol)
+FLOW_HASH_SRC_IP = 1  # IP_API_V2_FLOW_HASH_SRC_IP: the source address alone
 
 
 class VppCalls:
@@ -226,6 +233,45 @@ class VppCalls:
                                ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
                                is_add=add, what=what)
         return int(reply.retval) == 0
+
+
+    # -- cnat (Services) --------------------------------------------------------------------------
+    def cnat_translations(self) -> list[CnatDetails]:
+        """Every translation with an address VIP (interface VIPs are left out: the driver makes none)."""
+        out = []
+        for d in self.conn.dump("cnat_translation_dump"):
+            t = d.translation
+            if int(t.vip.sw_if_index) != NO_INDEX:
+                continue
+            backends = tuple(CnatBackend(ipaddress.ip_address(p.dst_ep.addr), int(p.dst_ep.port))
+                             for p in t.paths[:int(t.n_paths)])
+            out.append(CnatDetails(int(t.id), CnatTranslation(
+                ipaddress.ip_address(t.vip.addr), int(t.vip.port), int(t.ip_proto), backends,
+                affinity=int(t.lb_type) == CNAT_LB_MAGLEV)))
+        return out
+
+    def cnat_translation_update(self, translation: CnatTranslation, what: str = "") -> int:
+        """Create, or replace the paths of, the translation of its VIP:port/protocol; returns its id.
+        VPP keeps the load-balancing type and flow hash of an existing one (they are set at creation)."""
+        zero = "::" if translation.vip.version == 6 else "0.0.0.0"
+        paths = [{"dst_ep": _cnat_endpoint(str(b.ip), b.port), "src_ep": _cnat_endpoint(zero, 0), "flags": 0}
+                 for b in translation.backends]
+        reply = self.conn.call("cnat_translation_update", translation={
+            "vip": _cnat_endpoint(str(translation.vip), translation.port), "id": 0, "ip_proto": translation.proto,
+            "is_real_ip": int(translation.real_ip), "flags": 0,
+            "lb_type": CNAT_LB_MAGLEV if translation.affinity else CNAT_LB_DEFAULT, "n_paths": len(paths),
+            "flow_hash_config": FLOW_HASH_SRC_IP if translation.affinity else FLOW_HASH_DEFAULT, "paths": paths,
+        }, what=what or f"cnat translation {translation.text()}")
+        return int(reply.id)
+
+    def cnat_translation_del(self, translation_id: int, what: str = "") -> None:
+        """Gone already is fine (NO_SUCH_ENTRY)."""
+        self.conn.call("cnat_translation_del", accept=(0, ApiError.NO_SUCH_ENTRY), id=translation_id,
+                       what=what or f"cnat translation {translation_id}")
+
+
+def _cnat_endpoint(address: str, port: int) -> dict[str, Any]:
+    return {"addr": address, "sw_if_index": NO_INDEX, "if_af": 1 if ":" in address else 0, "port": port}
 
 
 def _table_info(index: int, info: Any) -> ClassifyTableInfo:

@@ -4,7 +4,8 @@
   `.api.json` directory (default /usr/share/vpp/api).
 - Compatibility: every message of one API layout (`messages.LAYOUTS`) must be in VPP's table with
   its pinned CRC; the connection remembers which layout fits (`layout`), else `VppUnavailable` with
-  one line naming the VPP version and, per layout, what is missing or different.
+  one line naming the VPP version and, per layout, what is missing or different. The cnat messages
+  are checked apart (`services_problem`: None, or why Services cannot be programmed on this VPP).
 - Bounded: every request waits at most `request_timeout`; a timeout or a socket error tears the
   connection down (the reply may still come, so the stream is no longer trustworthy) and raises
   `VppConnectionLost`. Teardown joins vpp_papi's reader thread and queue feeders, so reconnecting
@@ -26,7 +27,7 @@ from typing import Any
 
 from vpp_papi import VPPApiClient
 
-from vppagent.drivers.vpp.api.messages import LAYOUTS, READ_ONLY, ApiLayout, release_of, requests
+from vppagent.drivers.vpp.api.messages import LAYOUTS, READ_ONLY, ApiLayout, release_of, requests, services_problem
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class VppConnection:
         self.client_name = client_name
         self.version = "unknown"
         self.layout: ApiLayout | None = None
+        self.services_problem: str | None = "not connected to VPP"
         self.definitions = ""  # "get_api_json", or the directory the definitions came from
         self.requests: Counter[str] = Counter()
         self.writes = 0
@@ -136,6 +138,7 @@ class VppConnection:
                 problems.append("no usable definition for " + ", ".join(unusable))
             if not problems:
                 self.layout = layout
+                self.services_problem = services_problem(by_name, lambda n: hasattr(client.api, n))
                 release = release_of(self.version)
                 if release not in layout.releases:
                     log.warning("VPP %s is not a release this driver was tested with (%s); its messages "

@@ -106,3 +106,52 @@ class ClassifySession:
     match: bytes
     hit_next: int
     opaque: int
+
+
+@dataclass(frozen=True, order=True)
+class CnatBackend:
+    """One path of a cnat translation: the backend the VIP is rewritten to (no source rewrite)."""
+
+    ip: IPAddress
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if self.ip.version == 6 else f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class CnatTranslation:
+    """A cnat translation as the driver programs it: VIP:port/protocol -> backends.
+
+    `affinity`: client-IP affinity (load-balancing by the source address alone, Maglev); a dump
+    reads it back as the load-balancing type. `real_ip`: the VIP is an address VPP owns (a node
+    address: node ports), so other traffic to it must keep working; a dump does not give it back,
+    so it is not compared."""
+
+    vip: IPAddress
+    port: int
+    proto: int  # IANA protocol number: 6, 17, 132
+    backends: tuple[CnatBackend, ...]
+    affinity: bool = False
+    real_ip: bool = False
+
+    @property
+    def key(self) -> tuple[IPAddress, int, int]:
+        return (self.vip, self.port, self.proto)
+
+    def same_as(self, other: CnatTranslation) -> bool:
+        """Equal in everything a dump shows."""
+        return (self.key, self.backends, self.affinity) == (other.key, other.backends, other.affinity)
+
+    def text(self) -> str:
+        vip = f"[{self.vip}]" if self.vip.version == 6 else str(self.vip)
+        return f"{vip}:{self.port}/{PROTOCOL_NAMES.get(self.proto, self.proto)}"
+
+
+@dataclass(frozen=True)
+class CnatDetails:
+    id: int
+    translation: CnatTranslation
+
+
+PROTOCOL_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}

@@ -1,0 +1,57 @@
+"""Which translations to write and which to delete (pure): wanted against what VPP holds.
+
+Ownership (cnat translations carry no tag, and a dump gives back no spare field to mark them: flags,
+`is_real_ip` and the flow hash read back as zero): a translation VPP holds is the agent's when
+- its VIP:port/protocol is a frontend the desired Services want (adopted, after an agent restart
+  too, and corrected in place when it differs), or
+- the driver programmed it itself (`made`: kept for the driver's life, across VPP reconnects), or
+- its VIP address is a cluster, external or load-balancer address of a desired Service (any port:
+  a Service address is the Service's alone; this finds a port removed while the agent was down).
+Everything else is left alone: translations made by others, and (a known gap) those of a Service
+deleted while the agent was not running, whose address no desired Service has any more.
+A translation whose load-balancing type must change (affinity turned on or off) is deleted and
+made again: VPP keeps the type of an existing translation on update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from vppagent.drivers.vpp.api.types import CnatDetails, CnatTranslation
+from vppagent.drivers.vpp.services.translations import TranslationKey, WantedTranslations
+
+
+@dataclass
+class TranslationPlan:
+    writes: list[CnatTranslation] = field(default_factory=list)  # create, or replace the paths
+    recreate: list[tuple[int, CnatTranslation]] = field(default_factory=list)  # delete id, then write
+    deletes: list[tuple[int, TranslationKey]] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.writes or self.recreate or self.deletes)
+
+
+def is_ours(key: TranslationKey, wanted: WantedTranslations, made: AbstractSet[TranslationKey]) -> bool:
+    return key in wanted.translations or key in made or key[0] in wanted.service_addresses
+
+
+def plan_translations(held: Mapping[TranslationKey, CnatDetails], wanted: WantedTranslations,
+                      made: AbstractSet[TranslationKey]) -> TranslationPlan:
+    plan = TranslationPlan()
+    for key, translation in sorted(wanted.translations.items(), key=lambda item: _order(item[0])):
+        current = held.get(key)
+        if current is None:
+            plan.writes.append(translation)
+        elif current.translation.affinity != translation.affinity:
+            plan.recreate.append((current.id, translation))
+        elif not current.translation.same_as(translation):
+            plan.writes.append(translation)
+    plan.deletes = [(details.id, key) for key, details in sorted(held.items(), key=lambda item: _order(item[0]))
+                    if key not in wanted.translations and is_ours(key, wanted, made)]
+    return plan
+
+
+def _order(key: TranslationKey) -> tuple[int, int, int, int]:
+    return (key[0].version, int(key[0]), key[1], key[2])
