@@ -1,0 +1,171 @@
+"""Kubernetes Services as cnat translations, on the emulator: convergence by diff, adoption after an
+agent restart, translations of others left alone, one bad Service failing alone, and what a VPP
+outage and restart do to the Services' status (drivers/vpp/services/, docs/services.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.vpp.helpers import Target, make_driver
+from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
+from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.services.model import Backend, Frontend, ServiceEntry, ServicePortEntry
+from vppagent.state.model import DataplaneState
+
+NODE = "192.0.2.1"
+
+
+def service(name: str, vip: str, port: int, backends: list[str], *, target_port: int = 8080, proto: str = "tcp",
+            node_port: int | None = None, affinity: int | None = None) -> ServiceEntry:
+    frontends = [Frontend(vip, port, proto, "cluster")]  # type: ignore[arg-type]
+    if node_port is not None:
+        frontends.append(Frontend(NODE, node_port, proto, "nodeport"))  # type: ignore[arg-type]
+    return ServiceEntry(name, (ServicePortEntry("p", proto, tuple(frontends),  # type: ignore[arg-type]
+                                                tuple(Backend(b, target_port) for b in backends)),),
+                        affinity_timeout=affinity)
+
+
+def held(target: Target) -> dict[str, tuple[list[str], int]]:
+    """VIP:port/proto -> (backends, lb_type), as VPP's dump gives them."""
+    out = {}
+    for d in target.raw.api.cnat_translation_dump():
+        t = d.translation
+        key = f"{t.vip.addr}:{t.vip.port}/{int(t.ip_proto)}"
+        out[key] = ([f"{p.dst_ep.addr}:{p.dst_ep.port}" for p in t.paths], int(t.lb_type))
+    return out
+
+
+def foreign(target: Target, vip: str, port: int) -> int:
+    """A translation someone else made (no port of any desired Service)."""
+    ep = {"addr": "10.65.9.9", "sw_if_index": NO_INDEX, "if_af": 0, "port": 80}
+    zero = {"addr": "0.0.0.0", "sw_if_index": NO_INDEX, "if_af": 0, "port": 0}
+    return int(target.raw.api.cnat_translation_update(translation={
+        "vip": {"addr": vip, "sw_if_index": NO_INDEX, "if_af": 0, "port": port}, "id": 0, "ip_proto": 6,
+        "is_real_ip": 0, "flags": 0, "lb_type": 0, "n_paths": 1, "flow_hash_config": 0,
+        "paths": [{"dst_ep": ep, "src_ep": zero, "flags": 0}]}).id)
+
+
+def services(*entries: ServiceEntry) -> dict[str, ServiceEntry]:
+    return {e.name: e for e in entries}
+
+
+def test_services_converge_by_diff(sim_target: Target, sim_driver: VppDriver) -> None:
+    web = service("default/web", "10.96.0.10", 80, ["10.65.0.4", "10.65.0.3"], node_port=30080)
+    dns = service("kube-system/dns", "10.96.0.53", 53, ["10.65.0.5"], target_port=5353, proto="udp")
+    sim_driver.set_services(services(web, dns))
+    assert sim_driver.service_errors() == {}
+    assert held(sim_target) == {
+        "10.96.0.10:80/6": (["10.65.0.3:8080", "10.65.0.4:8080"], 0),
+        f"{NODE}:30080/6": (["10.65.0.3:8080", "10.65.0.4:8080"], 0),
+        "10.96.0.53:53/17": (["10.65.0.5:5353"], 0),
+    }
+    writes = sim_driver.conn.writes
+    sim_driver.set_services(services(web, dns))
+    assert sim_driver.conn.writes == writes  # nothing differs: nothing written
+    # a backend removed: the paths are replaced, in place
+    ids = {str(d.translation.vip.addr): int(d.translation.id) for d in sim_target.raw.api.cnat_translation_dump()}
+    sim_driver.set_services(services(service("default/web", "10.96.0.10", 80, ["10.65.0.4"], node_port=30080), dns))
+    assert held(sim_target)["10.96.0.10:80/6"] == (["10.65.0.4:8080"], 0)
+    assert {str(d.translation.vip.addr): int(d.translation.id)
+            for d in sim_target.raw.api.cnat_translation_dump()} == ids
+    # affinity on: cnat keeps the balancing type of an existing translation, so it is made again
+    sim_driver.set_services(services(service("default/web", "10.96.0.10", 80, ["10.65.0.4"], affinity=10800), dns))
+    assert held(sim_target) == {"10.96.0.10:80/6": (["10.65.0.4:8080"], 1), "10.96.0.53:53/17": (["10.65.0.5:5353"], 0)}
+    # no backends left: no translation (cnat holds none without paths)
+    sim_driver.set_services(services(service("default/web", "10.96.0.10", 80, []), dns))
+    assert held(sim_target) == {"10.96.0.53:53/17": (["10.65.0.5:5353"], 0)}
+    assert sim_driver.service_errors() == {}
+
+
+def test_translations_of_others_are_left_alone(sim_target: Target, sim_driver: VppDriver) -> None:
+    other = foreign(sim_target, "10.200.0.1", 80)
+    sim_driver.set_services(services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"])))
+    sim_driver.set_services({})
+    sim_driver.resync(DataplaneState())
+    assert held(sim_target) == {"10.200.0.1:80/6": (["10.65.9.9:80"], 0)}
+    assert [int(d.translation.id) for d in sim_target.raw.api.cnat_translation_dump()] == [other]
+    sim_driver.remove_all()  # a swap away removes ours only
+    assert list(held(sim_target)) == ["10.200.0.1:80/6"]
+
+
+def test_an_agent_restart_adopts_its_translations(sim_target: Target) -> None:
+    web = service("default/web", "10.96.0.10", 80, ["10.65.0.3"])
+    api = service("default/api", "10.96.0.20", 443, ["10.65.0.6"], target_port=8443)
+    first = make_driver(sim_target)
+    first.set_services(services(web, api))
+    first.close()
+    foreign(sim_target, "10.200.0.1", 80)
+    # while the agent was away: api lost its port 443 for 444, web was deleted
+    api_moved = service("default/api", "10.96.0.20", 444, ["10.65.0.6"], target_port=8443)
+    second = make_driver(sim_target)
+    try:
+        second.resync(DataplaneState())
+        second.set_services(services(api_moved))
+        assert second.service_errors() == {}
+        # 10.96.0.20:443 was on a Service address: ours, deleted. 10.96.0.10:80 belongs to no desired
+        # Service any more: cnat gives no mark to tell it from another's, so it stays (docs/services.md).
+        assert held(sim_target) == {"10.96.0.20:444/6": (["10.65.0.6:8443"], 0),
+                                    "10.96.0.10:80/6": (["10.65.0.3:8080"], 0),
+                                    "10.200.0.1:80/6": (["10.65.9.9:80"], 0)}
+        writes = second.conn.writes
+        third = make_driver(sim_target)
+        try:
+            third.set_services(services(api_moved))
+            assert third.conn.writes == 0 and second.conn.writes == writes  # adopted as it is
+        finally:
+            third.close()
+    finally:
+        second.close()
+
+
+def test_one_bad_service_is_that_services_error(sim_target: Target, sim_driver: VppDriver) -> None:
+    bad = service("default/a-bad", "10.96.0.1", 80, ["10.65.0.3"])
+    good = service("default/b-good", "10.96.0.2", 80, ["10.65.0.4"])
+    sim_target.emulator.faults.reject("cnat_translation_update", ApiError.INVALID_VALUE, times=1)
+    sim_driver.set_services(services(bad, good))
+    errors = sim_driver.service_errors()
+    assert list(errors) == ["default/a-bad"] and "cnat_translation_update" in errors["default/a-bad"]
+    assert list(held(sim_target)) == ["10.96.0.2:80/6"]
+    report = sim_driver.resync(DataplaneState())  # the driver itself is fine, and the next pass retries
+    assert report.ok and sim_driver.service_errors() == {}
+    assert sorted(held(sim_target)) == ["10.96.0.1:80/6", "10.96.0.2:80/6"]
+
+
+def test_services_are_errors_while_vpp_is_away_and_come_back_with_it(sim_target: Target,
+                                                                     sim_driver: VppDriver) -> None:
+    web = service("default/web", "10.96.0.10", 80, ["10.65.0.3"])
+    sim_driver.resync(DataplaneState())
+    sim_driver.set_services(services(web))
+    sim = sim_target.emulator
+    sim.stop()
+    for _ in range(3):  # steadily, poll after poll
+        report = sim_driver.poll()
+        assert report is not None and report.unreachable
+        errors = sim_driver.service_errors()
+        assert list(errors) == ["default/web"] and errors["default/web"].startswith("VPP: ")
+    sim.start()  # a fresh VPP: nothing in it
+    report = sim_driver.poll()
+    assert report is not None and report.ok, report
+    assert sim_driver.service_errors() == {}
+    assert held(sim_target) == {"10.96.0.10:80/6": (["10.65.0.3:8080"], 0)}
+
+
+def test_a_vpp_without_cnat_runs_the_driver_and_fails_the_services(sim_target: Target) -> None:
+    sim_target.emulator.faults.omit_from_message_table("cnat_translation_update")
+    driver = make_driver(sim_target)
+    try:
+        assert driver.resync(DataplaneState()).ok
+        driver.set_services(services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"])))
+        errors: dict[str, Any] = driver.service_errors()
+        assert "cnat plugin cannot be used" in errors["default/web"]
+        assert "missing cnat_translation_update" in errors["default/web"]
+    finally:
+        driver.close()
+
+
+def test_ipv6_frontends_get_ipv6_backends_only(sim_target: Target, sim_driver: VppDriver) -> None:
+    dual = ServiceEntry("default/dual", (ServicePortEntry("p", "tcp", (
+        Frontend("10.96.0.10", 80, "tcp", "cluster"), Frontend("fd96::10", 80, "tcp", "cluster")),
+        (Backend("10.65.0.3", 8080), Backend("fd65::3", 8080))),))
+    sim_driver.set_services({dual.name: dual})
+    assert held(sim_target) == {"10.96.0.10:80/6": (["10.65.0.3:8080"], 0), "fd96::10:80/6": (["fd65::3:8080"], 0)}
