@@ -33,6 +33,9 @@ npol_probe.py compares it with the reference evaluator):
   or `::/0` unless a positive CIDR list already pins it.
 - *log rules*: dropped (npol would end the policy at a matching log rule).
 - workload egress VXLAN/IPIP drops: a first policy; admin-down: deny everything.
+
+Over 400 lines on purpose: the condition algebra (meet, negation) and the translation that needs
+it are one piece of reasoning, checked together by the differential run.
 """
 
 from __future__ import annotations
@@ -43,7 +46,18 @@ from dataclasses import dataclass, replace
 from itertools import product
 
 from vppagent.policy.catalog import Catalog
-from vppagent.policy.model import ICMP, ICMPV6, UDP, Action, Direction, IPNetwork, PortRange, Rule, WorkloadEndpoint
+from vppagent.policy.model import (
+    ICMP,
+    ICMPV6,
+    UDP,
+    Action,
+    Direction,
+    IPAddress,
+    IPNetwork,
+    PortRange,
+    Rule,
+    WorkloadEndpoint,
+)
 from vppagent.state.ipset import IPSetType
 from vppagent.state.model import STAGED_KINDS
 
@@ -261,10 +275,10 @@ def translate(rule: Rule) -> list[Cond]:
     families = rule.families()
     if not families:
         return []
+    icmp_type: int | None = None
+    icmp_code: int | None = None
     if rule.icmp is not None:
         icmp_type, icmp_code = rule.icmp.type, rule.icmp.code
-    else:
-        icmp_type = icmp_code = None
     not_icmp: list[tuple[frozenset[int], frozenset[int]]] = [(frozenset(), frozenset())]
     if rule.not_icmp is not None:
         t, c = rule.not_icmp.type, rule.not_icmp.code
@@ -396,16 +410,24 @@ def address_set(cat: Catalog, ids: frozenset[str]) -> NSet:
     nets: tuple[IPNetwork, ...] | None = None
     for p in parsed:
         nets = _meet_nets(nets, p.nets)
-    return NSet(IPSetType.NET, tuple(sorted(set(nets or ()), key=lambda n: (n.version, n))))
+    found: set[IPNetwork] = set(nets) if nets is not None else set()
+    ordered: list[IPNetwork] = sorted(found, key=_net_order)
+    return NSet(IPSetType.NET, tuple(ordered))
 
 
 def port_set(cat: Catalog, ref: PortSetRef) -> NSet:
-    tuples = None
+    tuples: frozenset[tuple[IPAddress, int, int]] | None = None
     for i in sorted(ref.ids):
         members = cat.ipset(i).ip_ports
         tuples = members if tuples is None else tuples & members
-    chosen = [t for t in tuples or () if ref.ranges is None or any(t[2] in r for r in ref.ranges)]
-    return NSet(IPSetType.IP_AND_PORT, tuple(sorted(chosen, key=lambda t: (t[0].version, t[0], t[1], t[2]))))
+    members_all: frozenset[tuple[IPAddress, int, int]] = tuples if tuples is not None else frozenset()
+    chosen = [t for t in members_all if ref.ranges is None or any(t[2] in r for r in ref.ranges)]
+    ordered: list[tuple[IPAddress, int, int]] = sorted(chosen, key=lambda t: (t[0].version, int(t[0]), t[1], t[2]))
+    return NSet(IPSetType.IP_AND_PORT, tuple(ordered))
+
+
+def _net_order(n: IPNetwork) -> tuple[int, int, int]:
+    return n.version, int(n.network_address), n.prefixlen
 
 
 def set_refs(program: NpolEndpoint) -> tuple[set[frozenset[str]], set[PortSetRef]]:

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -78,7 +78,7 @@ class Entry:
         if self.type == CIDR:
             data: dict[str, Any] = {"cidr": self.value}
         elif self.type == PORT_RANGE:
-            start, end = self.value  # type: ignore[misc]
+            start, end = cast(tuple[int, int], self.value)
             data = {"port_range": {"start": start, "end": end}}
         else:
             data = {"set_id": {"set_id": self.value}}
@@ -157,10 +157,10 @@ class Npol:
         return set_id
 
     def members(self, set_id: int, type_: IPSetType, members: list[object], add: bool, batch: int = 1000) -> None:
-        wire = []
+        wire: list[dict[str, Any]] = []
         for m in members:
             if type_ is IPSetType.IP_AND_PORT:
-                addr, proto, port = m  # type: ignore[misc]
+                addr, proto, port = cast(tuple[object, int, int], m)
                 wire.append({"val": {"tuple": {"address": _ip(addr), "l4_proto": proto, "port": port}}})
             elif type_ is IPSetType.IP:
                 net = ipaddress.ip_network(str(m))
