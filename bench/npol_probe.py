@@ -871,7 +871,7 @@ def main() -> int:
         if args.what == "hook":
             for key, value in hook_cost(npol, args.flows).items():
                 print(f"  {key}: {value}")
-            for fact in hook_facts(npol):
+            for fact in [*hook_facts(npol), *hook_update_window(npol)]:
                 failed += not fact.holds
                 print(f"[{'holds' if fact.holds else 'DOES NOT HOLD'}] {fact.name}: {fact.claim}\n    {fact.evidence}")
         if args.what in ("figures", "all"):
@@ -1031,6 +1031,74 @@ def hook_cost(npol: Npol, packets: int) -> dict[str, Any]:
         if done is not None:
             unprogram(npol, pg0, done)
     return out
+
+
+def _flow_counters(npol: Npol) -> dict[str, int]:
+    """master's npol flow decision counters (/net/npol/{rx,tx}/flows/{allow,deny}), all interfaces."""
+    text = subprocess.run(["vpp_get_stats", "socket-name", str(npol.dir / "stats.sock"), "dump", "/net/npol/"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+    totals: Counter[str] = Counter()
+    for line in text.splitlines():
+        fields = line.split()
+        # "[1 @ 0]: 146865 packets /net/npol/rx/flows/allow" (interface 1, thread 0)
+        if len(fields) >= 3 and fields[-1].startswith("/net/npol/") and fields[-2] == "packets":
+            totals[fields[-1]] += int(fields[-3])
+    return dict(totals)
+
+
+def _two_messages(npol: Npol, pol: int, item: list[dict[str, Any]]) -> None:
+    npol.ok("npol_policy_update", policy_id=pol, num_items=0, rules=[])
+    npol.ok("npol_policy_update", policy_id=pol, num_items=1, rules=item)
+
+
+def hook_update_window(npol: Npol, seconds: float = 8.0, rate: int = 20000) -> list[Fact]:
+    """New flows from the packet generator (distinct sources, `rate` per second) into pg0, whose rx
+    policy allows them all (default deny), while the API rewrites that policy: every denied flow is
+    a moment a packet saw a half-made state. Single in-place messages, then a two-message change
+    (list emptied, then refilled) as the control that shows such a moment is seen."""
+    npol.cli("create packet-generator interface pg0")
+    npol.cli("set interface ip address pg0 10.9.0.1/24")
+    npol.cli("set interface state pg0 up")
+    npol.cli("set cnat feature pg0 enable")
+    [details] = npol.client.api.sw_interface_dump(name_filter_valid=True, name_filter="pg0")
+    pg0 = int(details.sw_if_index)
+    allow = npol.rule(nm.ALLOW)
+    pol = npol.policy(rx=[allow])
+    npol.configure(pg0, rx=[pol], policy_default_rx=nm.DEFAULT_DENY)
+    item = [{"is_inbound": True, "rule_id": allow}]
+    cases: dict[str, Callable[[int], None]] = {
+        "rule_update in place (allow-all, alternating equivalent forms)": lambda i: npol.ok(
+            "npol_rule_update", rule_id=allow, rule=rule_wire(nm.ALLOW, [], [_cidr("0.0.0.0/0")] if i % 2 else [])),
+        "policy_update in place (same list)": lambda i: npol.ok(
+            "npol_policy_update", policy_id=pol, num_items=1, rules=item),
+        "configure_policies again (same config)": lambda i: npol.configure(
+            pg0, rx=[pol], policy_default_rx=nm.DEFAULT_DENY),
+        "control: policy emptied, then refilled (two messages)": lambda i: _two_messages(npol, pol, item),
+    }
+    facts = []
+    for index, (label, change) in enumerate(cases.items()):
+        npol.cli("cnat purge")
+        before = _flow_counters(npol)
+        name = f"w{index}"
+        npol.cli(f"packet-generator new {{ name {name} limit {int(rate * seconds)} rate {rate} size 64-64 "
+                 f"interface pg0 node ip4-input data {{ UDP: 10.100.0.0 - 10.127.255.255 -> 10.9.0.2 "
+                 f"UDP: 1234 -> 80 incrementing 30 }} }}")
+        npol.cli(f"packet-generator enable-stream {name}")
+        changes = 0
+        while "Yes" in npol.cli("show packet-generator"):
+            change(changes)
+            changes += 1
+        npol.cli(f"packet-generator delete {name}")
+        after = _flow_counters(npol)
+        allowed = after.get("/net/npol/rx/flows/allow", 0) - before.get("/net/npol/rx/flows/allow", 0)
+        denied = after.get("/net/npol/rx/flows/deny", 0) - before.get("/net/npol/rx/flows/deny", 0)
+        control = label.startswith("control")
+        facts.append(Fact(f"window: {label}", "a change made by one message is atomic for packets: no new flow is "
+                          "denied while it is repeated" if not control else
+                          "a change made of two messages opens a window that new flows fall into",
+                          (denied > 0) if control else (denied == 0 and allowed > 0),
+                          f"{changes} changes while {allowed} new flows were allowed and {denied} denied"))
+    return facts
 
 
 if __name__ == "__main__":

@@ -72,6 +72,6 @@ def npol_with_hook() -> Iterator[npol_probe.Npol]:
 
 
 def test_npol_behind_cnat_sessions(npol_with_hook: npol_probe.Npol) -> None:
-    facts = npol_probe.hook_facts(npol_with_hook)
+    facts = [*npol_probe.hook_facts(npol_with_hook), *npol_probe.hook_update_window(npol_with_hook, seconds=2)]
     wrong = [f"{f.name}: {f.claim}\n  seen: {f.evidence}" for f in facts if not f.holds]
     assert not wrong, "\n".join(wrong)
