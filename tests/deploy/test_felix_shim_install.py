@@ -9,18 +9,34 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.install_script import load_installer
+from tests.agentproc import AgentProcess, wait_for
+from tests.deploy.install_script import INSTALLER, load_installer
+from vppagent.lab import builders as b
+from vppagent.lab.felix_standin import FelixStandIn
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Installed as the init container does it: the script run by a fresh interpreter, so only what
+    felix-shim imports is copied (not what this test process has loaded)."""
     dest = tmp_path_factory.mktemp("felix-plugins")
-    launcher: Path = load_installer().install(dest)
-    return launcher
+    proc = subprocess.run([sys.executable, str(INSTALLER), str(dest)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"install_felix_shim: {dest / 'felix-shim'} ready"
+    return dest / "felix-shim"
+
+
+def test_only_what_felix_shim_imports_is_copied(installed: Path) -> None:
+    site = next((installed.parent / load_installer().BUNDLE / "lib").glob("python3*/site-packages"))
+    names = {p.name for p in site.iterdir()}
+    assert {"felix_shim", "vppagent", "grpc", "google"} <= names
+    assert not names & {"pytest", "_pytest", "kubernetes_validate", "hypothesis", "mypy"}, names
 
 
 def test_launcher_runs_felix_shim_with_an_empty_environment(installed: Path) -> None:
@@ -29,6 +45,21 @@ def test_launcher_runs_felix_shim_with_an_empty_environment(installed: Path) -> 
     proc = subprocess.run([str(installed), "--help"], env={}, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: felix-shim") and "VPPAGENT_SOCKET" in proc.stdout
+
+
+def test_installed_shim_carries_felixs_stream_to_a_real_agent(installed: Path, tmp_path: Path) -> None:
+    """As Felix runs it: the launcher on fd 3/4, an environment with only VPPAGENT_SOCKET, an agent
+    (dry-run driver) at the other end; the endpoint's status comes back to "Felix" on fd 4."""
+    agent = AgentProcess(tmp_path / "run" / "agent.sock", tmp_path / "agent.log", ["--driver", "dry-run"])
+    agent.start()
+    felix = FelixStandIn(agent.socket, shim_command=[str(installed)], env={}, log_path=tmp_path / "shim.log")
+    try:
+        felix.send([b.config({}), b.workload("ns/pod1", "cali1", ipv4=["10.65.0.2/32"]), b.in_sync()])
+        wait_for(lambda: agent.state()["in_sync"], timeout=30, what="agent in sync through the installed shim")
+        wait_for(lambda: felix.statuses() == {"ns/pod1": "up"}, timeout=30, what="status back on fd 4")
+    finally:
+        felix.close()
+        agent.stop()
 
 
 def test_bad_setting_still_gets_the_shims_one_line(installed: Path) -> None:
