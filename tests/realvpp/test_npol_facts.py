@@ -75,3 +75,10 @@ def test_npol_behind_cnat_sessions(npol_with_hook: npol_probe.Npol) -> None:
     facts = [*npol_probe.hook_facts(npol_with_hook), *npol_probe.hook_update_window(npol_with_hook, seconds=2)]
     wrong = [f"{f.name}: {f.claim}\n  seen: {f.evidence}" for f in facts if not f.holds]
     assert not wrong, "\n".join(wrong)
+
+
+def test_mapping_agrees_with_the_evaluator_on_real_packets(npol_with_hook: npol_probe.Npol) -> None:
+    result = npol_probe.hook_differential(npol_with_hook, cases=8, seed=4)
+    figures = result["figures"]
+    assert figures.get("packets", 0) >= 40 and figures.get("arrived", 0) >= 2, figures
+    assert not result["disagreements"], "\n".join(result["disagreements"])
