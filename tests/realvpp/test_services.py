@@ -1,0 +1,251 @@
+"""Kubernetes Services through a real VPP 26.06, programmed by the agent as cnat translations.
+
+The agent (`--driver vpp --pod-interface af_packet`, `--services kubernetes` against the API server
+stand-in of tests/services) attaches three pods through CNI Add: a client and two backends, each
+backend running a small TCP/UDP server that answers with its own name and the source it saw. Real
+connections then go from the client pod and from the node-side peer (the node's uplink, 192.0.2.1
+being the node's address that Felix's HostMetadata gives) to:
+- the ClusterIP, backed by both pods: both get new flows;
+- the NodePort on the node's address, from the peer;
+- a backend removed from the EndpointSlice mid-run: no new flow reaches it (a flow cnat already holds
+  a session for keeps its backend until the session expires: drained, not cut);
+- a policy denying the client on the backends' ingress: denied through the Service too, and the
+  backends' servers saw the client's own address (cnat rewrites the destination only).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agentproc import wait_for
+from tests.realvpp import PrivateVpp, RealVpp
+from tests.realvpp.conftest import _missing_tools
+from tests.realvpp.podlab import PEER_ADDRESS, PEER_VPP_ADDRESS, PodLab, VppAgentProcess, attach_pods
+from tests.services.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
+from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab import builders as b
+from vppagent.netns import call_in_netns
+from vppagent.services.model import SERVICE_NAME_LABEL
+
+pytestmark = [pytest.mark.realvpp, pytest.mark.root]
+
+CLIENT, B1, B2 = "default/client", "default/b1", "default/b2"
+PODS = {CLIENT: ("10.65.0.2", "fd65::2"), B1: ("10.65.0.3", "fd65::3"), B2: ("10.65.0.4", "fd65::4")}
+CLUSTER_IP, PORT, TARGET_PORT, NODE_PORT = "10.96.0.10", 80, 8080, 30080
+NODE = "node1"
+
+# Each backend: TCP and UDP on TARGET_PORT, answering "<name> <source ip>:<source port>".
+SERVER = """
+import socket, sys, threading
+name, port = sys.argv[1], int(sys.argv[2])
+def tcp():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    while True:
+        c, a = s.accept(); c.sendall(f"{name} {a[0]}:{a[1]}".encode()); c.close()
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
+    while True:
+        d, a = s.recvfrom(2048); s.sendto(f"{name} {a[0]}:{a[1]}".encode(), a)
+threading.Thread(target=udp, daemon=True).start()
+tcp()
+"""
+
+
+def web_service() -> dict[str, Any]:
+    return {"metadata": {"namespace": "default", "name": "web"},
+            "spec": {"type": "NodePort", "clusterIPs": [CLUSTER_IP],
+                     "ports": [{"name": "http", "protocol": "TCP", "port": PORT, "nodePort": NODE_PORT,
+                                "targetPort": TARGET_PORT},
+                               {"name": "udp", "protocol": "UDP", "port": PORT, "targetPort": TARGET_PORT}]}}
+
+
+def web_slice(*workloads: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "default", "name": "web-1", "labels": {SERVICE_NAME_LABEL: "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "protocol": "TCP", "port": TARGET_PORT},
+                      {"name": "udp", "protocol": "UDP", "port": TARGET_PORT}],
+            "endpoints": [{"addresses": [PODS[w][0]], "conditions": {"ready": True}, "nodeName": NODE}
+                          for w in workloads]}
+
+
+def tcp_ask(ip: str, port: int, source: str | None = None, timeout: float = 2.0) -> str | None:
+    """One TCP connection: the server's answer, or None when it did not connect."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout,
+                                      source_address=(source, 0) if source else None) as sock:
+            return sock.recv(200).decode()
+    except OSError:
+        return None
+
+
+def udp_ask(ip: str, port: int, source_port: int, timeout: float = 2.0) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", source_port))
+        sock.settimeout(timeout)
+        sock.sendto(b"?", (ip, port))
+        try:
+            return sock.recv(200).decode()
+        except OSError:
+            return None
+
+
+def asks(netns: str, count: int, ip: str = CLUSTER_IP, port: int = PORT) -> list[str | None]:
+    return call_in_netns(netns, lambda: [tcp_ask(ip, port) for _ in range(count)])
+
+
+class ServiceLab:
+    def __init__(self, lab: PodLab, vpp: RealVpp, agent: VppAgentProcess, api: StandInApiServer) -> None:
+        self.lab, self.vpp, self.agent, self.api = lab, vpp, agent, api
+
+    def netns(self, workload: str) -> str:
+        return self.lab.pods[workload].netns
+
+    def felix(self, deny_client: bool) -> list[felix.ToDataplane]:
+        """Open profiles; with `deny_client`, a policy on the backends' ingress denying the client."""
+        objects = [b.profile("open", inbound=[b.rule("allow")], outbound=[b.rule("allow")])]
+        tiers = []
+        if deny_client:
+            objects.append(b.policy("deny-client", inbound=[b.rule("deny", src_net=[f"{PODS[CLIENT][0]}/32"]),
+                                                            b.rule("allow")]))
+            tiers = [b.tier("default", ingress=["deny-client"])]
+        for workload, (ip, ip6) in PODS.items():
+            objects.append(b.workload(workload, self.lab.pods[workload].host_ifname, ipv4=[f"{ip}/32"],
+                                      ipv6=[f"{ip6}/128"], profiles=["open"],
+                                      tiers=tiers if workload != CLIENT else []))
+        return objects
+
+    def service_row(self) -> dict[str, Any] | None:
+        state = self.agent.try_state()
+        rows = [] if state is None else [r for r in state.get("services", []) if r["name"] == "default/web"]
+        return rows[0] if rows else None
+
+    def wait_backends(self, *workloads: str) -> dict[str, Any]:
+        want = sorted(f"{PODS[w][0]}:{TARGET_PORT}" for w in workloads)
+        return wait_for(lambda: (r := self.service_row()) is not None and r["status"] == "up"
+                        and r["backends"] == want and r, timeout=30, what=f"web up with backends {want}")
+
+
+@pytest.fixture(scope="module")
+def services_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLab]:
+    reason = _missing_tools()
+    if reason is not None:
+        pytest.skip(f"no private VPP with pods: {reason}")
+    workdir = tmp_path_factory.mktemp("services")
+    api = StandInApiServer().start()
+    api.put(SERVICES, web_service())
+    api.put(ENDPOINTSLICES, web_slice(B1, B2))
+    process = PrivateVpp(f"vppagent-services-{uuid.uuid4().hex[:6]}")
+    vpp = process.start()
+    run_dir = Path(f"/tmp/vps-{uuid.uuid4().hex[:8]}")  # unix socket paths must stay short
+    run_dir.mkdir(mode=0o700)
+    lab = PodLab(f"vs{uuid.uuid4().hex[:4]}", PODS, workdir)
+    agent = VppAgentProcess(lab, vpp, run_dir, env={
+        "VPPAGENT_SERVICES": "kubernetes", "VPPAGENT_KUBECONFIG": str(api.write_kubeconfig(workdir / "kubeconfig"))})
+    try:
+        lab.build()
+        lab.attach_peer(vpp)
+        agent.start()
+        attach_pods(agent, vpp)
+        agent.start_felix()
+        env = ServiceLab(lab, vpp, agent, api)
+        objects = env.felix(deny_client=False)
+        agent.send([b.config({"FelixHostname": NODE}),
+                    felix.ToDataplane(host_metadata_update=felix.HostMetadataUpdate(
+                        hostname=NODE, ipv4_addr=f"{PEER_VPP_ADDRESS}/30")),
+                    *objects, b.in_sync()])
+        agent.objects = objects
+        for workload in (B1, B2):
+            lab.spawn(["ip", "netns", "exec", lab.pods[workload].netns, sys.executable, "-c", SERVER,
+                       workload, str(TARGET_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for workload in (B1, B2):  # the servers listen
+            wait_for(lambda w=workload: call_in_netns(env.netns(CLIENT), lambda: tcp_ask(PODS[w][0], TARGET_PORT)),
+                     what=f"{workload}'s server")
+        yield env
+    finally:
+        agent.stop()
+        lab.cleanup()
+        process.stop()
+        api.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def answered_by(answers: list[str | None]) -> Counter[str]:
+    return Counter(a.split()[0] if a else "no answer" for a in answers)
+
+
+def test_a_pod_reaches_a_cluster_ip_backed_by_two_pods(services_lab: ServiceLab) -> None:
+    row = services_lab.wait_backends(B1, B2)
+    assert row["frontends"] == [f"{CLUSTER_IP}:{PORT}/tcp", f"{CLUSTER_IP}:{PORT}/udp",
+                                f"{PEER_VPP_ADDRESS}:{NODE_PORT}/tcp"]
+    state = services_lab.agent.state()
+    assert state["services_source"]["programmed"] is True
+    answers = asks(services_lab.netns(CLIENT), 24)
+    by = answered_by(answers)
+    assert set(by) == {B1, B2}, by  # both backends get new flows, nothing goes unanswered
+    # the backends saw the client's own address: cnat rewrote the destination only
+    assert {a.split()[1].split(":")[0] for a in answers if a} == {PODS[CLIENT][0]}
+    udp = call_in_netns(services_lab.netns(CLIENT), lambda: [udp_ask(CLUSTER_IP, PORT, 41000 + i) for i in range(12)])
+    assert set(answered_by(udp)) <= {B1, B2} and "no answer" not in answered_by(udp), udp
+
+
+def test_a_node_port_from_a_node_side_client(services_lab: ServiceLab) -> None:
+    services_lab.wait_backends(B1, B2)
+    answers = asks(services_lab.lab.peer, 16, PEER_VPP_ADDRESS, NODE_PORT)
+    by = answered_by(answers)
+    assert "no answer" not in by and set(by) <= {B1, B2}, by
+    assert {a.split()[1].split(":")[0] for a in answers if a} == {PEER_ADDRESS}
+    # the node's own address still answers as before (the translation is a "real IP" one)
+    ping = subprocess.run(["ip", "netns", "exec", services_lab.lab.peer, "ping", "-c", "1", "-W", "2",
+                           PEER_VPP_ADDRESS], capture_output=True, text=True, check=False)
+    assert ping.returncode == 0, ping.stdout
+
+
+def test_a_removed_backend_gets_no_new_flows(services_lab: ServiceLab) -> None:
+    services_lab.wait_backends(B1, B2)
+    client = services_lab.netns(CLIENT)
+    # a UDP flow cnat already holds a session for, to B1
+    before = call_in_netns(client, lambda: {p: udp_ask(CLUSTER_IP, PORT, p) for p in range(42000, 42016)})
+    held = [p for p, answer in before.items() if answer and answer.startswith(B1)]
+    assert held, before
+    try:
+        services_lab.api.put(ENDPOINTSLICES, web_slice(B2))
+        services_lab.wait_backends(B2)
+        by = answered_by(asks(client, 24))
+        assert by == Counter({B2: 24}), by
+        new_udp = call_in_netns(client, lambda: [udp_ask(CLUSTER_IP, PORT, 43000 + i) for i in range(12)])
+        assert answered_by(new_udp) == Counter({B2: 12}), new_udp
+        # what cnat does with the flow it already held: it keeps its backend until the session
+        # expires (drained, not cut); docs/services.md
+        again = call_in_netns(client, lambda: udp_ask(CLUSTER_IP, PORT, held[0]))
+        assert again is not None and again.startswith(B1), again
+    finally:
+        services_lab.api.put(ENDPOINTSLICES, web_slice(B1, B2))
+        services_lab.wait_backends(B1, B2)
+
+
+def test_a_policy_denying_the_client_denies_it_through_the_service(services_lab: ServiceLab) -> None:
+    services_lab.wait_backends(B1, B2)
+    agent = services_lab.agent
+    agent.move_to(services_lab.felix(deny_client=True))
+    try:
+        client = services_lab.netns(CLIENT)
+        assert answered_by(asks(client, 8)) == Counter({"no answer": 8})
+        assert call_in_netns(client, lambda: tcp_ask(PODS[B1][0], TARGET_PORT)) is None  # as directly
+        # the peer is not denied: the same Service still answers it (the policy saw each client as itself)
+        by = answered_by(asks(services_lab.lab.peer, 8, PEER_VPP_ADDRESS, NODE_PORT))
+        assert "no answer" not in by, by
+    finally:
+        agent.move_to(services_lab.felix(deny_client=False))
+    assert "no answer" not in answered_by(asks(services_lab.netns(CLIENT), 4))
