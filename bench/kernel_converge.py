@@ -286,15 +286,15 @@ def main() -> int:
             print(f"run {n + 1}: InSync -> all up {run.span_s:.2f} s (driver resync {run.resync_s:.2f} s); "
                   f"raw {raw_s:.2f} s; ratio {run.span_s / raw_s:.2f}; snapshot folded in {run.fold_s:.2f} s; "
                   f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB", flush=True)
-        assert run is not None
-        print(f"state: {args.policies} policies, {args.endpoints} endpoints, {args.ipsets} IP sets of "
-              f"{args.members} members; {len(msgs)} messages; backend {run.backend}; {run.rules} rules (v4+v6), "
-              f"{run.set_entries} set entries")
-        print(f"InSync -> programmed (all endpoints up at Felix): {spread(spans)}")
-        print(f"raw ipset restore + iptables-restore --noflush of the same output: {spread(raws)}")
-        print(f"ratio: {spread(ratios, unit='x')} (goal <= 1.5)")
-        print(f"snapshot frames -> folded by the agent (decode, gRPC, fold): {spread(folds)}")
-        print(f"agent VmRSS after the snapshot: {spread(rss, unit='MB', digits=0)}")
+        if run is not None:
+            print(f"state: {args.policies} policies, {args.endpoints} endpoints, {args.ipsets} IP sets of "
+                  f"{args.members} members; {len(msgs)} messages; backend {run.backend}; {run.rules} rules (v4+v6), "
+                  f"{run.set_entries} set entries")
+            print(f"InSync -> programmed (all endpoints up at Felix): {spread(spans)}")
+            print(f"raw ipset restore + iptables-restore --noflush of the same output: {spread(raws)}")
+            print(f"ratio: {spread(ratios, unit='x')} (goal <= 1.5)")
+            print(f"snapshot frames -> folded by the agent (decode, gRPC, fold): {spread(folds)}")
+            print(f"agent VmRSS after the snapshot: {spread(rss, unit='MB', digits=0)}")
         if args.rss_endpoints:
             big = snapshot(args.rss_policies, args.rss_endpoints, args.ipsets, args.members, random.Random(5))
             ns = f"{prefix}-big"

@@ -79,6 +79,12 @@ class ChainRenderer:
         # Endpoints mostly share their tiers and profiles (a namespace's pods select the same
         # policies): the policy part of an endpoint chain is rendered once per distinct value.
         self._tier_memo: dict[tuple[object, ...], tuple[Rule, ...]] = {}
+        # One object per distinct rule of endpoint chains (conntrack, marks, jumps to a policy):
+        # thousands of endpoint chains repeat them, and each copy would cost memory.
+        self._shared: dict[Rule, Rule] = {}
+
+    def _one(self, rule: Rule) -> Rule:
+        return self._shared.setdefault(rule, rule)
 
     # -- policies and profiles -----------------------------------------------------------------
     def _rule_chain(self, name: str, owner: str, rules: Iterable[Rule]) -> Chain:
@@ -108,38 +114,41 @@ class ChainRenderer:
         if hit is None:
             if len(self._tier_memo) > 65536:  # bound it; a full clear is rare and only costs time
                 self._tier_memo.clear()
+                self._shared.clear()
             hit = self._tier_memo[key] = tuple(self._tier_rules(tiers, direction, profiles, flavour))
         return list(hit)
 
     def _tier_rules(self, tiers: Sequence[Tier], direction: Direction, profiles: Sequence[str],
                     flavour: Flavour) -> list[Rule]:
         inbound = direction is Direction.INGRESS
-        accepted = Rule(mark_set(self.m.accept), "-j RETURN")
+        one = self._one
+        accepted = one(Rule(mark_set(self.m.accept), "-j RETURN"))
+        start_of_tier = one(Rule("", clear_mark(self.m.passed)))
         out: list[Rule] = []
         for tier in tiers:
             listed = tier.policies(direction)
             if not listed:
                 continue  # a tier with no policies in this direction is skipped
             live = [k for k in listed if k.kind not in STAGED_KINDS]
-            out.append(Rule("", clear_mark(self.m.passed)))  # start of tier
+            out.append(start_of_tier)
             for key in live:
-                out.append(jump(policy_chain(key, inbound), mark_clear(self.m.passed)))
+                out.append(one(jump(policy_chain(key, inbound), mark_clear(self.m.passed))))
                 out.append(accepted)
             if live and flavour.end_of_tier_drop and not tier.ends_with_pass:
-                out.append(Rule(mark_clear(self.m.passed), self.s.deny_action))
+                out.append(one(Rule(mark_clear(self.m.passed), self.s.deny_action)))
         if flavour.profiles:
             for name in profiles:
                 # A pass in a profile (or out of the last tier) must not carry into this profile.
-                out.append(Rule("", clear_mark(self.m.passed)))
-                out.append(jump(profile_chain(name, inbound)))
+                out.append(start_of_tier)
+                out.append(one(jump(profile_chain(name, inbound))))
                 out.append(accepted)
-            out.append(Rule("", self.s.deny_action))
+            out.append(one(Rule("", self.s.deny_action)))
         return out
 
     def _conntrack(self) -> list[Rule]:
-        out = [Rule(CT_ESTABLISHED, "-j ACCEPT")]
+        out = [self._one(Rule(CT_ESTABLISHED, "-j ACCEPT"))]
         if self.s.conntrack_invalid_drop:
-            out.append(Rule(CT_INVALID, "-j DROP"))
+            out.append(self._one(Rule(CT_INVALID, "-j DROP")))
         return out
 
     # -- workload endpoints --------------------------------------------------------------------
@@ -149,15 +158,15 @@ class ChainRenderer:
         for prefix, direction in (("tw-", Direction.INGRESS), ("fw-", Direction.EGRESS)):
             name = endpoint_chain(prefix, wep.name)
             if not wep.active:
-                out.append(Chain(name, (Rule("", "-j DROP"),), owner))  # admin down: before conntrack
+                out.append(Chain(name, (self._one(Rule("", "-j DROP")),), owner))  # admin down: before conntrack
                 continue
             rules = self._conntrack()
-            rules.append(Rule("", clear_mark(self.m.accept | self.m.passed)))
+            rules.append(self._one(Rule("", clear_mark(self.m.accept | self.m.passed))))
             if direction is Direction.EGRESS:
                 if not self.s.allow_vxlan_from_workloads:
-                    rules.append(Rule(f"-p udp -m multiport --dports {self.s.vxlan_port}", "-j DROP"))
+                    rules.append(self._one(Rule(f"-p udp -m multiport --dports {self.s.vxlan_port}", "-j DROP")))
                 if not self.s.allow_ipip_from_workloads:
-                    rules.append(Rule("-p 4", "-j DROP"))
+                    rules.append(self._one(Rule("-p 4", "-j DROP")))
             rules += self.tier_rules(wep.tiers, direction, wep.profile_ids, NORMAL)
             out.append(Chain(name, tuple(rules), owner))
         return out

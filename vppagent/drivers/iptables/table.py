@@ -14,6 +14,7 @@ import bisect
 import hashlib
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -35,10 +36,10 @@ _HASH_RE = re.compile(r'--comment "?' + re.escape(HASH_PREFIX) + r'([A-Za-z0-9_-
 _ERROR_LINE_RE = re.compile(r"line:? (\d+)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     """`match` (may be empty), then `action` ("-j DROP", "-g vpa-x", ...); `target` names our
-    chain when the action jumps to one."""
+    chain when the action jumps to one. Slotted: a big state holds hundreds of thousands."""
 
     match: str
     action: str
@@ -50,12 +51,13 @@ class Rule:
 
 
 def jump(chain: str, match: str = "") -> Rule:
-    return Rule(match, f"-j {chain}", chain)
+    # Interned: every endpoint chain jumps to its policies, so the same action text recurs.
+    return Rule(match, sys.intern(f"-j {chain}"), chain)
 
 
 def goto(chain: str, match: str = "") -> Rule:
     # "-g" returns to the caller's caller when the chain returns (dispatch chains use it).
-    return Rule(match, f"-g {chain}", chain)
+    return Rule(match, sys.intern(f"-g {chain}"), chain)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Chain:
     name: str
     rules: tuple[Rule, ...]
     owner: str = ""
-    _hashes: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    _hashes: str | None = field(default=None, repr=False, compare=False)
     _text: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,9 +75,11 @@ class Chain:
             raise ValueError(f"bad chain name {self.name!r}")
 
     @property
-    def hashes(self) -> tuple[str, ...]:
+    def hashes(self) -> str:
+        """The rules' hashes (`rule_hashes`) joined: HASH_LEN characters per rule. One string
+        per chain, not one per rule: a big state has hundreds of thousands of rules."""
         if self._hashes is None:
-            self._hashes = rule_hashes(self.name, self.rules)
+            self._hashes = "".join(rule_hashes(self.name, self.rules))
         return self._hashes
 
     def targets(self) -> Iterable[str]:
@@ -83,12 +87,19 @@ class Chain:
 
     @property
     def restore_text(self) -> str:
-        """The chain's "-A" lines for iptables-restore, newline-terminated. Kept on the chain:
-        rendered chains are cached and shared between families, so most are formatted once."""
+        """The chain's "-A" lines for iptables-restore, newline-terminated. Kept on the chain
+        until `forget_text`: rendered chains are shared between families, so most are formatted
+        once per write."""
         if self._text is None:
-            head = f"-A {self.name}"
-            self._text = "".join(f"{rule_line(head, r, h)}\n" for r, h in zip(self.rules, self.hashes, strict=True))
+            head, hashes = f"-A {self.name}", self.hashes
+            self._text = "".join(f"{rule_line(head, r, hashes[i * HASH_LEN:(i + 1) * HASH_LEN])}\n"
+                                 for i, r in enumerate(self.rules))
         return self._text
+
+    def forget_text(self) -> None:
+        """Drop the formatted lines once written: they are as big as the restore input and only
+        needed again if the kernel loses the chain."""
+        self._text = None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Chain) and self.name == other.name and self.rules == other.rules
@@ -98,6 +109,7 @@ class Chain:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+HASH_LEN = 16  # base64 of 12 bytes
 
 
 def rule_hashes(chain_name: str, rules: Iterable[Rule]) -> tuple[str, ...]:
@@ -133,7 +145,7 @@ class ApplyResult:
 class _KernelView:
     """What iptables-save showed: our chains' hashes, and each kernel chain's hashes (None: foreign)."""
 
-    ours: dict[str, tuple[str, ...]]
+    ours: dict[str, str]  # chain -> its rules' hashes joined, as Chain.hashes
     kernel: dict[str, list[str | None]]
 
 
@@ -382,7 +394,7 @@ def parse_save(text: str) -> _KernelView:
             found = _HASH_RE.search(line)
             if name.startswith(CHAIN_PREFIX):
                 # A rule without our hash in our chain (inserted by hand) makes the chain differ.
-                ours.setdefault(name, []).append(found.group(1) if found else "?")
+                ours.setdefault(name, []).append(found.group(1) if found else "?" * HASH_LEN)
             else:
                 kernel.setdefault(name, []).append(found.group(1) if found else None)
-    return _KernelView({k: tuple(v) for k, v in ours.items()}, kernel)
+    return _KernelView({k: "".join(v) for k, v in ours.items()}, kernel)
