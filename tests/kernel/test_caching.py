@@ -105,6 +105,28 @@ def test_families_share_equal_chains() -> None:
     assert v6["vpa-wl-to-host"] is not v4["vpa-wl-to-host"]  # IPv6 lets NDP through first
 
 
+def test_workload_chains_are_the_same_in_both_families() -> None:
+    """What lets the renderer render an endpoint's chains once (chains.WORKLOAD_CHAINS_PER_FAMILY)."""
+    from vppagent.drivers.iptables.chains import WORKLOAD_CHAINS_PER_FAMILY, ChainRenderer
+    from vppagent.policy.model import WorkloadEndpoint
+    from vppagent.state.model import workload_key
+
+    assert not WORKLOAD_CHAINS_PER_FAMILY
+    tiers = [b.tier("default", ingress=["p1", "p2"], egress=["p2"]),
+             b.tier("staged", ingress=["p3"], default_action="Pass")]
+    endpoints = [b.workload("ns/a", "cali1", ipv4=["10.65.0.2/32"], ipv6=["fd65::2/128"], tiers=tiers,
+                            profiles=["kns.ns", "ksa.ns.default"]),
+                 b.workload("ns/b", "cali2", ipv6=["fd65::3/128"], state="down", tiers=tiers),
+                 b.workload("ns/c", "cali3", ipv4=["10.65.0.4/32"])]
+    for config in ({}, {"AllowVXLANPacketsFromWorkloads": "true", "AllowIPIPPacketsFromWorkloads": "true",
+                        "DropActionOverride": "LogAndDrop", "DisableConntrackInvalidCheck": "true"}):
+        settings = Settings.from_config(config)
+        for msg in endpoints:
+            update = msg.workload_endpoint_update
+            wep = WorkloadEndpoint.from_proto(workload_key(update.id), update.endpoint)
+            assert ChainRenderer(settings, 4).workload_chains(wep) == ChainRenderer(settings, 6).workload_chains(wep)
+
+
 def table_with(runner: FakeRunner, chains: list[Chain]) -> Table:
     table = Table("filter", 4, runner, Backend("nft"))  # type: ignore[arg-type]
     table.replace_chains(chains)

@@ -55,6 +55,8 @@ CT_ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED"
 CT_INVALID = "-m conntrack --ctstate INVALID"
 # ICMPv6 a workload needs to reach its host before any policy (Felix's ICMPv6Filter): MLD and NDP.
 ICMPV6_TO_HOST = (130, 131, 132, 133, 135, 136)
+# Whether workload_chains differs between families; False lets render.py render them once.
+WORKLOAD_CHAINS_PER_FAMILY = False
 DISPATCH_SPLIT = 32  # more endpoints than this: a second dispatch level by interface name
 
 
@@ -153,6 +155,9 @@ class ChainRenderer:
 
     # -- workload endpoints --------------------------------------------------------------------
     def workload_chains(self, wep: WorkloadEndpoint) -> list[Chain]:
+        """The endpoint's two chains. They do not depend on the family (no addresses, no ICMP:
+        only marks, conntrack and jumps), so the renderer renders them once for all families
+        (`WORKLOAD_CHAINS_PER_FAMILY`; tests/kernel/test_caching.py checks the claim)."""
         owner = f"workload endpoint {wep.key}"
         out = []
         for prefix, direction in (("tw-", Direction.INGRESS), ("fw-", Direction.EGRESS)):

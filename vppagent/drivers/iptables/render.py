@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from vppagent.drivers.iptables.chains import ChainRenderer
+from vppagent.drivers.iptables.chains import WORKLOAD_CHAINS_PER_FAMILY, ChainRenderer
 from vppagent.drivers.iptables.ipsets import KernelSet, kernel_members
 from vppagent.drivers.iptables.names import BadInterfaceName, check_interface, ipset_name
 from vppagent.drivers.iptables.routes import RouteSpec
@@ -178,7 +178,10 @@ class StateRenderer:
             check_interface(wep.name)
         except (BadInterfaceName, ValueError) as exc:
             return _Cached(pb, {}, f"workload endpoint {key}: {exc}")
-        return _Cached(pb, _share({f: r.workload_chains(wep) for f, r in self.renderers.items()}), extra=wep)
+        if WORKLOAD_CHAINS_PER_FAMILY:
+            return _Cached(pb, _share({f: r.workload_chains(wep) for f, r in self.renderers.items()}), extra=wep)
+        chains = self.renderers[self.families[0]].workload_chains(wep)  # the same in every family
+        return _Cached(pb, dict.fromkeys(self.families, chains), extra=wep)
 
     def _render_hep(self, key: str, pb: felix.HostEndpoint) -> _Cached:
         try:
