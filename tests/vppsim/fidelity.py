@@ -34,6 +34,7 @@ IGNORED: dict[tuple[str, str], str] = {
     ("show_version_reply", "build_date"): "when and where the binary was built",
     ("ip_route_add_del_reply", "stats_index"): "VPP's internal counter slot",
     ("ip_route_details", "stats_index"): "VPP's internal counter slot",
+    ("ip_route_v2_details", "stats_index"): "VPP's internal counter slot",
     ("ip_neighbor_add_del_reply", "stats_index"): "VPP's internal counter slot",
 }
 _ALWAYS_IGNORED = ("_0", "context")

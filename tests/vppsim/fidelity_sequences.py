@@ -310,6 +310,48 @@ def seq_routes_attached_recursive_and_refusals(rec: Recorder) -> None:
     our_routes(rec, "all removed", prefixes)
 
 
+def routes_by_source(rec: Recorder, label: str, prefixes: list[str]) -> None:
+    """``ip_route_v2_dump`` of table 0 unfiltered (0), API-made (8) and neighbours' adjacency (15)."""
+    for src in (0, 8, 15):
+        for is_ip6 in (False, True):
+            details = rec.quiet("ip_route_v2_dump", src=src, table={"table_id": 0, "is_ip6": is_ip6})
+            rec.record(f"{label} src {src} ip{6 if is_ip6 else 4}", "ip_route_v2_details",
+                       sorted((d for d in details if str(d.route.prefix) in prefixes),
+                              key=lambda d: str(d.route.prefix)))
+
+
+@sequence
+def seq_routes_and_neighbour_adjacencies(rec: Recorder) -> None:
+    """A pod's route and its static neighbour share a /32 (/128): ``ip_route_dump`` cannot tell the
+    neighbour's adjacency entry from the route, ``ip_route_v2_dump`` by source can."""
+    sw_if_index = loopback(rec)
+    rec("sw_interface_ip6_enable_disable", sw_if_index=sw_if_index, enable=True)
+    routes = {address: {"table_id": 0, "prefix": f"{address}/{128 if ':' in address else 32}", "n_paths": 1,
+                        "paths": [path(sw_if_index, "::" if ":" in address else "0.0.0.0")]}
+              for address in ("10.67.0.5", "fd67::5")}
+    prefixes = [r["prefix"] for r in routes.values()] + ["10.67.0.6/32", "fd67::6/128"]
+    for route in routes.values():
+        rec("ip_route_add_del", is_add=True, is_multipath=False, route=route)
+    for address in ("10.67.0.5", "fd67::5", "10.67.0.6", "fd67::6"):  # two with a route, two without
+        rec("ip_neighbor_add_del", is_add=True, neighbor={"sw_if_index": sw_if_index, "flags": 1,
+                                                           "mac_address": "02:00:00:00:00:01", "ip_address": address})
+    our_routes(rec, "routes and neighbours", prefixes)
+    routes_by_source(rec, "routes and neighbours", prefixes)
+    for route in routes.values():
+        rec("ip_route_add_del", is_add=False, is_multipath=False, route=route)
+    our_routes(rec, "routes deleted", prefixes)
+    routes_by_source(rec, "routes deleted", prefixes)
+    rec("ip_route_add_del", is_add=True, is_multipath=False, route=routes["10.67.0.5"])
+    rec("ip_neighbor_add_del", is_add=False, neighbor={"sw_if_index": sw_if_index, "flags": 1,
+                                                        "mac_address": "02:00:00:00:00:01", "ip_address": "10.67.0.5"})
+    routes_by_source(rec, "neighbour deleted, route again", prefixes)
+    # The interface goes: its neighbours with it, the API route stays until deleted by prefix.
+    rec("delete_loopback", sw_if_index=sw_if_index)
+    routes_by_source(rec, "interface gone", prefixes)
+    rec("ip_route_add_del", is_add=False, is_multipath=False, route={**routes["10.67.0.5"], "n_paths": 0, "paths": []})
+    routes_by_source(rec, "all removed", prefixes)
+
+
 # -- classifier ------------------------------------------------------------------------------------
 @sequence
 def seq_classifier_tables_sessions_chains(rec: Recorder) -> None:

@@ -11,22 +11,35 @@ After VPP ``src/vnet/ip/ip_api.c`` and ``src/vnet/fib/fib_api.c``, checked again
 Every table has its default route (``0.0.0.0/0`` or ``::/0``, a drop path) from creation, like
 ``fib_table_create``; interface-derived (attached/local) entries and the other special entries VPP
 keeps are not emulated, so dumps list API routes plus the default.
+
+Neighbours (iplink.py) add their adjacency entry: the neighbour's /32 or /128 in its interface's
+table, one path through the interface with the address as next hop, FIB source "adjacency". An
+entry with an API route too is the API's (its best source: API has the higher priority), so
+``ip_route_dump`` shows a neighbour's entry exactly like an attached host route, before the API
+route is added and after it is deleted. ``ip_route_v2_dump`` says each entry's best source
+(``src``) and, with a non-zero ``src``, lists only entries whose best source it is (checked on
+26.06: with ``src`` = adjacency an entry that also has an API route is not listed).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from vppagent.drivers.vpp.api.errors import NO_INDEX, OK, ApiError
-from vppagent.vppsim.addresses import InvalidPrefix, IPNetwork, decode_prefix, encode_prefix
+from vppagent.vppsim.addresses import InvalidPrefix, IPAddress, IPNetwork, decode_prefix, encode_prefix
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import InterfaceTable
 
 FIB_API_PATH_TYPE_DROP = 2
 FIB_API_PATH_NH_PROTO_IP4 = 0
 FIB_API_PATH_NH_PROTO_IP6 = 1
+# fib_source_t values as `show fib source` lists them in 26.06 (compile-time, not in the API JSON)
+FIB_SOURCE_API = 8
+FIB_SOURCE_ADJACENCY = 15
+FIB_SOURCE_DEFAULT_ROUTE = 20
 
 
 @dataclass
@@ -61,8 +74,11 @@ def _normalised_path(path: dict[str, Any], prefix: IPNetwork) -> dict[str, Any]:
 
 
 class Fib:
-    def __init__(self, interfaces: InterfaceTable) -> None:
+    def __init__(self, interfaces: InterfaceTable,
+                 neighbours: Callable[[], Iterable[tuple[int, IPAddress]]] = lambda: ()) -> None:
+        """`neighbours`: the (interface, address) of every neighbour, for their adjacency entries."""
         self._interfaces = interfaces
+        self._neighbours = neighbours
         self.tables: dict[tuple[bool, int], IpTable] = {}
         for is_ip6 in (False, True):
             self._create(0, is_ip6, "")
@@ -79,6 +95,7 @@ class Fib:
             "ip_table_dump": self.ip_table_dump,
             "ip_route_add_del": self.ip_route_add_del,
             "ip_route_dump": self.ip_route_dump,
+            "ip_route_v2_dump": self.ip_route_v2_dump,
         }
 
     def ip_table_add_del(self, request: Request) -> list[Reply]:
@@ -135,15 +152,41 @@ class Fib:
         table = self.tables.get((bool(wanted["is_ip6"]), wanted["table_id"]))
         if table is None:
             return []
-        default = ipaddress.ip_network("::/0" if table.is_ip6 else "0.0.0.0/0")
-        entries: dict[IPNetwork, list[dict[str, Any]]] = {default: [{
-            "sw_if_index": 0xFFFFFFFF, "type": FIB_API_PATH_TYPE_DROP,
-            "proto": FIB_API_PATH_NH_PROTO_IP6 if table.is_ip6 else FIB_API_PATH_NH_PROTO_IP4}]}
-        entries.update(table.routes)
         return [("ip_route_details", {"route": {
             "table_id": table.table_id, "prefix": encode_prefix(prefix.network_address, prefix.prefixlen),
             "n_paths": len(paths), "paths": paths}})
-            for prefix, paths in sorted(entries.items(), key=lambda item: (item[0].prefixlen, item[0]))]
+            for prefix, (_, paths) in self._entries(table)]
+
+    def ip_route_v2_dump(self, request: Request) -> list[Reply]:
+        wanted = request.fields["table"]
+        table = self.tables.get((bool(wanted["is_ip6"]), wanted["table_id"]))
+        if table is None:
+            return []
+        src = request.fields["src"]
+        return [("ip_route_v2_details", {"route": {
+            "table_id": table.table_id,
+            "stats_index": NO_INDEX if source == FIB_SOURCE_ADJACENCY else 0,  # unresolved until used
+            "prefix": encode_prefix(prefix.network_address, prefix.prefixlen),
+            "n_paths": len(paths), "src": source, "paths": paths}})
+            for prefix, (source, paths) in self._entries(table) if not src or src == source]
+
+    def _entries(self, table: IpTable) -> list[tuple[IPNetwork, tuple[int, list[dict[str, Any]]]]]:
+        """Every entry with its best source and that source's paths, in VPP's dump order."""
+        default = ipaddress.ip_network("::/0" if table.is_ip6 else "0.0.0.0/0")
+        proto = FIB_API_PATH_NH_PROTO_IP6 if table.is_ip6 else FIB_API_PATH_NH_PROTO_IP4
+        entries: dict[IPNetwork, tuple[int, list[dict[str, Any]]]] = {default: (FIB_SOURCE_DEFAULT_ROUTE, [{
+            "sw_if_index": 0xFFFFFFFF, "type": FIB_API_PATH_TYPE_DROP, "proto": proto}])}
+        for sw_if_index, address in self._neighbours():
+            interface = self._interfaces.get(sw_if_index)
+            if interface is None or (address.version == 6) != table.is_ip6 \
+                    or interface.table_id(table.is_ip6) != table.table_id:
+                continue
+            host = ipaddress.ip_network(address)
+            entries[host] = (FIB_SOURCE_ADJACENCY, [{
+                "sw_if_index": sw_if_index, "weight": 1, "proto": proto,
+                "nh": {"address": {"ip6" if table.is_ip6 else "ip4": address.packed}}}])
+        entries.update((prefix, (FIB_SOURCE_API, paths)) for prefix, paths in table.routes.items())
+        return sorted(entries.items(), key=lambda item: (item[0].prefixlen, item[0]))
 
 
 def _full(path: dict[str, Any]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class SimState:
                                          ip_table_exists=lambda is_ip6, table_id: (is_ip6, table_id) in self.fib.tables)
         self.acl = AclPlugin(self.definitions, self.interfaces)
         self.classifier = Classifier(self.interfaces)
-        self.fib = Fib(self.interfaces)
+        self.fib = Fib(self.interfaces, neighbours=lambda: self.ip_links.neighbors.keys())
         self.cnat = Cnat(self.release.cnat_active_flag)
         self.ip_links = IpLinks(self.interfaces, ip6_needs_ethernet=self.release.ip6_enable_needs_ethernet)
         self.interfaces.on_deleted(self.ip_links.on_interface_deleted)

@@ -62,6 +62,9 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     "ip_route_add_del_reply": "1992deab",
     "ip_route_dump": "b9d2e09e",
     "ip_route_details": "bda8f315",
+    # routes read back filtered by FIB source (only API-made ones: docs/vpp-driver.md, "Routes")
+    "ip_route_v2_dump": "d16f72e6",
+    "ip_route_v2_details": "b09aa6c0",
     # pod attachments
     "tap_create_v3": "3f3fd1df",
     "tap_create_v3_reply": "5383d31f",
@@ -110,6 +113,7 @@ READ_ONLY: Final[frozenset[str]] = frozenset({
     "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
     "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
     "classify_table_info", "classify_session_dump", "cnat_translation_dump",
+    "ip_route_v2_dump",
 })
 
 
