@@ -35,6 +35,10 @@ IP_NEIGHBOR_FLAG_STATIC = 1
 AF_PACKET_MODE_ETHERNET = 1
 AF_PACKET_FLAGS = 3  # QDISC_BYPASS | CKSUM_GSO: with 0, TCP fails on bad checksums
 FIB_PATH_TYPE_NORMAL = 0
+# fib_source_t's FIB_SOURCE_API (a compile-time value: `show fib source` lists "[8] API" in 26.06).
+# An `ip_route_v2_dump` with this `src` lists the entries whose best source is the API, so not the
+# adjacency entry (source "adjacency", 15) a static or learned neighbour adds for the same /32.
+FIB_SOURCE_API = 8
 ZERO_MAC = "00:00:00:00:00:00"
 
 SESSION_NO_NEXT = 0xFFFF  # ~0 as a classifier session stores it (a u16 next index)
@@ -161,11 +165,13 @@ class VppCalls:
 
     # -- FIB --------------------------------------------------------------------------------------
     def routes(self) -> dict[IPNetwork, RouteTarget]:
-        """Table 0's single-path routes through an interface or via a next hop (VPP's own
-        drop/local/receive routes and multi-path routes are left out)."""
+        """Table 0's API-made single-path routes through an interface or via a next hop (VPP's
+        own drop/local/receive routes, multi-path routes and entries of other FIB sources, such
+        as a neighbour's adjacency entry that `ip_route_dump` shows like a route, are left out)."""
         out: dict[IPNetwork, RouteTarget] = {}
         for is_ip6 in (False, True):
-            for details in self.conn.dump("ip_route_dump", table={"table_id": 0, "is_ip6": is_ip6}):
+            for details in self.conn.dump("ip_route_v2_dump", src=FIB_SOURCE_API,
+                                          table={"table_id": 0, "is_ip6": is_ip6}):
                 parsed = _route_from_details(details.route)
                 if parsed is not None:
                     out[parsed[0]] = parsed[1]
