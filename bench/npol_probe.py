@@ -1035,18 +1035,29 @@ def _runtime_clocks(text: str, node: str) -> float | None:
     return None
 
 
+def _pg0(npol: Npol) -> int:
+    """The packet generator's interface pg0, addressed, with cnat's feature (made once per VPP: a
+    second `create packet-generator interface pg0` makes another interface)."""
+    found = [d for d in npol.client.api.sw_interface_dump(name_filter_valid=True, name_filter="pg0")
+             if d.interface_name == "pg0"]
+    if found:
+        return int(found[0].sw_if_index)
+    npol.cli("create packet-generator interface pg0")
+    npol.cli("set interface ip address pg0 10.9.0.1/24")
+    npol.cli("set interface state pg0 up")
+    npol.cli("set cnat feature pg0 enable")
+    [details] = [d for d in npol.client.api.sw_interface_dump(name_filter_valid=True, name_filter="pg0")
+                 if d.interface_name == "pg0"]
+    return int(details.sw_if_index)
+
+
 def hook_cost(npol: Npol, packets: int) -> dict[str, Any]:
     """Clocks per packet in cnat-input-ip4 (where master runs npol, for new flows) with VPP's packet
     generator: cnat alone, npol with one rule, npol with bench/compile.py's 25-policy endpoint;
     `packets` distinct flows (source addresses 10.200.0.0 up), and one denied flow repeated."""
     from bench import compile as compile_bench
 
-    npol.cli("create packet-generator interface pg0")
-    npol.cli("set interface ip address pg0 10.9.0.1/24")
-    npol.cli("set interface state pg0 up")
-    npol.cli("set cnat feature pg0 enable")
-    [details] = npol.client.api.sw_interface_dump(name_filter_valid=True, name_filter="pg0")
-    pg0 = int(details.sw_if_index)
+    pg0 = _pg0(npol)
     args = argparse.Namespace(policies=500, rules=10, sets=100, members=100, endpoints=2, per_endpoint=25, seed=1)
     state, keys = compile_bench.build(args)
     cat = Catalog(state)
@@ -1111,12 +1122,7 @@ def hook_update_window(npol: Npol, seconds: float = 8.0, rate: int = 20000) -> l
     policy allows them all (default deny), while the API rewrites that policy: every denied flow is
     a moment a packet saw a half-made state. Single in-place messages, then a two-message change
     (list emptied, then refilled) as the control that shows such a moment is seen."""
-    npol.cli("create packet-generator interface pg0")
-    npol.cli("set interface ip address pg0 10.9.0.1/24")
-    npol.cli("set interface state pg0 up")
-    npol.cli("set cnat feature pg0 enable")
-    [details] = npol.client.api.sw_interface_dump(name_filter_valid=True, name_filter="pg0")
-    pg0 = int(details.sw_if_index)
+    pg0 = _pg0(npol)
     allow = npol.rule(nm.ALLOW)
     pol = npol.policy(rx=[allow])
     npol.configure(pg0, rx=[pol], policy_default_rx=nm.DEFAULT_DENY)
