@@ -456,6 +456,40 @@ def seq_af_packet_create_delete(rec: Recorder) -> None:
     rec("af_packet_delete", host_if_name="vpafid-none")
 
 
+@sequence
+def seq_af_packet_rx_mode(rec: Recorder) -> None:
+    """The rx-mode of an af_packet interface's queue: as created, set, refused, read back."""
+    create = {"mode": 1, "hw_addr": "02:fe:00:00:00:02", "use_random_hw_addr": False, "rx_frame_size": 0,
+              "tx_frame_size": 0, "rx_frames_per_block": 0, "tx_frames_per_block": 0, "flags": 3,
+              "num_rx_queues": 1, "num_tx_queues": 1}
+    index = int(rec("af_packet_create_v3", host_if_name=VETH[0], **create).sw_if_index)
+
+    def placement(label: str) -> None:
+        rec("sw_interface_rx_placement_dump", sw_if_index=index)
+        every = rec.quiet("sw_interface_rx_placement_dump", sw_if_index=NONE)
+        rec.record(f"{label}: all, ours", "sw_interface_rx_placement_details",
+                   [d for d in every if d.sw_if_index == index])
+
+    placement("as created")
+    for mode in (2, 2, 1):  # interrupt, again, polling
+        rec("sw_interface_set_rx_mode", sw_if_index=index, queue_id_valid=False, queue_id=0, mode=mode)
+        placement(f"mode {mode}")
+    rec("sw_interface_set_rx_mode", sw_if_index=index, queue_id_valid=False, queue_id=0, mode=4)  # default
+    placement("default")
+    rec("sw_interface_set_rx_mode", sw_if_index=index, queue_id_valid=False, queue_id=0, mode=3)  # adaptive
+    rec("sw_interface_set_rx_mode", sw_if_index=index, queue_id_valid=True, queue_id=5, mode=2)
+    rec("sw_interface_set_rx_mode", sw_if_index=index, queue_id_valid=True, queue_id=0, mode=2)
+    rec("sw_interface_set_flags", sw_if_index=index, flags=ADMIN_UP)
+    placement("up")
+    rec("sw_interface_set_rx_mode", sw_if_index=MISSING_IF, queue_id_valid=False, queue_id=0, mode=2)
+    looped = loopback(rec)
+    rec("sw_interface_set_rx_mode", sw_if_index=looped, queue_id_valid=False, queue_id=0, mode=2)
+    rec("sw_interface_rx_placement_dump", sw_if_index=looped)
+    rec("delete_loopback", sw_if_index=looped)
+    rec("af_packet_delete", host_if_name=VETH[0])
+    rec("sw_interface_rx_placement_dump", sw_if_index=index)
+
+
 # -- tap (refused on hosts without /dev/vhost-net, as here) and interface events ---------------------
 @sequence
 def seq_tap_create_delete(rec: Recorder) -> None:

@@ -17,6 +17,7 @@ from vppagent.vppsim.iplink import IpLinks
 from vppagent.vppsim.packet import Direction, Packet, Verdict
 from vppagent.vppsim.release import Release, release
 from vppagent.vppsim.routes import Fib
+from vppagent.vppsim.rxmode import RxQueues
 
 # show_version's build fields: VPP prints its build host and time there; the emulator says what it is.
 BUILD_DATE = "vppsim"
@@ -58,6 +59,8 @@ class SimState:
         self.cnat = Cnat(self.release.cnat_active_flag)
         self.ip_links = IpLinks(self.interfaces, ip6_needs_ethernet=self.release.ip6_enable_needs_ethernet)
         self.interfaces.on_deleted(self.ip_links.on_interface_deleted)
+        self.rx_queues = RxQueues(self.interfaces)
+        self.interfaces.on_deleted(self.rx_queues.on_interface_deleted)
         self.interfaces.on_deleted(self.acl.on_interface_deleted)
         self.interfaces.on_deleted(self.classifier.on_interface_deleted)
         self.interfaces.on_event(self._interface_event)
@@ -77,6 +80,7 @@ class SimState:
             **self.classifier.handlers(),
             **self.fib.handlers(),
             **self.ip_links.handlers(),
+            **self.rx_queues.handlers(),
             **self.cnat.handlers(),
         }
         self.pre_decode_checks = self.acl.pre_decode_checks()

@@ -19,6 +19,7 @@ class ApiError(IntEnum):
     NO_SUCH_ENTRY = -6
     INVALID_VALUE = -7
     INVALID_VALUE_2 = -8
+    UNIMPLEMENTED = -9  # e.g. an rx-mode or queue the device does not have (26.06)
     INVALID_SW_IF_INDEX_2 = -10
     SYSCALL_ERROR_1 = -11
     INVALID_REGISTRATION = -31

@@ -65,6 +65,11 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     # routes read back filtered by FIB source (only API-made ones: docs/vpp-driver.md, "Routes")
     "ip_route_v2_dump": "d16f72e6",
     "ip_route_v2_details": "b09aa6c0",
+    # rx-mode of pod interfaces (interrupt: a polled interface keeps VPP's main loop busy)
+    "sw_interface_set_rx_mode": "b04d1cfe",
+    "sw_interface_set_rx_mode_reply": "e8d4e804",
+    "sw_interface_rx_placement_dump": "f9e6675e",
+    "sw_interface_rx_placement_details": "9e44a7ce",
     # pod attachments
     "tap_create_v3": "3f3fd1df",
     "tap_create_v3_reply": "5383d31f",
@@ -113,7 +118,7 @@ READ_ONLY: Final[frozenset[str]] = frozenset({
     "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
     "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
     "classify_table_info", "classify_session_dump", "cnat_translation_dump",
-    "ip_route_v2_dump",
+    "ip_route_v2_dump", "sw_interface_rx_placement_dump",
 })
 
 
