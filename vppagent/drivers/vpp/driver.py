@@ -263,6 +263,7 @@ class VppDriver(Driver):
             self.classifier.reread()  # our chains, read back when this driver does not know them
             if self.pods.restore(self._programmed):
                 self._programmed = read_programmed(self.calls)
+            self.pods.settle_rx_modes(self._programmed)
         return self._programmed
 
     def _converge(self, *, reread: bool, removing: bool = False) -> ApplyReport:

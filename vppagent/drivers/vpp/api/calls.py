@@ -40,6 +40,7 @@ FIB_PATH_TYPE_NORMAL = 0
 # adjacency entry (source "adjacency", 15) a static or learned neighbour adds for the same /32.
 FIB_SOURCE_API = 8
 ZERO_MAC = "00:00:00:00:00:00"
+RX_MODE_INTERRUPT = 2  # RX_MODE_API_INTERRUPT
 
 SESSION_NO_NEXT = 0xFFFF  # ~0 as a classifier session stores it (a u16 next index)
 CNAT_LB_DEFAULT = 0  # cnat_lb_type_t: the flow hash modulo the paths
@@ -98,6 +99,18 @@ class VppCalls:
     def admin_up(self, sw_if_index: int, what: str = "") -> None:
         self.conn.call("sw_interface_set_flags", sw_if_index=sw_if_index, flags=ADMIN_UP,
                        what=what or f"interface {sw_if_index} up")
+
+    def rx_modes(self) -> dict[int, list[int]]:
+        """Every interface with receive queues: the rx-mode of each queue (RX_MODE_API_*)."""
+        out: dict[int, list[int]] = {}
+        for d in self.conn.dump("sw_interface_rx_placement_dump", sw_if_index=NO_INDEX):
+            out.setdefault(int(d.sw_if_index), []).append(int(d.mode))
+        return out
+
+    def set_rx_interrupt(self, sw_if_index: int, what: str = "") -> None:
+        """All the interface's receive queues in interrupt mode (VPP then sleeps while they are idle)."""
+        self.conn.call("sw_interface_set_rx_mode", sw_if_index=sw_if_index, queue_id_valid=False, queue_id=0,
+                       mode=RX_MODE_INTERRUPT, what=what or f"interrupt rx-mode on interface {sw_if_index}")
 
     def create_loopback(self, what: str) -> int:
         return int(self.conn.call("create_loopback", mac_address=ZERO_MAC, what=what).sw_if_index)

@@ -38,6 +38,7 @@ from vppagent.drivers.vpp.failures import Failures, Owner
 from vppagent.drivers.vpp.pods.interfaces import FoundPod, PodInterfaces, PodKind, PodRecord
 from vppagent.drivers.vpp.pods.ip import add_neighbors, disable_ip, enable_ip
 from vppagent.drivers.vpp.pods.linux import Plumbing
+from vppagent.drivers.vpp.pods.rxmode import settle_rx_modes
 from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
 from vppagent.drivers.vpp.routes import sync_routes
 from vppagent.drivers.vpp.tags import workload_tag
@@ -152,6 +153,10 @@ class PodAttacher:
         if info is not None:
             self.records.pop(info.tag, None)
         self.bind(programmed, {}, {})  # ACLs only that pod used go now
+
+    def settle_rx_modes(self, programmed: Programmed) -> int:
+        """Interrupt rx-mode on af_packet pod interfaces found in another mode (rxmode.py)."""
+        return settle_rx_modes(self.calls, programmed)
 
     # -- VPP restarted ----------------------------------------------------------------------------
     def restore(self, programmed: Programmed) -> bool:

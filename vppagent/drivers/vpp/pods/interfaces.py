@@ -20,6 +20,7 @@ from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
 from vppagent.drivers.vpp.pods.linux import VPP_SIDE_MAC, Plumbing
+from vppagent.drivers.vpp.pods.rxmode import set_interrupt
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError
@@ -90,6 +91,7 @@ class PodInterfaces:
             sw_if_index = self.calls.af_packet_create(spec.host_ifname, VPP_SIDE_MAC,
                                                       f"af_packet on {spec.host_ifname} for {spec.workload}")
             self.calls.set_tag(sw_if_index, workload_tag(spec.workload), f"tag of {spec.host_ifname}")
+            set_interrupt(self.calls, sw_if_index, f"af_packet on {spec.host_ifname}")  # before admin up
         except ApiRefused as exc:
             raise AttachError(str(exc)) from None
         return sw_if_index
