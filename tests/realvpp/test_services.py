@@ -10,7 +10,10 @@ being the node's address that Felix's HostMetadata gives) to:
 - a backend removed from the EndpointSlice mid-run: no new flow reaches it (a flow cnat already holds
   a session for keeps its backend until the session expires: drained, not cut);
 - a policy denying the client on the backends' ingress: denied through the Service too, and the
-  backends' servers saw the client's own address (cnat rewrites the destination only).
+  backends' servers saw the client's own address (cnat rewrites the destination only);
+- the client's egress policy allowing only the backends' addresses: the Service works (egress
+  policy sees the translated flow, as in Calico);
+- hairpin: a backend reaching the Service lands on itself too, with the hairpin source address.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tests.realvpp import PrivateVpp, RealVpp
 from tests.realvpp.conftest import _missing_tools
 from tests.realvpp.podlab import PEER_ADDRESS, PEER_VPP_ADDRESS, PodLab, VppAgentProcess, attach_pods
 from tests.services.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
+from vppagent.drivers.vpp.services.converge import HAIRPIN_SNAT_V4
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 from vppagent.netns import call_in_netns
@@ -112,18 +116,23 @@ class ServiceLab:
     def netns(self, workload: str) -> str:
         return self.lab.pods[workload].netns
 
-    def felix(self, deny_client: bool) -> list[felix.ToDataplane]:
-        """Open profiles; with `deny_client`, a policy on the backends' ingress denying the client."""
+    def felix(self, deny_client: bool = False, client_egress_to_backends: bool = False) -> list[felix.ToDataplane]:
+        """Open profiles; with `deny_client`, a policy on the backends' ingress denying the client;
+        with `client_egress_to_backends`, the client's egress allows the backends' addresses alone."""
         objects = [b.profile("open", inbound=[b.rule("allow")], outbound=[b.rule("allow")])]
-        tiers = []
+        tiers, client_tiers = [], []
         if deny_client:
             objects.append(b.policy("deny-client", inbound=[b.rule("deny", src_net=[f"{PODS[CLIENT][0]}/32"]),
                                                             b.rule("allow")]))
             tiers = [b.tier("default", ingress=["deny-client"])]
+        if client_egress_to_backends:
+            objects.append(b.policy("to-backends", outbound=[
+                b.rule("allow", dst_net=[f"{PODS[B1][0]}/32", f"{PODS[B2][0]}/32"])]))
+            client_tiers = [b.tier("default", egress=["to-backends"])]
         for workload, (ip, ip6) in PODS.items():
             objects.append(b.workload(workload, self.lab.pods[workload].host_ifname, ipv4=[f"{ip}/32"],
                                       ipv6=[f"{ip6}/128"], profiles=["open"],
-                                      tiers=tiers if workload != CLIENT else []))
+                                      tiers=tiers if workload != CLIENT else client_tiers))
         return objects
 
     def service_row(self) -> dict[str, Any] | None:
@@ -160,7 +169,7 @@ def services_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLa
         attach_pods(agent, vpp)
         agent.start_felix()
         env = ServiceLab(lab, vpp, agent, api)
-        objects = env.felix(deny_client=False)
+        objects = env.felix()
         agent.send([b.config({"FelixHostname": NODE}),
                     felix.ToDataplane(host_metadata_update=felix.HostMetadataUpdate(
                         hostname=NODE, ipv4_addr=f"{PEER_VPP_ADDRESS}/30")),
@@ -247,5 +256,34 @@ def test_a_policy_denying_the_client_denies_it_through_the_service(services_lab:
         by = answered_by(asks(services_lab.lab.peer, 8, PEER_VPP_ADDRESS, NODE_PORT))
         assert "no answer" not in by, by
     finally:
-        agent.move_to(services_lab.felix(deny_client=False))
+        agent.move_to(services_lab.felix())
     assert "no answer" not in answered_by(asks(services_lab.netns(CLIENT), 4))
+
+
+def test_the_clients_egress_policy_sees_the_backend(services_lab: ServiceLab) -> None:
+    if not services_lab.agent.state()["driver_status"]["cnat_features"]:
+        pytest.skip("this VPP has no cnat feature mode (before 26.06): egress policy sees the VIP")
+    services_lab.wait_backends(B1, B2)
+    agent = services_lab.agent
+    agent.move_to(services_lab.felix(client_egress_to_backends=True))
+    try:
+        client = services_lab.netns(CLIENT)
+        by = answered_by(asks(client, 12))
+        assert "no answer" not in by and set(by) <= {B1, B2}, by
+        ping = subprocess.run(["ip", "netns", "exec", client, "ping", "-c", "1", "-W", "1", PEER_ADDRESS],
+                              capture_output=True, text=True, check=False)
+        assert ping.returncode != 0, "the egress policy is not in force: the client still reaches the peer"
+    finally:
+        agent.move_to(services_lab.felix())
+
+
+def test_hairpin_a_backend_reaches_itself_through_the_service(services_lab: ServiceLab) -> None:
+    if not services_lab.agent.state()["driver_status"]["cnat_features"]:
+        pytest.skip("this VPP has no cnat feature mode (before 26.06): no hairpin (docs/services.md)")
+    services_lab.wait_backends(B1, B2)
+    answers = asks(services_lab.netns(B1), 16)
+    by = answered_by(answers)
+    assert "no answer" not in by and by[B1] > 0, by  # some land on B1 itself, all are answered
+    sources = {(a.split()[0], a.split()[1].split(":")[0]) for a in answers if a}
+    # on itself the flow comes from the hairpin address; on the other backend, from B1 itself
+    assert sources <= {(B1, HAIRPIN_SNAT_V4), (B2, PODS[B1][0])}, sources

@@ -4,6 +4,7 @@ outage and restart do to the Services' status (drivers/vpp/services/, docs/servi
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from tests.vpp.helpers import Target, make_driver
@@ -111,7 +112,9 @@ def test_an_agent_restart_adopts_its_translations(sim_target: Target) -> None:
         third = make_driver(sim_target)
         try:
             third.set_services(services(api_moved))
-            assert third.conn.writes == 0 and second.conn.writes == writes  # adopted as it is
+            # adopted as it is (its writes: cnat's source-NAT policy, once per connection)
+            assert third.conn.requests["cnat_translation_update"] == third.conn.requests["cnat_translation_del"] == 0
+            assert second.conn.writes == writes
         finally:
             third.close()
     finally:
@@ -169,3 +172,18 @@ def test_ipv6_frontends_get_ipv6_backends_only(sim_target: Target, sim_driver: V
         (Backend("10.65.0.3", 8080), Backend("fd65::3", 8080))),))
     sim_driver.set_services({dual.name: dual})
     assert held(sim_target) == {"10.96.0.10:80/6": (["10.65.0.3:8080"], 0), "fd96::10:80/6": (["fd65::3:8080"], 0)}
+
+
+def test_cnat_runs_on_the_interfaces_with_the_pods_source_nat_for_hairpin(sim_target: Target,
+                                                                          sim_driver: VppDriver) -> None:
+    pod = sim_target.pod("default/web-1")
+    sim_driver.resync(DataplaneState())
+    sim_driver.set_services(services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"])))
+    cnat = sim_target.emulator.state.cnat
+    assert pod in cnat.features and 0 not in cnat.features  # local0 left alone
+    assert cnat.snat_policy == 2 and cnat.snat_interfaces == {2: {pod}}
+    assert cnat.snat_addresses is not None and ipaddress.ip_address(cnat.snat_addresses[0][:4]) == \
+        ipaddress.ip_address("169.254.2.1")
+    enables = sim_driver.conn.requests["feature_cnat_enable_disable"]
+    sim_driver.resync(DataplaneState())
+    assert sim_driver.conn.requests["feature_cnat_enable_disable"] == enables  # once per interface and connection

@@ -583,3 +583,22 @@ def seq_cnat_translations(rec: Recorder) -> None:
         rec.quiet("cnat_translation_del", id=translation.translation.id)
     rec("cnat_translation_dump")
     del udp6, node_port
+
+
+@sequence
+def seq_cnat_snat_and_features(rec: Recorder) -> None:
+    """The hairpin source NAT set-up the driver sends on 26.06 (docs/services.md), good and bad."""
+    lo = loopback(rec)
+    rec("cnat_set_snat_addresses", snat_ip4="169.254.2.1", snat_ip6="fd69:fe::1", sw_if_index=NONE)
+    rec("cnat_set_snat_policy", policy=2)
+    rec("cnat_snat_policy_add_del_if", sw_if_index=lo, is_add=1, table=2)
+    rec("cnat_snat_policy_add_del_if", sw_if_index=lo, is_add=1, table=2)
+    rec("cnat_snat_policy_add_del_if", sw_if_index=MISSING_IF, is_add=1, table=2)
+    rec("feature_cnat_enable_disable", sw_if_index=lo, enable_disable=True)
+    rec("feature_cnat_enable_disable", sw_if_index=lo, enable_disable=True)
+    rec("feature_cnat_enable_disable", sw_if_index=MISSING_IF, enable_disable=True)
+    rec("feature_cnat_enable_disable", sw_if_index=lo, enable_disable=False)
+    rec("feature_cnat_enable_disable", sw_if_index=lo, enable_disable=False)
+    rec("cnat_snat_policy_add_del_if", sw_if_index=lo, is_add=0, table=2)
+    rec("cnat_set_snat_policy", policy=0)
+    rec("delete_loopback", sw_if_index=lo)

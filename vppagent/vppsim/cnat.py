@@ -11,6 +11,11 @@ running 26.06 (``tests/vppsim/fidelity_sequences.py``, the ``cnat_`` sequences):
   translation's flags and its flow hash are not filled in (zero). Each path's flags are the ones
   given plus the tracker's "active" bit (both endpoints resolved, as an address always is), whose
   value differs by release (``Release.cnat_active_flag``).
+- SNAT configuration (``cnat_set_snat_addresses``, ``cnat_set_snat_policy``,
+  ``cnat_snat_policy_add_del_if``) and, in 26.06, the per-interface feature
+  (``feature_cnat_enable_disable``): kept as state; an interface that does not exist answers
+  INVALID_SW_IF_INDEX (``VALIDATE_SW_IF_INDEX``), anything else 0. VPP counts feature enables; the
+  emulator counts them too.
 Sessions and packets are not emulated: translations are state only.
 """
 
@@ -22,6 +27,7 @@ from typing import Any
 from vppagent.drivers.vpp.api.errors import OK, ApiError
 from vppagent.vppsim.addresses import IPAddress, decode_address, encode_address
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
+from vppagent.vppsim.interfaces import InterfaceTable
 from vppagent.vppsim.pool import Pool
 
 
@@ -50,16 +56,60 @@ class Translation:
 
 
 class Cnat:
-    def __init__(self, active_flag: int) -> None:
+    def __init__(self, active_flag: int, interfaces: InterfaceTable) -> None:
         self._active_flag = active_flag
+        self._interfaces = interfaces
         self.translations: Pool[Translation] = Pool()
+        self.features: dict[int, int] = {}  # sw_if_index -> enable count
+        self.snat_addresses: tuple[bytes, bytes] | None = None
+        self.snat_policy = 0
+        self.snat_interfaces: dict[int, set[int]] = {}  # table -> sw_if_indices
 
     def handlers(self) -> dict[str, Handler]:
         return {
             "cnat_translation_update": self.update,
             "cnat_translation_del": self.delete,
             "cnat_translation_dump": self.dump,
+            "cnat_set_snat_addresses": self.set_snat_addresses,
+            "cnat_set_snat_policy": self.set_snat_policy,
+            "cnat_snat_policy_add_del_if": self.snat_policy_add_del_if,
+            "feature_cnat_enable_disable": self.feature_enable_disable,
         }
+
+    def on_interface_deleted(self, sw_if_index: int) -> None:
+        self.features.pop(sw_if_index, None)
+        for members in self.snat_interfaces.values():
+            members.discard(sw_if_index)
+
+    def set_snat_addresses(self, request: Request) -> list[Reply]:
+        self.snat_addresses = (bytes(request.fields["snat_ip4"]), bytes(request.fields["snat_ip6"]))
+        return retval_reply("cnat_set_snat_addresses_reply", OK)
+
+    def set_snat_policy(self, request: Request) -> list[Reply]:
+        self.snat_policy = int(request.fields["policy"])
+        return retval_reply("cnat_set_snat_policy_reply", OK)
+
+    def snat_policy_add_del_if(self, request: Request) -> list[Reply]:
+        sw_if_index = request.fields["sw_if_index"]
+        if not self._interfaces.exists(sw_if_index):
+            return retval_reply("cnat_snat_policy_add_del_if_reply", ApiError.INVALID_SW_IF_INDEX)
+        members = self.snat_interfaces.setdefault(int(request.fields["table"]), set())
+        if request.fields["is_add"]:
+            members.add(sw_if_index)
+        else:
+            members.discard(sw_if_index)
+        return retval_reply("cnat_snat_policy_add_del_if_reply", OK)
+
+    def feature_enable_disable(self, request: Request) -> list[Reply]:
+        sw_if_index = request.fields["sw_if_index"]
+        if not self._interfaces.exists(sw_if_index):
+            return retval_reply("feature_cnat_enable_disable_reply", ApiError.INVALID_SW_IF_INDEX)
+        count = self.features.get(sw_if_index, 0) + (1 if request.fields["enable_disable"] else -1)
+        if count > 0:
+            self.features[sw_if_index] = count
+        else:
+            self.features.pop(sw_if_index, None)
+        return retval_reply("feature_cnat_enable_disable_reply", OK)
 
     def _find(self, vip: Endpoint, proto: int) -> int | None:
         for index, translation in self.translations.items():

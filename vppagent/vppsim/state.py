@@ -56,13 +56,14 @@ class SimState:
         self.acl = AclPlugin(self.definitions, self.interfaces)
         self.classifier = Classifier(self.interfaces)
         self.fib = Fib(self.interfaces, neighbours=lambda: self.ip_links.neighbors.keys())
-        self.cnat = Cnat(self.release.cnat_active_flag)
+        self.cnat = Cnat(self.release.cnat_active_flag, self.interfaces)
         self.ip_links = IpLinks(self.interfaces, ip6_needs_ethernet=self.release.ip6_enable_needs_ethernet)
         self.interfaces.on_deleted(self.ip_links.on_interface_deleted)
         self.rx_queues = RxQueues(self.interfaces)
         self.interfaces.on_deleted(self.rx_queues.on_interface_deleted)
         self.interfaces.on_deleted(self.acl.on_interface_deleted)
         self.interfaces.on_deleted(self.classifier.on_interface_deleted)
+        self.interfaces.on_deleted(self.cnat.on_interface_deleted)
         self.interfaces.on_event(self._interface_event)
         self.event_subscriptions: dict[int, EventSubscription] = {}
         self.pending_events: list[PendingEvent] = []

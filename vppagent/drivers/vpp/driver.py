@@ -39,7 +39,7 @@ from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
-from vppagent.drivers.vpp.services.converge import converge_services, read_translations
+from vppagent.drivers.vpp.services.converge import converge_services, enable_cnat, read_translations
 from vppagent.drivers.vpp.services.translations import TranslationKey
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
@@ -90,6 +90,8 @@ class VppDriver(Driver):
         self._made_translations: set[TranslationKey] = set()
         self._service_failures: dict[str, str] = {}
         self._services_down: str | None = None  # why no Service can be held now (VPP unreachable)
+        self._cnat_setup = False  # on this connection: cnat's source NAT policy set
+        self._cnat_interfaces: set[tuple[int, str]] = set()  # on this connection: cnat's feature enabled
 
     # -- Driver API ------------------------------------------------------------------------------
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -173,6 +175,9 @@ class VppDriver(Driver):
         if problem is not None:
             self._service_failures = {name: problem for name, entry in services.items() if not entry.error}
             return
+        if not removing and self.conn.cnat_features and self._programmed is not None:
+            self._cnat_interfaces, self._cnat_setup = enable_cnat(
+                self.calls, self._programmed, self._cnat_interfaces, setup=not self._cnat_setup)
         if reread or self._translations is None:
             self._translations = read_translations(self.calls)
         result = converge_services(self.calls, self._translations, services, self._made_translations)
@@ -211,7 +216,8 @@ class VppDriver(Driver):
                 "pods_attached_here": len(self.pods.records),
                 "api_requests": sum(self.conn.requests.values()), "api_writes": self.conn.writes,
                 "compiles": self._compiler.compiles, "gated_lists": self._compiler.gated,
-                "classifier_chains": len(self.classifier.chains), **self.stats,
+                "classifier_chains": len(self.classifier.chains),
+                "cnat_features": self.conn.cnat_features, **self.stats,
             }
 
     def close(self) -> None:
@@ -250,6 +256,7 @@ class VppDriver(Driver):
         self.conn.connect()
         self._programmed = None
         self._translations = None
+        self._cnat_setup, self._cnat_interfaces = False, set()
         if self._had_connection:
             self.stats["reconnects"] += 1
         self._had_connection = True

@@ -147,8 +147,18 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "cnat_translation_del_reply",
         "cnat_translation_dump",
         "cnat_translation_details",
+        "cnat_set_snat_addresses",
+        "cnat_set_snat_addresses_reply",
+        "cnat_set_snat_policy",
+        "cnat_set_snat_policy_reply",
+        "cnat_snat_policy_add_del_if",
+        "cnat_snat_policy_add_del_if_reply",
+        "feature_cnat_enable_disable",
+        "feature_cnat_enable_disable_reply",
     ],
 }
+# Kept where the release has them (26.06 added cnat's per-interface feature API).
+OPTIONAL_MESSAGES = frozenset({"feature_cnat_enable_disable", "feature_cnat_enable_disable_reply"})
 
 # Keys vpp_papi does not read; dropped to keep the vendored files small.
 _DROPPED_KEYS = ("counters", "paths")
@@ -163,6 +173,7 @@ def trim_module(definition: dict[str, object], kept: list[str] | None) -> dict[s
     messages = definition["messages"]
     assert isinstance(messages, list)
     by_name = {message[0]: message for message in messages}
+    kept = [name for name in kept if name in by_name or name not in OPTIONAL_MESSAGES]
     missing = [name for name in kept if name not in by_name]
     if missing:
         raise SystemExit(f"messages missing from the source definitions: {missing}")

@@ -47,6 +47,8 @@ CNAT_LB_DEFAULT = 0  # cnat_lb_type_t: the flow hash modulo the paths
 CNAT_LB_MAGLEV = 1  # Maglev: a path change moves few flows
 FLOW_HASH_DEFAULT = 0  # VPP's default flow hash (addresses, ports, protocol)
 FLOW_HASH_SRC_IP = 1  # IP_API_V2_FLOW_HASH_SRC_IP: the source address alone
+CNAT_POLICY_K8S = 2  # cnat_snat_policies_t: Kubernetes' (hairpin, outside -> outside)
+CNAT_POLICY_POD = 2  # cnat_snat_policy_table_t: the pod interfaces
 
 
 class VppCalls:
@@ -287,6 +289,22 @@ class VppCalls:
         """Gone already is fine (NO_SUCH_ENTRY)."""
         self.conn.call("cnat_translation_del", accept=(0, ApiError.NO_SUCH_ENTRY), id=translation_id,
                        what=what or f"cnat translation {translation_id}")
+
+
+    def cnat_feature(self, sw_if_index: int, what: str = "") -> None:
+        """cnat's translation and source NAT on the interface's input and output (VPP counts enables)."""
+        self.conn.call("feature_cnat_enable_disable", sw_if_index=sw_if_index, enable_disable=True,
+                       what=what or f"cnat on interface {sw_if_index}")
+
+    def cnat_snat_k8s(self, ip4: str, ip6: str) -> None:
+        """Source NAT by cnat's Kubernetes policy, to these addresses."""
+        self.conn.call("cnat_set_snat_addresses", snat_ip4=ip4, snat_ip6=ip6, sw_if_index=NO_INDEX,
+                       what=f"cnat source NAT addresses {ip4}, {ip6}")
+        self.conn.call("cnat_set_snat_policy", policy=CNAT_POLICY_K8S, what="cnat source NAT policy k8s")
+
+    def cnat_snat_pod_interface(self, sw_if_index: int) -> None:
+        self.conn.call("cnat_snat_policy_add_del_if", sw_if_index=sw_if_index, is_add=1, table=CNAT_POLICY_POD,
+                       what=f"interface {sw_if_index} as a pod's for cnat source NAT")
 
 
 def _cnat_endpoint(address: str, port: int) -> dict[str, Any]:

@@ -27,7 +27,16 @@ from typing import Any
 
 from vpp_papi import VPPApiClient
 
-from vppagent.drivers.vpp.api.messages import LAYOUTS, READ_ONLY, ApiLayout, release_of, requests, services_problem
+from vppagent.drivers.vpp.api.messages import (
+    LAYOUTS,
+    READ_ONLY,
+    SERVICE_FEATURE_MESSAGES,
+    ApiLayout,
+    group_problems,
+    release_of,
+    requests,
+    services_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,7 @@ class VppConnection:
         self.version = "unknown"
         self.layout: ApiLayout | None = None
         self.services_problem: str | None = "not connected to VPP"
+        self.cnat_features = False  # VPP has cnat's per-interface feature and SNAT policy as pinned
         self.definitions = ""  # "get_api_json", or the directory the definitions came from
         self.requests: Counter[str] = Counter()
         self.writes = 0
@@ -139,6 +149,8 @@ class VppConnection:
             if not problems:
                 self.layout = layout
                 self.services_problem = services_problem(by_name, lambda n: hasattr(client.api, n))
+                self.cnat_features = self.services_problem is None and not group_problems(
+                    SERVICE_FEATURE_MESSAGES, by_name, lambda n: hasattr(client.api, n))
                 release = release_of(self.version)
                 if release not in layout.releases:
                     log.warning("VPP %s is not a release this driver was tested with (%s); its messages "

@@ -113,6 +113,20 @@ SERVICE_MESSAGES: Final[dict[str, str]] = {
     "cnat_translation_details": "1a5140b7",
 }
 
+# cnat's per-interface feature and its Kubernetes source-NAT policy (26.06: feature_cnat_enable_disable
+# is new, cnat_set_snat_policy's policy enum gained a value): used for hairpin when VPP has exactly
+# these; without them Services are programmed all the same, without hairpin (docs/services.md).
+SERVICE_FEATURE_MESSAGES: Final[dict[str, str]] = {
+    "feature_cnat_enable_disable": "5501adee",
+    "feature_cnat_enable_disable_reply": "e8d4e804",
+    "cnat_set_snat_addresses": "d997e96c",
+    "cnat_set_snat_addresses_reply": "e8d4e804",
+    "cnat_set_snat_policy": "37a3ce23",
+    "cnat_set_snat_policy_reply": "e8d4e804",
+    "cnat_snat_policy_add_del_if": "4ebb8d02",
+    "cnat_snat_policy_add_del_if_reply": "e8d4e804",
+}
+
 # Requests that change nothing in VPP: everything else counts as a write.
 READ_ONLY: Final[frozenset[str]] = frozenset({
     "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
@@ -160,13 +174,17 @@ def requests(messages: Mapping[str, str] = REQUIRED_MESSAGES) -> list[str]:
     return [n for n in messages if not n.endswith(("_reply", "_details"))]
 
 
-def services_problem(table: Mapping[str, str], usable: Callable[[str], bool]) -> str | None:
-    """Why this VPP's message table (name -> CRC) cannot program Services, or None when it can;
+def group_problems(messages: Mapping[str, str], table: Mapping[str, str], usable: Callable[[str], bool]) -> list[str]:
+    """What VPP's message table (name -> CRC) lacks or defines otherwise of `messages`;
     `usable(name)`: the client has a method for that request."""
-    problems = ApiLayout("cnat", (), SERVICE_MESSAGES).mismatches(table)
-    unusable = [n for n in requests(SERVICE_MESSAGES) if table.get(n) == SERVICE_MESSAGES[n] and not usable(n)]
+    problems = ApiLayout("group", (), messages).mismatches(table)
+    unusable = [n for n in requests(messages) if table.get(n) == messages[n] and not usable(n)]
     if unusable:
         problems.append("no usable definition for " + ", ".join(unusable))
-    if not problems:
-        return None
-    return f"VPP's cnat plugin cannot be used for Services: {'; '.join(problems)}"
+    return problems
+
+
+def services_problem(table: Mapping[str, str], usable: Callable[[str], bool]) -> str | None:
+    """Why this VPP cannot program Services, or None when it can."""
+    problems = group_problems(SERVICE_MESSAGES, table, usable)
+    return f"VPP's cnat plugin cannot be used for Services: {'; '.join(problems)}" if problems else None

@@ -9,6 +9,12 @@ Removed backends: a write replaces the translation's paths, so new flows never c
 backend; flows cnat already holds a session for keep their backend until the session expires
 (cnat's own timers: 30 s, an established TCP connection 1 h; checked on VPP 26.06,
 docs/services.md). cnat has no API to end one flow's session.
+
+Hairpin (`enable_cnat`, VPP 26.06): cnat's per-interface feature on every interface but local0 and
+the pod gateway, before any translation is written, and cnat's Kubernetes source-NAT policy with
+the pod interfaces as pods': a flow cnat sends back to the pod it came from leaves with the source
+`HAIRPIN_SNAT_V4`/`_V6` (addresses no one else uses; the answer comes back through VPP, which
+translates it back). Flows from other pods and from outside keep their source.
 """
 
 from __future__ import annotations
@@ -20,11 +26,40 @@ from dataclasses import dataclass, field
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.types import CnatDetails
+from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.services.plan import plan_translations
 from vppagent.drivers.vpp.services.translations import TranslationKey, wanted_translations
+from vppagent.drivers.vpp.tags import GATEWAY_TAG
 from vppagent.services.model import ServiceEntry
 
 log = logging.getLogger(__name__)
+# The source of hairpinned flows: link-local IPv4 beside the pod gateway (169.254.1.1), and a ULA.
+HAIRPIN_SNAT_V4 = "169.254.2.1"
+HAIRPIN_SNAT_V6 = "fd69:fe::1"
+
+
+def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, str]], *,
+                setup: bool) -> tuple[set[tuple[int, str]], bool]:
+    """cnat's feature (and, for pods, its source-NAT pod table) on interfaces not yet done on this
+    connection (`done`: (sw_if_index, name)); the source-NAT policy with `setup`. Returns what is
+    done, and whether the policy is set. A refusal costs hairpin only: logged, retried on the next pass."""
+    try:
+        if setup:
+            calls.cnat_snat_k8s(HAIRPIN_SNAT_V4, HAIRPIN_SNAT_V6)
+        now = set()
+        for info in sorted(programmed.interfaces.values(), key=lambda i: i.sw_if_index):
+            ident = (info.sw_if_index, info.name)
+            if info.dev_type == "local" or info.tag == GATEWAY_TAG:
+                continue
+            if ident not in done:
+                calls.cnat_feature(info.sw_if_index)
+                if info.is_pod:
+                    calls.cnat_snat_pod_interface(info.sw_if_index)
+            now.add(ident)
+        return now, True
+    except ApiRefused as exc:
+        log.warning("cnat feature or source NAT not set (hairpin will not work): %s", exc)
+        return done, not setup
 
 
 def read_translations(calls: VppCalls) -> dict[TranslationKey, CnatDetails]:
