@@ -231,6 +231,8 @@ class VppDriver(Driver):
             if self.conn.connected:
                 try:
                     self.conn.ping()
+                    if self._service_failures and self._programmed is not None:
+                        self._converge_services(reread=False)  # what VPP refused, again at each keepalive
                     return self._report(ApplyReport(failed=dict(self._failed), absent=self._absent()))
                 except VppConnectionLost as exc:
                     log.warning("VPP connection lost (%s); reconnecting", exc)
