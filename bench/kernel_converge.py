@@ -13,6 +13,11 @@ after the driver's report says the endpoint is programmed: server/status.py). Th
 figures (its resync time, the endpoint summary of `vppagent state`) are checked against that.
 The time from the first snapshot frame until the agent has folded the last one is printed too.
 
+For the breakdown, also in each run: the same snapshot through IptablesDriver.resync() in this
+process (no shim, gRPC, store, routes or statuses), and the very inputs of its ipset and
+iptables-restore processes replayed into a fresh namespace (the cost of the shape of its input).
+The load average is printed with each run: on a shared 2-CPU machine it moves every figure.
+
 Baseline, in the same run: `ipset save` and `iptables-save` of what the agent wrote, replayed
 with `ipset restore` + `iptables-restore --noflush` (one per family and table, as the agent
 writes) into a second fresh namespace. --noflush because an agent sharing the tables with other
@@ -233,6 +238,43 @@ def raw_replay(source: str, target: str, backend: str) -> float:
     return time.perf_counter() - start
 
 
+def driver_alone(msgs: list[felix.ToDataplane], driver_ns: str, replay_ns: str) -> tuple[float, float]:
+    """The same snapshot through IptablesDriver.resync() in this process (no shim, gRPC, store,
+    routes or statuses), recording the very input of each ipset and iptables-restore it runs;
+    then those inputs replayed one after another into fresh `replay_ns`. (driver s, replay s):
+    tells the agent's Python from the cost of the shape of its restore input."""
+    from vppagent.drivers.iptables import IptablesDriver
+    from vppagent.drivers.iptables.runner import CommandResult
+    from vppagent.state.model import DataplaneState
+
+    state = DataplaneState()
+    for msg in msgs:
+        state.apply(msg)
+    driver = IptablesDriver(netns=driver_ns, refresh=False, program_routes=False)
+    inputs: list[tuple[list[str], str]] = []
+    run_here = driver.runner.run_here  # type: ignore[attr-defined]
+
+    def recording(argv: Any, stdin: str | None = None, timeout: float | None = None,
+                  check: bool = True) -> CommandResult:
+        if stdin is not None:
+            inputs.append((list(argv), stdin))
+        result: CommandResult = run_here(argv, stdin, timeout, check)
+        return result
+
+    driver.runner.run_here = recording  # type: ignore[attr-defined]
+    try:
+        start = time.perf_counter()
+        report = driver.resync(state.copy())
+        driver_s = time.perf_counter() - start
+        assert report.ok, report.error
+    finally:
+        driver.close()
+    start = time.perf_counter()
+    for argv, stdin in inputs:
+        sh("ip", "netns", "exec", replay_ns, *argv, stdin=stdin)
+    return driver_s, time.perf_counter() - start
+
+
 def spread(values: list[float], unit: str = "s", digits: int = 2) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f} {unit}"
@@ -261,21 +303,24 @@ def main() -> int:
         args.profile_out.mkdir(parents=True, exist_ok=True)
     msgs = snapshot(args.policies, args.endpoints, args.ipsets, args.members, random.Random(4))
     prefix = f"vpkc{os.getpid()}"
-    spans, raws, ratios, folds, resyncs, rss = [], [], [], [], [], []
+    spans, raws, ratios, folds, resyncs, rss, alone, replays = [], [], [], [], [], [], [], []
     run: AgentRun | None = None
     with tempfile.TemporaryDirectory(prefix="vppagent-kconv-") as tmp:
         for n in range(args.runs):
-            agent_ns, raw_ns = f"{prefix}-a{n}", f"{prefix}-r{n}"
+            agent_ns, raw_ns, driver_ns, replay_ns = (f"{prefix}-{x}{n}" for x in "ardp")
+            load = os.getloadavg()[0]
             try:
                 netns(agent_ns, args.endpoints)
-                netns(raw_ns)
+                for ns in (raw_ns, driver_ns, replay_ns):
+                    netns(ns)
                 workdir = Path(tmp) / f"run{n}"
                 workdir.mkdir()
                 profile = args.profile_out / f"span-{n}.txt" if args.profile_out else None
                 run = run_agent(agent_ns, [m.__deepcopy__() for m in msgs], args.endpoints, workdir, profile)
                 raw_s = raw_replay(agent_ns, raw_ns, run.backend)
+                driver_s, replay_s = driver_alone(msgs, driver_ns, replay_ns)
             finally:
-                for ns in (agent_ns, raw_ns):
+                for ns in (agent_ns, raw_ns, driver_ns, replay_ns):
                     subprocess.run(["ip", "netns", "del", ns], check=False)
             spans.append(run.span_s)
             raws.append(raw_s)
@@ -283,9 +328,13 @@ def main() -> int:
             folds.append(run.fold_s)
             resyncs.append(run.resync_s)
             rss.append(run.rss_mb)
-            print(f"run {n + 1}: InSync -> all up {run.span_s:.2f} s (driver resync {run.resync_s:.2f} s); "
-                  f"raw {raw_s:.2f} s; ratio {run.span_s / raw_s:.2f}; snapshot folded in {run.fold_s:.2f} s; "
-                  f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB", flush=True)
+            alone.append(driver_s)
+            replays.append(replay_s)
+            print(f"run {n + 1} (load average {load:.1f} on {os.cpu_count()} CPUs): InSync -> all up "
+                  f"{run.span_s:.2f} s (the agent's driver resync {run.resync_s:.2f} s); raw {raw_s:.2f} s; "
+                  f"ratio {run.span_s / raw_s:.2f}; "
+                  f"snapshot folded in {run.fold_s:.2f} s; agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB; "
+                  f"driver alone {driver_s:.2f} s, its own inputs replayed {replay_s:.2f} s", flush=True)
         if run is not None:
             print(f"state: {args.policies} policies, {args.endpoints} endpoints, {args.ipsets} IP sets of "
                   f"{args.members} members; {len(msgs)} messages; backend {run.backend}; {run.rules} rules (v4+v6), "
@@ -294,6 +343,9 @@ def main() -> int:
             print(f"raw ipset restore + iptables-restore --noflush of the same output: {spread(raws)}")
             print(f"ratio: {spread(ratios, unit='x')} (goal <= 1.5)")
             print(f"snapshot frames -> folded by the agent (decode, gRPC, fold): {spread(folds)}")
+            print(f"for the breakdown: the agent's driver resync {spread(resyncs)}; the driver alone in-process "
+                  f"(no routes, sysctls, store or statuses) {spread(alone)}; the driver's own ipset/iptables-restore "
+                  f"inputs replayed {spread(replays)}")
             print(f"agent VmRSS after the snapshot: {spread(rss, unit='MB', digits=0)}")
         if args.rss_endpoints:
             big = snapshot(args.rss_policies, args.rss_endpoints, args.ipsets, args.members, random.Random(5))
