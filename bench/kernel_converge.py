@@ -93,6 +93,9 @@ def netns(name: str, interfaces: int = 0) -> str:
     stays in the namespace too (this kernel has no dummy interfaces)."""
     subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     sh("ip", "netns", "add", name)
+    # No IPv6 on the new interfaces (the workloads here are IPv4 only): thousands of link-local
+    # addresses would keep the kernel busy with DAD and MLD during the measurement.
+    sh("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
     lines = ["link set lo up"]
     lines += [f"link add {iface(i)} type veth peer name p{i:07x}" for i in range(interfaces)]
     lines += [f"link set {name} up" for i in range(interfaces) for name in (iface(i), f"p{i:07x}")]
