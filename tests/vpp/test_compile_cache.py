@@ -99,3 +99,16 @@ def test_gated_lists_use_the_cache_and_match_a_fresh_compile() -> None:
     fresh = _fresh(new, classifier_min_members=5)
     assert desired.wanted == fresh.wanted and desired.gates == fresh.gates
     assert compiler.fragments.stats.rule_hits > 0
+
+
+def test_endpoints_gone_from_the_state_are_forgotten_at_the_end_of_a_pass() -> None:
+    compiler = ListCompiler(20_000)
+    old = _state()
+    key = WorkloadKey("k8s", "ns/a", "eth0")
+    build_desired(old, _programmed(), compiler)
+    known = compiler.endpoint(key, old.workload_endpoints[key])
+    assert compiler.endpoint(key, old.workload_endpoints[key]) is known, "kept while asked for"
+    new = _state(80, b.workload_remove("ns/a"))
+    _apply(compiler, old, new)  # (this test asked for it since the last pass: still kept here)
+    build_desired(new, _programmed(), compiler)  # a whole pass in which nobody asked for it
+    assert compiler.endpoint(key, old.workload_endpoints[key]) is not known, "forgotten after a pass without it"

@@ -63,6 +63,7 @@ class ListCompiler:
         self._cache: dict[Hashable, _Cached] = {}
         self._used: set[Hashable] = set()  # specs served since the last end_pass
         self._endpoints: dict[WorkloadKey, KnownEndpoint] = {}
+        self._asked: set[WorkloadKey] = set()  # endpoints asked for since the last end_pass
         # The compiled lists themselves are not kept there (this class keeps their content).
         self.fragments = CompileCache(keep_lists=False)
         self.compiles = 0
@@ -71,6 +72,7 @@ class ListCompiler:
     def endpoint(self, key: WorkloadKey, pb: Any) -> KnownEndpoint:
         """The typed endpoint, its tag and host routes; rebuilt only when Felix's message changes
         (stored messages are never mutated, and state copies share them)."""
+        self._asked.add(key)
         known = self._endpoints.get(key)
         if known is None or known.pb is not pb:
             ep = WorkloadEndpoint.from_proto(key, pb)
@@ -86,11 +88,13 @@ class ListCompiler:
         self._endpoints.clear()
 
     def end_pass(self) -> None:
-        """Drop the lists no endpoint asked for since the last call, and the fragments that
-        only they used: the caches hold what the current endpoints need, no more."""
+        """Drop the lists and endpoints nobody asked for since the last call, and the fragments
+        that only those lists used: the caches hold what the current endpoints need, no more."""
         for spec in [s for s in self._cache if s not in self._used]:
             del self._cache[spec]
         self._used = set()
+        self._endpoints = {k: v for k, v in self._endpoints.items() if k in self._asked}
+        self._asked = set()
         self.fragments.sweep()
 
     def invalidate(self, diff: StateDiff, state: DataplaneState) -> None:
