@@ -3,11 +3,13 @@ goes as a memory file, not through a pipe) and failures carry the child's stderr
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
 
-from vppagent.drivers.iptables.runner import BIG_INPUT, CommandError, NetnsRunner
+from vppagent.drivers.iptables.runner import BIG_INPUT, NETNS_DIR, CommandError, NetnsRunner
 
 FAIL_WITH_INPUT = "import sys; data = sys.stdin.read(); sys.stderr.write(f'bad {len(data)}'); sys.exit(3)"
 
@@ -23,3 +25,17 @@ def test_input_of_any_size_reaches_the_child_whole(size: int) -> None:
     finally:
         runner.close()
     assert failed.value.returncode == 3 and failed.value.stderr == f"bad {len(text)}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: setns into a named network namespace")
+def test_a_missing_namespace_is_an_error_and_is_not_created() -> None:
+    """pyroute2's setns creates a missing namespace unless told not to: the runner must refuse
+    instead, or an agent would program an empty namespace and report its endpoints up."""
+    name = f"vpa-missing-{os.getpid()}"
+    try:
+        with pytest.raises(RuntimeError, match="cannot enter network namespace"):
+            NetnsRunner(name)
+        assert not (NETNS_DIR / name).exists()
+    finally:  # only if the runner created it: remove what the test caused
+        if (NETNS_DIR / name).exists():
+            subprocess.run(["ip", "netns", "delete", name], check=False)

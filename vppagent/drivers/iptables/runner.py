@@ -96,7 +96,9 @@ class NetnsRunner:
             from pyroute2 import netns as pyroute2_netns
 
             own = _netns_inode("/proc/thread-self/ns/net")
-            pyroute2_netns.setns(self.netns)
+            # flags=0: pyroute2 creates a missing namespace by default (O_CREAT); a namespace
+            # that vanished must fail here, not become an empty one that the agent then "programs".
+            pyroute2_netns.setns(self.netns, flags=0)
             now = _netns_inode("/proc/thread-self/ns/net")
             if now == own or now != _netns_inode(str(target)):
                 raise RuntimeError(f"setns into {target} did not take effect")
