@@ -40,41 +40,11 @@ def aim(region: list[Box], verdicts: list[Entry], w: int, relabel: str | None, c
     """Each region box intersected with each verdict box, region-major and in verdict order
     (the order is what keeps first-match semantics); None past `cap` entries.
 
-    Large products go through an index of the verdicts by the top bits of their source prefix,
-    so a region box only meets the verdicts whose source can overlap its own: the cost follows
-    the output, not region x verdicts."""
+    Large products go through _SourceIndex, so the cost follows the output, not region x verdicts."""
     out: list[Entry] = []
-    if len(region) * len(verdicts) <= 4096 or len(region) == 1:
-        for r in region:
-            for box, action, why in verdicts:
-                m = intersect(r, box, w)
-                if m is not None:
-                    out.append((m, action, why if relabel is None else why + relabel))
-            if len(out) > cap:
-                return None
-        return out
-    k = _INDEX_BITS[w]
-    buckets: dict[int, list[int]] = {}
-    broad: list[int] = []
-    for i, (box, _, _) in enumerate(verdicts):
-        if box.src_len >= k:
-            buckets.setdefault(box.src >> (w - k), []).append(i)
-        else:
-            broad.append(i)
+    index = None if len(region) * len(verdicts) <= 4096 or len(region) == 1 else _SourceIndex(verdicts, w)
     for r in region:
-        if r.src_len >= k:
-            chosen = buckets.get(r.src >> (w - k), [])
-            candidates = sorted(chosen + broad) if broad and chosen else chosen or broad
-        else:
-            first = r.src >> (w - k)
-            span = 1 << (k - r.src_len)
-            first = (first >> (k - r.src_len)) << (k - r.src_len)
-            if span <= len(buckets):
-                keys = [b for b in range(first, first + span) if b in buckets]
-            else:
-                keys = [b for b in buckets if first <= b < first + span]
-            candidates = sorted([i for b in keys for i in buckets[b]] + broad)
-        for i in candidates:
+        for i in range(len(verdicts)) if index is None else index.candidates(r):
             box, action, why = verdicts[i]
             m = intersect(r, box, w)
             if m is not None:
@@ -82,6 +52,36 @@ def aim(region: list[Box], verdicts: list[Entry], w: int, relabel: str | None, c
         if len(out) > cap:
             return None
     return out
+
+
+class _SourceIndex:
+    """The verdicts by the top bits of their source prefix: a region box meets only the verdicts
+    whose source can overlap its own (in verdict order), those broader than the index included."""
+
+    def __init__(self, verdicts: list[Entry], w: int) -> None:
+        self.w = w
+        self.k = _INDEX_BITS[w]
+        self.buckets: dict[int, list[int]] = {}
+        self.broad: list[int] = []
+        for i, (box, _, _) in enumerate(verdicts):
+            if box.src_len >= self.k:
+                self.buckets.setdefault(box.src >> (w - self.k), []).append(i)
+            else:
+                self.broad.append(i)
+
+    def candidates(self, r: Box) -> list[int]:
+        k, w, buckets, broad = self.k, self.w, self.buckets, self.broad
+        if r.src_len >= k:
+            chosen = buckets.get(r.src >> (w - k), [])
+            return sorted(chosen + broad) if broad and chosen else chosen or broad
+        first = r.src >> (w - k)
+        span = 1 << (k - r.src_len)
+        first = (first >> (k - r.src_len)) << (k - r.src_len)
+        if span <= len(buckets):
+            keys = [b for b in range(first, first + span) if b in buckets]
+        else:
+            keys = [b for b in buckets if first <= b < first + span]
+        return sorted([i for b in keys for i in buckets[b]] + broad)
 
 
 @functools.lru_cache(maxsize=65536)
