@@ -34,10 +34,10 @@ from tests.agentproc import wait_for
 from tests.realvpp import PrivateVpp, RealVpp
 from tests.realvpp.conftest import _missing_tools
 from tests.realvpp.podlab import PEER_ADDRESS, PEER_VPP_ADDRESS, PodLab, VppAgentProcess, attach_pods
-from tests.services.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from vppagent.drivers.vpp.services.converge import HAIRPIN_SNAT_V4
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
+from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from vppagent.netns import call_in_netns
 from vppagent.services.model import SERVICE_NAME_LABEL
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services.apiserver import StandInApiServer
+from vppagent.lab.apiserver import StandInApiServer
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from tests.agentproc import AgentProcess, wait_for
-from tests.services.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from tests.services.test_source import dns_service, dns_slice, free_port
+from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 
 
 def run_agent(tmp_path: Path, *args: str) -> AgentProcess:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.agentproc import AgentProcess, wait_for
-from tests.services.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from tests.services.test_source import dns_service, dns_slice
+from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from vppagent.vppsim import VppSim
 
 

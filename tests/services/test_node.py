@@ -8,9 +8,9 @@ from typing import Any
 from tests.agentproc import wait_for
 from tests.server.conftest import AgentHarness
 from tests.server.conftest import agent as agent  # the in-process agent (dry-run driver) fixture
-from tests.services.apiserver import SERVICES, StandInApiServer
 from tests.services.test_source import FAST, Recorder
 from vppagent.gen.felix import felixbackend_pb2 as felix
+from vppagent.lab.apiserver import SERVICES, StandInApiServer
 from vppagent.services.runner import ServiceRunner, node_identity
 from vppagent.services.source import KubernetesServiceSource, load_api_client
 from vppagent.state.model import DataplaneState

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.agentproc import wait_for
-from tests.services.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
+from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from vppagent.services.model import SERVICE_NAME_LABEL, ServiceEntry
 from vppagent.services.source import (
     Backoff,

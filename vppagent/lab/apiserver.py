@@ -1,4 +1,8 @@
-"""A Kubernetes API server stand-in over real HTTP on 127.0.0.1, for the service source's tests.
+"""A small Kubernetes API server over real HTTP on 127.0.0.1: Services and EndpointSlices only.
+
+The lab serves its scenario's Services to the agents with it (`vppagent lab run`, one listener on
+127.0.0.1 inside each node's network namespace, so an agent reaches it as a local address and
+nothing outside the lab can), and the service source's tests use it as the API server.
 
 It speaks the parts of the protocol a list+watch client relies on (Kubernetes API concepts:
 "Efficient detection of changes"): a list answers the collection with its resourceVersion; a watch
@@ -7,7 +11,7 @@ response until `timeoutSeconds`; `allowWatchBookmarks=true` watches get BOOKMARK
 test calls `bookmark()`; a watch from a version older than the compaction floor gets 410 Gone (an
 ERROR event carrying a Status with code 410, as API servers send it, or the HTTP status when
 `gone_as_http_status` is set). Every response closes its connection, so `stop()` leaves nothing
-answering on the port.
+answering on the port. It binds only loopback addresses: no authentication is checked.
 
 PyPI's kmock was evaluated for this (issue 17) and not used: its emulator answers lists with a
 fixed resourceVersion, replays every object as ADDED on each watch whatever resourceVersion was
@@ -24,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from vppagent.netns import call_in_netns
 
 SERVICES = "/api/v1/services"
 ENDPOINTSLICES = "/apis/discovery.k8s.io/v1/endpointslices"
@@ -54,38 +60,47 @@ class StandInApiServer:
         self._expire_gen = 0
         self._held = False
         self._closing = False
-        self._server: ThreadingHTTPServer | None = None
+        self._servers: list[ThreadingHTTPServer] = []
 
-    # --- the test's side ----------------------------------------------------------------------------
+    # --- the owner's side ---------------------------------------------------------------------------
 
     def start(self) -> StandInApiServer:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        with self._cond:
-            self._closing = False
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        """Listens on 127.0.0.1:`port` (0: a free one, then `port` says which) of this namespace."""
+        self.port = self.listen(port=self.port)
         return self
 
+    def listen(self, netns: str | Path | None = None, port: int = 0) -> int:
+        """One more listener, on 127.0.0.1 of the network namespace `netns` (a name or a path; None:
+        this process's); returns its port. All listeners serve the same objects."""
+        server = call_in_netns(netns, lambda: ThreadingHTTPServer(("127.0.0.1", port), _handler(self)))
+        server.daemon_threads = True
+        with self._cond:
+            self._closing = False
+        self._servers.append(server)
+        # The socket stays in its namespace whichever thread accepts on it.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return int(server.server_address[1])
+
     def stop(self) -> None:
-        """Stops answering: the listening socket and every open watch stream are closed."""
+        """Stops answering: every listening socket and every open watch stream are closed."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers.clear()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return url_of(self.port)
 
-    def write_kubeconfig(self, path: Path) -> Path:
+    def write_kubeconfig(self, path: Path, port: int | None = None) -> Path:
+        """A kubeconfig naming this server (at `port`, default the one `start` chose)."""
+        server = url_of(self.port if port is None else port)
         path.write_text(json.dumps({  # JSON is YAML
             "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-            "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "standin", "cluster": {"server": server}}],
             "users": [{"name": "standin", "user": {"token": "test-token"}}],
             "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "standin"}}],
         }))
@@ -176,6 +191,10 @@ class StandInApiServer:
                 if events:
                     return events
                 self._cond.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def url_of(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
 def gone_status() -> dict[str, Any]:
