@@ -47,6 +47,10 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--rule-limit", type=int, help="max flat rules per endpoint direction")
     run.add_argument("--services", help="off|kubernetes: Kubernetes Services from the API server (default off)")
     run.add_argument("--kubeconfig", help="service source kubeconfig (default in-cluster, else $KUBECONFIG)")
+    run.add_argument("--service-cidrs", help="the cluster's service CIDRs, comma-separated (ownership of translations)")
+    run.add_argument("--service-node-port-range", help="the cluster's NodePort range (default 30000-32767)")
+    run.add_argument("--service-snat-ipv4", help="VPP-only source address for flows to other nodes' backends")
+    run.add_argument("--service-snat-ipv6", help="VPP-only IPv6 source address for flows to other nodes' backends")
 
 
 def _agent_socket(args: argparse.Namespace) -> str:

@@ -6,14 +6,16 @@ pydantic-settings does the layering and validation; a bad value becomes one clea
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -24,6 +26,7 @@ from vppagent.bgp.config import BgpConfig, check_bird_config_path, check_bird_so
 from vppagent.command_line import UsageError, describe_yaml_error, read_text_file
 
 DEFAULT_SOCKET = "/run/vppagent/agent.sock"
+DEFAULT_NODE_PORT_RANGE = "30000-32767"  # Kubernetes' --service-node-port-range default
 
 
 class ConfigError(UsageError):
@@ -72,6 +75,19 @@ class AgentConfig(BaseSettings):
     kubeconfig: Path | None = Field(
         None, description="Service source: kubeconfig file (default: in-cluster config, else $KUBECONFIG)"
     )
+    # Services on VPP (docs/services.md, "Source NAT" and "Which translations are ours").
+    service_snat_ipv4: ipaddress.IPv4Address | None = Field(
+        None, description="Services: VPP-only IPv4 source for NodePort/external flows to other nodes' backends"
+    )
+    service_snat_ipv6: ipaddress.IPv6Address | None = Field(
+        None, description="Services: VPP-only IPv6 source for NodePort/external flows to other nodes' backends"
+    )
+    service_cidrs: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=list, description="Services: the cluster's --service-cluster-ip-range (comma-separated)"
+    )
+    service_node_port_range: str = Field(
+        DEFAULT_NODE_PORT_RANGE, description="Services: the cluster's --service-node-port-range (FIRST-LAST)"
+    )
     config: Path | None = Field(None, description="YAML file with these same keys")
     bgp: BgpConfig = Field(default_factory=BgpConfig, description="BGP section (README: BGP)")
 
@@ -84,6 +100,27 @@ class AgentConfig(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("service_cidrs", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):  # a flag or the environment: "10.96.0.0/12,fd00:96::/108"
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("service_snat_ipv4", "service_snat_ipv6", mode="before")
+    @classmethod
+    def _empty_address_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("service_node_port_range")
+    @classmethod
+    def _node_port_range(cls, value: str) -> str:
+        node_port_range(value)
+        return value
+
+    def service_node_ports(self) -> tuple[int, int]:
+        return node_port_range(self.service_node_port_range)
 
     @field_validator("bird_config")
     @classmethod
@@ -125,6 +162,17 @@ class AgentConfig(BaseSettings):
         if yaml_path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
         return tuple(sources)
+
+
+def node_port_range(text: str) -> tuple[int, int]:
+    """Kubernetes' `--service-node-port-range` form, FIRST-LAST (inclusive); ValueError names it."""
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if match is None:
+        raise ValueError(f"a port range is FIRST-LAST, e.g. {DEFAULT_NODE_PORT_RANGE}")
+    first, last = int(match.group(1)), int(match.group(2))
+    if not 1 <= first <= last <= 65535:
+        raise ValueError("a port range needs 1 <= FIRST <= LAST <= 65535")
+    return first, last
 
 
 # The YAML path must be known before pydantic builds the sources; load_config sets it.

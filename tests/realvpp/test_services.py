@@ -34,7 +34,7 @@ from tests.agentproc import wait_for
 from tests.realvpp import PrivateVpp, RealVpp
 from tests.realvpp.conftest import _missing_tools
 from tests.realvpp.podlab import PEER_ADDRESS, PEER_VPP_ADDRESS, PodLab, VppAgentProcess, attach_pods
-from vppagent.drivers.vpp.services.converge import HAIRPIN_SNAT_V4
+from vppagent.drivers.vpp.services.settings import HAIRPIN_SNAT_V4
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer

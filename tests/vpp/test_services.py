@@ -10,6 +10,7 @@ from typing import Any
 from tests.vpp.helpers import Target, make_driver
 from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
 from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.drivers.vpp.services.settings import HAIRPIN_SNAT_V4, ServiceSettings
 from vppagent.services.model import Backend, Frontend, ServiceEntry, ServicePortEntry
 from vppagent.state.model import DataplaneState
 
@@ -34,6 +35,13 @@ def held(target: Target) -> dict[str, tuple[list[str], int]]:
         key = f"{t.vip.addr}:{t.vip.port}/{int(t.ip_proto)}"
         out[key] = ([f"{p.dst_ep.addr}:{p.dst_ep.port}" for p in t.paths], int(t.lb_type))
     return out
+
+
+def uplink(target: Target, address: str = NODE) -> int:
+    """An interface that is not a pod's, holding the node's address (where node ports are)."""
+    sw_if_index = int(target.raw.api.create_loopback().sw_if_index)
+    target.raw.api.sw_interface_add_del_address(sw_if_index=sw_if_index, is_add=True, prefix=f"{address}/24")
+    return sw_if_index
 
 
 def foreign(target: Target, vip: str, port: int) -> int:
@@ -121,6 +129,48 @@ def test_an_agent_restart_adopts_its_translations(sim_target: Target) -> None:
         second.close()
 
 
+CLUSTER = ServiceSettings(cidrs=(ipaddress.ip_network("10.96.0.0/12"), ipaddress.ip_network("fd96::/108")))
+
+
+def test_with_service_cidrs_a_service_deleted_while_the_agent_was_down_is_removed(sim_target: Target) -> None:
+    uplink(sim_target)
+    web = service("default/web", "10.96.0.10", 80, ["10.65.0.3"], node_port=30080)
+    api = service("default/api", "10.96.0.20", 443, ["10.65.0.6"], target_port=8443)
+    first = make_driver(sim_target, service_settings=CLUSTER)
+    first.resync(DataplaneState())
+    first.set_services(services(web, api))
+    first.close()
+    # others': outside the service CIDRs; on the node address outside the NodePort range; a port in
+    # the range on an address that is not the node's
+    for vip, port in (("10.200.0.1", 80), (NODE, 8080), ("10.65.9.1", 30080)):
+        foreign(sim_target, vip, port)
+    second = make_driver(sim_target, service_settings=CLUSTER)  # an agent restart; web deleted meanwhile
+    try:
+        second.resync(DataplaneState())
+        second.set_services(services(api))
+        assert second.service_errors() == {}
+        assert held(sim_target) == {"10.96.0.20:443/6": (["10.65.0.6:8443"], 0),
+                                    "10.200.0.1:80/6": (["10.65.9.9:80"], 0),
+                                    f"{NODE}:8080/6": (["10.65.9.9:80"], 0),
+                                    "10.65.9.1:30080/6": (["10.65.9.9:80"], 0)}
+        assert second.conn.requests["cnat_translation_del"] == 2  # web's cluster IP and node port, nothing else
+    finally:
+        second.close()
+
+
+def test_with_service_cidrs_no_service_at_all_still_removes_what_is_in_them(sim_target: Target) -> None:
+    uplink(sim_target)
+    foreign(sim_target, "10.96.0.99", 80)  # in the CIDRs: a Service's, though no desired one has it
+    foreign(sim_target, "10.200.0.2", 80)
+    driver = make_driver(sim_target, service_settings=CLUSTER)
+    try:
+        driver.resync(DataplaneState())
+        driver.set_services({})
+        assert held(sim_target) == {"10.200.0.2:80/6": (["10.65.9.9:80"], 0)}
+    finally:
+        driver.close()
+
+
 def test_one_bad_service_is_that_services_error(sim_target: Target, sim_driver: VppDriver) -> None:
     bad = service("default/a-bad", "10.96.0.1", 80, ["10.65.0.3"])
     good = service("default/b-good", "10.96.0.2", 80, ["10.65.0.4"])
@@ -183,7 +233,22 @@ def test_cnat_runs_on_the_interfaces_with_the_pods_source_nat_for_hairpin(sim_ta
     assert pod in cnat.features and 0 not in cnat.features  # local0 left alone
     assert cnat.snat_policy == 2 and cnat.snat_interfaces == {2: {pod}}
     assert cnat.snat_addresses is not None and ipaddress.ip_address(cnat.snat_addresses[0][:4]) == \
-        ipaddress.ip_address("169.254.2.1")
+        ipaddress.ip_address(HAIRPIN_SNAT_V4)
     enables = sim_driver.conn.requests["feature_cnat_enable_disable"]
     sim_driver.resync(DataplaneState())
     assert sim_driver.conn.requests["feature_cnat_enable_disable"] == enables  # once per interface and connection
+
+
+def test_a_configured_source_nat_address_is_cnats(sim_target: Target) -> None:
+    settings = ServiceSettings(snat_ipv4=ipaddress.IPv4Address("192.0.2.5"),
+                               snat_ipv6=ipaddress.IPv6Address("2001:db8::5"))
+    driver = make_driver(sim_target, service_settings=settings)
+    try:
+        driver.resync(DataplaneState())
+        driver.set_services(services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"])))
+        cnat = sim_target.emulator.state.cnat
+        assert cnat.snat_policy == 2 and cnat.snat_addresses is not None
+        assert (ipaddress.ip_address(cnat.snat_addresses[0][:4]), ipaddress.ip_address(cnat.snat_addresses[1])) == \
+            (settings.snat_ipv4, settings.snat_ipv6)
+    finally:
+        driver.close()

@@ -40,6 +40,7 @@ def create_driver(config: AgentConfig) -> VppDriver:
     from vppagent.drivers import DriverUnavailable
     from vppagent.drivers.vpp.api.connection import VppConnection, VppUnavailable
     from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS, VppDriver
+    from vppagent.drivers.vpp.services.settings import ServiceSettings
 
     conn = VppConnection(config.vpp_api_socket,
                          request_timeout=float(os.environ.get("VPPAGENT_VPP_REQUEST_TIMEOUT", "5")),
@@ -49,5 +50,7 @@ def create_driver(config: AgentConfig) -> VppDriver:
     except VppUnavailable as exc:
         raise DriverUnavailable(str(exc)) from None
     min_members = int(os.environ.get("VPPAGENT_VPP_CLASSIFIER_MIN_MEMBERS", DEFAULT_CLASSIFIER_MIN_MEMBERS))
+    services = ServiceSettings(snat_ipv4=config.service_snat_ipv4, snat_ipv6=config.service_snat_ipv6,
+                               cidrs=tuple(config.service_cidrs), node_ports=config.service_node_ports())
     return VppDriver(conn, pod_interface=pod_kind(config.pod_interface), rule_limit=config.rule_limit,
-                     classifier_min_members=min_members)
+                     classifier_min_members=min_members, service_settings=services)

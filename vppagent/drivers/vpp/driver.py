@@ -39,7 +39,8 @@ from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
-from vppagent.drivers.vpp.services.converge import converge_services, enable_cnat, read_translations
+from vppagent.drivers.vpp.services.converge import converge_services, enable_cnat, node_addresses, read_translations
+from vppagent.drivers.vpp.services.settings import ServiceSettings
 from vppagent.drivers.vpp.services.translations import TranslationKey
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
@@ -64,8 +65,10 @@ class VppDriver(Driver):
     def __init__(self, conn: VppConnection, *, pod_interface: PodKind = "af_packet",
                  plumbing: Plumbing | None = None, rule_limit: int = DEFAULT_RULE_LIMIT,
                  classifier_min_members: int = DEFAULT_CLASSIFIER_MIN_MEMBERS,
-                 keepalive: float = 1.0, max_backoff: float = 5.0) -> None:
+                 keepalive: float = 1.0, max_backoff: float = 5.0,
+                 service_settings: ServiceSettings | None = None) -> None:
         self.conn = conn
+        self.service_settings = service_settings or ServiceSettings()
         self.calls = VppCalls(conn)
         self.pod_interface: PodKind = pod_interface
         self.keepalive = keepalive
@@ -142,20 +145,16 @@ class VppDriver(Driver):
         with self._lock:
             self._services = dict(services)
             self._service_failures = dict.fromkeys(self._services, "not programmed yet")
-            for attempt in (1, 2):
-                try:
-                    self.programmed()  # connected, and what VPP holds known
-                    self._converge_services(reread=False)
-                    self._services_down = None
-                    return
-                except VppConnectionLost as exc:
-                    self._programmed = None
-                    if attempt == 2:
-                        self._services_down = f"VPP: {exc}"
-                except VppUnavailable as exc:
-                    self._programmed = None
-                    self._services_down = f"VPP: {exc}"
-                    return
+
+            def program() -> None:
+                self.programmed()  # connected, and what VPP holds known
+                self._converge_services(reread=False)
+
+            try:
+                self._twice(program)
+                self._services_down = None
+            except (VppConnectionLost, VppUnavailable) as exc:
+                self._services_down = f"VPP: {exc}"
 
     def service_errors(self) -> dict[str, str]:
         with self._lock:
@@ -177,27 +176,42 @@ class VppDriver(Driver):
             return
         if not removing and self.conn.cnat_features and self._programmed is not None:
             self._cnat_interfaces, self._cnat_setup = enable_cnat(
-                self.calls, self._programmed, self._cnat_interfaces, setup=not self._cnat_setup)
+                self.calls, self._programmed, self._cnat_interfaces, self.service_settings,
+                setup=not self._cnat_setup)
         if reread or self._translations is None:
             self._translations = read_translations(self.calls)
-        result = converge_services(self.calls, self._translations, services, self._made_translations)
+        nodes = frozenset() if self._programmed is None else node_addresses(self._programmed)
+        result = converge_services(self.calls, self._translations, services, self._made_translations,
+                                   self.service_settings, nodes)
         self._service_failures = result.failed
         self.stats["services"] = {"translations": len(self._translations), "made": len(self._made_translations),
                                   "writes": result.writes, "deletes": result.deletes, "failed": len(result.failed)}
 
+    def _twice(self, action: Callable[[], _T]) -> _T:
+        """Run `action`; once more (on a fresh connection) if the first finds the connection dead.
+        VppUnavailable (VPP cannot be reached at all) is not retried; what VPP holds is forgotten
+        after either error, so the next conversation reads it again."""
+        try:
+            return action()
+        except VppConnectionLost:
+            self._programmed = None
+        except VppUnavailable:
+            self._programmed = None
+            raise
+        try:
+            return action()
+        except (VppConnectionLost, VppUnavailable):
+            self._programmed = None
+            raise
+
     def _retrying(self, action: Callable[[], _T], what: str) -> _T:
-        """Run a pod operation; once more on a fresh connection if the first finds it dead."""
-        for attempt in (1, 2):
-            try:
-                return action()
-            except VppConnectionLost as exc:
-                self._programmed = None
-                if attempt == 2:
-                    raise AttachError(f"{what}: VPP connection lost: {exc}") from None
-            except VppUnavailable as exc:
-                self._programmed = None
-                raise AttachError(f"{what}: {exc}") from None
-        raise AssertionError("unreachable")
+        """A pod operation (`_twice`); a failure becomes AttachError naming the operation."""
+        try:
+            return self._twice(action)
+        except VppConnectionLost as exc:
+            raise AttachError(f"{what}: VPP connection lost: {exc}") from None
+        except VppUnavailable as exc:
+            raise AttachError(f"{what}: {exc}") from None
 
     def status(self) -> dict[str, Any]:
         with self._lock:

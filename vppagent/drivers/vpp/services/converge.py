@@ -10,11 +10,13 @@ backend; flows cnat already holds a session for keep their backend until the ses
 (cnat's own timers: 30 s, an established TCP connection 1 h; checked on VPP 26.06,
 docs/services.md). cnat has no API to end one flow's session.
 
-Hairpin (`enable_cnat`, VPP 26.06): cnat's per-interface feature on every interface but local0 and
-the pod gateway, before any translation is written, and cnat's Kubernetes source-NAT policy with
-the pod interfaces as pods': a flow cnat sends back to the pod it came from leaves with the source
-`HAIRPIN_SNAT_V4`/`_V6` (addresses no one else uses; the answer comes back through VPP, which
-translates it back). Flows from other pods and from outside keep their source.
+Source NAT (`enable_cnat`, VPP 26.06): cnat's per-interface feature on every interface but local0
+and the pod gateway, before any translation is written, and cnat's Kubernetes source-NAT policy with
+the pod interfaces as pods' and the source addresses of `ServiceSettings` (settings.py). A flow cnat
+sends back to the pod it came from (hairpin), or from a non-pod interface out of another non-pod
+interface (outside to a backend on another node), leaves with that source; the answer comes back
+to VPP, which translates it back. Flows from pods to others and from outside to pods here keep
+their source.
 """
 
 from __future__ import annotations
@@ -26,31 +28,33 @@ from dataclasses import dataclass, field
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.types import CnatDetails
-from vppagent.drivers.vpp.programmed import Programmed
-from vppagent.drivers.vpp.services.plan import plan_translations
-from vppagent.drivers.vpp.services.translations import TranslationKey, wanted_translations
+from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
+from vppagent.drivers.vpp.services.plan import Ownership, plan_translations
+from vppagent.drivers.vpp.services.settings import NO_SETTINGS, ServiceSettings
+from vppagent.drivers.vpp.services.translations import Address, TranslationKey, wanted_translations
 from vppagent.drivers.vpp.tags import GATEWAY_TAG
 from vppagent.services.model import ServiceEntry
 
 log = logging.getLogger(__name__)
-# The source of hairpinned flows: link-local IPv4 beside the pod gateway (169.254.1.1), and a ULA.
-HAIRPIN_SNAT_V4 = "169.254.2.1"
-HAIRPIN_SNAT_V6 = "fd69:fe::1"
 
 
-def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, str]], *,
-                setup: bool) -> tuple[set[tuple[int, str]], bool]:
+def _outside(programmed: Programmed) -> list[InterfaceInfo]:
+    """Interfaces cnat acts on, pods' included: all but local0 and the pod gateway."""
+    return [info for info in sorted(programmed.interfaces.values(), key=lambda i: i.sw_if_index)
+            if info.dev_type != "local" and info.tag != GATEWAY_TAG]
+
+
+def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, str]], settings: ServiceSettings,
+                *, setup: bool) -> tuple[set[tuple[int, str]], bool]:
     """cnat's feature (and, for pods, its source-NAT pod table) on interfaces not yet done on this
     connection (`done`: (sw_if_index, name)); the source-NAT policy with `setup`. Returns what is
-    done, and whether the policy is set. A refusal costs hairpin only: logged, retried on the next pass."""
+    done, and whether the policy is set. A refusal costs source NAT only: logged, retried on the next pass."""
     try:
         if setup:
-            calls.cnat_snat_k8s(HAIRPIN_SNAT_V4, HAIRPIN_SNAT_V6)
+            calls.cnat_snat_k8s(*settings.snat_addresses())
         now = set()
-        for info in sorted(programmed.interfaces.values(), key=lambda i: i.sw_if_index):
+        for info in _outside(programmed):
             ident = (info.sw_if_index, info.name)
-            if info.dev_type == "local" or info.tag == GATEWAY_TAG:
-                continue
             if ident not in done:
                 calls.cnat_feature(info.sw_if_index)
                 if info.is_pod:
@@ -58,12 +62,19 @@ def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, st
             now.add(ident)
         return now, True
     except ApiRefused as exc:
-        log.warning("cnat feature or source NAT not set (hairpin will not work): %s", exc)
+        log.warning("cnat feature or source NAT not set (hairpin and flows to other nodes will not work): %s", exc)
         return done, not setup
 
 
 def read_translations(calls: VppCalls) -> dict[TranslationKey, CnatDetails]:
     return {d.translation.key: d for d in calls.cnat_translations()}
+
+
+def node_addresses(programmed: Programmed) -> frozenset[Address]:
+    """The addresses VPP holds on interfaces that are not pods' nor the pod gateway (uplinks: where
+    node ports are), as read with the interfaces."""
+    return frozenset(address for info in _outside(programmed) if not info.is_pod
+                     for address in programmed.interface_addresses.get(info.sw_if_index, ()))
 
 
 @dataclass
@@ -74,11 +85,14 @@ class ServicesPass:
 
 
 def converge_services(calls: VppCalls, held: dict[TranslationKey, CnatDetails],
-                      services: Mapping[str, ServiceEntry], made: set[TranslationKey]) -> ServicesPass:
-    """Converge `held` (what VPP holds, kept true) to `services`; `made` gains what was written."""
+                      services: Mapping[str, ServiceEntry], made: set[TranslationKey],
+                      settings: ServiceSettings = NO_SETTINGS,
+                      node_addresses: frozenset[Address] = frozenset()) -> ServicesPass:
+    """Converge `held` (what VPP holds, kept true) to `services`; `made` gains what was written.
+    `settings` and `node_addresses` widen what is ours (plan.py)."""
     wanted = wanted_translations(services)
     result = ServicesPass(failed=dict(wanted.failed))
-    plan = plan_translations(held, wanted, made)
+    plan = plan_translations(held, wanted, Ownership(made, settings, node_addresses))
     for old_id, translation in plan.recreate:
         try:
             calls.cnat_translation_del(old_id)

@@ -6,9 +6,13 @@ Ownership (cnat translations carry no tag, and a dump gives back no spare field 
   too, and corrected in place when it differs), or
 - the driver programmed it itself (`made`: kept for the driver's life, across VPP reconnects), or
 - its VIP address is a cluster, external or load-balancer address of a desired Service (any port:
-  a Service address is the Service's alone; this finds a port removed while the agent was down).
-Everything else is left alone: translations made by others, and (a known gap) those of a Service
-deleted while the agent was not running, whose address no desired Service has any more.
+  a Service address is the Service's alone; this finds a port removed while the agent was down), or
+- with the cluster's service CIDRs configured (`ServiceSettings`): its VIP lies in one of them, or
+  its VIP is a node address (one VPP holds on an interface that is not a pod's) and its port is in
+  the NodePort range. The cluster reserves both for Services, so this finds, with no state kept,
+  the translations of a Service deleted while the agent was not running.
+Everything else is left alone: translations made by others, and, without service CIDRs configured
+(a known gap), those of a Service deleted while the agent was not running.
 A translation whose load-balancing type must change (affinity turned on or off) is deleted and
 made again: VPP keeps the type of an existing translation on update.
 """
@@ -20,7 +24,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.types import CnatDetails, CnatTranslation
-from vppagent.drivers.vpp.services.translations import TranslationKey, WantedTranslations
+from vppagent.drivers.vpp.services.settings import NO_SETTINGS, ServiceSettings
+from vppagent.drivers.vpp.services.translations import Address, TranslationKey, WantedTranslations
 
 
 @dataclass
@@ -33,12 +38,30 @@ class TranslationPlan:
         return not (self.writes or self.recreate or self.deletes)
 
 
-def is_ours(key: TranslationKey, wanted: WantedTranslations, made: AbstractSet[TranslationKey]) -> bool:
-    return key in wanted.translations or key in made or key[0] in wanted.service_addresses
+@dataclass(frozen=True)
+class Ownership:
+    """What, beside the desired Services, says a translation is ours: what the driver made, the
+    cluster's Service ranges, and the node's addresses (those VPP holds on interfaces not pods')."""
+
+    made: AbstractSet[TranslationKey] = frozenset()
+    settings: ServiceSettings = NO_SETTINGS
+    node_addresses: AbstractSet[Address] = frozenset()
+
+    def in_cluster_ranges(self, key: TranslationKey) -> bool:
+        if not self.settings.cidrs:
+            return False  # without the cluster's ranges nothing tells a Service's address from another's
+        vip, port, _ = key
+        return self.settings.in_service_cidrs(vip) or (vip in self.node_addresses
+                                                        and self.settings.is_node_port(port))
+
+
+def is_ours(key: TranslationKey, wanted: WantedTranslations, ownership: Ownership) -> bool:
+    return (key in wanted.translations or key in ownership.made or key[0] in wanted.service_addresses
+            or ownership.in_cluster_ranges(key))
 
 
 def plan_translations(held: Mapping[TranslationKey, CnatDetails], wanted: WantedTranslations,
-                      made: AbstractSet[TranslationKey]) -> TranslationPlan:
+                      ownership: Ownership) -> TranslationPlan:
     plan = TranslationPlan()
     for key, translation in sorted(wanted.translations.items(), key=lambda item: _order(item[0])):
         current = held.get(key)
@@ -49,7 +72,7 @@ def plan_translations(held: Mapping[TranslationKey, CnatDetails], wanted: Wanted
         elif not current.translation.same_as(translation):
             plan.writes.append(translation)
     plan.deletes = [(details.id, key) for key, details in sorted(held.items(), key=lambda item: _order(item[0]))
-                    if key not in wanted.translations and is_ours(key, wanted, made)]
+                    if key not in wanted.translations and is_ours(key, wanted, ownership)]
     return plan
 
 

@@ -23,7 +23,8 @@ from vppagent.drivers.vpp.api.types import CnatBackend, CnatTranslation
 from vppagent.services.model import ServiceEntry
 
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132}
-TranslationKey = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, int]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+TranslationKey = tuple[Address, int, int]  # VIP, port, IP protocol number
 
 
 @dataclass
@@ -33,7 +34,7 @@ class WantedTranslations:
     failed: dict[str, str] = field(default_factory=dict)  # service name -> why not programmed
     # VIP addresses of cluster, external and load-balancer frontends: a translation on one of these,
     # any port, is a Service's (the ownership rule, plan.py); node addresses are not among them.
-    service_addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=set)
+    service_addresses: set[Address] = field(default_factory=set)
 
 
 def wanted_translations(services: Mapping[str, ServiceEntry]) -> WantedTranslations:
