@@ -13,7 +13,12 @@ being the node's address that Felix's HostMetadata gives) to:
   backends' servers saw the client's own address (cnat rewrites the destination only);
 - the client's egress policy allowing only the backends' addresses: the Service works (egress
   policy sees the translated flow, as in Calico);
-- hairpin: a backend reaching the Service lands on itself too, with the hairpin source address.
+- hairpin: a backend reaching the Service lands on itself too, with the source-NAT address;
+- a NodePort whose only backend is on another node (a namespace behind the peer, reached through
+  the uplink), IPv4 and IPv6: the backend sees the configured source-NAT address
+  (`VPPAGENT_SERVICE_SNAT_IPV4`/`_IPV6`, an address on the uplink's subnet that VPP alone answers
+  for: proxy ARP / ND proxy set by the operator, here the test), the answer reaches the client,
+  and the node's own address still answers ping.
 """
 
 from __future__ import annotations
@@ -33,8 +38,15 @@ import pytest
 from tests.agentproc import wait_for
 from tests.realvpp import PrivateVpp, RealVpp
 from tests.realvpp.conftest import _missing_tools
-from tests.realvpp.podlab import PEER_ADDRESS, PEER_VPP_ADDRESS, PodLab, VppAgentProcess, attach_pods
-from vppagent.drivers.vpp.services.settings import HAIRPIN_SNAT_V4
+from tests.realvpp.podlab import (
+    PEER_ADDRESS,
+    PEER_VPP_ADDRESS,
+    PEER_VPP_ADDRESS6,
+    PodLab,
+    VppAgentProcess,
+    attach_pods,
+    sh,
+)
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
@@ -47,6 +59,12 @@ CLIENT, B1, B2 = "default/client", "default/b1", "default/b2"
 PODS = {CLIENT: ("10.65.0.2", "fd65::2"), B1: ("10.65.0.3", "fd65::3"), B2: ("10.65.0.4", "fd65::4")}
 CLUSTER_IP, PORT, TARGET_PORT, NODE_PORT = "10.96.0.10", 80, 8080, 30080
 NODE = "node1"
+# Source NAT: addresses VPP alone answers for on the uplink (not the node's, not any kernel's).
+SNAT_V4, SNAT_V6 = "192.0.2.5", "2001:db8::5"
+# Another node behind the peer (VPP routes 10.64.0.0/10 and fd64::/15 to the peer), with the only
+# backend of the Service "remote".
+OTHER_NODE_BACKEND, OTHER_NODE_BACKEND6 = "10.70.0.2", "fd64:70::2"
+REMOTE_CLUSTER_IPS, REMOTE_NODE_PORT = ["10.96.0.11", "fd96::11"], 30081
 
 # Each backend: TCP and UDP on TARGET_PORT, answering "<name> <source ip>:<source port>".
 SERVER = """
@@ -64,6 +82,10 @@ def udp():
 threading.Thread(target=udp, daemon=True).start()
 tcp()
 """
+
+# The same on IPv6 sockets bound to "::": IPv4 clients show as ::ffff:A.B.C.D.
+DUAL_STACK_SERVER = (SERVER.replace("socket.socket()", "socket.socket(socket.AF_INET6)")
+                     .replace("socket.AF_INET,", "socket.AF_INET6,").replace('"0.0.0.0"', '"::"'))
 
 
 def web_service() -> dict[str, Any]:
@@ -83,10 +105,51 @@ def web_slice(*workloads: str) -> dict[str, Any]:
                           for w in workloads]}
 
 
+def remote_service() -> dict[str, Any]:
+    return {"metadata": {"namespace": "default", "name": "remote"},
+            "spec": {"type": "NodePort", "clusterIPs": REMOTE_CLUSTER_IPS, "ipFamilies": ["IPv4", "IPv6"],
+                     "ports": [{"name": "http", "protocol": "TCP", "port": PORT, "nodePort": REMOTE_NODE_PORT,
+                                "targetPort": TARGET_PORT}]}}
+
+
+def remote_slices() -> list[dict[str, Any]]:
+    return [{"metadata": {"namespace": "default", "name": f"remote-{family.lower()}",
+                          "labels": {SERVICE_NAME_LABEL: "remote"}},
+             "addressType": family, "ports": [{"name": "http", "protocol": "TCP", "port": TARGET_PORT}],
+             "endpoints": [{"addresses": [address], "conditions": {"ready": True}, "nodeName": "node2"}]}
+            for family, address in (("IPv4", OTHER_NODE_BACKEND), ("IPv6", OTHER_NODE_BACKEND6))]
+
+
+def build_other_node(lab: PodLab, vpp: RealVpp) -> str:
+    """A namespace behind the peer (which forwards) holding the remote backend; the peer reaches the
+    source-NAT addresses on its uplink, where VPP answers ARP / ND for them as the operator sets up."""
+    other = f"{lab.prefix}-n2"
+    sh("ip", "netns", "add", other)
+    sh("ip", "-n", other, "link", "set", "lo", "up")
+    sh("ip", "-n", lab.peer, "link", "add", "ton2", "type", "veth", "peer", "name", "eth0", "netns", other)
+    sh("ip", "-n", lab.peer, "addr", "add", "10.70.0.1/30", "dev", "ton2")
+    sh("ip", "-n", lab.peer, "addr", "add", "fd64:70::1/64", "dev", "ton2", "nodad")
+    sh("ip", "-n", lab.peer, "link", "set", "ton2", "up")
+    sh("ip", "-n", other, "addr", "add", f"{OTHER_NODE_BACKEND}/30", "dev", "eth0")
+    sh("ip", "-n", other, "addr", "add", f"{OTHER_NODE_BACKEND6}/64", "dev", "eth0", "nodad")
+    sh("ip", "-n", other, "link", "set", "eth0", "up")
+    sh("ip", "-n", other, "route", "add", "default", "via", "10.70.0.1")
+    sh("ip", "-n", other, "-6", "route", "add", "default", "via", "fd64:70::1")
+    sh("ip", "netns", "exec", lab.peer, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+    # the uplink's subnet is a /30 here: the peer sees SNAT_V4 on-link, as on a wider uplink subnet
+    sh("ip", "-n", lab.peer, "route", "add", f"{SNAT_V4}/32", "dev", "eth0")
+    uplink = f"host-{lab.peer_ifname}"
+    for command in (f"set arp proxy start {SNAT_V4} end {SNAT_V4}", f"set interface proxy-arp {uplink} enable",
+                    f"set ip6 nd proxy {uplink} {SNAT_V6}"):
+        out = vpp.cli(command)
+        assert not out.strip(), f"{command}: {out}"
+    return other
+
+
 def tcp_ask(ip: str, port: int, source: str | None = None, timeout: float = 2.0) -> str | None:
     """One TCP connection: the server's answer, or None when it did not connect."""
     try:
-        with socket.create_connection((ip, port), timeout=timeout,
+        with socket.create_connection((ip, port), timeout=timeout,  # IPv4 or IPv6 by `ip`
                                       source_address=(source, 0) if source else None) as sock:
             return sock.recv(200).decode()
     except OSError:
@@ -135,9 +198,9 @@ class ServiceLab:
                                       tiers=tiers if workload != CLIENT else client_tiers))
         return objects
 
-    def service_row(self) -> dict[str, Any] | None:
+    def service_row(self, name: str = "default/web") -> dict[str, Any] | None:
         state = self.agent.try_state()
-        rows = [] if state is None else [r for r in state.get("services", []) if r["name"] == "default/web"]
+        rows = [] if state is None else [r for r in state.get("services", []) if r["name"] == name]
         return rows[0] if rows else None
 
     def wait_backends(self, *workloads: str) -> dict[str, Any]:
@@ -155,16 +218,23 @@ def services_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLa
     api = StandInApiServer().start()
     api.put(SERVICES, web_service())
     api.put(ENDPOINTSLICES, web_slice(B1, B2))
+    api.put(SERVICES, remote_service())
+    for item in remote_slices():
+        api.put(ENDPOINTSLICES, item)
     process = PrivateVpp(f"vppagent-services-{uuid.uuid4().hex[:6]}")
     vpp = process.start()
     run_dir = Path(f"/tmp/vps-{uuid.uuid4().hex[:8]}")  # unix socket paths must stay short
     run_dir.mkdir(mode=0o700)
     lab = PodLab(f"vs{uuid.uuid4().hex[:4]}", PODS, workdir)
     agent = VppAgentProcess(lab, vpp, run_dir, env={
-        "VPPAGENT_SERVICES": "kubernetes", "VPPAGENT_KUBECONFIG": str(api.write_kubeconfig(workdir / "kubeconfig"))})
+        "VPPAGENT_SERVICES": "kubernetes", "VPPAGENT_KUBECONFIG": str(api.write_kubeconfig(workdir / "kubeconfig")),
+        "VPPAGENT_SERVICE_SNAT_IPV4": SNAT_V4, "VPPAGENT_SERVICE_SNAT_IPV6": SNAT_V6,
+        "VPPAGENT_SERVICE_CIDRS": "10.96.0.0/12,fd96::/108"})
+    other: str | None = None
     try:
         lab.build()
         lab.attach_peer(vpp)
+        other = build_other_node(lab, vpp)
         agent.start()
         attach_pods(agent, vpp)
         agent.start_felix()
@@ -172,12 +242,14 @@ def services_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLa
         objects = env.felix()
         agent.send([b.config({"FelixHostname": NODE}),
                     felix.ToDataplane(host_metadata_update=felix.HostMetadataUpdate(
-                        hostname=NODE, ipv4_addr=f"{PEER_VPP_ADDRESS}/30")),
+                        hostname=NODE, ipv4_addr=f"{PEER_VPP_ADDRESS}/30", ipv6_addr=f"{PEER_VPP_ADDRESS6}/64")),
                     *objects, b.in_sync()])
         agent.objects = objects
         for workload in (B1, B2):
             lab.spawn(["ip", "netns", "exec", lab.pods[workload].netns, sys.executable, "-c", SERVER,
                        workload, str(TARGET_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lab.spawn(["ip", "netns", "exec", other, sys.executable, "-c", DUAL_STACK_SERVER, "remote", str(TARGET_PORT)],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for workload in (B1, B2):  # the servers listen
             wait_for(lambda w=workload: call_in_netns(env.netns(CLIENT), lambda: tcp_ask(PODS[w][0], TARGET_PORT)),
                      what=f"{workload}'s server")
@@ -185,6 +257,8 @@ def services_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLa
     finally:
         agent.stop()
         lab.cleanup()
+        if other is not None:
+            sh("ip", "netns", "del", other, check=False)
         process.stop()
         api.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -285,5 +359,34 @@ def test_hairpin_a_backend_reaches_itself_through_the_service(services_lab: Serv
     by = answered_by(answers)
     assert "no answer" not in by and by[B1] > 0, by  # some land on B1 itself, all are answered
     sources = {(a.split()[0], a.split()[1].split(":")[0]) for a in answers if a}
-    # on itself the flow comes from the hairpin address; on the other backend, from B1 itself
-    assert sources <= {(B1, HAIRPIN_SNAT_V4), (B2, PODS[B1][0])}, sources
+    # on itself the flow comes from the source-NAT address; on the other backend, from B1 itself
+    assert sources <= {(B1, SNAT_V4), (B2, PODS[B1][0])}, sources
+
+
+def source_of(answer: str) -> str:
+    """The source the server saw, from "<name> <ip>:<port>" (IPv6 addresses have colons too)."""
+    return answer.split()[1].rsplit(":", 1)[0].removeprefix("::ffff:")
+
+
+@pytest.mark.parametrize(("node_address", "snat"), [(PEER_VPP_ADDRESS, SNAT_V4), (PEER_VPP_ADDRESS6, SNAT_V6)])
+def test_a_node_port_whose_backend_is_on_another_node_is_source_natted(services_lab: ServiceLab, node_address: str,
+                                                                       snat: str) -> None:
+    if not services_lab.agent.state()["driver_status"]["cnat_features"]:
+        pytest.skip("this VPP has no cnat feature mode (before 26.06): no source NAT (docs/services.md)")
+    row = wait_for(lambda: (r := services_lab.service_row("default/remote")) is not None and r["status"] == "up"
+                   and r, timeout=30, what="remote up")
+    shown = f"[{node_address}]" if ":" in node_address else node_address
+    assert f"{shown}:{REMOTE_NODE_PORT}/tcp" in row["frontends"], row
+    peer = services_lab.lab.peer
+    answers = asks(peer, 12, node_address, REMOTE_NODE_PORT)
+    assert answered_by(answers) == Counter({"remote": 12}), answers  # every answer came back to the client
+    # the backend on the other node saw the source-NAT address, never the client's
+    assert {source_of(a) for a in answers if a} == {snat}, answers
+    # the node's own address still answers, from the peer's side (VPP did not take it over for cnat)
+    ping = subprocess.run(["ip", "netns", "exec", peer, "ping", "-c", "2", "-W", "2", node_address],
+                          capture_output=True, text=True, check=False)
+    assert ping.returncode == 0, ping.stdout
+    # the local NodePort is unchanged: backends here see the client's own address
+    if node_address == PEER_VPP_ADDRESS:
+        local = asks(peer, 4, PEER_VPP_ADDRESS, NODE_PORT)
+        assert {source_of(a) for a in local if a} == {PEER_ADDRESS} and None not in local, local
