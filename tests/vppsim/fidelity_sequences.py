@@ -587,9 +587,13 @@ def seq_cnat_translations(rec: Recorder) -> None:
 
 @sequence
 def seq_cnat_snat_and_features(rec: Recorder) -> None:
-    """The hairpin source NAT set-up the driver sends on 26.06 (docs/services.md), good and bad."""
+    """The source NAT set-up the driver sends on 26.06 (docs/services.md), good and bad: the hairpin
+    addresses, then configured ones (`service_snat_ipv4`/`_ipv6`) replacing them, set again as after
+    a reconnect."""
     lo = loopback(rec)
     rec("cnat_set_snat_addresses", snat_ip4="169.254.2.1", snat_ip6="fd69:fe::1", sw_if_index=NONE)
+    rec("cnat_set_snat_addresses", snat_ip4="198.51.100.5", snat_ip6="2001:db8:5::5", sw_if_index=NONE)
+    rec("cnat_set_snat_addresses", snat_ip4="198.51.100.5", snat_ip6="2001:db8:5::5", sw_if_index=NONE)
     rec("cnat_set_snat_policy", policy=2)
     rec("cnat_snat_policy_add_del_if", sw_if_index=lo, is_add=1, table=2)
     rec("cnat_snat_policy_add_del_if", sw_if_index=lo, is_add=1, table=2)
