@@ -63,8 +63,11 @@ test: deps lint
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-lab: deps  # VPP per node when the vpp binary is installed, else the kernel (--driver auto)
+# The default scenario on VPP per node when the vpp binary is installed, else on the kernel
+# (--driver auto); then the Services scenario, VPP only: without VPP it prints SKIP and why (exit 4).
+lab: deps
 	$(VENV)/bin/vppagent lab run --driver auto
+	$(VENV)/bin/vppagent lab run --driver auto services || [ $$? -eq 4 ]
 
 proto: venv
 	$(VENV)/bin/python scripts/gen_proto.py

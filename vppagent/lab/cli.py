@@ -18,14 +18,16 @@ from vppagent.command_line import EXIT_USAGE, OneLineParser, port_number, positi
 
 EXIT_MISMATCH = 1
 EXIT_SETUP = 3  # the lab could not be built or run: not a verdict on the dataplane
-__all__ = ["EXIT_MISMATCH", "EXIT_SETUP", "EXIT_USAGE", "main", "register"]
+EXIT_SKIPPED = 4  # --driver auto chose a driver the scenario cannot run on: nothing was checked
+__all__ = ["EXIT_MISMATCH", "EXIT_SETUP", "EXIT_SKIPPED", "EXIT_USAGE", "main", "register"]
 
 
 def register(subparsers: Any) -> None:
     lab = subparsers.add_parser("lab", help="a cluster in network namespaces: policy checked on real packets")
     sub = lab.add_subparsers(dest="lab_command", required=True)
     run = sub.add_parser("run", help="build the lab, run a scenario, print the connectivity matrix")
-    run.add_argument("scenario", nargs="?", type=Path, help="scenario YAML (default: the bundled one)")
+    run.add_argument("scenario", nargs="?", type=Path,
+                     help="scenario YAML, or a bundled scenario's name: default (the default), services")
     run.add_argument("--driver", default="auto", choices=["auto", "vpp", "iptables", "dry-run"],
                      help="dataplane driver of every agent: vpp (one real VPP per node), iptables (the "
                           "kernel), dry-run; default auto = vpp when the vpp binary is installed")
@@ -59,7 +61,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from vppagent.lab.agents import LabError
     from vppagent.lab.report import LEGEND, ProgressBar, StepResult, format_step, use_color
-    from vppagent.lab.run import LabOptions, LabRun, resolve_driver
+    from vppagent.lab.run import LabOptions, LabRun, resolve_driver, services_problem
     from vppagent.lab.scenario import ScenarioError, load_scenario
     from vppagent.lab.topology import TopologyError, netns_problem
 
@@ -72,6 +74,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"vppagent lab: {problem}", file=sys.stderr)
         return EXIT_SETUP
     driver, driver_note = resolve_driver(args.driver)
+    problem = services_problem(scenario, driver)
+    if problem is not None:
+        if args.driver != "auto":
+            print(f"vppagent lab: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        # Not a pass: a line that says nothing was checked, and an exit status of its own.
+        if args.json:
+            print(json.dumps({"scenario": scenario.name, "driver": driver, "ok": False, "skipped": problem}))
+        else:
+            print(f"SKIP {scenario.name}: {problem} ({driver_note})")
+        return EXIT_SKIPPED
     if driver == "vpp" and not args.vpp_api_socket:
         from vppagent.vpprun import vpp_problem
 
@@ -157,8 +170,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _usage(exc)
     steps = list(scenario.snapshots())
     probes = sum(len(p.ports) for _, p in scenario.pods()) * (len(scenario.pods()) - 1)
+    services = len({key for step in steps for key in step.objects.services})
     print(f"{scenario.name}: {len(scenario.nodes)} nodes, {len(scenario.pods())} pods, {len(steps)} steps, "
-          f"about {probes} probes per step")
+          f"about {probes} probes per step" + (f"; {services} Services (VPP only)" if services else ""))
     return 0
 
 

@@ -27,10 +27,15 @@ class Expected:
     reason: str
 
 
-def _leg_allows(verdict: Verdict) -> bool:
+def leg_allows(verdict: Verdict) -> bool:
     # "none": no Calico chain accepted or denied, so the packet meets the FORWARD chain's own
     # policy, which is ACCEPT in a fresh namespace (nothing else in the lab changes it).
     return verdict.action in ("allow", "none")
+
+
+def uplink_endpoints(objects: ClusterObjects) -> dict[str, str]:
+    """Node -> the evaluator's key of the host endpoint on its uplink (eth0), where there is one."""
+    return {h.node: f"hep:{h.name}" for h in objects.host_endpoints.values() if h.interface == "eth0"}
 
 
 def expected(scenario: Scenario, objects: ClusterObjects, states: Mapping[str, DataplaneState],
@@ -41,10 +46,10 @@ def expected(scenario: Scenario, objects: ClusterObjects, states: Mapping[str, D
     src_key, dst_key = workload_key(scenario, source), workload_key(scenario, target)
     if src_node == dst_node:
         verdict = forward_verdict(states[src_node], src_key, dst_key, packet)
-        return Expected(_leg_allows(verdict), f"{src_node}: {verdict.describe()}")
-    uplink = {h.node: f"hep:{h.name}" for h in objects.host_endpoints.values() if h.interface == "eth0"}
+        return Expected(leg_allows(verdict), f"{src_node}: {verdict.describe()}")
+    uplink = uplink_endpoints(objects)
     leaving = forward_verdict(states[src_node], src_key, uplink.get(src_node), packet)
-    if not _leg_allows(leaving):
+    if not leg_allows(leaving):
         return Expected(False, f"{src_node}: {leaving.describe()}")
     arriving = forward_verdict(states[dst_node], uplink.get(dst_node), dst_key, packet)
-    return Expected(_leg_allows(arriving), f"{dst_node}: {arriving.describe()}")
+    return Expected(leg_allows(arriving), f"{dst_node}: {arriving.describe()}")

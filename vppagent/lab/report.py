@@ -48,6 +48,43 @@ class Cell:
                 "detail": self.detail, "source_port": self.source_port, "seconds": round(self.seconds, 4)}
 
 
+@dataclass(frozen=True)
+class ServiceCell:
+    """Several new flows from one client to one Service frontend: who answered each, and what the
+    oracle allowed (service_checks.py)."""
+
+    source: str  # a pod, or "outside" (the host on the nodes' network)
+    frontend: str  # Frontend.label()
+    service: str
+    expect: str  # "answer", "no answer" or "either" (some candidates answer, some may not)
+    reason: str  # the oracle's explanation
+    answers: tuple[tuple[str, int], ...]  # (backend or "no answer", flows), sorted
+    problems: tuple[str, ...]  # what went wrong, flow by flow
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def answered(self) -> bool:
+        return any(who != NO_ANSWER for who, _ in self.answers)
+
+    def flows(self) -> int:
+        return sum(n for _, n in self.answers)
+
+    def explain(self) -> str:
+        got = ", ".join(f"{who} x{n}" for who, n in self.answers)
+        return (f"{self.source} -> {self.frontend}: expected {self.expect} [{self.reason}]; got {got}: "
+                + "; ".join(dict.fromkeys(self.problems)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": self.source, "to": self.frontend, "service": self.service, "expect": self.expect,
+                "reason": self.reason, "answers": dict(self.answers), "ok": self.ok, "problems": list(self.problems)}
+
+
+NO_ANSWER = "no answer"
+
+
 @dataclass
 class StepResult:
     index: int
@@ -55,15 +92,27 @@ class StepResult:
     cells: list[Cell]
     program_seconds: float
     probe_seconds: float
+    services: list[ServiceCell] = field(default_factory=list)
+    service_problems: list[str] = field(default_factory=list)  # across flows: spread, affinity
 
     @property
     def mismatches(self) -> list[Cell]:
         return [c for c in self.cells if not c.ok]
 
+    @property
+    def service_mismatches(self) -> int:
+        return sum(not c.ok for c in self.services) + len(self.service_problems)
+
+    @property
+    def probes(self) -> int:
+        return len(self.cells) + len(self.services)
+
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "mismatches": len(self.mismatches),
+        return {"index": self.index, "name": self.name,
+                "mismatches": len(self.mismatches) + self.service_mismatches,
                 "program_seconds": round(self.program_seconds, 3), "probe_seconds": round(self.probe_seconds, 3),
-                "probes": [c.to_json() for c in self.cells]}
+                "probes": [c.to_json() for c in self.cells], "services": [c.to_json() for c in self.services],
+                "service_problems": self.service_problems}
 
 
 @dataclass
@@ -78,11 +127,15 @@ class LabResult:
 
     @property
     def mismatches(self) -> int:
-        return sum(len(s.mismatches) for s in self.steps)
+        return sum(len(s.mismatches) + s.service_mismatches for s in self.steps)
 
     @property
     def probes(self) -> int:
-        return sum(len(s.cells) for s in self.steps)
+        return sum(s.probes for s in self.steps)
+
+    @property
+    def service_flows(self) -> int:
+        return sum(c.flows() for s in self.steps for c in s.services)
 
     @property
     def ok(self) -> bool:
@@ -90,7 +143,8 @@ class LabResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "driver": self.driver, "prefix": self.prefix, "ok": self.ok,
-                "probes": self.probes, "mismatches": self.mismatches, "seconds": round(self.seconds, 3),
+                "probes": self.probes, "service_flows": self.service_flows, "mismatches": self.mismatches,
+                "seconds": round(self.seconds, 3),
                 "setup_seconds": round(self.setup_seconds, 3), "notes": self.notes,
                 "steps": [s.to_json() for s in self.steps]}
 
@@ -99,8 +153,8 @@ class LabResult:
         if color:
             verdict = f"{BOLD}{GREEN if self.ok else RED}{verdict}{RESET}"
         return (f"{verdict} {self.scenario}: initial state + {max(0, len(self.steps) - 1)} steps, "
-                f"{self.probes} probes, "
-                f"{self.mismatches} mismatches; driver {self.driver}; {self.seconds:.1f} s "
+                f"{self.probes} probes" + (f" ({self.service_flows} flows to Services)" if self.service_flows else "")
+                + f", {self.mismatches} mismatches; driver {self.driver}; {self.seconds:.1f} s "
                 f"(set-up {self.setup_seconds:.1f} s)")
 
 
@@ -117,8 +171,9 @@ def format_step(step: StepResult, total_steps: int, pods: list[str], ports: dict
     cells = {(c.source, c.target, c.port): c for c in step.cells}
     width = max([3, *(len(pod) for pod, _ in columns), *(len(str(port)) for _, port in columns)]) + 1
     label = max([10, *(len(p) for p in pods)]) + 2
-    title = (f"step {step.index + 1}/{total_steps}: {step.name}  ({len(step.cells)} probes, "
-             f"{len(step.mismatches)} mismatches; programmed in {step.program_seconds:.2f} s, "
+    mismatches = len(step.mismatches) + step.service_mismatches
+    title = (f"step {step.index + 1}/{total_steps}: {step.name}  ({step.probes} probes, "
+             f"{mismatches} mismatches; programmed in {step.program_seconds:.2f} s, "
              f"probed in {step.probe_seconds:.2f} s)")
     lines = [f"{BOLD}{title}{RESET}" if color else title,
              (" " * label + "".join(pod.ljust(width) for pod, _ in columns)).rstrip(),
@@ -130,9 +185,35 @@ def format_step(step: StepResult, total_steps: int, pods: list[str], ports: dict
             row.append(_cell(cell, width, color) if cell else (SELF.ljust(width) if source == target else
                                                                " " * width))
         lines.append("".join(row).rstrip())
+    lines += _service_lines(step, color)
+    mismatch = "  " + (f"{RED}MISMATCH{RESET} " if color else "MISMATCH ")
     for cell in step.mismatches:
-        lines.append(("  " + (f"{RED}MISMATCH{RESET} " if color else "MISMATCH ")) + cell.explain())
+        lines.append(mismatch + cell.explain())
+    lines += [mismatch + c.explain() for c in step.services if not c.ok]
+    lines += [mismatch + problem for problem in step.service_problems]
     return "\n".join(lines)
+
+
+def _service_lines(step: StepResult, color: bool) -> list[str]:
+    """A row per Service frontend: each client's verdict and the backends that answered."""
+    if not step.services:
+        return []
+    frontends = list(dict.fromkeys(c.frontend for c in step.services))
+    width = max(len(f) for f in frontends) + 2
+    lines = ["services".ljust(width) + "client: verdict (who answered)"]
+    for frontend in frontends:
+        cells = [c for c in step.services if c.frontend == frontend]
+        parts = []
+        for cell in cells:
+            who = ", ".join(f"{name} x{n}" for name, n in cell.answers if name != NO_ANSWER)
+            symbol = CONNECTED if cell.answered else BLOCKED
+            if not cell.ok:
+                symbol = f"{MISMATCH}{symbol}!{RESET}" if color else symbol + "!"
+            elif color:
+                symbol = f"{GREEN if cell.answered else DIM}{symbol}{RESET}"
+            parts.append(f"{cell.source} {symbol}" + (f" ({who})" if who else ""))
+        lines.append(frontend.ljust(width) + "  ".join(parts))
+    return lines
 
 
 def _cell(cell: Cell, width: int, color: bool) -> str:

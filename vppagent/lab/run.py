@@ -9,6 +9,7 @@ Teardown (unless kept) runs whatever happened, from the state file's list.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import select
@@ -23,17 +24,26 @@ from pathlib import Path
 from vppagent.lab import oracle
 from vppagent.lab.agents import LabError, NodeAgent, wait_until
 from vppagent.lab.felix_feed import NodeFeed, workload_key
-from vppagent.lab.probe import Probe, run_probes
+from vppagent.lab.probe import FlowResult, Probe, ProbeResult, run_parallel, run_probe
 from vppagent.lab.record import LabRecord, all_records, teardown
 from vppagent.lab.report import Cell, LabResult, StepResult
-from vppagent.lab.scenario import NODE_SUBNET, Scenario, Snapshot
+from vppagent.lab.scenario import NODE_SUBNET, ClusterObjects, Scenario, Snapshot
+from vppagent.lab.service_run import LabServices
 from vppagent.lab.topology import Topology, new_prefix
-from vppagent.lab.vpp_nodes import NodeVpp, af_packet_name, vpp_problem
+from vppagent.lab.vpp_nodes import NodeVpp, vpp_problem
 
 DRIVERS = ("iptables", "vpp", "dry-run")
 CHOICES = ("auto", *DRIVERS)
 CNI_ATTEMPTS = 3
 LOGS_ROOT = Path("/tmp/vppagent-lab-logs")  # where a failed run's logs survive its teardown
+
+
+def services_problem(scenario: Scenario, driver: str) -> str | None:
+    """Why `scenario` cannot run on `driver`, when it has Services and the driver serves none."""
+    if driver == "vpp" or not scenario.has_services():
+        return None
+    return (f"scenario {scenario.name} has Services, which the lab probes on VPP only (--driver vpp): the "
+            f"{driver} driver leaves Services to kube-proxy, and the lab runs no kube-proxy")
 
 
 def resolve_driver(choice: str) -> tuple[str, str | None]:
@@ -90,6 +100,9 @@ class LabRun:
     def __init__(self, scenario: Scenario, options: LabOptions) -> None:
         if options.driver not in DRIVERS:
             raise LabError(f"unknown driver {options.driver!r} (choose {', '.join(DRIVERS)})")
+        problem = services_problem(scenario, options.driver)
+        if problem is not None:
+            raise LabError(problem)
         self.scenario = scenario
         self.options = options
         self.record: LabRecord | None = None
@@ -103,6 +116,8 @@ class LabRun:
         self.notes: list[str] = []
         self.saved_logs: Path | None = None
         self.listeners_pending: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.services: LabServices | None = None  # scenarios with Services
+        self.previous: ClusterObjects | None = None  # the objects the last step probed
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> LabResult:
@@ -172,6 +187,8 @@ class LabRun:
             if agent.felix is not None:
                 agent.felix.close(timeout=2.0)  # Felix goes first, as in the state file's order
                 agent.felix = None
+        if self.services is not None:
+            self.services.stop()
         problems = teardown(self.record) if self.record is not None else []
         vpps = [v.process.proc for v in self.vpps.values() if v.process.proc is not None]
         for proc in [*self.listeners, *(a.proc for a in self.agents.values() if a.proc is not None), *vpps]:
@@ -186,6 +203,11 @@ class LabRun:
         self.options.status(f"building namespaces ({self.record.prefix})")
         self.topology = topo = Topology(sc, self.record)
         topo.build(kernel_forwarding=self.options.driver != "vpp")
+        first = next(iter(sc.snapshots()))
+        if sc.has_services():
+            self.services = LabServices(sc, topo, workdir)
+            self.services.start(first.objects)
+            self.services.quiet_node_kernels()
         if self.options.driver == "vpp" and not self.options.vpp_api_socket:
             self._start_vpps()
         self.options.status(f"starting {len(sc.nodes)} agents (driver {self.options.driver})")
@@ -200,8 +222,6 @@ class LabRun:
         self.options.status("creating pods through each agent's CNI Add")
         for node, pod in sc.pods():
             self.interfaces[pod.name] = self._add_pod(node.name, pod.name)
-            if node.name in self.vpps:
-                self.vpps[node.name].interrupt_mode(af_packet_name(self.interfaces[pod.name]))
         if self.options.driver == "dry-run":
             self._wire_pods_ourselves()
         self.options.status("streaming each node's Felix snapshot through felix-shim")
@@ -210,7 +230,6 @@ class LabRun:
         for agent in self.agents.values():
             agent.wait_felix_connected()
         self._wait_listeners()
-        first = next(iter(sc.snapshots()))
         for node in sc.nodes:
             self.feeds[node.name] = NodeFeed(sc, node.name, self.interfaces)
             self.agents[node.name].send(self.feeds[node.name].snapshot(first.objects))
@@ -219,6 +238,9 @@ class LabRun:
         self._wait_endpoints_up()
         self.options.status("waiting for BGP to learn every node's block")
         self._wait_routes()
+        if self.services is not None:
+            self.options.status("waiting for every agent to program the Services")
+            self.services.wait_programmed(self.agents, first.objects)
 
     def _start_vpps(self) -> None:
         """One VPP per node, started together; then each node's eth0 becomes its uplink."""
@@ -226,7 +248,8 @@ class LabRun:
         self.options.status(f"starting {len(self.scenario.nodes)} VPPs")
         for node in self.scenario.nodes:
             self.vpps[node.name] = NodeVpp(node.name, self.topology.node_ns(node.name),
-                                           Path(self.record.workdir) / node.name, self.record)
+                                           Path(self.record.workdir) / node.name, self.record,
+                                           services=self.scenario.has_services())
             self.vpps[node.name].start()
         for node in self.scenario.nodes:
             vpp = self.vpps[node.name]
@@ -235,7 +258,7 @@ class LabRun:
                                                          f"{NODE_SUBNET.prefixlen}"))
 
     def _agent_args(self, node: str) -> list[str]:
-        args = []
+        args = self.services.agent_args(node) if self.services is not None else []
         if node in self.vpps:
             args += ["--vpp-api-socket", str(self.vpps[node].api_socket), "--pod-interface", "af_packet"]
         elif self.options.vpp_api_socket:
@@ -337,13 +360,25 @@ class LabRun:
         label = f"step {snapshot.index + 1}/{len(self.scenario.steps) + 1}"
         if snapshot.index > 0:
             self.options.status(f"{label}: {snapshot.name}: sending deltas")
+            if self.services is not None:
+                self.services.publish(snapshot.objects)
             for node, feed in self.feeds.items():
                 self.agents[node].send(feed.advance(snapshot.objects))
             for agent in self.agents.values():
                 agent.wait_applied()
+            if self.services is not None:
+                self.services.wait_programmed(self.agents, snapshot.objects)
         programmed = time.monotonic()
         self.options.status(f"{label}: {snapshot.name}: probing")
-        results = run_probes(self._probes(), self.options.probe_timeout, progress=self.options.progress)
+        probes = self._probes()
+        timeout = self.options.probe_timeout
+        flows = self.services.plan(snapshot.objects, self.previous) if self.services is not None else []
+        jobs: list[Callable[[], ProbeResult | FlowResult]] = [functools.partial(run_probe, p, timeout) for p in probes]
+        jobs += LabServices.jobs(flows, timeout)
+        done = run_parallel(jobs, progress=self.options.progress)
+        results = [r for r in done if isinstance(r, ProbeResult)]
+        flow_results = [r for r in done if isinstance(r, FlowResult)]
+        self.previous = snapshot.objects
         states = {node: feed.state for node, feed in self.feeds.items()}
         written = {(e.source, e.target, e.port): e.allowed for e in snapshot.expectations}
         cells = []
@@ -355,7 +390,10 @@ class LabRun:
             cells.append(Cell(p.source, p.target, port, want.allowed, res.connected,
                               written.get((p.source, p.target, port)), want.reason, res.detail, res.source_port,
                               res.seconds))
-        return StepResult(snapshot.index, snapshot.name, cells, programmed - started, time.monotonic() - programmed)
+        step = StepResult(snapshot.index, snapshot.name, cells, programmed - started, time.monotonic() - programmed)
+        if self.services is not None:
+            step.services, step.service_problems = self.services.judge(flows, flow_results, snapshot.objects, states)
+        return step
 
     def _probes(self) -> list[Probe]:
         assert self.topology is not None

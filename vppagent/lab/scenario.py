@@ -30,15 +30,19 @@ from vppagent.lab.scenario_objects import (
     Pod,
     Policy,
     Profile,
+    Service,
     Step,
     StepApply,
     StepRemove,
     Tier,
     bgp_section,
+    service_key,
 )
 
 NODE_SUBNET = ipaddress.IPv4Network("198.18.0.0/24")  # RFC 2544 benchmarking range, never routed
 NODE_GATEWAY = "198.18.0.254"  # not a real host: a default route makes proxy ARP answer (env notes §2)
+# A host on the nodes' network that is no node (nodes are .1-.200): the client of NodePort probes.
+OUTSIDE_ADDRESS = ipaddress.IPv4Address("198.18.0.250")
 BLOCK_PREFIX = 24
 
 
@@ -55,10 +59,12 @@ class ClusterObjects:
     profiles: dict[str, Profile] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     host_endpoints: dict[str, HostEndpoint] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)  # by NAMESPACE/NAME
 
     def copy(self) -> ClusterObjects:
         return ClusterObjects(dict(self.tiers), {k: list(v) for k, v in self.ipsets.items()},
-                              dict(self.profiles), dict(self.policies), dict(self.host_endpoints))
+                              dict(self.profiles), dict(self.policies), dict(self.host_endpoints),
+                              dict(self.services))
 
     def ordered_tiers(self) -> list[Tier]:
         tiers = dict(self.tiers)
@@ -96,6 +102,7 @@ class Scenario(BaseModel):
     profiles: list[Profile] = []
     policies: list[Policy] = []
     host_endpoints: list[HostEndpoint] = []
+    services: list[Service] = []
     expect: list[Expectation] = []
     steps: list[Step] = []
 
@@ -133,6 +140,10 @@ class Scenario(BaseModel):
     def pod_profiles_of(self, pod: Pod) -> list[str]:
         return list(pod.profiles) if pod.profiles is not None else list(self.pod_profiles)
 
+    def has_services(self) -> bool:
+        """Whether any step has a Service (such a scenario needs the VPP driver)."""
+        return bool(self.services) or any(step.apply.services for step in self.steps)
+
     # -- validation ------------------------------------------------------------------------------
     @model_validator(mode="after")
     def _check(self) -> Scenario:
@@ -161,7 +172,7 @@ class Scenario(BaseModel):
     def snapshots(self) -> Iterator[Snapshot]:
         objects = ClusterObjects()
         initial = StepApply(tiers=self.tiers, ipsets=self.ipsets, profiles=self.profiles,
-                            policies=self.policies, host_endpoints=self.host_endpoints)
+                            policies=self.policies, host_endpoints=self.host_endpoints, services=self.services)
         _apply(objects, initial, "the initial objects")
         self._check_objects(objects, "initial state", self.expect)
         yield Snapshot(0, "initial", objects.copy(), tuple(self.expect), {})
@@ -173,6 +184,14 @@ class Scenario(BaseModel):
                     raise ValueError(f"{where}: change of unknown ipset {set_name}")
                 members = [m for m in objects.ipsets[set_name] if m not in change.remove]
                 objects.ipsets[set_name] = members + [m for m in change.add if m not in members]
+            for reference, backends in step.change.services.items():
+                key = service_key(reference)
+                if key not in objects.services:
+                    raise ValueError(f"{where}: change of unknown service {key}")
+                service = objects.services[key]
+                kept = [b for b in service.backends if b not in backends.remove]
+                objects.services[key] = service.model_copy(
+                    update={"backends": kept + [b for b in backends.add if b not in kept]})
             _remove(objects, step.remove, where)
             self._check_objects(objects, where, step.expect)
             yield Snapshot(index, step.name, objects.copy(), tuple(step.expect), dict(step.change.ipsets))
@@ -215,12 +234,39 @@ class Scenario(BaseModel):
                         need(f"pod in a rule of {owner}", pod_name, pods)
                     for set_name in side.ipset_names():
                         need(f"ipset in a rule of {owner}", set_name, objects.ipsets)
+        self._check_services(objects, where)
         for exp in expectations:
             need("pod in expect", exp.source, pods)
             need("pod in expect", exp.target, pods)
             if exp.port not in self.pod(exp.target).ports:
                 raise ValueError(f"{where}: expect {exp.source} -> {exp.target} {exp.port}: "
                                  f"{exp.target} does not listen on {exp.port}")
+
+    def _check_services(self, objects: ClusterObjects, where: str) -> None:
+        taken: dict[object, str] = {}  # cluster IPs and node ports: one Service each
+
+        def claim(thing: object, what: str, owner: str) -> None:
+            if thing in taken and taken[thing] != owner:
+                raise ValueError(f"{where}: service {owner}: {what} is service {taken[thing]}'s already")
+            taken[thing] = owner
+
+        for key, service in objects.services.items():
+            ip = service.cluster_ip
+            if ip in self.pool or ip in NODE_SUBNET:
+                raise ValueError(f"{where}: service {key}: cluster IP {ip} is inside the pod pool {self.pool} "
+                                 f"or the nodes' network {NODE_SUBNET}")
+            claim(ip, f"cluster IP {ip}", key)
+            for port in service.ports:
+                if port.node_port is not None:
+                    claim((port.protocol, port.node_port), f"node port {port.protocol}/{port.node_port}", key)
+            for backend in service.backends:
+                if not any(pod.name == backend for _, pod in self.pods()):
+                    raise ValueError(f"{where}: service {key}: unknown backend pod {backend!r}")
+                listens = self.pod(backend).ports
+                for port in service.ports:
+                    if port.target not in listens:
+                        raise ValueError(f"{where}: service {key}: backend {backend} does not listen on "
+                                         f"{port.target} (port {port.label()})")
 
 
 def _unique(names: list[str], what: str) -> None:
@@ -243,6 +289,8 @@ def _apply(objects: ClusterObjects, apply: StepApply, where: str) -> None:
     for what, items in (("tier", apply.tiers), ("profile", apply.profiles), ("policy", apply.policies),
                         ("host endpoint", apply.host_endpoints)):
         _unique([i.name for i in items], f"{where}: {what}")
+    _unique([s.key for s in apply.services], f"{where}: service")
+    objects.services.update({s.key: s for s in apply.services})
     objects.tiers.update({t.name: t for t in apply.tiers})
     objects.ipsets.update({k: list(v) for k, v in apply.ipsets.items()})
     objects.profiles.update({p.name: p for p in apply.profiles})
@@ -261,15 +309,24 @@ def _remove(objects: ClusterObjects, remove: StepRemove, where: str) -> None:
             if name not in table:
                 raise ValueError(f"{where}: remove of unknown {what} {name!r}")
             del table[name]
+    for reference in remove.services:
+        if service_key(reference) not in objects.services:
+            raise ValueError(f"{where}: remove of unknown service {service_key(reference)}")
+        del objects.services[service_key(reference)]
+
+
+BUNDLED_SCENARIOS = ("default", "services")  # vppagent/lab/scenarios/NAME.yaml
 
 
 def load_scenario(path: Path | None = None) -> Scenario:
-    """The scenario in `path`, or the bundled default; ScenarioError with a readable message."""
-    if path is None:
+    """The scenario in `path`, or a bundled one: none given means `default`, and a bundled
+    scenario's name that is no file here means that one. ScenarioError with a readable message."""
+    if path is None or (str(path) in BUNDLED_SCENARIOS and not path.exists()):
         from importlib.resources import files
 
-        text = files("vppagent.lab").joinpath("scenarios/default.yaml").read_text()
-        where = "bundled default scenario"
+        name = "default" if path is None else str(path)
+        text = files("vppagent.lab").joinpath(f"scenarios/{name}.yaml").read_text()
+        where = f"bundled scenario {name}"
     else:
         try:
             text = read_text_file(path, "scenario")

@@ -195,6 +195,86 @@ class Expectation(Strict):
     allowed: bool
 
 
+SERVICE_PROTOCOLS = ("tcp", "udp")  # what the lab's listeners answer on
+NODE_PORTS = range(30000, 32768)  # Kubernetes' default service-node-port-range
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+class ServicePort(Strict):
+    """A Service port; Kubernetes' spellings (`targetPort`, `nodePort`) are accepted too."""
+
+    name: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$", max_length=15)] = ""
+    protocol: Annotated[Literal["tcp", "udp"], BeforeValidator(_lower)] = "tcp"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    target_port: Annotated[int | None, Field(ge=1, le=65535, alias="targetPort")] = None  # None: `port`
+    node_port: Annotated[int | None, Field(alias="nodePort")] = None  # NodePort Services: required
+
+    @property
+    def target(self) -> Port:
+        """Where the backends listen."""
+        return Port(self.protocol, self.target_port or self.port)
+
+    def label(self) -> str:
+        return self.name or f"{self.protocol}/{self.port}"
+
+
+class Service(Strict):
+    """A Kubernetes Service with explicit backends (pods of the scenario, by name) instead of a
+    selector: the lab publishes it and one EndpointSlice of its ready backends. IPv4 only, like
+    the lab, so one cluster IP."""
+
+    name: PodName
+    namespace: PodName = "default"
+    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    cluster_ip: ipaddress.IPv4Address = Field(alias="clusterIP")
+    ports: list[ServicePort] = Field(min_length=1, max_length=20)
+    backends: list[PodName] = []
+    external_traffic_policy: Literal["Cluster", "Local"] = Field("Cluster", alias="externalTrafficPolicy")
+    session_affinity: Literal["None", "ClientIP"] = Field("None", alias="sessionAffinity")
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @model_validator(mode="after")
+    def _check(self) -> Service:
+        where = f"service {self.key}"
+        if len(self.ports) > 1 and not all(p.name for p in self.ports):
+            raise ValueError(f"{where}: every port needs a name when there are several (as in Kubernetes)")
+        names = [p.name for p in self.ports if p.name]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: two ports share a name")
+        if len({(p.protocol, p.port) for p in self.ports}) != len(self.ports):
+            raise ValueError(f"{where}: two ports share a protocol and port")
+        for p in self.ports:
+            if self.type == "NodePort" and p.node_port not in NODE_PORTS:
+                raise ValueError(f"{where}: port {p.label()}: a NodePort Service needs node_port "
+                                 f"{NODE_PORTS.start}-{NODE_PORTS.stop - 1} (the lab allocates none)")
+            if self.type != "NodePort" and p.node_port is not None:
+                raise ValueError(f"{where}: port {p.label()}: node_port needs type NodePort")
+        if self.external_traffic_policy == "Local" and self.type != "NodePort":
+            raise ValueError(f"{where}: external_traffic_policy Local needs type NodePort")
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError(f"{where}: a backend is listed twice")
+        return self
+
+
+def service_key(reference: str) -> str:
+    """`web` means default/web; `ns/web` names the namespace."""
+    return reference if "/" in reference else f"default/{reference}"
+
+
+ServiceRef = Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+
+
+class BackendChange(Strict):
+    add: list[PodName] = []
+    remove: list[PodName] = []
+
+
 class IPSetChange(Strict):
     add: list[str] = []  # pod names or CIDRs
     remove: list[str] = []
@@ -208,10 +288,12 @@ class StepApply(Strict):
     profiles: list[Profile] = []
     policies: list[Policy] = []
     host_endpoints: list[HostEndpoint] = []
+    services: list[Service] = []
 
 
 class StepChange(Strict):
     ipsets: dict[ObjectName, IPSetChange] = {}
+    services: dict[ServiceRef, BackendChange] = {}  # backends added to or removed from a Service
 
 
 class StepRemove(Strict):
@@ -220,6 +302,7 @@ class StepRemove(Strict):
     profiles: list[ObjectName] = []
     policies: list[ObjectName] = []
     host_endpoints: list[ObjectName] = []
+    services: list[ServiceRef] = []
 
 
 class Step(Strict):

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from vppagent.lab.record import LabRecord
-from vppagent.lab.scenario import NODE_GATEWAY, NODE_SUBNET, Scenario
+from vppagent.lab.scenario import NODE_GATEWAY, NODE_SUBNET, OUTSIDE_ADDRESS, Scenario
 from vppagent.netns import call_in_netns
 
 NETNS_DIR = Path("/run/netns")
@@ -69,6 +69,11 @@ class Topology:
     def node_ns(self, node: str) -> str:
         return f"{self.prefix}-{node}"
 
+    @property
+    def outside(self) -> str:
+        """The host on the nodes' network that is no node (NodePort clients)."""
+        return f"{self.prefix}-outside"
+
     def pod_ns(self, pod: str) -> str:
         return f"{self.prefix}-pod-{pod}"
 
@@ -105,6 +110,17 @@ class Topology:
         for _, pod in self.scenario.pods():
             self._add_namespace(self.pod_ns(pod.name))
             ip_batch(self.pod_ns(pod.name), ["link set lo up"])
+
+    def add_outside_host(self) -> None:
+        """`outside` on the fabric: OUTSIDE_ADDRESS on its eth0, a port of the bridge."""
+        self._add_namespace(self.outside)
+        ip_batch(self.outside, [
+            "link set lo up",
+            f"link add eth0 type veth peer name upoutside netns {self.fabric}",
+            f"addr add {OUTSIDE_ADDRESS}/{NODE_SUBNET.prefixlen} dev eth0",
+            "link set eth0 up",
+        ])
+        ip_batch(self.fabric, ["link set upoutside master br0", "link set upoutside up"])
 
 
 def netns_problem() -> str | None:

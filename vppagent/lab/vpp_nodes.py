@@ -7,8 +7,9 @@ BGP session (BIRD runs there, as in the kernel lab); both see every frame on the
 - kernel forwarding is off in a VPP node (`Topology`), so pod traffic is forwarded by VPP alone;
 - VPP drops TCP to its own address (no host stack: "unknown ip protocol"), so BGP is the kernel's;
   an ICMP echo to the node address is answered twice (shown as DUP by ping).
-Pods attach through the agent's CNI Add (af_packet on a veth); the lab then puts each af_packet
-interface in interrupt mode so idle nodes do not poll (three VPPs fit on two cores).
+Pods attach through the agent's CNI Add (af_packet on a veth), which also puts each pod's af_packet
+interface in interrupt mode (drivers/vpp/pods/rxmode.py); the lab does the same for the uplink it
+makes, so idle nodes do not poll (three VPPs fit on two cores).
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def link_mac(namespace: str, ifname: str) -> str:
 class NodeVpp:
     """The VPP of one lab node; its files live in the node's lab directory (`<node>/vpp/`)."""
 
-    def __init__(self, node: str, namespace: str, node_dir: Path, record: LabRecord) -> None:
+    def __init__(self, node: str, namespace: str, node_dir: Path, record: LabRecord, services: bool = False) -> None:
         self.node, self.namespace, self.record = node, namespace, record
-        # A small heap: the lab holds a handful of pods and ACLs.
-        self.process = VppProcess(node_dir / "vpp", netns=namespace, heap="256M", buffers=8192)
+        # A small heap: the lab holds a handful of pods and ACLs. With Services, cnat allocates its
+        # session table on the first translated flow, and 256M ran out there (VPP 26.06.0: abort).
+        heap = "512M" if services else "256M"
+        self.process = VppProcess(node_dir / "vpp", netns=namespace, heap=heap, buffers=8192)
 
     @property
     def api_socket(self) -> Path:
