@@ -173,3 +173,46 @@ def test_the_uplinks_forward_policy_holds_on_vpp(tmp_path: Path) -> None:
     by_flow = {(c["step"], c["from"], c["to"], c["port"]): c for c in cells(report)}
     assert not by_flow[("initial", "db", "web", "tcp/80")]["actual"]
     assert by_flow[("initial", "client", "web", "tcp/80")]["actual"]
+
+
+def service_cells(report: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(step, client, frontend) -> the cell: expect, answers {backend or "no answer": flows}, ok."""
+    return {(step["name"], c["from"], c["to"]): c for step in report["steps"] for c in step["services"]}
+
+
+def answered(cells: dict[tuple[str, str, str], dict[str, Any]], step: str, frontend: str) -> set[str]:
+    return {who for (s, _, f), c in cells.items() if (s, f) == (step, frontend) for who in c["answers"]
+            if who != "no answer"}
+
+
+@pytest.mark.skipif(vpp_problem() is not None, reason=f"no VPP for the lab: {vpp_problem()}")
+def test_the_services_scenario_on_real_vpp() -> None:
+    """The bundled Services scenario: the agents program what the lab's API server serves, and
+    which backend answered each flow agrees with the oracle, step by step."""
+    rc, report, took = lab("services", "--driver", "vpp", timeout=150)
+    problems = [c for s in report["steps"] for c in s["services"] if not c["ok"]]
+    problems += [p for s in report["steps"] for p in s["service_problems"]]
+    assert rc == 0 and report["ok"] and not problems, problems[:5]
+    print(f"services scenario on VPP: {took:.1f} s (set-up {report['setup_seconds']} s), {report['probes']} probes, "
+          f"{report['service_flows']} flows to Services")
+    cells = service_cells(report)
+    initial, out, back = (s["name"] for s in report["steps"])
+    # spread over both backends, on both protocols; the backend's policy keeps intruder out
+    assert answered(cells, initial, "web:80/tcp") == answered(cells, initial, "web:53/udp") == {"web-1", "web-2"}
+    assert cells[(initial, "intruder", "web:80/tcp")]["answers"] == {"no answer": 8}
+    assert cells[(back, "intruder", "web:80/tcp")]["expect"] == "answer"
+    # a removed backend gets no new flow; the other one gets them all
+    assert answered(cells, out, "web:80/tcp") == answered(cells, out, "web:53/udp") == {"web-1"}
+    assert cells[(out, "client-a", "web:80/tcp")]["answers"] == {"web-1": 8}
+    # NodePorts from the host on the nodes' network: Local serves each node's own backend
+    assert cells[(initial, "outside", "web-local@node-a:30080/tcp")]["answers"] == {"web-1": 8}
+    assert cells[(initial, "outside", "web-local@node-b:30080/tcp")]["answers"] == {"web-2": 8}
+    assert cells[(initial, "outside", "api@node-a:30090/tcp")]["answers"] == {"api-1": 8}
+    remote = cells[(initial, "outside", "api@node-b:30090/tcp")]
+    assert remote["expect"] == "no answer" and "source NAT" in remote["reason"]
+    # session affinity: one backend per client
+    for (step, client, frontend), cell in cells.items():
+        if frontend == "web-sticky:80/tcp" and cell["expect"] == "answer":
+            assert len(cell["answers"]) == 1, (step, client, cell)
+    # a removed Service answers nobody
+    assert all(c["answers"] == {"no answer": 8} for (s, _, f), c in cells.items() if s == back and f.startswith("api"))

@@ -12,9 +12,12 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vppagent.command_line import EXIT_USAGE, OneLineParser, port_number, positive_float, run_quietly
+
+if TYPE_CHECKING:
+    from vppagent.lab.scenario import Scenario
 
 EXIT_MISMATCH = 1
 EXIT_SETUP = 3  # the lab could not be built or run: not a verdict on the dataplane
@@ -58,10 +61,25 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM: unwind like Ctrl-C, so the lab is torn down
 
 
+def services_refusal(scenario: Scenario, requested: str, driver: str,
+                     note: str | None = None) -> tuple[int, str] | None:
+    """None when `scenario` can run on `driver`. Else a Services scenario on a driver without
+    Services: refused (usage) when that driver was asked for; when `--driver auto` chose it, a
+    SKIP line saying why, with an exit status of its own (never a pass)."""
+    from vppagent.lab.run import services_problem
+
+    problem = services_problem(scenario, driver)
+    if problem is None:
+        return None
+    if requested != "auto":
+        return EXIT_USAGE, problem
+    return EXIT_SKIPPED, f"SKIP {scenario.name}: {problem}" + (f" ({note})" if note else "")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vppagent.lab.agents import LabError
     from vppagent.lab.report import LEGEND, ProgressBar, StepResult, format_step, use_color
-    from vppagent.lab.run import LabOptions, LabRun, resolve_driver, services_problem
+    from vppagent.lab.run import LabOptions, LabRun, resolve_driver
     from vppagent.lab.scenario import ScenarioError, load_scenario
     from vppagent.lab.topology import TopologyError, netns_problem
 
@@ -69,22 +87,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         return _usage(exc)
+    if args.driver != "auto" and (refusal := services_refusal(scenario, args.driver, args.driver)) is not None:
+        print(f"vppagent lab: {refusal[1]}", file=sys.stderr)  # before anything needs root
+        return refusal[0]
     problem = netns_problem()
     if problem is not None:
         print(f"vppagent lab: {problem}", file=sys.stderr)
         return EXIT_SETUP
     driver, driver_note = resolve_driver(args.driver)
-    problem = services_problem(scenario, driver)
-    if problem is not None:
-        if args.driver != "auto":
-            print(f"vppagent lab: {problem}", file=sys.stderr)
-            return EXIT_USAGE
-        # Not a pass: a line that says nothing was checked, and an exit status of its own.
-        if args.json:
-            print(json.dumps({"scenario": scenario.name, "driver": driver, "ok": False, "skipped": problem}))
+    unsupported = services_refusal(scenario, args.driver, driver, driver_note)
+    if unsupported is not None:
+        exit_status, message = unsupported
+        if exit_status == EXIT_USAGE:
+            print(f"vppagent lab: {message}", file=sys.stderr)
+        elif args.json:
+            print(json.dumps({"scenario": scenario.name, "driver": driver, "ok": False, "skipped": message}))
         else:
-            print(f"SKIP {scenario.name}: {problem} ({driver_note})")
-        return EXIT_SKIPPED
+            print(message)
+        return exit_status
     if driver == "vpp" and not args.vpp_api_socket:
         from vppagent.vpprun import vpp_problem
 

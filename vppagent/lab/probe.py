@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -124,7 +123,3 @@ def run_parallel(jobs: Sequence[Callable[[], T]], workers: int = 48,
                     progress(done, len(jobs))
     return [r for r in results if r is not None]
 
-
-def run_probes(probes: Sequence[Probe], timeout: float = 1.0, workers: int = 48,
-               progress: Callable[[int, int], None] | None = None) -> list[ProbeResult]:
-    return run_parallel([functools.partial(run_probe, p, timeout) for p in probes], workers, progress)

@@ -43,7 +43,8 @@ def services_problem(scenario: Scenario, driver: str) -> str | None:
     if driver == "vpp" or not scenario.has_services():
         return None
     return (f"scenario {scenario.name} has Services, which the lab probes on VPP only (--driver vpp): the "
-            f"{driver} driver leaves Services to kube-proxy, and the lab runs no kube-proxy")
+            f"{driver} driver programs no Services (a kernel node leaves them to kube-proxy, and the lab "
+            "runs no kube-proxy)")
 
 
 def resolve_driver(choice: str) -> tuple[str, str | None]:
