@@ -7,7 +7,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import pytest
+
 from tests.vpp.helpers import Target, make_driver
+from vppagent.config import ConfigError, load_config
 from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.services.settings import HAIRPIN_SNAT_V4, ServiceSettings
@@ -252,3 +255,32 @@ def test_a_configured_source_nat_address_is_cnats(sim_target: Target) -> None:
             (settings.snat_ipv4, settings.snat_ipv6)
     finally:
         driver.close()
+
+
+def test_the_services_settings_reach_the_driver_from_flags_and_environment(sim_target: Target,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from vppagent.drivers.vpp import create_driver
+
+    monkeypatch.setenv("VPPAGENT_SERVICE_CIDRS", "10.96.0.0/12, fd96::/108")
+    monkeypatch.setenv("VPPAGENT_SERVICE_NODE_PORT_RANGE", "30000-30999")
+    config = load_config({"vpp_api_socket": sim_target.socket_path, "service_snat_ipv4": "192.0.2.5"})
+    driver = create_driver(config)
+    try:
+        assert driver.service_settings == ServiceSettings(
+            snat_ipv4=ipaddress.IPv4Address("192.0.2.5"), snat_ipv6=None,
+            cidrs=(ipaddress.ip_network("10.96.0.0/12"), ipaddress.ip_network("fd96::/108")), node_ports=(30000, 30999))
+        assert driver.service_settings.snat_addresses() == ("192.0.2.5", "fd69:fe::1")  # IPv6: hairpin only
+    finally:
+        driver.close()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"service_cidrs": "10.96.0.1/12"}, "invalid setting service_cidrs[0]"),
+    ({"service_node_port_range": "32767-30000"}, "invalid setting service_node_port_range: a port range needs"),
+    ({"service_node_port_range": "30000"}, "invalid setting service_node_port_range: a port range is FIRST-LAST"),
+    ({"service_snat_ipv4": "fd00::5"}, "invalid setting service_snat_ipv4"),
+])
+def test_bad_services_settings_are_one_line_naming_the_setting(flags: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value), caught.value
