@@ -130,6 +130,7 @@ class AgentRun:
     resync_s: float  # the agent's own figure: the driver's resync
     rss_mb: float
     hwm_mb: float
+    fold_hwm_mb: float  # VmHWM once the snapshot is folded, before InSync: the peak of the fold
     rules: int
     set_entries: int
     backend: str
@@ -195,6 +196,7 @@ def run_agent(ns: str, msgs: list[felix.ToDataplane], endpoints: int, workdir: P
         agent.felix.send(msgs)
         wait(lambda: agent.state()["counters"]["messages"] >= len(msgs), 600, "snapshot folded", every=0.02)
         fold_s = time.perf_counter() - start
+        fold_hwm = memory(agent.proc.pid)["VmHWM"]
         spy_path = shutil.which("py-spy", path=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
         if profile_out is not None and spy_path:
             spy = subprocess.Popen([spy_path, "record", "--pid", str(agent.proc.pid), "--rate", "250",
@@ -219,7 +221,7 @@ def run_agent(ns: str, msgs: list[felix.ToDataplane], endpoints: int, workdir: P
         entries = sh("ip", "netns", "exec", ns, "ipset", "save").count("\nadd ")
         resync = report["last_resync"] or {}
         return AgentRun(fold_s, span_s, float(resync.get("seconds") or 0), mem["VmRSS"], mem["VmHWM"],
-                        rules, entries, backend)
+                        fold_hwm, rules, entries, backend)
     finally:
         if spy is not None and spy.poll() is None:
             spy.kill()
@@ -247,21 +249,22 @@ def driver_alone(msgs: list[felix.ToDataplane], driver_ns: str, replay_ns: str) 
     then those inputs replayed one after another into fresh `replay_ns`. (driver s, replay s):
     tells the agent's Python from the cost of the shape of its restore input."""
     from vppagent.drivers.iptables import IptablesDriver
-    from vppagent.drivers.iptables.runner import CommandResult
+    from vppagent.drivers.iptables.runner import CommandResult, Input, input_text
     from vppagent.state.model import DataplaneState
 
     state = DataplaneState()
     for msg in msgs:
         state.apply(msg)
     driver = IptablesDriver(netns=driver_ns, refresh=False, program_routes=False)
-    inputs: list[tuple[list[str], str]] = []
+    inputs: list[tuple[list[str], Input]] = []
     run_here = driver.runner.run_here  # type: ignore[attr-defined]
 
-    def recording(argv: Any, stdin: str | None = None, timeout: float | None = None,
+    def recording(argv: Any, stdin: Input | None = None, timeout: float | None = None,
                   check: bool = True) -> CommandResult:
-        if stdin is not None:
-            inputs.append((list(argv), stdin))
-        result: CommandResult = run_here(argv, stdin, timeout, check)
+        pieces = stdin if stdin is None or isinstance(stdin, str) else list(stdin)  # consumed once
+        if pieces is not None:
+            inputs.append((list(argv), pieces))
+        result: CommandResult = run_here(argv, pieces, timeout, check)
         return result
 
     driver.runner.run_here = recording  # type: ignore[attr-defined]
@@ -274,7 +277,7 @@ def driver_alone(msgs: list[felix.ToDataplane], driver_ns: str, replay_ns: str) 
         driver.close()
     start = time.perf_counter()
     for argv, stdin in inputs:
-        sh("ip", "netns", "exec", replay_ns, *argv, stdin=stdin)
+        sh("ip", "netns", "exec", replay_ns, *argv, stdin=input_text(stdin))
     return driver_s, time.perf_counter() - start
 
 
@@ -361,7 +364,8 @@ def main() -> int:
             finally:
                 subprocess.run(["ip", "netns", "del", ns], check=False)
             print(f"RSS variant: {args.rss_policies} policies, {args.rss_endpoints} endpoints, {run.rules} rules: "
-                  f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB (goal <= 250 MB); "
+                  f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB (goal <= 250 MB; "
+                  f"VmHWM once the snapshot was folded, before InSync: {run.fold_hwm_mb:.0f} MB); "
                   f"InSync -> all up {run.span_s:.2f} s, snapshot folded in {run.fold_s:.2f} s")
     return 0
 

@@ -9,7 +9,7 @@ from vppagent.drivers.iptables.backend import Backend
 from vppagent.drivers.iptables.ipsets import kernel_members
 from vppagent.drivers.iptables.names import policy_chain
 from vppagent.drivers.iptables.render import Desired, StateRenderer
-from vppagent.drivers.iptables.runner import CommandError, CommandResult
+from vppagent.drivers.iptables.runner import CommandError, CommandResult, Input, input_text
 from vppagent.drivers.iptables.settings import Settings
 from vppagent.drivers.iptables.table import Chain, Rule, Table, jump, rule_hashes
 from vppagent.lab import builders as b
@@ -25,9 +25,9 @@ class FakeRunner:
         self.kernel = ""
         self.fail_stderr = fail_stderr
 
-    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+    def run(self, argv: Sequence[str], stdin: Input | None = None, timeout: float | None = None,
             check: bool = True) -> CommandResult:
-        self.commands.append((argv[0], stdin))
+        self.commands.append((argv[0], input_text(stdin)))
         if argv[0].endswith("-restore") and self.fail_stderr is not None:
             raise CommandError(f"{argv[0]} exited 1", self.fail_stderr, 1)
         return CommandResult(self.kernel if argv[0].endswith("-save") else "", "", 0.0)
@@ -92,7 +92,7 @@ def test_set_type_change_rerenders_policies() -> None:
     state.apply(b.ipset("s:a", ["10.1.0.1"], kind="ip"))
     after = render(renderer, state)
     assert after.chains[(4, "filter")] is not before.chains[(4, "filter")]
-    text = "".join(c.restore_text for c in after.chains[(4, "filter")])
+    text = "".join(c.restore_text() for c in after.chains[(4, "filter")])
     assert "vpa4i-" in text and "vpa4n-" not in text
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from vppagent.drivers.iptables.driver import IptablesDriver
 from vppagent.drivers.iptables.names import ipset_name, policy_chain
-from vppagent.drivers.iptables.runner import CommandError, CommandResult, Runner
+from vppagent.drivers.iptables.runner import CommandError, CommandResult, Input, Runner, input_text
 from vppagent.lab import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.ipset import IPSetType
@@ -31,10 +31,10 @@ class RecordingRunner:
     def call(self, fn: Callable[[], T]) -> T:
         raise AssertionError("routes are off in these tests: nothing may call into the kernel")
 
-    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+    def run(self, argv: Sequence[str], stdin: Input | None = None, timeout: float | None = None,
             check: bool = True) -> CommandResult:
         self.calls[argv[0]] += 1
-        self.commands.append((list(argv), stdin))
+        self.commands.append((list(argv), input_text(stdin)))
         if self.fail_restores and argv[0].endswith("tables-nft-restore"):
             raise CommandError(f"{argv[0]} exited 1: line 2 failed", "line 2 failed", 1)
         return CommandResult("", "", 0.0)

@@ -1,11 +1,13 @@
 """NetnsRunner in the test's own namespace (no root): a big input reaches the child whole (it
-goes as a memory file, not through a pipe) and failures carry the child's stderr either way."""
+goes as a memory file, not through a pipe), so does an input given as pieces, and failures
+carry the child's stderr either way."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,6 +27,25 @@ def test_input_of_any_size_reaches_the_child_whole(size: int) -> None:
     finally:
         runner.close()
     assert failed.value.returncode == 3 and failed.value.stderr == f"bad {len(text)}"
+
+
+def test_an_input_given_as_pieces_reaches_the_child_joined_and_in_order() -> None:
+    pieces = [f"piece {i} " + "y" * (i % 300) + "\n" for i in range(20_000)]  # several MB, many buffers
+    produced: list[int] = []
+
+    def lazily() -> Iterator[str]:
+        for i, piece in enumerate(pieces):
+            produced.append(i)
+            yield piece
+
+    runner = NetnsRunner()
+    try:
+        out = runner.run(["cat"], stdin=lazily()).stdout
+        empty = runner.run(["cat"], stdin=iter(())).stdout
+    finally:
+        runner.close()
+    assert out == "".join(pieces) and produced == list(range(len(pieces)))
+    assert empty == ""
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: setns into a named network namespace")

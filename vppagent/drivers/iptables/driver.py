@@ -227,9 +227,6 @@ class IptablesDriver(Driver):
                 if result.error:
                     errors.append(result.error)
         self.counters["ipset_calls"] += created.calls
-        for chains in desired.chains.values():
-            for chain in chains:
-                chain.forget_text()
         if lines >= BIG_WRITE_LINES:
             release_free_memory()
         if errors:

@@ -5,9 +5,10 @@ ones kept and the rest deleted, in one `ip -force -batch` (a failing line is nam
 the others still run, so one bad route fails only its owner). `ip` and not pyroute2: decoding a
 dump of a node's links and routes in Python cost seconds at 2,000 workloads (every veth has an
 IPv6 link-local route), and one netlink round trip per route another 0.75 ms each; `ip` filters
-and writes in C. Interface indexes come from if_nameindex(3). Sysctls are Felix's per-interface settings for a workload
-veth (felix/dataplane/linux/endpoint_mgr.go configureInterface), written when an interface first
-appears (or re-appears with a new index) and on each refresh. Remote block routes come from
+and writes in C. Interface indexes come from one streamed netlink dump (links.py). Sysctls are
+Felix's per-interface settings for a workload veth (felix/dataplane/linux/endpoint_mgr.go
+configureInterface), written when an interface first appears (or re-appears with a new index)
+and on each refresh. Remote block routes come from
 state/routes.py through render.py. All methods run on the runner's dataplane thread.
 """
 
@@ -18,10 +19,10 @@ import json
 import logging
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from vppagent.drivers.iptables.links import link_indexes
 from vppagent.drivers.iptables.runner import CommandError, Runner
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class RouteManager:
     def apply(self, routes: list[RouteSpec], ifaces: list[str], families: tuple[int, ...],
               force_sysctls: bool = False) -> RouteResult:
         result = RouteResult()
-        links: dict[str, int] = self.runner.call(lambda: {name: index for index, name in socket.if_nameindex()})
+        links = self.runner.call(link_indexes)
         result.sysctls = self.runner.call(lambda: self._sysctls(ifaces, links, families, force_sysctls))
         want = {r.dst: r for r in routes}
         lines: list[str] = []

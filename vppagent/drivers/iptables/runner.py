@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -26,11 +26,19 @@ from typing import Protocol, TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A command's input: one text, or its pieces in order (the child reads them joined). Pieces let a
+# big input be written to the child as it is produced, never held whole (docs/kernel-driver.md).
+Input = str | Iterable[str]
 NETNS_DIR = Path("/run/netns")
 DEFAULT_TIMEOUT = 60.0
 # Inputs bigger than this go to the child as a memory file, not through a pipe: subprocess feeds
 # a pipe in PIPE_BUF pieces with a poll() each (~0.3 s of CPU for a 13 MB restore input).
 BIG_INPUT = 1 << 16
+
+
+def input_text(stdin: Input | None) -> str | None:
+    """The whole text of a command's input (for runners that record it: tests, benchmarks)."""
+    return stdin if stdin is None or isinstance(stdin, str) else "".join(stdin)
 
 
 class CommandError(RuntimeError):
@@ -63,9 +71,10 @@ class Runner(Protocol):
         """Run `fn` where the dataplane is (netlink sockets, /proc/sys) and return its result."""
         ...
 
-    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+    def run(self, argv: Sequence[str], stdin: Input | None = None, timeout: float | None = None,
             check: bool = True) -> CommandResult:
-        """Run a command (no shell); CommandError when it fails (`check`) or times out."""
+        """Run a command (no shell); CommandError when it fails (`check`) or times out. An
+        input given as pieces is consumed once, before the command starts."""
         ...
 
     def close(self) -> None:
@@ -115,12 +124,12 @@ class NetnsRunner:
 
         return self._executor.submit(guarded).result()
 
-    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+    def run(self, argv: Sequence[str], stdin: Input | None = None, timeout: float | None = None,
             check: bool = True) -> CommandResult:
         """Run a command (no shell) on the dataplane thread; CommandError on failure or timeout."""
         return self.call(lambda: self.run_here(argv, stdin, timeout, check))
 
-    def run_here(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None,
+    def run_here(self, argv: Sequence[str], stdin: Input | None = None, timeout: float | None = None,
                  check: bool = True) -> CommandResult:
         """Like run(), for code that is already on the dataplane thread."""
         name = Path(argv[0]).name
@@ -129,8 +138,8 @@ class NetnsRunner:
         start = time.monotonic()
         limit = self.timeout if timeout is None else timeout
         try:
-            if stdin is not None and len(stdin) > BIG_INPUT:
-                proc = _run_with_file_input(argv, stdin, limit)
+            if stdin is not None and (not isinstance(stdin, str) or len(stdin) > BIG_INPUT):
+                proc = _run_with_file_input(argv, [stdin] if isinstance(stdin, str) else stdin, limit)
             else:
                 proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
                                       timeout=limit, check=False)
@@ -149,14 +158,17 @@ class NetnsRunner:
         self._executor.shutdown(wait=True)
 
 
-def _run_with_file_input(argv: Sequence[str], stdin: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """subprocess.run(argv, input=stdin, capture_output=True, text=True), the input read from a
-    memory file the child gets as its stdin."""
+def _run_with_file_input(argv: Sequence[str], pieces: Iterable[str], timeout: float
+                         ) -> subprocess.CompletedProcess[str]:
+    """subprocess.run(argv, input="".join(pieces), capture_output=True, text=True), the input
+    read from a memory file the child gets as its stdin. The pieces are encoded and written as
+    they come through a 1 MB buffer, so neither the joined text nor its bytes exist at once (a
+    10,000-endpoint restore input is ~30 MB, and glibc keeps such freed blocks in the heap)."""
     fd = os.memfd_create("vpa-input")
     try:
-        data = memoryview(stdin.encode())
-        while data:
-            data = data[os.write(fd, data):]
+        with open(fd, "w", encoding="utf-8", newline="", buffering=1 << 20, closefd=False) as memfile:
+            for piece in pieces:
+                memfile.write(piece)
         os.lseek(fd, 0, os.SEEK_SET)
         return subprocess.run(list(argv), stdin=fd, capture_output=True, text=True, timeout=timeout, check=False)
     finally:
