@@ -366,7 +366,8 @@ def main() -> int:
             print(f"RSS variant: {args.rss_policies} policies, {args.rss_endpoints} endpoints, {run.rules} rules: "
                   f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB (goal <= 250 MB; "
                   f"VmHWM once the snapshot was folded, before InSync: {run.fold_hwm_mb:.0f} MB); "
-                  f"InSync -> all up {run.span_s:.2f} s, snapshot folded in {run.fold_s:.2f} s")
+                  f"InSync -> all up {run.span_s:.2f} s (the agent's driver resync {run.resync_s:.2f} s), "
+                  f"snapshot folded in {run.fold_s:.2f} s")
     return 0
 
 
