@@ -57,6 +57,54 @@ def gated_case(rng: random.Random) -> Case:
     return Case(messages, case.endpoint, "ingress", family)
 
 
+def multi_gated_case(rng: random.Random) -> Case:
+    """A random case (ingress) plus one to three sets ("g0".."g2", members overlapping) that
+    policies in random tiers allow TCP/UDP service ports from, on overlapping ports, with deny
+    rules for some of those ports in between: several gated sets whose regions overlap, where
+    a member of one set must not be admitted where only another set's rules allow it."""
+    case = random_case(rng, direction="ingress")
+    family = case.family
+    local, remote = (LOCAL[family], REMOTE[family])
+    hosts = [local[i] for i in range(local.num_addresses)] + [remote[i] for i in range(remote.num_addresses)]
+    pool = [str(h) for h in rng.sample(hosts, 10)]
+    ports = rng.sample((22, 53, 80, 443, 8080), 3)
+    extra: list[felix.ToDataplane] = []
+    inserted: list[felix.PolicyID] = []
+    for k in range(rng.randint(1, 3)):
+        members = sorted(set(rng.sample(pool, rng.randint(1, 6))))
+        if rng.random() < 0.2:
+            members.append(str(ipaddress.ip_network(f"{rng.choice(hosts)}/{30 if family == 4 else 126}", strict=False)))
+        extra.append(felix.ToDataplane(ipset_update=felix.IPSetUpdate(id=f"g{k}", type=felix.IPSetUpdate.NET,
+                                                                        members=members)))
+        for n in range(rng.randint(1, 2)):
+            rules = [felix.Rule(action="allow", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
+                                src_ip_set_ids=[f"g{k}"],
+                                dst_ports=[felix.PortRange(first=p, last=p + rng.choice((0, 0, 3)))
+                                           for p in rng.sample(ports, rng.randint(1, 2))])]
+            if rng.random() < 0.4:  # a deny in the same policy, after or before the set's rule
+                first, last = sorted(rng.sample(ports, 2))
+                length = rng.choice((24, 30, 32) if family == 4 else (120, 126, 128))
+                deny = felix.Rule(action="deny", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
+                                  dst_ports=[felix.PortRange(first=first, last=rng.choice((first, last)))],
+                                  src_net=[str(ipaddress.ip_network(f"{rng.choice(hosts)}/{length}", strict=False))])
+                rules.insert(rng.randint(0, 1), deny)
+            pid = felix.PolicyID(name=f"gated{k}.{n}", namespace="default")
+            extra.append(felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(
+                id=pid, policy=felix.Policy(inbound_rules=rules))))
+            inserted.append(pid)
+    messages = []
+    for m in case.messages:
+        if m.HasField("workload_endpoint_update"):
+            m = felix.ToDataplane().__class__.FromString(m.SerializeToString())
+            tiers = m.workload_endpoint_update.endpoint.tiers
+            for pid in inserted:
+                tier = tiers[rng.randrange(len(tiers))]
+                tier.ingress_policies.insert(rng.randint(0, len(tier.ingress_policies)), pid)
+            messages += extra
+        messages.append(m)
+    return Case(messages, case.endpoint, "ingress", family)
+
+
 def run_differential(target: Target, driver: VppDriver, seeds: range, packets_per_case: int,
                      make_case: Callable[[random.Random], Case] = random_case) -> int:
     pods = {i.tag: i.sw_if_index for i in target.emulator.state.interfaces.all()}
@@ -101,7 +149,21 @@ def test_differential_with_ip_sets_in_the_classifier(sim_target: Target) -> None
     driver = make_driver(sim_target, classifier_min_members=1)
     try:
         checked = run_differential(sim_target, driver, range(5000, 5240), packets_per_case=12, make_case=gated_case)
-        assert driver.status()["gated_lists"] >= 100, "the classifier path was exercised"
+        # (a set whose rules never decide a verdict, e.g. behind a deny-all, is not gated: L_U = L)
+        assert driver.status()["gated_lists"] >= 80, "the classifier path was exercised"
+    finally:
+        driver.close()
+    assert checked >= 200
+
+
+def test_differential_with_several_sets_in_one_gate(sim_target: Target) -> None:
+    """Several gated sets per list, overlapping regions, denies in between (threshold 1)."""
+    driver = make_driver(sim_target, classifier_min_members=1)
+    try:
+        checked = run_differential(sim_target, driver, range(7000, 7240), packets_per_case=16,
+                                   make_case=multi_gated_case)
+        compiler = driver._compiler
+        assert compiler.gated >= 100 and compiler.multi_set_gates >= 60, "several sets per gate were exercised"
     finally:
         driver.close()
     assert checked >= 200
@@ -115,5 +177,7 @@ def test_differential_long(sim_target: Target) -> None:
         assert run_differential(sim_target, driver, range(1000, 3000), packets_per_case=25) >= 1700
         assert run_differential(sim_target, driver, range(10_000, 11_000), packets_per_case=25,
                                 make_case=gated_case) >= 900
+        assert run_differential(sim_target, driver, range(20_000, 21_000), packets_per_case=25,
+                                make_case=multi_gated_case) >= 900
     finally:
         driver.close()

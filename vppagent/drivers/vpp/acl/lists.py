@@ -67,7 +67,8 @@ class ListCompiler:
         # The compiled lists themselves are not kept there (this class keeps their content).
         self.fragments = CompileCache(keep_lists=False)
         self.compiles = 0
-        self.gated = 0
+        self.gated = 0  # compiles that gave a gate
+        self.multi_set_gates = 0  # of those, gates with more than one set
 
     def endpoint(self, key: WorkloadKey, pb: Any) -> KnownEndpoint:
         """The typed endpoint, its tag and host routes; rebuilt only when Felix's message changes
@@ -136,6 +137,7 @@ class ListCompiler:
                                     self.classifier_min_members, cache=self.fragments)
             if gated is not None:
                 self.gated += 1
+                self.multi_set_gates += len(gated[1].sets) > 1
                 compiled, gate = gated[0], gated[1]
             else:
                 compiled = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit,

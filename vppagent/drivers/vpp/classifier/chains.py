@@ -3,12 +3,14 @@ attaching them, adopting ours after a restart, deleting stale ones.
 
 One chain per (gate, family), shared by every interface whose ingress list has that gate:
 
-    member tables (one per prefix length; hit -> permit)
+    admit tables (one per mask shape; hit -> permit)
       -> gap tables (one per mask shape; hit -> drop)
       -> miss -> permit
 
-`prepare` (before the ACLs widen to L_U): chains exist with current members (one session add or
-delete per member change) and are attached as the output ACL of their interfaces. `finish`
+An admit session is a member of a gated set (its source prefix), alone or with one entry of the
+set's admit region (admits.py). `prepare` (before the ACLs widen to L_U): chains exist with
+current members (session adds and deletes for the members that changed) and are attached as the
+output ACL of their interfaces. `finish`
 (after the ACLs narrowed): chains no interface needs are detached and deleted. After a read-back
 (read.py) `prepare` first adopts, per (gate, family), the chain of ours whose gap tables hold
 exactly the gate's gaps, infers output attachments from the bound ACLs, and detaches stale chains
@@ -17,17 +19,17 @@ of ours; the rules and why they are safe: docs/vpp-driver.md, "Restarts and adop
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.classifier.admits import Session, admit_sessions
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate
-from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes, member_mask
+from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes
 from vppagent.drivers.vpp.classifier.read import FoundChain, GapSignature, read_chains
 from vppagent.state.model import DataplaneState
 
@@ -40,10 +42,10 @@ ChainKey = tuple[Gate, int]
 class Chain:
     family: int
     head: int
-    member_tables: dict[int, int]  # prefix length -> table index (the chain's first tables)
+    admit_tables: dict[bytes, int]  # mask -> table index (the chain's first tables)
     gap_head: int
     tables: list[int]
-    members: set[str] = field(default_factory=set)  # canonical member text, as the IP set holds it
+    sessions: set[Session] = field(default_factory=set)  # admit sessions held
 
 
 class ClassifierChains:
@@ -54,6 +56,7 @@ class ClassifierChains:
         self.gate_of: dict[int, Gate] = {}  # sw_if_index -> the gate attached there
         self.found: list[FoundChain] | None = None  # read back from VPP, adopted by the next prepare
         self.stale: list[Chain | FoundChain] = []  # ours, adopted by nobody: detached, deleted in finish
+        self._wanted_memo: dict[ChainKey, tuple[tuple[object, ...], set[Session]]] = {}
 
     def reread(self) -> None:
         """After a fresh read of VPP: keep what this driver knows while its tables are all there;
@@ -80,10 +83,10 @@ class ClassifierChains:
         for gate in sorted(set(gates.values()), key=_gate_order):
             for family in gate.families():
                 key = (gate, family)
-                members = _members(state, gate.set_id, family)
+                wanted = self._wanted(state, key)
                 if key not in self.chains:
-                    self.chains[key] = self._build(gate, family, len(members))
-                self._sync_members(key, members)
+                    self.chains[key] = self._build(gate, family, wanted)
+                self._sync_sessions(key, wanted)
         for sw_if_index, gate in gates.items():
             heads = {f: self.chains[(gate, f)].head for f in gate.families()}
             self._attach(sw_if_index, heads)
@@ -97,13 +100,11 @@ class ClassifierChains:
                 matching = [c for c in found if c.family == family and c.gaps == signature]
                 if not matching:
                     continue
-                members = _members(state, gate.set_id, family)
-                wanted = {ipaddress.ip_network(m, strict=False): m for m in members}
-                best = min(matching, key=lambda c: (len(c.members.symmetric_difference(wanted)), c.head))
+                wanted = self._wanted(state, (gate, family))
+                best = min(matching, key=lambda c: (len(c.sessions.symmetric_difference(wanted)), c.head))
                 found.remove(best)
-                held = {wanted.get(net, str(net)) for net in best.members}  # as text, like the set's
-                self.chains[(gate, family)] = Chain(family, best.head, dict(best.member_tables), best.gap_head,
-                                                    list(best.tables), held)
+                self.chains[(gate, family)] = Chain(family, best.head, dict(best.admit_tables), best.gap_head,
+                                                    list(best.tables), set(best.sessions))
         self.stale += found
         heads = {f: {c.head for c in self.chains.values() if c.family == f} for f in (4, 6)}
         stale_heads = {f: {c.head for c in found if c.family == f} for f in (4, 6)}
@@ -134,6 +135,7 @@ class ClassifierChains:
             self.gate_of.pop(sw_if_index, None)
         used = {(g, f) for g in gates.values() for f in g.families()}
         doomed = [self.chains.pop(k) for k in [k for k in self.chains if k not in used]]
+        self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in used}
         for chain in [*doomed, *self.stale]:
             for table in chain.tables:
                 self.calls.classify_table_del(table)
@@ -152,7 +154,19 @@ class ClassifierChains:
     def _session(self, table: int, match: bytes, hit: int, *, add: bool = True) -> None:
         self.calls.classify_session(table, match, hit, OUR_OPAQUE, add=add)
 
-    def _build(self, gate: Gate, family: int, expected_members: int) -> Chain:
+    def _wanted(self, state: DataplaneState, key: ChainKey) -> set[Session]:
+        """The admit sessions for the current members; recomputed only when a gated set's
+        members changed (IP set contents are immutable frozensets: compared by identity)."""
+        gate, family = key
+        now = tuple(state.ipsets[s].members if s in state.ipsets else None for s in gate.set_ids)
+        known = self._wanted_memo.get(key)
+        if known is not None and len(known[0]) == len(now) and all(a is b for a, b in zip(known[0], now, strict=True)):
+            return known[1]
+        wanted = admit_sessions(state, gate, family)
+        self._wanted_memo[key] = (now, wanted)
+        return wanted
+
+    def _build(self, gate: Gate, family: int, wanted: set[Session]) -> Chain:
         tables: list[int] = []
         next_table = NO_INDEX
         for mask, matches in reversed(_gap_layout(gate, family)):  # back to front: each knows its next
@@ -162,42 +176,43 @@ class ClassifierChains:
                 self._session(next_table, match, DROP)
         gap_head = next_table
         chain = Chain(family, gap_head, {}, gap_head, tables)
-        self._member_table(chain, family, 32 if family == 4 else 128, expected_members)  # pods are hosts
+        sizes = Counter(mask for mask, _ in wanted)
+        for mask in sorted(sizes, reverse=True) or [_first_mask(gate, family)]:
+            self._admit_table(chain, mask, sizes[mask])
         return chain
 
-    def _member_table(self, chain: Chain, family: int, length: int, expected: int) -> int:
-        """A member table for one prefix length. The chain's head never moves once built: VPP's
+    def _admit_table(self, chain: Chain, mask: bytes, expected: int) -> int:
+        """An admit table for one mask. The chain's head never moves once attached: VPP's
         `output_acl_set_interface` add is a no-op while a table is attached (in_out_acl.c), so a
         later table goes in behind the head, which is re-pointed at it."""
-        mask = member_mask(family, length)
-        if not chain.member_tables:
-            table = self._table(mask, chain.head, PERMIT, max(1024, 2 * expected))
+        size = max(1024, 2 * expected)
+        if not chain.admit_tables:
+            table = self._table(mask, chain.head, PERMIT, size)
             chain.tables.insert(0, table)
             chain.head = table
         else:
             head = self.calls.classify_table_info(chain.head, what="classifier head")
-            table = self._table(mask, head.next_table, PERMIT, max(1024, 2 * expected))
+            table = self._table(mask, head.next_table, PERMIT, size)
             self.calls.classify_table_add(mask=head.mask, next_table=table, miss_next=PERMIT, nbuckets=head.nbuckets,
                                           memory_size=1 << 20, index=chain.head, what="classifier head re-pointed")
             chain.tables.insert(1, table)
-        chain.member_tables[length] = table
+        chain.admit_tables[mask] = table
         return table
 
-    def _sync_members(self, key: ChainKey, members: frozenset[str]) -> None:
-        """Sessions for the members that came and went (compared as text: only those are parsed)."""
+    def _sync_sessions(self, key: ChainKey, wanted: set[Session]) -> None:
+        """Session adds and deletes for what the members' changes changed."""
         chain = self.chains[key]
-        _, family = key
-        for text in sorted(members - chain.members):
-            net = ipaddress.ip_network(text, strict=False)
-            table = chain.member_tables.get(net.prefixlen)
+        added = wanted - chain.sessions
+        sizes = Counter(mask for mask, _ in added)
+        for mask, match in sorted(added):
+            table = chain.admit_tables.get(mask)
             if table is None:
-                table = self._member_table(chain, family, net.prefixlen, len(members))
-            self._session(table, match_bytes(family, src=net), PERMIT)
-            chain.members.add(text)
-        for text in sorted(chain.members - members):
-            net = ipaddress.ip_network(text, strict=False)
-            self._session(chain.member_tables[net.prefixlen], match_bytes(family, src=net), PERMIT, add=False)
-            chain.members.discard(text)
+                table = self._admit_table(chain, mask, sizes[mask])
+            self._session(table, match, PERMIT)
+            chain.sessions.add((mask, match))
+        for mask, match in sorted(chain.sessions - wanted):
+            self._session(chain.admit_tables[mask], match, PERMIT, add=False)
+            chain.sessions.discard((mask, match))
 
     def _attach(self, sw_if_index: int, heads: dict[int, int]) -> None:
         """One family per request: VPP's add stops at the first family already attached (answering
@@ -240,13 +255,19 @@ def _signature(gate: Gate, family: int) -> GapSignature:
     return tuple((mask, frozenset(matches)) for mask, matches in _gap_layout(gate, family))
 
 
+def _first_mask(gate: Gate, family: int) -> bytes:
+    """The admit table a chain starts with when no member needs one yet (the head must exist
+    before the chain is attached): a host member's shape in this family."""
+    host = 32 if family == 4 else 128
+    for gated in gate.sets:
+        if family in gated.everywhere:
+            return match_bytes(family, src=mask_net(family, host), full=True)
+        for e in gated.admits:
+            if e.family == family:
+                return match_bytes(family, proto=1, src=mask_net(family, max(host, e.src.prefixlen)),
+                                   dst=mask_net(family, e.dst.prefixlen), dport=e.dport_mask, full=True)
+    return match_bytes(family, src=mask_net(family, host), full=True)
+
+
 def _gate_order(gate: Gate) -> tuple[str, str]:
-    return (gate.set_id, repr(gate.gaps))
-
-
-def _members(state: DataplaneState, set_id: str, family: int) -> frozenset[str]:
-    """The set's members of one family, as canonical text (an IPv6 member has a colon)."""
-    ipset = state.ipsets.get(set_id)
-    if ipset is None:
-        return frozenset()
-    return frozenset(m for m in ipset.members if (":" in m) == (family == 6))
+    return (repr(gate.set_ids), repr((gate.sets, gate.gaps)))

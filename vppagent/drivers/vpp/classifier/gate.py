@@ -1,85 +1,125 @@
-"""Which lists move a large IP set to the classifier (a gate), and what the classifier must then
-hold: the set and the drop region G.
+"""Which IP sets of an ingress list move to the classifier (a gate), and what the classifier must
+then hold: per gated set the region where its members are admitted, and the drop region.
 
-A list qualifies when it is an ingress list in which the set appears only as the source of allow
-rules ("allow <tcp|udp> <ports> from <set>"), with at least `min_members` members, and G contains
-only TCP/UDP boxes whose destination ports lie below EPHEMERAL_START (any source port). Then the
-ACL gets L_U (the list compiled with the set = every address) and the classifier chain gets
-"members -> permit; G -> drop; anything else -> permit", G being the set's rules' region minus
-what L_0 (the set = no address) allows. Why L_U AND chain = L, and why only this shape:
+Candidates: address sets used in the list only as the source of allow rules, with at least
+`min_members` members, no two of them in one rule; a set is gated when its drop region D_i (below)
+is TCP/UDP to destination ports below EPHEMERAL_START with any source port, and small enough. Let L_U be the
+list with every gated set = every address, L_0 with every gated set = no address, and L_i with
+set i = every address and the other gated sets empty. Then, for every packet p:
+
+    L(p) = allow  iff  L_0(p) = allow, or for some gated set i: src(p) in S_i and L_i(p) = allow
+
+(L is monotone in each gated set; the first rule of L that allows p while L_0 denies it is a rule
+of one gated set i, and nothing before it matches in L_i either). So the ACL gets L_U and the
+classifier chain: admit sessions (member of S_i x P_i, P_i = L_i allows and L_0 denies) ->
+permit; gap sessions (D = union of D_i, D_i = R_i minus what L_0 allows, R_i the region of set i's
+rules) -> drop; miss -> permit. Full argument, and why regions need not be disjoint:
 docs/vpp-driver.md, "Large IP sets".
+
+L_i is computed per group of gated sets whose regions are pairwise disjoint (on R_i the other
+sets of the group do not match, so the group's list equals L_i there): one compile per group,
+at most MAX_GROUPS. Bounds per (gate, family): MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap
+tables and MAX_PERMIT_TABLES admit tables (each table is one hash lookup per packet).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from vppagent.drivers.vpp.classifier.regions import (
+    EPHEMERAL_START,
+    GapEntry,
+    Unfit,
+    allowed,
+    allowed_in,
+    denied_in,
+    disjoint,
+    entries,
+    port_blocks,
+)
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.policy.boxes import Box, full_box, intersect, subtract_all, width
+from vppagent.policy.boxes import Box, full_box
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
-from vppagent.policy.flat import CompiledList, FlatRule
-from vppagent.policy.model import TCP, UDP, Action, Direction, IPNetwork, Rule, Tier, WorkloadEndpoint
+from vppagent.policy.flat import CompiledList
+from vppagent.policy.model import Action, Direction, Rule, Tier, WorkloadEndpoint
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
 
-EPHEMERAL_START = 32768
-MAX_GAP_SESSIONS = 256
+__all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "port_blocks"]
+
+MAX_GAP_SESSIONS = 1024
 MAX_GAP_TABLES = 8
-BOX_LIMIT = 512  # beyond this the region is too ragged for a few classifier tables anyway
+MAX_PERMIT_TABLES = 8
+MAX_GROUPS = 4
+MAX_ATTEMPTS = 3
 REGION_POLICY = "__vppagent_gated_rules"
+ANY = ("0.0.0.0/0", "::/0")
 
 
-@dataclass(frozen=True, order=True)
-class GapEntry:
-    """One drop session: source (peer) prefix, destination (pod side) prefix, protocol, and a
-    destination-port block (value under a 16-bit mask)."""
+@dataclass(frozen=True)
+class GatedSet:
+    """One gated set and where its members are admitted (P_i, as classifier entries). In the
+    families of `everywhere`, P_i is the whole drop region: a member is then admitted by its
+    source address alone (one session per member, not one per member and entry)."""
 
-    family: int
-    src: IPNetwork
-    dst: IPNetwork
-    proto: int
-    dport: int
-    dport_mask: int
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.family, self.src.prefixlen, self.dst.prefixlen, self.dport_mask)
+    set_id: str
+    admits: tuple[GapEntry, ...]
+    everywhere: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class Gate:
-    """The classifier side of a gated list: the set and the drop region G."""
+    """The classifier side of a gated list: the gated sets and the drop region D."""
 
-    set_id: str
+    sets: tuple[GatedSet, ...]
     gaps: tuple[GapEntry, ...]
 
     def families(self) -> list[int]:
         return sorted({g.family for g in self.gaps})
 
+    @property
+    def set_ids(self) -> tuple[str, ...]:
+        return tuple(s.set_id for s in self.sets)
+
+
+Regions = dict[int, list[Box]]  # family -> boxes
+
+
+class _Drop(Exception):
+    def __init__(self, set_ids: Iterable[str], why: str) -> None:
+        self.set_ids = frozenset(set_ids)
+        super().__init__(f"{sorted(self.set_ids)}: {why}")
+
 
 def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
                 rule_limit: int, min_members: int,
                 cache: CompileCache | None = None) -> tuple[CompiledList, Gate] | None:
-    """(L_U, gate) when the list qualifies, else None (compile it the ordinary way). With `cache`,
-    the three compiles share fragments with every other list (policy/cache.py): only the rules
-    that use the gated set differ between L_U, L_0 and the ordinary list."""
+    """(L_U, gate) when some sets qualify, else None (compile the list the ordinary way). With
+    `cache`, the compiles share fragments with every other list (policy/cache.py)."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
-    set_id = _candidate(catalog, state, ep, direction, min_members)
-    if set_id is None:
-        return None
-    universe_state = _with_members(state, set_id, ("0.0.0.0/0", "::/0"))
-    universe = compile_endpoint(universe_state, ep, direction, rule_limit=rule_limit, cache=cache)
-    empty = compile_endpoint(_with_members(state, set_id, ()), ep, direction, rule_limit=rule_limit, cache=cache)
-    region = _gated_rules_region(universe_state, ep, direction, set_id, rule_limit, cache)
-    gaps = _gaps(region, empty)
-    if not gaps:
-        return None  # the set changes nothing here (or G has a shape the classifier cannot take)
-    return universe, Gate(set_id, gaps)
+    weights, conflicts = _candidates(catalog, state, ep, direction, min_members)
+    regions: dict[str, Regions] = {}
+    for set_id in sorted(weights, key=lambda s: (-weights[s], s)):
+        try:
+            region = _region(state, ep, direction, set_id, rule_limit, cache)
+        except Unfit:
+            continue
+        if region:
+            regions[set_id] = region
+    groups = _groups(regions, conflicts)
+    for _ in range(MAX_ATTEMPTS):
+        if not groups:
+            return None
+        try:
+            return _build(state, ep, direction, groups, regions, rule_limit, cache)
+        except _Drop as drop:
+            groups = [kept for g in groups if (kept := [s for s in g if s not in drop.set_ids])]
+    return None
 
 
 def _rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Iterable[Rule]:
@@ -91,34 +131,143 @@ def _rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Iter
         yield from catalog.profile(name).rules(direction)
 
 
-def _candidate(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-               min_members: int) -> str | None:
-    """The largest address set used only as the source of allow rules, if it is large enough."""
+def _candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
+                min_members: int) -> tuple[dict[str, int], set[frozenset[str]]]:
+    """Address sets used only as the source of allow rules, large enough: set -> the ACL rules it
+    costs (members x destination port ranges of its rules, an estimate to order them by), and
+    the pairs that share a rule (AND: at most one of a pair may be gated)."""
     usable: dict[str, bool] = {}
+    ports: dict[str, int] = {}
+    pairs: set[frozenset[str]] = set()
     for rule in _rules(catalog, ep, direction):
         if rule.action is Action.LOG:
             continue  # the compiler ignores log rules
         for set_id in rule.src_ip_sets:
             usable[set_id] = usable.get(set_id, True) and rule.action is Action.ALLOW
+            ports[set_id] = ports.get(set_id, 0) + max(1, len(rule.dst_ports))
+        pairs |= {frozenset((a, b)) for a in rule.src_ip_sets for b in rule.src_ip_sets if a < b}
         for set_id in (*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()):
             usable[set_id] = False
-    sizes = {s: len(state.ipsets[s].members) for s, ok in usable.items()
-             if ok and s in state.ipsets and state.ipsets[s].type is not IPSetType.IP_AND_PORT}
-    large = [s for s, n in sizes.items() if n >= min_members]
-    return max(large, key=lambda s: (sizes[s], s)) if large else None
+    weights = {}
+    for set_id, ok in usable.items():
+        ipset = state.ipsets.get(set_id)
+        if ok and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT and len(ipset.members) >= min_members:
+            weights[set_id] = len(ipset.members) * ports[set_id]
+    return weights, pairs
 
 
-def _with_members(state: DataplaneState, set_id: str, members: tuple[str, ...]) -> DataplaneState:
+def _groups(regions: dict[str, Regions], conflicts: set[frozenset[str]]) -> list[list[str]]:
+    """Sets (heaviest first, as `regions` is ordered) into at most MAX_GROUPS groups of pairwise
+    disjoint regions; a set that fits nowhere, or shares a rule with a chosen one, stays in the ACL."""
+    groups: list[list[str]] = []
+    chosen: list[str] = []
+    for set_id in regions:
+        if any(frozenset((set_id, c)) in conflicts for c in chosen):
+            continue
+        home = next((g for g in groups if all(_disjoint(regions[set_id], regions[o]) for o in g)), None)
+        if home is None:
+            if len(groups) == MAX_GROUPS:
+                continue
+            home = []
+            groups.append(home)
+        home.append(set_id)
+        chosen.append(set_id)
+    return groups
+
+
+def _disjoint(a: Regions, b: Regions) -> bool:
+    return all(disjoint(a[f], b[f], f) for f in a if f in b)
+
+
+def _build(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, groups: list[list[str]],
+           regions: dict[str, Regions], rule_limit: int,
+           cache: CompileCache | None) -> tuple[CompiledList, Gate] | None:
+    chosen = [s for g in groups for s in g]
+    order = sorted(chosen, key=lambda s: list(regions).index(s))  # heaviest first
+
+    def compiled(any_of: Iterable[str]) -> CompiledList:
+        wide = set(any_of)
+        members = {s: ANY if s in wide else () for s in chosen}
+        return compile_endpoint(_with_members(state, members), ep, direction, rule_limit=rule_limit, cache=cache)
+
+    universe = compiled(chosen)
+    empty = compiled(())
+    drops: dict[str, Regions] = {}
+    unfit = []
+    for set_id in order:
+        try:
+            drops[set_id] = {f: denied_in(empty, f, boxes) for f, boxes in regions[set_id].items()}
+            for f, boxes in drops[set_id].items():
+                entries(f, boxes)
+        except Unfit:
+            unfit.append(set_id)  # all of them at once: each retry is a compile
+    if unfit:
+        raise _Drop(unfit, "drop region unfit")
+    sets = []
+    for group in groups:
+        own = universe if len(groups) == 1 else compiled(group)
+        for set_id in group:
+            try:
+                admits = [e for f, boxes in drops[set_id].items() for e in entries(f, allowed_in(own, f, boxes))]
+            except Unfit as exc:
+                raise _Drop((set_id,), str(exc)) from exc
+            sets.append(GatedSet(set_id, tuple(sorted(set(admits)))))
+    gaps: set[GapEntry] = set()
+    for set_id in order:
+        gaps |= {e for f, boxes in drops[set_id].items() for e in entries(f, boxes)}
+        if len(gaps) > MAX_GAP_SESSIONS or len({e.shape for e in gaps}) > MAX_GAP_TABLES:
+            raise _Drop(order[order.index(set_id):], "too many gap sessions or tables")
+    sets = [_everywhere(g, gaps) for g in sets]
+    shapes: set[tuple[int, int, int, int]] = set()
+    for gated in sorted(sets, key=lambda g: order.index(g.set_id)):
+        shapes |= admit_shapes(state, gated)
+        if len(shapes) > MAX_PERMIT_TABLES:
+            raise _Drop((gated.set_id,), "too many admit tables")
+    if not any(g.admits or g.everywhere for g in sets):
+        return None  # no member is ever admitted where L_0 denies: L_U = L_0 = L
+    return universe, Gate(tuple(sorted(sets, key=lambda g: g.set_id)), tuple(sorted(gaps)))
+
+
+def _everywhere(gated: GatedSet, gaps: set[GapEntry]) -> GatedSet:
+    """The families where the set's members are admitted in all of D (as entries, P_i = D)."""
+    whole = tuple(f for f in (4, 6) if (own := {e for e in gated.admits if e.family == f})
+                  and own == {e for e in gaps if e.family == f})
+    if not whole:
+        return gated
+    return GatedSet(gated.set_id, tuple(e for e in gated.admits if e.family not in whole), whole)
+
+
+def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, int, int]]:
+    """An upper bound of the admit tables' shapes (family, source length, destination length,
+    port mask) the set's current members need: a session's source is the longer of the member's
+    and the entry's source prefix."""
+    ipset = state.ipsets.get(gated.set_id)
+    lengths = {4: set(), 6: set()} if ipset is None else _lengths(ipset.members)
+    shapes = {(e.family, max(n, e.src.prefixlen), e.dst.prefixlen, e.dport_mask)
+              for e in gated.admits for n in lengths[e.family]}
+    return shapes | {(f, n, -1, -1) for f in gated.everywhere for n in lengths[f]}  # src-only masks
+
+
+def _lengths(members: Iterable[str]) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {4: set(), 6: set()}
+    for m in members:
+        net = ipaddress.ip_network(m, strict=False)
+        out[net.version].add(net.prefixlen)
+    return out
+
+
+def _with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]]) -> DataplaneState:
     copy = state.copy()
-    copy.tables[Kind.IPSET][set_id] = IPSet(set_id, IPSetType.NET, frozenset(members))
+    for set_id, held in members.items():
+        copy.tables[Kind.IPSET][set_id] = IPSet(set_id, IPSetType.NET, frozenset(held))
     return copy
 
 
-def _gated_rules_region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, set_id: str,
-                        rule_limit: int, cache: CompileCache | None) -> CompiledList:
-    """R: where the set's rules match when the set is every address. Verdicts of L_0 and L_U can
-    differ only there, so G' = R minus what L_0 allows satisfies G <= G' <= (L_0 denies), which
-    is all the chain needs (gate docstring), and is cheap: R is small and L_0 is clipped to it."""
+def _region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, set_id: str,
+            rule_limit: int, cache: CompileCache | None) -> Regions:
+    """R_i: where the set's rules match when the set is every address, per family. Verdicts of
+    L_0 and L_i can differ only there, so D_i = R_i minus what L_0 allows holds G_i and lies
+    where L_0 denies, which is all the chain needs; and it is cheap: R_i is a small list."""
     rules = []
     for tier in ep.tiers:
         for key in tier.policies(direction):
@@ -127,84 +276,10 @@ def _gated_rules_region(state: DataplaneState, ep: WorkloadEndpoint, direction: 
                 rules += [r for r in pb.inbound_rules if set_id in r.src_ip_set_ids]
     for name in ep.profile_ids:
         rules += [r for r in state.profiles[name].inbound_rules if set_id in r.src_ip_set_ids]
-    synthetic = state.copy()
+    synthetic = _with_members(state, {set_id: ANY})
     key = PolicyKey(REGION_POLICY, "", "")
     synthetic.tables[Kind.POLICY][key] = felix.Policy(inbound_rules=rules)
     only = WorkloadEndpoint(ep.key, ep.name, True, (), (), (), (Tier("region", (key,), (), "Deny"),))
-    return compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache)
-
-
-def _box(rule: FlatRule) -> Box:
-    proto = (1, 255) if rule.proto == 0 else (rule.proto, rule.proto)
-    return Box(int(rule.src.network_address), rule.src.prefixlen, int(rule.dst.network_address),
-               rule.dst.prefixlen, proto[0], proto[1], rule.srcport_or_icmptype.first,
-               rule.srcport_or_icmptype.last, rule.dstport_or_icmpcode.first, rule.dstport_or_icmpcode.last)
-
-
-def _allowed(compiled: CompiledList, family: int, within: Box) -> list[Box] | None:
-    """The part of `within` a first-match list allows, as boxes."""
-    w = width(family)
-    earlier: list[Box] = []
-    allowed: list[Box] = []
-    for rule in compiled.rules:
-        if rule.family != family:
-            continue
-        box = intersect(_box(rule), within, w)
-        if box is None:
-            continue
-        if rule.action == "allow":
-            region = subtract_all([box], earlier, w, BOX_LIMIT)
-            if region is None:
-                return None
-            allowed += region
-        earlier.append(box)
-    if compiled.default_action == "allow":
-        region = subtract_all([within], earlier, w, BOX_LIMIT)
-        if region is None:
-            return None
-        allowed += region
-    return allowed
-
-
-def _gaps(region: CompiledList, empty: CompiledList) -> tuple[GapEntry, ...]:
-    entries: list[GapEntry] = []
-    for family in (4, 6):
-        areas = _allowed(region, family, full_box())
-        if areas is None:
-            return ()
-        for area in areas:
-            base = _allowed(empty, family, area)
-            gap = None if base is None else subtract_all([area], base, width(family), BOX_LIMIT)
-            if gap is None:
-                return ()
-            for box in gap:
-                if box.proto_lo != box.proto_hi or box.proto_lo not in (TCP, UDP) \
-                        or (box.a_lo, box.a_hi) != (0, 65535) or box.b_hi >= EPHEMERAL_START:
-                    return ()
-                src = _net(family, box.src, box.src_len)
-                dst = _net(family, box.dst, box.dst_len)
-                entries += [GapEntry(family, src, dst, box.proto_lo, value, mask)
-                            for value, mask in port_blocks(box.b_lo, box.b_hi)]
-            if len(entries) > MAX_GAP_SESSIONS:
-                return ()
-    if len({e.shape for e in entries}) > MAX_GAP_TABLES:
-        return ()
-    return tuple(sorted(set(entries)))
-
-
-def _net(family: int, address: int, length: int) -> IPNetwork:
-    if family == 4:
-        return ipaddress.IPv4Network((address, length))
-    return ipaddress.IPv6Network((address, length))
-
-
-def port_blocks(first: int, last: int) -> list[tuple[int, int]]:
-    """[first, last] as aligned power-of-two blocks: (value, 16-bit mask) pairs."""
-    out = []
-    while first <= last:
-        size = first & -first if first else 1 << 16
-        while first + size - 1 > last:
-            size >>= 1
-        out.append((first, 0xFFFF & ~(size - 1)))
-        first += size
-    return out
+    region = compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache)
+    out = {f: allowed(region, f, full_box()) for f in (4, 6)}
+    return {f: boxes for f, boxes in out.items() if boxes}

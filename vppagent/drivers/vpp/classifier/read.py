@@ -3,8 +3,9 @@
 Every session the driver adds carries `OUR_OPAQUE` (layout.py). A chain is ours when, walked from
 a head (a table no other table points to):
 - it holds at least one session, and every session in it carries OUR_OPAQUE;
-- its tables are member tables (mask: the source prefix only; hits permit) followed by gap tables
-  (protocol always masked; hits drop), all of one family's layout, and its end misses to permit;
+- its tables are admit tables (every session hits permit; a table may be empty) followed by gap
+  tables (protocol always masked; at least one session each, every one hits drop), all of one
+  family's layout, and its end misses to permit; at least one of each;
 - none of its tables is also reached from another head.
 Anything else is left alone. Why the mark changes no verdict: docs/vpp-driver.md, "Restarts and
 adoption".
@@ -12,15 +13,13 @@ adoption".
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.api.types import ClassifySession, ClassifyTableInfo
-from vppagent.drivers.vpp.classifier.layout import DROP, LAYOUT, OUR_OPAQUE, PERMIT, member_address, member_mask
-from vppagent.policy.model import IPNetwork
+from vppagent.drivers.vpp.classifier.layout import DROP, LAYOUT, OUR_OPAQUE, PERMIT
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +33,10 @@ class FoundChain:
 
     family: int
     tables: list[int]  # head first
-    member_tables: dict[int, int]  # prefix length -> table index
+    admit_tables: dict[bytes, int]  # mask -> table index
     gap_head: int
     gaps: GapSignature
-    members: set[IPNetwork] = field(default_factory=set)
+    sessions: set[tuple[bytes, bytes]] = field(default_factory=set)  # admit sessions: (mask, match)
 
     @property
     def head(self) -> int:
@@ -95,26 +94,23 @@ def _ours(walk: list[_Table]) -> FoundChain | None:
     family = next((f for f, layout in LAYOUT.items() if len(head_mask) == layout[4] * 16), None)
     if family is None or any(len(t.info.mask) != len(head_mask) for t in walk):
         return None
-    lengths = {member_mask(family, n): n for n in range(33 if family == 4 else 129)}
+    proto_at = LAYOUT[family][0]
     chain = FoundChain(family, [t.info.index for t in walk], {}, NO_INDEX, ())
     gaps: list[tuple[bytes, frozenset[bytes]]] = []
     for table in walk:
-        length = lengths.get(table.info.mask)
-        if length is not None and not gaps:  # member tables come first
-            if any(s.hit_next != PERMIT for s in table.sessions) or length in chain.member_tables:
+        drops = bool(table.sessions) and all(s.hit_next == DROP for s in table.sessions)
+        if not gaps and not drops:  # admit tables come first
+            if any(s.hit_next != PERMIT for s in table.sessions) or table.info.mask in chain.admit_tables:
                 return None
-            chain.member_tables[length] = table.info.index
-            for session in table.sessions:
-                chain.members.add(ipaddress.ip_network((member_address(family, session.match), length)))
-        elif length is None:
-            if any(s.hit_next != DROP for s in table.sessions):
-                return None
+            chain.admit_tables[table.info.mask] = table.info.index
+            chain.sessions |= {(table.info.mask, s.match) for s in table.sessions}
+        elif drops and table.info.mask[proto_at] == 0xFF:
             if not gaps:
                 chain.gap_head = table.info.index
             gaps.append((table.info.mask, frozenset(s.match for s in table.sessions)))
         else:
-            return None  # a member table behind a gap table: not a layout the driver builds
-    if not gaps or not chain.member_tables:
+            return None  # an admit table behind a gap table, or a gap table of another layout
+    if not gaps or not chain.admit_tables:
         return None
     chain.gaps = tuple(gaps)
     return chain

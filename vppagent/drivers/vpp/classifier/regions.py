@@ -1,0 +1,120 @@
+"""Box regions of compiled lists, as the gate needs them (gate.py): where a first-match list
+allows, clipped to an area, and a region as classifier entries (prefix, prefix, protocol,
+destination-port block)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from vppagent.policy.boxes import Box, intersect, subtract_all, width
+from vppagent.policy.flat import CompiledList, FlatRule
+from vppagent.policy.model import TCP, UDP, IPNetwork
+
+EPHEMERAL_START = 32768
+BOX_LIMIT = 512  # beyond this the region is too ragged for a few classifier tables anyway
+
+
+@dataclass(frozen=True, order=True)
+class GapEntry:
+    """One classifier match: source (peer) prefix, destination (pod side) prefix, protocol, and a
+    destination-port block (value under a 16-bit mask). Any source port."""
+
+    family: int
+    src: IPNetwork
+    dst: IPNetwork
+    proto: int
+    dport: int
+    dport_mask: int
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.family, self.src.prefixlen, self.dst.prefixlen, self.dport_mask)
+
+
+class Unfit(Exception):
+    """A region the classifier cannot hold exactly (too ragged, or not TCP/UDP to service ports)."""
+
+
+def rule_box(rule: FlatRule) -> Box:
+    proto = (1, 255) if rule.proto == 0 else (rule.proto, rule.proto)
+    return Box(int(rule.src.network_address), rule.src.prefixlen, int(rule.dst.network_address),
+               rule.dst.prefixlen, proto[0], proto[1], rule.srcport_or_icmptype.first,
+               rule.srcport_or_icmptype.last, rule.dstport_or_icmpcode.first, rule.dstport_or_icmpcode.last)
+
+
+def allowed(compiled: CompiledList, family: int, within: Box) -> list[Box]:
+    """The part of `within` a first-match list allows, as boxes; Unfit when too ragged."""
+    w = width(family)
+    earlier: list[Box] = []
+    out: list[Box] = []
+    for rule in compiled.rules:
+        if rule.family != family:
+            continue
+        box = intersect(rule_box(rule), within, w)
+        if box is None:
+            continue
+        if rule.action == "allow":
+            out += _minus([box], earlier, w)
+        earlier.append(box)
+    if compiled.default_action == "allow":
+        out += _minus([within], earlier, w)
+    return out
+
+
+def allowed_in(compiled: CompiledList, family: int, areas: list[Box]) -> list[Box]:
+    return [box for area in areas for box in allowed(compiled, family, area)]
+
+
+def denied_in(compiled: CompiledList, family: int, areas: list[Box]) -> list[Box]:
+    """The part of `areas` the list does not allow."""
+    w = width(family)
+    return [box for area in areas for box in _minus([area], allowed(compiled, family, area), w)]
+
+
+def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
+    region = subtract_all(boxes, cuts, w, BOX_LIMIT)
+    if region is None:
+        raise Unfit("region too ragged")
+    return region
+
+
+def check_service_ports(boxes: list[Box]) -> None:
+    """Only TCP/UDP, any source port, destination ports below EPHEMERAL_START (docs: "Scope")."""
+    for box in boxes:
+        if box.proto_lo != box.proto_hi or box.proto_lo not in (TCP, UDP) \
+                or (box.a_lo, box.a_hi) != (0, 65535) or box.b_hi >= EPHEMERAL_START:
+            raise Unfit("not TCP/UDP to service ports")
+
+
+def entries(family: int, boxes: list[Box]) -> list[GapEntry]:
+    check_service_ports(boxes)
+    out = []
+    for box in boxes:
+        src, dst = _net(family, box.src, box.src_len), _net(family, box.dst, box.dst_len)
+        out += [GapEntry(family, src, dst, box.proto_lo, value, mask)
+                for value, mask in port_blocks(box.b_lo, box.b_hi)]
+    return out
+
+
+def disjoint(a: list[Box], b: list[Box], family: int) -> bool:
+    w = width(family)
+    return all(intersect(x, y, w) is None for x in a for y in b)
+
+
+def _net(family: int, address: int, length: int) -> IPNetwork:
+    if family == 4:
+        return ipaddress.IPv4Network((address, length))
+    return ipaddress.IPv6Network((address, length))
+
+
+def port_blocks(first: int, last: int) -> list[tuple[int, int]]:
+    """[first, last] as aligned power-of-two blocks: (value, 16-bit mask) pairs."""
+    out = []
+    while first <= last:
+        size = first & -first if first else 1 << 16
+        while first + size - 1 > last:
+            size >>= 1
+        out.append((first, 0xFFFF & ~(size - 1)))
+        first += size
+    return out
