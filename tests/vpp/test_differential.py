@@ -60,8 +60,9 @@ def gated_case(rng: random.Random) -> Case:
 def multi_gated_case(rng: random.Random) -> Case:
     """A random case (ingress) plus one to three sets ("g0".."g2", members overlapping) that
     policies in random tiers allow TCP/UDP service ports from, on overlapping ports, with deny
-    rules for some of those ports in between: several gated sets whose regions overlap, where
-    a member of one set must not be admitted where only another set's rules allow it."""
+    rules for some of those ports in between (from a prefix, or from one of the sets): several
+    gated sets whose regions overlap, where a member of one set must not be admitted where only
+    another set's rules allow it."""
     case = random_case(rng, direction="ingress")
     family = case.family
     local, remote = (LOCAL[family], REMOTE[family])
@@ -85,8 +86,11 @@ def multi_gated_case(rng: random.Random) -> Case:
                 first, last = sorted(rng.sample(ports, 2))
                 length = rng.choice((24, 30, 32) if family == 4 else (120, 126, 128))
                 deny = felix.Rule(action="deny", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
-                                  dst_ports=[felix.PortRange(first=first, last=rng.choice((first, last)))],
-                                  src_net=[str(ipaddress.ip_network(f"{rng.choice(hosts)}/{length}", strict=False))])
+                                  dst_ports=[felix.PortRange(first=first, last=rng.choice((first, last)))])
+                if rng.random() < 0.5:
+                    deny.src_net.append(str(ipaddress.ip_network(f"{rng.choice(hosts)}/{length}", strict=False)))
+                else:  # a gated set also denied from: gated in its allow rules only (an alias)
+                    deny.src_ip_set_ids.append(f"g{rng.randrange(k + 1)}")
                 rules.insert(rng.randint(0, 1), deny)
             pid = felix.PolicyID(name=f"gated{k}.{n}", namespace="default")
             extra.append(felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(

@@ -16,6 +16,9 @@ permit; gap sessions (D = union of D_i, D_i = R_i minus what L_0 allows, R_i the
 rules) -> drop; miss -> permit. Full argument, and why regions need not be disjoint:
 docs/vpp-driver.md, "Large IP sets".
 
+A set also used otherwise (the source of a deny, a negation) is gated in its allow rules only:
+they name an alias with the same members (`_aliased`), the other rules keep the set, in the ACL.
+
 L_i is computed per group of gated sets whose regions are pairwise disjoint (on R_i the other
 sets of the group do not match, so the group's list equals L_i there): one compile per group,
 at most MAX_GROUPS. Bounds per (gate, family): MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap
@@ -57,6 +60,7 @@ MAX_PERMIT_TABLES = 8
 MAX_GROUPS = 4
 MAX_ATTEMPTS = 3
 REGION_POLICY = "__vppagent_gated_rules"
+ALIAS_SUFFIX = "\x00allow"  # no IP set id of Felix's has a NUL
 ANY = ("0.0.0.0/0", "::/0")
 
 
@@ -102,6 +106,9 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     `cache`, the compiles share fragments with every other list (policy/cache.py)."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
+    state, aliases = _aliased(catalog, state, ep, direction)
+    if aliases:
+        catalog = Catalog(state)
     weights, conflicts = _candidates(catalog, state, ep, direction, min_members)
     regions: dict[str, Regions] = {}
     for set_id in sorted(weights, key=lambda s: (-weights[s], s)):
@@ -116,10 +123,57 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         if not groups:
             return None
         try:
-            return _build(state, ep, direction, groups, regions, rule_limit, cache)
+            built = _build(state, ep, direction, groups, regions, rule_limit, cache)
+            if built is None or not aliases:
+                return built
+            universe, gate = built
+            sets = tuple(GatedSet(aliases.get(g.set_id, g.set_id), g.admits, g.everywhere) for g in gate.sets)
+            return universe, Gate(tuple(sorted(sets, key=lambda g: g.set_id)), gate.gaps)
         except _Drop as drop:
             groups = [kept for g in groups if (kept := [s for s in g if s not in drop.set_ids])]
     return None
+
+
+def _aliased(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint,
+             direction: Direction) -> tuple[DataplaneState, dict[str, str]]:
+    """A set used as the source of allow rules and also otherwise (a deny's source, a
+    negation, a destination) is, in its allow rules only, renamed to an alias with the same
+    members: the same list (membership is the same), and the alias is a candidate. Returns the
+    state with the renamed rules and the alias sets, and alias -> set."""
+    allow_src: set[str] = set()
+    other: set[str] = set()
+    for rule in _rules(catalog, ep, direction):
+        if rule.action is Action.LOG:
+            continue
+        (allow_src if rule.action is Action.ALLOW else other).update(rule.src_ip_sets)
+        other.update((*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()))
+    split = {s for s in allow_src & other if s in state.ipsets and state.ipsets[s].type is not IPSetType.IP_AND_PORT}
+    if not split:
+        return state, {}
+    aliases = {f"{s}{ALIAS_SUFFIX}": s for s in split}
+    copy = state.copy()
+    for alias, real in aliases.items():
+        copy.tables[Kind.IPSET][alias] = IPSet(alias, IPSetType.NET, state.ipsets[real].members)
+    keys = [k for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS]
+    for kind, names in ((Kind.POLICY, keys), (Kind.PROFILE, list(ep.profile_ids))):
+        table = copy.tables[kind]
+        for name in names:
+            pb = table.get(name)
+            if pb is None or not any(_renames(r, split) for r in pb.inbound_rules):
+                continue
+            new = type(pb)()
+            new.CopyFrom(pb)
+            for rule in new.inbound_rules:
+                if _renames(rule, split):
+                    ids = [f"{s}{ALIAS_SUFFIX}" if s in split else s for s in rule.src_ip_set_ids]
+                    del rule.src_ip_set_ids[:]
+                    rule.src_ip_set_ids.extend(ids)
+            table[name] = new
+    return copy, aliases
+
+
+def _renames(rule: felix.Rule, split: set[str]) -> bool:
+    return rule.action in ("", "allow") and any(s in split for s in rule.src_ip_set_ids)
 
 
 def _rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Iterable[Rule]:
