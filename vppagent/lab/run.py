@@ -1,10 +1,12 @@
 """A lab run: build the cluster, feed each node's agent through its Felix, probe every step.
 
-Order: namespaces → (driver vpp: one VPP per node, eth0 its uplink) → agents and pod listeners (all
-in parallel) → pods by CNI Add → felix-shims
-→ Felix snapshots → endpoints reported up and BGP routes learnt → for each step: deltas, wait until
-applied, probes, compare with the reference evaluator.
-Teardown (unless kept) runs whatever happened, from the state file's list.
+Order: namespaces → (Services: the outside host, the API server in every node) → (driver vpp: one
+VPP per node, eth0 its uplink) → agents and pod listeners (all in parallel) → pods by CNI Add →
+felix-shims → Felix snapshots → endpoints reported up and BGP routes learnt (→ Services programmed)
+→ for each step: deltas (and the Services in force), wait until applied, probes and flows to
+Services, compare with the reference evaluator (service_checks for Services).
+Teardown (unless kept) runs whatever happened, from the state file's list. About 400 lines: the
+run's order stays in one place; what Services add lives in service_run.py.
 """
 
 from __future__ import annotations
