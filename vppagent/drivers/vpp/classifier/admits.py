@@ -3,7 +3,8 @@
 A member m of gated set i is admitted where P_i holds (gate.py): one session per entry e of P_i
 whose source prefix nests with m, matching the longer of the two prefixes, e's destination
 prefix, protocol and destination-port block. Where P_i is the whole drop region (the set's
-`everywhere` families) one session per member on its source address alone does the same.
+`everywhere` families) one session per member on its source address alone does the same. Where
+P_i was too ragged to hold as entries (the set's `basis`), it is worked out per member.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
 from vppagent.drivers.vpp.classifier.layout import mask_net, match_bytes, member_mask
+from vppagent.drivers.vpp.classifier.regions import Basis, member_entries
 from vppagent.policy.model import IPNetwork
 from vppagent.state.model import DataplaneState
 
@@ -37,6 +39,9 @@ def admit_sessions(state: DataplaneState, gate: Gate, family: int) -> set[Sessio
 
 def set_sessions(gated: GatedSet, family: int, held: Iterable[str]) -> set[Session]:
     nets = [ipaddress.ip_network(m, strict=False) for m in held]
+    for f, decided in gated.basis:
+        if f == family:
+            return _member_wise(family, decided, nets)
     if family in gated.everywhere:
         return {(member_mask(family, n.prefixlen), match_bytes(family, src=n)) for n in nets}
     own = [e for e in gated.admits if e.family == family]
@@ -59,6 +64,10 @@ def set_sessions(gated: GatedSet, family: int, held: Iterable[str]) -> set[Sessi
                     if prefix >> (width - length) << (width - length) == address:
                         out.update(_session(family, e.src, e, tails[e]) for e in found)
     return out
+
+
+def _member_wise(family: int, decided: Basis, nets: list[IPNetwork]) -> set[Session]:
+    return {_session(family, e.src, e, _tail(family, e)) for e in member_entries(family, decided, nets)}
 
 
 def _tail(family: int, e: GapEntry) -> tuple[bytes, bytes]:

@@ -16,8 +16,10 @@ permit; gap sessions (D = union of D_i, D_i = R_i minus what L_0 allows, R_i the
 rules) -> drop; miss -> permit. Full argument, and why regions need not be disjoint:
 docs/vpp-driver.md, "Large IP sets".
 
-A set also used otherwise (the source of a deny, a negation) is gated in its allow rules only:
-they name an alias with the same members (`_aliased`), the other rules keep the set, in the ACL.
+Allow rules are rewritten to name aliases of their sets (same members, so the same list;
+aliases.py): a set also used otherwise (the source of a deny, a negation) is gated in its allow
+rules only; and the ports where a set's drop region does not fit the classifier (e.g. where named
+ports make L_0 ragged) are split off its rules, to an alias that stays in the ACL.
 
 L_i is computed per group of gated sets whose regions are pairwise disjoint (on R_i the other
 sets of the group do not match, so the group's list equals L_i there): one compile per group,
@@ -29,17 +31,21 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from vppagent.drivers.vpp.classifier.aliases import REST, alias_allow_sources, real_set, split_ports
 from vppagent.drivers.vpp.classifier.regions import (
     EPHEMERAL_START,
+    Basis,
     GapEntry,
     Unfit,
     allowed,
     allowed_in,
+    basis,
     denied_in,
     disjoint,
     entries,
+    member_entries,
     port_blocks,
 )
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -48,7 +54,7 @@ from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.flat import CompiledList
-from vppagent.policy.model import Action, Direction, Rule, Tier, WorkloadEndpoint
+from vppagent.policy.model import Action, Direction, IPNetwork, Rule, Tier, WorkloadEndpoint
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
 
@@ -57,10 +63,10 @@ __all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "po
 MAX_GAP_SESSIONS = 1024
 MAX_GAP_TABLES = 8
 MAX_PERMIT_TABLES = 8
-MAX_GROUPS = 4
+MAX_GROUPS = 16
 MAX_ATTEMPTS = 3
+MEMBER_WISE = False  # tests set it: every P_i worked out per member (the path ragged regions take)
 REGION_POLICY = "__vppagent_gated_rules"
-ALIAS_SUFFIX = "\x00allow"  # no IP set id of Felix's has a NUL
 ANY = ("0.0.0.0/0", "::/0")
 
 
@@ -73,6 +79,9 @@ class GatedSet:
     set_id: str
     admits: tuple[GapEntry, ...]
     everywhere: tuple[int, ...] = ()
+    # Where P_i is too ragged to hold as entries (earlier denies of single addresses cut it):
+    # per family, what decides it (regions.Basis); the sessions are then worked out per member.
+    basis: tuple[tuple[int, Basis], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,18 +115,16 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     `cache`, the compiles share fragments with every other list (policy/cache.py)."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
-    state, aliases = _aliased(catalog, state, ep, direction)
+    state, aliases = alias_allow_sources(state, _rules(catalog, ep, direction), _policy_names(ep, direction))
     if aliases:
         catalog = Catalog(state)
-    weights, conflicts = _candidates(catalog, state, ep, direction, min_members)
-    regions: dict[str, Regions] = {}
-    for set_id in sorted(weights, key=lambda s: (-weights[s], s)):
-        try:
-            region = _region(state, ep, direction, set_id, rule_limit, cache)
-        except Unfit:
-            continue
-        if region:
-            regions[set_id] = region
+    conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, cache)
+    unfit = _unfit_ports(state, ep, direction, regions, rule_limit, cache)
+    if unfit:  # those ports of those sets stay in the ACL: their rules name another alias
+        state, more = split_ports(state, _policy_names(ep, direction), unfit)
+        aliases |= more
+        catalog = Catalog(state)
+        conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, cache)
     groups = _groups(regions, conflicts)
     for _ in range(MAX_ATTEMPTS):
         if not groups:
@@ -127,53 +134,51 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
             if built is None or not aliases:
                 return built
             universe, gate = built
-            sets = tuple(GatedSet(aliases.get(g.set_id, g.set_id), g.admits, g.everywhere) for g in gate.sets)
+            sets = tuple(replace(g, set_id=real_set(g.set_id)) for g in gate.sets)
             return universe, Gate(tuple(sorted(sets, key=lambda g: g.set_id)), gate.gaps)
         except _Drop as drop:
             groups = [kept for g in groups if (kept := [s for s in g if s not in drop.set_ids])]
     return None
 
 
-def _aliased(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint,
-             direction: Direction) -> tuple[DataplaneState, dict[str, str]]:
-    """A set used as the source of allow rules and also otherwise (a deny's source, a
-    negation, a destination) is, in its allow rules only, renamed to an alias with the same
-    members: the same list (membership is the same), and the alias is a candidate. Returns the
-    state with the renamed rules and the alias sets, and alias -> set."""
-    allow_src: set[str] = set()
-    other: set[str] = set()
-    for rule in _rules(catalog, ep, direction):
-        if rule.action is Action.LOG:
+def _policy_names(ep: WorkloadEndpoint, direction: Direction) -> tuple[list[PolicyKey], list[str]]:
+    return [k for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS], list(ep.profile_ids)
+
+
+def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
+                       min_members: int, rule_limit: int,
+                       cache: CompileCache | None) -> tuple[set[frozenset[str]], dict[str, Regions]]:
+    """The candidates' conflicts and regions, heaviest first (those with a region only)."""
+    weights, conflicts = _candidates(catalog, state, ep, direction, min_members)
+    regions: dict[str, Regions] = {}
+    for set_id in sorted(weights, key=lambda s: (-weights[s], s)):
+        try:
+            region = _region(state, ep, direction, set_id, rule_limit, cache)
+        except Unfit:
             continue
-        (allow_src if rule.action is Action.ALLOW else other).update(rule.src_ip_sets)
-        other.update((*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()))
-    split = {s for s in allow_src & other if s in state.ipsets and state.ipsets[s].type is not IPSetType.IP_AND_PORT}
-    if not split:
-        return state, {}
-    aliases = {f"{s}{ALIAS_SUFFIX}": s for s in split}
-    copy = state.copy()
-    for alias, real in aliases.items():
-        copy.tables[Kind.IPSET][alias] = IPSet(alias, IPSetType.NET, state.ipsets[real].members)
-    keys = [k for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS]
-    for kind, names in ((Kind.POLICY, keys), (Kind.PROFILE, list(ep.profile_ids))):
-        table = copy.tables[kind]
-        for name in names:
-            pb = table.get(name)
-            if pb is None or not any(_renames(r, split) for r in pb.inbound_rules):
-                continue
-            new = type(pb)()
-            new.CopyFrom(pb)
-            for rule in new.inbound_rules:
-                if _renames(rule, split):
-                    ids = [f"{s}{ALIAS_SUFFIX}" if s in split else s for s in rule.src_ip_set_ids]
-                    del rule.src_ip_set_ids[:]
-                    rule.src_ip_set_ids.extend(ids)
-            table[name] = new
-    return copy, aliases
+        if region:
+            regions[set_id] = region
+    return conflicts, regions
 
 
-def _renames(rule: felix.Rule, split: set[str]) -> bool:
-    return rule.action in ("", "allow") and any(s in split for s in rule.src_ip_set_ids)
+def _unfit_ports(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, regions: dict[str, Regions],
+                 rule_limit: int, cache: CompileCache | None) -> dict[str, list[tuple[int, int]]]:
+    """Per candidate, the destination-port ranges of its region's boxes whose drop region (with
+    every candidate empty) the classifier cannot hold: e.g. a port where L_0 allows ragged
+    destinations (named ports), or a non-service port."""
+    if not regions:
+        return {}
+    empty = compile_endpoint(_with_members(state, dict.fromkeys(regions, ())), ep, direction,
+                             rule_limit=rule_limit, cache=cache)
+    out: dict[str, list[tuple[int, int]]] = {}
+    for set_id, region in regions.items():
+        for family, boxes in region.items():
+            for box in boxes:
+                try:
+                    entries(family, denied_in(empty, family, [box]))
+                except Unfit:
+                    out.setdefault(set_id, []).append((box.b_lo, box.b_hi))
+    return out
 
 
 def _rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Iterable[Rule]:
@@ -205,7 +210,8 @@ def _candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     weights = {}
     for set_id, ok in usable.items():
         ipset = state.ipsets.get(set_id)
-        if ok and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT and len(ipset.members) >= min_members:
+        if ok and not set_id.endswith(REST) and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT \
+                and len(ipset.members) >= min_members:
             weights[set_id] = len(ipset.members) * ports[set_id]
     return weights, pairs
 
@@ -262,10 +268,18 @@ def _build(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, gr
         own = universe if len(groups) == 1 else compiled(group)
         for set_id in group:
             try:
+                if MEMBER_WISE:
+                    raise Unfit("member-wise forced")
                 admits = [e for f, boxes in drops[set_id].items() for e in entries(f, allowed_in(own, f, boxes))]
-            except Unfit as exc:
-                raise _Drop((set_id,), str(exc)) from exc
-            sets.append(GatedSet(set_id, tuple(sorted(set(admits)))))
+                sets.append(GatedSet(set_id, tuple(sorted(set(admits)))))
+            except Unfit:
+                decided = tuple((f, basis(own, f, boxes)) for f, boxes in sorted(drops[set_id].items()))
+                try:  # the current members (a member change recompiles the list, and checks again)
+                    for f, found in decided:
+                        member_entries(f, found, _networks(state, set_id, f))
+                except Unfit as exc:
+                    raise _Drop((set_id,), str(exc)) from exc
+                sets.append(GatedSet(set_id, (), (), decided))
     gaps: set[GapEntry] = set()
     for set_id in order:
         gaps |= {e for f, boxes in drops[set_id].items() for e in entries(f, boxes)}
@@ -277,7 +291,7 @@ def _build(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, gr
         shapes |= admit_shapes(state, gated)
         if len(shapes) > MAX_PERMIT_TABLES:
             raise _Drop((gated.set_id,), "too many admit tables")
-    if not any(g.admits or g.everywhere for g in sets):
+    if not any(g.admits or g.everywhere or g.basis for g in sets):
         return None  # no member is ever admitted where L_0 denies: L_U = L_0 = L
     return universe, Gate(tuple(sorted(sets, key=lambda g: g.set_id)), tuple(sorted(gaps)))
 
@@ -288,7 +302,7 @@ def _everywhere(gated: GatedSet, gaps: set[GapEntry]) -> GatedSet:
                   and own == {e for e in gaps if e.family == f})
     if not whole:
         return gated
-    return GatedSet(gated.set_id, tuple(e for e in gated.admits if e.family not in whole), whole)
+    return replace(gated, admits=tuple(e for e in gated.admits if e.family not in whole), everywhere=whole)
 
 
 def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, int, int]]:
@@ -299,7 +313,15 @@ def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, 
     lengths = {4: set(), 6: set()} if ipset is None else _lengths(ipset.members)
     shapes = {(e.family, max(n, e.src.prefixlen), e.dst.prefixlen, e.dport_mask)
               for e in gated.admits for n in lengths[e.family]}
+    shapes |= {(f, max(n, d.src_len), d.dst_len, mask) for f, (drops, _, _) in gated.basis for d in drops
+               for _, mask in port_blocks(d.b_lo, d.b_hi) for n in lengths[f]}  # (cuts may add some)
     return shapes | {(f, n, -1, -1) for f in gated.everywhere for n in lengths[f]}  # src-only masks
+
+
+def _networks(state: DataplaneState, set_id: str, family: int) -> list[IPNetwork]:
+    ipset = state.ipsets.get(set_id)
+    nets = [] if ipset is None else [ipaddress.ip_network(m, strict=False) for m in ipset.members]
+    return [n for n in nets if n.version == family]
 
 
 def _lengths(members: Iterable[str]) -> dict[int, set[int]]:

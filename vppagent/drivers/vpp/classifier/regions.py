@@ -5,9 +5,11 @@ destination-port block)."""
 from __future__ import annotations
 
 import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vppagent.policy.boxes import Box, intersect, subtract_all, width
+from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, intersect, subtract_all, width
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import TCP, UDP, IPNetwork
 
@@ -43,23 +45,41 @@ def rule_box(rule: FlatRule) -> Box:
                rule.srcport_or_icmptype.last, rule.dstport_or_icmpcode.first, rule.dstport_or_icmpcode.last)
 
 
+Ruled = tuple[Box, str]  # a rule's box and action
+Basis = tuple[tuple[Box, ...], tuple[Ruled, ...], str]  # drop boxes, the list's rules there (in order), default
+
+
+def ruled(compiled: CompiledList, family: int) -> list[Ruled]:
+    return [(rule_box(r), r.action) for r in compiled.rules if r.family == family]
+
+
 def allowed(compiled: CompiledList, family: int, within: Box) -> list[Box]:
     """The part of `within` a first-match list allows, as boxes; Unfit when too ragged."""
+    return allowed_by(ruled(compiled, family), compiled.default_action, family, within)
+
+
+def allowed_by(rules: Iterable[Ruled], default: str, family: int, within: Box) -> list[Box]:
     w = width(family)
     earlier: list[Box] = []
     out: list[Box] = []
-    for rule in compiled.rules:
-        if rule.family != family:
-            continue
-        box = intersect(rule_box(rule), within, w)
+    for rule, action in rules:
+        box = intersect(rule, within, w)
         if box is None:
             continue
-        if rule.action == "allow":
+        if action == "allow":
             out += _minus([box], earlier, w)
         earlier.append(box)
-    if compiled.default_action == "allow":
+    if default == "allow":
         out += _minus([within], earlier, w)
     return out
+
+
+def basis(compiled: CompiledList, family: int, drops: list[Box]) -> Basis:
+    """What decides where the list allows inside `drops`: its rules that meet them, in order."""
+    w = width(family)
+    rules = tuple((box, action) for box, action in ruled(compiled, family)
+                  if any(intersect(box, d, w) is not None for d in drops))
+    return tuple(drops), rules, compiled.default_action
 
 
 def allowed_in(compiled: CompiledList, family: int, areas: list[Box]) -> list[Box]:
@@ -77,6 +97,32 @@ def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
     if region is None:
         raise Unfit("region too ragged")
     return region
+
+
+def member_entries(family: int, basis: Basis, nets: Iterable[IPNetwork]) -> list[GapEntry]:
+    """P_i member by member: where the list allows inside the drop boxes, with the source
+    clipped to the member (so earlier denies that cut P_i into many pieces only remove whole
+    members). Unfit where a piece is not TCP/UDP to service ports with any source port."""
+    drops, rules, default = basis
+    w = width(family)
+    by_length: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, (box, _) in enumerate(rules):
+        by_length[box.src_len][box.src].append(i)
+    out: list[GapEntry] = []
+    for net in nets:
+        address, length = int(net.network_address), net.prefixlen
+        found: list[int] = []
+        for src_len, table in by_length.items():
+            if src_len <= length:
+                found += table.get(address >> (w - src_len) << (w - src_len) if src_len else 0, ())
+            else:
+                found += [i for prefix, ids in table.items() if prefix >> (w - length) << (w - length) == address
+                          for i in ids]
+        relevant = [rules[i] for i in sorted(found)]
+        member = Box(address, length, 0, 0, *ANY_PROTO, *FULL_L4, *FULL_L4)
+        within = [b for d in drops if (b := intersect(d, member, w)) is not None]
+        out += entries(family, [p for box in within for p in allowed_by(relevant, default, family, box)])
+    return out
 
 
 def check_service_ports(boxes: list[Box]) -> None:
