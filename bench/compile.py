@@ -43,6 +43,7 @@ from bench import previous_compiler as baseline
 from vppagent.drivers.vpp.classifier.admits import admit_sessions
 from vppagent.drivers.vpp.classifier.admits import members as admit_members
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, gated_lists
+from vppagent.drivers.vpp.classifier.regions import member_entries
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
@@ -311,10 +312,14 @@ def _chain(state: DataplaneState, gate: Gate, pkt: Packet) -> str:
     def hits(e: GapEntry) -> bool:
         return e.proto == pkt.proto and dst in e.dst and (pkt.dst_port & e.dport_mask) == e.dport and src in e.src
 
-    for gated in gate.sets:  # admit tables: a member alone, or a member and one of its set's entries
+    for gated in gate.sets:  # admit tables: a member alone, or a member and an entry of its set's
+        worked_out = dict(gated.basis)  # (or the set's entries worked out for the member)
         for member in cat_members(state, gated.set_id, family):
-            if src in member and (family in gated.everywhere
-                                  or any(hits(e) and src in e.src for e in gated.admits if e.family == family)):
+            if src not in member:
+                continue
+            own = member_entries(family, worked_out[family], [member]) if family in worked_out else \
+                [e for e in gated.admits if e.family == family]
+            if family in gated.everywhere or any(hits(e) for e in own):
                 return "allow"
     return "deny" if any(hits(e) for e in gate.gaps if e.family == family) else "allow"  # gap tables, miss
 
