@@ -19,6 +19,7 @@ from vppagent.lab.felix_standin import FelixStandIn
 _RUN = f"vpk{os.getpid() % 100000}"
 _COUNTER = itertools.count()
 _UNAVAILABLE = netns_available()
+APPLY_TIMEOUT = 120.0  # a bound for a stuck agent; an apply here takes milliseconds when the machine is quiet
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,11 +64,18 @@ class KernelAgent(AgentProcess):
         target = self.sent
 
         def applied() -> dict[str, Any] | None:
-            report = self.state()
-            done = report["counters"]["messages"] >= target and report["last_apply"]["ok"] is not None
+            # GetState waits for the worker's lock, which an apply holds: an apply slowed down
+            # by a busy machine (another namespace being dismantled holds the kernel's RTNL lock,
+            # which route and sysctl writes need) leaves a GetState unanswered for seconds. That
+            # is a reason to ask again, not a failure; a dead agent is one.
+            assert self.proc is not None and self.proc.poll() is None, f"agent exited; {self.tail()}"
+            report = self.try_state()
+            done = (report is not None and report["counters"]["messages"] >= target
+                    and report["last_apply"]["ok"] is not None)
             return report if done else None
 
-        report: dict[str, Any] = wait_for(applied, what=f"{target} messages applied; log:\n{self.tail()}")
+        report: dict[str, Any] = wait_for(applied, timeout=APPLY_TIMEOUT,
+                                          what=f"{target} messages applied; log:\n{self.tail()}")
         return report
 
     def calls(self) -> dict[str, int]:

@@ -121,14 +121,22 @@ def sender(ns: str, iface: str) -> Callable[[bytes], None]:
     return send
 
 
-def collect(capture: socket.socket, wanted: set[Key], timeout: float) -> set[Key]:
-    """The wanted keys seen on the capture socket within `timeout` (returns early when all are)."""
+def collect(capture: socket.socket, wanted: set[Key], timeout: float, expected: set[Key] | None = None,
+            patience: float = 0.0) -> set[Key]:
+    """The wanted keys seen on the capture socket within `timeout` (returns early when all are).
+    While a key of `expected` (packets that should arrive) is still missing, it goes on watching,
+    up to `patience` seconds in all: under load an allowed packet can be late (neighbour
+    discovery, a busy CPU), and watching longer only gives a packet that must not arrive more time
+    to be caught."""
     seen: set[Key] = set()
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
     while seen != wanted:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([capture], [], [], left)[0]:
+        late = expected is not None and not expected <= seen
+        left = start + (max(timeout, patience) if late else timeout) - time.monotonic()
+        if left <= 0:
             break
+        if not select.select([capture], [], [], left)[0]:
+            continue  # the deadline is checked again: the expected packets may have come meanwhile
         while True:
             try:
                 data, addr = capture.recvfrom(65535)

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -21,9 +22,20 @@ from typing import TypeVar
 T = TypeVar("T")
 NODE_MAC = "ee:ee:ee:ee:ee:ee"  # Calico's host-side veth MAC; its link-local is the pods' v6 gateway
 NODE_LINK_LOCAL = "fe80::ecee:eeff:feee:eeee"
+# `ip netns add` and `del` wait for the kernel's RTNL lock, which a namespace being dismantled
+# elsewhere holds while it unregisters its links: seconds per thousand veths, longer under load
+# (docs/kernel-driver.md, "Tests under load"). A bound for a hung command, not an expected time.
+NETNS_TIMEOUT = 300.0
+READY_TIMEOUT = 60.0  # addresses and carriers of a new lab: normally milliseconds
+# How long a probe waits for its answer. A packet the policy denies never arrives, so a denied
+# probe costs its whole wait: DENIED_WAIT, as long as an allowed answer takes on a quiet machine
+# many times over. An allowed probe returns the moment it is answered, so it may wait much longer:
+# on a loaded machine the first packet to a pod waits for neighbour discovery and a busy CPU.
+DENIED_WAIT = 0.6
+ALLOWED_WAIT = 5.0
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 20) -> str:
+def sh(*argv: str, check: bool = True, timeout: float = 60) -> str:
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
@@ -57,8 +69,8 @@ def netns_available() -> str | None:
         return "kernel tests need root"
     probe = f"vpk-probe-{os.getpid()}"
     try:
-        sh("ip", "netns", "add", probe)
-        sh("ip", "netns", "del", probe)
+        sh("ip", "netns", "add", probe, timeout=NETNS_TIMEOUT)
+        sh("ip", "netns", "del", probe, timeout=NETNS_TIMEOUT)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         return f"network namespaces unavailable: {exc}"
     for tool in ("iptables-nft-restore", "ipset", "conntrack"):
@@ -93,7 +105,7 @@ class Lab:
         return f"{self.prefix}-client"
 
     def add_ns(self, name: str) -> str:
-        sh("ip", "netns", "add", name)
+        sh("ip", "netns", "add", name, timeout=NETNS_TIMEOUT)
         self.namespaces.append(name)
         sh("ip", "-n", name, "link", "set", "lo", "up")
         # No DAD: addresses must work at once (the tests have no duplicate addresses).
@@ -117,7 +129,25 @@ class Lab:
         sh("ip", "-n", client, "-6", "route", "add", "fd65::/16", "via", "fd18::1")
         for i in range(1, pods + 1):
             self.add_pod(i)
+        self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every lab link has carrier and every IPv6 address is usable: the veths' link-local
+        addresses (the pods' IPv6 gateway is the node's) appear only once the kernel has seen the
+        carrier, and any address stays "tentative" until the kernel's address worker has run,
+        even without DAD. A tentative address answers no neighbour solicitation, so a probe sent
+        before then waits a whole retransmission (1 s) and, under load, times out as a "drop"."""
+        links = [(self.node, "eth0"), (self.client, "eth0"), *((self.node, p.iface) for p in self.pods),
+                 *((p.ns, "eth0") for p in self.pods)]
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [f"{ns} {dev}: {why}" for ns, dev in links if (why := _not_ready(ns, dev, self))]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lab not ready after {timeout:.0f} s: {'; '.join(waiting)}")
+            time.sleep(0.02)
 
     def add_pod(self, i: int) -> Pod:
         pod = Pod(self.add_ns(f"{self.prefix}-pod{i}"), f"cali{i}", f"10.65.0.{i + 1}", f"fd65::{i + 1:x}")
@@ -145,7 +175,22 @@ class Lab:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         for ns in reversed(self.namespaces):
-            sh("ip", "netns", "del", ns, check=False)
+            sh("ip", "netns", "del", ns, check=False, timeout=NETNS_TIMEOUT)
+
+
+def _not_ready(ns: str, dev: str, lab: Lab) -> str | None:
+    """Why `dev` in `ns` cannot carry IPv6 yet, or None."""
+    link = sh("ip", "-n", ns, "-o", "link", "show", "dev", dev)
+    if "LOWER_UP" not in link:
+        return "no carrier"
+    addresses = sh("ip", "-n", ns, "-6", "-o", "addr", "show", "dev", dev)
+    if "tentative" in addresses:
+        return "tentative address"
+    if "fe80::" not in addresses:
+        return "no link-local address"
+    if ns == lab.node and dev != "eth0" and NODE_LINK_LOCAL not in addresses:
+        return f"no {NODE_LINK_LOCAL} (the pods' IPv6 gateway)"
+    return None
 
 
 # -- listeners and probes ---------------------------------------------------------------------
@@ -237,16 +282,16 @@ def udp_ok(ns: str, dst: str, port: int, timeout: float = 0.6) -> bool:
     return in_netns(ns, attempt)
 
 
-def ping_ok(ns: str, dst: str) -> bool:
-    """Real ping (echo request), one packet, one second."""
-    return subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "1", dst],
-                          capture_output=True, timeout=10, check=False).returncode == 0
+def ping_ok(ns: str, dst: str, wait: float = 1.0) -> bool:
+    """Real ping (echo request), one packet, waiting `wait` seconds for the reply."""
+    return subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", f"{wait:g}", dst],
+                          capture_output=True, timeout=wait + 60, check=False).returncode == 0
 
 
-def nc_ok(ns: str, dst: str, port: int) -> bool:
-    """netcat's connect check (-z), one second."""
-    return subprocess.run(["ip", "netns", "exec", ns, "nc", "-z", "-w", "1", dst, str(port)],
-                          capture_output=True, timeout=10, check=False).returncode == 0
+def nc_ok(ns: str, dst: str, port: int, wait: int = 1) -> bool:
+    """netcat's connect check (-z), waiting `wait` seconds (netcat takes whole seconds)."""
+    return subprocess.run(["ip", "netns", "exec", ns, "nc", "-z", "-w", str(wait), dst, str(port)],
+                          capture_output=True, timeout=wait + 60, check=False).returncode == 0
 
 
 @contextlib.contextmanager

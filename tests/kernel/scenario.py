@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tests.kernel.conftest import KernelAgent
-from tests.kernel.netlab import Lab, Pod, ping_ok, tcp_ok, udp_ok
+from tests.kernel.netlab import ALLOWED_WAIT, DENIED_WAIT, Lab, Pod, ping_ok, tcp_ok, udp_ok
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.model import ICMP_FOR_FAMILY
@@ -63,12 +63,16 @@ class World:
         return out.allowed and into.allowed
 
     def observe(self, probe: Probe) -> bool:
+        """Whether the probe got through. It waits longer when it is expected to get through:
+        that costs nothing when it does (it returns at once), and a packet that must not get
+        through is watched as long as before (netlab's DENIED_WAIT, ping's second)."""
         ns, dst = self.pod(probe.src).ns, self.ip(probe.dst)
+        wait = ALLOWED_WAIT if probe.expect else DENIED_WAIT
         if probe.kind == "tcp":
-            return tcp_ok(ns, dst, probe.port)
+            return tcp_ok(ns, dst, probe.port, wait)
         if probe.kind == "udp":
-            return udp_ok(ns, dst, probe.port)
-        return ping_ok(ns, dst)
+            return udp_ok(ns, dst, probe.port, wait)
+        return ping_ok(ns, dst, ALLOWED_WAIT if probe.expect else 1.0)
 
     def check(self, step: str, *probes: Probe) -> None:
         """All probes at once (denied ones wait for their timeout in parallel)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.conftest import KernelAgent, wait_for
-from tests.kernel.netlab import Lab, in_netns, nc_ok, servers, sh, tcp_ok
+from tests.kernel.netlab import ALLOWED_WAIT, DENIED_WAIT, Lab, in_netns, nc_ok, servers, sh, tcp_ok
 from tests.kernel.scenario import Probe, World
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
@@ -74,7 +74,7 @@ def test_policy_scenarios_with_real_traffic(lab: Lab, agent: KernelAgent, family
                 Probe("udp", 1, 2, 53), Probe("udp", 3, 2, 53, False),
                 Probe("tcp", 2, 1, 80, False),  # reverse of the allowed pod1 → pod2:80 (whose replies pass)
                 Probe("tcp", 2, 3, 80), Probe("tcp", 2, 3, 9090, False))
-        assert nc_ok(lab.pods[0].ns, w.ip(2), 80) and not nc_ok(lab.pods[0].ns, w.ip(2), 9090)
+        assert nc_ok(lab.pods[0].ns, w.ip(2), 80, wait=int(ALLOWED_WAIT)) and not nc_ok(lab.pods[0].ns, w.ip(2), 9090)
 
         # An IP set member added, then removed: the effect comes without any iptables-restore.
         before = restores(agent)
@@ -125,7 +125,7 @@ def test_host_endpoint_deny_all_keeps_failsafe_ssh(lab: Lab, agent: KernelAgent)
     with servers(lab.node, (22, 8080), v6=True):
         send(b.config({}), b.profile("kns.default", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
              b.in_sync())
-        assert tcp_ok(lab.client, "198.18.0.1", 8080), "no host endpoint: the host is not policed"
+        assert tcp_ok(lab.client, "198.18.0.1", 8080, ALLOWED_WAIT), "no host endpoint: the host is not policed"
         # Deny everything except ICMPv6: like Felix, neighbour discovery to a host endpoint is
         # policy's business (only workload-to-host NDP is accepted before policy).
         send(b.policy("host-deny", inbound=[b.rule("allow", protocol="icmpv6"), b.rule("deny")],
@@ -137,7 +137,7 @@ def test_host_endpoint_deny_all_keeps_failsafe_ssh(lab: Lab, agent: KernelAgent)
             for port, expect in ((22, True), (8080, False)):
                 pkt = Packet(6, ipaddress.ip_address(client), ipaddress.ip_address(node), 40000, port)
                 oracle = host_endpoint_verdict(state, "node-eth0", "ingress", pkt).allowed
-                seen = tcp_ok(lab.client, node, port)
+                seen = tcp_ok(lab.client, node, port, ALLOWED_WAIT if expect else DENIED_WAIT)
                 assert seen == oracle == expect, f"{node}:{port}: kernel {seen}, evaluator {oracle}"
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.kernel.conftest import KernelAgent, wait_for
-from tests.kernel.netlab import Lab, in_netns, servers, sh, tcp_connect, tcp_ok
+from tests.kernel.netlab import ALLOWED_WAIT, Lab, in_netns, servers, sh, tcp_connect, tcp_ok
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 
@@ -83,7 +83,7 @@ class DeniedProbe(threading.Thread):
 
 @contextmanager
 def echo(lab: Lab) -> Iterator[Echo]:
-    conn = tcp_connect(lab.pods[0].ns, "10.65.0.3", 80)
+    conn = tcp_connect(lab.pods[0].ns, "10.65.0.3", 80, ALLOWED_WAIT)
     assert conn is not None, "pod1 → pod2:80 must be allowed"
     worker = Echo(conn)
     worker.start()
@@ -138,12 +138,12 @@ def test_tampering_is_repaired_by_the_next_refresh(lab: Lab, agent: KernelAgent)
                             if _our_rules(before, c))
         sh("ip", "netns", "exec", lab.node, "iptables-nft", "-I", "vpa-tw-cali2", "1", "-j", "ACCEPT")
         sh("ip", "netns", "exec", lab.node, "iptables-nft", "-D", policy_chain, "1")
-        assert tcp_ok(lab.pods[2].ns, "10.65.0.3", 9090), "the hand-inserted ACCEPT opened pod2"
+        assert tcp_ok(lab.pods[2].ns, "10.65.0.3", 9090, ALLOWED_WAIT), "the hand-inserted ACCEPT opened pod2"
         wait_for(lambda: _our_rules(_save(lab), "vpa-tw-cali2") == _our_rules(before, "vpa-tw-cali2")
                  and _our_rules(_save(lab), policy_chain) == _our_rules(before, policy_chain),
                  timeout=10, what="refresh repairing both chains")
         assert not tcp_ok(lab.pods[2].ns, "10.65.0.3", 9090)
-        assert tcp_ok(lab.pods[0].ns, "10.65.0.3", 80)
+        assert tcp_ok(lab.pods[0].ns, "10.65.0.3", 80, ALLOWED_WAIT)
         assert agent.state()["driver_status"]["counters"]["repairs"] >= 1
 
 
