@@ -284,3 +284,129 @@ def test_bad_services_settings_are_one_line_naming_the_setting(flags: dict[str, 
     with pytest.raises(ConfigError) as caught:
         load_config(flags)
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value), caught.value
+
+
+# -- the source-NAT address announced on its uplink (services/proxy.py) ----------------------------
+SNAT4, SNAT6 = ipaddress.IPv4Address("192.0.2.5"), ipaddress.IPv6Address("2001:db8::5")
+
+
+def dual_uplink(target: Target) -> int:
+    """An uplink holding the node's addresses 192.0.2.1/24 and 2001:db8::1/64."""
+    sw_if_index = uplink(target)
+    target.raw.api.sw_interface_add_del_address(sw_if_index=sw_if_index, is_add=True, prefix="2001:db8::1/64")
+    return sw_if_index
+
+
+def proxies(target: Target) -> tuple[list[tuple[int, str, str]], set[int], set[tuple[int, str]]]:
+    """(proxy ARP ranges, interfaces with proxy ARP, ND proxy entries), as VPP's dumps give them."""
+    api = target.raw.api
+    return ([(int(d.proxy.table_id), str(d.proxy.low), str(d.proxy.hi)) for d in api.proxy_arp_dump()],
+            {int(d.sw_if_index) for d in api.proxy_arp_intfc_dump()},
+            {(int(d.sw_if_index), str(d.ip)) for d in api.ip6nd_proxy_dump()})
+
+
+def snat_driver(target: Target, v4: ipaddress.IPv4Address = SNAT4, v6: ipaddress.IPv6Address = SNAT6) -> VppDriver:
+    return make_driver(target, service_settings=ServiceSettings(snat_ipv4=v4, snat_ipv6=v6))
+
+
+WEB_NODEPORT = services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"], node_port=30080))
+
+
+def test_the_source_nat_address_is_announced_on_its_uplink_once(sim_target: Target) -> None:
+    up = dual_uplink(sim_target)
+    driver = snat_driver(sim_target)
+    try:
+        driver.resync(DataplaneState())
+        driver.set_services(WEB_NODEPORT)
+        assert driver.service_errors() == {}
+        assert proxies(sim_target) == ([(0, str(SNAT4), str(SNAT4))], {up}, {(up, str(SNAT6))})
+        notes = driver.status()["snat_proxy"]["notes"]
+        assert notes == [f"{SNAT4}: proxy ARP on loop{up - 1}", f"{SNAT6}: ND proxy on loop{up - 1}"], notes
+        writes = driver.conn.writes
+        driver.resync(DataplaneState())  # read back, nothing differs: nothing written
+        driver.set_services(WEB_NODEPORT)
+        assert driver.conn.writes == writes
+        assert proxies(sim_target) == ([(0, str(SNAT4), str(SNAT4))], {up}, {(up, str(SNAT6))})
+    finally:
+        driver.close()
+
+
+def test_an_address_in_no_uplinks_subnet_gets_no_proxy_and_says_so(sim_target: Target) -> None:
+    dual_uplink(sim_target)
+    driver = snat_driver(sim_target, ipaddress.IPv4Address("198.51.100.5"), ipaddress.IPv6Address("2001:db9::5"))
+    try:
+        driver.resync(DataplaneState())
+        driver.set_services(WEB_NODEPORT)
+        assert driver.service_errors() == {}
+        assert proxies(sim_target) == ([], set(), set())
+        notes = driver.status()["snat_proxy"]["notes"]
+        assert len(notes) == 2 and all("in no uplink's subnet" in note for note in notes), notes
+    finally:
+        driver.close()
+
+
+def test_a_changed_address_replaces_ours_and_leaves_others_alone(sim_target: Target) -> None:
+    up = dual_uplink(sim_target)
+    other = uplink(sim_target, "203.0.113.1")
+    api = sim_target.raw.api
+    # someone else's: a wider range, a single address elsewhere, proxy ARP on another interface, an ND entry
+    for low, high in (("192.0.2.100", "192.0.2.110"), ("192.0.2.77", "192.0.2.77")):
+        api.proxy_arp_add_del(is_add=True, proxy={"table_id": 0, "low": low, "hi": high})
+    api.proxy_arp_intfc_enable_disable(sw_if_index=other, enable=True)
+    api.ip6nd_proxy_add_del(sw_if_index=up, is_add=True, ip="2001:db8::77")
+    first = snat_driver(sim_target)
+    first.resync(DataplaneState())
+    first.set_services(WEB_NODEPORT)
+    first.close()
+    # the agent restarts with other addresses: cnat's old ones are released, their proxies ours to remove
+    second = snat_driver(sim_target, ipaddress.IPv4Address("192.0.2.6"), ipaddress.IPv6Address("2001:db8::6"))
+    try:
+        second.resync(DataplaneState())
+        second.set_services(WEB_NODEPORT)
+        assert second.service_errors() == {}
+        ranges, interfaces, nd = proxies(sim_target)
+        assert ranges == [(0, "192.0.2.100", "192.0.2.110"), (0, "192.0.2.77", "192.0.2.77"), (0, "192.0.2.6", "192.0.2.6")]
+        assert interfaces == {up, other}
+        assert nd == {(up, "2001:db8::77"), (up, "2001:db8::6")}
+        cnat = sim_target.emulator.state.cnat
+        assert cnat.snat_addresses == (ipaddress.IPv4Address("192.0.2.6").packed, ipaddress.IPv6Address("2001:db8::6").packed)
+        assert cnat.snat_policy == 2  # set again after the release
+        assert second.status()["snat_proxy"]["retired"] == [str(SNAT4), str(SNAT6)]
+        second.remove_all()  # a swap away: ours go, the others' stay (the interface flag it found on, too)
+        assert proxies(sim_target) == ([(0, "192.0.2.100", "192.0.2.110"), (0, "192.0.2.77", "192.0.2.77")],
+                                       {up, other}, {(up, "2001:db8::77")})
+    finally:
+        second.close()
+
+
+def test_proxy_arp_is_turned_off_only_where_the_driver_turned_it_on(sim_target: Target) -> None:
+    up = dual_uplink(sim_target)
+    driver = snat_driver(sim_target)
+    try:
+        driver.resync(DataplaneState())
+        driver.set_services(WEB_NODEPORT)
+        assert proxies(sim_target)[1] == {up}
+        driver.remove_all()
+        assert proxies(sim_target) == ([], set(), set())
+    finally:
+        driver.close()
+
+
+def test_a_refused_proxy_write_is_the_outside_services_error_and_is_retried(sim_target: Target) -> None:
+    up = dual_uplink(sim_target)
+    sim_target.emulator.faults.reject("proxy_arp_add_del", ApiError.NO_SUCH_FIB, times=1)
+    cluster_only = service("default/dns", "10.96.0.53", 53, ["10.65.0.5"], proto="udp")
+    driver = snat_driver(sim_target)
+    try:
+        driver.resync(DataplaneState())
+        driver.set_services(services(*WEB_NODEPORT.values(), cluster_only))
+        errors = driver.service_errors()
+        assert list(errors) == ["default/web"], errors  # a ClusterIP alone does not need the address
+        assert "source-NAT address not announced" in errors["default/web"] and "proxy_arp_add_del" in errors["default/web"]
+        assert held(sim_target)["10.96.0.10:80/6"] == (["10.65.0.3:8080"], 0)  # the translations are programmed
+        report = driver.poll()  # retried at the keepalive
+        assert report is not None and report.ok
+        assert driver.service_errors() == {}
+        assert proxies(sim_target) == ([(0, str(SNAT4), str(SNAT4))], {up}, {(up, str(SNAT6))})
+    finally:
+        driver.close()

@@ -11,8 +11,9 @@ running 26.06 (``tests/vppsim/fidelity_sequences.py``, the ``cnat_`` sequences):
   translation's flags and its flow hash are not filled in (zero). Each path's flags are the ones
   given plus the tracker's "active" bit (both endpoints resolved, as an address always is), whose
   value differs by release (``Release.cnat_active_flag``).
-- SNAT configuration (``cnat_set_snat_addresses``, ``cnat_set_snat_policy``,
-  ``cnat_snat_policy_add_del_if``) and, in 26.06, the per-interface feature
+- SNAT configuration (``cnat_set_snat_addresses``, ``cnat_get_snat_addresses``, ``cnat_set_snat_policy``,
+  ``cnat_snat_policy_add_del_if``; addresses all zero delete the entry, as ``cnat_set_snat`` does)
+  and, in 26.06, the per-interface feature
   (``feature_cnat_enable_disable``): kept as state; an interface that does not exist answers
   INVALID_SW_IF_INDEX (``VALIDATE_SW_IF_INDEX``), anything else 0. VPP counts feature enables; the
   emulator counts them too.
@@ -24,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vppagent.drivers.vpp.api.errors import OK, ApiError
+from vppagent.drivers.vpp.api.errors import NO_INDEX, OK, ApiError
 from vppagent.vppsim.addresses import IPAddress, decode_address, encode_address
 from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import InterfaceTable
@@ -71,6 +72,7 @@ class Cnat:
             "cnat_translation_del": self.delete,
             "cnat_translation_dump": self.dump,
             "cnat_set_snat_addresses": self.set_snat_addresses,
+            "cnat_get_snat_addresses": self.get_snat_addresses,
             "cnat_set_snat_policy": self.set_snat_policy,
             "cnat_snat_policy_add_del_if": self.snat_policy_add_del_if,
             "feature_cnat_enable_disable": self.feature_enable_disable,
@@ -82,8 +84,23 @@ class Cnat:
             members.discard(sw_if_index)
 
     def set_snat_addresses(self, request: Request) -> list[Reply]:
-        self.snat_addresses = (bytes(request.fields["snat_ip4"]), bytes(request.fields["snat_ip6"]))
+        """A zero address keeps what the family had; all zero (and no interface) deletes the entry,
+        with its policy and interface tables (FEATURE_DISABLED when there is none)."""
+        ip4, ip6 = bytes(request.fields["snat_ip4"]), bytes(request.fields["snat_ip6"])
+        if not any(ip4) and not any(ip6) and request.fields["sw_if_index"] == NO_INDEX:
+            if self.snat_addresses is None:
+                return retval_reply("cnat_set_snat_addresses_reply", ApiError.FEATURE_DISABLED)
+            self.snat_addresses, self.snat_policy, self.snat_interfaces = None, 0, {}
+            return retval_reply("cnat_set_snat_addresses_reply", OK)
+        held4, held6 = self.snat_addresses or (bytes(4), bytes(16))
+        self.snat_addresses = (ip4 if any(ip4) else held4, ip6 if any(ip6) else held6)
         return retval_reply("cnat_set_snat_addresses_reply", OK)
+
+    def get_snat_addresses(self, request: Request) -> list[Reply]:
+        if self.snat_addresses is None:
+            return retval_reply("cnat_get_snat_addresses_reply", ApiError.FEATURE_DISABLED)
+        return retval_reply("cnat_get_snat_addresses_reply", OK, snat_ip4=self.snat_addresses[0],
+                            snat_ip6=self.snat_addresses[1], sw_if_index=NO_INDEX)
 
     def set_snat_policy(self, request: Request) -> list[Reply]:
         self.snat_policy = int(request.fields["policy"])

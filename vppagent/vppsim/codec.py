@@ -51,6 +51,8 @@ MODULES: tuple[str, ...] = (
     "interface",
     "ip",
     "ip_neighbor",
+    "arp",
+    "ip6_nd",
     "tapv2",
     "classify",
     "acl",

@@ -15,6 +15,7 @@ from vppagent.vppsim.handlers import Handler, Reply, Request, retval_reply
 from vppagent.vppsim.interfaces import Interface, InterfaceTable
 from vppagent.vppsim.iplink import IpLinks
 from vppagent.vppsim.packet import Direction, Packet, Verdict
+from vppagent.vppsim.proxy import Proxies
 from vppagent.vppsim.release import Release, release
 from vppagent.vppsim.routes import Fib
 from vppagent.vppsim.rxmode import RxQueues
@@ -57,6 +58,7 @@ class SimState:
         self.classifier = Classifier(self.interfaces)
         self.fib = Fib(self.interfaces, neighbours=lambda: self.ip_links.neighbors.keys())
         self.cnat = Cnat(self.release.cnat_active_flag, self.interfaces)
+        self.proxies = Proxies(self.interfaces, self.fib)
         self.ip_links = IpLinks(self.interfaces, ip6_needs_ethernet=self.release.ip6_enable_needs_ethernet)
         self.interfaces.on_deleted(self.ip_links.on_interface_deleted)
         self.rx_queues = RxQueues(self.interfaces)
@@ -64,6 +66,7 @@ class SimState:
         self.interfaces.on_deleted(self.acl.on_interface_deleted)
         self.interfaces.on_deleted(self.classifier.on_interface_deleted)
         self.interfaces.on_deleted(self.cnat.on_interface_deleted)
+        self.interfaces.on_deleted(self.proxies.on_interface_deleted)
         self.interfaces.on_event(self._interface_event)
         self.event_subscriptions: dict[int, EventSubscription] = {}
         self.pending_events: list[PendingEvent] = []
@@ -83,6 +86,7 @@ class SimState:
             **self.ip_links.handlers(),
             **self.rx_queues.handlers(),
             **self.cnat.handlers(),
+            **self.proxies.handlers(),
         }
         self.pre_decode_checks = self.acl.pre_decode_checks()
 

@@ -39,7 +39,14 @@ from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
-from vppagent.drivers.vpp.services.converge import converge_services, enable_cnat, node_addresses, read_translations
+from vppagent.drivers.vpp.services.converge import (
+    converge_services,
+    enable_cnat,
+    node_addresses,
+    read_translations,
+    uplink_interfaces,
+)
+from vppagent.drivers.vpp.services.proxy import SnatProxy
 from vppagent.drivers.vpp.services.settings import ServiceSettings
 from vppagent.drivers.vpp.services.translations import TranslationKey
 from vppagent.drivers.vpp.tags import workload_tag
@@ -95,6 +102,7 @@ class VppDriver(Driver):
         self._services_down: str | None = None  # why no Service can be held now (VPP unreachable)
         self._cnat_setup = False  # on this connection: cnat's source NAT policy set
         self._cnat_interfaces: set[tuple[int, str]] = set()  # on this connection: cnat's feature enabled
+        self._snat_proxy = SnatProxy()  # proxy ARP / ND for the source-NAT address (services/proxy.py)
 
     # -- Driver API ------------------------------------------------------------------------------
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -177,12 +185,20 @@ class VppDriver(Driver):
         if not removing and self.conn.cnat_features and self._programmed is not None:
             self._cnat_interfaces, self._cnat_setup = enable_cnat(
                 self.calls, self._programmed, self._cnat_interfaces, self.service_settings,
-                setup=not self._cnat_setup)
+                setup=not self._cnat_setup, retired=self._snat_proxy.retired)
+        if self.conn.cnat_features and self._programmed is not None:
+            self._snat_proxy.converge(self.calls, self.conn.snat_proxy_problem, self.service_settings,
+                                      uplink_interfaces(self._programmed), reread=reread, removing=removing)
         if reread or self._translations is None:
             self._translations = read_translations(self.calls)
         nodes = frozenset() if self._programmed is None else node_addresses(self._programmed)
         result = converge_services(self.calls, self._translations, services, self._made_translations,
                                    self.service_settings, nodes)
+        proxy_error = self._snat_proxy.last.error
+        if proxy_error is not None and not removing:  # the Services reached from outside need the address
+            for name, entry in services.items():
+                if not entry.error and any(f.kind != "cluster" for p in entry.ports for f in p.frontends):
+                    result.failed.setdefault(name, proxy_error)
         self._service_failures = result.failed
         self.stats["services"] = {"translations": len(self._translations), "made": len(self._made_translations),
                                   "writes": result.writes, "deletes": result.deletes, "failed": len(result.failed)}
@@ -231,7 +247,7 @@ class VppDriver(Driver):
                 "api_requests": sum(self.conn.requests.values()), "api_writes": self.conn.writes,
                 "compiles": self._compiler.compiles, "gated_lists": self._compiler.gated,
                 "classifier_chains": len(self.classifier.chains),
-                "cnat_features": self.conn.cnat_features, **self.stats,
+                "cnat_features": self.conn.cnat_features, "snat_proxy": self._snat_proxy.status(), **self.stats,
             }
 
     def close(self) -> None:
@@ -273,6 +289,7 @@ class VppDriver(Driver):
         self._programmed = None
         self._translations = None
         self._cnat_setup, self._cnat_interfaces = False, set()
+        self._snat_proxy.connected()
         if self._had_connection:
             self.stats["reconnects"] += 1
         self._had_connection = True

@@ -155,6 +155,25 @@ KEPT_MESSAGES: dict[str, list[str] | None] = {
         "cnat_snat_policy_add_del_if_reply",
         "feature_cnat_enable_disable",
         "feature_cnat_enable_disable_reply",
+        "cnat_get_snat_addresses",
+        "cnat_get_snat_addresses_reply",
+    ],
+    # proxy ARP / ND for the Services' source-NAT address (services/proxy.py)
+    "arp": [
+        "proxy_arp_add_del",
+        "proxy_arp_add_del_reply",
+        "proxy_arp_dump",
+        "proxy_arp_details",
+        "proxy_arp_intfc_enable_disable",
+        "proxy_arp_intfc_enable_disable_reply",
+        "proxy_arp_intfc_dump",
+        "proxy_arp_intfc_details",
+    ],
+    "ip6_nd": [
+        "ip6nd_proxy_add_del",
+        "ip6nd_proxy_add_del_reply",
+        "ip6nd_proxy_dump",
+        "ip6nd_proxy_details",
     ],
 }
 # Kept where the release has them (26.06 added cnat's per-interface feature API).

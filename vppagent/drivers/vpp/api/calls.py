@@ -92,7 +92,11 @@ class VppCalls:
 
     def interface_addresses(self, sw_if_index: int) -> list[IPAddress]:
         """The interface's own addresses, IPv4 first."""
-        return [ipaddress.ip_interface(a.prefix).ip for is_ip6 in (False, True)
+        return [prefix.ip for prefix in self.interface_prefixes(sw_if_index)]
+
+    def interface_prefixes(self, sw_if_index: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        """The interface's own addresses with their prefix lengths (the subnets on it), IPv4 first."""
+        return [ipaddress.ip_interface(a.prefix) for is_ip6 in (False, True)
                 for a in self.conn.dump("ip_address_dump", sw_if_index=sw_if_index, is_ipv6=is_ip6)]
 
     def set_tag(self, sw_if_index: int, tag: str, what: str) -> None:
@@ -305,6 +309,49 @@ class VppCalls:
     def cnat_snat_pod_interface(self, sw_if_index: int) -> None:
         self.conn.call("cnat_snat_policy_add_del_if", sw_if_index=sw_if_index, is_add=1, table=CNAT_POLICY_POD,
                        what=f"interface {sw_if_index} as a pod's for cnat source NAT")
+
+    def cnat_snat_addresses(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv6Address] | None:
+        """cnat's source-NAT addresses (zero where a family has none), or None when none are set
+        (FEATURE_DISABLED: cnat has no source-NAT entry)."""
+        reply = self.conn.call("cnat_get_snat_addresses", accept=(0, ApiError.FEATURE_DISABLED),
+                               what="cnat source NAT addresses")
+        if int(reply.retval) != 0:
+            return None
+        return ipaddress.IPv4Address(reply.snat_ip4), ipaddress.IPv6Address(reply.snat_ip6)
+
+    def cnat_snat_release(self) -> None:
+        """Delete cnat's source-NAT entry (all zero): cnat frees the FIB entries of its addresses and
+        forgets its policy and interface tables (set again after). None set is fine (FEATURE_DISABLED)."""
+        self.conn.call("cnat_set_snat_addresses", accept=(0, ApiError.FEATURE_DISABLED), snat_ip4="0.0.0.0",
+                       snat_ip6="::", sw_if_index=NO_INDEX, what="cnat source NAT addresses released")
+
+    # -- proxy ARP / ND (the Services' source-NAT address) ----------------------------------------
+    def proxy_arp_ranges(self) -> list[tuple[int, ipaddress.IPv4Address, ipaddress.IPv4Address]]:
+        """Every proxy ARP range: (table id, low, high)."""
+        return [(int(d.proxy.table_id), ipaddress.IPv4Address(d.proxy.low), ipaddress.IPv4Address(d.proxy.hi))
+                for d in self.conn.dump("proxy_arp_dump")]
+
+    def proxy_arp_range(self, address: ipaddress.IPv4Address, *, add: bool) -> None:
+        """A single-address range in table 0; gone already is fine (NO_SUCH_ENTRY)."""
+        self.conn.call("proxy_arp_add_del", accept=(0,) if add else (0, ApiError.NO_SUCH_ENTRY), is_add=add,
+                       proxy={"table_id": 0, "low": str(address), "hi": str(address)},
+                       what=f"proxy ARP for {address}" + ("" if add else " removed"))
+
+    def proxy_arp_interfaces(self) -> set[int]:
+        return {int(d.sw_if_index) for d in self.conn.dump("proxy_arp_intfc_dump")}
+
+    def proxy_arp_interface(self, sw_if_index: int, *, enable: bool) -> None:
+        self.conn.call("proxy_arp_intfc_enable_disable", sw_if_index=sw_if_index, enable=enable,
+                       what=f"proxy ARP {'on' if enable else 'off'} on interface {sw_if_index}")
+
+    def nd_proxies(self) -> set[tuple[int, ipaddress.IPv6Address]]:
+        """Every ND proxy entry: (interface, address)."""
+        return {(int(d.sw_if_index), ipaddress.IPv6Address(d.ip)) for d in self.conn.dump("ip6nd_proxy_dump")}
+
+    def nd_proxy(self, sw_if_index: int, address: ipaddress.IPv6Address, *, add: bool) -> None:
+        """Add or delete (both idempotent in VPP)."""
+        self.conn.call("ip6nd_proxy_add_del", sw_if_index=sw_if_index, is_add=add, ip=str(address),
+                       what=f"ND proxy for {address} on interface {sw_if_index}" + ("" if add else " removed"))
 
 
 def _cnat_endpoint(address: str, port: int) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from vppagent.drivers.vpp.api.messages import (
     release_of,
     requests,
     services_problem,
+    snat_proxy_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class VppConnection:
         self.layout: ApiLayout | None = None
         self.services_problem: str | None = "not connected to VPP"
         self.cnat_features = False  # VPP has cnat's per-interface feature and SNAT policy as pinned
+        self.snat_proxy_problem: str | None = "not connected to VPP"  # None: proxy ARP / ND usable
         self.definitions = ""  # "get_api_json", or the directory the definitions came from
         self.requests: Counter[str] = Counter()
         self.writes = 0
@@ -151,6 +153,7 @@ class VppConnection:
                 self.services_problem = services_problem(by_name, lambda n: hasattr(client.api, n))
                 self.cnat_features = self.services_problem is None and not group_problems(
                     SERVICE_FEATURE_MESSAGES, by_name, lambda n: hasattr(client.api, n))
+                self.snat_proxy_problem = snat_proxy_problem(by_name, lambda n: hasattr(client.api, n))
                 release = release_of(self.version)
                 if release not in layout.releases:
                     log.warning("VPP %s is not a release this driver was tested with (%s); its messages "

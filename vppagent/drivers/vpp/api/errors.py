@@ -22,6 +22,7 @@ class ApiError(IntEnum):
     UNIMPLEMENTED = -9  # e.g. an rx-mode or queue the device does not have (26.06)
     INVALID_SW_IF_INDEX_2 = -10
     SYSCALL_ERROR_1 = -11
+    FEATURE_DISABLED = -30  # e.g. cnat's source-NAT addresses read or deleted before any was set
     INVALID_REGISTRATION = -31
     NO_PATHS_IN_ROUTE = -52
     UNKNOWN_DESTINATION = -54  # a route path through an interface that does not exist (26.06)

@@ -7,7 +7,9 @@ names what is missing or different (GoVPP's compatibility check, done the same w
 
 Services (cnat translations, `SERVICE_MESSAGES`) are an optional group: a VPP without the cnat
 plugin, or with other CRCs for these, still runs the driver; only Services then cannot be programmed
-(`VppConnection.services_problem` says why, and every Service reports it as its error).
+(`VppConnection.services_problem` says why, and every Service reports it as its error). Proxy
+ARP / ND for the source-NAT address (`SNAT_PROXY_MESSAGES`) are a third group
+(`VppConnection.snat_proxy_problem`).
 
 `LAYOUTS` lists each pinned CRC table with the VPP releases known to carry exactly it; the
 connection uses the one VPP's table fits (docs/vpp-driver.md, "Connection": why, and how a release
@@ -125,6 +127,28 @@ SERVICE_FEATURE_MESSAGES: Final[dict[str, str]] = {
     "cnat_set_snat_policy_reply": "e8d4e804",
     "cnat_snat_policy_add_del_if": "4ebb8d02",
     "cnat_snat_policy_add_del_if_reply": "e8d4e804",
+    # read back before the addresses are set, so that a changed address releases the old one
+    "cnat_get_snat_addresses": "51077d14",
+    "cnat_get_snat_addresses_reply": "879513c1",
+}
+
+# Proxy ARP and ND proxy (arp.api 1.0.0, ip6_nd.api 1.0.0: the same CRCs in 25.10 and 26.06): VPP answers
+# ARP / neighbour solicitations for the Services' source-NAT address on the uplink whose subnet holds
+# it (services/proxy.py). Without them Services are programmed all the same; those reached from
+# outside report that the address is not announced (docs/services.md, "Source NAT").
+SNAT_PROXY_MESSAGES: Final[dict[str, str]] = {
+    "proxy_arp_add_del": "1823c3e7",
+    "proxy_arp_add_del_reply": "e8d4e804",
+    "proxy_arp_dump": "51077d14",
+    "proxy_arp_details": "5b948673",
+    "proxy_arp_intfc_enable_disable": "ae6cfcfb",
+    "proxy_arp_intfc_enable_disable_reply": "e8d4e804",
+    "proxy_arp_intfc_dump": "51077d14",
+    "proxy_arp_intfc_details": "f6458e5f",
+    "ip6nd_proxy_add_del": "c2e4a686",
+    "ip6nd_proxy_add_del_reply": "e8d4e804",
+    "ip6nd_proxy_dump": "51077d14",
+    "ip6nd_proxy_details": "30b9ff4a",
 }
 
 # Requests that change nothing in VPP: everything else counts as a write.
@@ -132,7 +156,8 @@ READ_ONLY: Final[frozenset[str]] = frozenset({
     "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
     "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
     "classify_table_info", "classify_session_dump", "cnat_translation_dump",
-    "ip_route_v2_dump", "sw_interface_rx_placement_dump",
+    "ip_route_v2_dump", "sw_interface_rx_placement_dump", "cnat_get_snat_addresses",
+    "proxy_arp_dump", "proxy_arp_intfc_dump", "ip6nd_proxy_dump",
 })
 
 
@@ -188,3 +213,9 @@ def services_problem(table: Mapping[str, str], usable: Callable[[str], bool]) ->
     """Why this VPP cannot program Services, or None when it can."""
     problems = group_problems(SERVICE_MESSAGES, table, usable)
     return f"VPP's cnat plugin cannot be used for Services: {'; '.join(problems)}" if problems else None
+
+
+def snat_proxy_problem(table: Mapping[str, str], usable: Callable[[str], bool]) -> str | None:
+    """Why this VPP cannot announce the source-NAT address (proxy ARP / ND), or None when it can."""
+    problems = group_problems(SNAT_PROXY_MESSAGES, table, usable)
+    return f"VPP's proxy ARP / ND messages cannot be used: {'; '.join(problems)}" if problems else None

@@ -45,25 +45,47 @@ def _outside(programmed: Programmed) -> list[InterfaceInfo]:
 
 
 def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, str]], settings: ServiceSettings,
-                *, setup: bool) -> tuple[set[tuple[int, str]], bool]:
+                *, setup: bool, retired: set[Address]) -> tuple[set[tuple[int, str]], bool]:
     """cnat's feature (and, for pods, its source-NAT pod table) on interfaces not yet done on this
-    connection (`done`: (sw_if_index, name)); the source-NAT policy with `setup`. Returns what is
-    done, and whether the policy is set. A refusal costs source NAT only: logged, retried on the next pass."""
+    connection (`done`: (sw_if_index, name)); the source-NAT addresses and policy with `setup`.
+    Returns what is done, and whether the policy is set. A refusal costs source NAT only: logged,
+    retried on the next pass.
+
+    cnat keeps the FIB entry of a source-NAT address it is told to replace (`cnat_set_snat` overwrites
+    the address, never frees the old one's client), so addresses that differ from what cnat holds are
+    set after releasing cnat's entry (all zero: `cnat_snat_cleanup` frees both addresses' entries and
+    the entry's policy and pod table, set again here). What cnat held and the configuration no longer
+    names is added to `retired` (its proxy ARP / ND entries are ours to remove: proxy.py)."""
     try:
+        released = False
         if setup:
-            calls.cnat_snat_k8s(*settings.snat_addresses())
+            wanted = settings.snat_addresses()
+            held = calls.cnat_snat_addresses()
+            if held is not None and (str(held[0]), str(held[1])) != wanted:
+                retired.update(a for a in held if int(a) != 0 and str(a) not in wanted)
+                calls.cnat_snat_release()
+                released = True
+                log.info("cnat source NAT addresses %s, %s replaced by %s, %s", held[0], held[1], *wanted)
+            calls.cnat_snat_k8s(*wanted)
         now = set()
         for info in _outside(programmed):
             ident = (info.sw_if_index, info.name)
             if ident not in done:
                 calls.cnat_feature(info.sw_if_index)
-                if info.is_pod:
-                    calls.cnat_snat_pod_interface(info.sw_if_index)
+            if info.is_pod and (ident not in done or released):
+                calls.cnat_snat_pod_interface(info.sw_if_index)
             now.add(ident)
         return now, True
     except ApiRefused as exc:
         log.warning("cnat feature or source NAT not set (hairpin and flows to other nodes will not work): %s", exc)
+        if released:  # cnat forgot its pod table: the pods go in again next time
+            done = done - {(i.sw_if_index, i.name) for i in _outside(programmed) if i.is_pod}
         return done, not setup
+
+
+def uplink_interfaces(programmed: Programmed) -> dict[int, str]:
+    """The interfaces holding node addresses (sw_if_index -> name): neither pods' nor the pod gateway."""
+    return {info.sw_if_index: info.name for info in _outside(programmed) if not info.is_pod}
 
 
 def read_translations(calls: VppCalls) -> dict[TranslationKey, CnatDetails]:
