@@ -365,11 +365,13 @@ def test_a_changed_address_replaces_ours_and_leaves_others_alone(sim_target: Tar
         second.set_services(WEB_NODEPORT)
         assert second.service_errors() == {}
         ranges, interfaces, nd = proxies(sim_target)
-        assert ranges == [(0, "192.0.2.100", "192.0.2.110"), (0, "192.0.2.77", "192.0.2.77"), (0, "192.0.2.6", "192.0.2.6")]
+        assert ranges == [(0, "192.0.2.100", "192.0.2.110"), (0, "192.0.2.77", "192.0.2.77"),
+                          (0, "192.0.2.6", "192.0.2.6")]
         assert interfaces == {up, other}
         assert nd == {(up, "2001:db8::77"), (up, "2001:db8::6")}
         cnat = sim_target.emulator.state.cnat
-        assert cnat.snat_addresses == (ipaddress.IPv4Address("192.0.2.6").packed, ipaddress.IPv6Address("2001:db8::6").packed)
+        assert cnat.snat_addresses == (ipaddress.IPv4Address("192.0.2.6").packed,
+                                       ipaddress.IPv6Address("2001:db8::6").packed)
         assert cnat.snat_policy == 2  # set again after the release
         assert second.status()["snat_proxy"]["retired"] == [str(SNAT4), str(SNAT6)]
         second.remove_all()  # a swap away: ours go, the others' stay (the interface flag it found on, too)
@@ -402,7 +404,8 @@ def test_a_refused_proxy_write_is_the_outside_services_error_and_is_retried(sim_
         driver.set_services(services(*WEB_NODEPORT.values(), cluster_only))
         errors = driver.service_errors()
         assert list(errors) == ["default/web"], errors  # a ClusterIP alone does not need the address
-        assert "source-NAT address not announced" in errors["default/web"] and "proxy_arp_add_del" in errors["default/web"]
+        assert "source-NAT address not announced" in errors["default/web"]
+        assert "proxy_arp_add_del" in errors["default/web"]
         assert held(sim_target)["10.96.0.10:80/6"] == (["10.65.0.3:8080"], 0)  # the translations are programmed
         report = driver.poll()  # retried at the keepalive
         assert report is not None and report.ok
