@@ -17,7 +17,7 @@ being the node's address that Felix's HostMetadata gives) to:
 - a NodePort whose only backend is on another node (a namespace behind the peer, reached through
   the uplink), IPv4 and IPv6: the backend sees the configured source-NAT address
   (`VPPAGENT_SERVICE_SNAT_IPV4`/`_IPV6`, an address on the uplink's subnet that VPP alone answers
-  for: proxy ARP / ND proxy set by the operator, here the test), the answer reaches the client,
+  for: proxy ARP / ND proxy, set by the driver, nothing by the test), the answer reaches the client,
   and the node's own address still answers ping.
 """
 
@@ -122,7 +122,7 @@ def remote_slices() -> list[dict[str, Any]]:
 
 def build_other_node(lab: PodLab, vpp: RealVpp) -> str:
     """A namespace behind the peer (which forwards) holding the remote backend; the peer reaches the
-    source-NAT addresses on its uplink, where VPP answers ARP / ND for them as the operator sets up."""
+    source-NAT addresses on its uplink, where VPP answers ARP / ND for them as the driver sets up."""
     other = f"{lab.prefix}-n2"
     sh("ip", "netns", "add", other)
     sh("ip", "-n", other, "link", "set", "lo", "up")
@@ -136,11 +136,12 @@ def build_other_node(lab: PodLab, vpp: RealVpp) -> str:
     sh("ip", "-n", other, "route", "add", "default", "via", "10.70.0.1")
     sh("ip", "-n", other, "-6", "route", "add", "default", "via", "fd64:70::1")
     sh("ip", "netns", "exec", lab.peer, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-    # the uplink's subnet is a /30 here: the peer sees SNAT_V4 on-link, as on a wider uplink subnet
+    # SNAT_V4 on the uplink's subnet, as on a node's network: VPP's side a /29 (the lab's is a /30),
+    # and the peer sees SNAT_V4 on-link. Who answers ARP / ND for the addresses is the driver's business.
     sh("ip", "-n", lab.peer, "route", "add", f"{SNAT_V4}/32", "dev", "eth0")
     uplink = f"host-{lab.peer_ifname}"
-    for command in (f"set arp proxy start {SNAT_V4} end {SNAT_V4}", f"set interface proxy-arp {uplink} enable",
-                    f"set ip6 nd proxy {uplink} {SNAT_V6}"):
+    for command in (f"set interface ip address del {uplink} {PEER_VPP_ADDRESS}/30",
+                    f"set interface ip address {uplink} {PEER_VPP_ADDRESS}/29"):
         out = vpp.cli(command)
         assert not out.strip(), f"{command}: {out}"
     return other
@@ -377,6 +378,10 @@ def test_a_node_port_whose_backend_is_on_another_node_is_source_natted(services_
                    and r, timeout=30, what="remote up")
     shown = f"[{node_address}]" if ":" in node_address else node_address
     assert f"{shown}:{REMOTE_NODE_PORT}/tcp" in row["frontends"], row
+    # the driver announces the address on the uplink (the test set no proxy ARP / ND itself)
+    notes = services_lab.agent.state()["driver_status"]["snat_proxy"]["notes"]
+    uplink = f"host-{services_lab.lab.peer_ifname}"
+    assert f"{snat}: {'ND proxy' if ':' in snat else 'proxy ARP'} on {uplink}" in notes, notes
     peer = services_lab.lab.peer
     answers = asks(peer, 12, node_address, REMOTE_NODE_PORT)
     assert answered_by(answers) == Counter({"remote": 12}), answers  # every answer came back to the client

@@ -4,8 +4,8 @@ Wired as the lab's VPP nodes are (vppagent/lab/vpp_nodes.py): VPP runs in the no
 uplink is af_packet on the node's ``eth0`` with eth0's MAC and the node's address, and the kernel
 keeps eth0 and the same address (forwarding off). Both see every frame. The VPP driver programs a
 NodePort whose only backend is on another node (a namespace behind the peer) with a source-NAT
-address the kernel does not hold, made reachable by proxy ARP on the uplink (the operator's part,
-docs/services.md "Source NAT"). Shown with real packets:
+address the kernel does not hold, which the driver makes reachable by proxy ARP on the uplink
+(docs/services.md "Source NAT"; the test sets none itself). Shown with real packets:
 - every connection from the peer to the node port is answered, and the backend sees the source-NAT
   address;
 - the kernel sends no RST meanwhile (answers to the source-NAT address are not its own) and still
@@ -112,8 +112,7 @@ def shared_uplink() -> Iterator[SharedUplink]:
         for command in (f"create host-interface name eth0 hw-addr {mac}",
                         f"set interface ip address host-eth0 {NODE_ADDRESS}/29",
                         "set interface state host-eth0 up", "set interface rx-mode host-eth0 interrupt",
-                        f"ip route add 10.64.0.0/10 via {PEER_ADDRESS} host-eth0",
-                        f"set arp proxy start {SNAT} end {SNAT}", "set interface proxy-arp host-eth0 enable"):
+                        f"ip route add 10.64.0.0/10 via {PEER_ADDRESS} host-eth0"):
             vpp.cli(command)
         server = subprocess.Popen(["ip", "netns", "exec", other, sys.executable, "-c", SERVER],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -139,6 +138,7 @@ def test_a_node_port_to_another_node_leaves_the_nodes_kernel_alone(shared_uplink
             (Backend(BACKEND, TARGET_PORT),)),))
         driver.set_services({remote.name: remote})
         assert driver.service_errors() == {}
+        assert driver.status()["snat_proxy"]["notes"] == [f"{SNAT}: proxy ARP on host-eth0"]
         peer = shared_uplink.peer
         assert call_in_netns(peer, lambda: _ask(BACKEND, TARGET_PORT)), "the other node's server does not answer"
         before = shared_uplink.kernel_rsts()

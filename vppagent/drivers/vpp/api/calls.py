@@ -344,12 +344,9 @@ class VppCalls:
         self.conn.call("proxy_arp_intfc_enable_disable", sw_if_index=sw_if_index, enable=enable,
                        what=f"proxy ARP {'on' if enable else 'off'} on interface {sw_if_index}")
 
-    def nd_proxies(self) -> set[tuple[int, ipaddress.IPv6Address]]:
-        """Every ND proxy entry: (interface, address)."""
-        return {(int(d.sw_if_index), ipaddress.IPv6Address(d.ip)) for d in self.conn.dump("ip6nd_proxy_dump")}
-
     def nd_proxy(self, sw_if_index: int, address: ipaddress.IPv6Address, *, add: bool) -> None:
-        """Add or delete (both idempotent in VPP)."""
+        """Add or delete (both idempotent in VPP). No read-back: VPP's `ip6nd_proxy_dump` sends its
+        details under a wrong message id (services/proxy.py)."""
         self.conn.call("ip6nd_proxy_add_del", sw_if_index=sw_if_index, is_add=add, ip=str(address),
                        what=f"ND proxy for {address} on interface {sw_if_index}" + ("" if add else " removed"))
 

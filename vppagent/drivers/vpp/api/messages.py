@@ -134,8 +134,9 @@ SERVICE_FEATURE_MESSAGES: Final[dict[str, str]] = {
 
 # Proxy ARP and ND proxy (arp.api 1.0.0, ip6_nd.api 1.0.0: the same CRCs in 25.10 and 26.06): VPP answers
 # ARP / neighbour solicitations for the Services' source-NAT address on the uplink whose subnet holds
-# it (services/proxy.py). Without them Services are programmed all the same; those reached from
-# outside report that the address is not announced (docs/services.md, "Source NAT").
+# it (services/proxy.py; `ip6nd_proxy_dump` is not used: VPP sends its details under a wrong id).
+# Without them Services are programmed all the same; those reached from outside report that the
+# address is not announced (docs/services.md, "Source NAT").
 SNAT_PROXY_MESSAGES: Final[dict[str, str]] = {
     "proxy_arp_add_del": "1823c3e7",
     "proxy_arp_add_del_reply": "e8d4e804",
@@ -147,8 +148,6 @@ SNAT_PROXY_MESSAGES: Final[dict[str, str]] = {
     "proxy_arp_intfc_details": "f6458e5f",
     "ip6nd_proxy_add_del": "c2e4a686",
     "ip6nd_proxy_add_del_reply": "e8d4e804",
-    "ip6nd_proxy_dump": "51077d14",
-    "ip6nd_proxy_details": "30b9ff4a",
 }
 
 # Requests that change nothing in VPP: everything else counts as a write.
@@ -157,7 +156,7 @@ READ_ONLY: Final[frozenset[str]] = frozenset({
     "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
     "classify_table_info", "classify_session_dump", "cnat_translation_dump",
     "ip_route_v2_dump", "sw_interface_rx_placement_dump", "cnat_get_snat_addresses",
-    "proxy_arp_dump", "proxy_arp_intfc_dump", "ip6nd_proxy_dump",
+    "proxy_arp_dump", "proxy_arp_intfc_dump",
 })
 
 

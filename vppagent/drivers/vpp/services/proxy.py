@@ -10,9 +10,14 @@ addresses: not a pod's, not the pod gateway, not local0), the driver keeps
 An address in no uplink's subnet needs none: the network routes it to the node (a static route or
 BGP); the pass says so (`ProxyPass.notes`, logged and in the driver's status).
 
-Ownership, by diff against what VPP holds (read back on every pass: `proxy_arp_dump`,
-`proxy_arp_intfc_dump`, `ip6nd_proxy_dump`). Proxy ARP ranges and ND entries carry no tag, so an
-entry is ours when it is
+Ownership, by diff against what VPP holds (proxy ARP read back on every pass: `proxy_arp_dump`,
+`proxy_arp_intfc_dump`). ND entries cannot be read back: VPP (25.10, 26.06) sends `ip6nd_proxy_details`
+under the module-relative message id (`ip6_nd_api.c` leaves out the module's base), so a client
+reads another message (vpp_papi fails to decode it, seen on 26.06), and the entry's FIB source is
+hidden by cnat's own on the same /128 (`ip_route_v2_dump` by source finds nothing). So ND entries
+are written without reading: on a new connection every wanted one is added and ours not wanted
+deleted on every uplink (both idempotent in VPP), after that only what changes (`ProxyPass.nd`).
+Proxy ARP ranges and ND entries carry no tag, so an entry is ours when it is
 - a single-address range in table 0, or an ND entry, on the configured address of its family, or
 - the same on a retired address: one cnat held as its source-NAT address when the driver connected
   and that the configuration no longer names (the driver owns cnat's source-NAT setting, so what
@@ -57,7 +62,7 @@ class Uplink:
 class HeldProxies:
     arp_ranges: tuple[ArpRange, ...] = ()
     arp_interfaces: frozenset[int] = frozenset()
-    nd: frozenset[NdEntry] = frozenset()
+    nd: frozenset[NdEntry] | None = None  # None: not known (VPP's dump cannot be read, see above)
 
 
 @dataclass(frozen=True)
@@ -109,16 +114,20 @@ def wanted_proxies(settings: ServiceSettings, uplinks: Iterable[Uplink]) -> Want
 
 
 def plan_proxies(held: HeldProxies, wanted: WantedProxies, ours: AbstractSet[Address],
-                 made_interfaces: AbstractSet[int]) -> ProxyPlan:
-    """`ours`: the configured and retired addresses (the ownership rule above)."""
+                 made_interfaces: AbstractSet[int], uplinks: Iterable[int] = ()) -> ProxyPlan:
+    """`ours`: the configured and retired addresses (the ownership rule above). ND entries not known
+    (`held.nd` None): every wanted one is added, and ours not wanted deleted on every uplink (both
+    idempotent in VPP)."""
     held_single = {low for table, low, high in held.arp_ranges if table == 0 and low == high}
     plan = ProxyPlan()
     plan.arp_add = sorted(wanted.arp - held_single)
     plan.arp_delete = sorted(a for a in held_single if a in ours and a not in wanted.arp)
     plan.enable = sorted(wanted.arp_interfaces - held.arp_interfaces)
     plan.disable = sorted((held.arp_interfaces & made_interfaces) - wanted.arp_interfaces)
-    plan.nd_add = sorted(wanted.nd - held.nd)
-    plan.nd_delete = sorted(e for e in held.nd if e[1] in ours and e not in wanted.nd)
+    nd = held.nd if held.nd is not None else {(i, a) for i in uplinks for a in ours
+                                               if isinstance(a, ipaddress.IPv6Address)}
+    plan.nd_add = sorted(wanted.nd - (held.nd or frozenset()))
+    plan.nd_delete = sorted(e for e in nd if e[1] in ours and e not in wanted.nd)
     return plan
 
 
@@ -127,6 +136,7 @@ class ProxyPass:
     error: str | None = None
     notes: tuple[str, ...] = ()
     writes: int = 0
+    nd: frozenset[NdEntry] | None = None  # the ND entries VPP holds of ours, when this pass got through
 
 
 def read_uplinks(calls: VppCalls, interfaces: Mapping[int, str]) -> list[Uplink]:
@@ -134,21 +144,23 @@ def read_uplinks(calls: VppCalls, interfaces: Mapping[int, str]) -> list[Uplink]
     return [Uplink(i, name, tuple(calls.interface_prefixes(i))) for i, name in sorted(interfaces.items())]
 
 
-def read_proxies(calls: VppCalls) -> HeldProxies:
-    return HeldProxies(tuple(calls.proxy_arp_ranges()), frozenset(calls.proxy_arp_interfaces()),
-                       frozenset(calls.nd_proxies()))
+def read_proxies(calls: VppCalls, nd: frozenset[NdEntry] | None) -> HeldProxies:
+    return HeldProxies(tuple(calls.proxy_arp_ranges()), frozenset(calls.proxy_arp_interfaces()), nd)
 
 
 def converge_proxies(calls: VppCalls, settings: ServiceSettings, interfaces: Mapping[int, str],
-                     retired: AbstractSet[Address], made_interfaces: set[int], *, removing: bool = False) -> ProxyPass:
+                     retired: AbstractSet[Address], made_interfaces: set[int], *, removing: bool = False,
+                     nd: frozenset[NdEntry] | None = None) -> ProxyPass:
     """Read, plan, write; `made_interfaces` gains (and loses) the interfaces this driver turned proxy ARP
     on for. Adds come before deletes and the interface flag before its range is removed. `removing`
-    (the driver swapped out): nothing is wanted, ours goes."""
+    (the driver swapped out): nothing is wanted, ours goes. `nd`: the ND entries of ours VPP holds,
+    as the last pass on this connection left them (None: not known)."""
     result = ProxyPass()
     try:
         wanted = WantedProxies() if removing else wanted_proxies(settings, read_uplinks(calls, interfaces))
         result.notes = wanted.notes
-        plan = plan_proxies(read_proxies(calls), wanted, set(configured(settings)) | set(retired), made_interfaces)
+        plan = plan_proxies(read_proxies(calls, nd), wanted, set(configured(settings)) | set(retired),
+                            made_interfaces, interfaces)
         for address in plan.arp_add:
             calls.proxy_arp_range(address, add=True)
             result.writes += 1
@@ -171,6 +183,8 @@ def converge_proxies(calls: VppCalls, settings: ServiceSettings, interfaces: Map
             result.writes += 1
     except ApiRefused as exc:
         result.error = f"source-NAT address not announced: {exc}"
+        return result
+    result.nd = wanted.nd
     return result
 
 
@@ -187,6 +201,7 @@ class SnatProxy:
 
     def connected(self) -> None:
         self.done = False
+        self.last.nd = None  # a new connection may be a new VPP: ND entries not known
 
     def converge(self, calls: VppCalls, problem: str | None, settings: ServiceSettings, interfaces: Mapping[int, str],
                  *, reread: bool, removing: bool = False) -> None:
@@ -198,7 +213,7 @@ class SnatProxy:
             return
         previous_notes = self.last.notes
         self.last = converge_proxies(calls, settings, interfaces, self.retired, self.made_interfaces,
-                                     removing=removing)
+                                     removing=removing, nd=self.last.nd)
         self.done = self.last.error is None
         if self.last.error is not None:
             log.warning("%s", self.last.error)
