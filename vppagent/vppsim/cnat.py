@@ -97,8 +97,8 @@ class Cnat:
         return retval_reply("cnat_set_snat_addresses_reply", OK)
 
     def get_snat_addresses(self, request: Request) -> list[Reply]:
-        if self.snat_addresses is None:
-            return retval_reply("cnat_get_snat_addresses_reply", ApiError.FEATURE_DISABLED)
+        if self.snat_addresses is None:  # VPP zero-fills; vpp_papi would pack the field's default (~0)
+            return retval_reply("cnat_get_snat_addresses_reply", ApiError.FEATURE_DISABLED, sw_if_index=0)
         return retval_reply("cnat_get_snat_addresses_reply", OK, snat_ip4=self.snat_addresses[0],
                             snat_ip6=self.snat_addresses[1], sw_if_index=NO_INDEX)
 
