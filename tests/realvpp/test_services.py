@@ -23,6 +23,7 @@ being the node's address that Felix's HostMetadata gives) to:
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import socket
 import subprocess
@@ -47,11 +48,14 @@ from tests.realvpp.podlab import (
     attach_pods,
     sh,
 )
+from vppagent.drivers.vpp.api.connection import VppConnection
+from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.drivers.vpp.services.settings import ServiceSettings
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
 from vppagent.netns import call_in_netns
-from vppagent.services.model import SERVICE_NAME_LABEL
+from vppagent.services.model import SERVICE_NAME_LABEL, Backend, Frontend, ServiceEntry, ServicePortEntry
 
 pytestmark = [pytest.mark.realvpp, pytest.mark.root]
 
@@ -395,3 +399,47 @@ def test_a_node_port_whose_backend_is_on_another_node_is_source_natted(services_
     if node_address == PEER_VPP_ADDRESS:
         local = asks(peer, 4, PEER_VPP_ADDRESS, NODE_PORT)
         assert {source_of(a) for a in local if a} == {PEER_ADDRESS} and None not in local, local
+
+
+def test_a_changed_source_nat_address_releases_the_old_one(tmp_path: Path) -> None:
+    """An agent restarted with another source-NAT address: cnat's old addresses leave VPP's FIB (the
+    driver releases cnat's entry before setting the new ones; `cnat_set_snat_addresses` alone keeps
+    the old one's FIB entry) and the old proxy ARP / ND entries go, the others' stay."""
+    reason = _missing_tools()
+    if reason is not None:
+        pytest.skip(f"no private VPP: {reason}")
+    remote = ServiceEntry("default/remote", (ServicePortEntry("http", "tcp", (
+        Frontend("192.0.2.1", REMOTE_NODE_PORT, "tcp", "nodeport"),), (Backend(OTHER_NODE_BACKEND, TARGET_PORT),)),))
+    with PrivateVpp(f"vppagent-snatchg-{uuid.uuid4().hex[:6]}") as vpp:
+        vpp.cli("create loopback interface")
+        for command in ("set interface ip address loop0 192.0.2.1/29", "set interface ip address loop0 2001:db8::1/64",
+                        "set interface state loop0 up", "set arp proxy start 192.0.2.100 end 192.0.2.100"):
+            vpp.cli(command)
+
+        def run(v4: str, v6: str) -> dict[str, Any]:
+            conn = VppConnection(vpp.socket_path, api_dir=vpp.api_dir)
+            conn.connect()
+            driver = VppDriver(conn, service_settings=ServiceSettings(
+                snat_ipv4=ipaddress.IPv4Address(v4), snat_ipv6=ipaddress.IPv6Address(v6)))
+            try:
+                if not conn.cnat_features:
+                    pytest.skip("this VPP has no cnat feature mode (before 26.06): no source NAT (docs/services.md)")
+                driver.set_services({remote.name: remote})
+                assert driver.service_errors() == {}
+                return driver.status()
+            finally:
+                driver.close()
+
+        run("192.0.2.5", "2001:db8::5")
+        clients = vpp.cli("show cnat client")
+        assert "192.0.2.5" in clients and "2001:db8::5" in clients, clients
+        status = run("192.0.2.6", "2001:db8::6")
+        assert status["snat_proxy"]["retired"] == ["192.0.2.5", "2001:db8::5"], status["snat_proxy"]
+        clients = vpp.cli("show cnat client")
+        assert "192.0.2.6" in clients and "2001:db8::6" in clients, clients
+        assert "192.0.2.5" not in clients and "2001:db8::5" not in clients, clients  # released
+        proxies = vpp.cli("show arp proxy")
+        assert "192.0.2.6 - 192.0.2.6" in proxies and "192.0.2.100 - 192.0.2.100" in proxies, proxies
+        assert "192.0.2.5 " not in proxies, proxies
+        assert "IPv6-proxy-nd" in vpp.cli("show ip6 fib 2001:db8::6/128")
+        assert "IPv6-proxy-nd" not in vpp.cli("show ip6 fib 2001:db8::5/128")
