@@ -13,7 +13,9 @@ After VPP ``src/vnet/arp/arp_proxy.c``, ``arp_api.c``, ``src/vnet/ip6-nd/ip6_nd_
   flag of a deleted interface (no delete hook), and so does the emulator;
 - an ND proxy entry is a /128 FIB entry of source "IPv6-proxy-nd" through the interface: add and delete
   are idempotent (0; a delete of what is not there too), a missing interface is INVALID_SW_IF_INDEX; the
-  dump gives one entry per address, sorted, with its (first) interface.
+  dump gives one entry per address, sorted, with its (first) interface. VPP itself sends these details
+  under the module-relative message id (no client can read them; the driver does not dump ND
+  entries); the emulator sends them as the definition says, for tests to inspect.
 ARP and ND packets are not emulated.
 """
 
