@@ -1,6 +1,7 @@
 """Kubernetes Services as cnat translations, on the emulator: convergence by diff, adoption after an
 agent restart, translations of others left alone, one bad Service failing alone, and what a VPP
-outage and restart do to the Services' status (drivers/vpp/services/, docs/services.md)."""
+outage and restart do to the Services' status, and the source-NAT address announced on its uplink
+by proxy ARP / ND (drivers/vpp/services/, docs/services.md)."""
 
 from __future__ import annotations
 
