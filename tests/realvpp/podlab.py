@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ PEER_ROUTED = "10.64.0.0/10"  # every address a probe uses but a pod goes to the
 PEER_VPP_ADDRESS6 = "2001:db8::1"
 PEER_ADDRESS6 = "2001:db8::2"
 PEER_ROUTED6 = "fd64::/15"  # the generator's IPv6 hosts and their edges (fd64:ffff:… to fd65:1::…)
+PEER_READY_TIMEOUT = 60.0  # a bound; the peer link answers within milliseconds on a quiet machine
 
 
 def sh(*argv: str, check: bool = True) -> str:
@@ -126,6 +128,22 @@ class PodLab:
         vpp.interrupt_mode(name)
         vpp.cli(f"ip route add {PEER_ROUTED} via {PEER_ADDRESS} {name}")
         vpp.cli(f"ip route add {PEER_ROUTED6} via {PEER_ADDRESS6} {name}")
+        self.wait_peer_link()
+
+    def wait_peer_link(self, timeout: float = PEER_READY_TIMEOUT) -> None:
+        """Until VPP answers the peer's ping in both families, asked again each second. Before
+        that, a probe's first packet to or from the peer can be lost for reasons no policy has:
+        the peer's address still tentative (the kernel's address worker needs the RTNL lock,
+        which another namespace's teardown can hold for seconds), or VPP without a neighbour
+        entry for the peer (VPP drops the packet that makes it solicit one). The peer's
+        solicitation for VPP's address gives VPP that entry too, so the first probe finds the
+        path warm, whatever the machine's load."""
+        deadline = time.monotonic() + timeout
+        for address in (PEER_VPP_ADDRESS, PEER_VPP_ADDRESS6):
+            while subprocess.run(["ip", "netns", "exec", self.peer, "ping", "-n", "-q", "-c", "1", "-W", "1", address],
+                                 capture_output=True, timeout=30, check=False).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"VPP does not answer the peer's ping to {address} within {timeout:.0f} s")
 
     def peer_owns(self, addresses: Iterable[str]) -> None:
         """Give the peer these addresses (/32, /128 on eth0), so its sockets may send from them."""

@@ -35,6 +35,11 @@ from vppagent.policy.packet import Packet
 SEND_TIMEOUT = 1.0  # a TCP connect or an echo request waits this long for the answer
 ARRIVAL_WINDOW = 1.5  # from the first send; forwarding through VPP takes well under a millisecond
 LATE_MARGIN = 0.3  # at least this long after the last send returned
+# A probe that was answered (a RST, an echo reply) certainly arrived: while its arrival is not yet
+# read from the capture, collecting goes on, up to this long. On a loaded machine the capture's
+# reader can lag the packets by more than the window above; waiting for what is known to be
+# there cannot turn a drop into an arrival, only stop a late read from being called a drop.
+ANSWERED_PATIENCE = 5.0
 
 
 @dataclass(frozen=True)
@@ -148,13 +153,19 @@ class Captures:
                 while True:
                     sock.recv(65535)
 
-    def collect(self, wanted: dict[str, set[Key]], window: float) -> set[tuple[str, Key]]:
-        """(namespace, key) of the wanted packets seen arriving within `window` (early when all are)."""
+    def collect(self, wanted: dict[str, set[Key]], window: float,
+                arrived: frozenset[tuple[str, Key]] = frozenset(), patience: float = 0.0) -> set[tuple[str, Key]]:
+        """(namespace, key) of the wanted packets seen arriving within `window` (early when all
+        are); longer, up to `patience`, while one of `arrived` (known to have arrived) is unseen."""
         seen: set[tuple[str, Key]] = set()
         total = sum(len(keys) for keys in wanted.values())
-        deadline = time.monotonic() + window
+        start = time.monotonic()
         socks = {self.sockets[ns]: ns for ns in wanted}
-        while len(seen) < total and (left := deadline - time.monotonic()) > 0:
+        while len(seen) < total:
+            late = not arrived <= seen
+            left = start + (max(window, patience) if late else window) - time.monotonic()
+            if left <= 0:
+                break
             ready, _, _ = select.select(list(socks), [], [], left)
             for sock in ready:
                 ns = socks[sock]
@@ -191,8 +202,10 @@ def run(probes: Sequence[Probe], captures: Captures) -> list[Outcome]:
     wanted: dict[str, set[Key]] = {}
     for probe in probes:
         wanted.setdefault(probe.target_netns, set()).add(probe.key)
+    answered = frozenset((p.target_netns, p.key) for p, a in zip(probes, answers, strict=True) if a)
     now = time.monotonic()
-    seen = captures.collect(wanted, max(started + ARRIVAL_WINDOW, now + LATE_MARGIN) - now)
+    seen = captures.collect(wanted, max(started + ARRIVAL_WINDOW, now + LATE_MARGIN) - now, answered,
+                            ANSWERED_PATIENCE)
     return [Outcome(p, (p.target_netns, p.key) in seen, a) for p, a in zip(probes, answers, strict=True)]
 
 
