@@ -205,11 +205,19 @@ def test_the_services_scenario_on_real_vpp() -> None:
     assert answered(cells, out, "web:80/tcp") == answered(cells, out, "web:53/udp") == {"web-1"}
     assert cells[(out, "client-a", "web:80/tcp")]["answers"] == {"web-1": 8}
     # NodePorts from the host on the nodes' network: Local serves each node's own backend
+    # (each cell is ok: every answer came from the source the oracle says the backend sees)
     assert cells[(initial, "outside", "web-local@node-a:30080/tcp")]["answers"] == {"web-1": 8}
     assert cells[(initial, "outside", "web-local@node-b:30080/tcp")]["answers"] == {"web-2": 8}
+    assert "web-1 answers (sees 198.18.0.250)" in cells[(initial, "outside", "web-local@node-a:30080/tcp")]["reason"]
     assert cells[(initial, "outside", "api@node-a:30090/tcp")]["answers"] == {"api-1": 8}
+    # a backend on another node, source-NATed by the node the flow came in through: api's policy lets
+    # node-b's address in, db's lets in the outside host only (so db answers through its own node only)
     remote = cells[(initial, "outside", "api@node-b:30090/tcp")]
-    assert remote["expect"] == "no answer" and "source NAT" in remote["reason"]
+    assert remote["answers"] == {"api-1": 8} and "api-1 answers (sees 198.18.0.202)" in remote["reason"]
+    assert cells[(initial, "outside", "db@node-b:30432/tcp")]["answers"] == {"db-1": 8}
+    denied = cells[(initial, "outside", "db@node-a:30432/tcp")]
+    assert denied["expect"] == "no answer" and denied["answers"] == {"no answer": 8}
+    assert "node-a's source-NAT address 198.18.0.201" in denied["reason"]
     # session affinity: one backend per client
     for (step, client, frontend), cell in cells.items():
         if frontend == "web-sticky:80/tcp" and cell["expect"] == "answer":

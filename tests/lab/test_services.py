@@ -4,6 +4,7 @@ server publishes, the oracle for flows to Services, and the refusal on drivers w
 
 from __future__ import annotations
 
+import ipaddress
 import textwrap
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,11 +17,20 @@ from vppagent.lab.cli import EXIT_SKIPPED, EXIT_USAGE, main, services_refusal
 from vppagent.lab.felix_feed import NodeFeed
 from vppagent.lab.kube_objects import endpoint_slice, expected_rows, kube_objects, service_object
 from vppagent.lab.report import LabResult, ServiceCell, StepResult, format_step
-from vppagent.lab.scenario import ClusterObjects, Scenario, ScenarioError, load_scenario, parse_scenario
+from vppagent.lab.scenario import (
+    MAX_SERVICE_NODES,
+    NODE_GATEWAY,
+    NODE_SUBNET,
+    OUTSIDE_ADDRESS,
+    ClusterObjects,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+)
 from vppagent.lab.scenario_objects import Port
 from vppagent.lab.service_checks import (
     OUTSIDE,
-    REMOTE_NODE_PORT,
     Frontend,
     JudgedFlow,
     Outcomes,
@@ -29,6 +39,7 @@ from vppagent.lab.service_checks import (
     frontends,
     judge,
     outcomes,
+    source_seen,
     step_problems,
 )
 from vppagent.services.model import parse_endpoint_slice, parse_service, service_entry
@@ -197,22 +208,88 @@ def test_a_policy_naming_the_cluster_ip_does_not_let_clients_in() -> None:
     assert result.expect == "no answer", result.describe()
 
 
-def test_node_ports_answer_from_this_nodes_backends_and_not_yet_from_others() -> None:
+def test_each_node_has_its_own_source_nat_address_on_the_nodes_network() -> None:
+    sc = parse_scenario(SMALL)
+    assert [str(sc.snat_address(n.name)) for n in sc.nodes] == ["198.18.0.201", "198.18.0.202"]
+    taken = {sc.node_address(n.name) for n in sc.nodes} | {OUTSIDE_ADDRESS, ipaddress.IPv4Address(NODE_GATEWAY)}
+    assert all(sc.snat_address(n.name) in NODE_SUBNET and sc.snat_address(n.name) not in taken for n in sc.nodes)
+
+
+def test_a_services_scenario_has_no_more_nodes_than_source_nat_addresses() -> None:
+    many = "\n".join(f"  - {{name: x{i}}}" for i in range(MAX_SERVICE_NODES - 2))  # SMALL has 2
+    sc = parse_scenario(SMALL.replace("\nprofiles:", "\n" + many + "\nprofiles:", 1))
+    last = sc.nodes[-1].name
+    assert len(sc.nodes) == MAX_SERVICE_NODES and str(sc.snat_address(last)) == "198.18.0.249"
+    with pytest.raises(ScenarioError, match=r"at most 49 nodes with Services"):
+        parse_scenario(SMALL.replace("\nprofiles:", "\n" + many + "\n  - {name: one-more}\nprofiles:", 1))
+
+
+def test_node_ports_reach_other_nodes_backends_from_the_nodes_source_nat_address() -> None:
     sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}"))
     objects = next(iter(sc.snapshots())).objects
     states = states_of(sc, objects)
     at_n1 = frontend(sc, objects, "web@n1:30080/tcp")
     assert clients(sc, objects.services["default/web"], at_n1) == [OUTSIDE]
     result = outcomes(sc, objects, states, at_n1, OUTSIDE, 20000)
-    assert result.answering == {"web-1"} and result.silent == (("web-2", REMOTE_NODE_PORT),)
-    assert result.expect == "either"
-    # externalTrafficPolicy Local: web-2 is no candidate at n1
+    # web-1 is n1's own: it sees the client; web-2 is reached source-NATed to n1's address
+    assert result.answering == {"web-1", "web-2"} and not result.silent and result.expect == "answer"
+    assert dict(result.sees) == {"web-1": "198.18.0.250", "web-2": "198.18.0.201"}
+    assert "web-2 answers (sees 198.18.0.201)" in result.describe()
+    # externalTrafficPolicy Local: web-2 is no candidate at n1, web-1 sees the client
     web = objects.services["default/web"].model_copy(update={"external_traffic_policy": "Local"})
     result = outcomes(sc, replace(objects, services={"default/web": web}), states, at_n1, OUTSIDE, 20001)
     assert result.answering == {"web-1"} and not result.silent and result.expect == "answer"
+    assert dict(result.sees) == {"web-1": "198.18.0.250"}
     only_remote = web.model_copy(update={"backends": ["web-2"]})
     result = outcomes(sc, ClusterObjects(services={"default/web": only_remote}), states, at_n1, OUTSIDE, 20002)
     assert result.expect == "no answer" and "no backend on n1" in result.reason
+
+
+def test_a_remote_backends_policy_judges_the_source_nat_address_not_the_client() -> None:
+    """Calico: a source-NATed flow is judged by the address the backend sees. web's policy lets the
+    outside host in and nothing else of the nodes' network: web-2 answers at n2 (its own node, the
+    client's address) and stays silent at n1 (n1's source-NAT address); a policy naming n1's address
+    and not the client's the other way round."""
+    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.250/32]}"))
+    objects = next(iter(sc.snapshots())).objects
+    only_web2 = objects.services["default/web"].model_copy(update={"backends": ["web-2"]})
+    objects = replace(objects, services={"default/web": only_web2})
+    states = states_of(sc, objects)
+    at_n1, at_n2 = (frontend(sc, objects, f"web@{n}:30080/tcp") for n in ("n1", "n2"))
+    local = outcomes(sc, objects, states, at_n2, OUTSIDE, 20000)
+    assert local.expect == "answer" and dict(local.sees) == {"web-2": "198.18.0.250"}
+    remote = outcomes(sc, objects, states, at_n1, OUTSIDE, 20001)
+    assert remote.expect == "no answer" and [b for b, _ in remote.silent] == ["web-2"]
+    assert "from n1's source-NAT address 198.18.0.201" in remote.silent[0][1]
+    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.201/32]}"))
+    objects = replace(next(iter(sc.snapshots())).objects, services={"default/web": only_web2})
+    states = states_of(sc, objects)
+    assert outcomes(sc, objects, states, at_n2, OUTSIDE, 20002).expect == "no answer"
+    assert outcomes(sc, objects, states, at_n1, OUTSIDE, 20003).answering == {"web-2"}
+
+
+def test_the_uplinks_forward_policy_on_the_ingress_node_judges_a_remote_node_port_flow() -> None:
+    """n1 forwards the translated flow out of the uplink it came in on: an applyOnForward host
+    endpoint there that denies the client keeps web-2 silent, though web-2's policy would let n1's
+    source-NAT address in."""
+    hep = textwrap.dedent("""\
+        host_endpoints:
+          - {name: n1-eth0, node: n1, interface: eth0, profiles: [allow-all]}
+        policies:
+          - name: no-outside
+            applies_to: [n1-eth0]
+            apply_on_forward: true
+            ingress: [{action: deny, source: {nets: [198.18.0.250/32]}}]
+        """)
+    text = SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}").replace("policies:\n", hep, 1)
+    sc = parse_scenario(text)
+    objects = next(iter(sc.snapshots())).objects
+    only_web2 = objects.services["default/web"].model_copy(update={"backends": ["web-2"]})
+    objects = replace(objects, services={"default/web": only_web2})
+    states = states_of(sc, objects)
+    remote = outcomes(sc, objects, states, frontend(sc, objects, "web@n1:30080/tcp"), OUTSIDE, 20000)
+    assert remote.expect == "no answer" and remote.silent[0][1].startswith("policy [n1: ")
+    assert outcomes(sc, objects, states, frontend(sc, objects, "web@n2:30080/tcp"), OUTSIDE, 20001).expect == "answer"
 
 
 def test_removed_backends_and_services_may_not_answer() -> None:
@@ -223,7 +300,7 @@ def test_removed_backends_and_services_may_not_answer() -> None:
     assert after.answering == {"web-1"}
     problem = judge(after, "web-2", "answered")
     assert problem is not None and "web-2, which is no backend this flow may reach" in problem
-    assert judge(after, "web-1", "answered") is None
+    assert judge(after, "web-1", "answered", "10.65.1.3") is None  # friend, seen as itself
     assert judge(after, None, "timeout") == "no answer (timeout), expected one from web-1"
     removed = outcomes(sc, gone, states_of(sc, gone), http, "friend", 20001)
     assert removed.expect == "no answer" and "removed" in removed.reason
@@ -235,10 +312,28 @@ def test_an_answer_must_come_from_the_target_port() -> None:
     objects = next(iter(sc.snapshots())).objects
     http = frontend(sc, objects, "web:80/tcp")
     service = objects.services["default/web"]
-    assert answered_by("web-1 tcp/8080", http, service) == "web-1"
+    assert answered_by("web-1 tcp/8080 from 10.65.1.3", http, service) == "web-1"
     assert answered_by(None, http, service) is None
-    wrong = answered_by("web-1 udp/53", http, service)
-    assert wrong == "'web-1 udp/53'" and judge(Outcomes(frozenset({"web-1"}), (), ""), wrong, "answered")
+    wrong = answered_by("web-1 udp/53 from 10.65.1.3", http, service)
+    assert wrong == "'web-1 udp/53 from 10.65.1.3'" and judge(Outcomes(frozenset({"web-1"}), (), ""), wrong, "answered")
+
+
+def test_an_answer_must_come_from_the_source_the_backend_should_see() -> None:
+    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}"))
+    objects = next(iter(sc.snapshots())).objects
+    expected = outcomes(sc, objects, states_of(sc, objects), frontend(sc, objects, "web@n1:30080/tcp"), OUTSIDE, 20000)
+    assert source_seen("web-2 tcp/8080 from 198.18.0.201") == "198.18.0.201" and source_seen(None) is None
+    assert judge(expected, "web-2", "answered", "198.18.0.201") is None
+    assert judge(expected, "web-1", "answered", "198.18.0.250") is None
+    # not source-NATed to a remote backend, or source-NATed to a local one: both wrong
+    assert judge(expected, "web-2", "answered", "198.18.0.250") == (
+        "answered by web-2, which saw the flow from 198.18.0.250, not from 198.18.0.201")
+    assert judge(expected, "web-1", "answered", "198.18.0.201") is not None
+    assert judge(expected, "web-1", "answered", None) is not None  # a listener line without its source
+    sc = parse_scenario(SMALL)  # friend may reach the backends: they see it as itself
+    objects = next(iter(sc.snapshots())).objects
+    friend = outcomes(sc, objects, states_of(sc, objects), frontend(sc, objects, "web:80/tcp"), "friend", 20001)
+    assert dict(friend.sees) == {"web-1": "10.65.1.3", "web-2": "10.65.1.3"}
 
 
 def _flows(fe: Frontend, source: str, answering: set[str], answers: Sequence[str | None]) -> list[JudgedFlow]:

@@ -2,10 +2,12 @@
 
     python -m vppagent.lab.listener NAME tcp/80 udp/53 ...
 
-A TCP client reads one line, `NAME tcp/80`, and the server closes; a UDP datagram gets that line
-back. Probes check the line, so a connection that reached some other pod (or a stray listener)
-does not count as allowed. Standard library only: it starts fast, once per pod. Prints `ready`
-once every port is bound, so the lab never probes before the pod listens.
+A TCP client reads one line, `NAME tcp/80 from ADDRESS` (the source address the pod saw), and the
+server closes; a UDP datagram gets that line back. Probes check the line, so a connection that
+reached some other pod (or a stray listener) does not count as allowed, and flows to Services are
+checked for the source the backend saw (the client's own address, or a node's source-NAT address).
+Standard library only: it starts fast, once per pod. Prints `ready` once every port is bound, so
+the lab never probes before the pod listens.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import selectors
 import signal
 import socket
 import sys
+
+
+def banner(name: str, proto: str, port: int, peer: str) -> bytes:
+    return f"{name} {proto}/{port} from {peer}\n".encode()
 
 
 def serve(name: str, ports: list[tuple[str, int]]) -> None:
@@ -31,16 +37,15 @@ def serve(name: str, ports: list[tuple[str, int]]) -> None:
     while True:
         for key, _ in selector.select():
             proto, port, sock = key.data
-            banner = f"{name} {proto}/{port}\n".encode()
             try:
                 if proto == "tcp":
-                    conn, _ = sock.accept()
+                    conn, peer = sock.accept()
                     with conn:
                         conn.settimeout(1.0)
-                        conn.sendall(banner)
+                        conn.sendall(banner(name, proto, port, peer[0]))
                 else:
                     _, peer = sock.recvfrom(2048)
-                    sock.sendto(banner, peer)
+                    sock.sendto(banner(name, proto, port, peer[0]), peer)
             except OSError:
                 continue  # a client that went away early; keep serving the others
 

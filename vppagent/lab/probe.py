@@ -38,7 +38,7 @@ class Flow:
 @dataclass(frozen=True)
 class FlowResult:
     flow: Flow
-    answer: str | None  # the line the listener sent; None when nothing came back
+    answer: str | None  # the line the listener sent (`NAME PROTO/PORT from ADDRESS`); None when nothing came back
     source_port: int
     detail: str  # "answered", "refused", "timeout", an errno name
     seconds: float
@@ -105,7 +105,8 @@ def run_probe(probe: Probe, timeout: float) -> ProbeResult:
     detail = result.detail
     if result.answer is not None:
         expected = f"{probe.target} {probe.protocol}/{probe.port}"
-        detail = "ok" if result.answer == expected else f"wrong answer: {result.answer!r}"
+        who, _, _seen = result.answer.partition(" from ")  # the listener's line (listener.py)
+        detail = "ok" if who == expected else f"wrong answer: {result.answer!r}"
     return ProbeResult(probe, detail == "ok", result.source_port, detail, result.seconds)
 
 

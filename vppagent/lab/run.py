@@ -375,14 +375,15 @@ class LabRun:
         self.options.status(f"{label}: {snapshot.name}: probing")
         probes = self._probes()
         timeout = self.options.probe_timeout
+        states = {node: feed.state for node, feed in self.feeds.items()}
         flows = self.services.plan(snapshot.objects, self.previous) if self.services is not None else []
         jobs: list[Callable[[], ProbeResult | FlowResult]] = [functools.partial(run_probe, p, timeout) for p in probes]
-        jobs += LabServices.jobs(flows, timeout)
+        if self.services is not None:
+            jobs += self.services.jobs(flows, timeout, snapshot.objects, states)
         done = run_parallel(jobs, progress=self.options.progress)
         results = [r for r in done if isinstance(r, ProbeResult)]
         flow_results = [r for r in done if isinstance(r, FlowResult)]
         self.previous = snapshot.objects
-        states = {node: feed.state for node, feed in self.feeds.items()}
         written = {(e.source, e.target, e.port): e.allowed for e in snapshot.expectations}
         cells = []
         for res in results:

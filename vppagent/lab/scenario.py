@@ -2,8 +2,9 @@
 
 The YAML is written by people, so everything is named (pods, ipsets, policies) and addresses are
 derived: node N (1-based) owns block N of the pool as a /24, its pods get .2, .3, … of it, and its
-uplink is 198.18.0.N. `Scenario.snapshots()` replays the steps on the declared objects and checks
-every reference at every step, so a broken scenario fails at load time with the step named.
+uplink is 198.18.0.N; with Services its VPP's source-NAT address is 198.18.0.(200+N).
+`Scenario.snapshots()` replays the steps on the declared objects and checks every reference at
+every step, so a broken scenario fails at load time with the step named.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ NODE_GATEWAY = "198.18.0.254"  # not a real host: a default route makes proxy AR
 # A host on the nodes' network that is no node (nodes are .1-.200): the client of NodePort probes.
 OUTSIDE_ADDRESS = ipaddress.IPv4Address("198.18.0.250")
 BLOCK_PREFIX = 24
+# Node N's source-NAT address for Services (docs/services.md, "Source NAT"): VPP's alone, on the nodes'
+# network (the driver makes VPP answer ARP for it on the uplink), free: nodes are .1-.200, the outside
+# host .250, the gateway .254. So a scenario with Services has at most 49 nodes (.201-.249).
+SNAT_OFFSET = 200
+MAX_SERVICE_NODES = int(OUTSIDE_ADDRESS) - int(NODE_SUBNET.network_address) - SNAT_OFFSET - 1
 
 
 class ScenarioError(ValueError):
@@ -123,6 +129,11 @@ class Scenario(BaseModel):
     def node_address(self, node_name: str) -> ipaddress.IPv4Address:
         return NODE_SUBNET.network_address + self.node_index(node_name)
 
+    def snat_address(self, node_name: str) -> ipaddress.IPv4Address:
+        """The source-NAT address of the node's VPP: NodePort flows it sends to another node's backend
+        arrive there from this address."""
+        return NODE_SUBNET.network_address + SNAT_OFFSET + self.node_index(node_name)
+
     def node_block(self, node_name: str) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network((int(self.pool.network_address) + (self.node_index(node_name) << 8),
                                       BLOCK_PREFIX))
@@ -158,6 +169,10 @@ class Scenario(BaseModel):
         _unique([p.name for _, p in self.pods()], "pod")
         if len(self.nodes) >= NODE_SUBNET.num_addresses - 2:
             raise ValueError(f"at most {NODE_SUBNET.num_addresses - 3} nodes")
+        if self.has_services() and len(self.nodes) > MAX_SERVICE_NODES:
+            first = NODE_SUBNET.network_address + SNAT_OFFSET
+            raise ValueError(f"at most {MAX_SERVICE_NODES} nodes with Services (node N's source-NAT address is "
+                             f"{first} + N, below the outside host {OUTSIDE_ADDRESS})")
         if self.pool.prefixlen > BLOCK_PREFIX - 1 or (1 << (BLOCK_PREFIX - self.pool.prefixlen)) <= len(nodes):
             raise ValueError(f"pool {self.pool} has too few /{BLOCK_PREFIX} blocks for {len(nodes)} nodes")
         for node in self.nodes:

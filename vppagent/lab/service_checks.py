@@ -6,16 +6,20 @@ candidate is judged as if the client had reached it directly, with the reference
 Calico's semantics (the backend's ingress policy sees the client's own address, not the Service's
 address; the client's egress policy sees the backend): the flow may be answered by a candidate the
 policy lets in, or go unanswered if it picks one the policy keeps out. An answer from any other
-pod, a removed backend included, is wrong.
+pod, a removed backend included, is wrong, and so is one from a backend that saw another source than
+the oracle's (the listener says which address it saw).
 
 - Cluster IP, from a pod: every backend is a candidate, judged like a pod-to-pod flow to the
   backend's target port. A pod is not probed against a Service it backs itself (hairpin, proven
   by tests/realvpp/test_services.py: its source becomes the hairpin address, which a scenario's
   policy cannot name).
 - NodePort of node N, from the host on the nodes' network (`OUTSIDE`): the candidates are every
-  backend, or with `externalTrafficPolicy: Local` those on N; a backend on N is judged as a flow
-  arriving on N's uplink; a backend on another node cannot answer yet, since that needs the flow
-  source-NATed to N's address, which the lab's VPPs do not do yet (docs/services.md).
+  backend, or with `externalTrafficPolicy: Local` those on N. A backend on N sees the client's own
+  address (cnat source-NATs no flow that leaves to a pod of the node); judged as a flow arriving on
+  N's uplink. A backend on another node M sees N's source-NAT address (`Scenario.snat_address`: cnat's
+  Kubernetes policy source-NATs outside-to-outside flows, docs/services.md "Source NAT"), as Calico
+  does for such a flow: judged on N as a flow forwarded from N's uplink back out of it (client ->
+  backend), then on M as a flow from N's source-NAT address arriving on M's uplink for the backend.
 - No candidate (no backends, or the Service removed in this step): no answer.
 
 Across flows (`step_problems`): flows to a Service without affinity are spread (every candidate
@@ -28,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vppagent.lab import oracle
 from vppagent.lab.felix_feed import workload_key
@@ -42,8 +46,6 @@ from vppagent.state.model import DataplaneState
 OUTSIDE = "outside"  # the source name of the host on the nodes' network
 FLOWS_PER_PROBE = 8  # new flows per client and frontend, each from its own source port
 SPREAD_MIN_FLOWS = 8  # answered flows per candidate before "every candidate got some" is checked
-REMOTE_NODE_PORT = ("NodePort to a backend on another node needs source NAT to this node's address, "
-                    "which the lab's VPPs do not do yet (docs/services.md)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Outcomes:
     answering: frozenset[str]  # candidates whose answer is right
     silent: tuple[tuple[str, str], ...]  # (candidate, why its flow gets no answer)
     reason: str  # why there is no candidate at all ("" when there are)
+    sees: tuple[tuple[str, str], ...] = ()  # (answering candidate, the source address it must see)
 
     @property
     def expect(self) -> str:
@@ -77,7 +80,8 @@ class Outcomes:
         return "either" if self.answering else "no answer"
 
     def describe(self) -> str:
-        parts = [f"{b} answers" for b in sorted(self.answering)]
+        sees = dict(self.sees)
+        parts = [f"{b} answers" + (f" (sees {sees[b]})" if b in sees else "") for b in sorted(self.answering)]
         parts += [f"{b} silent: {why}" for b, why in self.silent]
         return "; ".join(parts) or self.reason
 
@@ -117,14 +121,26 @@ def outcomes(scenario: Scenario, objects: ClusterObjects, states: Mapping[str, D
     if not candidates:
         local = f" on {frontend.node} (externalTrafficPolicy Local)" if service.backends else ""
         return Outcomes(frozenset(), (), f"service {service.key} has no backend{local}: no translation")
-    answering, silent = set(), []
+    answering, silent, sees = set(), [], []
     for backend in candidates:
+        seen = seen_source(scenario, frontend, source, backend)
         why = _why_silent(scenario, objects, states, frontend, source, backend, port, source_port)
         if why is None:
             answering.add(backend)
+            sees.append((backend, str(seen)))
         else:
             silent.append((backend, why))
-    return Outcomes(frozenset(answering), tuple(silent), "")
+    return Outcomes(frozenset(answering), tuple(silent), "", tuple(sees))
+
+
+def seen_source(scenario: Scenario, frontend: Frontend, source: str, backend: str) -> ipaddress.IPv4Address:
+    """The source address `backend` sees on a flow from `source` to `frontend` that the Service sent
+    it: the client's own, but N's source-NAT address for a NodePort of N sent to another node."""
+    if source != OUTSIDE:
+        return scenario.pod_address(source)
+    if frontend.node is not None and scenario.node_of(backend).name != frontend.node:
+        return scenario.snat_address(frontend.node)
+    return OUTSIDE_ADDRESS
 
 
 def _why_silent(scenario: Scenario, objects: ClusterObjects, states: Mapping[str, DataplaneState],
@@ -133,34 +149,58 @@ def _why_silent(scenario: Scenario, objects: ClusterObjects, states: Mapping[str
     if frontend.node is None:
         verdict = oracle.expected(scenario, objects, states, source, backend, port.target, source_port)
         return None if verdict.allowed else f"policy [{verdict.reason}]"
-    node = frontend.node
-    if scenario.node_of(backend).name != node:
-        return REMOTE_NODE_PORT
-    packet = Packet(PROTOCOL_NUMBERS[port.protocol], ipaddress.ip_address(OUTSIDE_ADDRESS),
-                    ipaddress.ip_address(scenario.pod_address(backend)), source_port, port.target.number)
-    arriving = forward_verdict(states[node], oracle.uplink_endpoints(objects).get(node),
-                               workload_key(scenario, backend), packet)
-    return None if oracle.leg_allows(arriving) else f"policy [{node}: {arriving.describe()}]"
+    node, backend_node = frontend.node, scenario.node_of(backend).name
+    uplinks = oracle.uplink_endpoints(objects)
+    to_backend = ipaddress.ip_address(scenario.pod_address(backend))
+    packet = Packet(PROTOCOL_NUMBERS[port.protocol], ipaddress.ip_address(OUTSIDE_ADDRESS), to_backend,
+                    source_port, port.target.number)
+    if backend_node != node:
+        # N forwards the translated flow out of the uplink it came in on; cnat source-NATs it on
+        # output, after the ACLs, so N's policy sees the client.
+        leaving = forward_verdict(states[node], uplinks.get(node), uplinks.get(node), packet)
+        if not oracle.leg_allows(leaving):
+            return f"policy [{node}: {leaving.describe()}]"
+        # Judged with the client's source port: cnat may pick another one, which only a rule naming
+        # source ports could tell.
+        packet = replace(packet, src=scenario.snat_address(node))
+    arriving = forward_verdict(states[backend_node], uplinks.get(backend_node), workload_key(scenario, backend),
+                               packet)
+    if oracle.leg_allows(arriving):
+        return None
+    nat = f", from {node}'s source-NAT address {packet.src}" if backend_node != node else ""
+    return f"policy [{backend_node}: {arriving.describe()}{nat}]"
 
 
 def answered_by(answer: str | None, frontend: Frontend, service: Service | None) -> str | None:
-    """The pod that answered a flow (listeners answer `NAME PROTO/PORT`), or None for no answer.
-    An answer on another port than the Service's target port is returned whole, to be reported."""
+    """The pod that answered a flow (listeners answer `NAME PROTO/PORT from ADDRESS`), or None for no
+    answer. An answer on another port than the Service's target port is returned whole, to be reported."""
     if answer is None:
         return None
-    name, _, port = answer.partition(" ")
+    name, _, rest = answer.partition(" ")
+    port = rest.partition(" from ")[0]
     if service is not None and port != str(_port_of(service, frontend).target):
         return f"{answer!r}"
     return name
 
 
-def judge(expected: Outcomes, answered: str | None, detail: str) -> str | None:
-    """None when a flow's result is one `expected` allows, else what is wrong."""
+def source_seen(answer: str | None) -> str | None:
+    """The source address the answering listener saw (None: no answer, or a line without one)."""
+    if answer is None or " from " not in answer:
+        return None
+    return answer.rpartition(" from ")[2]
+
+
+def judge(expected: Outcomes, answered: str | None, detail: str, seen: str | None = None) -> str | None:
+    """None when a flow's result is one `expected` allows, else what is wrong. `seen`: the source
+    address the answering backend saw (source_seen)."""
     if answered is None:
         if expected.answering and not expected.silent:
             return f"no answer ({detail}), expected one from {', '.join(sorted(expected.answering))}"
         return None
     if answered in expected.answering:
+        want = dict(expected.sees).get(answered)
+        if want is not None and seen != want:
+            return f"answered by {answered}, which saw the flow from {seen}, not from {want}"
         return None
     why = dict(expected.silent).get(answered)
     if why is not None:

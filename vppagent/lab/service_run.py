@@ -38,6 +38,12 @@ from vppagent.state.model import DataplaneState
 # Service flows take their source ports from here, one each, so no two flows of a run share a
 # 5-tuple (below the kernel's ephemeral range, which pod probes use).
 FIRST_SOURCE_PORT, LAST_SOURCE_PORT = 10000, 29999
+# How long a flow the oracle expects answered may take (one that comes back returns at once; flows
+# nothing may answer keep the probe timeout). VPP drops the packet that makes it resolve a neighbour
+# (ip4-glean): the first answers a node sends to another node's source-NAT address were lost while
+# ARP resolved it (seen: 5 of 8 SYN-ACKs, `show errors`: glean "ARP requests sent" 1, "throttled" 4),
+# and TCP sends them again after 1 s, the lab's probe timeout.
+ANSWER_WINDOW = 5.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,10 @@ class LabServices:
         self.publish(first)
 
     def agent_args(self, node: str) -> list[str]:
-        return ["--services", "kubernetes", "--kubeconfig", str(self.kubeconfigs[node])]
+        """The node's own listener of the API server, and its VPP's source-NAT address (the driver
+        gives it to cnat and makes VPP answer ARP for it on the uplink: nothing for the lab to set)."""
+        return ["--services", "kubernetes", "--kubeconfig", str(self.kubeconfigs[node]),
+                "--service-snat-ipv4", str(self.scenario.snat_address(node))]
 
     def quiet_node_kernels(self) -> None:
         """Each VPP node's kernel drops the node-port range arriving on eth0 (module docstring)."""
@@ -145,9 +154,15 @@ class LabServices:
         self._next_port += 1
         return self._next_port - 1
 
-    @staticmethod
-    def jobs(planned: list[PlannedFlow], timeout: float) -> list[Callable[[], FlowResult]]:
-        return [functools.partial(send_flow, p.flow, timeout) for p in planned]
+    def jobs(self, planned: list[PlannedFlow], timeout: float, objects: ClusterObjects,
+             states: Mapping[str, DataplaneState]) -> list[Callable[[], FlowResult]]:
+        """A job per flow; one that some backend should answer waits up to ANSWER_WINDOW."""
+        jobs: list[Callable[[], FlowResult]] = []
+        for p in planned:
+            expected = checks.outcomes(self.scenario, objects, states, p.frontend, p.source, p.flow.source_port)
+            window = max(timeout, ANSWER_WINDOW) if expected.answering else timeout
+            jobs.append(functools.partial(send_flow, p.flow, window))
+        return jobs
 
     def judge(self, planned: list[PlannedFlow], results: list[FlowResult], objects: ClusterObjects,
               states: Mapping[str, DataplaneState]) -> tuple[list[ServiceCell], list[str]]:
@@ -157,7 +172,7 @@ class LabServices:
         for plan, result in zip(planned, results, strict=True):
             expected = checks.outcomes(self.scenario, objects, states, plan.frontend, plan.source, result.source_port)
             answered = checks.answered_by(result.answer, plan.frontend, objects.services.get(plan.frontend.service))
-            problem = checks.judge(expected, answered, result.detail)
+            problem = checks.judge(expected, answered, result.detail, checks.source_seen(result.answer))
             judged.append(checks.JudgedFlow(plan.frontend, plan.source, expected, answered))
             grouped.setdefault((plan.frontend, plan.source), []).append(
                 (expected, problem or "", answered))
