@@ -23,7 +23,7 @@ ports make L_0 ragged) are split off its rules, to an alias that stays in the AC
 
 L_i is computed per group of gated sets whose regions are pairwise disjoint (on R_i the other
 sets of the group do not match, so the group's list equals L_i there): one compile per group,
-at most MAX_GROUPS. Bounds per (gate, family): MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap
+at most MAX_GROUPS; the MAX_CANDIDATES heaviest candidates are tried. Bounds per (gate, family): MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap
 tables and MAX_PERMIT_TABLES admit tables (each table is one hash lookup per packet).
 """
 
@@ -64,6 +64,7 @@ MAX_GAP_SESSIONS = 1024
 MAX_GAP_TABLES = 8
 MAX_PERMIT_TABLES = 8
 MAX_GROUPS = 16
+MAX_CANDIDATES = 24  # the work per list grows with them (regions, groups): the heaviest are tried
 MAX_ATTEMPTS = 3
 MEMBER_WISE = False  # tests set it: every P_i worked out per member (the path ragged regions take)
 REGION_POLICY = "__vppagent_gated_rules"
@@ -207,13 +208,14 @@ def _candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         pairs |= {frozenset((a, b)) for a in rule.src_ip_sets for b in rule.src_ip_sets if a < b}
         for set_id in (*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()):
             usable[set_id] = False
-    weights = {}
+    weights: dict[str, int] = {}
     for set_id, ok in usable.items():
         ipset = state.ipsets.get(set_id)
         if ok and not set_id.endswith(REST) and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT \
                 and len(ipset.members) >= min_members:
             weights[set_id] = len(ipset.members) * ports[set_id]
-    return weights, pairs
+    heaviest = sorted(weights, key=lambda s: (-weights[s], s))[:MAX_CANDIDATES]
+    return {s: weights[s] for s in heaviest}, pairs
 
 
 def _groups(regions: dict[str, Regions], conflicts: set[frozenset[str]]) -> list[list[str]]:
