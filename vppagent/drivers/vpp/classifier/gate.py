@@ -23,8 +23,9 @@ ports make L_0 ragged) are split off its rules, to an alias that stays in the AC
 
 L_i is computed per group of gated sets whose regions are pairwise disjoint (on R_i the other
 sets of the group do not match, so the group's list equals L_i there): one compile per group,
-at most MAX_GROUPS; the MAX_CANDIDATES heaviest candidates are tried. Bounds per (gate, family): MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap
-tables and MAX_PERMIT_TABLES admit tables (each table is one hash lookup per packet).
+at most MAX_GROUPS; the MAX_CANDIDATES heaviest candidates are tried. Bounds per (gate, family):
+MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES admit tables
+(each table is one hash lookup per packet).
 """
 
 from __future__ import annotations
