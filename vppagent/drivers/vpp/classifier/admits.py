@@ -37,6 +37,11 @@ def admit_sessions(state: DataplaneState, gate: Gate, family: int) -> set[Sessio
     return out
 
 
+def member_sessions(gated: GatedSet, family: int, held: list[str]) -> dict[str, frozenset[Session]]:
+    """Each member's admit sessions (a session two members both need is in both)."""
+    return {m: frozenset(set_sessions(gated, family, [m])) for m in held}
+
+
 def set_sessions(gated: GatedSet, family: int, held: Iterable[str]) -> set[Session]:
     nets = [ipaddress.ip_network(m, strict=False) for m in held]
     for f, decided in gated.basis:

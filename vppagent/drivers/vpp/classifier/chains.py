@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.errors import NO_INDEX
-from vppagent.drivers.vpp.classifier.admits import Session, admit_sessions
-from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate
+from vppagent.drivers.vpp.classifier.admits import Session, member_sessions, members
+from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
 from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes
 from vppagent.drivers.vpp.classifier.read import FoundChain, GapSignature, read_chains
 from vppagent.state.model import DataplaneState
@@ -56,7 +56,8 @@ class ClassifierChains:
         self.gate_of: dict[int, Gate] = {}  # sw_if_index -> the gate attached there
         self.found: list[FoundChain] | None = None  # read back from VPP, adopted by the next prepare
         self.stale: list[Chain | FoundChain] = []  # ours, adopted by nobody: detached, deleted in finish
-        self._wanted_memo: dict[ChainKey, tuple[tuple[object, ...], set[Session]]] = {}
+        # per (gated set, family): the members' object last seen, and each member's admit sessions
+        self._wanted_memo: dict[tuple[GatedSet, int], tuple[object, dict[str, frozenset[Session]]]] = {}
 
     def reread(self) -> None:
         """After a fresh read of VPP: keep what this driver knows while its tables are all there;
@@ -135,7 +136,8 @@ class ClassifierChains:
             self.gate_of.pop(sw_if_index, None)
         used = {(g, f) for g in gates.values() for f in g.families()}
         doomed = [self.chains.pop(k) for k in [k for k in self.chains if k not in used]]
-        self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in used}
+        live = {(g, f) for gate, f in used for g in gate.sets}
+        self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in live}
         for chain in [*doomed, *self.stale]:
             for table in chain.tables:
                 self.calls.classify_table_del(table)
@@ -155,15 +157,26 @@ class ClassifierChains:
         self.calls.classify_session(table, match, hit, OUR_OPAQUE, add=add)
 
     def _wanted(self, state: DataplaneState, key: ChainKey) -> set[Session]:
-        """The admit sessions for the current members; recomputed only when a gated set's
-        members changed (IP set contents are immutable frozensets: compared by identity)."""
+        """The admit sessions for the current members. Per gated set, only the members that came
+        or went since the last call are worked out (IP set contents are immutable frozensets:
+        an unchanged set is the same object), so a member change costs what that member needs."""
         gate, family = key
-        now = tuple(state.ipsets[s].members if s in state.ipsets else None for s in gate.set_ids)
-        known = self._wanted_memo.get(key)
-        if known is not None and len(known[0]) == len(now) and all(a is b for a, b in zip(known[0], now, strict=True)):
-            return known[1]
-        wanted = admit_sessions(state, gate, family)
-        self._wanted_memo[key] = (now, wanted)
+        wanted: set[Session] = set()
+        for gated in gate.sets:
+            ipset = state.ipsets.get(gated.set_id)
+            now = None if ipset is None else ipset.members
+            memo = self._wanted_memo.get((gated, family))
+            if memo is None or memo[0] is not now:
+                before = memo[1] if memo is not None else {}
+                current = members(state, gated.set_id, family)
+                held = {m: s for m, s in before.items() if m in current}
+                added = sorted(current - held.keys())
+                if added:
+                    held.update(member_sessions(gated, family, added))
+                memo = (now, held)
+                self._wanted_memo[(gated, family)] = memo
+            for sessions in memo[1].values():
+                wanted |= sessions
         return wanted
 
     def _build(self, gate: Gate, family: int, wanted: set[Session]) -> Chain:
