@@ -3,8 +3,9 @@
 A flow to a Service frontend may be translated to any backend the Service gives that frontend
 (`Outcomes.candidates`); which one the load balancer picks is not for the oracle to know. So each
 candidate is judged as if the client had reached it directly, with the reference evaluator and
-Calico's semantics (the backend's ingress policy sees the client's own address, not the Service's
-address; the client's egress policy sees the backend): the flow may be answered by a candidate the
+Calico's semantics (the backend's ingress policy sees the source the backend sees, the client's own
+address, or a node's source-NAT address below, never the Service's address; the client's egress
+policy sees the backend): the flow may be answered by a candidate the
 policy lets in, or go unanswered if it picks one the policy keeps out. An answer from any other
 pod, a removed backend included, is wrong, and so is one from a backend that saw another source than
 the oracle's (the listener says which address it saw).
