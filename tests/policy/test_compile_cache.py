@@ -78,11 +78,18 @@ def _two_tier_state() -> tuple[DataplaneState, WorkloadKey, WorkloadKey]:
     return state, EP, other
 
 
+def _warm(state: DataplaneState, *keys: WorkloadKey) -> tuple[CompileCache, dict[WorkloadKey, CompiledList]]:
+    """A cache that has compiled `keys` against `state` and been swept once (one version done)."""
+    cache = CompileCache()
+    cat = Catalog(state)
+    first = {k: compile_endpoint(cat, k, "ingress", cache=cache) for k in keys}
+    cache.sweep()
+    return cache, first
+
+
 def test_a_policy_body_changed_under_the_same_name_recompiles_only_its_lists_and_reuses_the_rest() -> None:
     state, ep, other = _two_tier_state()
-    cache = CompileCache()
-    first = {k: compile_endpoint(Catalog(state), k, "ingress", cache=cache) for k in (ep, other)}
-    cache.sweep()
+    cache, first = _warm(state, ep, other)
     computed, compiled = cache.stats.rules_computed, cache.stats.lists_compiled
     changed = state.copy()
     _set_policy(changed, "web", [tcp(8080, action="allow", src_ip_set_ids=["s:a"])])
@@ -100,10 +107,7 @@ def test_a_policy_body_changed_under_the_same_name_recompiles_only_its_lists_and
 
 def test_an_ip_set_member_change_recompiles_only_the_lists_using_the_set() -> None:
     state, ep, other = _two_tier_state()
-    cache = CompileCache()
-    for k in (ep, other):
-        compile_endpoint(Catalog(state), k, "ingress", cache=cache)
-    cache.sweep()
+    cache, _ = _warm(state, ep, other)
     compiled = cache.stats.lists_compiled
     changed = state.copy()
     changed.apply(felix.ToDataplane(ipset_delta_update=felix.IPSetDeltaUpdate(
@@ -152,10 +156,7 @@ def test_a_change_to_n_endpoints_with_identical_lists_compiles_once() -> None:
 
 def test_the_cache_keeps_only_what_current_endpoints_use() -> None:
     state, ep, other = _two_tier_state()
-    cache = CompileCache()
-    for k in (ep, other):
-        compile_endpoint(Catalog(state), k, "ingress", cache=cache)
-    cache.sweep()
+    cache, _ = _warm(state, ep, other)
     # Next version: `web` changed, and only `other` still compiles (say EP went away).
     changed = state.copy()
     _set_policy(changed, "web", [tcp(8080, action="allow", src_ip_set_ids=["s:a"])])
