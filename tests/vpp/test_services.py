@@ -6,6 +6,8 @@ by proxy ARP / ND (drivers/vpp/services/, docs/services.md)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -62,6 +64,24 @@ def services(*entries: ServiceEntry) -> dict[str, ServiceEntry]:
     return {e.name: e for e in entries}
 
 
+@contextmanager
+def programmed(target: Target, entries: dict[str, ServiceEntry], **driver_settings: Any) -> Iterator[VppDriver]:
+    """An agent's driver that has read VPP back (resync of nothing) and been given `entries`; closed after."""
+    driver = make_driver(target, **driver_settings)
+    try:
+        driver.resync(DataplaneState())
+        driver.set_services(entries)
+        yield driver
+    finally:
+        driver.close()
+
+
+def programmed_and_gone(target: Target, entries: dict[str, ServiceEntry], **driver_settings: Any) -> None:
+    """An agent that programmed `entries` and went away: what a restarted agent finds in VPP."""
+    with programmed(target, entries, **driver_settings):
+        pass
+
+
 def test_services_converge_by_diff(sim_target: Target, sim_driver: VppDriver) -> None:
     web = service("default/web", "10.96.0.10", 80, ["10.65.0.4", "10.65.0.3"], node_port=30080)
     dns = service("kube-system/dns", "10.96.0.53", 53, ["10.65.0.5"], target_port=5353, proto="udp")
@@ -104,16 +124,11 @@ def test_translations_of_others_are_left_alone(sim_target: Target, sim_driver: V
 def test_an_agent_restart_adopts_its_translations(sim_target: Target) -> None:
     web = service("default/web", "10.96.0.10", 80, ["10.65.0.3"])
     api = service("default/api", "10.96.0.20", 443, ["10.65.0.6"], target_port=8443)
-    first = make_driver(sim_target)
-    first.set_services(services(web, api))
-    first.close()
+    programmed_and_gone(sim_target, services(web, api))
     foreign(sim_target, "10.200.0.1", 80)
     # while the agent was away: api lost its port 443 for 444, web was deleted
     api_moved = service("default/api", "10.96.0.20", 444, ["10.65.0.6"], target_port=8443)
-    second = make_driver(sim_target)
-    try:
-        second.resync(DataplaneState())
-        second.set_services(services(api_moved))
+    with programmed(sim_target, services(api_moved)) as second:
         assert second.service_errors() == {}
         # 10.96.0.20:443 was on a Service address: ours, deleted. 10.96.0.10:80 belongs to no desired
         # Service any more: cnat gives no mark to tell it from another's, so it stays (docs/services.md).
@@ -129,8 +144,6 @@ def test_an_agent_restart_adopts_its_translations(sim_target: Target) -> None:
             assert second.conn.writes == writes
         finally:
             third.close()
-    finally:
-        second.close()
 
 
 CLUSTER = ServiceSettings(cidrs=(ipaddress.ip_network("10.96.0.0/12"), ipaddress.ip_network("fd96::/108")))
@@ -140,39 +153,27 @@ def test_with_service_cidrs_a_service_deleted_while_the_agent_was_down_is_remove
     uplink(sim_target)
     web = service("default/web", "10.96.0.10", 80, ["10.65.0.3"], node_port=30080)
     api = service("default/api", "10.96.0.20", 443, ["10.65.0.6"], target_port=8443)
-    first = make_driver(sim_target, service_settings=CLUSTER)
-    first.resync(DataplaneState())
-    first.set_services(services(web, api))
-    first.close()
+    programmed_and_gone(sim_target, services(web, api), service_settings=CLUSTER)
     # others': outside the service CIDRs; on the node address outside the NodePort range; a port in
     # the range on an address that is not the node's
     for vip, port in (("10.200.0.1", 80), (NODE, 8080), ("10.65.9.1", 30080)):
         foreign(sim_target, vip, port)
-    second = make_driver(sim_target, service_settings=CLUSTER)  # an agent restart; web deleted meanwhile
-    try:
-        second.resync(DataplaneState())
-        second.set_services(services(api))
+    # an agent restart; web deleted meanwhile
+    with programmed(sim_target, services(api), service_settings=CLUSTER) as second:
         assert second.service_errors() == {}
         assert held(sim_target) == {"10.96.0.20:443/6": (["10.65.0.6:8443"], 0),
                                     "10.200.0.1:80/6": (["10.65.9.9:80"], 0),
                                     f"{NODE}:8080/6": (["10.65.9.9:80"], 0),
                                     "10.65.9.1:30080/6": (["10.65.9.9:80"], 0)}
         assert second.conn.requests["cnat_translation_del"] == 2  # web's cluster IP and node port, nothing else
-    finally:
-        second.close()
 
 
 def test_with_service_cidrs_no_service_at_all_still_removes_what_is_in_them(sim_target: Target) -> None:
     uplink(sim_target)
     foreign(sim_target, "10.96.0.99", 80)  # in the CIDRs: a Service's, though no desired one has it
     foreign(sim_target, "10.200.0.2", 80)
-    driver = make_driver(sim_target, service_settings=CLUSTER)
-    try:
-        driver.resync(DataplaneState())
-        driver.set_services({})
+    with programmed(sim_target, {}, service_settings=CLUSTER):
         assert held(sim_target) == {"10.200.0.2:80/6": (["10.65.9.9:80"], 0)}
-    finally:
-        driver.close()
 
 
 def test_one_bad_service_is_that_services_error(sim_target: Target, sim_driver: VppDriver) -> None:
@@ -246,16 +247,12 @@ def test_cnat_runs_on_the_interfaces_with_the_pods_source_nat_for_hairpin(sim_ta
 def test_a_configured_source_nat_address_is_cnats(sim_target: Target) -> None:
     settings = ServiceSettings(snat_ipv4=ipaddress.IPv4Address("192.0.2.5"),
                                snat_ipv6=ipaddress.IPv6Address("2001:db8::5"))
-    driver = make_driver(sim_target, service_settings=settings)
-    try:
-        driver.resync(DataplaneState())
-        driver.set_services(services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"])))
+    web = service("default/web", "10.96.0.10", 80, ["10.65.0.3"])
+    with programmed(sim_target, services(web), service_settings=settings):
         cnat = sim_target.emulator.state.cnat
         assert cnat.snat_policy == 2 and cnat.snat_addresses is not None
         assert (ipaddress.ip_address(cnat.snat_addresses[0][:4]), ipaddress.ip_address(cnat.snat_addresses[1])) == \
             (settings.snat_ipv4, settings.snat_ipv6)
-    finally:
-        driver.close()
 
 
 def test_the_services_settings_reach_the_driver_from_flags_and_environment(sim_target: Target,
@@ -306,8 +303,8 @@ def proxies(target: Target) -> tuple[list[tuple[int, str, str]], set[int], set[t
             {(int(d.sw_if_index), str(d.ip)) for d in api.ip6nd_proxy_dump()})
 
 
-def snat_driver(target: Target, v4: ipaddress.IPv4Address = SNAT4, v6: ipaddress.IPv6Address = SNAT6) -> VppDriver:
-    return make_driver(target, service_settings=ServiceSettings(snat_ipv4=v4, snat_ipv6=v6))
+def snat(v4: ipaddress.IPv4Address = SNAT4, v6: ipaddress.IPv6Address = SNAT6) -> ServiceSettings:
+    return ServiceSettings(snat_ipv4=v4, snat_ipv6=v6)
 
 
 WEB_NODEPORT = services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"], node_port=30080))
@@ -315,10 +312,7 @@ WEB_NODEPORT = services(service("default/web", "10.96.0.10", 80, ["10.65.0.3"], 
 
 def test_the_source_nat_address_is_announced_on_its_uplink_once(sim_target: Target) -> None:
     up = dual_uplink(sim_target)
-    driver = snat_driver(sim_target)
-    try:
-        driver.resync(DataplaneState())
-        driver.set_services(WEB_NODEPORT)
+    with programmed(sim_target, WEB_NODEPORT, service_settings=snat()) as driver:
         assert driver.service_errors() == {}
         assert proxies(sim_target) == ([(0, str(SNAT4), str(SNAT4))], {up}, {(up, str(SNAT6))})
         notes = driver.status()["snat_proxy"]["notes"]
@@ -328,22 +322,16 @@ def test_the_source_nat_address_is_announced_on_its_uplink_once(sim_target: Targ
         driver.set_services(WEB_NODEPORT)
         assert driver.conn.writes == writes
         assert proxies(sim_target) == ([(0, str(SNAT4), str(SNAT4))], {up}, {(up, str(SNAT6))})
-    finally:
-        driver.close()
 
 
 def test_an_address_in_no_uplinks_subnet_gets_no_proxy_and_says_so(sim_target: Target) -> None:
     dual_uplink(sim_target)
-    driver = snat_driver(sim_target, ipaddress.IPv4Address("198.51.100.5"), ipaddress.IPv6Address("2001:db9::5"))
-    try:
-        driver.resync(DataplaneState())
-        driver.set_services(WEB_NODEPORT)
+    elsewhere = snat(ipaddress.IPv4Address("198.51.100.5"), ipaddress.IPv6Address("2001:db9::5"))
+    with programmed(sim_target, WEB_NODEPORT, service_settings=elsewhere) as driver:
         assert driver.service_errors() == {}
         assert proxies(sim_target) == ([], set(), set())
         notes = driver.status()["snat_proxy"]["notes"]
         assert len(notes) == 2 and all("in no uplink's subnet" in note for note in notes), notes
-    finally:
-        driver.close()
 
 
 def test_a_changed_address_replaces_ours_and_leaves_others_alone(sim_target: Target) -> None:
@@ -355,15 +343,10 @@ def test_a_changed_address_replaces_ours_and_leaves_others_alone(sim_target: Tar
         api.proxy_arp_add_del(is_add=True, proxy={"table_id": 0, "low": low, "hi": high})
     api.proxy_arp_intfc_enable_disable(sw_if_index=other, enable=True)
     api.ip6nd_proxy_add_del(sw_if_index=up, is_add=True, ip="2001:db8::77")
-    first = snat_driver(sim_target)
-    first.resync(DataplaneState())
-    first.set_services(WEB_NODEPORT)
-    first.close()
+    programmed_and_gone(sim_target, WEB_NODEPORT, service_settings=snat())
     # the agent restarts with other addresses: cnat's old ones are released, their proxies ours to remove
-    second = snat_driver(sim_target, ipaddress.IPv4Address("192.0.2.6"), ipaddress.IPv6Address("2001:db8::6"))
-    try:
-        second.resync(DataplaneState())
-        second.set_services(WEB_NODEPORT)
+    changed = snat(ipaddress.IPv4Address("192.0.2.6"), ipaddress.IPv6Address("2001:db8::6"))
+    with programmed(sim_target, WEB_NODEPORT, service_settings=changed) as second:
         assert second.service_errors() == {}
         ranges, interfaces, nd = proxies(sim_target)
         assert ranges == [(0, "192.0.2.100", "192.0.2.110"), (0, "192.0.2.77", "192.0.2.77"),
@@ -378,31 +361,21 @@ def test_a_changed_address_replaces_ours_and_leaves_others_alone(sim_target: Tar
         second.remove_all()  # a swap away: ours go, the others' stay (the interface flag it found on, too)
         assert proxies(sim_target) == ([(0, "192.0.2.100", "192.0.2.110"), (0, "192.0.2.77", "192.0.2.77")],
                                        {up, other}, {(up, "2001:db8::77")})
-    finally:
-        second.close()
 
 
 def test_proxy_arp_is_turned_off_only_where_the_driver_turned_it_on(sim_target: Target) -> None:
     up = dual_uplink(sim_target)
-    driver = snat_driver(sim_target)
-    try:
-        driver.resync(DataplaneState())
-        driver.set_services(WEB_NODEPORT)
+    with programmed(sim_target, WEB_NODEPORT, service_settings=snat()) as driver:
         assert proxies(sim_target)[1] == {up}
         driver.remove_all()
         assert proxies(sim_target) == ([], set(), set())
-    finally:
-        driver.close()
 
 
 def test_a_refused_proxy_write_is_the_outside_services_error_and_is_retried(sim_target: Target) -> None:
     up = dual_uplink(sim_target)
     sim_target.emulator.faults.reject("proxy_arp_add_del", ApiError.NO_SUCH_FIB, times=1)
     cluster_only = service("default/dns", "10.96.0.53", 53, ["10.65.0.5"], proto="udp")
-    driver = snat_driver(sim_target)
-    try:
-        driver.resync(DataplaneState())
-        driver.set_services(services(*WEB_NODEPORT.values(), cluster_only))
+    with programmed(sim_target, services(*WEB_NODEPORT.values(), cluster_only), service_settings=snat()) as driver:
         errors = driver.service_errors()
         assert list(errors) == ["default/web"], errors  # a ClusterIP alone does not need the address
         assert "source-NAT address not announced" in errors["default/web"]
@@ -412,5 +385,3 @@ def test_a_refused_proxy_write_is_the_outside_services_error_and_is_retried(sim_
         assert report is not None and report.ok
         assert driver.service_errors() == {}
         assert proxies(sim_target) == ([(0, str(SNAT4), str(SNAT4))], {up}, {(up, str(SNAT6))})
-    finally:
-        driver.close()
