@@ -83,6 +83,18 @@ steps:
 """
 
 
+def first_snapshot(text: str = SMALL) -> tuple[Scenario, ClusterObjects]:
+    """A scenario parsed from `text` and the objects of its first snapshot."""
+    sc = parse_scenario(text)
+    return sc, next(iter(sc.snapshots())).objects
+
+
+def web_backed_by(objects: ClusterObjects, backends: list[str]) -> ClusterObjects:
+    """`objects` with default/web's backends replaced."""
+    web = objects.services["default/web"].model_copy(update={"backends": backends})
+    return replace(objects, services={"default/web": web})
+
+
 def states_of(scenario: Scenario, objects: ClusterObjects) -> dict[str, DataplaneState]:
     """What each node's agent was told, as the lab's Felix feed tells it."""
     interfaces = {pod.name: f"cali{i}" for i, (_, pod) in enumerate(scenario.pods())}
@@ -169,8 +181,7 @@ def test_two_services_cannot_share_a_cluster_ip_or_node_port() -> None:
 # -- what the API server publishes --------------------------------------------------------------------
 
 def test_the_published_objects_read_back_as_the_scenario_says() -> None:
-    sc = parse_scenario(SMALL)
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot()
     web = objects.services["default/web"]
     spec, slice_spec = parse_service(service_object(web)), parse_endpoint_slice(endpoint_slice(sc, web))
     assert spec is not None and slice_spec is not None
@@ -187,8 +198,7 @@ def test_the_published_objects_read_back_as_the_scenario_says() -> None:
 # -- the oracle -------------------------------------------------------------------------------------
 
 def test_cluster_ip_flows_are_judged_against_the_backend_with_the_client_as_source() -> None:
-    sc = parse_scenario(SMALL)
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot()
     states = states_of(sc, objects)
     http = frontend(sc, objects, "web:80/tcp")
     assert clients(sc, objects.services["default/web"], http) == ["friend", "stranger"]  # not its backends
@@ -202,8 +212,7 @@ def test_cluster_ip_flows_are_judged_against_the_backend_with_the_client_as_sour
 
 def test_a_policy_naming_the_cluster_ip_does_not_let_clients_in() -> None:
     """Calico: the backend's ingress policy sees the client, never the Service's address."""
-    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [10.96.0.0/24]}"))
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot(SMALL.replace("source: {pods: [friend]}", "source: {nets: [10.96.0.0/24]}"))
     result = outcomes(sc, objects, states_of(sc, objects), frontend(sc, objects, "web:80/tcp"), "friend", 20000)
     assert result.expect == "no answer", result.describe()
 
@@ -225,8 +234,7 @@ def test_a_services_scenario_has_no_more_nodes_than_source_nat_addresses() -> No
 
 
 def test_node_ports_reach_other_nodes_backends_from_the_nodes_source_nat_address() -> None:
-    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}"))
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}"))
     states = states_of(sc, objects)
     at_n1 = frontend(sc, objects, "web@n1:30080/tcp")
     assert clients(sc, objects.services["default/web"], at_n1) == [OUTSIDE]
@@ -250,10 +258,8 @@ def test_a_remote_backends_policy_judges_the_source_nat_address_not_the_client()
     outside host in and nothing else of the nodes' network: web-2 answers at n2 (its own node, the
     client's address) and stays silent at n1 (n1's source-NAT address); a policy naming n1's address
     and not the client's the other way round."""
-    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.250/32]}"))
-    objects = next(iter(sc.snapshots())).objects
-    only_web2 = objects.services["default/web"].model_copy(update={"backends": ["web-2"]})
-    objects = replace(objects, services={"default/web": only_web2})
+    sc, objects = first_snapshot(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.250/32]}"))
+    objects = web_backed_by(objects, ["web-2"])
     states = states_of(sc, objects)
     at_n1, at_n2 = (frontend(sc, objects, f"web@{n}:30080/tcp") for n in ("n1", "n2"))
     local = outcomes(sc, objects, states, at_n2, OUTSIDE, 20000)
@@ -261,8 +267,8 @@ def test_a_remote_backends_policy_judges_the_source_nat_address_not_the_client()
     remote = outcomes(sc, objects, states, at_n1, OUTSIDE, 20001)
     assert remote.expect == "no answer" and [b for b, _ in remote.silent] == ["web-2"]
     assert "from n1's source-NAT address 198.18.0.201" in remote.silent[0][1]
-    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.201/32]}"))
-    objects = replace(next(iter(sc.snapshots())).objects, services={"default/web": only_web2})
+    sc, objects = first_snapshot(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.201/32]}"))
+    objects = web_backed_by(objects, ["web-2"])
     states = states_of(sc, objects)
     assert outcomes(sc, objects, states, at_n2, OUTSIDE, 20002).expect == "no answer"
     assert outcomes(sc, objects, states, at_n1, OUTSIDE, 20003).answering == {"web-2"}
@@ -282,10 +288,8 @@ def test_the_uplinks_forward_policy_on_the_ingress_node_judges_a_remote_node_por
             ingress: [{action: deny, source: {nets: [198.18.0.250/32]}}]
         """)
     text = SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}").replace("policies:\n", hep, 1)
-    sc = parse_scenario(text)
-    objects = next(iter(sc.snapshots())).objects
-    only_web2 = objects.services["default/web"].model_copy(update={"backends": ["web-2"]})
-    objects = replace(objects, services={"default/web": only_web2})
+    sc, objects = first_snapshot(text)
+    objects = web_backed_by(objects, ["web-2"])
     states = states_of(sc, objects)
     remote = outcomes(sc, objects, states, frontend(sc, objects, "web@n1:30080/tcp"), OUTSIDE, 20000)
     assert remote.expect == "no answer" and remote.silent[0][1].startswith("policy [n1: ")
@@ -308,8 +312,7 @@ def test_removed_backends_and_services_may_not_answer() -> None:
 
 
 def test_an_answer_must_come_from_the_target_port() -> None:
-    sc = parse_scenario(SMALL)
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot()
     http = frontend(sc, objects, "web:80/tcp")
     service = objects.services["default/web"]
     assert answered_by("web-1 tcp/8080 from 10.65.1.3", http, service) == "web-1"
@@ -319,8 +322,7 @@ def test_an_answer_must_come_from_the_target_port() -> None:
 
 
 def test_an_answer_must_come_from_the_source_the_backend_should_see() -> None:
-    sc = parse_scenario(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}"))
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot(SMALL.replace("source: {pods: [friend]}", "source: {nets: [198.18.0.0/24]}"))
     expected = outcomes(sc, objects, states_of(sc, objects), frontend(sc, objects, "web@n1:30080/tcp"), OUTSIDE, 20000)
     assert source_seen("web-2 tcp/8080 from 198.18.0.201") == "198.18.0.201" and source_seen(None) is None
     assert judge(expected, "web-2", "answered", "198.18.0.201") is None
@@ -330,8 +332,7 @@ def test_an_answer_must_come_from_the_source_the_backend_should_see() -> None:
         "answered by web-2, which saw the flow from 198.18.0.250, not from 198.18.0.201")
     assert judge(expected, "web-1", "answered", "198.18.0.201") is not None
     assert judge(expected, "web-1", "answered", None) is not None  # a listener line without its source
-    sc = parse_scenario(SMALL)  # friend may reach the backends: they see it as itself
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot()  # friend may reach the backends: they see it as itself
     friend = outcomes(sc, objects, states_of(sc, objects), frontend(sc, objects, "web:80/tcp"), "friend", 20001)
     assert dict(friend.sees) == {"web-1": "10.65.1.3", "web-2": "10.65.1.3"}
 
@@ -342,8 +343,7 @@ def _flows(fe: Frontend, source: str, answering: set[str], answers: Sequence[str
 
 
 def test_flows_must_spread_over_backends_once_there_are_enough() -> None:
-    sc = parse_scenario(SMALL)
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot()
     http = frontend(sc, objects, "web:80/tcp")
     both = {"web-1", "web-2"}
     lopsided = _flows(http, "friend", both, ["web-1"] * 16)
@@ -354,9 +354,8 @@ def test_flows_must_spread_over_backends_once_there_are_enough() -> None:
 
 
 def test_client_ip_affinity_keeps_each_client_on_one_backend() -> None:
-    sc = parse_scenario(SMALL.replace("    backends: [web-1, web-2]", "    backends: [web-1, web-2]\n"
-                                      "    session_affinity: ClientIP"))
-    objects = next(iter(sc.snapshots())).objects
+    sc, objects = first_snapshot(SMALL.replace("    backends: [web-1, web-2]", "    backends: [web-1, web-2]\n"
+                                               "    session_affinity: ClientIP"))
     http = frontend(sc, objects, "web:80/tcp")
     both = {"web-1", "web-2"}
     sticky = _flows(http, "friend", both, ["web-1"] * 16) + _flows(http, "stranger", both, ["web-2"] * 4)
