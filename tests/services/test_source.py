@@ -6,6 +6,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +61,27 @@ def make_source(api: StandInApiServer, tmp_path: Path, recorder: Recorder, **kwa
     return KubernetesServiceSource(client, recorder, **kwargs)
 
 
-def test_list_then_watch_events(api: StandInApiServer, tmp_path: Path) -> None:
-    api.put(SERVICES, dns_service())
-    api.put(ENDPOINTSLICES, dns_slice("10.65.0.2"))
+@contextmanager
+def running(api: StandInApiServer, tmp_path: Path, **kwargs: Any) -> Iterator[tuple[KubernetesServiceSource, Recorder]]:
+    """A started source against `api` and what it hands on; stopped after."""
     recorder = Recorder()
-    source = make_source(api, tmp_path, recorder)
+    source = make_source(api, tmp_path, recorder, **kwargs)
     source.start()
     try:
+        yield source, recorder
+    finally:
+        source.stop()
+
+
+def publish_dns(api: StandInApiServer, *backends: str) -> None:
+    """kube-system/dns and its slice with `backends`, as the API server's objects."""
+    api.put(SERVICES, dns_service())
+    api.put(ENDPOINTSLICES, dns_slice(*backends))
+
+
+def test_list_then_watch_events(api: StandInApiServer, tmp_path: Path) -> None:
+    publish_dns(api, "10.65.0.2")
+    with running(api, tmp_path) as (source, recorder):
         wait_for(lambda: recorder.backends("kube-system/dns") == ["10.65.0.2:53"])
         assert source.status() == {"connected": True, "last_error": None}
         api.put(ENDPOINTSLICES, dns_slice("10.65.0.2", "10.65.0.3"))
@@ -73,8 +89,6 @@ def test_list_then_watch_events(api: StandInApiServer, tmp_path: Path) -> None:
         api.delete(SERVICES, "kube-system", "dns")
         wait_for(lambda: recorder.calls[-1] == {})
         assert source.services() == {}
-    finally:
-        source.stop()
     # one list each, then watches from the list's resourceVersion asking for bookmarks
     assert api.count(SERVICES, watch=False) == 1 and api.count(ENDPOINTSLICES, watch=False) == 1
     watches = [q for p, q in api.requests if p == SERVICES and q.get("watch") == "true"]
@@ -85,10 +99,7 @@ def test_bookmark_moves_the_resource_version_so_a_compaction_needs_no_relist(
     api: StandInApiServer, tmp_path: Path
 ) -> None:
     api.put(SERVICES, dns_service())
-    recorder = Recorder()
-    source = make_source(api, tmp_path, recorder, watch_timeout=1)  # watches end every second
-    source.start()
-    try:
+    with running(api, tmp_path, watch_timeout=1) as (_, recorder):  # watches end every second
         wait_for(lambda: "kube-system/dns" in (recorder.calls[-1] if recorder.calls else {}))
         for port in (54, 55, 56):  # the version moves on; none of it is an endpointslice event
             api.put(SERVICES, {**dns_service(), "spec": {**dns_service()["spec"], "ports": [{"port": port}]}})
@@ -101,20 +112,14 @@ def test_bookmark_moves_the_resource_version_so_a_compaction_needs_no_relist(
         wait_for(rewatched_from_bookmark)
         api.compact()
         time.sleep(1.5)  # at least one more watch round for both kinds
-    finally:
-        source.stop()
     assert api.count(ENDPOINTSLICES, watch=False) == 1, "a bookmarked watch must not need a re-list"
 
 
 @pytest.mark.parametrize("gone_as", ["error event", "http status"])
 def test_gone_relists_and_catches_up(api: StandInApiServer, tmp_path: Path, gone_as: str) -> None:
-    api.put(SERVICES, dns_service())
-    api.put(ENDPOINTSLICES, dns_slice("10.65.0.2"))
+    publish_dns(api, "10.65.0.2")
     api.gone_as_http_status = gone_as == "http status"
-    recorder = Recorder()
-    source = make_source(api, tmp_path, recorder, watch_timeout=1)
-    source.start()
-    try:
+    with running(api, tmp_path, watch_timeout=1) as (source, recorder):
         wait_for(lambda: recorder.backends("kube-system/dns") == ["10.65.0.2:53"])
         api.hold(True)  # the watch falls behind: the change below is never streamed
         api.put(ENDPOINTSLICES, dns_slice("10.65.0.9"))
@@ -122,8 +127,6 @@ def test_gone_relists_and_catches_up(api: StandInApiServer, tmp_path: Path, gone
         api.hold(False)
         wait_for(lambda: recorder.backends("kube-system/dns") == ["10.65.0.9:53"])
         assert source.status() == {"connected": True, "last_error": None}, "410 is routine, not an outage"
-    finally:
-        source.stop()
     assert api.count(ENDPOINTSLICES, watch=False) == 2
 
 
@@ -136,8 +139,7 @@ def free_port() -> int:
 def test_unreachable_server_is_one_line_then_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="vppagent.services")
     api = StandInApiServer(port=free_port())  # not started: nothing answers on the port
-    api.put(SERVICES, dns_service())
-    api.put(ENDPOINTSLICES, dns_slice("10.65.0.2"))
+    publish_dns(api, "10.65.0.2")
     recorder = Recorder()
     source = make_source(api, tmp_path, recorder)
     began = time.monotonic()
@@ -162,12 +164,8 @@ def test_unreachable_server_is_one_line_then_recovers(tmp_path: Path, caplog: py
 
 
 def test_server_restart_mid_watch_reconnects_and_sees_changes(api: StandInApiServer, tmp_path: Path) -> None:
-    api.put(SERVICES, dns_service())
-    api.put(ENDPOINTSLICES, dns_slice("10.65.0.2"))
-    recorder = Recorder()
-    source = make_source(api, tmp_path, recorder)
-    source.start()
-    try:
+    publish_dns(api, "10.65.0.2")
+    with running(api, tmp_path) as (source, recorder):
         wait_for(lambda: recorder.backends("kube-system/dns") == ["10.65.0.2:53"])
         api.stop()
         wait_for(lambda: source.status()["connected"] is False)
@@ -177,8 +175,6 @@ def test_server_restart_mid_watch_reconnects_and_sees_changes(api: StandInApiSer
         # Services and EndpointSlices reconnect on their own threads and backoffs: the slices' change
         # can arrive while the services' watch still waits out its backoff.
         wait_for(lambda: source.status()["connected"] is True, what="both watches reconnected")
-    finally:
-        source.stop()
 
 
 def test_stop_ends_an_open_watch_promptly(api: StandInApiServer, tmp_path: Path) -> None:
