@@ -4,14 +4,10 @@ entries, and the chain adopted after an agent restart with nothing written."""
 
 from __future__ import annotations
 
-import ipaddress
-
-from tests.vpp.helpers import Target, make_driver, state_of, wkey
-from tests.vpp.test_classifier import PODS, established
+from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.test_classifier import PODS, agrees_with_evaluator, established
 from tests.vpp.test_classifier_adopt import restarted, tables
 from vppagent.lab import builders as b
-from vppagent.policy.evaluate import verdict
-from vppagent.policy.packet import Packet as PolicyPacket
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState
 
@@ -36,17 +32,8 @@ def messages(g2: list[str]) -> list:  # type: ignore[type-arg]
 
 
 def check(target: Target, interfaces: dict[str, int], state: DataplaneState) -> int:
-    checked = 0
-    for src in PODS:
-        for proto, port in (("tcp", 22), ("tcp", 80), ("tcp", 443), ("udp", 80)):
-            if src == "ns/web0":
-                continue
-            pkt = PolicyPacket(6 if proto == "tcp" else 17, ipaddress.ip_address(PODS[src]),
-                               ipaddress.ip_address(PODS["ns/web0"]), 40000, port)
-            expected = verdict(state, wkey("ns/web0"), "ingress", pkt).allowed
-            assert established(target, interfaces, src, "ns/web0", proto, port) == expected, (src, proto, port)
-            checked += expected
-    return checked
+    return agrees_with_evaluator(target, interfaces, state, ("ns/web0",),
+                                 (("tcp", 22), ("tcp", 80), ("tcp", 443), ("udp", 80)))
 
 
 def test_two_overlapping_sets_in_one_gate(sim_target: Target) -> None:
