@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -152,64 +152,52 @@ def run_differential(target: Target, driver: VppDriver, seeds: range, packets_pe
     return checked
 
 
-def test_differential_random_policies_through_driver_and_emulator(sim_target: Target) -> None:
-    driver = make_driver(sim_target)
-    try:
-        checked = run_differential(sim_target, driver, range(240), packets_per_case=12)
-    finally:
-        driver.close()
+@pytest.fixture
+def gated_driver(sim_target: Target) -> Iterator[VppDriver]:
+    """A driver gating every address set of a qualifying ingress list (classifier threshold 1)."""
+    driver = make_driver(sim_target, classifier_min_members=1)
+    yield driver
+    driver.close()
+
+
+def test_differential_random_policies_through_driver_and_emulator(sim_target: Target, sim_driver: VppDriver) -> None:
+    checked = run_differential(sim_target, sim_driver, range(240), packets_per_case=12)
     assert checked >= 200
 
 
-def test_differential_with_ip_sets_in_the_classifier(sim_target: Target) -> None:
+def test_differential_with_ip_sets_in_the_classifier(sim_target: Target, gated_driver: VppDriver) -> None:
     """Every address set of a qualifying ingress list goes to the classifier (threshold 1)."""
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        checked = run_differential(sim_target, driver, range(5000, 5240), packets_per_case=12, make_case=gated_case)
-        # (a set whose rules never decide a verdict, e.g. behind a deny-all, is not gated: L_U = L)
-        assert driver.status()["gated_lists"] >= 80, "the classifier path was exercised"
-    finally:
-        driver.close()
+    checked = run_differential(sim_target, gated_driver, range(5000, 5240), packets_per_case=12, make_case=gated_case)
+    # (a set whose rules never decide a verdict, e.g. behind a deny-all, is not gated: L_U = L)
+    assert gated_driver.status()["gated_lists"] >= 80, "the classifier path was exercised"
     assert checked >= 200
 
 
-def test_differential_with_several_sets_in_one_gate(sim_target: Target) -> None:
+def test_differential_with_several_sets_in_one_gate(sim_target: Target, gated_driver: VppDriver) -> None:
     """Several gated sets per list, overlapping regions, denies in between (threshold 1)."""
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        checked = run_differential(sim_target, driver, range(7000, 7240), packets_per_case=16,
-                                   make_case=multi_gated_case)
-        compiler = driver._compiler
-        assert compiler.gated >= 100 and compiler.multi_set_gates >= 60, "several sets per gate were exercised"
-    finally:
-        driver.close()
+    checked = run_differential(sim_target, gated_driver, range(7000, 7240), packets_per_case=16,
+                               make_case=multi_gated_case)
+    compiler = gated_driver._compiler
+    assert compiler.gated >= 100 and compiler.multi_set_gates >= 60, "several sets per gate were exercised"
     assert checked >= 200
 
 
-def test_differential_with_admits_worked_out_per_member(sim_target: Target,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_differential_with_admits_worked_out_per_member(sim_target: Target, monkeypatch: pytest.MonkeyPatch,
+                                                        gated_driver: VppDriver) -> None:
     """The same, every admit region taken member by member (the path of regions too ragged to hold
     as entries, e.g. cut by denies of single addresses)."""
     monkeypatch.setattr(gate, "MEMBER_WISE", True)
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        checked = run_differential(sim_target, driver, range(7500, 7740), packets_per_case=16,
-                                   make_case=multi_gated_case)
-        assert driver._compiler.multi_set_gates >= 60, "several sets per gate were exercised"
-    finally:
-        driver.close()
+    checked = run_differential(sim_target, gated_driver, range(7500, 7740), packets_per_case=16,
+                               make_case=multi_gated_case)
+    assert gated_driver._compiler.multi_set_gates >= 60, "several sets per gate were exercised"
     assert checked >= 200
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_differential_long(sim_target: Target) -> None:
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        assert run_differential(sim_target, driver, range(1000, 3000), packets_per_case=25) >= 1700
-        assert run_differential(sim_target, driver, range(10_000, 11_000), packets_per_case=25,
-                                make_case=gated_case) >= 900
-        assert run_differential(sim_target, driver, range(20_000, 21_000), packets_per_case=25,
-                                make_case=multi_gated_case) >= 900
-    finally:
-        driver.close()
+def test_differential_long(sim_target: Target, gated_driver: VppDriver) -> None:
+    assert run_differential(sim_target, gated_driver, range(1000, 3000), packets_per_case=25) >= 1700
+    assert run_differential(sim_target, gated_driver, range(10_000, 11_000), packets_per_case=25,
+                            make_case=gated_case) >= 900
+    assert run_differential(sim_target, gated_driver, range(20_000, 21_000), packets_per_case=25,
+                            make_case=multi_gated_case) >= 900
