@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from tests.agentproc import AgentProcess, wait_for
-from tests.services.test_source import dns_service, dns_slice, free_port
-from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
+from tests.services.test_source import free_port, publish_dns
+from vppagent.lab.apiserver import StandInApiServer
 
 
 def run_agent(tmp_path: Path, *args: str) -> AgentProcess:
@@ -20,8 +20,7 @@ def run_agent(tmp_path: Path, *args: str) -> AgentProcess:
 
 def test_state_reports_services_and_the_source(tmp_path: Path) -> None:
     api = StandInApiServer().start()
-    api.put(SERVICES, dns_service())
-    api.put(ENDPOINTSLICES, dns_slice("10.65.0.2", "10.65.0.3"))
+    publish_dns(api, "10.65.0.2", "10.65.0.3")
     agent = run_agent(tmp_path, "--services", "kubernetes",
                       "--kubeconfig", str(api.write_kubeconfig(tmp_path / "kubeconfig")))
     try:

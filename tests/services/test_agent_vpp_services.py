@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.agentproc import AgentProcess, wait_for
-from tests.services.test_source import dns_service, dns_slice
-from vppagent.lab.apiserver import ENDPOINTSLICES, SERVICES, StandInApiServer
+from tests.services.test_source import dns_slice, publish_dns
+from vppagent.lab.apiserver import ENDPOINTSLICES, StandInApiServer
 from vppagent.vppsim import VppSim
 
 
@@ -35,8 +35,7 @@ def dns_row(agent: AgentProcess) -> dict[str, Any] | None:
 
 
 def test_the_vpp_driver_programs_the_sources_services(sim: VppSim, api: StandInApiServer, tmp_path: Path) -> None:
-    api.put(SERVICES, dns_service())
-    api.put(ENDPOINTSLICES, dns_slice("10.65.0.2", "10.65.0.3"))
+    publish_dns(api, "10.65.0.2", "10.65.0.3")
     agent = AgentProcess(tmp_path / "agent.sock", tmp_path / "agent.log", [
         "--driver", "vpp", "--vpp-api-socket", str(sim.socket_path), "--services", "kubernetes",
         "--kubeconfig", str(api.write_kubeconfig(tmp_path / "kubeconfig"))])
