@@ -376,10 +376,10 @@ class LabRun:
         probes = self._probes()
         timeout = self.options.probe_timeout
         states = {node: feed.state for node, feed in self.feeds.items()}
-        flows = self.services.plan(snapshot.objects, self.previous) if self.services is not None else []
+        flows = self.services.plan(snapshot.objects, self.previous, states) if self.services is not None else []
         jobs: list[Callable[[], ProbeResult | FlowResult]] = [functools.partial(run_probe, p, timeout) for p in probes]
         if self.services is not None:
-            jobs += self.services.jobs(flows, timeout, snapshot.objects, states)
+            jobs += self.services.jobs(flows, timeout)
         done = run_parallel(jobs, progress=self.options.progress)
         results = [r for r in done if isinstance(r, ProbeResult)]
         flow_results = [r for r in done if isinstance(r, FlowResult)]
@@ -396,7 +396,7 @@ class LabRun:
                               res.seconds))
         step = StepResult(snapshot.index, snapshot.name, cells, programmed - started, time.monotonic() - programmed)
         if self.services is not None:
-            step.services, step.service_problems = self.services.judge(flows, flow_results, snapshot.objects, states)
+            step.services, step.service_problems = self.services.judge(flows, flow_results, snapshot.objects)
         return step
 
     def _probes(self) -> list[Probe]:

@@ -51,6 +51,7 @@ class PlannedFlow:
     frontend: checks.Frontend
     source: str  # a pod or checks.OUTSIDE
     flow: Flow
+    expected: checks.Outcomes  # what the oracle allows for this flow (its source port is the lab's)
 
 
 class LabServices:
@@ -129,9 +130,11 @@ class LabServices:
                 raise LabError(f"the agent on {node} did not program the Services within {timeout:.0f} s: "
                                f"wanted {want}, reports {seen}; {agent.tail()}") from None
 
-    def plan(self, objects: ClusterObjects, previous: ClusterObjects | None) -> list[PlannedFlow]:
+    def plan(self, objects: ClusterObjects, previous: ClusterObjects | None,
+             states: Mapping[str, DataplaneState]) -> list[PlannedFlow]:
         """The flows of a step: every frontend of the Services in force, and of those the step
-        removed (which nothing may answer any more), from each of its clients."""
+        removed (which nothing may answer any more), from each of its clients, each with what the
+        oracle expects of it (worked out once: the job's wait and the judgement both use it)."""
         services = dict(objects.services)
         if previous is not None:
             services.update({k: s for k, s in previous.services.items() if k not in services})
@@ -142,9 +145,10 @@ class LabServices:
                 for source in checks.clients(self.scenario, service, frontend):
                     netns = (NETNS_DIR / self.topology.outside if source == checks.OUTSIDE
                              else self.topology.pod_netns_path(source))
-                    planned += [PlannedFlow(frontend, source, Flow(netns, frontend.address, frontend.protocol,
-                                                                   frontend.port, self._source_port()))
-                                for _ in range(checks.FLOWS_PER_PROBE)]
+                    for _ in range(checks.FLOWS_PER_PROBE):
+                        flow = Flow(netns, frontend.address, frontend.protocol, frontend.port, self._source_port())
+                        expected = checks.outcomes(self.scenario, objects, states, frontend, source, flow.source_port)
+                        planned.append(PlannedFlow(frontend, source, flow, expected))
         return planned
 
     def _source_port(self) -> int:
@@ -154,23 +158,18 @@ class LabServices:
         self._next_port += 1
         return self._next_port - 1
 
-    def jobs(self, planned: list[PlannedFlow], timeout: float, objects: ClusterObjects,
-             states: Mapping[str, DataplaneState]) -> list[Callable[[], FlowResult]]:
+    def jobs(self, planned: list[PlannedFlow], timeout: float) -> list[Callable[[], FlowResult]]:
         """A job per flow; one that some backend should answer waits up to ANSWER_WINDOW."""
-        jobs: list[Callable[[], FlowResult]] = []
-        for p in planned:
-            expected = checks.outcomes(self.scenario, objects, states, p.frontend, p.source, p.flow.source_port)
-            window = max(timeout, ANSWER_WINDOW) if expected.answering else timeout
-            jobs.append(functools.partial(send_flow, p.flow, window))
-        return jobs
+        return [functools.partial(send_flow, p.flow, max(timeout, ANSWER_WINDOW) if p.expected.answering else timeout)
+                for p in planned]
 
-    def judge(self, planned: list[PlannedFlow], results: list[FlowResult], objects: ClusterObjects,
-              states: Mapping[str, DataplaneState]) -> tuple[list[ServiceCell], list[str]]:
+    def judge(self, planned: list[PlannedFlow], results: list[FlowResult],
+              objects: ClusterObjects) -> tuple[list[ServiceCell], list[str]]:
         """A cell per client and frontend, and the problems across flows (spread, affinity)."""
         judged: list[checks.JudgedFlow] = []
         grouped: dict[tuple[checks.Frontend, str], list[tuple[checks.Outcomes, str, str | None]]] = {}
         for plan, result in zip(planned, results, strict=True):
-            expected = checks.outcomes(self.scenario, objects, states, plan.frontend, plan.source, result.source_port)
+            expected = plan.expected
             answered = checks.answered_by(result.answer, plan.frontend, objects.services.get(plan.frontend.service))
             problem = checks.judge(expected, answered, result.detail, checks.source_seen(result.answer))
             judged.append(checks.JudgedFlow(plan.frontend, plan.source, expected, answered))
