@@ -22,6 +22,13 @@ def banner(name: str, proto: str, port: int, peer: str) -> bytes:
     return f"{name} {proto}/{port} from {peer}\n".encode()
 
 
+def read_banner(line: str) -> tuple[str, str | None]:
+    """A line `banner` made: its `NAME PROTO/PORT` part, and the source address the pod saw (None
+    when the line names none)."""
+    who, sep, peer = line.partition(" from ")
+    return who, (peer if sep else None)
+
+
 def serve(name: str, ports: list[tuple[str, int]]) -> None:
     selector = selectors.DefaultSelector()
     for proto, port in ports:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from vppagent.lab.listener import read_banner
 from vppagent.netns import enter_netns
 
 T = TypeVar("T")
@@ -105,7 +106,7 @@ def run_probe(probe: Probe, timeout: float) -> ProbeResult:
     detail = result.detail
     if result.answer is not None:
         expected = f"{probe.target} {probe.protocol}/{probe.port}"
-        who, _, _seen = result.answer.partition(" from ")  # the listener's line (listener.py)
+        who = read_banner(result.answer)[0]
         detail = "ok" if who == expected else f"wrong answer: {result.answer!r}"
     return ProbeResult(probe, detail == "ok", result.source_port, detail, result.seconds)
 

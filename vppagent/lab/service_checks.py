@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 
 from vppagent.lab import oracle
 from vppagent.lab.felix_feed import workload_key
+from vppagent.lab.listener import read_banner
 from vppagent.lab.scenario import OUTSIDE_ADDRESS, ClusterObjects, Scenario
 from vppagent.lab.scenario_objects import Service, ServicePort
 from vppagent.policy.evaluate import forward_verdict
@@ -177,8 +178,7 @@ def answered_by(answer: str | None, frontend: Frontend, service: Service | None)
     answer. An answer on another port than the Service's target port is returned whole, to be reported."""
     if answer is None:
         return None
-    name, _, rest = answer.partition(" ")
-    port = rest.partition(" from ")[0]
+    name, _, port = read_banner(answer)[0].partition(" ")
     if service is not None and port != str(_port_of(service, frontend).target):
         return f"{answer!r}"
     return name
@@ -186,9 +186,7 @@ def answered_by(answer: str | None, frontend: Frontend, service: Service | None)
 
 def source_seen(answer: str | None) -> str | None:
     """The source address the answering listener saw (None: no answer, or a line without one)."""
-    if answer is None or " from " not in answer:
-        return None
-    return answer.rpartition(" from ")[2]
+    return None if answer is None else read_banner(answer)[1]
 
 
 def judge(expected: Outcomes, answered: str | None, detail: str, seen: str | None = None) -> str | None:
