@@ -96,7 +96,7 @@ class AgentConfig(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("config", mode="before")
+    @field_validator("config", "service_snat_ipv4", "service_snat_ipv6", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -107,11 +107,6 @@ class AgentConfig(BaseSettings):
         if isinstance(value, str):  # a flag or the environment: "10.96.0.0/12,fd00:96::/108"
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
-    @field_validator("service_snat_ipv4", "service_snat_ipv6", mode="before")
-    @classmethod
-    def _empty_address_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("service_node_port_range")
     @classmethod
