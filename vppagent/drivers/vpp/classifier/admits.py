@@ -13,7 +13,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
 
-from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
+from vppagent.drivers.vpp.classifier.gate import GapEntry, GatedSet
 from vppagent.drivers.vpp.classifier.layout import mask_net, match_bytes, member_mask
 from vppagent.drivers.vpp.classifier.regions import Basis, member_entries
 from vppagent.policy.model import IPNetwork
@@ -28,13 +28,6 @@ def members(state: DataplaneState, set_id: str, family: int) -> frozenset[str]:
     if ipset is None:
         return frozenset()
     return frozenset(m for m in ipset.members if (":" in m) == (family == 6))
-
-
-def admit_sessions(state: DataplaneState, gate: Gate, family: int) -> set[Session]:
-    out: set[Session] = set()
-    for gated in gate.sets:
-        out |= set_sessions(gated, family, members(state, gated.set_id, family))
-    return out
 
 
 def member_sessions(gated: GatedSet, family: int, held: list[str]) -> dict[str, frozenset[Session]]:
