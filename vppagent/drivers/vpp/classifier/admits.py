@@ -56,16 +56,16 @@ def set_sessions(gated: GatedSet, family: int, held: Iterable[str]) -> set[Sessi
         for src_len, table in by_length.items():
             if src_len <= length:  # the entry's source holds the member: match the member
                 for e in table.get(address >> (width - src_len) << (width - src_len), ()):
-                    out.add(_session(family, net, e, tails[e]))
+                    out.add(_session(family, net, tails[e]))
             else:  # the member holds the entry's source: match the entry's
                 for prefix, found in table.items():
                     if prefix >> (width - length) << (width - length) == address:
-                        out.update(_session(family, e.src, e, tails[e]) for e in found)
+                        out.update(_session(family, e.src, tails[e]) for e in found)
     return out
 
 
 def _member_wise(family: int, decided: Basis, nets: list[IPNetwork]) -> set[Session]:
-    return {_session(family, e.src, e, _tail(family, e)) for e in member_entries(family, decided, nets)}
+    return {_session(family, e.src, _tail(family, e)) for e in member_entries(family, decided, nets)}
 
 
 def _tail(family: int, e: GapEntry) -> tuple[bytes, bytes]:
@@ -74,7 +74,7 @@ def _tail(family: int, e: GapEntry) -> tuple[bytes, bytes]:
             match_bytes(family, proto=e.proto, dst=e.dst, dport=e.dport))
 
 
-def _session(family: int, src: IPNetwork, e: GapEntry, tail: tuple[bytes, bytes]) -> Session:
+def _session(family: int, src: IPNetwork, tail: tuple[bytes, bytes]) -> Session:
     mask, match = (_merge(tail[0], member_mask(family, src.prefixlen)),
                    _merge(tail[1], match_bytes(family, src=src)))
     return mask, match
