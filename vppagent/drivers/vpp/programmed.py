@@ -16,6 +16,8 @@ from vppagent.drivers.vpp.tags import is_our_acl, is_workload_tag
 from vppagent.policy.model import IPAddress, IPNetwork
 
 Binding = tuple[int | None, int | None]  # (input ACL, output ACL); None: no ACL of ours
+AF_PACKET_DEV_TYPE = "af-packet"  # interface_dev_type of an af_packet interface, as VPP reports it
+LOCAL_DEV_TYPE = "local"  # interface_dev_type of local0
 
 
 @dataclass
@@ -34,6 +36,10 @@ class InterfaceInfo:
     @property
     def is_pod(self) -> bool:
         return is_workload_tag(self.tag)
+
+    @property
+    def is_local(self) -> bool:
+        return self.dev_type == LOCAL_DEV_TYPE
 
 
 @dataclass
@@ -86,7 +92,7 @@ def read_programmed(calls: VppCalls) -> Programmed:
             out.foreign_acls.add(acl.index)
     refresh_interfaces(calls, out)
     for info in out.interfaces.values():
-        if not info.is_pod and info.dev_type != "local":
+        if not info.is_pod and not info.is_local:
             out.interface_addresses[info.sw_if_index] = calls.interface_addresses(info.sw_if_index)
     out.routes = calls.routes()
     return out

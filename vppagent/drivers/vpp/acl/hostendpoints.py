@@ -23,7 +23,7 @@ from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.acl.render import allow_any, rule_from_flat
 from vppagent.drivers.vpp.api.types import AclContent, AclRule
 from vppagent.drivers.vpp.failures import Owner
-from vppagent.drivers.vpp.programmed import Programmed
+from vppagent.drivers.vpp.programmed import AF_PACKET_DEV_TYPE, Programmed
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, compile_host_endpoint
@@ -32,7 +32,6 @@ from vppagent.policy.model import Direction, HostEndpoint, IPAddress, PolicyErro
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
 FORWARD_PROFILE = "__vppagent_forward_fallthrough"  # synthetic: what falls out of the forward tiers
-AF_PACKET_DEV_TYPE = "af-packet"  # interface_dev_type as VPP reports it
 AF_PACKET_PREFIX = "host-"  # VPP names the af_packet interface on Linux's eth0 `host-eth0`
 
 

@@ -18,11 +18,9 @@ import logging
 
 from vppagent.drivers.vpp.api.calls import RX_MODE_INTERRUPT, VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
-from vppagent.drivers.vpp.programmed import Programmed
+from vppagent.drivers.vpp.programmed import AF_PACKET_DEV_TYPE, Programmed
 
 log = logging.getLogger(__name__)
-
-AF_PACKET_DEV_TYPE = "af-packet"  # interface_dev_type of an af_packet interface (26.06)
 
 
 def set_interrupt(calls: VppCalls, sw_if_index: int, what: str) -> bool:

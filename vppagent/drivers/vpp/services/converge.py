@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def _outside(programmed: Programmed) -> list[InterfaceInfo]:
     """Interfaces cnat acts on, pods' included: all but local0 and the pod gateway."""
     return [info for info in sorted(programmed.interfaces.values(), key=lambda i: i.sw_if_index)
-            if info.dev_type != "local" and info.tag != GATEWAY_TAG]
+            if not info.is_local and info.tag != GATEWAY_TAG]
 
 
 def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, str]], settings: ServiceSettings,
