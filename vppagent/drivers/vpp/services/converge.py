@@ -95,8 +95,8 @@ def read_translations(calls: VppCalls) -> dict[TranslationKey, CnatDetails]:
 def node_addresses(programmed: Programmed) -> frozenset[Address]:
     """The addresses VPP holds on interfaces that are not pods' nor the pod gateway (uplinks: where
     node ports are), as read with the interfaces."""
-    return frozenset(address for info in _outside(programmed) if not info.is_pod
-                     for address in programmed.interface_addresses.get(info.sw_if_index, ()))
+    return frozenset(address for sw_if_index in uplink_interfaces(programmed)
+                     for address in programmed.interface_addresses.get(sw_if_index, ()))
 
 
 @dataclass
