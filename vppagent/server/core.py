@@ -133,10 +133,7 @@ class AgentCore:
         if pending is None:
             return
         self.services = pending
-        try:
-            self.driver.set_services(pending)
-        except Exception:  # a driver bug must not kill the worker; its service_errors say the rest
-            log.exception("driver %s failed to take the services", self.driver.name)
+        _give_services(self.driver, pending)
 
     def send(self, msg: felix.FromDataplane) -> None:
         with self._stream_lock:
@@ -351,10 +348,7 @@ class AgentCore:
                 log.warning("%s", warning)
             old.close()
             if self.services is not None:
-                try:
-                    new.set_services(self.services)
-                except Exception:
-                    log.exception("driver %s failed to take the services", name)
+                _give_services(new, self.services)
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
             self.metrics.driver_in_use(new.name)
@@ -408,4 +402,10 @@ def _config_lookup(config: dict[str, str], name: str) -> str | None:
     return None
 
 
-
+def _give_services(driver: Driver, services: Mapping[str, ServiceEntry]) -> None:
+    """`driver.set_services`, on the worker or in a swap: a driver bug must kill neither, and the
+    driver's service_errors say the rest."""
+    try:
+        driver.set_services(services)
+    except Exception:
+        log.exception("driver %s failed to take the services", driver.name)
