@@ -11,6 +11,7 @@ calls `poll` then.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import threading
 import time
@@ -297,14 +298,10 @@ def release_free_memory() -> None:
         trim(0)
 
 
+@functools.cache
 def _malloc_trim() -> Any:
-    global _TRIM
-    if _TRIM is False:
-        try:
-            _TRIM = ctypes.CDLL(None).malloc_trim  # the process's own symbols: the C library's
-        except (OSError, AttributeError):
-            _TRIM = None
-    return _TRIM
-
-
-_TRIM: Any = False  # not looked up yet; None: this C library has no malloc_trim
+    """The C library's malloc_trim, looked up once; None when it has none."""
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols: the C library's
+    except (OSError, AttributeError):
+        return None
