@@ -182,11 +182,11 @@ class VppDriver(Driver):
         if problem is not None:
             self._service_failures = {name: problem for name, entry in services.items() if not entry.error}
             return
-        if not removing and self.conn.cnat_features and self._programmed is not None:
-            self._cnat_interfaces, self._cnat_setup = enable_cnat(
-                self.calls, self._programmed, self._cnat_interfaces, self.service_settings,
-                setup=not self._cnat_setup, retired=self._snat_proxy.retired)
         if self.conn.cnat_features and self._programmed is not None:
+            if not removing:
+                self._cnat_interfaces, self._cnat_setup = enable_cnat(
+                    self.calls, self._programmed, self._cnat_interfaces, self.service_settings,
+                    setup=not self._cnat_setup, retired=self._snat_proxy.retired)
             self._snat_proxy.converge(self.calls, self.conn.snat_proxy_problem, self.service_settings,
                                       uplink_interfaces(self._programmed), reread=reread, removing=removing)
         if reread or self._translations is None:
