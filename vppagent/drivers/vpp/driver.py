@@ -44,7 +44,7 @@ from vppagent.drivers.vpp.services.converge import (
     enable_cnat,
     node_addresses,
     read_translations,
-    uplink_interfaces,
+    uplinks,
 )
 from vppagent.drivers.vpp.services.proxy import SnatProxy
 from vppagent.drivers.vpp.services.settings import ServiceSettings
@@ -188,7 +188,7 @@ class VppDriver(Driver):
                     self.calls, self._programmed, self._cnat_interfaces, self.service_settings,
                     setup=not self._cnat_setup, retired=self._snat_proxy.retired)
             self._snat_proxy.converge(self.calls, self.conn.snat_proxy_problem, self.service_settings,
-                                      uplink_interfaces(self._programmed), reread=reread, removing=removing)
+                                      uplinks(self._programmed), reread=reread, removing=removing)
         if reread or self._translations is None:
             self._translations = read_translations(self.calls)
         nodes = frozenset() if self._programmed is None else node_addresses(self._programmed)

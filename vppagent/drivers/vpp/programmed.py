@@ -8,6 +8,7 @@ are ours is decided in routes.py.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
@@ -48,7 +49,12 @@ class Programmed:
     foreign_acls: set[int] = field(default_factory=set)
     interfaces: dict[int, InterfaceInfo] = field(default_factory=dict)
     routes: dict[IPNetwork, RouteTarget] = field(default_factory=dict)  # table 0, single-path only
-    interface_addresses: dict[int, list[IPAddress]] = field(default_factory=dict)  # non-pod interfaces
+    # non-pod interfaces: their addresses with the subnets on them
+    interface_prefixes: dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]] = field(default_factory=dict)
+
+    def interface_addresses(self, sw_if_index: int) -> list[IPAddress]:
+        """The (non-pod) interface's own addresses, IPv4 first."""
+        return [prefix.ip for prefix in self.interface_prefixes.get(sw_if_index, ())]
 
     def pod_interfaces(self) -> dict[str, int]:
         """Workload tag → sw_if_index."""
@@ -93,7 +99,7 @@ def read_programmed(calls: VppCalls) -> Programmed:
     refresh_interfaces(calls, out)
     for info in out.interfaces.values():
         if not info.is_pod and not info.is_local:
-            out.interface_addresses[info.sw_if_index] = calls.interface_addresses(info.sw_if_index)
+            out.interface_prefixes[info.sw_if_index] = calls.interface_prefixes(info.sw_if_index)
     out.routes = calls.routes()
     return out
 

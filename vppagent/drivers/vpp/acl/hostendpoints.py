@@ -77,7 +77,7 @@ def host_endpoint_lists(state: DataplaneState, programmed: Programmed, compiler:
             continue  # no such VPP interface here: nothing to police (as Felix)
         if forward_catalog is None:
             forward_catalog = Catalog(_with_forward_fallthrough(state))
-        host = list(hep.expected_addrs) + programmed.interface_addresses.get(sw_if_index, [])
+        host = list(hep.expected_addrs) + programmed.interface_addresses(sw_if_index)
         try:
             lists = [_uplink_list(catalog, forward_catalog, hep, d, host, compiler.rule_limit)
                      for d in (Direction.INGRESS, Direction.EGRESS)]

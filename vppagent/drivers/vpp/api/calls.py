@@ -90,10 +90,6 @@ class VppCalls:
         return [InterfaceDetails(int(d.sw_if_index), str(d.interface_name), str(d.tag), str(d.interface_dev_type))
                 for d in self.conn.dump("sw_interface_dump", sw_if_index=sw_if_index)]
 
-    def interface_addresses(self, sw_if_index: int) -> list[IPAddress]:
-        """The interface's own addresses, IPv4 first."""
-        return [prefix.ip for prefix in self.interface_prefixes(sw_if_index)]
-
     def interface_prefixes(self, sw_if_index: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         """The interface's own addresses with their prefix lengths (the subnets on it), IPv4 first."""
         return [ipaddress.ip_interface(a.prefix) for is_ip6 in (False, True)

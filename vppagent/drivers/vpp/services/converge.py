@@ -30,6 +30,7 @@ from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.types import CnatDetails
 from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
 from vppagent.drivers.vpp.services.plan import Ownership, plan_translations
+from vppagent.drivers.vpp.services.proxy import Uplink
 from vppagent.drivers.vpp.services.settings import NO_SETTINGS, ServiceSettings
 from vppagent.drivers.vpp.services.translations import Address, TranslationKey, wanted_translations
 from vppagent.drivers.vpp.tags import GATEWAY_TAG
@@ -83,9 +84,11 @@ def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, st
         return done, not setup
 
 
-def uplink_interfaces(programmed: Programmed) -> dict[int, str]:
-    """The interfaces holding node addresses (sw_if_index -> name): neither pods' nor the pod gateway."""
-    return {info.sw_if_index: info.name for info in _outside(programmed) if not info.is_pod}
+def uplinks(programmed: Programmed) -> list[Uplink]:
+    """The interfaces holding node addresses, with their subnets as read with the interfaces: neither
+    pods' nor the pod gateway."""
+    return [Uplink(info.sw_if_index, info.name, tuple(programmed.interface_prefixes.get(info.sw_if_index, ())))
+            for info in _outside(programmed) if not info.is_pod]
 
 
 def read_translations(calls: VppCalls) -> dict[TranslationKey, CnatDetails]:
@@ -95,8 +98,7 @@ def read_translations(calls: VppCalls) -> dict[TranslationKey, CnatDetails]:
 def node_addresses(programmed: Programmed) -> frozenset[Address]:
     """The addresses VPP holds on interfaces that are not pods' nor the pod gateway (uplinks: where
     node ports are), as read with the interfaces."""
-    return frozenset(address for sw_if_index in uplink_interfaces(programmed)
-                     for address in programmed.interface_addresses.get(sw_if_index, ()))
+    return frozenset(prefix.ip for uplink in uplinks(programmed) for prefix in uplink.prefixes)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -139,16 +139,11 @@ class ProxyPass:
     nd: frozenset[NdEntry] | None = None  # the ND entries VPP holds of ours, when this pass got through
 
 
-def read_uplinks(calls: VppCalls, interfaces: Mapping[int, str]) -> list[Uplink]:
-    """`interfaces`: sw_if_index -> name of the interfaces that hold node addresses."""
-    return [Uplink(i, name, tuple(calls.interface_prefixes(i))) for i, name in sorted(interfaces.items())]
-
-
 def read_proxies(calls: VppCalls, nd: frozenset[NdEntry] | None) -> HeldProxies:
     return HeldProxies(tuple(calls.proxy_arp_ranges()), frozenset(calls.proxy_arp_interfaces()), nd)
 
 
-def converge_proxies(calls: VppCalls, settings: ServiceSettings, interfaces: Mapping[int, str],
+def converge_proxies(calls: VppCalls, settings: ServiceSettings, uplinks: Sequence[Uplink],
                      retired: AbstractSet[Address], made_interfaces: set[int], *, removing: bool = False,
                      nd: frozenset[NdEntry] | None = None) -> ProxyPass:
     """Read, plan, write; `made_interfaces` gains (and loses) the interfaces this driver turned proxy ARP
@@ -157,10 +152,10 @@ def converge_proxies(calls: VppCalls, settings: ServiceSettings, interfaces: Map
     as the last pass on this connection left them (None: not known)."""
     result = ProxyPass()
     try:
-        wanted = WantedProxies() if removing else wanted_proxies(settings, read_uplinks(calls, interfaces))
+        wanted = WantedProxies() if removing else wanted_proxies(settings, uplinks)
         result.notes = wanted.notes
         plan = plan_proxies(read_proxies(calls, nd), wanted, set(configured(settings)) | set(retired),
-                            made_interfaces, interfaces)
+                            made_interfaces, [u.sw_if_index for u in uplinks])
         for address in plan.arp_add:
             calls.proxy_arp_range(address, add=True)
             result.writes += 1
@@ -203,7 +198,7 @@ class SnatProxy:
         self.done = False
         self.last.nd = None  # a new connection may be a new VPP: ND entries not known
 
-    def converge(self, calls: VppCalls, problem: str | None, settings: ServiceSettings, interfaces: Mapping[int, str],
+    def converge(self, calls: VppCalls, problem: str | None, settings: ServiceSettings, uplinks: Sequence[Uplink],
                  *, reread: bool, removing: bool = False) -> None:
         if self.done and not reread and self.last.error is None and not removing:
             return
@@ -212,7 +207,7 @@ class SnatProxy:
             self.done = True
             return
         previous_notes = self.last.notes
-        self.last = converge_proxies(calls, settings, interfaces, self.retired, self.made_interfaces,
+        self.last = converge_proxies(calls, settings, uplinks, self.retired, self.made_interfaces,
                                      removing=removing, nd=self.last.nd)
         self.done = self.last.error is None
         if self.last.error is not None:
