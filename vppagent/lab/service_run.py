@@ -15,7 +15,6 @@ NodePorts, and the flows of each step, judged by service_checks.
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import subprocess
 from collections import Counter
@@ -103,7 +102,7 @@ class LabServices:
         for path, wanted in desired.items():
             held = self.published.setdefault(path, {})
             for key, obj in wanted.items():
-                if json.dumps(held.get(key), sort_keys=True) != json.dumps(obj, sort_keys=True):
+                if held.get(key) != obj:
                     self.api.put(path, obj)
                     held[key] = obj
             for key in sorted(held.keys() - wanted.keys()):
