@@ -16,13 +16,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from vppagent.config import DEFAULT_NODE_PORT_RANGE, node_port_range
 from vppagent.policy.model import IPNetwork
 
 # The source of hairpinned flows without a configured address: link-local IPv4 beside the pod
 # gateway (169.254.1.1), and a ULA; no one else uses them.
 HAIRPIN_SNAT_V4 = "169.254.2.1"
 HAIRPIN_SNAT_V6 = "fd69:fe::1"
-DEFAULT_NODE_PORTS = (30000, 32767)
+DEFAULT_NODE_PORTS = node_port_range(DEFAULT_NODE_PORT_RANGE)  # one home for the default: config.py
 
 
 @dataclass(frozen=True)
