@@ -188,13 +188,17 @@ class WorkloadEndpoint:
     ipv4_nets: tuple[IPNetwork, ...]
     ipv6_nets: tuple[IPNetwork, ...]
     tiers: tuple[Tier, ...]
+    # Sources the workload may send from besides its own addresses (the pod annotation
+    # cni.projectcalico.org/allowedSourcePrefixes); every other source is spoofed and dropped.
+    allowed_spoofed_sources: tuple[IPNetwork, ...] = ()
 
     @staticmethod
     def from_proto(key: WorkloadKey, pb: felix.WorkloadEndpoint) -> WorkloadEndpoint:
         return WorkloadEndpoint(
             key, pb.name, pb.state == "active", tuple(pb.profile_ids),
             tuple(_net(n) for n in pb.ipv4_nets), tuple(_net(n) for n in pb.ipv6_nets),
-            tuple(Tier.from_proto(t) for t in pb.tiers))
+            tuple(Tier.from_proto(t) for t in pb.tiers),
+            tuple(_net(n) for n in pb.allow_spoofed_source_prefixes))
 
 
 @dataclass(frozen=True)
