@@ -9,7 +9,10 @@ from typing import TypeVar
 
 from vppagent.drivers.iptables.driver import IptablesDriver
 from vppagent.drivers.iptables.names import ipset_name, policy_chain
+from vppagent.drivers.iptables.render import StateRenderer
+from vppagent.drivers.iptables.routes import workload_sysctls
 from vppagent.drivers.iptables.runner import CommandError, CommandResult, Input, Runner, input_text
+from vppagent.drivers.iptables.settings import Settings
 from vppagent.lab import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.state.ipset import IPSetType
@@ -126,3 +129,56 @@ def test_a_failed_restore_fails_the_apply_and_keeps_the_sets() -> None:
     assert not report.ok and "iptables-nft-restore" in (report.error or "")
     # the old rules may still use the set: it is not destroyed
     assert not any(argv[0] == "ipset" and "destroy" in (stdin or "") for argv, stdin in runner.take())
+
+
+def spoofing_state(v4: tuple[str, ...], v6: tuple[str, ...]) -> DataplaneState:
+    """pod1 (cali1) with these allowed spoofed source prefixes; pod2 (cali2) with none."""
+    state = DataplaneState()
+    state.apply(b.config({}))
+    state.apply(b.profile("p", inbound=[b.rule("allow")], outbound=[b.rule("allow")]))
+    pod1 = b.workload("ns/pod1", "cali1", ipv4=["10.65.0.2/32"], ipv6=["fd65::2/128"], profiles=["p"])
+    pod1.workload_endpoint_update.endpoint.allow_spoofed_source_prefixes.extend([*v4, *v6])
+    state.apply(pod1)
+    state.apply(b.workload("ns/pod2", "cali2", ipv4=["10.65.0.3/32"], ipv6=["fd65::3/128"], profiles=["p"]))
+    return state
+
+
+def raw_inputs(runner: RecordingRunner) -> dict[str, list[str]]:
+    """The raw table's restore input per command (iptables-nft-restore, ip6tables-nft-restore)."""
+    return {argv[0]: (stdin or "").splitlines() for argv, stdin in runner.take()
+            if argv[0].endswith("-restore") and (stdin or "").startswith("*raw")}
+
+
+def test_allowed_spoofed_sources_skip_the_reverse_path_drop_on_their_interface_only() -> None:
+    runner = RecordingRunner()
+    assert driver_with(runner).resync(spoofing_state(("10.66.0.0/24",), ("fd66::/64",))).ok
+    raw = raw_inputs(runner)
+    for tool, allowed in (("iptables-nft-restore", "10.66.0.0/24"), ("ip6tables-nft-restore", "fd66::/64")):
+        lines = raw[tool]
+        skip = [line for line in lines if line.startswith("-A vpa-rpf-skip ")]
+        assert len(skip) == 1 and skip[0].endswith(f"-i cali1 -s {allowed} -j ACCEPT"), skip
+        pre = [line for line in lines if line.startswith("-A vpa-PREROUTING ")]
+        jumps = [i for i, line in enumerate(pre) if line.endswith("-i cali+ -j vpa-rpf-skip")]
+        drops = [i for i, line in enumerate(pre) if "-m rpfilter --invert --validmark -j DROP" in line]
+        assert len(jumps) == 1 and len(drops) == 1 and jumps[0] < drops[0], pre
+
+
+def test_without_allowed_spoofed_sources_there_is_no_skip() -> None:
+    runner = RecordingRunner()
+    assert driver_with(runner).resync(spoofing_state((), ())).ok
+    raw = raw_inputs(runner)
+    assert set(raw) == {"iptables-nft-restore", "ip6tables-nft-restore"}
+    for lines in raw.values():
+        assert not any("vpa-rpf-skip" in line for line in lines), lines
+        assert any("-i cali+ -m rpfilter --invert --validmark -j DROP" in line for line in lines), lines
+
+
+def test_an_ipv4_allowed_prefix_turns_the_kernels_rp_filter_off_for_that_interface_only() -> None:
+    rp_filter = {iface: dict(workload_sysctls(iface, (4, 6), spoofing))["net/ipv4/conf/" + iface + "/rp_filter"]
+                 for iface, spoofing in (("cali1", True), ("cali2", False))}
+    assert rp_filter == {"cali1": "0", "cali2": "1"}
+    renderer = StateRenderer()
+    desired = renderer.render(spoofing_state(("10.66.0.0/24",), ()), Settings())
+    assert desired.spoofing_ifaces == {"cali1"}
+    # an IPv6 prefix alone leaves IPv4's rp_filter strict
+    assert StateRenderer().render(spoofing_state((), ("fd66::/64",)), Settings()).spoofing_ifaces == frozenset()

@@ -50,6 +50,9 @@ FROM_HEP_FORWARD_DISPATCH = CHAIN_PREFIX + "from-hep-forward"
 TO_HEP_FORWARD_DISPATCH = CHAIN_PREFIX + "to-hep-forward"
 FAILSAFE_IN = CHAIN_PREFIX + "failsafe-in"
 FAILSAFE_OUT = CHAIN_PREFIX + "failsafe-out"
+# Felix's cali-rpf-skip: (interface, source) pairs a workload may send from although no route
+# leads back to it through that interface (allow_spoofed_source_prefixes).
+RPF_SKIP = CHAIN_PREFIX + "rpf-skip"
 TOP = {name: CHAIN_PREFIX + name for name in ("INPUT", "FORWARD", "OUTPUT", "PREROUTING")}
 CT_ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED"
 CT_INVALID = "-m conntrack --ctstate INVALID"
@@ -250,9 +253,15 @@ class ChainRenderer:
         hooks = {k: [jump(TOP[k])] for k in ("INPUT", "FORWARD", "OUTPUT")}
         return chains, hooks
 
-    def raw_static(self, untracked_in: bool, untracked_out: bool) -> tuple[list[Chain], dict[str, list[Rule]]]:
+    def raw_static(self, untracked_in: bool, untracked_out: bool, rpf_skip: bool = False
+                   ) -> tuple[list[Chain], dict[str, list[Rule]]]:
+        """`rpf_skip`: some workload may send from sources besides its own (`rpf_skip_chain`)."""
         acc = self.m.accept
         pre = [Rule("", clear_mark(self.m.all))]
+        if rpf_skip:
+            # Before the check: an allowed (interface, source) pair is accepted in this table only,
+            # as Felix does; filter's policy still decides. Jumped to only when it has rules.
+            pre += [jump(RPF_SKIP, f"-i {p}+") for p in self.s.interface_prefixes]
         # Strict reverse-path check: a workload may only send from addresses routed to it.
         pre += [Rule(f"-i {p}+ -m rpfilter --invert --validmark", "-j DROP") for p in self.s.interface_prefixes]
         out = [Rule("", clear_mark(self.m.all))]
@@ -266,6 +275,16 @@ class ChainRenderer:
         chains = [Chain(TOP["PREROUTING"], tuple(pre), "static"), Chain(TOP["OUTPUT"], tuple(out), "static"),
                   raw_failsafe_in, raw_failsafe_out]
         return chains, {"PREROUTING": [jump(TOP["PREROUTING"])], "OUTPUT": [jump(TOP["OUTPUT"])]}
+
+    def rpf_skip_chain(self, weps: Iterable[WorkloadEndpoint]) -> Chain | None:
+        """The sources each workload may send from besides the addresses routed to it (its
+        allowed spoofed source prefixes of this family), by interface; None when there are none.
+        Interface names are checked Linux names and prefixes are parsed networks, so both go
+        into the rule as they are (the renderer refuses an endpoint with a bad name)."""
+        rules = [Rule(f"-i {wep.name} -s {net}", "-j ACCEPT")
+                 for wep in sorted(weps, key=lambda w: w.name)
+                 for net in wep.allowed_spoofed_sources if net.version == self.family]
+        return Chain(RPF_SKIP, tuple(rules), "allowed spoofed sources") if rules else None
 
     def mangle_static(self, pre_dnat: bool) -> tuple[list[Chain], dict[str, list[Rule]]]:
         acc = self.m.accept

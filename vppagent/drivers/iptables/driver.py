@@ -243,7 +243,7 @@ class IptablesDriver(Driver):
             report.writes = writes
             return report
         routed = self.routes.apply(desired.routes, desired.workload_ifaces, self.renderer.families,
-                                   force_sysctls=force_sysctls)
+                                   force_sysctls=force_sysctls, spoofing=desired.spoofing_ifaces)
         keys = {str(k): k for k in state.workload_endpoints}
         for owner, reason in routed.failed.items():
             if owner in keys:
@@ -276,7 +276,8 @@ class IptablesDriver(Driver):
                 self.ipsets.apply_deletes()
             if self.program_routes:
                 routed = self.routes.apply(self._desired.routes, self._desired.workload_ifaces,
-                                           self.renderer.families, force_sysctls=True)
+                                           self.renderer.families, force_sysctls=True,
+                                           spoofing=self._desired.spoofing_ifaces)
                 if routed.added or routed.removed:
                     found["routes"] = {"added": routed.added, "removed": routed.removed}
             self.counters["refreshes"] += 1

@@ -38,6 +38,9 @@ class Desired:
     ipsets: dict[str, KernelSet] = field(default_factory=dict)
     routes: list[RouteSpec] = field(default_factory=list)
     workload_ifaces: list[str] = field(default_factory=list)
+    # Workload interfaces whose endpoint may send from IPv4 sources not routed to it: the kernel's
+    # own rp_filter is off there (as Felix does), the raw table's rpf-skip and rpfilter decide.
+    spoofing_ifaces: frozenset[str] = frozenset()
     failed: dict[tuple[Kind, Any], str] = field(default_factory=dict)
 
 
@@ -130,6 +133,7 @@ class StateRenderer:
             return Desired(chains=last.chains, hooks=last.hooks,
                            ipsets=self._kernel_sets(),
                            routes=list(self._local_routes), workload_ifaces=last.workload_ifaces,
+                           spoofing_ifaces=last.spoofing_ifaces,
                            failed=dict(last.failed))
         out = self._last = self._assemble(state)
         self._local_routes = list(out.routes)
@@ -243,6 +247,8 @@ class StateRenderer:
         weps = [w for w in weps if (Kind.WORKLOAD_ENDPOINT, w.key) not in out.failed]
         ifaces = [w.name for w in weps]
         out.workload_ifaces = ifaces
+        out.spoofing_ifaces = frozenset(w.name for w in weps
+                                        if any(n.version == 4 for n in w.allowed_spoofed_sources))
         for family, renderer in self.renderers.items():
             self._assemble_family(out, family, renderer, weps, heps)
         out.routes = self._routes(state, weps)
@@ -254,8 +260,11 @@ class StateRenderer:
         policy_chains += [c for cached in self._profiles.values() for c in cached.per_family.get(family, [])]
         hep_objs = [h for h, _ in heps]
         filt, filt_hooks = renderer.filter_static(bool(heps), bool(heps))
+        rpf_skip = renderer.rpf_skip_chain(weps)
         raw, raw_hooks = renderer.raw_static(any(h.untracked_tiers for h in hep_objs),
-                                             any(h.untracked_tiers for h in hep_objs))
+                                             any(h.untracked_tiers for h in hep_objs), rpf_skip is not None)
+        if rpf_skip is not None:
+            raw.append(rpf_skip)
         mangle, mangle_hooks = renderer.mangle_static(any(h.pre_dnat_tiers for h in hep_objs))
         filt += self._workload_dispatch(family, renderer, tuple(w.name for w in weps))
         for wep in weps:

@@ -53,11 +53,16 @@ class RouteResult:
     failed: dict[str, str] = field(default_factory=dict)  # owner -> why
 
 
-def workload_sysctls(iface: str, families: tuple[int, ...]) -> list[tuple[str, str]]:
-    """Felix's settings for a workload interface (rp_filter strict: the workload may not spoof)."""
+def workload_sysctls(iface: str, families: tuple[int, ...], spoofing: bool = False) -> list[tuple[str, str]]:
+    """Felix's settings for a workload interface. rp_filter strict: the workload may not spoof;
+    off (`spoofing`) when its endpoint may send from allowed prefixes not routed to it, which the
+    kernel's check would drop: the raw table's rpf-skip and rpfilter rules then decide (chains.py),
+    as in Felix. The kernel uses the larger of this and conf/all/rp_filter, so a host with
+    all=1 still drops those sources (Felix has the same limit)."""
     out = [(f"net/ipv6/conf/{iface}/accept_ra", "0")]
     if 4 in families:
-        out += [(f"net/ipv4/conf/{iface}/rp_filter", "1"), (f"net/ipv4/conf/{iface}/route_localnet", "1"),
+        out += [(f"net/ipv4/conf/{iface}/rp_filter", "0" if spoofing else "1"),
+                (f"net/ipv4/conf/{iface}/route_localnet", "1"),
                 (f"net/ipv4/conf/{iface}/proxy_arp", "1"), (f"net/ipv4/neigh/{iface}/proxy_delay", "0"),
                 (f"net/ipv4/conf/{iface}/forwarding", "1")]
     if 6 in families:
@@ -69,13 +74,16 @@ class RouteManager:
     def __init__(self, runner: Runner, protocol: int = ROUTE_PROTOCOL) -> None:
         self.runner = runner
         self.protocol = protocol
-        self._configured: dict[str, int] = {}  # iface -> ifindex whose sysctls we wrote
+        # iface -> (ifindex, spoofing) whose sysctls we wrote: a new index or a change of
+        # `spoofing` writes them again.
+        self._configured: dict[str, tuple[int, bool]] = {}
 
     def apply(self, routes: list[RouteSpec], ifaces: list[str], families: tuple[int, ...],
-              force_sysctls: bool = False) -> RouteResult:
+              force_sysctls: bool = False, spoofing: frozenset[str] = frozenset()) -> RouteResult:
+        """`spoofing`: the interfaces of `ifaces` whose kernel rp_filter is off (workload_sysctls)."""
         result = RouteResult()
         links = self.runner.call(link_indexes)
-        result.sysctls = self.runner.call(lambda: self._sysctls(ifaces, links, families, force_sysctls))
+        result.sysctls = self.runner.call(lambda: self._sysctls(ifaces, links, families, force_sysctls, spoofing))
         want = {r.dst: r for r in routes}
         lines: list[str] = []
         owners: list[tuple[str, str | None]] = []  # per line: (dst, owner; None for a delete)
@@ -118,23 +126,26 @@ class RouteManager:
                 result.failed[owner] = f"route {dst}: {reason}"
         return result
 
-    def _sysctls(self, ifaces: list[str], links: dict[str, int], families: tuple[int, ...], force: bool) -> int:
-        """Felix's settings for interfaces that are new (or have a new index); all with `force`.
+    def _sysctls(self, ifaces: list[str], links: dict[str, int], families: tuple[int, ...], force: bool,
+                 spoofing: frozenset[str]) -> int:
+        """Felix's settings for interfaces that are new (or have a new index, or changed whether
+        they may spoof); all with `force`.
         os.open/os.write: thousands of small writes, where pathlib's text layer doubled the cost."""
         written = 0
         for iface in ifaces:
             index = links.get(iface)
-            if index is None or (not force and self._configured.get(iface) == index):
+            wanted = (index, iface in spoofing) if index is not None else None
+            if wanted is None or (not force and self._configured.get(iface) == wanted):
                 continue
             try:
-                for key, value in workload_sysctls(iface, families):
+                for key, value in workload_sysctls(iface, families, wanted[1]):
                     fd = os.open(f"/proc/sys/{key}", os.O_WRONLY)
                     try:
                         os.write(fd, value.encode())
                     finally:
                         os.close(fd)
                     written += 1
-                self._configured[iface] = index
+                self._configured[iface] = wanted
             except OSError as exc:
                 log.warning("sysctls for %s: %s", iface, exc)
         for gone in set(self._configured) - set(ifaces):
