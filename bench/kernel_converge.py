@@ -1,7 +1,7 @@
 """Kernel driver convergence as the user waits for it: Felix's snapshot through felix-shim to a real agent.
 
     python bench/kernel_converge.py [--policies 500 --endpoints 2000 --ipsets 200 --members 100]
-                                    [--runs 2] [--rss-endpoints 10000 --rss-policies 1000]
+                                    [--runs 2] [--rss-endpoints 10000 --rss-policies 1000] [--restart]
                                     [--profile-out DIR]                                      (root)
 
 Span: a real `vppagent run --driver iptables` runs inside a fresh network namespace that holds
@@ -24,7 +24,10 @@ writes) into a second fresh namespace. --noflush because an agent sharing the ta
 software cannot flush them. The ratio span / baseline is the figure of issue 15 (goal <= 1.5).
 
 RSS: VmRSS and VmHWM of the agent process after the snapshot is programmed, for the P1 state and
-for a 10,000-endpoint / 1,000-policy variant (goal: <= 250 MB there).
+for a 10,000-endpoint / 1,000-policy variant (goal: <= 250 MB there). --restart: then a second
+agent starts in that programmed namespace (as after an agent restart: its resync reads back
+everything the first one wrote with iptables-save and ipset save) and gets the same snapshot; its
+VmHWM is the restart's peak.
 
 --profile-out DIR: run py-spy (when installed) on the agent during the span; one raw
 (collapsed-stack) file per run, for the profile summary in docs/kernel-driver.md.
@@ -297,6 +300,8 @@ def main() -> int:
     parser.add_argument("--rss-endpoints", type=int, default=10000, help="0 skips the RSS variant")
     parser.add_argument("--rss-policies", type=int, default=1000)
     parser.add_argument("--profile-out", type=Path, help="directory for py-spy raw profiles of the span")
+    parser.add_argument("--restart", action="store_true",
+                        help="RSS variant: restart the agent on the programmed namespace, report its peak")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("kernel_converge: skipped: needs root (network namespaces, iptables, ipset)", file=sys.stderr)
@@ -361,13 +366,23 @@ def main() -> int:
                 workdir = Path(tmp) / "big"
                 workdir.mkdir()
                 run = run_agent(ns, big, args.rss_endpoints, workdir, None)
+                print(f"RSS variant: {args.rss_policies} policies, {args.rss_endpoints} endpoints, {run.rules} rules: "
+                      f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB (goal <= 250 MB; "
+                      f"VmHWM once the snapshot was folded, before InSync: {run.fold_hwm_mb:.0f} MB); "
+                      f"InSync -> all up {run.span_s:.2f} s (the agent's driver resync {run.resync_s:.2f} s), "
+                      f"snapshot folded in {run.fold_s:.2f} s", flush=True)
+                if args.restart:
+                    save_mb = sum(len(sh("ip", "netns", "exec", ns, f"{v}tables-{run.backend}-save"))
+                                  for v in ("ip", "ip6")) / 2**20
+                    restart_dir = Path(tmp) / "restart"
+                    restart_dir.mkdir()
+                    again = run_agent(ns, big, args.rss_endpoints, restart_dir, None)
+                    print(f"restart on the programmed namespace (iptables-save of both families: {save_mb:.0f} MB): "
+                          f"agent VmRSS {again.rss_mb:.0f} MB, VmHWM {again.hwm_mb:.0f} MB (VmHWM once the snapshot "
+                          f"was folded, before InSync: {again.fold_hwm_mb:.0f} MB); InSync -> all up "
+                          f"{again.span_s:.2f} s (the agent's driver resync {again.resync_s:.2f} s)")
             finally:
                 subprocess.run(["ip", "netns", "del", ns], check=False)
-            print(f"RSS variant: {args.rss_policies} policies, {args.rss_endpoints} endpoints, {run.rules} rules: "
-                  f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB (goal <= 250 MB; "
-                  f"VmHWM once the snapshot was folded, before InSync: {run.fold_hwm_mb:.0f} MB); "
-                  f"InSync -> all up {run.span_s:.2f} s (the agent's driver resync {run.resync_s:.2f} s), "
-                  f"snapshot folded in {run.fold_s:.2f} s")
     return 0
 
 
