@@ -3,7 +3,8 @@ compares and writes after each kind of change, and that a cache lets go when it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from vppagent.drivers.iptables.backend import Backend
 from vppagent.drivers.iptables.ipsets import kernel_members
@@ -15,6 +16,8 @@ from vppagent.drivers.iptables.table import Chain, Rule, Table, jump, rule_hashe
 from vppagent.lab import builders as b
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import DataplaneState
+
+T = TypeVar("T")
 
 
 class FakeRunner:
@@ -31,6 +34,9 @@ class FakeRunner:
         if argv[0].endswith("-restore") and self.fail_stderr is not None:
             raise CommandError(f"{argv[0]} exited 1", self.fail_stderr, 1)
         return CommandResult(self.kernel if argv[0].endswith("-save") else "", "", 0.0)
+
+    def stream(self, argv: Sequence[str], consume: Callable[[Iterator[str]], T], timeout: float | None = None) -> T:
+        return consume(iter(self.run(argv, timeout=timeout).stdout.splitlines(keepends=True)))
 
     def restores(self) -> list[str]:
         return [stdin or "" for name, stdin in self.commands if name.endswith("-restore")]

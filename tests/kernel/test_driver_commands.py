@@ -4,7 +4,7 @@ writes for a small state, in the order it writes them. No kernel, no root."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from vppagent.drivers.iptables.driver import IptablesDriver
@@ -41,6 +41,9 @@ class RecordingRunner:
         if self.fail_restores and argv[0].endswith("tables-nft-restore"):
             raise CommandError(f"{argv[0]} exited 1: line 2 failed", "line 2 failed", 1)
         return CommandResult("", "", 0.0)
+
+    def stream(self, argv: Sequence[str], consume: Callable[[Iterator[str]], T], timeout: float | None = None) -> T:
+        return consume(iter(self.run(argv, timeout=timeout).stdout.splitlines(keepends=True)))
 
     def close(self) -> None:
         pass

@@ -245,11 +245,11 @@ def kernel_holds(driver: Any, ns: str) -> Holds:
     import re
     import subprocess
 
-    from vppagent.drivers.iptables.ipsets import parse_ipset_save
+    from vppagent.drivers.iptables.ipsets import read_ipset_save
     from vppagent.drivers.iptables.names import endpoint_chain
     from vppagent.drivers.iptables.render import StateRenderer
     from vppagent.drivers.iptables.settings import Settings
-    from vppagent.drivers.iptables.table import parse_save, split_save
+    from vppagent.drivers.iptables.table import empty_view, read_save
 
     compared = Counter[str]()
     match_set = re.compile(r"--match-set (\S+)")
@@ -264,7 +264,7 @@ def kernel_holds(driver: Any, ns: str) -> Holds:
             reads.clear()
             desired = StateRenderer().render(oracle.state, Settings.from_config(oracle.state.config))
             saves = {family: run(driver.backend.save(family)) for family in {f for f, _ in desired.chains}}
-            reads[check_round] = (desired, parse_ipset_save(run("ipset", "save")), saves)
+            reads[check_round] = (desired, read_ipset_save(run("ipset", "save").splitlines()), saves)
         desired, sets, saves = reads[check_round]
         iface = oracle.state.tables[ref[0]][ref[1]].name
         heads = ("tw-", "fw-") if ref[0] == Kind.WORKLOAD_ENDPOINT else ("fh-", "th-", "fhfw-", "thfw-")
@@ -272,7 +272,7 @@ def kernel_holds(driver: Any, ns: str) -> Holds:
             by_name = {c.name: c for c in chains}
             live = _reachable(by_name, [r.target for rules in desired.hooks[(family, table)].values()
                                         for r in rules if r.target is not None])
-            kernel = parse_save(split_save(saves[family]).get(table, "")).ours
+            kernel = (read_save(saves[family].splitlines()).get(table) or empty_view()).ours
             todo = [n for n in (endpoint_chain(head, iface) for head in heads) if n in live]
             seen: set[str] = set()
             while todo:

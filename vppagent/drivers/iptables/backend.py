@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from vppagent.drivers.iptables.runner import CommandError, Runner
 
 BackendName = Literal["nft", "legacy"]
-_RULE_LINE = re.compile(r"^-A ", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -30,15 +29,20 @@ class Backend:
         return f"{'ip6' if family == 6 else 'ip'}tables-{self.name}"
 
 
-def _rule_count(runner: Runner, name: BackendName) -> int:
-    total = 0
+def _has_rules(runner: Runner, name: BackendName) -> bool:
+    """Whether the backend holds any rule, in either family; read as it comes and stopped at
+    the first rule (a restarting agent's own rules: ~45 MB of iptables-save at 10,000 endpoints)."""
     for family in (4, 6):
         try:
-            out = runner.run([Backend(name).save(family)], timeout=30).stdout
+            if runner.stream([Backend(name).save(family)], _any_rule, timeout=30):
+                return True
         except CommandError:
             continue
-        total += len(_RULE_LINE.findall(out))
-    return total
+    return False
+
+
+def _any_rule(lines: Iterator[str]) -> bool:
+    return any(line.startswith("-A ") for line in lines)
 
 
 def detect_backend(runner: Runner, requested: str = "auto") -> Backend:
@@ -46,8 +50,8 @@ def detect_backend(runner: Runner, requested: str = "auto") -> Backend:
     wanted = requested.strip().lower()
     if wanted in ("nft", "legacy"):
         return Backend(wanted)  # type: ignore[arg-type]
-    legacy_rules = _rule_count(runner, "legacy")
-    nft_rules = _rule_count(runner, "nft")
+    legacy_rules = _has_rules(runner, "legacy")
+    nft_rules = _has_rules(runner, "nft")
     if legacy_rules and not nft_rules:
         return Backend("legacy")
     if nft_rules and not legacy_rules:

@@ -25,7 +25,7 @@ from vppagent.drivers.iptables.render import TABLES, Desired, StateRenderer
 from vppagent.drivers.iptables.routes import RouteManager
 from vppagent.drivers.iptables.runner import CommandError, NetnsRunner, Runner
 from vppagent.drivers.iptables.settings import Settings
-from vppagent.drivers.iptables.table import Table, split_save
+from vppagent.drivers.iptables.table import Table, empty_view, read_save
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import Attachment, VethAttacher
 from vppagent.state.diff import StateDiff
@@ -165,16 +165,16 @@ class IptablesDriver(Driver):
         return table
 
     def _read_all(self, families: tuple[int, ...]) -> str | None:
-        """One iptables-save per family for every table; the error, if any."""
+        """One iptables-save per family for every table, read as it comes (never whole: ~45 MB
+        at 10,000 endpoints, at every agent restart); the error, if any."""
         assert self.backend is not None
         for family in families:
             try:
-                out = self.runner.run([self.backend.save(family)], timeout=120).stdout
+                views = self.runner.stream([self.backend.save(family)], read_save, timeout=120)
             except CommandError as exc:
                 return f"cannot read IPv{family} iptables: {exc}"
-            parts = split_save(out)
             for name in TABLES:
-                self._table((family, name)).load(parts.get(name, ""))
+                self._table((family, name)).load(views.get(name) or empty_view())
         return None
 
     def _program(self, state: DataplaneState, force_sysctls: bool = False, read_all: bool = False) -> ApplyReport:

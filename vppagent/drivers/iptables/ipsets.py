@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vppagent.drivers.iptables.names import IPSET_NAME_RE
@@ -94,8 +95,7 @@ class IPSetTable:
         self._actual = None
 
     def read_back(self) -> dict[str, KernelSet]:
-        out = self.runner.run(["ipset", "save"], timeout=60).stdout
-        return parse_ipset_save(out)
+        return self.runner.stream(["ipset", "save"], read_ipset_save, timeout=60)
 
     def drift(self) -> list[str]:
         self._actual = self.read_back()
@@ -176,12 +176,13 @@ class IPSetTable:
         return result
 
 
-def parse_ipset_save(text: str) -> dict[str, KernelSet]:
-    """Our sets (by name pattern) from `ipset save` output; other sets are not ours to judge."""
+def read_ipset_save(lines: Iterable[str]) -> dict[str, KernelSet]:
+    """Our sets (by name pattern) from `ipset save` output, read a line at a time; other sets
+    are not ours to judge (their members are not kept)."""
     types = {v: k for k, v in KERNEL_TYPES.items()}
     meta: dict[str, tuple[IPSetType, int]] = {}
     members: dict[str, set[str]] = {}
-    for line in text.splitlines():
+    for line in lines:
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "create" and IPSET_NAME_RE.match(parts[1]):
             set_type = types.get(parts[2])

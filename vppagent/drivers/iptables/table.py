@@ -180,10 +180,10 @@ class Table:
         self._actual = None
         self._settled = False
 
-    def load(self, save_text: str) -> None:
+    def load(self, view: _KernelView) -> None:
         """Take the kernel's state from this table's part of an iptables-save of all tables
         (one read per family instead of one per table: with nf_tables every save lists all)."""
-        self._actual = parse_save(save_text)
+        self._actual = view
         self._fresh = True
         self._settled = False
 
@@ -201,8 +201,8 @@ class Table:
 
     # -- kernel state ----------------------------------------------------------------------------
     def read_back(self) -> _KernelView:
-        out = self.runner.run([self.backend.save(self.family), "-t", self.name], timeout=60).stdout
-        return parse_save(out)
+        views = self.runner.stream([self.backend.save(self.family), "-t", self.name], read_save, timeout=60)
+        return views.get(self.name) or empty_view()
 
     def _kernel_view(self) -> _KernelView:
         if self._actual is None:
@@ -359,35 +359,67 @@ class _LineOwners:
         return self._whats[i] if i >= 0 and line <= self._ends[i] else None
 
 
-def split_save(text: str) -> dict[str, str]:
-    """iptables-save output of all tables, cut into each table's part."""
-    parts: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("*"):
-            current = parts.setdefault(line[1:].strip(), [])
-        elif current is not None:
-            current.append(line)
-    return {name: "\n".join(lines) for name, lines in parts.items()}
+class _SaveReader:
+    """One table's part of iptables-save output, a line at a time: each of our chains' hashes,
+    and each kernel chain's (the hooks' places). Other software's own chains are skipped, so
+    what is kept is a few bytes per rule of ours, never the text."""
 
+    def __init__(self, table: str) -> None:
+        self.builtin = frozenset(KERNEL_CHAINS.get(table, ()))
+        self.ours: dict[str, str] = {}
+        self.kernel: dict[str, list[str | None]] = {}
+        self._chain: str | None = None  # the chain whose hashes are being collected
+        self._hashes: list[str] = []
 
-def parse_save(text: str) -> _KernelView:
-    """Hashes per chain from iptables-save output (rules are not parsed beyond the comment)."""
-    ours: dict[str, list[str]] = {}
-    kernel: dict[str, list[str | None]] = {}
-    for line in text.splitlines():
-        if line.startswith(":"):
-            name = line[1:].split(" ", 1)[0]
-            if name.startswith(CHAIN_PREFIX):
-                ours.setdefault(name, [])
-            else:
-                kernel.setdefault(name, [])
-        elif line.startswith("-A "):
-            name = line[3:].split(" ", 1)[0]
+    def declare(self, name: str) -> None:
+        if name.startswith(CHAIN_PREFIX):
+            self.ours.setdefault(name, "")
+        elif name in self.builtin:
+            self.kernel.setdefault(name, [])
+
+    def rule(self, line: str) -> None:
+        name = line[3:].split(" ", 1)[0]
+        if name.startswith(CHAIN_PREFIX):
+            if name != self._chain:
+                self._flush()
+                self._chain = name
+            # A rule without our hash in our chain (inserted by hand) makes the chain differ.
             found = _HASH_RE.search(line)
-            if name.startswith(CHAIN_PREFIX):
-                # A rule without our hash in our chain (inserted by hand) makes the chain differ.
-                ours.setdefault(name, []).append(found.group(1) if found else "?" * HASH_LEN)
-            else:
-                kernel.setdefault(name, []).append(found.group(1) if found else None)
-    return _KernelView({k: "".join(v) for k, v in ours.items()}, kernel)
+            self._hashes.append(found.group(1) if found else "?" * HASH_LEN)
+        elif name in self.builtin:
+            found = _HASH_RE.search(line)
+            self.kernel.setdefault(name, []).append(found.group(1) if found else None)
+
+    def _flush(self) -> None:
+        """A chain's rules come together in iptables-save: joined once the chain ends, so only
+        one chain's list of hashes exists at a time."""
+        if self._chain is not None:
+            self.ours[self._chain] = self.ours.get(self._chain, "") + "".join(self._hashes)
+        self._chain, self._hashes = None, []
+
+    def view(self) -> _KernelView:
+        self._flush()
+        return _KernelView(self.ours, self.kernel)
+
+
+def read_save(lines: Iterable[str]) -> dict[str, _KernelView]:
+    """What iptables-save output (of one table or all) shows, per table: our chains' hashes and
+    the kernel chains' hashes, read a line at a time (rules are not parsed beyond the comment)."""
+    readers: dict[str, _SaveReader] = {}
+    current: _SaveReader | None = None
+    for line in lines:
+        if line.startswith("-A "):
+            if current is not None:
+                current.rule(line)
+        elif line.startswith(":"):
+            if current is not None:
+                current.declare(line[1:].split(" ", 1)[0])
+        elif line.startswith("*"):
+            name = line[1:].strip()
+            current = readers.get(name) or readers.setdefault(name, _SaveReader(name))
+    return {name: reader.view() for name, reader in readers.items()}
+
+
+def empty_view() -> _KernelView:
+    """A table iptables-save did not show: nothing of ours in it, no rules in its chains."""
+    return _KernelView({}, {})
