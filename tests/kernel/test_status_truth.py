@@ -4,8 +4,6 @@ iptables from the dry run stands with the endpoint iptables cannot program in "e
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.agentproc import wait_for
@@ -36,8 +34,14 @@ def test_a_set_a_held_back_policy_uses_is_kept_until_released(lab: Lab, agent: K
     # version, which does. Felix then removes the set.
     agent.send(b.policy("pod3-in", inbound=[b.rule("allow", src_net=["10.65.0.0/33"])]),
                b.ipset_remove("s:pod3-peers"))
-    time.sleep(2.5)  # a few retries' worth
+    # Instead of waiting for retries that may come: a later apply, awaited. Every apply destroys
+    # the kernel sets nobody wants (ipsets.apply_deletes), so a set wrongly given up is tried
+    # again here; and an apply that is ok with nothing failed schedules no retry (server/health.py),
+    # so nothing more happens until Felix sends news.
+    agent.send(b.ipset("s:unrelated", ["10.99.0.1/32"]))
     report = agent.state()
+    assert report["last_apply"]["ok"] and report["last_apply"]["failed"] == 0, report["last_apply"]
+    assert ipset_name("s:unrelated", IPSetType.NET, 4) in _kernel_sets(lab), "the later apply was programmed"
     assert peers in _kernel_sets(lab), "the old rules still use the set: it stays"
     assert "cannot be destroyed" not in agent.tail(20000), agent.tail()
     held = {h["key"]: h["reason"] for h in report["held_back"]}
