@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,17 @@ def unavailable_reason() -> str | None:
     """Why no private VPP can be started here, or None when one can."""
     reason = vpp_problem()
     return None if reason is None else f"{reason} (or set {REAL_VPP_SOCKET_ENV} to a running VPP's API socket)"
+
+
+def pods_unavailable_reason() -> str | None:
+    """Why no private VPP with pods around it (namespaces and veths made with `ip`) can be set up
+    here, or None when it can: what the real-packet tests need before anything else."""
+    reason = unavailable_reason()
+    if reason is not None:
+        return reason
+    if shutil.which("ip") is None:
+        return "iproute2 (ip) is not installed"
+    return None
 
 
 @dataclass

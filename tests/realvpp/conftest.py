@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realvpp import PrivateVpp, RealVpp, unavailable_reason
+from tests.realvpp import PrivateVpp, RealVpp, pods_unavailable_reason
 from tests.realvpp.cases import PODS, PODS6
 from tests.realvpp.podlab import PodLab, VppAgentProcess, attach_pods
 
@@ -24,18 +24,9 @@ _RUN = f"vr{os.getpid() % 100000}"
 _COUNTER = itertools.count()
 
 
-def _missing_tools() -> str | None:
-    reason = unavailable_reason()
-    if reason is not None:
-        return reason
-    if shutil.which("ip") is None:
-        return "iproute2 (ip) is not installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def vpp_process() -> Iterator[PrivateVpp]:
-    reason = _missing_tools()
+    reason = pods_unavailable_reason()
     if reason is not None:
         pytest.skip(f"no private VPP with pods: {reason}")
     # API trace on from the start, so a test can read in which order the agent wrote (after a restart too)

@@ -37,8 +37,7 @@ from typing import Any
 import pytest
 
 from tests.agentproc import wait_for
-from tests.realvpp import PrivateVpp, RealVpp
-from tests.realvpp.conftest import _missing_tools
+from tests.realvpp import PrivateVpp, RealVpp, pods_unavailable_reason
 from tests.realvpp.podlab import (
     PEER_ADDRESS,
     PEER_VPP_ADDRESS,
@@ -216,7 +215,7 @@ class ServiceLab:
 
 @pytest.fixture(scope="module")
 def services_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLab]:
-    reason = _missing_tools()
+    reason = pods_unavailable_reason()
     if reason is not None:
         pytest.skip(f"no private VPP with pods: {reason}")
     workdir = tmp_path_factory.mktemp("services")
@@ -405,7 +404,7 @@ def test_a_changed_source_nat_address_releases_the_old_one(tmp_path: Path) -> No
     """An agent restarted with another source-NAT address: cnat's old addresses leave VPP's FIB (the
     driver releases cnat's entry before setting the new ones; `cnat_set_snat_addresses` alone keeps
     the old one's FIB entry) and the old proxy ARP / ND entries go, the others' stay."""
-    reason = _missing_tools()
+    reason = pods_unavailable_reason()
     if reason is not None:
         pytest.skip(f"no private VPP: {reason}")
     remote = ServiceEntry("default/remote", (ServicePortEntry("http", "tcp", (

@@ -30,8 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realvpp import API_DIR, RUNTIME_ROOT
-from tests.realvpp.conftest import _missing_tools
+from tests.realvpp import API_DIR, RUNTIME_ROOT, pods_unavailable_reason
 from tests.realvpp.podlab import sh
 from vppagent.drivers.vpp.api.connection import VppConnection
 from vppagent.drivers.vpp.driver import VppDriver
@@ -74,7 +73,7 @@ def _ask(ip: str, port: int) -> str | None:
 
 @pytest.fixture
 def shared_uplink() -> Iterator[SharedUplink]:
-    reason = _missing_tools() or next((f"{tool} is not installed" for tool in ("iptables", "nstat")
+    reason = pods_unavailable_reason() or next((f"{tool} is not installed" for tool in ("iptables", "nstat")
                                        if shutil.which(tool) is None), None)
     if reason is not None:
         pytest.skip(f"no VPP sharing a node's uplink: {reason}")
