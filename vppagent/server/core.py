@@ -3,15 +3,14 @@
 Threads: gRPC handler threads only enqueue (`submit`) and read reports; the worker owns the
 store and the driver (under `lock`, which GetState and SetDriver also take): it applies batches,
 retries failed work and polls the driver when its last report asked (health.py), so no driver
-needs a thread that calls back into the agent. A reporter thread sends ProcessStatusUpdate
-heartbeats. Status updates go to the active stream's outbound queue. Kubernetes Services (from the
-service source's threads, `set_services`) are handed to the driver by the worker too, and to a
-driver swapped in.
+needs a thread that calls back into the agent. A heartbeat thread sends ProcessStatusUpdates
+(heartbeat.py). Status updates go to the active stream's outbound queue. Kubernetes Services (from
+the service source's threads, `set_services`) are handed to the driver by the worker too, and to a
+driver swapped in (the swap itself: swap.py).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import queue
 import threading
@@ -24,12 +23,14 @@ from vppagent.config import AgentConfig
 from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.server.health import RETRY_FIRST, RETRY_MAX, DriverHealth
+from vppagent.server.heartbeat import Heartbeat
 from vppagent.server.metrics import AgentMetrics
-from vppagent.server.status import EndpointStatusTracker, endpoint_faults
+from vppagent.server.status import EndpointStatusTracker
 from vppagent.server.store import Store
+from vppagent.server.swap import swap_driver
 from vppagent.services.model import ServiceEntry
 from vppagent.state.diff import key_text
-from vppagent.state.model import ENDPOINT_KINDS, DataplaneState, Kind
+from vppagent.state.model import DataplaneState, Kind
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class AgentCore:
         self._seq = 0
         self._threads = [
             threading.Thread(target=self._work, name="agent-worker", daemon=True),
-            threading.Thread(target=self._report_process_status, name="agent-heartbeat", daemon=True),
+            threading.Thread(target=Heartbeat(self.send, lambda: self.store.desired.config, self.started,
+                                              self._stop).run, name="agent-heartbeat", daemon=True),
         ]
         self.on_applied: list[Callable[[AgentCore], object]] = []  # e.g. BGP
         self.report_sections: dict[str, Callable[[], Any]] = {}  # extra keys of the state report
@@ -287,34 +289,12 @@ class AgentCore:
         for msg in self.statuses.pending_messages():
             self.send(msg)
 
-    # -- heartbeat ----------------------------------------------------------------------------
-    def reporting_interval(self) -> float:
-        raw = _config_lookup(self.store.desired.config, "ReportingIntervalSecs")
-        try:
-            return float(raw) if raw is not None else 30.0
-        except ValueError:
-            return 30.0
-
-    def _report_process_status(self) -> None:
-        # Wake often so that a new ReportingIntervalSecs from Felix takes effect promptly.
-        last = time.monotonic()
-        while not self._stop.wait(0.25):
-            interval = self.reporting_interval()
-            if interval <= 0 or time.monotonic() - last < interval:
-                continue  # Felix's convention: 0 disables status reporting
-            last = time.monotonic()
-            now = datetime.datetime.now(datetime.UTC).isoformat()
-            self.send(felix.FromDataplane(process_status_update=felix.ProcessStatusUpdate(
-                iso_timestamp=now, uptime=last - self.started)))
-
-    # -- driver swap (DESIGN.md section 5) ------------------------------------------------------
+    # -- driver swap (DESIGN.md section 5; swap.py) ---------------------------------------------
     def set_driver(self, name: str) -> tuple[bool, str, str, float]:
-        """Program everything into the new driver, then remove the old driver's objects.
+        """Program everything into the new driver, then remove the old driver's objects (swap.py).
 
-        The swap stands when the new driver programs everything the old one had programmed
-        successfully; endpoints (and objects) already failing may go on failing. Returns (ok,
-        error, previous, seconds). On any failure the old driver stays active; with ok=True,
-        `error` may carry a warning about what the old driver could not clean up.
+        Returns (ok, error, previous, seconds). On any failure the old driver stays active; with
+        ok=True, `error` may carry a warning about what the old driver could not clean up.
         """
         if self._driver_factory is None:
             return False, "driver swap is not available in this agent", self.driver.name, 0.0
@@ -328,44 +308,17 @@ class AgentCore:
             except Exception as exc:
                 return False, f"cannot start driver {name}: {exc}", previous, time.monotonic() - start
             effective = self.health.given  # the whole effective state, failed objects included
-            try:
-                report = new.resync(effective)
-            except Exception as exc:
-                log.exception("driver %s failed", name)
-                report = ApplyReport(ok=False, error=f"driver {name} raised: {exc}")
-            problem = report.error if not report.ok else self._swap_losses(effective, report)
-            if problem:
-                # Partly programmed is not programmed: the old driver stays, the new one goes.
-                new.remove_all()
-                new.close()
-                return False, f"driver {name} failed to program the state: {problem}", previous, \
-                    time.monotonic() - start
-            old = self.driver
-            cleanup = old.remove_all()
-            warning = ""
-            if cleanup.error:  # e.g. VPP pods that stay isolated: the swap stands, the operator must know
-                warning = f"warning: driver {old.name} cleanup: {cleanup.error}"
-                log.warning("%s", warning)
-            old.close()
+            outcome = swap_driver(self.driver, new, effective, self.health, self.statuses)
+            if not outcome.ok or outcome.report is None:
+                return False, outcome.message, previous, time.monotonic() - start
             if self.services is not None:
                 _give_services(new, self.services)
             self.driver = new
             self.driver_reason = f"set at runtime (was {previous})"
             self.metrics.driver_in_use(new.name)
             self.health.new_driver()
-            self._take_report(report, effective)
-            return True, warning, previous, time.monotonic() - start
-
-    def _swap_losses(self, state: DataplaneState, report: ApplyReport) -> str:
-        """What the new driver failed that the old one had programmed (empty: nothing)."""
-        if self.health.outage is not None or not self.driver.programs_dataplane:
-            return ""  # the old driver held nothing (reliably): the new one can only do better
-        now_failing = endpoint_faults(state, report.failed)
-        lost = {ref: why for ref, why in now_failing.items()
-                if self.statuses.current.get(ref, ("error", None))[0] != "error"}
-        lost |= {ref: why for ref, why in report.failed.items()
-                 if ref[0] not in ENDPOINT_KINDS and ref not in self.health.faults}
-        return "; ".join(f"{key_text(k)}: {why}" for (_, k), why in sorted(lost.items(), key=str)[:3])
+            self._take_report(outcome.report, effective)
+            return True, outcome.message, previous, time.monotonic() - start
 
     # -- reports ------------------------------------------------------------------------------
     def state_report(self) -> dict[str, Any]:
@@ -391,15 +344,6 @@ class AgentCore:
                 "uptime_seconds": round(time.monotonic() - self.started, 3),
                 "driver_status": self.driver.status(),
             } | {name: section() for name, section in self.report_sections.items()}
-
-
-def _config_lookup(config: dict[str, str], name: str) -> str | None:
-    """Felix parameter names are case-insensitive."""
-    lowered = name.lower()
-    for key, value in config.items():
-        if key.lower() == lowered:
-            return value
-    return None
 
 
 def _give_services(driver: Driver, services: Mapping[str, ServiceEntry]) -> None:
