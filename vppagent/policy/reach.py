@@ -40,7 +40,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import Direction, IPNetwork, WorkloadEndpoint
@@ -104,19 +104,29 @@ def reaches(ep: WorkloadEndpoint, direction: Direction | str, pkt: Packet) -> bo
     return domain(ep, direction).contains(pkt)
 
 
+class Addressed(Protocol):
+    """A rule as the index sees it: a FlatRule, or the VPP driver's ACL rule made from one."""
+
+    @property
+    def src(self) -> IPNetwork: ...
+
+    @property
+    def dst(self) -> IPNetwork: ...
+
+
 class ReachIndex:
     """One list's rules grouped by their prefix on one side, to restrict it to many domains."""
 
-    def __init__(self, compiled: CompiledList, side: Side) -> None:
-        self.compiled = compiled
+    def __init__(self, rules: Sequence[Addressed], side: Side) -> None:
+        self.size = len(rules)
         self.side = side
         # (family, prefix length) -> network as int -> rule indices, in list order
         buckets: dict[tuple[int, int], dict[int, list[int]]] = {}
-        for i, rule in enumerate(compiled.rules):
+        for i, rule in enumerate(rules):
             net = rule.src if side == "src" else rule.dst
-            by_net = buckets.get((rule.family, net.prefixlen))
+            by_net = buckets.get((net.version, net.prefixlen))
             if by_net is None:
-                by_net = buckets[(rule.family, net.prefixlen)] = {}
+                by_net = buckets[(net.version, net.prefixlen)] = {}
             at = int(net.network_address)
             found = by_net.get(at)
             if found is None:
@@ -157,22 +167,19 @@ class ReachIndex:
             return tuple(next(iter(hit.values())))
         return tuple(sorted(i for indices in hit.values() for i in indices))
 
-    def restrict(self, dom: Domain) -> CompiledList:
-        """The list without the rules no packet of `dom` can match; the same object when none."""
-        kept = self.kept(dom)
-        if len(kept) == len(self.compiled.rules):
-            return self.compiled
-        return with_rules(self.compiled, kept)
 
 
 def with_rules(compiled: CompiledList, kept: Sequence[int]) -> CompiledList:
-    """`compiled` with only the rules at `kept` (list order), its default and counts as they were."""
+    """`compiled` with only the rules at `kept` (list order), its default and counts as they were;
+    the same object when every rule is kept."""
+    if len(kept) == len(compiled.rules):
+        return compiled
     rules: tuple[FlatRule, ...] = tuple(compiled.rules[i] for i in kept)
     return dataclasses.replace(compiled, rules=rules)
 
 
 def restrict_to(compiled: CompiledList, dom: Domain) -> CompiledList:
-    return ReachIndex(compiled, dom.side).restrict(dom)
+    return with_rules(compiled, ReachIndex(compiled.rules, dom.side).kept(dom))
 
 
 def restrict(compiled: CompiledList, ep: WorkloadEndpoint, direction: Direction | str) -> CompiledList:
@@ -185,6 +192,7 @@ def restrict(compiled: CompiledList, ep: WorkloadEndpoint, direction: Direction 
 __all__ = [
     "IPV6_LINK_LOCAL",
     "VPP_ORIGINATED",
+    "Addressed",
     "Domain",
     "ReachIndex",
     "domain",

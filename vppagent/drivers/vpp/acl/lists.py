@@ -8,6 +8,12 @@ it shares with other lists, or with its previous version, are not recomputed. `e
 both caches to what the pass used. Large IP sets in
 ingress lists may go to the classifier instead (classifier/gate.py): then the list comes with its
 gate. `lists_for_new_pod` is what a CNI Add binds before any convergence.
+
+Each endpoint then gets its list restricted to the packets that can reach it (policy/reach.py:
+the rules its own addresses can never meet are dropped), per (list, domain) and cached with the
+list: endpoints whose restricted lists are equal get one AclContent (and so share one ACL), and
+an endpoint whose addresses change gets its list restricted anew. A list several endpoints share
+keeps its ReachIndex, so each further endpoint costs a few lookups, not a pass over the rules.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vppagent.drivers.vpp.acl.plan import Wanted
@@ -27,19 +33,57 @@ from vppagent.policy.cache import CompileCache, ListKey
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.model import Direction, IPNetwork, WorkloadEndpoint
+from vppagent.policy.reach import Domain, ReachIndex, domain, restrict
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey, ip_set_ids
 
 log = logging.getLogger(__name__)
 
+# Egress lists are restricted (to rules a source of the pod can match) only once every pod's
+# sources are guarded in VPP: the input classifier on the pod interface that drops every source
+# outside reach.egress_sources. Without it a pod can send from any address, and a rule dropped
+# for its source could still match (the ingress side needs nothing: routing decides there).
+RESTRICT_EGRESS = False
+
+
+def restricted_direction(direction: Direction) -> bool:
+    """Whether the driver's lists in `direction` are restricted to what can reach them."""
+    return direction is Direction.INGRESS or RESTRICT_EGRESS
+
 
 @dataclass
 class _Cached:
-    content: AclContent
+    content: AclContent  # the whole list (L_U when there is a gate)
     gate: Gate | None
     policies: frozenset[PolicyKey]
     profiles: frozenset[str]
     list_keys: frozenset[ListKey]  # the policy core's lists this content came from
+    # The content restricted per domain; equal restrictions are one object (by the kept rules).
+    by_domain: dict[Domain, AclContent] = field(default_factory=dict)
+    by_kept: dict[tuple[int, ...], AclContent] = field(default_factory=dict)
+    index: ReachIndex | None = None  # kept from the second domain on (the list is shared)
+
+    def restricted(self, dom: Domain) -> AclContent:
+        found = self.by_domain.get(dom)
+        if found is not None:
+            return found
+        index = self.index or ReachIndex(self.content.rules, dom.side)
+        if self.by_domain:
+            self.index = index
+        kept = index.kept(dom)
+        content = self.content if len(kept) == len(self.content.rules) else self.by_kept.get(kept)
+        if content is None:
+            content = self.by_kept[kept] = AclContent.of(self.content.rules[i] for i in kept)
+        self.by_domain[dom] = content
+        return content
+
+    def keep_only(self, domains: set[Domain]) -> None:
+        """Forget the restrictions for domains nobody asked for (endpoints gone or readdressed)."""
+        self.by_domain = {d: c for d, c in self.by_domain.items() if d in domains}
+        used = {id(c) for c in self.by_domain.values()}
+        self.by_kept = {k: c for k, c in self.by_kept.items() if id(c) in used}
+        if len(self.by_domain) < 2:
+            self.index = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +106,7 @@ class ListCompiler:
         self.classifier_min_members = classifier_min_members
         self._cache: dict[Hashable, _Cached] = {}
         self._used: set[Hashable] = set()  # specs served since the last end_pass
+        self._domains: dict[Hashable, set[Domain]] = {}  # their domains served since then
         self._endpoints: dict[WorkloadKey, KnownEndpoint] = {}
         self._asked: set[WorkloadKey] = set()  # endpoints asked for since the last end_pass
         # The compiled lists themselves are not kept there (this class keeps their content).
@@ -93,7 +138,10 @@ class ListCompiler:
         that only those lists used: the caches hold what the current endpoints need, no more."""
         for spec in [s for s in self._cache if s not in self._used]:
             del self._cache[spec]
+        for spec, cached in self._cache.items():
+            cached.keep_only(self._domains.get(spec, set()))
         self._used = set()
+        self._domains = {}
         self._endpoints = {k: v for k, v in self._endpoints.items() if k in self._asked}
         self._asked = set()
         self.fragments.sweep()
@@ -121,14 +169,23 @@ class ListCompiler:
 
     def program(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
                 spec: Hashable | None = None) -> tuple[AclContent, Gate | None]:
-        """ACL content and classifier gate (classifier/gate.py) for the endpoint's list in `direction`."""
+        """ACL content and classifier gate (classifier/gate.py) for the endpoint's list in
+        `direction`, restricted to what can reach the endpoint (with a gate: L_U restricted)."""
         if spec is None:
             spec = _list_spec(ep, direction)
         self._used.add(spec)
         cached = self._cache.get(spec)
         if cached is not None:
             self.fragments.touch(cached.list_keys)
+        else:
+            cached = self._cache[spec] = self._compile(catalog, ep, direction)
+        if not restricted_direction(direction):
             return cached.content, cached.gate
+        dom = domain(ep, direction)
+        self._domains.setdefault(spec, set()).add(dom)
+        return cached.restricted(dom), cached.gate
+
+    def _compile(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> _Cached:
         self.compiles += 1
         gated = None
         with self.fragments.recording() as list_keys:
@@ -143,11 +200,9 @@ class ListCompiler:
                 compiled = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit,
                                             cache=self.fragments)
                 gate = None
-        cached = _Cached(content_from_compiled(compiled), gate,
-                         frozenset(k for t in ep.tiers for k in t.policies(direction)),
-                         frozenset(ep.profile_ids), frozenset(list_keys))
-        self._cache[spec] = cached
-        return cached.content, cached.gate
+        return _Cached(content_from_compiled(compiled), gate,
+                       frozenset(k for t in ep.tiers for k in t.policies(direction)),
+                       frozenset(ep.profile_ids), frozenset(list_keys))
 
 
 def lists_for_new_pod(state: DataplaneState | None, compiler: ListCompiler, workload: WorkloadKey) -> Wanted:
@@ -162,9 +217,10 @@ def lists_for_new_pod(state: DataplaneState | None, compiler: ListCompiler, work
         ep = WorkloadEndpoint.from_proto(workload, pb)
         ingress, gate = compiler.program(catalog, ep, Direction.INGRESS)
         if gate is not None:
-            ingress = content_from_compiled(compile_endpoint(catalog, ep, Direction.INGRESS,
-                                                             rule_limit=compiler.rule_limit,
-                                                             cache=compiler.fragments))
+            exact = compile_endpoint(catalog, ep, Direction.INGRESS, rule_limit=compiler.rule_limit,
+                                     cache=compiler.fragments)
+            ingress = content_from_compiled(restrict(exact, ep, Direction.INGRESS)
+                                            if restricted_direction(Direction.INGRESS) else exact)
         return (compiler.workload(catalog, ep, Direction.EGRESS), ingress)
     except ValueError as exc:  # PolicyError, or Felix's data that does not parse
         log.warning("pod %s attached closed: %s", workload, exc)
