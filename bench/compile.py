@@ -12,6 +12,15 @@ rules), beside the previous compiler (bench/previous_compiler.py, on `--baseline
 endpoints spread over the run, same lists), then re-checks a sample of packets against the
 reference evaluator.
 
+Restriction (policy/reach.py): each list without the rules no packet reaching the endpoint can
+match, as the VPP driver writes it (ingress always; egress once pods' sources are guarded,
+acl/lists.RESTRICT_EGRESS). Rules per list before and after, per direction, and compile +
+restriction time per list. The bench's endpoints (10.80.x.x) are in none of its sets (10.64-10.71),
+the kindest case for restriction; the same lists are also restricted for endpoints addressed as
+set members (each endpoint takes a random member address of the sets: some of its policies' set
+rules then stay). The re-check runs reachable packets (the endpoint's address on its side, the
+other side a set member half of the time) through the unrestricted and both restricted lists.
+
 The cold compile goes through a CompileCache (policy/cache.py), as the VPP driver's does. Two
 next state versions follow it: one policy's body changed, then one member added to one IP set.
 For each: the incremental recompile (every list asked for again, the cache answers what did not
@@ -26,6 +35,7 @@ an idle machine that is the wall time, and on a shared one it does not count oth
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import ipaddress
 import itertools
@@ -40,6 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import previous_compiler as baseline
+from vppagent.drivers.vpp.acl.lists import RESTRICT_EGRESS
 from vppagent.drivers.vpp.classifier.admits import admit_sessions
 from vppagent.drivers.vpp.classifier.admits import members as admit_members
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, gated_lists
@@ -52,6 +63,7 @@ from vppagent.policy.evaluate import verdict
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import Direction, IPNetwork, PortRange, WorkloadEndpoint
 from vppagent.policy.packet import Packet
+from vppagent.policy.reach import restrict
 from vppagent.state.model import DataplaneState, WorkloadKey, policy_key
 
 
@@ -328,16 +340,82 @@ def cat_members(state: DataplaneState, set_id: str, family: int) -> list[IPNetwo
     return [ipaddress.ip_network(m, strict=False) for m in admit_members(state, set_id, family)]
 
 
-def _check(args: argparse.Namespace, cat: Catalog, keys: list[WorkloadKey],
-           lists: dict[tuple[WorkloadKey, str], CompiledList]) -> int:
+Lists = dict[tuple[WorkloadKey, str], CompiledList]
+
+
+def _address(keys: list[WorkloadKey], key: WorkloadKey) -> str:
+    """The endpoint's address as build() gives it."""
+    return f"10.80.{keys.index(key) // 256}.{keys.index(key) % 256}"
+
+
+def _member_addresses(rng: random.Random, state: DataplaneState, keys: list[WorkloadKey]) -> dict[WorkloadKey, str]:
+    """Per endpoint a random member address of the bench's sets (address and named-port sets)."""
+    pool = sorted({m.split(",")[0].split("/")[0] for s in state.ipsets.values() for m in s.members})
+    return {key: rng.choice(pool) for key in keys}
+
+
+def _readdressed(state: DataplaneState, key: WorkloadKey, address: str) -> WorkloadEndpoint:
+    ep = WorkloadEndpoint.from_proto(key, state.workload_endpoints[key])
+    return dataclasses.replace(ep, ipv4_nets=(ipaddress.ip_network(f"{address}/32"),))
+
+
+def _restricted(state: DataplaneState, keys: list[WorkloadKey], lists: Lists,
+                addresses: dict[WorkloadKey, str]) -> tuple[Lists, list[float]]:
+    """Every list restricted to what can reach its endpoint (at `addresses`), and the time each took."""
+    out, times = {}, []
+    for (key, direction), compiled in lists.items():
+        ep = _readdressed(state, key, addresses[key])
+        start = _clock()
+        out[(key, direction)] = restrict(compiled, ep, direction)
+        times.append(_clock() - start)
+    return out, times
+
+
+def _per_direction(lists: Lists) -> str:
+    ingress = [len(c.rules) for (_, d), c in lists.items() if d == "ingress"]
+    egress = [len(c.rules) for (_, d), c in lists.items() if d == "egress"]
+    both = ingress + egress
+    return (f"ingress {statistics.mean(ingress):.0f}, egress {statistics.mean(egress):.0f}, mean "
+            f"{statistics.mean(both):.0f} (p50 {statistics.median(both):.0f}, max {max(both)})")
+
+
+def _restriction(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadKey], lists: Lists,
+                 compile_times: list[float]) -> int:
+    """Rules per list before and after restriction, compile + restriction time, and the re-check."""
+    own = {key: _address(keys, key) for key in keys}
+    restricted, times = _restricted(state, keys, lists, own)
+    members = _member_addresses(random.Random(args.seed + 3), state, keys)
+    as_members, _ = _restricted(state, keys, lists, members)
+    written = {k: c if k[1] == "ingress" or RESTRICT_EGRESS else lists[k] for k, c in restricted.items()}
+    total = [c + r for c, r in zip(compile_times, times, strict=True)]
+    print(f"  rules per list, unrestricted: {_per_direction(lists)}")
+    print(f"    restricted (policy/reach.py): {_per_direction(restricted)}; distinct lists "
+          f"{len({c.fingerprint() for c in restricted.values()})}")
+    print(f"    restricted, endpoints addressed as set members: {_per_direction(as_members)}")
+    print(f"    what the VPP driver writes now (egress restricted: {RESTRICT_EGRESS}): {_per_direction(written)}")
+    print(f"    restriction {statistics.mean(times) * 1000:.1f} ms per list (max {max(times) * 1000:.1f}); "
+          f"compile + restriction per list mean {statistics.mean(total) * 1000:.1f} ms, "
+          f"p50 {statistics.median(total) * 1000:.1f} ms, max {max(total) * 1000:.1f} ms")
+    cat = Catalog(state)
+    bad = _check(args, cat, keys, lists, own, "unrestricted lists")
+    bad += _check(args, cat, keys, restricted, own, "restricted lists")
+    return bad + _check(args, cat, keys, as_members, members, "restricted lists, endpoints as set members")
+
+
+def _check(args: argparse.Namespace, cat: Catalog, keys: list[WorkloadKey], lists: Lists,
+           addresses: dict[WorkloadKey, str], what: str) -> int:
+    """Packets that can reach each list (the endpoint's address on its side) against the evaluator
+    (which does not read addresses); the other side is a member of a set half of the time."""
     rng = random.Random(args.seed + 1)
+    pool = sorted({m.split(",")[0].split("/")[0] for s in cat.state.ipsets.values() for m in s.members})
     checked = bad = 0
     t0 = _clock()
     while checked < args.check_packets:
         key = rng.choice(keys)
         direction = rng.choice(("ingress", "egress"))
-        me = f"10.80.{keys.index(key) // 256}.{keys.index(key) % 256}"
-        other = f"10.{rng.randrange(64, 72)}.{rng.randrange(256)}.{rng.randrange(256)}"
+        me = addresses[key]
+        other = rng.choice(pool) if rng.random() < 0.5 else \
+            f"10.{rng.randrange(64, 72)}.{rng.randrange(256)}.{rng.randrange(256)}"
         proto = rng.choice(("tcp", "udp", "icmp"))
         src, dst = (other, me) if direction == "ingress" else (me, other)
         text = (f"icmp {src} > {dst} type {rng.choice((0, 8))}" if proto == "icmp" else
@@ -346,7 +424,7 @@ def _check(args: argparse.Namespace, cat: Catalog, keys: list[WorkloadKey],
         v = verdict(cat, key, direction, pkt)
         bad += v.action != first_match(lists[(key, direction)], pkt).action
         checked += 1
-    print(f"  check: {checked} packets against the evaluator, {bad} disagreements "
+    print(f"  check ({what}): {checked} reachable packets against the evaluator, {bad} disagreements "
           f"({_clock() - t0:.2f} s)")
     return bad
 
@@ -411,7 +489,7 @@ def main() -> int:
               f"save: {mergeable} in all {len(lists)} lists")
         print(f"  cache after the cold compile: {size.rule_boxes} rule and {size.set_boxes} set fragments, "
               f"{size.boxes} boxes, {size.lists} lists")
-        bad += _check(args, cat, keys, lists)
+        bad += _restriction(args, state, keys, lists, times)
         if args.classifier_min_members:
             bad += _gated(args, state, keys, lists)
         new_state, name = _changed_policy(state, keys[0])
