@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import previous_compiler as baseline
 from vppagent.drivers.vpp.acl.lists import RESTRICT_EGRESS
-from vppagent.drivers.vpp.classifier.admits import admit_sessions
 from vppagent.drivers.vpp.classifier.admits import members as admit_members
+from vppagent.drivers.vpp.classifier.admits import set_sessions
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, gated_lists
 from vppagent.drivers.vpp.classifier.regions import member_entries
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -272,7 +272,8 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
         universe, gate = gated
         gates[key] = gated
         ingress.append(len(universe.rules))
-        admits = [admit_sessions(state, gate, f) for f in gate.families()]
+        admits = [{x for g in gate.sets for x in set_sessions(g, f, admit_members(state, g.set_id, f))}
+                  for f in gate.families()]
         sessions.append(sum(len(a) for a in admits))
         gaps.append(len(gate.gaps))
         tables.append(sum(len({m for m, _ in a}) for a in admits) + len({g.shape for g in gate.gaps}))

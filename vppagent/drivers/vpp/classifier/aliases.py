@@ -8,6 +8,8 @@ part of a set's use: the list is the same, since an alias matches exactly what i
   at the same place, the ports the gate can hold (the set) and the others (`<set>\\0rest`, which
   is never gated); consecutive allow rules whose matches add up to the original's give the same
   first-match verdicts.
+- `mark_sources`: for the gate's analysis only (never programmed), each allow rule from a gated
+  set gets that set's marker as its source port (gate.py, "markers").
 """
 
 from __future__ import annotations
@@ -75,11 +77,25 @@ def split_ports(state: DataplaneState, names: Names,
     return _rewritten(state, names, rename)
 
 
+def mark_sources(state: DataplaneState, names: Names, markers: dict[str, int]) -> DataplaneState:
+    """The state with each allow rule from a set of `markers` matching only source port
+    markers[set] (the rule names no source port: gate.markable checked it)."""
+
+    def rename(rule: felix.Rule) -> list[felix.Rule] | None:
+        marked = [markers[s] for s in rule.src_ip_set_ids if s in markers]
+        if not _allows(rule) or not marked:
+            return None
+        return [_copy(rule, src_ports=[felix.PortRange(first=marked[0], last=marked[0])])]
+
+    return _rewritten(state, names, rename)[0]
+
+
 def _allows(rule: felix.Rule) -> bool:
     return rule.action in ("", "allow")
 
 
-def _copy(rule: felix.Rule, *, src: list[str] | None = None, ports: list[felix.PortRange] | None = None) -> felix.Rule:
+def _copy(rule: felix.Rule, *, src: list[str] | None = None, ports: list[felix.PortRange] | None = None,
+          src_ports: list[felix.PortRange] | None = None) -> felix.Rule:
     out = felix.Rule()
     out.CopyFrom(rule)
     if src is not None:
@@ -88,6 +104,9 @@ def _copy(rule: felix.Rule, *, src: list[str] | None = None, ports: list[felix.P
     if ports is not None:
         del out.dst_ports[:]
         out.dst_ports.extend(ports)
+    if src_ports is not None:
+        del out.src_ports[:]
+        out.src_ports.extend(src_ports)
     return out
 
 

@@ -34,20 +34,23 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from vppagent.drivers.vpp.classifier.aliases import REST, alias_allow_sources, real_set, split_ports
+from vppagent.drivers.vpp.classifier.aliases import REST, alias_allow_sources, mark_sources, real_set, split_ports
 from vppagent.drivers.vpp.classifier.regions import (
     EPHEMERAL_START,
     Basis,
+    Domain,
     GapEntry,
     Unfit,
-    allowed,
+    View,
     allowed_in,
     basis,
     denied_in,
     disjoint,
+    domain,
     entries,
     member_entries,
     port_blocks,
+    sliced,
 )
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.boxes import Box, full_box
@@ -55,7 +58,7 @@ from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.flat import CompiledList
-from vppagent.policy.model import Action, Direction, IPNetwork, Rule, Tier, WorkloadEndpoint
+from vppagent.policy.model import TCP, UDP, Action, Direction, IPNetwork, Rule, Tier, WorkloadEndpoint
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
 
@@ -65,7 +68,7 @@ MAX_GAP_SESSIONS = 1024
 MAX_GAP_TABLES = 8
 MAX_PERMIT_TABLES = 8
 MAX_GROUPS = 16
-MAX_CANDIDATES = 24  # the work per list grows with them (regions, groups): the heaviest are tried
+MAX_CANDIDATES = 256  # one small compile each (its region): the heaviest are tried
 MAX_ATTEMPTS = 3
 MEMBER_WISE = False  # tests set it: every P_i worked out per member (the path ragged regions take)
 REGION_POLICY = "__vppagent_gated_rules"
@@ -117,22 +120,24 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     `cache`, the compiles share fragments with every other list (policy/cache.py)."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
+    on = domain((*ep.ipv4_nets, *ep.ipv6_nets))
     state, aliases = alias_allow_sources(state, _rules(catalog, ep, direction), _policy_names(ep, direction))
     if aliases:
         catalog = Catalog(state)
-    conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, cache)
-    unfit = _unfit_ports(state, ep, direction, regions, rule_limit, cache)
+    conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, on, cache)
+    unfit = _unfit_ports(state, ep, direction, regions, rule_limit, on, cache)
     if unfit:  # those ports of those sets stay in the ACL: their rules name another alias
         state, more = split_ports(state, _policy_names(ep, direction), unfit)
         aliases |= more
         catalog = Catalog(state)
-        conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, cache)
-    groups = _groups(regions, conflicts)
+        conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, on, cache)
+    marked = markable(catalog, ep, direction)
+    groups = _groups(regions, conflicts, together=marked)
     for _ in range(MAX_ATTEMPTS):
         if not groups:
             return None
         try:
-            built = _build(state, ep, direction, groups, regions, rule_limit, cache)
+            built = _build(state, ep, direction, groups, regions, rule_limit, on, cache, marked)
             if built is None or not aliases:
                 return built
             universe, gate = built
@@ -143,19 +148,33 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     return None
 
 
+def markable(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> bool:
+    """Whether one marked compile gives every L_i (module docstring, "markers"): no rule of the
+    list names a source port, and every allow rule from an address set is TCP or UDP."""
+    for rule in _rules(catalog, ep, direction):
+        if rule.action is Action.LOG:
+            continue
+        if rule.src_ports or rule.not_src_ports or rule.src_named_port_sets or rule.not_src_named_port_sets:
+            return False
+        if rule.action is Action.ALLOW and rule.src_ip_sets and (rule.protocol not in (TCP, UDP)
+                                                                 or rule.not_protocol is not None):
+            return False
+    return True
+
+
 def _policy_names(ep: WorkloadEndpoint, direction: Direction) -> tuple[list[PolicyKey], list[str]]:
     return [k for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS], list(ep.profile_ids)
 
 
 def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                       min_members: int, rule_limit: int,
+                       min_members: int, rule_limit: int, on: Domain,
                        cache: CompileCache | None) -> tuple[set[frozenset[str]], dict[str, Regions]]:
     """The candidates' conflicts and regions, heaviest first (those with a region only)."""
     weights, conflicts = _candidates(catalog, state, ep, direction, min_members)
     regions: dict[str, Regions] = {}
     for set_id in sorted(weights, key=lambda s: (-weights[s], s)):
         try:
-            region = _region(state, ep, direction, set_id, rule_limit, cache)
+            region = _region(state, ep, direction, set_id, rule_limit, on, cache)
         except Unfit:
             continue
         if region:
@@ -164,14 +183,14 @@ def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndp
 
 
 def _unfit_ports(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, regions: dict[str, Regions],
-                 rule_limit: int, cache: CompileCache | None) -> dict[str, list[tuple[int, int]]]:
+                 rule_limit: int, on: Domain, cache: CompileCache | None) -> dict[str, list[tuple[int, int]]]:
     """Per candidate, the destination-port ranges of its region's boxes whose drop region (with
     every candidate empty) the classifier cannot hold: e.g. a port where L_0 allows ragged
     destinations (named ports), or a non-service port."""
     if not regions:
         return {}
-    empty = compile_endpoint(_with_members(state, dict.fromkeys(regions, ())), ep, direction,
-                             rule_limit=rule_limit, cache=cache)
+    empty = View.of(compile_endpoint(_with_members(state, dict.fromkeys(regions, ())), ep, direction,
+                                     rule_limit=rule_limit, cache=cache), on)
     out: dict[str, list[tuple[int, int]]] = {}
     for set_id, region in regions.items():
         for family, boxes in region.items():
@@ -219,15 +238,16 @@ def _candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     return {s: weights[s] for s in heaviest}, pairs
 
 
-def _groups(regions: dict[str, Regions], conflicts: set[frozenset[str]]) -> list[list[str]]:
+def _groups(regions: dict[str, Regions], conflicts: set[frozenset[str]], *, together: bool) -> list[list[str]]:
     """Sets (heaviest first, as `regions` is ordered) into at most MAX_GROUPS groups of pairwise
-    disjoint regions; a set that fits nowhere, or shares a rule with a chosen one, stays in the ACL."""
+    disjoint regions, or all into one when `together` (markers); a set that fits nowhere, or
+    shares a rule with a chosen one, stays in the ACL."""
     groups: list[list[str]] = []
     chosen: list[str] = []
     for set_id in regions:
         if any(frozenset((set_id, c)) in conflicts for c in chosen):
             continue
-        home = next((g for g in groups if all(_disjoint(regions[set_id], regions[o]) for o in g)), None)
+        home = next((g for g in groups if together or all(_disjoint(regions[set_id], regions[o]) for o in g)), None)
         if home is None:
             if len(groups) == MAX_GROUPS:
                 continue
@@ -243,18 +263,29 @@ def _disjoint(a: Regions, b: Regions) -> bool:
 
 
 def _build(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, groups: list[list[str]],
-           regions: dict[str, Regions], rule_limit: int,
-           cache: CompileCache | None) -> tuple[CompiledList, Gate] | None:
+           regions: dict[str, Regions], rule_limit: int, on: Domain,
+           cache: CompileCache | None, marked: bool) -> tuple[CompiledList, Gate] | None:
     chosen = [s for g in groups for s in g]
     order = sorted(chosen, key=lambda s: list(regions).index(s))  # heaviest first
 
-    def compiled(any_of: Iterable[str]) -> CompiledList:
+    def compiled(any_of: Iterable[str], markers: dict[str, int] | None = None) -> CompiledList:
         wide = set(any_of)
-        members = {s: ANY if s in wide else () for s in chosen}
-        return compile_endpoint(_with_members(state, members), ep, direction, rule_limit=rule_limit, cache=cache)
+        held = _with_members(state, {s: ANY if s in wide else () for s in chosen})
+        if markers:
+            held = mark_sources(held, _policy_names(ep, direction), markers)
+        return compile_endpoint(held, ep, direction, rule_limit=rule_limit, cache=cache)
 
     universe = compiled(chosen)
-    empty = compiled(())
+    if marked:  # one compile for L_0 and every L_i
+        markers = {s: 1 + k for k, s in enumerate(order)}
+        analysis = View.of(compiled(chosen, markers), on)
+        try:
+            empty = sliced(analysis, None, set(markers.values()))
+            owns = {s: sliced(analysis, markers[s], set(markers.values())) for s in chosen}
+        except Unfit as exc:
+            raise _Drop(chosen, str(exc)) from exc
+    else:
+        empty = View.of(compiled(()), on)
     drops: dict[str, Regions] = {}
     unfit = []
     for set_id in order:
@@ -268,8 +299,11 @@ def _build(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, gr
         raise _Drop(unfit, "drop region unfit")
     sets = []
     for group in groups:
-        own = universe if len(groups) == 1 else compiled(group)
+        if not marked:
+            own = View.of(universe if len(groups) == 1 else compiled(group), on)
         for set_id in group:
+            if marked:
+                own = owns[set_id]
             try:
                 if MEMBER_WISE:
                     raise Unfit("member-wise forced")
@@ -343,7 +377,7 @@ def _with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]])
 
 
 def _region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, set_id: str,
-            rule_limit: int, cache: CompileCache | None) -> Regions:
+            rule_limit: int, on: Domain, cache: CompileCache | None) -> Regions:
     """R_i: where the set's rules match when the set is every address, per family. Verdicts of
     L_0 and L_i can differ only there, so D_i = R_i minus what L_0 allows holds G_i and lies
     where L_0 denies, which is all the chain needs; and it is cheap: R_i is a small list."""
@@ -359,6 +393,6 @@ def _region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, s
     key = PolicyKey(REGION_POLICY, "", "")
     synthetic.tables[Kind.POLICY][key] = felix.Policy(inbound_rules=rules)
     only = WorkloadEndpoint(ep.key, ep.name, True, (), (), (), (Tier("region", (key,), (), "Deny"),))
-    region = compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache)
-    out = {f: allowed(region, f, full_box()) for f in (4, 6)}
+    region = View.of(compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache), on)
+    out = {f: region.allowed(f, full_box()) for f in (4, 6)}
     return {f: boxes for f, boxes in out.items() if boxes}

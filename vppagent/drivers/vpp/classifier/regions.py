@@ -1,13 +1,23 @@
 """Box regions of compiled lists, as the gate needs them (gate.py): where a first-match list
 allows, clipped to an area, and a region as classifier entries (prefix, prefix, protocol,
-destination-port block)."""
+destination-port block).
+
+The gate reads a compiled list as a `View`: per family its rules' boxes and actions. A view is
+taken on the endpoint's own addresses (`Domain`) in each family it has some: an ingress list
+only ever sees packets to them, so a rule whose destination holds none of them is left out, and one whose destination
+holds all of them gets any destination. Regions of a view are exact for packets to the
+endpoint's addresses and do not depend on the destination otherwise (rules that tell the
+endpoint's addresses apart keep theirs), so equal lists of pods with other addresses give equal
+gates, which share one chain.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 
 from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, intersect, subtract_all, width
 from vppagent.policy.flat import CompiledList, FlatRule
@@ -49,13 +59,79 @@ Ruled = tuple[Box, str]  # a rule's box and action
 Basis = tuple[tuple[Box, ...], tuple[Ruled, ...], str]  # drop boxes, the list's rules there (in order), default
 
 
-def ruled(compiled: CompiledList, family: int) -> list[Ruled]:
-    return [(rule_box(r), r.action) for r in compiled.rules if r.family == family]
+Domain = Mapping[int, Sequence[tuple[int, int]]]  # family -> the endpoint's prefixes (address, length)
 
 
-def allowed(compiled: CompiledList, family: int, within: Box) -> list[Box]:
-    """The part of `within` a first-match list allows, as boxes; Unfit when too ragged."""
-    return allowed_by(ruled(compiled, family), compiled.default_action, family, within)
+def domain(nets: Iterable[IPNetwork]) -> dict[int, list[tuple[int, int]]]:
+    out: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for net in nets:
+        out[net.version].append((int(net.network_address), net.prefixlen))
+    return out
+
+
+@dataclass
+class View:
+    """A first-match list as the gate reads it: per family (box, action) in order, the default."""
+
+    rules: dict[int, list[Ruled]]
+    default: str
+    _allowed: dict[tuple[int, Box], list[Box]] = field(default_factory=dict, repr=False)
+
+    @staticmethod
+    def of(compiled: CompiledList, on: Domain) -> View:
+        rules: dict[int, list[Ruled]] = {4: [], 6: []}
+        for r in compiled.rules:
+            box = rule_box(r)
+            if on[r.family]:  # (a family without addresses: every destination, as it is)
+                box = _on(box, on[r.family], width(r.family))
+            if box is not None:
+                rules[r.family].append((box, r.action))
+        return View(rules, compiled.default_action)
+
+    def allowed(self, family: int, within: Box) -> list[Box]:
+        """The part of `within` the list allows, as boxes (remembered); Unfit when too ragged."""
+        key = (family, within)
+        if key not in self._allowed:
+            self._allowed[key] = allowed_by(self.rules[family], self.default, family, within)
+        return self._allowed[key]
+
+
+def _on(box: Box, prefixes: Sequence[tuple[int, int]], w: int) -> Box | None:
+    """The box for packets to the endpoint's prefixes: None if its destination holds none of
+    them, with any destination if it holds all of them, else as it is."""
+    inside = [n for n in prefixes if intersect(box, box._replace(dst=n[0], dst_len=n[1]), w) is not None]
+    if not inside:
+        return None
+    if len(inside) == len(prefixes) and all(box.dst_len <= length for _, length in prefixes):
+        return box._replace(dst=0, dst_len=0)
+    return box
+
+
+def sliced(view: View, marker: int | None, markers: AbstractSet[int]) -> View:
+    """The view at source port `marker` (None: at a port that is no marker), with any source
+    port: of the TCP/UDP rules those with any source port and those with exactly `marker`.
+    Unfit if a TCP/UDP rule has another source port range (gate.py: only markers may)."""
+    rules: dict[int, list[Ruled]] = {}
+    for family, ruled in view.rules.items():
+        out: list[Ruled] = []
+        for box, action in ruled:
+            if (box.a_lo, box.a_hi) == FULL_L4 or not _has_ports(box):
+                out.append((box, action))
+            elif box.a_lo == box.a_hi and box.a_lo in markers:
+                if box.a_lo == marker:
+                    out.append((box._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action))
+            else:
+                raise Unfit("a source port range that is no marker")
+        rules[family] = out
+    return View(rules, view.default)
+
+
+def _has_ports(box: Box) -> bool:
+    return box.proto_lo <= TCP <= box.proto_hi or box.proto_lo <= UDP <= box.proto_hi
+
+
+def allowed(view: View, family: int, within: Box) -> list[Box]:
+    return view.allowed(family, within)
 
 
 def allowed_by(rules: Iterable[Ruled], default: str, family: int, within: Box) -> list[Box]:
@@ -74,26 +150,34 @@ def allowed_by(rules: Iterable[Ruled], default: str, family: int, within: Box) -
     return out
 
 
-def basis(compiled: CompiledList, family: int, drops: list[Box]) -> Basis:
+def basis(view: View, family: int, drops: list[Box]) -> Basis:
     """What decides where the list allows inside `drops`: its rules that meet them, in order."""
     w = width(family)
-    rules = tuple((box, action) for box, action in ruled(compiled, family)
+    rules = tuple((box, action) for box, action in view.rules[family]
                   if any(intersect(box, d, w) is not None for d in drops))
-    return tuple(drops), rules, compiled.default_action
+    return tuple(drops), rules, view.default
 
 
-def allowed_in(compiled: CompiledList, family: int, areas: list[Box]) -> list[Box]:
-    return [box for area in areas for box in allowed(compiled, family, area)]
+def allowed_in(view: View, family: int, areas: list[Box]) -> list[Box]:
+    return [box for area in areas for box in view.allowed(family, area)]
 
 
-def denied_in(compiled: CompiledList, family: int, areas: list[Box]) -> list[Box]:
+def denied_in(view: View, family: int, areas: list[Box]) -> list[Box]:
     """The part of `areas` the list does not allow."""
     w = width(family)
-    return [box for area in areas for box in _minus([area], allowed(compiled, family, area), w)]
+    return [box for area in areas for box in _minus([area], view.allowed(family, area), w)]
+
+
+def _volume(box: Box, w: int) -> int:
+    """log2 of the packets in the box, about (to cut the large boxes first)."""
+    return (2 * w - box.src_len - box.dst_len + (box.proto_hi - box.proto_lo + 1).bit_length()
+            + (box.a_hi - box.a_lo + 1).bit_length() + (box.b_hi - box.b_lo + 1).bit_length())
 
 
 def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
-    region = subtract_all(boxes, cuts, w, BOX_LIMIT)
+    # Largest cuts first: the result is the same, but a few wide cuts (a /10 deny, a default)
+    # leave little for thousands of /32 cuts to split, where the other order is too ragged.
+    region = subtract_all(boxes, sorted(cuts, key=lambda c: -_volume(c, w)), w, BOX_LIMIT)
     if region is None:
         raise Unfit("region too ragged")
     return region
