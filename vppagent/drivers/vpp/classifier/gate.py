@@ -21,9 +21,10 @@ aliases.py): a set also used otherwise (the source of a deny, a negation) is gat
 rules only; and the ports where a set's drop region does not fit the classifier (e.g. where named
 ports make L_0 ragged) are split off its rules, to an alias that stays in the ACL.
 
-L_i is computed per group of gated sets whose regions are pairwise disjoint (on R_i the other
-sets of the group do not match, so the group's list equals L_i there): one compile per group,
-at most MAX_GROUPS; the MAX_CANDIDATES heaviest candidates are tried. Bounds per (gate, family):
+L_0 and every L_i come from one compile of the list with source-port markers (marked.py) when
+no rule of the list names a source port; otherwise from one compile per group of sets with
+disjoint regions (grouped.py). Regions are read on the endpoint's own addresses (regions.View).
+A plan (plan.py) that breaks a bound is made again without the sets at fault. Bounds per (gate, family):
 MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES admit tables
 (each table is one hash lookup per packet).
 """
@@ -31,48 +32,40 @@ MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from vppagent.drivers.vpp.classifier.aliases import REST, alias_allow_sources, mark_sources, real_set, split_ports
+from vppagent.drivers.vpp.classifier.aliases import alias_allow_sources, real_set
+from vppagent.drivers.vpp.classifier.grouped import grouped_plan
+from vppagent.drivers.vpp.classifier.marked import markable, marked_plan
+from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions
 from vppagent.drivers.vpp.classifier.regions import (
     EPHEMERAL_START,
     Basis,
-    Domain,
     GapEntry,
     Unfit,
-    View,
     allowed_in,
     basis,
     denied_in,
-    disjoint,
     domain,
     entries,
     member_entries,
     port_blocks,
-    sliced,
 )
-from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.policy.boxes import Box, full_box
+from vppagent.drivers.vpp.classifier.source import networks, policy_names, rules
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
-from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.flat import CompiledList
-from vppagent.policy.model import TCP, UDP, Action, Direction, IPNetwork, Rule, Tier, WorkloadEndpoint
-from vppagent.state.ipset import IPSet, IPSetType
-from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
+from vppagent.policy.model import Direction, WorkloadEndpoint
+from vppagent.state.model import DataplaneState
 
 __all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "port_blocks"]
 
 MAX_GAP_SESSIONS = 1024
 MAX_GAP_TABLES = 8
 MAX_PERMIT_TABLES = 8
-MAX_GROUPS = 16
-MAX_CANDIDATES = 256  # one small compile each (its region): the heaviest are tried
 MAX_ATTEMPTS = 3
 MEMBER_WISE = False  # tests set it: every P_i worked out per member (the path ragged regions take)
-REGION_POLICY = "__vppagent_gated_rules"
-ANY = ("0.0.0.0/0", "::/0")
 
 
 @dataclass(frozen=True)
@@ -104,15 +97,6 @@ class Gate:
         return tuple(s.set_id for s in self.sets)
 
 
-Regions = dict[int, list[Box]]  # family -> boxes
-
-
-class _Drop(Exception):
-    def __init__(self, set_ids: Iterable[str], why: str) -> None:
-        self.set_ids = frozenset(set_ids)
-        super().__init__(f"{sorted(self.set_ids)}: {why}")
-
-
 def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
                 rule_limit: int, min_members: int,
                 cache: CompileCache | None = None) -> tuple[CompiledList, Gate] | None:
@@ -121,216 +105,72 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     if direction is not Direction.INGRESS or not ep.active:
         return None
     on = domain((*ep.ipv4_nets, *ep.ipv6_nets))
-    state, aliases = alias_allow_sources(state, _rules(catalog, ep, direction), _policy_names(ep, direction))
+    state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), policy_names(ep, direction))
     if aliases:
         catalog = Catalog(state)
-    conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, on, cache)
-    unfit = _unfit_ports(state, ep, direction, regions, rule_limit, on, cache)
-    if unfit:  # those ports of those sets stay in the ACL: their rules name another alias
-        state, more = split_ports(state, _policy_names(ep, direction), unfit)
-        aliases |= more
-        catalog = Catalog(state)
-        conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, on, cache)
-    marked = markable(catalog, ep, direction)
-    groups = _groups(regions, conflicts, together=marked)
+    plan = marked_plan if markable(catalog, ep, direction) else grouped_plan
+    excluded: frozenset[str] = frozenset()
     for _ in range(MAX_ATTEMPTS):
-        if not groups:
-            return None
         try:
-            built = _build(state, ep, direction, groups, regions, rule_limit, on, cache, marked)
-            if built is None or not aliases:
-                return built
-            universe, gate = built
-            sets = tuple(replace(g, set_id=real_set(g.set_id)) for g in gate.sets)
-            return universe, Gate(tuple(sorted(sets, key=lambda g: g.set_id)), gate.gaps)
-        except _Drop as drop:
-            groups = [kept for g in groups if (kept := [s for s in g if s not in drop.set_ids])]
+            planned = plan(catalog, state, ep, direction, min_members, rule_limit, on, cache, excluded)
+            if planned is None:
+                return None
+            gate = _gate(planned)
+        except Drop as drop:
+            excluded |= drop.set_ids
+            continue
+        if gate is None:
+            return None
+        sets = tuple(sorted((replace(g, set_id=real_set(g.set_id)) for g in gate.sets), key=lambda g: g.set_id))
+        return planned.universe, Gate(sets, gate.gaps)
     return None
 
 
-def markable(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> bool:
-    """Whether one marked compile gives every L_i (module docstring, "markers"): no rule of the
-    list names a source port, and every allow rule from an address set is TCP or UDP."""
-    for rule in _rules(catalog, ep, direction):
-        if rule.action is Action.LOG:
-            continue
-        if rule.src_ports or rule.not_src_ports or rule.src_named_port_sets or rule.not_src_named_port_sets:
-            return False
-        if rule.action is Action.ALLOW and rule.src_ip_sets and (rule.protocol not in (TCP, UDP)
-                                                                 or rule.not_protocol is not None):
-            return False
-    return True
-
-
-def _policy_names(ep: WorkloadEndpoint, direction: Direction) -> tuple[list[PolicyKey], list[str]]:
-    return [k for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS], list(ep.profile_ids)
-
-
-def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                       min_members: int, rule_limit: int, on: Domain,
-                       cache: CompileCache | None) -> tuple[set[frozenset[str]], dict[str, Regions]]:
-    """The candidates' conflicts and regions, heaviest first (those with a region only)."""
-    weights, conflicts = _candidates(catalog, state, ep, direction, min_members)
-    regions: dict[str, Regions] = {}
-    for set_id in sorted(weights, key=lambda s: (-weights[s], s)):
-        try:
-            region = _region(state, ep, direction, set_id, rule_limit, on, cache)
-        except Unfit:
-            continue
-        if region:
-            regions[set_id] = region
-    return conflicts, regions
-
-
-def _unfit_ports(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, regions: dict[str, Regions],
-                 rule_limit: int, on: Domain, cache: CompileCache | None) -> dict[str, list[tuple[int, int]]]:
-    """Per candidate, the destination-port ranges of its region's boxes whose drop region (with
-    every candidate empty) the classifier cannot hold: e.g. a port where L_0 allows ragged
-    destinations (named ports), or a non-service port."""
-    if not regions:
-        return {}
-    empty = View.of(compile_endpoint(_with_members(state, dict.fromkeys(regions, ())), ep, direction,
-                                     rule_limit=rule_limit, cache=cache), on)
-    out: dict[str, list[tuple[int, int]]] = {}
-    for set_id, region in regions.items():
-        for family, boxes in region.items():
-            for box in boxes:
-                try:
-                    entries(family, denied_in(empty, family, [box]))
-                except Unfit:
-                    out.setdefault(set_id, []).append((box.b_lo, box.b_hi))
-    return out
-
-
-def _rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Iterable[Rule]:
-    for tier in ep.tiers:
-        for key in tier.policies(direction):
-            if key.kind not in STAGED_KINDS:
-                yield from catalog.policy(key).rules(direction)
-    for name in ep.profile_ids:
-        yield from catalog.profile(name).rules(direction)
-
-
-def _candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                min_members: int) -> tuple[dict[str, int], set[frozenset[str]]]:
-    """Address sets used only as the source of allow rules, large enough: set -> the ACL rules it
-    costs (members x destination port ranges of its rules, an estimate to order them by), and
-    the pairs that share a rule (AND: at most one of a pair may be gated)."""
-    usable: dict[str, bool] = {}
-    ports: dict[str, int] = {}
-    pairs: set[frozenset[str]] = set()
-    for rule in _rules(catalog, ep, direction):
-        if rule.action is Action.LOG:
-            continue  # the compiler ignores log rules
-        for set_id in rule.src_ip_sets:
-            usable[set_id] = usable.get(set_id, True) and rule.action is Action.ALLOW
-            ports[set_id] = ports.get(set_id, 0) + max(1, len(rule.dst_ports))
-        pairs |= {frozenset((a, b)) for a in rule.src_ip_sets for b in rule.src_ip_sets if a < b}
-        for set_id in (*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()):
-            usable[set_id] = False
-    weights: dict[str, int] = {}
-    for set_id, ok in usable.items():
-        ipset = state.ipsets.get(set_id)
-        if ok and not set_id.endswith(REST) and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT \
-                and len(ipset.members) >= min_members:
-            weights[set_id] = len(ipset.members) * ports[set_id]
-    heaviest = sorted(weights, key=lambda s: (-weights[s], s))[:MAX_CANDIDATES]
-    return {s: weights[s] for s in heaviest}, pairs
-
-
-def _groups(regions: dict[str, Regions], conflicts: set[frozenset[str]], *, together: bool) -> list[list[str]]:
-    """Sets (heaviest first, as `regions` is ordered) into at most MAX_GROUPS groups of pairwise
-    disjoint regions, or all into one when `together` (markers); a set that fits nowhere, or
-    shares a rule with a chosen one, stays in the ACL."""
-    groups: list[list[str]] = []
-    chosen: list[str] = []
-    for set_id in regions:
-        if any(frozenset((set_id, c)) in conflicts for c in chosen):
-            continue
-        home = next((g for g in groups if together or all(_disjoint(regions[set_id], regions[o]) for o in g)), None)
-        if home is None:
-            if len(groups) == MAX_GROUPS:
-                continue
-            home = []
-            groups.append(home)
-        home.append(set_id)
-        chosen.append(set_id)
-    return groups
-
-
-def _disjoint(a: Regions, b: Regions) -> bool:
-    return all(disjoint(a[f], b[f], f) for f in a if f in b)
-
-
-def _build(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, groups: list[list[str]],
-           regions: dict[str, Regions], rule_limit: int, on: Domain,
-           cache: CompileCache | None, marked: bool) -> tuple[CompiledList, Gate] | None:
-    chosen = [s for g in groups for s in g]
-    order = sorted(chosen, key=lambda s: list(regions).index(s))  # heaviest first
-
-    def compiled(any_of: Iterable[str], markers: dict[str, int] | None = None) -> CompiledList:
-        wide = set(any_of)
-        held = _with_members(state, {s: ANY if s in wide else () for s in chosen})
-        if markers:
-            held = mark_sources(held, _policy_names(ep, direction), markers)
-        return compile_endpoint(held, ep, direction, rule_limit=rule_limit, cache=cache)
-
-    universe = compiled(chosen)
-    if marked:  # one compile for L_0 and every L_i
-        markers = {s: 1 + k for k, s in enumerate(order)}
-        analysis = View.of(compiled(chosen, markers), on)
-        try:
-            empty = sliced(analysis, None, set(markers.values()))
-            owns = {s: sliced(analysis, markers[s], set(markers.values())) for s in chosen}
-        except Unfit as exc:
-            raise _Drop(chosen, str(exc)) from exc
-    else:
-        empty = View.of(compiled(()), on)
+def _gate(plan: Plan) -> Gate | None:
+    """The gate for a plan: D_i = R_i minus what L_0 allows, P_i = what L_i allows in D_i (as
+    entries, or worked out per member), within the bounds; Drop names the sets at fault."""
+    order = plan.order
     drops: dict[str, Regions] = {}
     unfit = []
     for set_id in order:
         try:
-            drops[set_id] = {f: denied_in(empty, f, boxes) for f, boxes in regions[set_id].items()}
+            drops[set_id] = {f: denied_in(plan.empty, f, boxes) for f, boxes in plan.regions[set_id].items()}
             for f, boxes in drops[set_id].items():
                 entries(f, boxes)
         except Unfit:
-            unfit.append(set_id)  # all of them at once: each retry is a compile
+            unfit.append(set_id)  # all of them at once: each new plan is a compile
     if unfit:
-        raise _Drop(unfit, "drop region unfit")
+        raise Drop(unfit, "drop region unfit")
     sets = []
-    for group in groups:
-        if not marked:
-            own = View.of(universe if len(groups) == 1 else compiled(group), on)
-        for set_id in group:
-            if marked:
-                own = owns[set_id]
-            try:
-                if MEMBER_WISE:
-                    raise Unfit("member-wise forced")
-                admits = [e for f, boxes in drops[set_id].items() for e in entries(f, allowed_in(own, f, boxes))]
-                sets.append(GatedSet(set_id, tuple(sorted(set(admits)))))
-            except Unfit:
-                decided = tuple((f, basis(own, f, boxes)) for f, boxes in sorted(drops[set_id].items()))
-                try:  # the current members (a member change recompiles the list, and checks again)
-                    for f, found in decided:
-                        member_entries(f, found, _networks(state, set_id, f))
-                except Unfit as exc:
-                    raise _Drop((set_id,), str(exc)) from exc
-                sets.append(GatedSet(set_id, (), (), decided))
+    for set_id in order:
+        own = plan.own(set_id)
+        try:
+            if MEMBER_WISE:
+                raise Unfit("member-wise forced")
+            admits = [e for f, boxes in drops[set_id].items() for e in entries(f, allowed_in(own, f, boxes))]
+            sets.append(GatedSet(set_id, tuple(sorted(set(admits)))))
+        except Unfit:
+            decided = tuple((f, basis(own, f, boxes)) for f, boxes in sorted(drops[set_id].items()))
+            try:  # the current members (a member change recompiles the list, and checks again)
+                for f, found in decided:
+                    member_entries(f, found, networks(plan.state, set_id, f))
+            except Unfit as exc:
+                raise Drop((set_id,), str(exc)) from exc
+            sets.append(GatedSet(set_id, (), (), decided))
     gaps: set[GapEntry] = set()
     for set_id in order:
         gaps |= {e for f, boxes in drops[set_id].items() for e in entries(f, boxes)}
         if len(gaps) > MAX_GAP_SESSIONS or len({e.shape for e in gaps}) > MAX_GAP_TABLES:
-            raise _Drop(order[order.index(set_id):], "too many gap sessions or tables")
+            raise Drop(order[order.index(set_id):], "too many gap sessions or tables")
     sets = [_everywhere(g, gaps) for g in sets]
     shapes: set[tuple[int, int, int, int]] = set()
     for gated in sorted(sets, key=lambda g: order.index(g.set_id)):
-        shapes |= admit_shapes(state, gated)
+        shapes |= admit_shapes(plan.state, gated)
         if len(shapes) > MAX_PERMIT_TABLES:
-            raise _Drop((gated.set_id,), "too many admit tables")
+            raise Drop((gated.set_id,), "too many admit tables")
     if not any(g.admits or g.everywhere or g.basis for g in sets):
         return None  # no member is ever admitted where L_0 denies: L_U = L_0 = L
-    return universe, Gate(tuple(sorted(sets, key=lambda g: g.set_id)), tuple(sorted(gaps)))
+    return Gate(tuple(sets), tuple(sorted(gaps)))
 
 
 def _everywhere(gated: GatedSet, gaps: set[GapEntry]) -> GatedSet:
@@ -355,44 +195,9 @@ def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, 
     return shapes | {(f, n, -1, -1) for f in gated.everywhere for n in lengths[f]}  # src-only masks
 
 
-def _networks(state: DataplaneState, set_id: str, family: int) -> list[IPNetwork]:
-    ipset = state.ipsets.get(set_id)
-    nets = [] if ipset is None else [ipaddress.ip_network(m, strict=False) for m in ipset.members]
-    return [n for n in nets if n.version == family]
-
-
 def _lengths(members: Iterable[str]) -> dict[int, set[int]]:
     out: dict[int, set[int]] = {4: set(), 6: set()}
     for m in members:
         net = ipaddress.ip_network(m, strict=False)
         out[net.version].add(net.prefixlen)
     return out
-
-
-def _with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]]) -> DataplaneState:
-    copy = state.copy()
-    for set_id, held in members.items():
-        copy.tables[Kind.IPSET][set_id] = IPSet(set_id, IPSetType.NET, frozenset(held))
-    return copy
-
-
-def _region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, set_id: str,
-            rule_limit: int, on: Domain, cache: CompileCache | None) -> Regions:
-    """R_i: where the set's rules match when the set is every address, per family. Verdicts of
-    L_0 and L_i can differ only there, so D_i = R_i minus what L_0 allows holds G_i and lies
-    where L_0 denies, which is all the chain needs; and it is cheap: R_i is a small list."""
-    rules = []
-    for tier in ep.tiers:
-        for key in tier.policies(direction):
-            pb = state.policies.get(key)
-            if pb is not None and key.kind not in STAGED_KINDS:
-                rules += [r for r in pb.inbound_rules if set_id in r.src_ip_set_ids]
-    for name in ep.profile_ids:
-        rules += [r for r in state.profiles[name].inbound_rules if set_id in r.src_ip_set_ids]
-    synthetic = _with_members(state, {set_id: ANY})
-    key = PolicyKey(REGION_POLICY, "", "")
-    synthetic.tables[Kind.POLICY][key] = felix.Policy(inbound_rules=rules)
-    only = WorkloadEndpoint(ep.key, ep.name, True, (), (), (), (Tier("region", (key,), (), "Deny"),))
-    region = View.of(compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache), on)
-    out = {f: region.allowed(f, full_box()) for f in (4, 6)}
-    return {f: boxes for f, boxes in out.items() if boxes}

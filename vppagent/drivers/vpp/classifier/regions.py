@@ -13,13 +13,14 @@ gates, which share one chain.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, intersect, subtract_all, width
+from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, full_box, intersect, subtract_all, width
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import TCP, UDP, IPNetwork
 
@@ -75,25 +76,75 @@ class View:
 
     rules: dict[int, list[Ruled]]
     default: str
+    _meeting: dict[tuple[int, Box], list[Ruled]] = field(default_factory=dict, repr=False)
     _allowed: dict[tuple[int, Box], list[Box]] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(compiled: CompiledList, on: Domain) -> View:
         rules: dict[int, list[Ruled]] = {4: [], 6: []}
         for r in compiled.rules:
-            box = rule_box(r)
+            box: Box | None = rule_box(r)
             if on[r.family]:  # (a family without addresses: every destination, as it is)
-                box = _on(box, on[r.family], width(r.family))
+                box = _on(rule_box(r), on[r.family], width(r.family))
             if box is not None:
                 rules[r.family].append((box, r.action))
         return View(rules, compiled.default_action)
+
+    def meeting(self, family: int, within: Box) -> list[Ruled]:
+        """The rules' parts inside `within`, in order (remembered)."""
+        key = (family, within)
+        if key not in self._meeting:
+            w = width(family)
+            self._meeting[key] = [(b, a) for box, a in self.rules[family] if (b := intersect(box, within, w))]
+        return self._meeting[key]
 
     def allowed(self, family: int, within: Box) -> list[Box]:
         """The part of `within` the list allows, as boxes (remembered); Unfit when too ragged."""
         key = (family, within)
         if key not in self._allowed:
-            self._allowed[key] = allowed_by(self.rules[family], self.default, family, within)
+            self._allowed[key] = allowed_by(self.meeting(family, within), self.default, family, within)
         return self._allowed[key]
+
+
+@dataclass
+class Slice(View):
+    """A view of a marked list (gate.py, "markers") at source port `marker` (None: at a port that
+    is no marker), with any source port: of the TCP/UDP rules those with any source port and
+    those with exactly `marker`. Unfit if a TCP/UDP rule has another source port range."""
+
+    parent: View | None = None
+    marker: int | None = None
+    markers: AbstractSet[int] = frozenset()
+
+    @staticmethod
+    def at(parent: View, marker: int | None, markers: AbstractSet[int]) -> Slice:
+        return Slice({}, parent.default, parent=parent, marker=marker, markers=markers)
+
+    def meeting(self, family: int, within: Box) -> list[Ruled]:
+        key = (family, within)
+        if key not in self._meeting:
+            assert self.parent is not None
+            self._meeting[key] = self._sliced(self.parent.meeting(family, within))
+        return self._meeting[key]
+
+    def _sliced(self, ruled: list[Ruled]) -> list[Ruled]:
+        out: list[Ruled] = []
+        for box, action in ruled:
+            if (box.a_lo, box.a_hi) == FULL_L4 or not _has_ports(box):
+                out.append((box, action))
+            elif box.a_lo == box.a_hi and box.a_lo in self.markers:
+                if box.a_lo == self.marker:
+                    out.append((box._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action))
+            else:
+                raise Unfit("a source port range that is no marker")
+        return out
+
+
+def marked_region(view: View, family: int, marker: int) -> list[Box]:
+    """Where the rules with source port `marker` match, with any source port, as disjoint boxes."""
+    boxes = [(b._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), "allow") for b, _ in view.rules[family]
+             if b.a_lo == b.a_hi == marker and _has_ports(b)]
+    return allowed_by(boxes, "deny", family, full_box()) if boxes else []
 
 
 def _on(box: Box, prefixes: Sequence[tuple[int, int]], w: int) -> Box | None:
@@ -107,31 +158,8 @@ def _on(box: Box, prefixes: Sequence[tuple[int, int]], w: int) -> Box | None:
     return box
 
 
-def sliced(view: View, marker: int | None, markers: AbstractSet[int]) -> View:
-    """The view at source port `marker` (None: at a port that is no marker), with any source
-    port: of the TCP/UDP rules those with any source port and those with exactly `marker`.
-    Unfit if a TCP/UDP rule has another source port range (gate.py: only markers may)."""
-    rules: dict[int, list[Ruled]] = {}
-    for family, ruled in view.rules.items():
-        out: list[Ruled] = []
-        for box, action in ruled:
-            if (box.a_lo, box.a_hi) == FULL_L4 or not _has_ports(box):
-                out.append((box, action))
-            elif box.a_lo == box.a_hi and box.a_lo in markers:
-                if box.a_lo == marker:
-                    out.append((box._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action))
-            else:
-                raise Unfit("a source port range that is no marker")
-        rules[family] = out
-    return View(rules, view.default)
-
-
 def _has_ports(box: Box) -> bool:
     return box.proto_lo <= TCP <= box.proto_hi or box.proto_lo <= UDP <= box.proto_hi
-
-
-def allowed(view: View, family: int, within: Box) -> list[Box]:
-    return view.allowed(family, within)
 
 
 def allowed_by(rules: Iterable[Ruled], default: str, family: int, within: Box) -> list[Box]:
@@ -151,11 +179,9 @@ def allowed_by(rules: Iterable[Ruled], default: str, family: int, within: Box) -
 
 
 def basis(view: View, family: int, drops: list[Box]) -> Basis:
-    """What decides where the list allows inside `drops`: its rules that meet them, in order."""
-    w = width(family)
-    rules = tuple((box, action) for box, action in view.rules[family]
-                  if any(intersect(box, d, w) is not None for d in drops))
-    return tuple(drops), rules, view.default
+    """What decides where the list allows inside `drops` (disjoint): its rules' parts in each,
+    in order."""
+    return tuple(drops), tuple(r for d in drops for r in view.meeting(family, d)), view.default
 
 
 def allowed_in(view: View, family: int, areas: list[Box]) -> list[Box]:
@@ -177,7 +203,8 @@ def _volume(box: Box, w: int) -> int:
 def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
     # Largest cuts first: the result is the same, but a few wide cuts (a /10 deny, a default)
     # leave little for thousands of /32 cuts to split, where the other order is too ragged.
-    region = subtract_all(boxes, sorted(cuts, key=lambda c: -_volume(c, w)), w, BOX_LIMIT)
+    meet = [c for c in cuts if any(intersect(c, b, w) is not None for b in boxes)]
+    region = subtract_all(boxes, sorted(meet, key=lambda c: -_volume(c, w)), w, BOX_LIMIT)
     if region is None:
         raise Unfit("region too ragged")
     return region
@@ -232,6 +259,7 @@ def disjoint(a: list[Box], b: list[Box], family: int) -> bool:
     return all(intersect(x, y, w) is None for x in a for y in b)
 
 
+@functools.lru_cache(maxsize=65536)
 def _net(family: int, address: int, length: int) -> IPNetwork:
     if family == 4:
         return ipaddress.IPv4Network((address, length))

@@ -1,0 +1,31 @@
+"""What the gate (gate.py) works from, however it was found (marked.py, grouped.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from vppagent.drivers.vpp.classifier.regions import View
+from vppagent.policy.boxes import Box
+from vppagent.policy.flat import CompiledList
+from vppagent.state.model import DataplaneState
+
+Regions = dict[int, list[Box]]  # family -> boxes
+
+
+@dataclass
+class Plan:
+    state: DataplaneState  # the state the names below refer to (with the aliases)
+    order: list[str]  # the chosen sets, heaviest first
+    regions: dict[str, Regions]  # R_i: where verdicts of L_i and L_0 may differ
+    empty: View  # L_0
+    own: Callable[[str], View]  # L_i, on R_i at least
+    universe: CompiledList  # L_U, for the ACL
+
+
+class Drop(Exception):
+    """These sets cannot be gated (the reason says why): plan again without them."""
+
+    def __init__(self, set_ids: Iterable[str], why: str) -> None:
+        self.set_ids = frozenset(set_ids)
+        super().__init__(f"{sorted(self.set_ids)}: {why}")

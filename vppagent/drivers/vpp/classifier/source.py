@@ -1,0 +1,70 @@
+"""What the gate reads of a list's source (gate.py): its rules and IP sets, the candidate sets,
+and copies of the state with chosen sets' members replaced (every address, or none)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+
+from vppagent.drivers.vpp.classifier.aliases import REST
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.model import Action, Direction, IPNetwork, Rule, WorkloadEndpoint
+from vppagent.state.ipset import IPSet, IPSetType
+from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
+
+ANY = ("0.0.0.0/0", "::/0")
+MAX_CANDIDATES = 256  # the heaviest are tried
+
+
+def policy_names(ep: WorkloadEndpoint, direction: Direction) -> tuple[list[PolicyKey], list[str]]:
+    """The list's policies (not staged) and profiles."""
+    return [k for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS], list(ep.profile_ids)
+
+
+def rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Iterable[Rule]:
+    for tier in ep.tiers:
+        for key in tier.policies(direction):
+            if key.kind not in STAGED_KINDS:
+                yield from catalog.policy(key).rules(direction)
+    for name in ep.profile_ids:
+        yield from catalog.profile(name).rules(direction)
+
+
+def candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
+               min_members: int) -> tuple[dict[str, int], set[frozenset[str]]]:
+    """Address sets used only as the source of allow rules, large enough: set -> the ACL rules it
+    costs (members x destination port ranges of its rules, an estimate to order them by; the
+    MAX_CANDIDATES heaviest), and the pairs that share a rule (AND: at most one may be gated)."""
+    usable: dict[str, bool] = {}
+    ports: dict[str, int] = {}
+    pairs: set[frozenset[str]] = set()
+    for rule in rules(catalog, ep, direction):
+        if rule.action is Action.LOG:
+            continue  # the compiler ignores log rules
+        for set_id in rule.src_ip_sets:
+            usable[set_id] = usable.get(set_id, True) and rule.action is Action.ALLOW
+            ports[set_id] = ports.get(set_id, 0) + max(1, len(rule.dst_ports))
+        pairs |= {frozenset((a, b)) for a in rule.src_ip_sets for b in rule.src_ip_sets if a < b}
+        for set_id in (*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()):
+            usable[set_id] = False
+    weights: dict[str, int] = {}
+    for set_id, ok in usable.items():
+        ipset = state.ipsets.get(set_id)
+        if ok and not set_id.endswith(REST) and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT \
+                and len(ipset.members) >= min_members:
+            weights[set_id] = len(ipset.members) * ports[set_id]
+    heaviest = sorted(weights, key=lambda s: (-weights[s], s))[:MAX_CANDIDATES]
+    return {s: weights[s] for s in heaviest}, pairs
+
+
+def with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]]) -> DataplaneState:
+    copy = state.copy()
+    for set_id, held in members.items():
+        copy.tables[Kind.IPSET][set_id] = IPSet(set_id, IPSetType.NET, frozenset(held))
+    return copy
+
+
+def networks(state: DataplaneState, set_id: str, family: int) -> list[IPNetwork]:
+    ipset = state.ipsets.get(set_id)
+    nets = [] if ipset is None else [ipaddress.ip_network(m, strict=False) for m in ipset.members]
+    return [n for n in nets if n.version == family]
