@@ -255,6 +255,7 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
     cat = Catalog(state)
     cache = CompileCache()
     ingress, egress, sessions, gaps, tables, sets, times = [], [], [], [], [], [], []
+    unrestricted: list[int] = []
     gates: dict[WorkloadKey, tuple[CompiledList, Gate]] = {}
     for key in keys:
         ep = WorkloadEndpoint.from_proto(key, state.workload_endpoints[key])
@@ -270,8 +271,10 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
             sets.append(0)
             continue
         universe, gate = gated
-        gates[key] = gated
-        ingress.append(len(universe.rules))
+        written = restrict(universe, ep, Direction.INGRESS)  # what the driver binds (acl/lists.py)
+        gates[key] = (written, gate)
+        unrestricted.append(len(universe.rules))
+        ingress.append(len(written.rules))
         admits = [{x for g in gate.sets for x in set_sessions(g, f, admit_members(state, g.set_id, f))}
                   for f in gate.families()]
         sessions.append(sum(len(a) for a in admits))
@@ -282,7 +285,9 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
     print(f"  with the classifier gate (sets of >= {args.classifier_min_members} members): "
           f"{len(gates)} of {len(keys)} ingress lists gated, {statistics.mean(sets):.1f} sets per list; "
           f"ingress compile with the gate {statistics.mean(times) * 1000:.1f} ms per list")
-    print(f"    rules per ACL list: ingress {statistics.mean(ingress):.0f} (ungated "
+    print(f"    gated ingress lists: L_U {statistics.mean(unrestricted or [0]):.0f} rules, restricted "
+          f"{statistics.mean([n for n, u in zip(ingress, sets, strict=True) if u] or [0]):.0f}")
+    print(f"    rules per ACL list: ingress {statistics.mean(ingress):.0f} (restricted L_U where gated; ungated "
           f"{statistics.mean(len(lists[(k, 'ingress')].rules) for k in keys):.0f}), egress "
           f"{statistics.mean(egress):.0f}, all lists {statistics.mean(both):.0f} (p50 {statistics.median(both):.0f}, "
           f"max {max(both)}); egress share of the remaining rules {100 * sum(egress) / max(sum(both), 1):.0f}%")

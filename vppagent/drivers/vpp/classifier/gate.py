@@ -23,8 +23,8 @@ ports make L_0 ragged) are split off its rules, to an alias that stays in the AC
 
 L_0 and every L_i come from one compile of the list with source-port markers (marked.py) when
 no rule of the list names a source port; otherwise from one compile per group of sets with
-disjoint regions (grouped.py). Regions are read on the endpoint's own addresses (regions.View).
-A plan (plan.py) that breaks a bound is made again without the sets at fault. Bounds per (gate, family):
+disjoint regions (grouped.py). A plan (plan.py) that breaks a bound is made again without the
+sets at fault. Bounds per (gate, family):
 MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES admit tables
 (each table is one hash lookup per packet).
 """
@@ -47,7 +47,6 @@ from vppagent.drivers.vpp.classifier.regions import (
     allowed_in,
     basis,
     denied_in,
-    domain,
     entries,
     member_entries,
     port_blocks,
@@ -104,7 +103,6 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     `cache`, the compiles share fragments with every other list (policy/cache.py)."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
-    on = domain((*ep.ipv4_nets, *ep.ipv6_nets))
     state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), policy_names(ep, direction))
     if aliases:
         catalog = Catalog(state)
@@ -112,7 +110,7 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     excluded: frozenset[str] = frozenset()
     for _ in range(MAX_ATTEMPTS):
         try:
-            planned = plan(catalog, state, ep, direction, min_members, rule_limit, on, cache, excluded)
+            planned = plan(catalog, state, ep, direction, min_members, rule_limit, cache, excluded)
             if planned is None:
                 return None
             gate = _gate(planned)

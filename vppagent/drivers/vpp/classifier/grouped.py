@@ -10,7 +10,7 @@ from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.classifier.aliases import split_ports
 from vppagent.drivers.vpp.classifier.plan import Plan, Regions
-from vppagent.drivers.vpp.classifier.regions import Domain, Unfit, View, denied_in, disjoint, entries
+from vppagent.drivers.vpp.classifier.regions import Unfit, View, denied_in, disjoint, entries
 from vppagent.drivers.vpp.classifier.source import ANY, candidates, policy_names, with_members
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.boxes import full_box
@@ -26,15 +26,15 @@ REGION_POLICY = "__vppagent_gated_rules"
 
 
 def grouped_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                 min_members: int, rule_limit: int, on: Domain, cache: CompileCache | None,
+                 min_members: int, rule_limit: int, cache: CompileCache | None,
                  excluded: AbstractSet[str]) -> Plan | None:
-    conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, on, cache,
+    conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, cache,
                                             excluded)
-    unfit = _unfit_ports(state, ep, direction, regions, rule_limit, on, cache)
+    unfit = _unfit_ports(state, ep, direction, regions, rule_limit, cache)
     if unfit:  # those ports of those sets stay in the ACL: their rules name another alias
         state, _ = split_ports(state, policy_names(ep, direction), unfit)
         catalog = Catalog(state)
-        conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, on, cache,
+        conflicts, regions = _candidate_regions(catalog, state, ep, direction, min_members, rule_limit, cache,
                                                 excluded)
     groups = _groups(regions, conflicts)
     if not groups:
@@ -53,15 +53,15 @@ def grouped_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, 
     def own(set_id: str) -> View:
         i = group_of[set_id]
         if i not in views:
-            views[i] = View.of(universe if len(groups) == 1 else compiled(groups[i]), on)
+            views[i] = View.of(universe if len(groups) == 1 else compiled(groups[i]))
         return views[i]
 
     order = [s for s in regions if s in group_of]  # heaviest first
-    return Plan(state, order, {s: regions[s] for s in order}, View.of(compiled(()), on), own, universe)
+    return Plan(state, order, {s: regions[s] for s in order}, View.of(compiled(())), own, universe)
 
 
 def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                       min_members: int, rule_limit: int, on: Domain, cache: CompileCache | None,
+                       min_members: int, rule_limit: int, cache: CompileCache | None,
                        excluded: AbstractSet[str]) -> tuple[set[frozenset[str]], dict[str, Regions]]:
     """The candidates' conflicts and regions, heaviest first (those with a region only)."""
     weights, conflicts = candidates(catalog, state, ep, direction, min_members)
@@ -70,7 +70,7 @@ def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndp
         if set_id in excluded:
             continue
         try:
-            region = _region(state, ep, direction, set_id, rule_limit, on, cache)
+            region = _region(state, ep, direction, set_id, rule_limit, cache)
         except Unfit:
             continue
         if region:
@@ -79,14 +79,14 @@ def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndp
 
 
 def _unfit_ports(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, regions: dict[str, Regions],
-                 rule_limit: int, on: Domain, cache: CompileCache | None) -> dict[str, list[tuple[int, int]]]:
+                 rule_limit: int, cache: CompileCache | None) -> dict[str, list[tuple[int, int]]]:
     """Per candidate, the destination-port ranges of its region's boxes whose drop region (with
     every candidate empty) the classifier cannot hold: e.g. a port where L_0 allows ragged
     destinations (named ports), or a non-service port."""
     if not regions:
         return {}
     empty = View.of(compile_endpoint(with_members(state, dict.fromkeys(regions, ())), ep, direction,
-                                     rule_limit=rule_limit, cache=cache), on)
+                                     rule_limit=rule_limit, cache=cache))
     out: dict[str, list[tuple[int, int]]] = {}
     for set_id, region in regions.items():
         for family, boxes in region.items():
@@ -122,7 +122,7 @@ def _disjoint(a: Regions, b: Regions) -> bool:
 
 
 def _region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, set_id: str,
-            rule_limit: int, on: Domain, cache: CompileCache | None) -> Regions:
+            rule_limit: int, cache: CompileCache | None) -> Regions:
     """R_i: where the set's rules match when the set is every address, per family (a small list)."""
     rules = []
     for tier in ep.tiers:
@@ -136,6 +136,6 @@ def _region(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, s
     key = PolicyKey(REGION_POLICY, "", "")
     synthetic.tables[Kind.POLICY][key] = felix.Policy(inbound_rules=rules)
     only = WorkloadEndpoint(ep.key, ep.name, True, (), (), (), (Tier("region", (key,), (), "Deny"),))
-    region = View.of(compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache), on)
+    region = View.of(compile_endpoint(synthetic, only, direction, rule_limit=rule_limit, cache=cache))
     out = {f: region.allowed(f, full_box()) for f in (4, 6)}
     return {f: boxes for f, boxes in out.items() if boxes}

@@ -19,7 +19,7 @@ from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.classifier.aliases import mark_sources, split_ports
 from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions
-from vppagent.drivers.vpp.classifier.regions import Domain, Slice, Unfit, View, denied_in, entries, marked_region
+from vppagent.drivers.vpp.classifier.regions import Slice, Unfit, View, denied_in, entries, marked_region
 from vppagent.drivers.vpp.classifier.source import ANY, candidates, policy_names, rules, with_members
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
@@ -35,7 +35,7 @@ def markable(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> bo
 
 
 def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                min_members: int, rule_limit: int, on: Domain, cache: CompileCache | None,
+                min_members: int, rule_limit: int, cache: CompileCache | None,
                 excluded: AbstractSet[str]) -> Plan | None:
     """Every candidate goes in at once, heaviest first (one of two sets sharing a rule), so that
     L_0 holds no member of another candidate where they share ports. Ports where a drop region
@@ -48,7 +48,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
             return None
         markers = {s: k + 1 for k, s in enumerate(chosen)}
         held = mark_sources(with_members(state, dict.fromkeys(chosen, ANY)), names, markers)
-        analysis = View.of(compile_endpoint(held, ep, direction, rule_limit=rule_limit, cache=cache), on)
+        analysis = View.of(compile_endpoint(held, ep, direction, rule_limit=rule_limit, cache=cache))
         values = frozenset(markers.values())
         empty = Slice.at(analysis, None, values)
         regions: dict[str, Regions] = {}

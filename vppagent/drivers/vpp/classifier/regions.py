@@ -2,13 +2,9 @@
 allows, clipped to an area, and a region as classifier entries (prefix, prefix, protocol,
 destination-port block).
 
-The gate reads a compiled list as a `View`: per family its rules' boxes and actions. A view is
-taken on the endpoint's own addresses (`Domain`) in each family it has some: an ingress list
-only ever sees packets to them, so a rule whose destination holds none of them is left out, and one whose destination
-holds all of them gets any destination. Regions of a view are exact for packets to the
-endpoint's addresses and do not depend on the destination otherwise (rules that tell the
-endpoint's addresses apart keep theirs), so equal lists of pods with other addresses give equal
-gates, which share one chain.
+The gate reads a compiled list as a `View`: per family its rules' boxes and actions. A view
+never depends on the endpoint's addresses: the driver shares one gate among the endpoints with
+the same tiers and profiles (acl/lists.py), whatever their addresses.
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -60,16 +56,6 @@ Ruled = tuple[Box, str]  # a rule's box and action
 Basis = tuple[tuple[Box, ...], tuple[Ruled, ...], str]  # drop boxes, the list's rules there (in order), default
 
 
-Domain = Mapping[int, Sequence[tuple[int, int]]]  # family -> the endpoint's prefixes (address, length)
-
-
-def domain(nets: Iterable[IPNetwork]) -> dict[int, list[tuple[int, int]]]:
-    out: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-    for net in nets:
-        out[net.version].append((int(net.network_address), net.prefixlen))
-    return out
-
-
 @dataclass
 class View:
     """A first-match list as the gate reads it: per family (box, action) in order, the default."""
@@ -80,14 +66,10 @@ class View:
     _allowed: dict[tuple[int, Box], list[Box]] = field(default_factory=dict, repr=False)
 
     @staticmethod
-    def of(compiled: CompiledList, on: Domain) -> View:
+    def of(compiled: CompiledList) -> View:
         rules: dict[int, list[Ruled]] = {4: [], 6: []}
         for r in compiled.rules:
-            box: Box | None = rule_box(r)
-            if on[r.family]:  # (a family without addresses: every destination, as it is)
-                box = _on(rule_box(r), on[r.family], width(r.family))
-            if box is not None:
-                rules[r.family].append((box, r.action))
+            rules[r.family].append((rule_box(r), r.action))
         return View(rules, compiled.default_action)
 
     def meeting(self, family: int, within: Box) -> list[Ruled]:
@@ -145,17 +127,6 @@ def marked_region(view: View, family: int, marker: int) -> list[Box]:
     boxes = [(b._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), "allow") for b, _ in view.rules[family]
              if b.a_lo == b.a_hi == marker and _has_ports(b)]
     return allowed_by(boxes, "deny", family, full_box()) if boxes else []
-
-
-def _on(box: Box, prefixes: Sequence[tuple[int, int]], w: int) -> Box | None:
-    """The box for packets to the endpoint's prefixes: None if its destination holds none of
-    them, with any destination if it holds all of them, else as it is."""
-    inside = [n for n in prefixes if intersect(box, box._replace(dst=n[0], dst_len=n[1]), w) is not None]
-    if not inside:
-        return None
-    if len(inside) == len(prefixes) and all(box.dst_len <= length for _, length in prefixes):
-        return box._replace(dst=0, dst_len=0)
-    return box
 
 
 def _has_ports(box: Box) -> bool:
