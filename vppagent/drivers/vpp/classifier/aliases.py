@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.policy.model import Action, Rule
+from vppagent.policy.model import PROTOCOL_NUMBERS, Action, Rule
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import DataplaneState, Kind, PolicyKey
 
@@ -55,16 +55,19 @@ def alias_allow_sources(state: DataplaneState, rules: Iterable[Rule],
 
 
 def split_ports(state: DataplaneState, names: Names,
-                unfit: dict[str, list[tuple[int, int]]]) -> tuple[DataplaneState, dict[str, str]]:
+                unfit: dict[str, list[tuple[int, int, int]]]) -> tuple[DataplaneState, dict[str, str]]:
     """The state with each rule from one set of `unfit` split (module docstring): the port
-    ranges that meet an unfit range, or the whole rule when its ports cannot be split, go to the
-    set's REST alias."""
+    ranges that meet an unfit (protocol, first port, last port), protocol 0 for any, or the
+    whole rule when its ports cannot be split, go to the set's REST alias."""
 
     def rename(rule: felix.Rule) -> list[felix.Rule] | None:
         ids = list(rule.src_ip_set_ids)
         if not _allows(rule) or len(ids) != 1 or ids[0] not in unfit:
             return None
-        bad = unfit[ids[0]]
+        proto = _protocol(rule)
+        bad = [(lo, hi) for p, lo, hi in unfit[ids[0]] if not (p and proto and p != proto)]
+        if not bad:
+            return None
         rest = f"{ids[0]}{REST}"
         if not rule.dst_ports or rule.dst_named_port_ip_set_ids:
             return [_copy(rule, src=[rest])]
@@ -75,6 +78,19 @@ def split_ports(state: DataplaneState, names: Names,
         return [r for r in (_copy(rule, ports=fit) if fit else None, _copy(rule, src=[rest], ports=off)) if r]
 
     return _rewritten(state, names, rename)
+
+
+def _protocol(rule: felix.Rule) -> int:
+    """The rule's protocol number, 0 for any (or a negated one, or a name we do not know)."""
+    if rule.HasField("not_protocol"):
+        return 0
+    which = rule.protocol.WhichOneof("number_or_name")
+    if which == "number":
+        return rule.protocol.number
+    if which == "name":
+        name = rule.protocol.name.strip().lower()
+        return int(name) if name.isdigit() else PROTOCOL_NUMBERS.get(name, 0)
+    return 0
 
 
 def mark_sources(state: DataplaneState, names: Names, markers: dict[str, int]) -> DataplaneState:

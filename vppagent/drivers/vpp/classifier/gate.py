@@ -39,6 +39,7 @@ from vppagent.drivers.vpp.classifier.aliases import alias_allow_sources, real_se
 from vppagent.drivers.vpp.classifier.grouped import grouped_plan
 from vppagent.drivers.vpp.classifier.marked import markable, marked_plan
 from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions
+from vppagent.drivers.vpp.classifier.prune import without_needless_denies
 from vppagent.drivers.vpp.classifier.regions import (
     EPHEMERAL_START,
     Basis,
@@ -120,7 +121,7 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         if gate is None:
             return None
         sets = tuple(sorted((replace(g, set_id=real_set(g.set_id)) for g in gate.sets), key=lambda g: g.set_id))
-        return planned.universe, Gate(sets, gate.gaps)
+        return without_needless_denies(planned.universe, gate.gaps), Gate(sets, gate.gaps)
     return None
 
 

@@ -79,7 +79,7 @@ def _candidate_regions(catalog: Catalog, state: DataplaneState, ep: WorkloadEndp
 
 
 def _unfit_ports(state: DataplaneState, ep: WorkloadEndpoint, direction: Direction, regions: dict[str, Regions],
-                 rule_limit: int, cache: CompileCache | None) -> dict[str, list[tuple[int, int]]]:
+                 rule_limit: int, cache: CompileCache | None) -> dict[str, list[tuple[int, int, int]]]:
     """Per candidate, the destination-port ranges of its region's boxes whose drop region (with
     every candidate empty) the classifier cannot hold: e.g. a port where L_0 allows ragged
     destinations (named ports), or a non-service port."""
@@ -87,14 +87,15 @@ def _unfit_ports(state: DataplaneState, ep: WorkloadEndpoint, direction: Directi
         return {}
     empty = View.of(compile_endpoint(with_members(state, dict.fromkeys(regions, ())), ep, direction,
                                      rule_limit=rule_limit, cache=cache))
-    out: dict[str, list[tuple[int, int]]] = {}
+    out: dict[str, list[tuple[int, int, int]]] = {}
     for set_id, region in regions.items():
         for family, boxes in region.items():
             for box in boxes:
                 try:
                     entries(family, denied_in(empty, family, [box]))
                 except Unfit:
-                    out.setdefault(set_id, []).append((box.b_lo, box.b_hi))
+                    proto = box.proto_lo if box.proto_lo == box.proto_hi else 0
+                    out.setdefault(set_id, []).append((proto, box.b_lo, box.b_hi))
     return out
 
 

@@ -52,7 +52,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         values = frozenset(markers.values())
         empty = Slice.at(analysis, None, values)
         regions: dict[str, Regions] = {}
-        unfit: set[tuple[int, int]] = set()
+        unfit: set[tuple[int, int, int]] = set()
         for set_id in chosen:
             try:
                 regions[set_id] = {f: boxes for f in (4, 6) if (boxes := marked_region(analysis, f, markers[set_id]))}
@@ -63,7 +63,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
                     try:
                         entries(family, denied_in(empty, family, [box]))
                     except Unfit:
-                        unfit.add((box.b_lo, box.b_hi))
+                        unfit.add((box.proto_lo if box.proto_lo == box.proto_hi else 0, box.b_lo, box.b_hi))
         if not (unfit and may_split):
             break
         state, _ = split_ports(state, names, dict.fromkeys(chosen, sorted(unfit)))

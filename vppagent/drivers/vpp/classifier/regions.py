@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -133,7 +133,13 @@ def _has_ports(box: Box) -> bool:
     return box.proto_lo <= TCP <= box.proto_hi or box.proto_lo <= UDP <= box.proto_hi
 
 
-def allowed_by(rules: Iterable[Ruled], default: str, family: int, within: Box) -> list[Box]:
+def allowed_by(rules: Sequence[Ruled], default: str, family: int, within: Box) -> list[Box]:
+    """The part of `within` the rules allow (first match), as disjoint boxes. Unfit beyond
+    BOX_LIMIT pieces, and at once when more than BOX_LIMIT allow rules meet `within` (e.g. named
+    ports: one destination each): Unfit only ever keeps a set in the ACL, or works P_i out per
+    member, so a quick answer that is sometimes too cautious costs rules, never exactness."""
+    if sum(action == "allow" for _, action in rules) > BOX_LIMIT:
+        raise Unfit("region too ragged")
     w = width(family)
     earlier: list[Box] = []
     out: list[Box] = []
@@ -143,6 +149,8 @@ def allowed_by(rules: Iterable[Ruled], default: str, family: int, within: Box) -
             continue
         if action == "allow":
             out += _minus([box], earlier, w)
+            if len(out) > BOX_LIMIT:
+                raise Unfit("region too ragged")
         earlier.append(box)
     if default == "allow":
         out += _minus([within], earlier, w)

@@ -1,0 +1,71 @@
+"""L_U without the deny rules the chain makes needless (gate.py).
+
+On the drop region D the chain's verdict is L's own (gate.py: in D, L_0 denies and a packet is
+admitted exactly when some L_i allows it for a member), and the interface's verdict is
+L_U ∧ chain. A deny rule r of L_U may go when no allow rule after it matches a packet of r
+outside D (one that no rule in between matches first):
+
+- a packet p that r matched first: L_U denied p, so L denies p (L ≤ L_U: L_U has every gated
+  set = every address). In D the chain then drops p, whatever L_U without r says; outside D no
+  later allow matches p, so L_U without r still denies it (the default is deny).
+- every other packet meets the same first rule as before.
+
+The bench's lists deny TCP 0-1023 from each member of sets that other rules allow from: in L_U
+those denies matter only on the gated ports, which are in D, so they go (docs/vpp-driver.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vppagent.drivers.vpp.classifier.regions import GapEntry, rule_box
+from vppagent.policy.boxes import FULL_L4, Box, covers, intersect, subtract_all, width
+from vppagent.policy.flat import CompiledList
+
+Dims = tuple[int, int, int, int, int, int]  # protocol, source port and destination port ranges
+
+
+def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) -> CompiledList:
+    if compiled.default_action != "deny" or not gaps:
+        return compiled
+    drop: dict[int, list[Box]] = {4: [], 6: []}
+    for g in gaps:
+        drop[g.family].append(Box(int(g.src.network_address), g.src.prefixlen, int(g.dst.network_address),
+                                  g.dst.prefixlen, g.proto, g.proto, *FULL_L4, g.dport,
+                                  g.dport + (~g.dport_mask & 0xFFFF)))
+    boxes = [rule_box(r) for r in compiled.rules]
+    # Rules that may cover another rule's part (not one host): a part outside D that one of
+    # them matches first does not reach the allow rule after it.
+    wide = [i for i, (r, b) in enumerate(zip(compiled.rules, boxes, strict=True))
+            if b.src_len < r.src.max_prefixlen or b.dst_len < r.dst.max_prefixlen]
+    allows: dict[tuple[int, Dims], list[int]] = {}  # per deny's dims: the allow rules that meet them
+    gone: set[int] = set()
+    for i, rule in enumerate(compiled.rules):
+        if rule.action == "allow":
+            continue
+        box, family, w = boxes[i], rule.family, width(rule.family)
+        key = (family, _dims(box))
+        if key not in allows:
+            allows[key] = [j for j, r in enumerate(compiled.rules)
+                           if r.action == "allow" and r.family == family and _meets(key[1], boxes[j])]
+        if all(_harmless(part, j, i, boxes, wide, drop[family], w) for j in allows[key] if j > i
+               and (part := intersect(box, boxes[j], w)) is not None):
+            gone.add(i)
+    if not gone:
+        return compiled
+    return dataclasses.replace(compiled, rules=tuple(r for i, r in enumerate(compiled.rules) if i not in gone))
+
+
+def _harmless(part: Box, j: int, i: int, boxes: list[Box], wide: list[int], drop: list[Box], w: int) -> bool:
+    """Whether the allow rule j matches nothing of `part` outside D: part is in D, or a rule
+    between i and j covers it (what reaches j of it, none)."""
+    return any(i < k < j and covers(boxes[k], part, w) for k in wide) or subtract_all([part], drop, w, 64) == []
+
+
+def _dims(box: Box) -> Dims:
+    return box.proto_lo, box.proto_hi, box.a_lo, box.a_hi, box.b_lo, box.b_hi
+
+
+def _meets(dims: Dims, box: Box) -> bool:
+    return (dims[0] <= box.proto_hi and box.proto_lo <= dims[1] and dims[2] <= box.a_hi and box.a_lo <= dims[3]
+            and dims[4] <= box.b_hi and box.b_lo <= dims[5])
