@@ -14,6 +14,7 @@ from vpp_papi import VPPApiClient
 from vppagent.drivers.vpp.api.connection import VppConnection
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.drivers.vpp.guard.sources import GUARD_OPAQUE
 from vppagent.drivers.vpp.pods.linux import VPP_SIDE_MAC
 from vppagent.drivers.vpp.tags import is_our_acl, workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -92,6 +93,14 @@ class Target:
         raw = self.raw
         for sw_if_index in self.loopbacks:
             with contextlib.suppress(Exception):
+                # input classifiers (source guards) off first: VPP would hand their record to the
+                # next interface with this index (docs/vpp-driver.md, "Source guard")
+                held = raw.api.classify_table_by_interface(sw_if_index=sw_if_index)
+                for ip4, ip6 in ((held.ip4_table_id, NO_INDEX), (NO_INDEX, held.ip6_table_id)):
+                    if (ip4, ip6) != (NO_INDEX, NO_INDEX):
+                        raw.api.input_acl_set_interface(sw_if_index=sw_if_index, ip4_table_index=ip4,
+                                                        ip6_table_index=ip6, l2_table_index=NO_INDEX, is_add=False)
+            with contextlib.suppress(Exception):
                 raw.api.delete_loopback(sw_if_index=sw_if_index)
         for d in raw.api.acl_interface_list_dump(sw_if_index=NO_INDEX):
             if any(int(a) in self.our_acls() for a in d.acls):
@@ -137,6 +146,22 @@ class FakePlumbing:
             raise AttachError(self.fail_configure)
         self.configured.append(spec)
         return "02:00:00:00:00:01"
+
+
+def guard_writes(*, ipv4: int = 1, ipv6: int = 0) -> int:
+    """What making one pod's source guard writes (guard/guards.py): per family a head table, its
+    drop mark, a session per address and the attach; in IPv6 also fe80::/10's table and session."""
+    return (3 + ipv4) + (5 + ipv6)
+
+
+GUARD_REMOVAL_WRITES = 5  # a guard of host addresses goes: two detaches, three tables deleted
+
+
+def tables_but_guards(target: Target) -> set[int]:
+    """The classifier tables in VPP but the source guards' (their sessions carry the guard's mark)."""
+    raw = target.raw.api
+    return {int(t) for t in raw.classify_table_ids().ids
+            if not any(int(s.opaque_index) == GUARD_OPAQUE for s in raw.classify_session_dump(table_id=t))}
 
 
 def make_driver(target: Target, **kwargs: Any) -> VppDriver:

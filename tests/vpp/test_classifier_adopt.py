@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.helpers import Target, make_driver, state_of, tables_but_guards
 from tests.vpp.test_classifier import MEMBERS, PODS, established, messages
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.classifier.layout import OUR_OPAQUE
@@ -16,10 +16,10 @@ from vppagent.vppsim import Direction
 
 
 def tables(target: Target) -> dict[int, list[tuple[bytes, int]]]:
-    """Every classifier table in VPP with its sessions (match, opaque_index)."""
+    """Every classifier table in VPP but the source guards' with its sessions (match, opaque_index)."""
     raw = target.raw.api
-    return {int(t): sorted((bytes(s.match), int(s.opaque_index)) for s in raw.classify_session_dump(table_id=t))
-            for t in raw.classify_table_ids().ids}
+    return {t: sorted((bytes(s.match), int(s.opaque_index)) for s in raw.classify_session_dump(table_id=t))
+            for t in tables_but_guards(target)}
 
 
 def output_heads(target: Target) -> dict[int, tuple[int, int]]:

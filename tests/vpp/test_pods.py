@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state_of, wkey
+from tests.vpp.helpers import FakePlumbing, Target, guard_writes, make_driver, pod_spec, state_of, wkey
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.pods.linux import VPP_SIDE_MAC, NetnsPlumbing
 from vppagent.drivers.vpp.tags import workload_tag
@@ -78,8 +78,8 @@ def test_a_pod_felix_already_knows_gets_its_shared_acls_at_once(sim_target: Targ
         writes = driver.conn.writes
         driver.attach_pod(pod_spec("ns/b", ["10.65.0.3/32"]))
         # tap + bind + unnumbered + IPv6 + up + route + neighbour, and the pod gateway the first time
-        # (loopback, tag, address, up): no ACL written, ns/b shares ns/a's
-        assert driver.conn.writes - writes == 7 + 4 and set(sim_target.our_acls()) == acls
+        # (loopback, tag, address, up), and its source guard: no ACL written, ns/b shares ns/a's
+        assert driver.conn.writes - writes == 7 + 4 + guard_writes() and set(sim_target.our_acls()) == acls
         (tap_index,) = taps(sim_target)
         assert sim_target.bindings()[tap_index] == sim_target.bindings()[first]
     finally:

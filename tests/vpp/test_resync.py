@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tests.vpp.helpers import Target, make_driver, state_of, wkey
+from tests.vpp.helpers import GUARD_REMOVAL_WRITES, Target, guard_writes, make_driver, state_of, wkey
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.tags import workload_tag
@@ -55,7 +55,7 @@ def test_cold_apply_writes_only_distinct_acls_bindings_and_routes(target: Target
     bindings = target.bindings()
     assert all(len(bindings[i][0]) == 1 and len(bindings[i][1]) == 1 for i in interfaces.values())
     routes = 2 * len(pods)
-    assert report.writes == len(acls) + len(interfaces) + routes
+    assert report.writes == len(acls) + len(interfaces) + routes + len(pods) * guard_writes(ipv4=1, ipv6=1)
     assert all(f"10.65.0.{10 + i}/32" in target.routes() for i in range(6))
     # endpoints with the same policy share the ACLs
     assert bindings[interfaces["ns/pod0"]] == bindings[interfaces["ns/pod2"]] != bindings[interfaces["ns/pod1"]]
@@ -88,7 +88,7 @@ def test_an_endpoint_add_costs_the_same_few_writes_however_many_exist(target: Ta
         _, writes = apply(driver, state, [b.workload(f"ns/n{n}new", "calinew", ipv4=[f"10.65.1.{n}/32"],
                                                      profiles=["kns.ns"])])
         costs.append(writes)
-    assert costs[0] == costs[1] == 2, "one binding (existing shared ACLs) + one route"
+    assert costs[0] == costs[1] == 2 + guard_writes(), "one binding (existing shared ACLs) + one route + its guard"
 
 
 def test_policy_and_ipset_changes_replace_acls_in_place(target: Target, driver: VppDriver) -> None:
@@ -122,7 +122,7 @@ def test_removed_endpoint_closes_its_interface_and_stale_objects_go(target: Targ
     acl_in, acl_out = target.bindings()[interfaces["ns/pod0"]]
     assert target.our_acls()[acl_in[0]].count == target.our_acls()[acl_out[0]].count == 0
     assert set(target.our_acls()) == acls_before
-    assert writes == 2
+    assert writes == 2 + GUARD_REMOVAL_WRITES  # and its source guard went after the ACLs closed
     # the interface goes (CNI Del by someone else): its unused ACLs and dead routes are deleted
     target.raw.api.delete_loopback(sw_if_index=interfaces["ns/pod0"])
     target.loopbacks.remove(interfaces["ns/pod0"])

@@ -8,7 +8,9 @@ VPP is :meth:`vppagent.vppsim.server.VppSim.restart`; the host without
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from vppagent.vppsim.state import SimConfig
 
@@ -17,6 +19,7 @@ from vppagent.vppsim.state import SimConfig
 class _Rejection:
     retval: int
     remaining: int | None
+    when: Callable[[Mapping[str, Any]], bool] | None = None
 
 
 @dataclass
@@ -50,10 +53,12 @@ class Faults:
     def no_vhost_net(self, value: bool) -> None:
         self._config.vhost_net = not value
 
-    def reject(self, message: str, retval: int, *, times: int | None = None) -> None:
-        """Answer ``message`` with ``retval`` (and zeros) without applying it; ``times=None`` = always."""
+    def reject(self, message: str, retval: int, *, times: int | None = None,
+               when: Callable[[Mapping[str, Any]], bool] | None = None) -> None:
+        """Answer ``message`` with ``retval`` (and zeros) without applying it; ``times=None`` = always;
+        ``when``: only the requests whose decoded fields it accepts (e.g. one kind of table)."""
         with self._lock:
-            self._rejections[message] = _Rejection(retval, times)
+            self._rejections[message] = _Rejection(retval, times, when)
 
     def stall(self, seconds: float, *, message: str | None = None, times: int | None = 1) -> None:
         """Hold the replies to the next ``times`` requests (of ``message``, or any) for ``seconds``."""
@@ -88,10 +93,10 @@ class Faults:
         with self._lock:
             return dict(self._table_crcs)
 
-    def take_rejection(self, message: str) -> int | None:
+    def take_rejection(self, message: str, fields: Mapping[str, Any] | None = None) -> int | None:
         with self._lock:
             rejection = self._rejections.get(message)
-            if rejection is None:
+            if rejection is None or (rejection.when is not None and not rejection.when(fields or {})):
                 return None
             if rejection.remaining is not None:
                 rejection.remaining -= 1

@@ -265,7 +265,7 @@ class VppSim:
         if handler is None:
             log.warning("vppsim: message %s is in the table but not emulated; no reply", name)
             return
-        rejected = self.faults.take_rejection(name)
+        rejected = self.faults.take_rejection(name, fields)
         if rejected is not None and (reply_name := self.definitions.reply_name(name)) is not None:
             replies: list[Reply] = [(reply_name, {"retval": rejected})]
             events = []

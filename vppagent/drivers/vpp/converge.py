@@ -1,13 +1,17 @@
 """One convergence pass: what a state needs (desired.py) against what VPP holds (programmed.py),
 one object kind after the other, each compared by its own pure plan and then written:
 
+    source guards       guard/guards.py       prepare (each pod's guard before its egress ACL)
     classifier chains   classifier/chains.py  prepare (chains and members before ACLs widen)
     ACLs and bindings   acl/plan.py -> acl/apply.py
     classifier chains   classifier/chains.py  finish (detach and delete after ACLs narrowed)
+    source guards       guard/guards.py       finish (detach and delete after ACLs narrowed)
     routes              routes.py  plan_routes -> apply_routes
 
 The order between kinds is the make-before-break rule of the classifier (gate.py: L_U AND chain
-= L only while the chain is attached). Each write keeps `Programmed` true, so a pass against a VPP
+= L only while the chain is attached) and of the source guard (an egress ACL is bound only where
+the pod's guard is attached; a pod whose guard cannot be made gets drop-everything egress, or keeps
+what it had where an older guard stays). Each write keeps `Programmed` true, so a pass against a VPP
 that already matches writes nothing.
 """
 
@@ -19,13 +23,15 @@ from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.acl.apply import apply_plan
 from vppagent.drivers.vpp.acl.lists import ListCompiler
-from vppagent.drivers.vpp.acl.plan import plan_all
+from vppagent.drivers.vpp.acl.plan import Wanted, plan_all
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.desired import build_desired
-from vppagent.drivers.vpp.failures import Failures
+from vppagent.drivers.vpp.failures import Failures, Owner
+from vppagent.drivers.vpp.guard.guards import SourceGuards
+from vppagent.drivers.vpp.guard.sources import GuardSources
 from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.routes import apply_routes, made_routes, our_routes, plan_routes
 from vppagent.policy.model import IPNetwork
@@ -42,7 +48,8 @@ class PassResult:
 
 
 def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, compiler: ListCompiler,
-             classifier: ClassifierChains, made: AbstractSet[IPNetwork], *, removing: bool = False) -> PassResult:
+             classifier: ClassifierChains, guards: SourceGuards, made: AbstractSet[IPNetwork], *,
+             removing: bool = False) -> PassResult:
     """Make VPP hold what `state` needs. `made`: the next-hop routes earlier passes made;
     `removing`: the driver is being swapped out; only the routes to pod interfaces stay."""
     desired = build_desired(state, programmed, compiler)
@@ -59,6 +66,7 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
     for ifx in desired.pinned:  # a list that cannot be compiled keeps whatever it had
         if ifx in classifier.gate_of:
             desired.gates[ifx] = classifier.gate_of[ifx]
+    _guard(guards, desired.guards, programmed, desired.wanted, desired.owners, failed)
     gates = {ifx: g for ifx, g in desired.gates.items() if ifx in programmed.interfaces}
     # Chains on before the ACLs widen to L_U. After a read-back the chains' output attachments
     # are inferred from the bound ACLs (classifier/chains.py): `settled` holds the interfaces whose
@@ -84,11 +92,25 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
         classifier.finish(gates)  # and off after they narrowed back
     except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass
         log.warning("classifier clean-up incomplete: %s", exc)
+    guards.finish(set(desired.guards) | desired.pinned)
     route_plan = plan_routes(programmed.routes, desired.routes, our_routes(programmed, state, made))
     for owner, reason in apply_routes(calls, programmed, route_plan, desired.route_owners).items():
         failed.setdefault(owner, reason)
     result.made_routes = made_routes(programmed, desired.routes)
     return result
+
+
+def _guard(guards: SourceGuards, wanted_guards: dict[int, GuardSources], programmed: Programmed,
+           wanted: dict[int, Wanted], owners: dict[int, Owner], failed: Failures) -> None:
+    """Guards on before any egress ACL changes. An endpoint whose guard failed is failed; its
+    egress list is not bound: it keeps what it has while both its guards stay attached (an update
+    failed), else it drops everything."""
+    present = {ifx: s for ifx, s in wanted_guards.items() if ifx in programmed.interfaces}
+    for ifx, reason in guards.prepare(present).items():
+        if ifx in owners:
+            failed.setdefault(owners[ifx], reason)
+        ingress = wanted.get(ifx, (None, None))[1]
+        wanted[ifx] = (None if guards.guarded(ifx) and programmed.binding(ifx)[0] is not None else DENY_ALL, ingress)
 
 
 def _bound_out(programmed: Programmed, sw_if_index: int) -> AclContent | None:

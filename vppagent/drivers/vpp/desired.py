@@ -3,9 +3,9 @@ routes, and the Felix object each serves.
 
 - Workload endpoint → the pod interface tagged with its workload id: egress list as the input
   ACL, ingress list as the output ACL (DESIGN.md section 7), its addresses as routes through the
-  interface. A pod interface whose endpoint Felix has not sent (yet) gets "drop everything" both
-  ways, as Felix drops traffic from an interface it has no endpoint for; its routes (made at CNI
-  Add) are left alone.
+  interface, the sources it may send from as its source guard (guard/). A pod interface whose
+  endpoint Felix has not sent (yet) gets "drop everything" both ways, as Felix drops traffic
+  from an interface it has no endpoint for; its routes (made at CNI Add) are left alone.
 - Host endpoints: acl/hostendpoints.py. Remote blocks: routes.py.
 A list that cannot be compiled fails its endpoint (status "error") and pins what the endpoint
 has in place: never a partial or more open list.
@@ -21,6 +21,7 @@ from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.types import DENY_ALL, RouteTarget
 from vppagent.drivers.vpp.classifier.gate import Gate
 from vppagent.drivers.vpp.failures import Owner
+from vppagent.drivers.vpp.guard.sources import GuardSources, guard_sources
 from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.routes import remote_routes
 from vppagent.drivers.vpp.tags import workload_tag
@@ -37,6 +38,7 @@ class Desired:
     route_owners: dict[IPNetwork, Owner] = field(default_factory=dict)
     failed: dict[Owner, str] = field(default_factory=dict)
     gates: dict[int, Gate] = field(default_factory=dict)  # interface -> classifier gate on its output
+    guards: dict[int, GuardSources] = field(default_factory=dict)  # pod interface -> its source guard
     pinned: set[int] = field(default_factory=set)  # interfaces whose lists could not be compiled
     unsupported_routes: int = 0
 
@@ -66,6 +68,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
         served.add(ifx)
         out.owners[ifx] = owner
         ep = known.ep
+        out.guards[ifx] = guard_sources(ep)
         try:
             egress = compiler.workload(catalog, ep, Direction.EGRESS, known.specs[Direction.EGRESS])
             ingress, gate = compiler.program(catalog, ep, Direction.INGRESS, known.specs[Direction.INGRESS])

@@ -29,12 +29,14 @@ from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.drivers.vpp.acl.lists import ListCompiler, lists_for_new_pod
 from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.calls import VppCalls
-from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.api.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.api.messages import release_of
-from vppagent.drivers.vpp.api.types import CnatDetails
+from vppagent.drivers.vpp.api.types import DENY_ALL, CnatDetails
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.converge import converge
 from vppagent.drivers.vpp.failures import Failures, Owner
+from vppagent.drivers.vpp.guard.guards import GuardError, SourceGuards
+from vppagent.drivers.vpp.guard.sources import guard_sources
 from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
@@ -85,10 +87,11 @@ class VppDriver(Driver):
         self._programmed: Programmed | None = None
         self._compiler = ListCompiler(rule_limit, classifier_min_members)
         self.classifier = ClassifierChains(self.calls)
+        self.guards = SourceGuards(self.calls)
         self._made_routes: set[IPNetwork] = set()
         self._unmatched_endpoints: list[str] = []  # tags of endpoints an apply upserts
         self.pods = PodAttacher(self.calls, pod_interface, plumbing or NetnsPlumbing(), programmed=self.programmed,
-                                lists_for=self.wanted_for, interface_gone=self.classifier.interface_gone)
+                                lists_for=self.guarded_lists_for, interface_gone=self._interface_gone)
         self.stats: dict[str, Any] = {"resyncs": 0, "applies": 0, "polls": 0, "reconnects": 0, "last_error": None,
                                       "last_converge": None, "unsupported_routes": 0}
         self._failed: Failures = {}  # what the last convergence could not program (reports are complete)
@@ -301,6 +304,7 @@ class VppDriver(Driver):
         if self._programmed is None:
             self._programmed = read_programmed(self.calls)
             self.classifier.reread()  # our chains, read back when this driver does not know them
+            self.guards.reread(self._programmed.pod_interfaces().values())
             if self.pods.restore(self._programmed):
                 self._programmed = read_programmed(self.calls)
             self.pods.settle_rx_modes(self._programmed)
@@ -365,8 +369,8 @@ class VppDriver(Driver):
         if any(tag not in pods for tag in self._unmatched_endpoints):
             refresh_interfaces(self.calls, programmed)  # an endpoint for a pod attached by someone else?
         self._unmatched_endpoints = []
-        result = converge(self.calls, programmed, state, self._compiler, self.classifier, self._made_routes,
-                          removing=removing)
+        result = converge(self.calls, programmed, state, self._compiler, self.classifier, self.guards,
+                          self._made_routes, removing=removing)
         self.stats["unsupported_routes"] = result.unsupported_routes
         self._made_routes = result.made_routes
         return result.failed
@@ -374,4 +378,25 @@ class VppDriver(Driver):
     def wanted_for(self, workload: WorkloadKey) -> Wanted:
         """The lists a newly attached pod gets (acl/lists.py)."""
         return lists_for_new_pod(self._state, self._compiler, workload)
+
+    def guarded_lists_for(self, workload: WorkloadKey) -> Wanted:
+        """What a CNI Add binds to the pod's new interface (tagged, in `Programmed` already): its
+        lists, after its source guard is attached here, when Felix has sent its endpoint. A pod
+        whose guard cannot be made gets drop-everything egress until a convergence makes it."""
+        egress, ingress = wanted = self.wanted_for(workload)
+        pb = None if self._state is None else self._state.workload_endpoints.get(workload)
+        sw_if_index = self.programmed().pod_interfaces().get(workload_tag(workload))
+        if pb is None or sw_if_index is None or egress is DENY_ALL:
+            return wanted
+        try:
+            self.guards.ensure(sw_if_index, guard_sources(self._compiler.endpoint(workload, pb).ep))
+        except (ApiRefused, GuardError, ValueError) as exc:
+            log.warning("pod %s: source guard not attached, egress closed until it is: %s", workload, exc)
+            return (DENY_ALL, ingress)
+        return wanted
+
+    def _interface_gone(self, sw_if_index: int) -> None:
+        """A pod interface is about to be deleted: its guard goes first (pods/attach.py)."""
+        self.guards.remove(sw_if_index)
+        self.classifier.interface_gone(sw_if_index)
 

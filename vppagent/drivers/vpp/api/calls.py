@@ -255,6 +255,25 @@ class VppCalls:
                                is_add=add, what=what)
         return int(reply.retval) == 0
 
+    def input_table(self, sw_if_index: int, family: int, table: int, *, add: bool, what: str,
+                    not_attached_ok: bool = False) -> bool:
+        """Attach (add) or detach a classifier table as the interface's input ACL for one family
+        (as `output_table`: an add while a table is attached answers 0 and changes nothing)."""
+        accept = (0, ApiError.NO_SUCH_TABLE) if not_attached_ok else (0,)
+        reply = self.conn.call("input_acl_set_interface", accept=accept, sw_if_index=sw_if_index,
+                               ip4_table_index=table if family == 4 else NO_INDEX,
+                               ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
+                               is_add=add, what=what)
+        return int(reply.retval) == 0
+
+    def input_tables(self, sw_if_index: int) -> dict[int, int]:
+        """The classifier table VPP records as the interface's input ACL, per family (NO_INDEX: none).
+        VPP keeps this record when an interface is deleted: a later interface with the same index
+        inherits it while its feature is off (docs/vpp-driver.md, "Source guard")."""
+        reply = self.conn.call("classify_table_by_interface", sw_if_index=sw_if_index,
+                               what=f"input classifier of interface {sw_if_index}")
+        return {4: int(reply.ip4_table_id), 6: int(reply.ip6_table_id)}
+
 
     # -- cnat (Services) --------------------------------------------------------------------------
     def cnat_translations(self) -> list[CnatDetails]:

@@ -85,7 +85,7 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     "af_packet_delete_reply": "e8d4e804",
     "af_packet_dump": "51077d14",
     "af_packet_details": "58c7c042",
-    # classifier (large IP sets)
+    # classifier (large IP sets; the source guard on pod input: guard/)
     "classify_add_del_table": "6849e39e",
     "classify_add_del_table_reply": "05486349",
     "classify_add_del_session": "f20879f0",
@@ -96,6 +96,8 @@ REQUIRED_MESSAGES: Final[dict[str, str]] = {
     "classify_table_info_reply": "4a573c0e",
     "classify_session_dump": "0cca2cd9",
     "classify_session_details": "60e3ef94",
+    "classify_table_by_interface": "f9e6675e",
+    "classify_table_by_interface_reply": "ed4197db",
     "input_acl_set_interface": "de7ad708",
     "input_acl_set_interface_reply": "e8d4e804",
     "output_acl_set_interface": "de7ad708",
@@ -154,7 +156,7 @@ SNAT_PROXY_MESSAGES: Final[dict[str, str]] = {
 READ_ONLY: Final[frozenset[str]] = frozenset({
     "control_ping", "show_version", "acl_dump", "acl_interface_list_dump", "sw_interface_dump",
     "ip_address_dump", "ip_route_dump", "sw_interface_tap_v2_dump", "af_packet_dump", "classify_table_ids",
-    "classify_table_info", "classify_session_dump", "cnat_translation_dump",
+    "classify_table_info", "classify_session_dump", "classify_table_by_interface", "cnat_translation_dump",
     "ip_route_v2_dump", "sw_interface_rx_placement_dump", "cnat_get_snat_addresses",
     "proxy_arp_dump", "proxy_arp_intfc_dump",
 })

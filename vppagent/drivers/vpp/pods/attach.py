@@ -147,8 +147,8 @@ class PodAttacher:
                 disable_ip(self.calls, programmed, found.sw_if_index,
                            list(record.spec.addresses) if record is not None else [],
                            record.container_mac if record is not None else "")
+        self._interface_gone(found.sw_if_index)  # before: VPP refuses a detach from a deleted interface
         self.interfaces.delete(found)
-        self._interface_gone(found.sw_if_index)
         info = programmed.interfaces.pop(found.sw_if_index, None)
         if info is not None:
             self.records.pop(info.tag, None)

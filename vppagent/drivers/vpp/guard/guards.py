@@ -1,0 +1,219 @@
+"""Source guards per pod interface: built, kept current, attached, read back, deleted.
+
+One chain per (pod interface, family), attached as the interface's input ACL classifier
+(`input_acl_set_interface`): VPP runs it on the ip4-unicast / ip6-unicast arcs after the ACL
+plugin's input node, so a pod's packet passes only if its egress ACL and its guard both let it.
+
+    head: host-length table (/32 or /128): the pod's addresses -> permit; the unspecified address -> drop
+      -> one table per other prefix length (allowed prefixes, fe80::/10) -> permit
+      -> miss at the end -> drop
+
+The head never moves once attached (VPP's add is a no-op while a table is attached): a table for a
+new prefix length goes in behind it, and an emptied one is unlinked and deleted. Sessions for new
+sources are added before those for old ones are deleted, and `prepare` runs before the ACLs change,
+`finish` (detach and delete) after they narrowed, so no egress ACL is ever bound without its guard.
+
+VPP keeps an interface's input-classifier record when the interface is deleted, and a new
+interface given the same index inherits it with the feature off; an add then answers 0 and does
+nothing (found on 26.06, docs/vpp-driver.md, "Source guard"). So a guard is detached before its
+interface goes (`remove`), and an attach first clears whatever VPP records there and checks the
+record afterwards: a guard that cannot be attached fails its endpoint, never silently opens it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.connection import ApiRefused
+from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
+from vppagent.drivers.vpp.guard.read import GuardChain, orphans, read_chain
+from vppagent.drivers.vpp.guard.sources import (
+    GUARD_OPAQUE,
+    HOST_LENGTH,
+    UNSPECIFIED,
+    GuardSources,
+    by_length,
+    mask_of,
+    match_of,
+)
+from vppagent.policy.model import IPNetwork
+
+log = logging.getLogger(__name__)
+
+FAMILIES = (4, 6)
+TABLE_MEMORY = 1 << 16  # bytes per guard table: a handful of sessions (VPP grows a table's pages itself)
+
+
+class GuardError(RuntimeError):
+    """A guard VPP accepted the requests for but does not hold as asked."""
+
+
+def _buckets(sessions: int) -> int:
+    return max(4, 1 << max(sessions - 1, 1).bit_length())
+
+
+class SourceGuards:
+    def __init__(self, calls: VppCalls) -> None:
+        self.calls = calls
+        self.chains: dict[tuple[int, int], GuardChain] = {}  # (sw_if_index, family) -> attached chain
+        self.stale: list[int] = []  # tables of ours, attached nowhere: deleted in `finish`
+
+    # -- read back -------------------------------------------------------------------------------
+    def reread(self, pod_interfaces: Iterable[int]) -> None:
+        """Forget what this driver knew and read the guards attached to pod interfaces back
+        (after a connect: VPP may have restarted, or this is a new agent)."""
+        self.chains.clear()
+        known: set[int] = set()
+        for sw_if_index in sorted(pod_interfaces):
+            for family, head in self.calls.input_tables(sw_if_index).items():
+                if head == NO_INDEX:
+                    continue
+                chain = read_chain(self.calls, family, head)
+                if chain is not None:
+                    self.chains[(sw_if_index, family)] = chain
+                    known.update(chain.tables)
+        self.stale = orphans(self.calls, known)
+        if self.stale:
+            log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
+
+    # -- before the ACLs change ------------------------------------------------------------------
+    def prepare(self, wanted: Mapping[int, GuardSources]) -> dict[int, str]:
+        """Every interface in `wanted` guarded by exactly its sources; what failed, per interface."""
+        failed: dict[int, str] = {}
+        for sw_if_index in sorted(wanted):
+            try:
+                self.ensure(sw_if_index, wanted[sw_if_index])
+            except (ApiRefused, GuardError) as exc:
+                log.warning("source guard on interface %d: %s", sw_if_index, exc)
+                failed[sw_if_index] = f"source guard: {exc}"
+        return failed
+
+    def ensure(self, sw_if_index: int, sources: GuardSources) -> None:
+        for family in FAMILIES:
+            wanted = sources.get(family, frozenset())
+            chain = self.chains.get((sw_if_index, family))
+            if chain is None:
+                chain = self._build(family, wanted)
+                try:
+                    self._attach(sw_if_index, chain)
+                except BaseException:
+                    self.stale += chain.tables
+                    raise
+                self.chains[(sw_if_index, family)] = chain
+            elif chain.sources != wanted:
+                self._update(chain, wanted)
+
+    def guarded(self, sw_if_index: int) -> bool:
+        """Both families' guards are attached."""
+        return all((sw_if_index, f) in self.chains for f in FAMILIES)
+
+    # -- after the ACLs narrowed -----------------------------------------------------------------
+    def finish(self, keep: AbstractSet[int]) -> None:
+        """Guards of interfaces not in `keep` detached and deleted; stale tables deleted."""
+        for sw_if_index in sorted({i for i, _ in self.chains} - set(keep)):
+            self.remove(sw_if_index)
+        doomed, self.stale = self.stale, []
+        for table in doomed:
+            try:
+                self.calls.classify_table_del(table)
+            except ApiRefused as exc:
+                log.warning("source guard table %d not deleted (retried): %s", table, exc)
+                self.stale.append(table)
+
+    def remove(self, sw_if_index: int) -> None:
+        """Detach the interface's guards (before the interface is deleted) and delete their tables."""
+        for family in FAMILIES:
+            chain = self.chains.pop((sw_if_index, family), None)
+            if chain is None:
+                continue
+            try:
+                self.calls.input_table(sw_if_index, family, chain.head, add=False, not_attached_ok=True,
+                                       what=f"source guard off interface {sw_if_index}")
+            except ApiRefused as exc:
+                log.warning("source guard on interface %d not detached: %s", sw_if_index, exc)
+            self.stale += chain.tables
+
+    # -- building --------------------------------------------------------------------------------
+    def _table(self, family: int, length: int, next_table: int, sessions: int, index: int = NO_INDEX) -> int:
+        return self.calls.classify_table_add(mask=mask_of(family, length), next_table=next_table, miss_next=DROP,
+                                             nbuckets=_buckets(sessions), memory_size=TABLE_MEMORY, index=index,
+                                             what=f"source guard table /{length}")
+
+    def _session(self, table: int, net: IPNetwork, *, add: bool = True, hit: int = PERMIT) -> None:
+        self.calls.classify_session(table, match_of(net), hit, GUARD_OPAQUE, add=add)
+
+    def _build(self, family: int, sources: frozenset[IPNetwork]) -> GuardChain:
+        layout = by_length(family, sources)
+        chain = GuardChain(family, [], {})
+        next_table = NO_INDEX
+        try:
+            for length in sorted(layout):  # back to front (the host length, longest, is the head)
+                table = self._table(family, length, next_table, len(layout[length]) + 1)
+                chain.tables.insert(0, table)
+                chain.lengths[table] = length
+                for net in sorted(layout[length], key=str):
+                    self._session(table, net)
+                    chain.sources.add(net)
+                next_table = table
+            self._session(chain.head, UNSPECIFIED[family], hit=DROP)
+        except BaseException:
+            self.stale += chain.tables
+            raise
+        return chain
+
+    def _attach(self, sw_if_index: int, chain: GuardChain) -> None:
+        family, what = chain.family, f"source guard on interface {sw_if_index}"
+        recorded = self.calls.input_tables(sw_if_index)[family]
+        if recorded != NO_INDEX:
+            # Not a guard this driver holds: another input classifier, or the record a deleted
+            # interface with this index left (then the feature is off and an add would do nothing).
+            log.warning("interface %d: input classifier table %d replaced by the source guard", sw_if_index, recorded)
+            if not self.calls.input_table(sw_if_index, family, recorded, add=False, not_attached_ok=True,
+                                          what=f"input classifier {recorded} off interface {sw_if_index}"):
+                raise GuardError(f"interface {sw_if_index}: VPP records input classifier table {recorded}, "
+                                 "which it no longer has (left by a deleted interface with this index), "
+                                 "so no guard can be attached; re-create the pod")
+        self.calls.input_table(sw_if_index, family, chain.head, add=True, what=what)
+        recorded = self.calls.input_tables(sw_if_index)[family]
+        if recorded != chain.head:
+            raise GuardError(f"interface {sw_if_index}: IPv{family} guard {chain.head} not attached "
+                             f"(VPP records {'none' if recorded == NO_INDEX else recorded})")
+
+    def _update(self, chain: GuardChain, wanted: frozenset[IPNetwork]) -> None:
+        """New sources first, then old ones out; a table for a new length behind the head, an
+        emptied one (never the head) unlinked, then deleted."""
+        family = chain.family
+        for net in sorted(wanted - chain.sources, key=lambda n: (-n.prefixlen, str(n))):
+            table = chain.table_for(net.prefixlen)
+            if table is None:
+                table = self._insert(chain, net.prefixlen, sum(1 for n in wanted if n.prefixlen == net.prefixlen))
+            self._session(table, net)
+            chain.sources.add(net)
+        for net in sorted(chain.sources - wanted, key=str):
+            table = chain.table_for(net.prefixlen)
+            assert table is not None
+            self._session(table, net, add=False)
+            chain.sources.discard(net)
+        used = {n.prefixlen for n in chain.sources} | {HOST_LENGTH[family]}
+        for table in [t for t in chain.tables[1:] if chain.lengths[t] not in used]:
+            at = chain.tables.index(table)
+            after = chain.tables[at + 1] if at + 1 < len(chain.tables) else NO_INDEX
+            before = chain.tables[at - 1]
+            self._table(family, chain.lengths[before], after, 1, index=before)  # re-pointed past `table`
+            chain.tables.remove(table)
+            del chain.lengths[table]
+            self.stale.append(table)
+
+    def _insert(self, chain: GuardChain, length: int, sessions: int) -> int:
+        """A table for `length` linked in right behind the head (its sessions come next: until
+        then it matches nothing, and a miss goes on down the chain as before)."""
+        after = chain.tables[1] if len(chain.tables) > 1 else NO_INDEX
+        table = self._table(chain.family, length, after, sessions)
+        self._table(chain.family, HOST_LENGTH[chain.family], table, 1, index=chain.head)
+        chain.tables.insert(1, table)
+        chain.lengths[table] = length
+        return table

@@ -1,0 +1,94 @@
+"""Guard chains read back from VPP (after a restart of the agent, or of VPP), and ours told apart.
+
+A chain is read from the table VPP records as a pod interface's input classifier
+(`classify_table_by_interface`) and is ours when, walked to its end:
+- every table has a guard mask of that family (sources.py: the source only, under a prefix
+  mask), a length no other table of the chain has, and misses to drop;
+- every session carries GUARD_OPAQUE and hits permit, but the head's drop session for the
+  unspecified address (the mark every guard chain holds, sources.py);
+- the head is the host-length table and holds that drop session.
+Anything else is not ours: `read_chain` answers None, and guards.py detaches it only to attach a
+guard there (a pod interface's input classifier is the guard's).
+Tables of ours attached to no pod interface (`orphans`) are a previous agent's, left by a pod
+whose interface went while nobody watched: they are deleted. The gate's tables (classifier/read.py)
+all miss to permit and carry the gate's mark: neither side reads the other's as its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.api.types import ClassifySession
+from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
+from vppagent.drivers.vpp.guard.sources import GUARD_OPAQUE, HOST_LENGTH, UNSPECIFIED, length_of, match_of, source_of
+from vppagent.policy.model import IPNetwork
+
+
+@dataclass
+class GuardChain:
+    """One interface's guard in one family, as VPP holds it."""
+
+    family: int
+    tables: list[int]  # head first, in chain order
+    lengths: dict[int, int]  # table -> the prefix length it matches
+    sources: set[IPNetwork] = field(default_factory=set)  # permit sessions held
+
+    @property
+    def head(self) -> int:
+        return self.tables[0]
+
+    def table_for(self, length: int) -> int | None:
+        return next((t for t, n in self.lengths.items() if n == length), None)
+
+
+def read_chain(calls: VppCalls, family: int, head: int) -> GuardChain | None:
+    """The guard chain starting at `head`, or None when it is not (wholly) ours."""
+    chain = GuardChain(family, [], {})
+    marked = False
+    at = head
+    while at != NO_INDEX:
+        if at in chain.lengths:
+            return None  # a loop
+        info = calls.classify_table_info_if_present(at)
+        if info is None or info.miss_next != DROP:
+            return None
+        length = length_of(family, info.mask)
+        if length is None or length in chain.lengths.values():
+            return None
+        chain.tables.append(at)
+        chain.lengths[at] = length
+        for session in calls.classify_sessions(at):
+            if session.opaque != GUARD_OPAQUE:
+                return None
+            if _is_mark(family, length, session):
+                marked = marked or at == head
+            elif session.hit_next == PERMIT:
+                chain.sources.add(source_of(family, length, session.match))
+            else:
+                return None
+        at = info.next_table
+    return chain if marked and chain.lengths[head] == HOST_LENGTH[family] else None
+
+
+def orphans(calls: VppCalls, known: AbstractSet[int]) -> list[int]:
+    """Guard tables of ours that are in no chain in `known` (tables read as attached guards)."""
+    out = []
+    for index in calls.classify_table_ids():
+        if index in known:
+            continue
+        info = calls.classify_table_info_if_present(index)
+        if info is None or info.miss_next != DROP:
+            continue
+        if all(length_of(f, info.mask) is None for f in (4, 6)):
+            continue
+        sessions = calls.classify_sessions(index)
+        if sessions and all(s.opaque == GUARD_OPAQUE for s in sessions):
+            out.append(index)
+    return out
+
+
+def _is_mark(family: int, length: int, session: ClassifySession) -> bool:
+    return length == HOST_LENGTH[family] and session.hit_next == DROP and session.match == match_of(UNSPECIFIED[family])
