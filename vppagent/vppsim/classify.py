@@ -9,7 +9,11 @@ header on the ip4/ip6 input arcs) plus ``current_data_offset``; on output the no
 ``save_rewrite_length``, and since the rewrite was prepended where the received frame's Ethernet
 header was, flag 0 matches from the IP header there and flag 1 from the IP header + offset.  A miss walks
 ``next_table_index``; at the end of the chain ``miss_next_index`` decides (0 = drop, ~0 = permit).
-A hit uses the session's ``hit_next_index`` (0 = drop, ~0 = continue).  Not emulated:
+A hit uses the session's ``hit_next_index`` (0 = drop, ~0 = continue).  An attachment is two
+things, as in VPP: the per-interface table record (what ``classify_table_by_interface`` reads) and
+the ip4/ip6-inacl (outacl) feature on the interface; a deleted interface loses its features but not
+its record, so a new interface given the same index inherits a record with the feature off (it
+classifies nothing, and an add on it answers 0 and changes nothing: found on 26.06).  Not emulated:
 ``advance``/``opaque_index``/``action``/metadata, buckets and memory limits.
 """
 
@@ -95,15 +99,18 @@ class Classifier:
     def __init__(self, interfaces: InterfaceTable) -> None:
         self._interfaces = interfaces
         self.tables: Pool[ClassifyTable] = Pool()
-        self.attachments: dict[tuple[int, Direction], ClassifierAttachment] = {}
+        self.attachments: dict[tuple[int, Direction], ClassifierAttachment] = {}  # the records
+        self.enabled: set[tuple[int, Direction, str]] = set()  # (sw_if_index, direction, kind) with the feature on
 
     def on_interface_deleted(self, sw_if_index: int) -> None:
-        """Nothing: in_out_acl keeps its per-interface table indices when an interface goes.
+        """The interface's features go; in_out_acl keeps its per-interface table indices.
 
         A running 26.06 reports the table attached to a deleted loopback for the next interface that
-        gets the same index (``classify_table_by_interface``), and a new add on it answers 0 and
-        changes nothing; only a delete naming that table clears it.
+        gets the same index (``classify_table_by_interface``), with ip4-inacl off there (``show
+        interface features``), and a new add on it answers 0 and changes nothing; only a delete
+        naming that table clears it.
         """
+        self.enabled = {e for e in self.enabled if e[0] != sw_if_index}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -245,17 +252,20 @@ class Classifier:
                 if current != index:
                     return retval_reply(reply, ApiError.NO_SUCH_TABLE)
                 setattr(attachment, kind, NO_INDEX)
+                self.enabled.discard((sw_if_index, direction, kind))
             elif current != NO_INDEX:
                 return retval_reply(reply, OK)
             else:
                 setattr(attachment, kind, index)
+                self.enabled.add((sw_if_index, direction, kind))
         return retval_reply(reply, OK)
 
     def evaluate(self, sw_if_index: int, direction: Direction, packet: Packet) -> Verdict:
         """``ip{4,6}-inacl`` / ``ip{4,6}-outacl`` for one packet."""
         attachment = self.attachments.get((sw_if_index, direction))
-        table_index = NO_INDEX if attachment is None else (attachment.ip6 if packet.is_ip6 else attachment.ip4)
-        if table_index == NO_INDEX:
+        kind = "ip6" if packet.is_ip6 else "ip4"
+        table_index = NO_INDEX if attachment is None else getattr(attachment, kind)
+        if table_index == NO_INDEX or (sw_if_index, direction, kind) not in self.enabled:
             return Verdict(True, "no classifier table")
         data = packet_bytes(packet)
         while True:

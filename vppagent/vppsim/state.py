@@ -164,9 +164,14 @@ class SimState:
 
     # -- dataplane --------------------------------------------------------------------------------
     def evaluate(self, sw_if_index: int, direction: Direction, packet: Packet) -> Verdict:
-        """Run ``packet`` through the interface's features in ``direction``: ACL plugin, then classifier."""
+        """Run ``packet`` through the interface's features in ``direction``: ACL plugin, then classifier
+        (on input VPP runs acl-plugin-in-ip4-fa before ip4-inacl, `show interface features` on 26.06).
+        Both sit on the ip4-unicast / ip6-unicast input arcs: a multicast destination (IPv6 neighbour
+        and router solicitations, DAD) takes the multicast arc, which neither is on."""
         if not self.interfaces.exists(sw_if_index):
             return Verdict(False, f"no interface {sw_if_index}")
+        if direction is Direction.INPUT and packet.dst.is_multicast:
+            return Verdict(True, "multicast: no input feature on its arc")
         acl_verdict = self.acl.evaluate(sw_if_index, direction, packet)
         if not acl_verdict.permitted:
             return acl_verdict

@@ -304,7 +304,7 @@ class VppDriver(Driver):
         if self._programmed is None:
             self._programmed = read_programmed(self.calls)
             self.classifier.reread()  # our chains, read back when this driver does not know them
-            self.guards.reread(self._programmed.pod_interfaces().values())
+            self.guards.reread(self._programmed.pod_interfaces())
             if self.pods.restore(self._programmed):
                 self._programmed = read_programmed(self.calls)
             self.pods.settle_rx_modes(self._programmed)
@@ -385,11 +385,15 @@ class VppDriver(Driver):
         whose guard cannot be made gets drop-everything egress until a convergence makes it."""
         egress, ingress = wanted = self.wanted_for(workload)
         pb = None if self._state is None else self._state.workload_endpoints.get(workload)
-        sw_if_index = self.programmed().pod_interfaces().get(workload_tag(workload))
-        if pb is None or sw_if_index is None or egress is DENY_ALL:
+        tag = workload_tag(workload)
+        sw_if_index = self.programmed().pod_interfaces().get(tag)
+        if sw_if_index is None:
             return wanted
         try:
-            self.guards.ensure(sw_if_index, guard_sources(self._compiler.endpoint(workload, pb).ep))
+            self.guards.forget(sw_if_index)  # a new interface: what was held for its index is not its guard
+            if pb is None or egress is DENY_ALL:
+                return wanted
+            self.guards.ensure(sw_if_index, tag, guard_sources(self._compiler.endpoint(workload, pb).ep))
         except (ApiRefused, GuardError, ValueError) as exc:
             log.warning("pod %s: source guard not attached, egress closed until it is: %s", workload, exc)
             return (DENY_ALL, ingress)

@@ -16,14 +16,16 @@ sources are added before those for old ones are deleted, and `prepare` runs befo
 VPP keeps an interface's input-classifier record when the interface is deleted, and a new
 interface given the same index inherits it with the feature off; an add then answers 0 and does
 nothing (found on 26.06, docs/vpp-driver.md, "Source guard"). So a guard is detached before its
-interface goes (`remove`), and an attach first clears whatever VPP records there and checks the
-record afterwards: a guard that cannot be attached fails its endpoint, never silently opens it.
+interface goes (`remove`), an attach first clears whatever VPP records there and checks the
+record afterwards, and a guard held for an index whose interface is not the one it was attached to
+(a new pod interface, or another tag there) is dropped and made anew (`forget`): a guard that
+cannot be attached fails its endpoint, never silently opens it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.api.calls import VppCalls
@@ -60,15 +62,17 @@ class SourceGuards:
     def __init__(self, calls: VppCalls) -> None:
         self.calls = calls
         self.chains: dict[tuple[int, int], GuardChain] = {}  # (sw_if_index, family) -> attached chain
+        self.tags: dict[int, str] = {}  # sw_if_index -> the tag of the interface its chains were attached to
         self.stale: list[int] = []  # tables of ours, attached nowhere: deleted in `finish`
 
     # -- read back -------------------------------------------------------------------------------
-    def reread(self, pod_interfaces: Iterable[int]) -> None:
-        """Forget what this driver knew and read the guards attached to pod interfaces back
-        (after a connect: VPP may have restarted, or this is a new agent)."""
+    def reread(self, pod_interfaces: Mapping[str, int]) -> None:
+        """Forget what this driver knew and read the guards attached to pod interfaces (tag ->
+        sw_if_index) back (after a connect: VPP may have restarted, or this is a new agent)."""
         self.chains.clear()
+        self.tags = {sw_if_index: tag for tag, sw_if_index in pod_interfaces.items()}
         known: set[int] = set()
-        for sw_if_index in sorted(pod_interfaces):
+        for sw_if_index in sorted(self.tags):
             for family, head in self.calls.input_tables(sw_if_index).items():
                 if head == NO_INDEX:
                     continue
@@ -81,18 +85,22 @@ class SourceGuards:
             log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
 
     # -- before the ACLs change ------------------------------------------------------------------
-    def prepare(self, wanted: Mapping[int, GuardSources]) -> dict[int, str]:
-        """Every interface in `wanted` guarded by exactly its sources; what failed, per interface."""
+    def prepare(self, wanted: Mapping[int, GuardSources], tags: Mapping[int, str]) -> dict[int, str]:
+        """Every interface in `wanted` (with its tag in `tags`) guarded by exactly its sources;
+        what failed, per interface."""
         failed: dict[int, str] = {}
         for sw_if_index in sorted(wanted):
             try:
-                self.ensure(sw_if_index, wanted[sw_if_index])
+                self.ensure(sw_if_index, tags[sw_if_index], wanted[sw_if_index])
             except (ApiRefused, GuardError) as exc:
                 log.warning("source guard on interface %d: %s", sw_if_index, exc)
                 failed[sw_if_index] = f"source guard: {exc}"
         return failed
 
-    def ensure(self, sw_if_index: int, sources: GuardSources) -> None:
+    def ensure(self, sw_if_index: int, tag: str, sources: GuardSources) -> None:
+        if self.tags.setdefault(sw_if_index, tag) != tag:
+            self.forget(sw_if_index)
+            self.tags[sw_if_index] = tag
         for family in FAMILIES:
             wanted = sources.get(family, frozenset())
             chain = self.chains.get((sw_if_index, family))
@@ -106,6 +114,20 @@ class SourceGuards:
                 self.chains[(sw_if_index, family)] = chain
             elif chain.sources != wanted:
                 self._update(chain, wanted)
+
+    def forget(self, sw_if_index: int) -> None:
+        """The interface at this index is not the one this driver guarded (that one was deleted by
+        someone else): the record VPP keeps of an old table there is cleared now, while that table
+        still exists to be named; the old chains' tables go in `finish`."""
+        for family in FAMILIES:
+            chain = self.chains.pop((sw_if_index, family), None)
+            if chain is not None:
+                self.stale += chain.tables
+        self.tags.pop(sw_if_index, None)
+        for family, recorded in self.calls.input_tables(sw_if_index).items():
+            if recorded != NO_INDEX:
+                self.calls.input_table(sw_if_index, family, recorded, add=False, not_attached_ok=True,
+                                       what=f"input classifier {recorded} off new interface {sw_if_index}")
 
     def guarded(self, sw_if_index: int) -> bool:
         """Both families' guards are attached."""
@@ -126,6 +148,7 @@ class SourceGuards:
 
     def remove(self, sw_if_index: int) -> None:
         """Detach the interface's guards (before the interface is deleted) and delete their tables."""
+        self.tags.pop(sw_if_index, None)
         for family in FAMILIES:
             chain = self.chains.pop((sw_if_index, family), None)
             if chain is None:
