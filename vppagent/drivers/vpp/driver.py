@@ -29,13 +29,13 @@ from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.drivers.vpp.acl.lists import ListCompiler, lists_for_new_pod
 from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.calls import VppCalls
-from vppagent.drivers.vpp.api.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.api.messages import release_of
 from vppagent.drivers.vpp.api.types import DENY_ALL, CnatDetails
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.converge import converge
 from vppagent.drivers.vpp.failures import Failures, Owner
-from vppagent.drivers.vpp.guard.guards import GuardError, SourceGuards
+from vppagent.drivers.vpp.guard.guards import SourceGuards
 from vppagent.drivers.vpp.guard.sources import guard_sources
 from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
@@ -55,7 +55,7 @@ from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
 from vppagent.policy.compile import DEFAULT_RULE_LIMIT
-from vppagent.policy.model import IPNetwork
+from vppagent.policy.model import IPNetwork, WorkloadEndpoint
 from vppagent.services.model import ServiceEntry
 from vppagent.state.diff import StateDiff
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
@@ -250,6 +250,7 @@ class VppDriver(Driver):
                 "api_requests": sum(self.conn.requests.values()), "api_writes": self.conn.writes,
                 "compiles": self._compiler.compiles, "gated_lists": self._compiler.gated,
                 "classifier_chains": len(self.classifier.chains),
+                "source_guards": len({sw_if_index for sw_if_index, _ in self.guards.chains}),
                 "cnat_features": self.conn.cnat_features, "snat_proxy": self._snat_proxy.status(), **self.stats,
             }
 
@@ -381,23 +382,18 @@ class VppDriver(Driver):
 
     def guarded_lists_for(self, workload: WorkloadKey) -> Wanted:
         """What a CNI Add binds to the pod's new interface (tagged, in `Programmed` already): its
-        lists, after its source guard is attached here, when Felix has sent its endpoint. A pod
-        whose guard cannot be made gets drop-everything egress until a convergence makes it."""
+        lists, once its source guard is attached (guard/guards.py `attach_new`); drop-everything
+        egress when that failed, until a convergence makes the guard."""
         egress, ingress = wanted = self.wanted_for(workload)
-        pb = None if self._state is None else self._state.workload_endpoints.get(workload)
         tag = workload_tag(workload)
         sw_if_index = self.programmed().pod_interfaces().get(tag)
+        pb = None if self._state is None else self._state.workload_endpoints.get(workload)
         if sw_if_index is None:
             return wanted
-        try:
-            self.guards.forget(sw_if_index)  # a new interface: what was held for its index is not its guard
-            if pb is None or egress is DENY_ALL:
-                return wanted
-            self.guards.ensure(sw_if_index, tag, guard_sources(self._compiler.endpoint(workload, pb).ep))
-        except (ApiRefused, GuardError, ValueError) as exc:
-            log.warning("pod %s: source guard not attached, egress closed until it is: %s", workload, exc)
-            return (DENY_ALL, ingress)
-        return wanted
+        sources = None
+        if pb is not None and egress is not DENY_ALL:  # Felix sent it, and it parsed (wanted_for)
+            sources = guard_sources(WorkloadEndpoint.from_proto(workload, pb))
+        return wanted if self.guards.attach_new(sw_if_index, tag, sources) else (DENY_ALL, ingress)
 
     def _interface_gone(self, sw_if_index: int) -> None:
         """A pod interface is about to be deleted: its guard goes first (pods/attach.py)."""

@@ -115,6 +115,19 @@ class SourceGuards:
             elif chain.sources != wanted:
                 self._update(chain, wanted)
 
+    def attach_new(self, sw_if_index: int, tag: str, sources: GuardSources | None) -> bool:
+        """A pod interface just created (CNI Add): what was held or recorded for its index is not
+        its guard (`forget`); with `sources` (Felix has sent its endpoint) its guard is attached now,
+        before its lists are bound. False (logged) when VPP refused."""
+        try:
+            self.forget(sw_if_index)
+            if sources is not None:
+                self.ensure(sw_if_index, tag, sources)
+        except (ApiRefused, GuardError) as exc:
+            log.warning("%s: source guard not attached, egress closed until it is: %s", tag, exc)
+            return False
+        return True
+
     def forget(self, sw_if_index: int) -> None:
         """The interface at this index is not the one this driver guarded (that one was deleted by
         someone else): the record VPP keeps of an old table there is cleared now, while that table
