@@ -3,7 +3,8 @@
 A pod sends from its own addresses (the endpoint's ipv4_nets / ipv6_nets), from the prefixes its
 `allowed_spoofed_sources` names (Calico's cni.projectcalico.org/allowedSourcePrefixes), and in
 IPv6 from link-local addresses (fe80::/10: neighbour discovery to VPP's link-local and the like).
-Every other source is spoofed.
+Every other source is spoofed. The one home of that list is policy/reach.py's `egress_sources`,
+which the egress lists are restricted to as well: the guard is what makes that restriction exact.
 
 A guard table matches the source address under a prefix mask, one table per distinct prefix
 length. Its masks cover only the vectors (16 bytes each) that hold the source, counted from the
@@ -19,11 +20,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from vppagent.policy.model import IPNetwork, WorkloadEndpoint
+from vppagent.policy.reach import egress_sources
 
 # The mark on every guard session ("vpag"); the gate's sessions carry another (classifier/layout.py),
 # so neither reads the other's tables as its own.
 GUARD_OPAQUE = 0x76706167
-LINK_LOCAL6 = ipaddress.ip_network("fe80::/10")
 HOST_LENGTH = {4: 32, 6: 128}
 # The head table of every guard chain is the host-length one and holds a drop session for the
 # unspecified address: the chain then always has a session carrying the mark (a family with no
@@ -38,8 +39,8 @@ GuardSources = dict[int, frozenset[IPNetwork]]  # family -> the prefixes a pod m
 
 def guard_sources(ep: WorkloadEndpoint) -> GuardSources:
     """Both families' permitted source prefixes (a family the pod has no address in: empty)."""
-    nets: dict[int, set[IPNetwork]] = {4: set(), 6: {LINK_LOCAL6}}
-    for net in (*ep.ipv4_nets, *ep.ipv6_nets, *ep.allowed_spoofed_sources):
+    nets: dict[int, set[IPNetwork]] = {4: set(), 6: set()}
+    for net in egress_sources(ep):
         nets[net.version].add(net)
     return {family: frozenset(found) for family, found in nets.items()}
 
