@@ -16,6 +16,7 @@ those denies matter only on the gated ports, which are in D, so they go (docs/vp
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 
 from vppagent.drivers.vpp.classifier.regions import GapEntry, rule_box
@@ -34,10 +35,9 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) 
                                   g.dst.prefixlen, g.proto, g.proto, *FULL_L4, g.dport,
                                   g.dport + (~g.dport_mask & 0xFFFF)))
     boxes = [rule_box(r) for r in compiled.rules]
-    # Rules that may cover another rule's part (not one host): a part outside D that one of
-    # them matches first does not reach the allow rule after it.
-    wide = [i for i, (r, b) in enumerate(zip(compiled.rules, boxes, strict=True))
-            if b.src_len < r.src.max_prefixlen or b.dst_len < r.dst.max_prefixlen]
+    # Rules (by position) that may cover another rule's part: those whose source is not one host
+    # (a part outside D that one of them matches first does not reach the allow rule after it).
+    wide = [i for i, (r, b) in enumerate(zip(compiled.rules, boxes, strict=True)) if b.src_len < r.src.max_prefixlen]
     allows: dict[tuple[int, Dims], list[int]] = {}  # per deny's dims: the allow rules that meet them
     gone: set[int] = set()
     for i, rule in enumerate(compiled.rules):
@@ -59,7 +59,10 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) 
 def _harmless(part: Box, j: int, i: int, boxes: list[Box], wide: list[int], drop: list[Box], w: int) -> bool:
     """Whether the allow rule j matches nothing of `part` outside D: part is in D, or a rule
     between i and j covers it (what reaches j of it, none)."""
-    return any(i < k < j and covers(boxes[k], part, w) for k in wide) or subtract_all([part], drop, w, 64) == []
+    if any(covers(d, part, w) for d in drop) or subtract_all([part], drop, w, 64) == []:
+        return True
+    between = wide[bisect.bisect_right(wide, i):bisect.bisect_left(wide, j)]
+    return any(covers(boxes[k], part, w) for k in reversed(between))  # (the nearest cover is the usual one)
 
 
 def _dims(box: Box) -> Dims:
