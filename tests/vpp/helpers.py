@@ -14,7 +14,7 @@ from vpp_papi import VPPApiClient
 from vppagent.drivers.vpp.api.connection import VppConnection
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.driver import VppDriver
-from vppagent.drivers.vpp.guard.sources import GUARD_OPAQUE
+from vppagent.drivers.vpp.guard.sources import GUARD_OPAQUE, is_identity_mark
 from vppagent.drivers.vpp.pods.linux import VPP_SIDE_MAC
 from vppagent.drivers.vpp.tags import is_our_acl, workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -66,6 +66,23 @@ class Target:
                                               tag=workload_tag(wkey(workload_id)))
         return sw_if_index
 
+    def clear_input_classifiers(self, sw_if_index: int) -> None:
+        """Detach what VPP records as the interface's input classifier (a source guard) before the
+        interface goes: VPP would hand the record on to the next interface given this index
+        (docs/vpp-driver.md, "Source guard")."""
+        held = self.raw.api.classify_table_by_interface(sw_if_index=sw_if_index)
+        for ip4, ip6 in ((held.ip4_table_id, NO_INDEX), (NO_INDEX, held.ip6_table_id)):
+            if (ip4, ip6) != (NO_INDEX, NO_INDEX):
+                self.raw.api.input_acl_set_interface(sw_if_index=sw_if_index, ip4_table_index=ip4, ip6_table_index=ip6,
+                                                     l2_table_index=NO_INDEX, is_add=False)
+
+    def guard_tables(self) -> set[int]:
+        """The source guards' classifier tables (their sessions carry the guard's marks)."""
+        raw = self.raw.api
+        return {int(t) for t in raw.classify_table_ids().ids
+                if any(int(s.opaque_index) == GUARD_OPAQUE or is_identity_mark(int(s.opaque_index))
+                       for s in raw.classify_session_dump(table_id=t))}
+
     def bindings(self) -> dict[int, tuple[list[int], list[int]]]:
         out = {}
         for d in self.raw.api.acl_interface_list_dump(sw_if_index=NO_INDEX):
@@ -93,15 +110,12 @@ class Target:
         raw = self.raw
         for sw_if_index in self.loopbacks:
             with contextlib.suppress(Exception):
-                # input classifiers (source guards) off first: VPP would hand their record to the
-                # next interface with this index (docs/vpp-driver.md, "Source guard")
-                held = raw.api.classify_table_by_interface(sw_if_index=sw_if_index)
-                for ip4, ip6 in ((held.ip4_table_id, NO_INDEX), (NO_INDEX, held.ip6_table_id)):
-                    if (ip4, ip6) != (NO_INDEX, NO_INDEX):
-                        raw.api.input_acl_set_interface(sw_if_index=sw_if_index, ip4_table_index=ip4,
-                                                        ip6_table_index=ip6, l2_table_index=NO_INDEX, is_add=False)
+                self.clear_input_classifiers(sw_if_index)
             with contextlib.suppress(Exception):
                 raw.api.delete_loopback(sw_if_index=sw_if_index)
+        for table in self.guard_tables():  # attached nowhere now
+            raw.api.classify_add_del_table(is_add=False, del_chain=False, table_index=table, match_n_vectors=1,
+                                           mask_len=16, mask=bytes(16))
         for d in raw.api.acl_interface_list_dump(sw_if_index=NO_INDEX):
             if any(int(a) in self.our_acls() for a in d.acls):
                 raw.api.acl_interface_set_acl_list(sw_if_index=d.sw_if_index, count=0, n_input=0, acls=[])
@@ -158,10 +172,8 @@ GUARD_REMOVAL_WRITES = 5  # a guard of host addresses goes: two detaches, three 
 
 
 def tables_but_guards(target: Target) -> set[int]:
-    """The classifier tables in VPP but the source guards' (their sessions carry the guard's mark)."""
-    raw = target.raw.api
-    return {int(t) for t in raw.classify_table_ids().ids
-            if not any(int(s.opaque_index) == GUARD_OPAQUE for s in raw.classify_session_dump(table_id=t))}
+    """The classifier tables in VPP but the source guards'."""
+    return {int(t) for t in target.raw.api.classify_table_ids().ids} - target.guard_tables()
 
 
 def make_driver(target: Target, **kwargs: Any) -> VppDriver:

@@ -266,3 +266,25 @@ def test_guard_writes_match_the_helper(sim_target: Target) -> None:
         assert writes == 1 + 2 + guard_writes(ipv4=1, ipv6=1), "one binding (ns/a's ACLs), two routes, its guard"
     finally:
         driver.close()
+
+
+def test_a_restarted_agent_does_not_take_a_deleted_interfaces_guard_for_the_one_at_its_index(
+        sim_target: Target) -> None:
+    old = sim_target.pod("ns/a")
+    driver = make_driver(sim_target)
+    try:
+        assert driver.resync(state_of(messages(pods=["ns/a"]))).ok
+        driver.close()
+        # while the agent is down someone deletes pod-a's interface (its guard stays recorded for
+        # the index, feature off) and pod-b's comes up at the same index
+        sim_target.raw.api.delete_loopback(sw_if_index=old)
+        sim_target.loopbacks.remove(old)
+        assert sim_target.pod("ns/b") == old and input_record(sim_target, old) != (NO_INDEX, NO_INDEX)
+        driver = make_driver(sim_target)
+        report = driver.resync(state_of(messages(pods=["ns/b"])))
+        assert report.ok and not report.failed
+        assert sends(sim_target, old, "10.65.0.3") and not sends(sim_target, old, "10.65.0.2")
+        assert not sends(sim_target, old, "10.66.0.1"), "guarded for real, not on a record with the feature off"
+        assert set(sim_target.guard_tables()) == {t for ts in guard_tables(driver, old).values() for t in ts}
+    finally:
+        driver.close()

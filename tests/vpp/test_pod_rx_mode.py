@@ -49,6 +49,9 @@ def host_links(target: Target) -> Iterator[list[str]]:
         for name in names:
             if target.sim is None:
                 with contextlib.suppress(Exception):
+                    for link in target.raw.api.af_packet_dump():
+                        if link.host_if_name == name:  # its source guard first (Target.clear_input_classifiers)
+                            target.clear_input_classifiers(int(link.sw_if_index))
                     target.raw.api.af_packet_delete(host_if_name=name)
         for name in made:
             subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)

@@ -106,8 +106,8 @@ def _guard(guards: SourceGuards, wanted_guards: dict[int, GuardSources], program
     egress list is not bound: it keeps what it has while both its guards stay attached (an update
     failed), else it drops everything."""
     present = {ifx: s for ifx, s in wanted_guards.items() if ifx in programmed.interfaces}
-    tags = {ifx: programmed.interfaces[ifx].tag for ifx in present}
-    for ifx, reason in guards.prepare(present, tags).items():
+    names = {ifx: (programmed.interfaces[ifx].tag, programmed.interfaces[ifx].name) for ifx in present}
+    for ifx, reason in guards.prepare(present, names).items():
         if ifx in owners:
             failed.setdefault(owners[ifx], reason)
         ingress = wanted.get(ifx, (None, None))[1]

@@ -305,7 +305,8 @@ class VppDriver(Driver):
         if self._programmed is None:
             self._programmed = read_programmed(self.calls)
             self.classifier.reread()  # our chains, read back when this driver does not know them
-            self.guards.reread(self._programmed.pod_interfaces())
+            self.guards.reread({i.sw_if_index: (i.tag, i.name) for i in self._programmed.interfaces.values()
+                                if i.is_pod})
             if self.pods.restore(self._programmed):
                 self._programmed = read_programmed(self.calls)
             self.pods.settle_rx_modes(self._programmed)
@@ -385,15 +386,16 @@ class VppDriver(Driver):
         lists, once its source guard is attached (guard/guards.py `attach_new`); drop-everything
         egress when that failed, until a convergence makes the guard."""
         egress, ingress = wanted = self.wanted_for(workload)
-        tag = workload_tag(workload)
-        sw_if_index = self.programmed().pod_interfaces().get(tag)
+        programmed = self.programmed()
+        sw_if_index = programmed.pod_interfaces().get(workload_tag(workload))
         pb = None if self._state is None else self._state.workload_endpoints.get(workload)
         if sw_if_index is None:
             return wanted
+        info = programmed.interfaces[sw_if_index]
         sources = None
         if pb is not None and egress is not DENY_ALL:  # Felix sent it, and it parsed (wanted_for)
             sources = guard_sources(WorkloadEndpoint.from_proto(workload, pb))
-        return wanted if self.guards.attach_new(sw_if_index, tag, sources) else (DENY_ALL, ingress)
+        return wanted if self.guards.attach_new(sw_if_index, (info.tag, info.name), sources) else (DENY_ALL, ingress)
 
     def _interface_gone(self, sw_if_index: int) -> None:
         """A pod interface is about to be deleted: its guard goes first (pods/attach.py)."""

@@ -18,8 +18,11 @@ interface given the same index inherits it with the feature off; an add then ans
 nothing (found on 26.06, docs/vpp-driver.md, "Source guard"). So a guard is detached before its
 interface goes (`remove`), an attach first clears whatever VPP records there and checks the
 record afterwards, and a guard held for an index whose interface is not the one it was attached to
-(a new pod interface, or another tag there) is dropped and made anew (`forget`): a guard that
-cannot be attached fails its endpoint, never silently opens it.
+(a new pod interface, or another tag or name there) is dropped and made anew (`forget`); a chain
+read back is adopted only if its head carries the identity (tag and name) of the interface VPP
+records it for (read.py). A guard that cannot be attached fails its endpoint, never silently opens
+it. Left open: the same pod interface (same tag, same name) re-created at the same index by
+someone other than the agent.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from vppagent.drivers.vpp.guard.sources import (
     UNSPECIFIED,
     GuardSources,
     by_length,
+    identity_mark,
     mask_of,
     match_of,
 )
@@ -62,21 +66,21 @@ class SourceGuards:
     def __init__(self, calls: VppCalls) -> None:
         self.calls = calls
         self.chains: dict[tuple[int, int], GuardChain] = {}  # (sw_if_index, family) -> attached chain
-        self.tags: dict[int, str] = {}  # sw_if_index -> the tag of the interface its chains were attached to
+        self.identities: dict[int, int] = {}  # sw_if_index -> the identity mark its chains carry
         self.stale: list[int] = []  # tables of ours, attached nowhere: deleted in `finish`
 
     # -- read back -------------------------------------------------------------------------------
-    def reread(self, pod_interfaces: Mapping[str, int]) -> None:
-        """Forget what this driver knew and read the guards attached to pod interfaces (tag ->
-        sw_if_index) back (after a connect: VPP may have restarted, or this is a new agent)."""
+    def reread(self, pod_interfaces: Mapping[int, tuple[str, str]]) -> None:
+        """Forget what this driver knew and read back the guards of the pod interfaces
+        (sw_if_index -> (tag, name)) (after a connect: VPP may have restarted, or this is a new agent)."""
         self.chains.clear()
-        self.tags = {sw_if_index: tag for tag, sw_if_index in pod_interfaces.items()}
+        self.identities = {i: identity_mark(*names) for i, names in pod_interfaces.items()}
         known: set[int] = set()
-        for sw_if_index in sorted(self.tags):
+        for sw_if_index in sorted(self.identities):
             for family, head in self.calls.input_tables(sw_if_index).items():
                 if head == NO_INDEX:
                     continue
-                chain = read_chain(self.calls, family, head)
+                chain = read_chain(self.calls, family, head, self.identities[sw_if_index])
                 if chain is not None:
                     self.chains[(sw_if_index, family)] = chain
                     known.update(chain.tables)
@@ -85,27 +89,29 @@ class SourceGuards:
             log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
 
     # -- before the ACLs change ------------------------------------------------------------------
-    def prepare(self, wanted: Mapping[int, GuardSources], tags: Mapping[int, str]) -> dict[int, str]:
-        """Every interface in `wanted` (with its tag in `tags`) guarded by exactly its sources;
+    def prepare(self, wanted: Mapping[int, GuardSources], names: Mapping[int, tuple[str, str]]) -> dict[int, str]:
+        """Every interface in `wanted` (its tag and name in `names`) guarded by exactly its sources;
         what failed, per interface."""
         failed: dict[int, str] = {}
         for sw_if_index in sorted(wanted):
             try:
-                self.ensure(sw_if_index, tags[sw_if_index], wanted[sw_if_index])
+                self.ensure(sw_if_index, names[sw_if_index], wanted[sw_if_index])
             except (ApiRefused, GuardError) as exc:
                 log.warning("source guard on interface %d: %s", sw_if_index, exc)
                 failed[sw_if_index] = f"source guard: {exc}"
         return failed
 
-    def ensure(self, sw_if_index: int, tag: str, sources: GuardSources) -> None:
-        if self.tags.setdefault(sw_if_index, tag) != tag:
+    def ensure(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources) -> None:
+        """The interface (tag, name) guarded by exactly `sources`."""
+        identity = identity_mark(*names)
+        if self.identities.setdefault(sw_if_index, identity) != identity:
             self.forget(sw_if_index)
-            self.tags[sw_if_index] = tag
+            self.identities[sw_if_index] = identity
         for family in FAMILIES:
             wanted = sources.get(family, frozenset())
             chain = self.chains.get((sw_if_index, family))
             if chain is None:
-                chain = self._build(family, wanted)
+                chain = self._build(family, wanted, identity)
                 try:
                     self._attach(sw_if_index, chain)
                 except BaseException:
@@ -115,16 +121,16 @@ class SourceGuards:
             elif chain.sources != wanted:
                 self._update(chain, wanted)
 
-    def attach_new(self, sw_if_index: int, tag: str, sources: GuardSources | None) -> bool:
+    def attach_new(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources | None) -> bool:
         """A pod interface just created (CNI Add): what was held or recorded for its index is not
         its guard (`forget`); with `sources` (Felix has sent its endpoint) its guard is attached now,
         before its lists are bound. False (logged) when VPP refused."""
         try:
             self.forget(sw_if_index)
             if sources is not None:
-                self.ensure(sw_if_index, tag, sources)
+                self.ensure(sw_if_index, names, sources)
         except (ApiRefused, GuardError) as exc:
-            log.warning("%s: source guard not attached, egress closed until it is: %s", tag, exc)
+            log.warning("%s: source guard not attached, egress closed until it is: %s", names[0], exc)
             return False
         return True
 
@@ -136,7 +142,7 @@ class SourceGuards:
             chain = self.chains.pop((sw_if_index, family), None)
             if chain is not None:
                 self.stale += chain.tables
-        self.tags.pop(sw_if_index, None)
+        self.identities.pop(sw_if_index, None)
         for family, recorded in self.calls.input_tables(sw_if_index).items():
             if recorded != NO_INDEX:
                 self.calls.input_table(sw_if_index, family, recorded, add=False, not_attached_ok=True,
@@ -161,7 +167,7 @@ class SourceGuards:
 
     def remove(self, sw_if_index: int) -> None:
         """Detach the interface's guards (before the interface is deleted) and delete their tables."""
-        self.tags.pop(sw_if_index, None)
+        self.identities.pop(sw_if_index, None)
         for family in FAMILIES:
             chain = self.chains.pop((sw_if_index, family), None)
             if chain is None:
@@ -179,10 +185,11 @@ class SourceGuards:
                                              nbuckets=_buckets(sessions), memory_size=TABLE_MEMORY, index=index,
                                              what=f"source guard table /{length}")
 
-    def _session(self, table: int, net: IPNetwork, *, add: bool = True, hit: int = PERMIT) -> None:
-        self.calls.classify_session(table, match_of(net), hit, GUARD_OPAQUE, add=add)
+    def _session(self, table: int, net: IPNetwork, *, add: bool = True, hit: int = PERMIT,
+                 opaque: int = GUARD_OPAQUE) -> None:
+        self.calls.classify_session(table, match_of(net), hit, opaque, add=add)
 
-    def _build(self, family: int, sources: frozenset[IPNetwork]) -> GuardChain:
+    def _build(self, family: int, sources: frozenset[IPNetwork], identity: int) -> GuardChain:
         layout = by_length(family, sources)
         chain = GuardChain(family, [], {})
         next_table = NO_INDEX
@@ -195,7 +202,7 @@ class SourceGuards:
                     self._session(table, net)
                     chain.sources.add(net)
                 next_table = table
-            self._session(chain.head, UNSPECIFIED[family], hit=DROP)
+            self._session(chain.head, UNSPECIFIED[family], hit=DROP, opaque=identity)
         except BaseException:
             self.stale += chain.tables
             raise

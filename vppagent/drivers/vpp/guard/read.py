@@ -6,7 +6,9 @@ A chain is read from the table VPP records as a pod interface's input classifier
   mask), a length no other table of the chain has, and misses to drop;
 - every session carries GUARD_OPAQUE and hits permit, but the head's drop session for the
   unspecified address (the mark every guard chain holds, sources.py);
-- the head is the host-length table and holds that drop session.
+- the head is the host-length table and holds that drop session, and its opaque is the identity
+  of the interface it is read for (its tag and name): a chain recorded for a deleted interface is
+  not the guard of a new one given the same index.
 Anything else is not ours: `read_chain` answers None, and guards.py detaches it only to attach a
 guard there (a pod interface's input classifier is the guard's).
 Tables of ours attached to no pod interface (`orphans`) are a previous agent's, left by a pod
@@ -23,7 +25,15 @@ from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.api.types import ClassifySession
 from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
-from vppagent.drivers.vpp.guard.sources import GUARD_OPAQUE, HOST_LENGTH, UNSPECIFIED, length_of, match_of, source_of
+from vppagent.drivers.vpp.guard.sources import (
+    GUARD_OPAQUE,
+    HOST_LENGTH,
+    UNSPECIFIED,
+    is_identity_mark,
+    length_of,
+    match_of,
+    source_of,
+)
 from vppagent.policy.model import IPNetwork
 
 
@@ -44,8 +54,9 @@ class GuardChain:
         return next((t for t, n in self.lengths.items() if n == length), None)
 
 
-def read_chain(calls: VppCalls, family: int, head: int) -> GuardChain | None:
-    """The guard chain starting at `head`, or None when it is not (wholly) ours."""
+def read_chain(calls: VppCalls, family: int, head: int, identity: int) -> GuardChain | None:
+    """The guard chain starting at `head` on the interface whose identity mark is `identity`, or
+    None when it is not (wholly) ours, or not that interface's."""
     chain = GuardChain(family, [], {})
     marked = False
     at = head
@@ -61,10 +72,12 @@ def read_chain(calls: VppCalls, family: int, head: int) -> GuardChain | None:
         chain.tables.append(at)
         chain.lengths[at] = length
         for session in calls.classify_sessions(at):
-            if session.opaque != GUARD_OPAQUE:
-                return None
             if _is_mark(family, length, session):
-                marked = marked or at == head
+                if at != head or session.opaque != identity:
+                    return None
+                marked = True
+            elif session.opaque != GUARD_OPAQUE:
+                return None
             elif session.hit_next == PERMIT:
                 chain.sources.add(source_of(family, length, session.match))
             else:
@@ -85,7 +98,7 @@ def orphans(calls: VppCalls, known: AbstractSet[int]) -> list[int]:
         if all(length_of(f, info.mask) is None for f in (4, 6)):
             continue
         sessions = calls.classify_sessions(index)
-        if sessions and all(s.opaque == GUARD_OPAQUE for s in sessions):
+        if sessions and all(s.opaque == GUARD_OPAQUE or is_identity_mark(s.opaque) for s in sessions):
             out.append(index)
     return out
 

@@ -15,6 +15,7 @@ span two or three vectors with the protocol or ports: classifier/layout.py).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
@@ -25,6 +26,11 @@ from vppagent.policy.reach import egress_sources
 # The mark on every guard session ("vpag"); the gate's sessions carry another (classifier/layout.py),
 # so neither reads the other's tables as its own.
 GUARD_OPAQUE = 0x76706167
+# But the head's drop session for the unspecified address: it carries the identity of the
+# interface the chain was attached to ("g" and 24 bits of a digest of its tag and name), so a chain
+# VPP still records for an index whose interface was deleted and re-created is not taken for the
+# new interface's guard (guards.py says why that matters).
+_IDENTITY_BYTE = 0x67
 HOST_LENGTH = {4: 32, 6: 128}
 # The head table of every guard chain is the host-length one and holds a drop session for the
 # unspecified address: the chain then always has a session carrying the mark (a family with no
@@ -43,6 +49,16 @@ def guard_sources(ep: WorkloadEndpoint) -> GuardSources:
     for net in egress_sources(ep):
         nets[net.version].add(net)
     return {family: frozenset(found) for family, found in nets.items()}
+
+
+def identity_mark(tag: str, name: str) -> int:
+    """The opaque the head's drop session carries on the interface with this tag and name."""
+    digest = hashlib.sha256(f"{tag}\0{name}".encode()).digest()
+    return _IDENTITY_BYTE << 24 | int.from_bytes(digest[:3], "big")
+
+
+def is_identity_mark(opaque: int) -> bool:
+    return opaque >> 24 == _IDENTITY_BYTE
 
 
 def by_length(family: int, sources: Iterable[IPNetwork]) -> dict[int, set[IPNetwork]]:
