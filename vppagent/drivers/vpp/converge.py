@@ -31,10 +31,9 @@ from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.desired import build_desired
 from vppagent.drivers.vpp.failures import Failures, Owner
 from vppagent.drivers.vpp.guard.guards import SourceGuards
-from vppagent.drivers.vpp.guard.sources import GuardSources
 from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.routes import apply_routes, made_routes, our_routes, plan_routes
-from vppagent.policy.model import IPNetwork
+from vppagent.policy.model import IPNetwork, WorkloadEndpoint
 from vppagent.state.model import DataplaneState
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
     return result
 
 
-def _guard(guards: SourceGuards, wanted_guards: dict[int, GuardSources], programmed: Programmed,
+def _guard(guards: SourceGuards, wanted_guards: dict[int, WorkloadEndpoint], programmed: Programmed,
            wanted: dict[int, Wanted], owners: dict[int, Owner], failed: Failures) -> None:
     """Guards on before any egress ACL changes. An endpoint whose guard failed is failed; its
     egress list is not bound: it keeps what it has while both its guards stay attached (an update

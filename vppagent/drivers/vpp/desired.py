@@ -21,12 +21,11 @@ from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.types import DENY_ALL, RouteTarget
 from vppagent.drivers.vpp.classifier.gate import Gate
 from vppagent.drivers.vpp.failures import Owner
-from vppagent.drivers.vpp.guard.sources import GuardSources, guard_sources
 from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.routes import remote_routes
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.policy.catalog import Catalog
-from vppagent.policy.model import Direction, IPNetwork, PolicyError
+from vppagent.policy.model import Direction, IPNetwork, PolicyError, WorkloadEndpoint
 from vppagent.state.model import DataplaneState, Kind
 
 
@@ -38,7 +37,7 @@ class Desired:
     route_owners: dict[IPNetwork, Owner] = field(default_factory=dict)
     failed: dict[Owner, str] = field(default_factory=dict)
     gates: dict[int, Gate] = field(default_factory=dict)  # interface -> classifier gate on its output
-    guards: dict[int, GuardSources] = field(default_factory=dict)  # pod interface -> its source guard
+    guards: dict[int, WorkloadEndpoint] = field(default_factory=dict)  # pod interface -> endpoint its guard is for
     pinned: set[int] = field(default_factory=set)  # interfaces whose lists could not be compiled
     unsupported_routes: int = 0
 
@@ -68,7 +67,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
         served.add(ifx)
         out.owners[ifx] = owner
         ep = known.ep
-        out.guards[ifx] = guard_sources(ep)
+        out.guards[ifx] = ep
         try:
             egress = compiler.workload(catalog, ep, Direction.EGRESS, known.specs[Direction.EGRESS])
             ingress, gate = compiler.program(catalog, ep, Direction.INGRESS, known.specs[Direction.INGRESS])

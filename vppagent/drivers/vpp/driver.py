@@ -36,7 +36,6 @@ from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.converge import converge
 from vppagent.drivers.vpp.failures import Failures, Owner
 from vppagent.drivers.vpp.guard.guards import SourceGuards
-from vppagent.drivers.vpp.guard.sources import guard_sources
 from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
@@ -392,10 +391,10 @@ class VppDriver(Driver):
         if sw_if_index is None:
             return wanted
         info = programmed.interfaces[sw_if_index]
-        sources = None
+        ep = None
         if pb is not None and egress is not DENY_ALL:  # Felix sent it, and it parsed (wanted_for)
-            sources = guard_sources(WorkloadEndpoint.from_proto(workload, pb))
-        return wanted if self.guards.attach_new(sw_if_index, (info.tag, info.name), sources) else (DENY_ALL, ingress)
+            ep = WorkloadEndpoint.from_proto(workload, pb)
+        return wanted if self.guards.attach_new(sw_if_index, (info.tag, info.name), ep) else (DENY_ALL, ingress)
 
     def _interface_gone(self, sw_if_index: int) -> None:
         """A pod interface is about to be deleted: its guard goes first (pods/attach.py)."""

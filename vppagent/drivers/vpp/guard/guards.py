@@ -28,7 +28,7 @@ someone other than the agent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.api.calls import VppCalls
@@ -42,16 +42,19 @@ from vppagent.drivers.vpp.guard.sources import (
     UNSPECIFIED,
     GuardSources,
     by_length,
+    guard_sources,
     identity_mark,
     mask_of,
     match_of,
+    sources_key,
 )
-from vppagent.policy.model import IPNetwork
+from vppagent.policy.model import IPNetwork, WorkloadEndpoint
 
 log = logging.getLogger(__name__)
 
 FAMILIES = (4, 6)
 TABLE_MEMORY = 1 << 16  # bytes per guard table: a handful of sessions (VPP grows a table's pages itself)
+SOURCES_MEMO = 1 << 16  # distinct address sets whose guard sources are kept between passes
 
 
 class GuardError(RuntimeError):
@@ -68,6 +71,9 @@ class SourceGuards:
         self.chains: dict[tuple[int, int], GuardChain] = {}  # (sw_if_index, family) -> attached chain
         self.identities: dict[int, int] = {}  # sw_if_index -> the identity mark its chains carry
         self.stale: list[int] = []  # tables of ours, attached nowhere: deleted in `finish`
+        # Every pass asks for every endpoint's sources; working them out costs ~30 µs
+        # (egress_sources collapses them), looking them up here ~1 µs.
+        self._sources: dict[Hashable, GuardSources] = {}
 
     # -- read back -------------------------------------------------------------------------------
     def reread(self, pod_interfaces: Mapping[int, tuple[str, str]]) -> None:
@@ -89,13 +95,22 @@ class SourceGuards:
             log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
 
     # -- before the ACLs change ------------------------------------------------------------------
-    def prepare(self, wanted: Mapping[int, GuardSources], names: Mapping[int, tuple[str, str]]) -> dict[int, str]:
-        """Every interface in `wanted` (its tag and name in `names`) guarded by exactly its sources;
-        what failed, per interface."""
+    def sources_of(self, ep: WorkloadEndpoint) -> GuardSources:
+        key = sources_key(ep)
+        found = self._sources.get(key)
+        if found is None:
+            if len(self._sources) >= SOURCES_MEMO:
+                self._sources.clear()
+            found = self._sources[key] = guard_sources(ep)
+        return found
+
+    def prepare(self, wanted: Mapping[int, WorkloadEndpoint], names: Mapping[int, tuple[str, str]]) -> dict[int, str]:
+        """Every interface in `wanted` (its endpoint; its tag and name in `names`) guarded by exactly
+        the endpoint's sources; what failed, per interface."""
         failed: dict[int, str] = {}
         for sw_if_index in sorted(wanted):
             try:
-                self.ensure(sw_if_index, names[sw_if_index], wanted[sw_if_index])
+                self.ensure(sw_if_index, names[sw_if_index], self.sources_of(wanted[sw_if_index]))
             except (ApiRefused, GuardError) as exc:
                 log.warning("source guard on interface %d: %s", sw_if_index, exc)
                 failed[sw_if_index] = f"source guard: {exc}"
@@ -121,14 +136,14 @@ class SourceGuards:
             elif chain.sources != wanted:
                 self._update(chain, wanted)
 
-    def attach_new(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources | None) -> bool:
+    def attach_new(self, sw_if_index: int, names: tuple[str, str], ep: WorkloadEndpoint | None) -> bool:
         """A pod interface just created (CNI Add): what was held or recorded for its index is not
-        its guard (`forget`); with `sources` (Felix has sent its endpoint) its guard is attached now,
+        its guard (`forget`); with its endpoint (Felix has sent it) its guard is attached now,
         before its lists are bound. False (logged) when VPP refused."""
         try:
             self.forget(sw_if_index)
-            if sources is not None:
-                self.ensure(sw_if_index, names, sources)
+            if ep is not None:
+                self.ensure(sw_if_index, names, self.sources_of(ep))
         except (ApiRefused, GuardError) as exc:
             log.warning("%s: source guard not attached, egress closed until it is: %s", names[0], exc)
             return False

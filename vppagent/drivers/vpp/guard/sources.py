@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 
 from vppagent.policy.model import IPNetwork, WorkloadEndpoint
 from vppagent.policy.reach import egress_sources
@@ -40,7 +40,7 @@ _SOURCE_AT = {4: 12, 6: 8}  # the source address's offset in the IP header
 _VECTORS = {4: 1, 6: 2}
 _SIZE = {4: 4, 6: 16}
 
-GuardSources = dict[int, frozenset[IPNetwork]]  # family -> the prefixes a pod may send from
+GuardSources = Mapping[int, frozenset[IPNetwork]]  # family -> the prefixes a pod may send from
 
 
 def guard_sources(ep: WorkloadEndpoint) -> GuardSources:
@@ -59,6 +59,11 @@ def identity_mark(tag: str, name: str) -> int:
 
 def is_identity_mark(opaque: int) -> bool:
     return opaque >> 24 == _IDENTITY_BYTE
+
+
+def sources_key(ep: WorkloadEndpoint) -> Hashable:
+    """What `guard_sources` depends on: endpoints with equal keys have equal guard sources."""
+    return (ep.ipv4_nets, ep.ipv6_nets, ep.allowed_spoofed_sources)
 
 
 def by_length(family: int, sources: Iterable[IPNetwork]) -> dict[int, set[IPNetwork]]:
