@@ -288,3 +288,28 @@ def test_a_restarted_agent_does_not_take_a_deleted_interfaces_guard_for_the_one_
         assert set(sim_target.guard_tables()) == {t for ts in guard_tables(driver, old).values() for t in ts}
     finally:
         driver.close()
+
+
+def test_a_record_naming_a_deleted_guard_is_cleared_for_the_next_pod_at_its_index(sim_target: Target) -> None:
+    old = sim_target.pod("ns/a")
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(messages(pods=["ns/a", "ns/b"]))
+        assert driver.resync(state).ok
+        # pod-a's interface goes behind the agent's back: its guard cannot be detached any more, and
+        # the next pass deletes its tables; VPP's record for the index now names a freed table
+        sim_target.raw.api.delete_loopback(sw_if_index=old)
+        sim_target.loopbacks.remove(old)
+        assert driver.resync(state).ok
+        recorded = input_record(sim_target, old)
+        assert recorded[0] != NO_INDEX and recorded[0] not in set(sim_target.raw.api.classify_table_ids().ids)
+        sim_target.raw.api.create_loopback(mac_address="02:00:00:00:00:09")  # takes the index as someone's
+        sim_target.raw.api.sw_interface_tag_add_del(is_add=True, sw_if_index=old,
+                                                    tag="vpa1:wl:k8s/ns/b/eth0")
+        sim_target.loopbacks.append(old)
+        report = driver.resync(state_of(messages(pods=["ns/b"])))
+        assert report.ok and not report.failed, report
+        assert sends(sim_target, old, "10.65.0.3") and not sends(sim_target, old, "10.66.0.1")
+        assert set(sim_target.guard_tables()) == {t for ts in guard_tables(driver, old).values() for t in ts}
+    finally:
+        driver.close()

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 FAMILIES = (4, 6)
 TABLE_MEMORY = 1 << 16  # bytes per guard table: a handful of sessions (VPP grows a table's pages itself)
+PLACEHOLDERS = 32  # tables made at most to get a freed index back (`_clear_record`)
 SOURCES_MEMO = 1 << 16  # distinct address sets whose guard sources are kept between passes
 
 
@@ -160,8 +161,26 @@ class SourceGuards:
         self.identities.pop(sw_if_index, None)
         for family, recorded in self.calls.input_tables(sw_if_index).items():
             if recorded != NO_INDEX:
-                self.calls.input_table(sw_if_index, family, recorded, add=False, not_attached_ok=True,
-                                       what=f"input classifier {recorded} off new interface {sw_if_index}")
+                self._clear_record(sw_if_index, family, recorded)
+
+    def _clear_record(self, sw_if_index: int, family: int, recorded: int) -> bool:
+        """Detach what VPP records as the interface's input classifier; True when it is cleared.
+        VPP refuses to name a freed table (NO_SUCH_TABLE), and a record a deleted interface left
+        may name one (its guard was deleted once it could not be detached): then tables are made
+        until VPP hands that index out again (its pools reuse freed indices, last freed first),
+        the record is cleared naming it, and they are deleted."""
+        what = f"input classifier {recorded} off interface {sw_if_index}"
+        if self.calls.input_table(sw_if_index, family, recorded, add=False, not_attached_ok=True, what=what):
+            return True
+        made: list[int] = []
+        try:
+            while len(made) < PLACEHOLDERS and recorded not in made:
+                made.append(self._table(family, HOST_LENGTH[family], NO_INDEX, 1))
+            return recorded in made and self.calls.input_table(sw_if_index, family, recorded, add=False,
+                                                               not_attached_ok=True, what=what)
+        finally:
+            for table in made:
+                self.calls.classify_table_del(table)
 
     def guarded(self, sw_if_index: int) -> bool:
         """Both families' guards are attached."""
@@ -230,11 +249,11 @@ class SourceGuards:
             # Not a guard this driver holds: another input classifier, or the record a deleted
             # interface with this index left (then the feature is off and an add would do nothing).
             log.warning("interface %d: input classifier table %d replaced by the source guard", sw_if_index, recorded)
-            if not self.calls.input_table(sw_if_index, family, recorded, add=False, not_attached_ok=True,
-                                          what=f"input classifier {recorded} off interface {sw_if_index}"):
+            if not self._clear_record(sw_if_index, family, recorded):
                 raise GuardError(f"interface {sw_if_index}: VPP records input classifier table {recorded}, "
-                                 "which it no longer has (left by a deleted interface with this index), "
-                                 "so no guard can be attached; re-create the pod")
+                                 "which it no longer has (left by a deleted interface with this index) and "
+                                 f"did not hand out again in {PLACEHOLDERS} new tables, so no guard can be "
+                                 "attached; re-create the pod")
         self.calls.input_table(sw_if_index, family, chain.head, add=True, what=what)
         recorded = self.calls.input_tables(sw_if_index)[family]
         if recorded != chain.head:
