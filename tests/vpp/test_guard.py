@@ -313,3 +313,22 @@ def test_a_record_naming_a_deleted_guard_is_cleared_for_the_next_pod_at_its_inde
         assert set(sim_target.guard_tables()) == {t for ts in guard_tables(driver, old).values() for t in ts}
     finally:
         driver.close()
+
+
+def test_a_guard_update_vpp_refuses_closes_the_pods_egress_until_it_is_made(sim_target: Target) -> None:
+    a, b_ = sim_target.pod("ns/a"), sim_target.pod("ns/b")
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(messages())
+        assert driver.resync(state).ok
+        sim_target.emulator.faults.reject("classify_add_del_session", -7)
+        moved = state_of(messages(a_ipv4="10.65.0.20"))
+        report = driver.apply(diff_states(state, moved), moved)
+        assert report.ok and [key.workload_id for _, key in report.failed] == ["ns/a"], report
+        assert not sends(sim_target, a, "10.65.0.20") and not sends(sim_target, a, "10.65.0.2"), "closed"
+        assert sends(sim_target, b_, "10.65.0.3"), "ns/b untouched"
+        sim_target.emulator.faults.clear()
+        assert driver.resync(moved).ok
+        assert sends(sim_target, a, "10.65.0.20") and not sends(sim_target, a, "10.65.0.2")
+    finally:
+        driver.close()

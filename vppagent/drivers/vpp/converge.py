@@ -10,8 +10,8 @@ one object kind after the other, each compared by its own pure plan and then wri
 
 The order between kinds is the make-before-break rule of the classifier (gate.py: L_U AND chain
 = L only while the chain is attached) and of the source guard (an egress ACL is bound only where
-the pod's guard is attached; a pod whose guard cannot be made gets drop-everything egress, or keeps
-what it had where an older guard stays). Each write keeps `Programmed` true, so a pass against a VPP
+the pod's guard is attached and agrees with it; a pod whose guard cannot be made or updated gets
+drop-everything egress). Each write keeps `Programmed` true, so a pass against a VPP
 that already matches writes nothing.
 """
 
@@ -101,16 +101,15 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
 
 def _guard(guards: SourceGuards, wanted_guards: dict[int, WorkloadEndpoint], programmed: Programmed,
            wanted: dict[int, Wanted], owners: dict[int, Owner], failed: Failures) -> None:
-    """Guards on before any egress ACL changes. An endpoint whose guard failed is failed; its
-    egress list is not bound: it keeps what it has while both its guards stay attached (an update
-    failed), else it drops everything."""
+    """Guards on before any egress ACL changes. An endpoint whose guard failed is failed and its
+    egress drops everything until the guard is made: a guard updated in part beside a list
+    restricted to the old sources (acl/lists.py) could let through what its policy denies."""
     present = {ifx: s for ifx, s in wanted_guards.items() if ifx in programmed.interfaces}
     names = {ifx: (programmed.interfaces[ifx].tag, programmed.interfaces[ifx].name) for ifx in present}
     for ifx, reason in guards.prepare(present, names).items():
         if ifx in owners:
             failed.setdefault(owners[ifx], reason)
-        ingress = wanted.get(ifx, (None, None))[1]
-        wanted[ifx] = (None if guards.guarded(ifx) and programmed.binding(ifx)[0] is not None else DENY_ALL, ingress)
+        wanted[ifx] = (DENY_ALL, wanted.get(ifx, (None, None))[1])
 
 
 def _bound_out(programmed: Programmed, sw_if_index: int) -> AclContent | None:

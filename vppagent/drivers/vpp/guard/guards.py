@@ -182,10 +182,6 @@ class SourceGuards:
             for table in made:
                 self.calls.classify_table_del(table)
 
-    def guarded(self, sw_if_index: int) -> bool:
-        """Both families' guards are attached."""
-        return all((sw_if_index, f) in self.chains for f in FAMILIES)
-
     # -- after the ACLs narrowed -----------------------------------------------------------------
     def finish(self, keep: AbstractSet[int]) -> None:
         """Guards of interfaces not in `keep` detached and deleted; stale tables deleted."""
