@@ -294,6 +294,37 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
     print(f"    per gated list: admit sessions mean {statistics.mean(sessions):.0f} (max {max(sessions)}), "
           f"gap sessions {statistics.mean(gaps):.0f} (max {max(gaps)}), classifier tables "
           f"{statistics.mean(tables):.1f} (max {max(tables)})")
+
+    def policy_change() -> None:
+        """The next version of bench's policy change, for the gated lists: the affected ones
+        recompiled with their gates; a changed gate is a new chain (chains.py: every admit and
+        gap session and table written again), an unchanged one writes nothing."""
+        new_state, name = _changed_policy(state, keys[0])
+        new_cat = Catalog(new_state)
+        affected = [k for k in gates if any(p.name == name for t in state.workload_endpoints[k].tiers
+                                            for p in t.ingress_policies)]
+        spent, writes, changed = [], 0, 0
+        for key in affected:
+            ep = WorkloadEndpoint.from_proto(key, new_state.workload_endpoints[key])
+            start = _clock()
+            again = gated_lists(new_cat, new_state, ep, Direction.INGRESS, 200_000, args.classifier_min_members,
+                                cache=cache)
+            spent.append(_clock() - start)
+            if again is None or again[1] != gates[key][1]:
+                changed += 1
+                if again is not None:
+                    gate = again[1]
+                    admits = {x for f in gate.families() for g in gate.sets
+                              for x in set_sessions(g, f, admit_members(new_state, g.set_id, f))}
+                    tables = len({m for m, _ in admits}) + len({e.shape for e in gate.gaps})
+                    writes += len(admits) + len(gate.gaps) + tables
+        if affected:
+            print(f"    policy {name} changed: {len(affected)} gated lists recompiled with the gate, "
+                  f"{statistics.mean(spent) * 1000:.0f} ms per list; {changed} gates changed: "
+                  f"{writes} classifier writes (sessions and tables of the new chains), and one ACL replace "
+                  f"per list")
+
+    policy_change()
     return _check_gated(args, cat, keys, gates)
 
 

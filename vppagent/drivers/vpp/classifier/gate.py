@@ -31,8 +31,8 @@ MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from vppagent.drivers.vpp.classifier.aliases import alias_allow_sources, real_set
@@ -41,6 +41,7 @@ from vppagent.drivers.vpp.classifier.marked import markable, marked_plan
 from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions
 from vppagent.drivers.vpp.classifier.prune import without_needless_denies
 from vppagent.drivers.vpp.classifier.regions import (
+    BOX_LIMIT,
     EPHEMERAL_START,
     Basis,
     GapEntry,
@@ -146,6 +147,8 @@ def _gate(plan: Plan) -> Gate | None:
         try:
             if MEMBER_WISE:
                 raise Unfit("member-wise forced")
+            if sum(len(own.meeting(f, d)) for f, boxes in drops[set_id].items() for d in boxes) > BOX_LIMIT:
+                raise Unfit("many rules decide P_i: worked out per member")  # (as entries: too ragged, mostly)
             admits = [e for f, boxes in drops[set_id].items() for e in entries(f, allowed_in(own, f, boxes))]
             sets.append(GatedSet(set_id, tuple(sorted(set(admits)))))
         except Unfit:
@@ -186,7 +189,7 @@ def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, 
     port mask) the set's current members need: a session's source is the longer of the member's
     and the entry's source prefix."""
     ipset = state.ipsets.get(gated.set_id)
-    lengths = {4: set(), 6: set()} if ipset is None else _lengths(ipset.members)
+    lengths = {4: set(), 6: set()} if ipset is None else _lengths(frozenset(ipset.members))
     shapes = {(e.family, max(n, e.src.prefixlen), e.dst.prefixlen, e.dport_mask)
               for e in gated.admits for n in lengths[e.family]}
     shapes |= {(f, max(n, d.src_len), d.dst_len, mask) for f, (drops, _, _) in gated.basis for d in drops
@@ -194,7 +197,9 @@ def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, 
     return shapes | {(f, n, -1, -1) for f in gated.everywhere for n in lengths[f]}  # src-only masks
 
 
-def _lengths(members: Iterable[str]) -> dict[int, set[int]]:
+@functools.lru_cache(maxsize=4096)
+def _lengths(members: frozenset[str]) -> dict[int, set[int]]:
+    """(Remembered per set content: every gate of a list that names the set asks.)"""
     out: dict[int, set[int]] = {4: set(), 6: set()}
     for m in members:
         net = ipaddress.ip_network(m, strict=False)
