@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
+from tests.agentproc import wait_for
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.server.heartbeat import DEFAULT_INTERVAL, Heartbeat, reporting_interval
 
@@ -27,24 +27,19 @@ def test_heartbeats_carry_the_uptime_and_stop_when_the_interval_is_zero() -> Non
         reads.append(interval[0])
         return {"ReportingIntervalSecs": interval[0]}
 
-    def wait_until(done: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 30  # a bound for a stuck thread, not an expected time
-        while not done():
-            assert time.monotonic() < deadline, what
-            time.sleep(0.01)
-
     stop = threading.Event()
     started = time.monotonic()
     beat = threading.Thread(target=Heartbeat(sent.append, config, started, stop).run, daemon=True)
     beat.start()
     try:
-        wait_until(lambda: len(sent) >= 2, "two heartbeats")
+        # 30 s: a bound for a stuck thread, not an expected time
+        wait_for(lambda: len(sent) >= 2, timeout=30, what="two heartbeats")
         update = sent[-1].process_status_update
         assert update.iso_timestamp and 0 < update.uptime <= time.monotonic() - started
         interval[0] = "0"
-        wait_until(lambda: "0" in reads, "a wake-up with the new interval")
+        wait_for(lambda: "0" in reads, timeout=30, what="a wake-up with the new interval")
         count = len(sent)
-        wait_until(lambda: reads.count("0") >= 3, "three wake-ups with the new interval")
+        wait_for(lambda: reads.count("0") >= 3, timeout=30, what="three wake-ups with the new interval")
         assert len(sent) == count, "no heartbeat while the interval is 0"
     finally:
         stop.set()
