@@ -206,7 +206,9 @@ class NetnsRunner:
                 raise
             finally:
                 timer.cancel()
-            if expired.is_set():
+            # Only a command the timer stopped timed out: one that ended well just as the timer
+            # fired (the kill reached a process already finished) gave its whole output.
+            if expired.is_set() and returncode != 0:
                 raise CommandError(f"{name} timed out after {limit:.0f} s")
             if returncode != 0:
                 errors.seek(0)
