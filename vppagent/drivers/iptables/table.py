@@ -5,6 +5,10 @@ inserted at the top of kernel chains ("hooks"). Every rule carries a `vpa:` comm
 (chain, previous rule's hash, rule text); a chain is right when its hash list matches. An apply
 writes the chains whose hashes differ in one `iptables-restore --noflush` and deletes our chains
 nobody references. Only chains reachable from a hook are programmed.
+
+Over 400 lines on purpose: the hash comment is written (`rule_line`) and read back (`read_save`,
+streamed from iptables-save) beside the table that compares the two, so the comment's format and
+what a read keeps have one home.
 """
 
 from __future__ import annotations
