@@ -138,6 +138,12 @@ class AgentRun:
     set_entries: int
     backend: str
 
+    def memory_and_span(self, goal: str = "") -> str:
+        """The agent's memory and the InSync span, as the RSS variant and its restart print them."""
+        return (f"agent VmRSS {self.rss_mb:.0f} MB, VmHWM {self.hwm_mb:.0f} MB ({goal}VmHWM once the snapshot "
+                f"was folded, before InSync: {self.fold_hwm_mb:.0f} MB); InSync -> all up {self.span_s:.2f} s "
+                f"(the agent's driver resync {self.resync_s:.2f} s)")
+
 
 class Agent:
     """`vppagent run --driver iptables` inside `ns`, fed by felix-shim on fd 3/4."""
@@ -367,10 +373,7 @@ def main() -> int:
                 workdir.mkdir()
                 run = run_agent(ns, big, args.rss_endpoints, workdir, None)
                 print(f"RSS variant: {args.rss_policies} policies, {args.rss_endpoints} endpoints, {run.rules} rules: "
-                      f"agent VmRSS {run.rss_mb:.0f} MB, VmHWM {run.hwm_mb:.0f} MB (goal <= 250 MB; "
-                      f"VmHWM once the snapshot was folded, before InSync: {run.fold_hwm_mb:.0f} MB); "
-                      f"InSync -> all up {run.span_s:.2f} s (the agent's driver resync {run.resync_s:.2f} s), "
-                      f"snapshot folded in {run.fold_s:.2f} s", flush=True)
+                      f"{run.memory_and_span('goal <= 250 MB; ')}, snapshot folded in {run.fold_s:.2f} s", flush=True)
                 if args.restart:
                     save_mb = sum(len(sh("ip", "netns", "exec", ns, f"{v}tables-{run.backend}-save"))
                                   for v in ("ip", "ip6")) / 2**20
@@ -378,9 +381,7 @@ def main() -> int:
                     restart_dir.mkdir()
                     again = run_agent(ns, big, args.rss_endpoints, restart_dir, None)
                     print(f"restart on the programmed namespace (iptables-save of both families: {save_mb:.0f} MB): "
-                          f"agent VmRSS {again.rss_mb:.0f} MB, VmHWM {again.hwm_mb:.0f} MB (VmHWM once the snapshot "
-                          f"was folded, before InSync: {again.fold_hwm_mb:.0f} MB); InSync -> all up "
-                          f"{again.span_s:.2f} s (the agent's driver resync {again.resync_s:.2f} s)")
+                          f"{again.memory_and_span()}")
             finally:
                 subprocess.run(["ip", "netns", "del", ns], check=False)
     return 0
