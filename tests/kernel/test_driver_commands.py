@@ -185,3 +185,27 @@ def test_an_ipv4_allowed_prefix_turns_the_kernels_rp_filter_off_for_that_interfa
     assert desired.spoofing_ifaces == {"cali1"}
     # an IPv6 prefix alone leaves IPv4's rp_filter strict
     assert StateRenderer().render(spoofing_state((), ("fd66::/64",)), Settings()).spoofing_ifaces == frozenset()
+
+
+def test_an_allowed_prefix_that_does_not_parse_fails_its_endpoint_closed() -> None:
+    # pod1 may first send from 10.66.0.0/24; then Felix adds a prefix that is no network. The
+    # endpoint fails, named with the bad prefix, and nothing stays more permissive: its allowance
+    # goes with it (no skip chain, no jump), its chains go (the dispatch drops its interface),
+    # pod2 is programmed as before.
+    runner = RecordingRunner()
+    driver, before = driver_with(runner), spoofing_state(("10.66.0.0/24",), ())
+    assert driver.resync(before.copy()).ok
+    runner.take()
+    after = spoofing_state(("10.66.0.0/24", "10.66.0.0/33"), ())
+    report = driver.apply(diff_states(before, after), after.copy())
+    failed = {str(key): why for (kind, key), why in report.failed.items() if kind is Kind.WORKLOAD_ENDPOINT}
+    assert set(failed) == {"k8s/ns/pod1/eth0"} and "10.66.0.0/33" in failed["k8s/ns/pod1/eth0"], failed
+    assert "ns/pod1" in failed["k8s/ns/pod1/eth0"], failed
+    written = {argv[0] + " " + (stdin or "").split("\n", 1)[0]: (stdin or "").splitlines()
+               for argv, stdin in runner.take() if argv[0].endswith("-restore")}
+    raw = written["iptables-nft-restore *raw"]
+    assert "-X vpa-rpf-skip" in raw and not any(line.startswith("-A vpa-rpf-skip ") for line in raw), raw
+    assert not any(line.startswith("-A vpa-PREROUTING ") and "vpa-rpf-skip" in line for line in raw), raw
+    filt = written["iptables-nft-restore *filter"]
+    assert "-X vpa-fw-cali1" in filt and "-X vpa-tw-cali1" in filt, filt
+    assert not any("cali1" in line for line in filt if line.startswith("-A ")), filt
