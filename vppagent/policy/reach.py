@@ -120,19 +120,25 @@ class ReachIndex:
     def __init__(self, rules: Sequence[Addressed], side: Side) -> None:
         self.size = len(rules)
         self.side = side
-        # (family, prefix length) -> network as int -> rule indices, in list order
-        buckets: dict[tuple[int, int], dict[int, list[int]]] = {}
+        # Rules by the network object first (the compiler hands out shared network objects, so
+        # this is one id() per rule), then by value: (family, prefix length) -> network as int
+        # -> rule indices, in list order.
+        by_object: dict[int, tuple[IPNetwork, list[int]]] = {}
         for i, rule in enumerate(rules):
             net = rule.src if side == "src" else rule.dst
-            by_net = buckets.get((net.version, net.prefixlen))
-            if by_net is None:
-                by_net = buckets[(net.version, net.prefixlen)] = {}
-            at = int(net.network_address)
-            found = by_net.get(at)
+            found = by_object.get(id(net))
             if found is None:
-                by_net[at] = [i]
+                by_object[id(net)] = (net, [i])
             else:
-                found.append(i)
+                found[1].append(i)
+        buckets: dict[tuple[int, int], dict[int, list[int]]] = {}
+        for net, indices in by_object.values():
+            by_net = buckets.setdefault((net.version, net.prefixlen), {})
+            at = int(net.network_address)
+            if at in by_net:  # equal networks in two objects
+                by_net[at] = sorted(by_net[at] + indices)
+            else:
+                by_net[at] = indices
         self._buckets = buckets
         self._sorted: dict[tuple[int, int], list[int]] = {}
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vppagent.drivers.vpp.acl.plan import Wanted
-from vppagent.drivers.vpp.acl.render import content_from_compiled
-from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
+from vppagent.drivers.vpp.acl.render import content_from_compiled, rules_from_compiled
+from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent, AclRule
 from vppagent.drivers.vpp.classifier.gate import Gate, gated_lists
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.policy.cache import CompileCache, ListKey
@@ -53,7 +53,7 @@ def restricted_direction(direction: Direction) -> bool:
 
 @dataclass
 class _Cached:
-    content: AclContent  # the whole list (L_U when there is a gate)
+    rules: tuple[AclRule, ...]  # the whole list as ACL rules (L_U when there is a gate)
     gate: Gate | None
     policies: frozenset[PolicyKey]
     profiles: frozenset[str]
@@ -61,19 +61,33 @@ class _Cached:
     # The content restricted per domain; equal restrictions are one object (by the kept rules).
     by_domain: dict[Domain, AclContent] = field(default_factory=dict)
     by_kept: dict[tuple[int, ...], AclContent] = field(default_factory=dict)
-    index: ReachIndex | None = None  # kept from the second domain on (the list is shared)
+    # Kept from the second domain on (the list is shared): the rules by prefix, and the rules'
+    # texts for the digests (computed as needed: most of a list's render cost is that text).
+    shared: tuple[ReachIndex, list[str | None]] | None = None
+    whole: AclContent | None = None
+
+    @property
+    def content(self) -> AclContent:
+        """The whole list as ACL content (digested on first use: restricted lists rarely need it)."""
+        if self.whole is None:
+            self.whole = AclContent.of(self.rules)
+        return self.whole
 
     def restricted(self, dom: Domain) -> AclContent:
         found = self.by_domain.get(dom)
         if found is not None:
             return found
-        index = self.index or ReachIndex(self.content.rules, dom.side)
+        index, texts = self.shared or (ReachIndex(self.rules, dom.side), [None] * len(self.rules))
         if self.by_domain:
-            self.index = index
+            self.shared = (index, texts)
         kept = index.kept(dom)
-        content = self.content if len(kept) == len(self.content.rules) else self.by_kept.get(kept)
+        content = self.whole if len(kept) == len(self.rules) else self.by_kept.get(kept)
         if content is None:
-            content = self.by_kept[kept] = AclContent.of(self.content.rules[i] for i in kept)
+            content = AclContent.of_texts(tuple(self.rules[i] for i in kept), _texts(self.rules, texts, kept))
+            if len(kept) == len(self.rules):
+                self.whole = content
+            else:
+                self.by_kept[kept] = content
         self.by_domain[dom] = content
         return content
 
@@ -83,7 +97,18 @@ class _Cached:
         used = {id(c) for c in self.by_domain.values()}
         self.by_kept = {k: c for k, c in self.by_kept.items() if id(c) in used}
         if len(self.by_domain) < 2:
-            self.index = None
+            self.shared = None
+
+
+def _texts(rules: tuple[AclRule, ...], texts: list[str | None], kept: tuple[int, ...]) -> list[str]:
+    """The texts of the kept rules, filling `texts` as it goes."""
+    out = []
+    for i in kept:
+        text = texts[i]
+        if text is None:
+            text = texts[i] = rules[i].text()
+        out.append(text)
+    return out
 
 
 @dataclass(frozen=True)
@@ -200,7 +225,7 @@ class ListCompiler:
                 compiled = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit,
                                             cache=self.fragments)
                 gate = None
-        return _Cached(content_from_compiled(compiled), gate,
+        return _Cached(rules_from_compiled(compiled), gate,
                        frozenset(k for t in ep.tiers for k in t.policies(direction)),
                        frozenset(ep.profile_ids), frozenset(list_keys))
 

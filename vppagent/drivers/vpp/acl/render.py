@@ -31,8 +31,12 @@ def allow_any() -> tuple[AclRule, AclRule]:
             AclRule(PERMIT_REFLECT, ANY_V6, ANY_V6, 0, ANY_PORTS, ANY_PORTS))
 
 
-def content_from_compiled(compiled: CompiledList) -> AclContent:
+def rules_from_compiled(compiled: CompiledList) -> tuple[AclRule, ...]:
     rules = [rule_from_flat(r) for r in compiled.rules]
     if compiled.default_action == "allow":
         rules.extend(allow_any())
-    return AclContent.of(rules)
+    return tuple(rules)
+
+
+def content_from_compiled(compiled: CompiledList) -> AclContent:
+    return AclContent.of(rules_from_compiled(compiled))

@@ -42,8 +42,12 @@ class AclContent:
     @staticmethod
     def of(rules: Iterable[AclRule]) -> AclContent:
         ordered = tuple(rules)
-        text = "\n".join(r.text() for r in ordered)
-        return AclContent(ordered, hashlib.sha256(text.encode()).hexdigest()[:16])
+        return AclContent.of_texts(ordered, [r.text() for r in ordered])
+
+    @staticmethod
+    def of_texts(rules: tuple[AclRule, ...], texts: Iterable[str]) -> AclContent:
+        """`of` for rules whose `text()` the caller has already (rules restricted from one list)."""
+        return AclContent(rules, hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16])
 
     def __len__(self) -> int:
         return len(self.rules)
