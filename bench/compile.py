@@ -13,7 +13,7 @@ endpoints spread over the run, same lists), then re-checks a sample of packets a
 reference evaluator.
 
 Restriction (policy/reach.py): each list without the rules no packet reaching the endpoint can
-match, as the VPP driver writes it (ingress always; egress once pods' sources are guarded,
+match, as the VPP driver writes it (ingress; egress as pods' sources are guarded,
 acl/lists.RESTRICT_EGRESS). Rules per list before and after, per direction, and compile +
 restriction time per list. The bench's endpoints (10.80.x.x) are in none of its sets (10.64-10.71),
 the kindest case for restriction; the same lists are also restricted for endpoints addressed as

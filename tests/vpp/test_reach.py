@@ -4,8 +4,8 @@ Four pods share one policy: ingress allows TCP to the named port "web" (Felix's 
 pod's (address, port) with that port), egress allows port 80 from a set of other pods' addresses.
 a and b are in the named-port set, c and d are not. Ingress: a's ACL keeps only a's entry, b's
 only b's, and c and d (nothing of the set reaches them) share one ACL. A readdressed pod gets its
-list restricted anew, without a recompile. Egress is restricted only with RESTRICT_EGRESS (once
-the source guard is in place).
+list restricted anew, without a recompile. Egress is restricted with RESTRICT_EGRESS (the source
+guard drops every other source).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_ingress_lists_keep_only_what_reaches_each_pod_and_equal_ones_share() ->
 
 
 @pytest.mark.parametrize("restrict_egress", [False, True])
-def test_egress_is_restricted_only_with_the_source_guard(monkeypatch: pytest.MonkeyPatch,
+def test_egress_is_restricted_as_the_switch_says(monkeypatch: pytest.MonkeyPatch,
                                                          restrict_egress: bool) -> None:
     monkeypatch.setattr(lists, "RESTRICT_EGRESS", restrict_egress)
     wanted = build_desired(_state(), _programmed(), ListCompiler(20_000)).wanted
@@ -146,6 +146,32 @@ def test_the_acls_in_vpp_hold_the_restricted_lists(sim_target: Target) -> None:
             ["10.65.0.12/32"]
         agrees(new, "ns/d", "10.65.0.12")
         assert driver.resync(new).writes == 0, "what the driver believes it wrote is what VPP holds"
+    finally:
+        driver.close()
+
+
+def test_egress_in_vpp_is_the_policy_for_own_sources_and_drops_the_rest(sim_target: Target) -> None:
+    """Restricted egress ACL and source guard together: a pod's own source gets the evaluator's
+    verdict; a spoofed one (another pod's address, a member of the set its rule allows from) is
+    dropped, though the unrestricted list (and the evaluator) would allow it."""
+    assert lists.RESTRICT_EGRESS, "this checks the restricted egress lists the driver writes"
+    interfaces = {pod: sim_target.pod(pod) for pod in PODS}
+    driver = make_driver(sim_target)
+    try:
+        state = _state()
+        assert driver.resync(state).ok
+        index = sim_target.bindings()[interfaces["ns/a"]][0][0]
+        assert not [r for r in sim_target.our_acls()[index].r if int(r.dstport_or_icmpcode_first) == 80], \
+            "the allow-from-s:others rules are gone from a's egress ACL"
+        checked = 0
+        for src in (PODS["ns/a"], PODS["ns/b"], "10.66.0.7", "10.66.3.9"):
+            for proto, port in (("tcp", 80), ("udp", 53), ("tcp", 443)):
+                pkt = Packet.parse(f"{proto} {src}:40000 > 10.70.0.1:{port}")
+                expected = verdict(state, wkey("ns/a"), "egress", pkt).allowed and src == PODS["ns/a"]
+                assert first_packet_allowed(sim_target.emulator, interfaces["ns/a"], "egress", pkt) == expected, \
+                    str(pkt)
+                checked += expected
+        assert checked == 1, "one own-source packet is allowed (udp/53); the spoofed tcp/80 ones are not"
     finally:
         driver.close()
 

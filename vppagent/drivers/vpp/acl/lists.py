@@ -39,11 +39,13 @@ from vppagent.state.model import DataplaneState, Kind, PolicyKey, WorkloadKey, i
 
 log = logging.getLogger(__name__)
 
-# Egress lists are restricted (to rules a source of the pod can match) only once every pod's
-# sources are guarded in VPP: the input classifier on the pod interface that drops every source
-# outside reach.egress_sources. Without it a pod can send from any address, and a rule dropped
-# for its source could still match (the ingress side needs nothing: routing decides there).
-RESTRICT_EGRESS = False
+# Egress lists are restricted (to rules a source of the pod can match) because every pod's
+# sources are guarded: the source guard (guard/, the input classifier on the pod interface) drops
+# every source outside reach.egress_sources, and converge.py binds an egress ACL only where the
+# pod's guard is attached. Without the guard a pod could send from any address, and a rule dropped
+# for its source could still match: this must go back to False if the guard ever becomes optional.
+# (The ingress side needs nothing: routing decides which destinations reach a pod.)
+RESTRICT_EGRESS = True
 
 
 def restricted_direction(direction: Direction) -> bool:
