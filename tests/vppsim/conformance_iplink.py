@@ -4,8 +4,10 @@ neighbours) and the classifier read-back the driver adopts chains with.  Return 
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
+import pytest
 from vpp_papi import VPPApiClient
 
 from tests.vppsim.conformance import MISSING_SW_IF_INDEX, NONE, Made
@@ -121,7 +123,12 @@ def test_classify_table_info_and_sessions(vpp: VPPApiClient, made: Made) -> None
 def test_classify_table_info_of_a_missing_table(vpp: VPPApiClient) -> None:
     ids = set(vpp.api.classify_table_ids().ids)
     missing = max(ids, default=0) + 1000
-    assert vpp.api.classify_table_info(table_id=missing).retval == ApiError.CLASSIFY_TABLE_NOT_FOUND
+    try:
+        retval = vpp.api.classify_table_info(table_id=missing).retval
+    except struct.error:  # (the emulator answers zeros there)
+        pytest.skip("VPP's reply for a missing table leaves mask_length uninitialized (26.06 classify_api.c): "
+                    "this time it was not zero and vpp_papi could not decode the reply")
+    assert retval == ApiError.CLASSIFY_TABLE_NOT_FOUND
     assert vpp.api.classify_session_dump(table_id=missing) == []
 
 

@@ -83,15 +83,16 @@ class SourceGuards:
         self.chains.clear()
         self.identities = {i: identity_mark(*names) for i, names in pod_interfaces.items()}
         known: set[int] = set()
+        present = set(self.calls.classify_table_ids())
         for sw_if_index in sorted(self.identities):
             for family, head in self.calls.input_tables(sw_if_index).items():
                 if head == NO_INDEX:
                     continue
-                chain = read_chain(self.calls, family, head, self.identities[sw_if_index])
+                chain = read_chain(self.calls, family, head, self.identities[sw_if_index], present)
                 if chain is not None:
                     self.chains[(sw_if_index, family)] = chain
                     known.update(chain.tables)
-        self.stale = orphans(self.calls, known)
+        self.stale = orphans(self.calls, known, present)
         if self.stale:
             log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
 

@@ -54,15 +54,17 @@ class GuardChain:
         return next((t for t, n in self.lengths.items() if n == length), None)
 
 
-def read_chain(calls: VppCalls, family: int, head: int, identity: int) -> GuardChain | None:
+def read_chain(calls: VppCalls, family: int, head: int, identity: int, present: AbstractSet[int]
+               ) -> GuardChain | None:
     """The guard chain starting at `head` on the interface whose identity mark is `identity`, or
-    None when it is not (wholly) ours, or not that interface's."""
+    None when it is not (wholly) ours, or not that interface's. `present`: the tables VPP has (a
+    record may name a freed one, which is not asked about: calls.classify_table_info_if_present)."""
     chain = GuardChain(family, [], {})
     marked = False
     at = head
     while at != NO_INDEX:
-        if at in chain.lengths:
-            return None  # a loop
+        if at in chain.lengths or at not in present:
+            return None  # a loop, or a table that is gone
         info = calls.classify_table_info_if_present(at)
         if info is None or info.miss_next != DROP:
             return None
@@ -86,10 +88,11 @@ def read_chain(calls: VppCalls, family: int, head: int, identity: int) -> GuardC
     return chain if marked and chain.lengths[head] == HOST_LENGTH[family] else None
 
 
-def orphans(calls: VppCalls, known: AbstractSet[int]) -> list[int]:
-    """Guard tables of ours that are in no chain in `known` (tables read as attached guards)."""
+def orphans(calls: VppCalls, known: AbstractSet[int], present: AbstractSet[int]) -> list[int]:
+    """Guard tables of ours among `present` (the tables VPP has) that are in no chain in `known`
+    (tables read as attached guards)."""
     out = []
-    for index in calls.classify_table_ids():
+    for index in sorted(present):
         if index in known:
             continue
         info = calls.classify_table_info_if_present(index)
