@@ -21,9 +21,9 @@ from tests.policy.helpers import ALLOW_ALL, EP, build_state, tcp, tier
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, first_match
 from vppagent.policy.evaluate import verdict
-from vppagent.policy.flat import CompiledList
+from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.generate import Case, case_from_seed, random_case, random_packets, seeds
-from vppagent.policy.model import IPAddress, IPNetwork, WorkloadEndpoint
+from vppagent.policy.model import IPAddress, IPNetwork, PortRange, WorkloadEndpoint
 from vppagent.policy.packet import Packet
 from vppagent.policy.reach import (
     Domain,
@@ -290,3 +290,18 @@ def test_nothing_dead_gives_the_same_list() -> None:
     assert restrict(compiled, _ep(state), "ingress") is compiled
     with pytest.raises(ValueError, match="egress"):
         restrict(compiled, _ep(state), "egress")
+
+
+def test_equal_networks_in_distinct_objects_are_one_bucket() -> None:
+    """The index groups by network object first: equal networks made apart still meet."""
+    any4, full = _net("0.0.0.0/0"), PortRange(0, 65535)
+    rules = [FlatRule("allow", 4, _net(src), any4, 6, full, full)
+             for src in ("10.1.0.0/16", "10.2.0.0/16", "10.1.0.0/16", "10.1.7.0/24")]
+    assert rules[0].src is not rules[2].src
+    index = ReachIndex(rules, "src")
+    assert index.kept(Domain("src", (_net("10.1.7.9/32"),))) == (0, 2, 3)
+    assert index.kept(Domain("src", (_net("10.0.0.0/8"),))) == (0, 1, 2, 3)
+    assert index.kept(Domain("src", (_net("10.2.0.0/24"), _net("10.1.8.0/24")))) == (0, 1, 2)
+    assert index.kept(Domain("src", (_net("fd00::1/128"),))) == ()
+    with pytest.raises(ValueError, match="src"):
+        index.kept(Domain("dst", ()))

@@ -118,7 +118,6 @@ class ReachIndex:
     """One list's rules grouped by their prefix on one side, to restrict it to many domains."""
 
     def __init__(self, rules: Sequence[Addressed], side: Side) -> None:
-        self.size = len(rules)
         self.side = side
         # Rules by the network object first (the compiler hands out shared network objects, so
         # this is one id() per rule), then by value: (family, prefix length) -> network as int
