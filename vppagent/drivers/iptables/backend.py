@@ -31,7 +31,8 @@ class Backend:
 
 def _has_rules(runner: Runner, name: BackendName) -> bool:
     """Whether the backend holds any rule, in either family; read as it comes and stopped at
-    the first rule (a restarting agent's own rules: ~45 MB of iptables-save at 10,000 endpoints)."""
+    the first rule (a restarting agent's own rules: tens of MB of iptables-save at 10,000
+    endpoints)."""
     for family in (4, 6):
         try:
             if runner.stream([Backend(name).save(family)], _any_rule, timeout=30):

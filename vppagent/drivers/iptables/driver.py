@@ -165,8 +165,9 @@ class IptablesDriver(Driver):
         return table
 
     def _read_all(self, families: tuple[int, ...]) -> str | None:
-        """One iptables-save per family for every table, read as it comes (never whole: ~45 MB
-        at 10,000 endpoints, at every agent restart); the error, if any."""
+        """One iptables-save per family for every table, read as it comes (never whole: tens of
+        MB at 10,000 endpoints, at every agent restart; docs/kernel-driver.md, Restart); the
+        error, if any."""
         assert self.backend is not None
         for family in families:
             try:

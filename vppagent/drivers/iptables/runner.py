@@ -6,8 +6,9 @@ one: a single worker thread, inside a named network namespace when one is given;
 recording fake to `IptablesDriver(runner=...)` instead.
 
 Commands run without a shell, with a timeout, and are counted by name for the state report and
-the benchmark. A command whose output can be big (`iptables-save`: ~45 MB at 10,000 endpoints)
-is read with `stream`, a line at a time as it comes, so its whole text never exists in memory.
+the benchmark. A command whose output can be big (`iptables-save`: tens of MB at 10,000
+endpoints, docs/kernel-driver.md) is read with `stream`, a line at a time as it comes, so its
+whole text never exists in memory.
 """
 
 from __future__ import annotations
