@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from vppagent.drivers.vpp.classifier.aliases import alias_allow_sources, real_set
 from vppagent.drivers.vpp.classifier.grouped import grouped_plan
 from vppagent.drivers.vpp.classifier.marked import markable, marked_plan
-from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions
+from vppagent.drivers.vpp.classifier.plan import MAX_GAP_SESSIONS, MAX_GAP_TABLES, Drop, Plan, Regions, gap_entries
 from vppagent.drivers.vpp.classifier.prune import without_needless_denies
 from vppagent.drivers.vpp.classifier.regions import (
     BOX_LIMIT,
@@ -62,8 +62,6 @@ from vppagent.state.model import DataplaneState
 
 __all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "port_blocks"]
 
-MAX_GAP_SESSIONS = 1024
-MAX_GAP_TABLES = 8
 MAX_PERMIT_TABLES = 8
 MAX_ATTEMPTS = 3
 MEMBER_WISE = False  # tests set it: every P_i worked out per member (the path ragged regions take)
@@ -136,7 +134,7 @@ def _gate(plan: Plan) -> Gate | None:
         try:
             drops[set_id] = {f: denied_in(plan.empty, f, boxes) for f, boxes in plan.regions[set_id].items()}
             for f, boxes in drops[set_id].items():
-                entries(f, boxes)
+                gap_entries(f, boxes)
         except Unfit:
             unfit.append(set_id)  # all of them at once: each new plan is a compile
     if unfit:

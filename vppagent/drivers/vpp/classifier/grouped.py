@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.classifier.aliases import split_ports
-from vppagent.drivers.vpp.classifier.plan import Plan, Regions
-from vppagent.drivers.vpp.classifier.regions import Unfit, View, denied_in, disjoint, entries
+from vppagent.drivers.vpp.classifier.plan import Plan, Regions, gap_entries
+from vppagent.drivers.vpp.classifier.regions import Unfit, View, denied_in, disjoint
 from vppagent.drivers.vpp.classifier.source import ANY, candidates, policy_names, with_members
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.boxes import full_box
@@ -92,7 +92,7 @@ def _unfit_ports(state: DataplaneState, ep: WorkloadEndpoint, direction: Directi
         for family, boxes in region.items():
             for box in boxes:
                 try:
-                    entries(family, denied_in(empty, family, [box]))
+                    gap_entries(family, denied_in(empty, family, [box]))
                 except Unfit:
                     proto = box.proto_lo if box.proto_lo == box.proto_hi else 0
                     out.setdefault(set_id, []).append((proto, box.b_lo, box.b_hi))

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.classifier.aliases import mark_sources, split_ports
-from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions
-from vppagent.drivers.vpp.classifier.regions import Slice, Unfit, View, denied_in, entries, marked_region
+from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions, gap_entries
+from vppagent.drivers.vpp.classifier.regions import Slice, Unfit, View, denied_in, marked_region
 from vppagent.drivers.vpp.classifier.source import ANY, candidates, policy_names, rules, with_members
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
@@ -61,7 +61,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
             for family, boxes in regions[set_id].items():
                 for box in boxes:
                     try:
-                        entries(family, denied_in(empty, family, [box]))
+                        gap_entries(family, denied_in(empty, family, [box]))
                     except Unfit:
                         unfit.add((box.proto_lo if box.proto_lo == box.proto_hi else 0, box.b_lo, box.b_hi))
         if not (unfit and may_split):
