@@ -22,7 +22,7 @@ def members(k: int) -> list[str]:
 
 def _in_sets(prefix: str) -> bool:
     net = ipaddress.ip_network(prefix)
-    return net.version == 4 and net.subnet_of(ipaddress.ip_network("10.70.0.0/16"))
+    return isinstance(net, ipaddress.IPv4Network) and net.subnet_of(ipaddress.IPv4Network("10.70.0.0/16"))
 
 
 def messages() -> list:  # type: ignore[type-arg]
