@@ -10,12 +10,14 @@ guard drops every other source).
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from tests.vpp.helpers import Target, first_packet_allowed, make_driver, state_of, wkey
 from vppagent.drivers.vpp.acl import lists
 from vppagent.drivers.vpp.acl.lists import ListCompiler
-from vppagent.drivers.vpp.api.types import AclContent
+from vppagent.drivers.vpp.api.types import AclContent, RouteTarget
 from vppagent.drivers.vpp.desired import build_desired
 from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
 from vppagent.drivers.vpp.tags import workload_tag
@@ -106,6 +108,26 @@ def test_a_readdressed_pod_gets_its_list_restricted_anew_without_a_recompile() -
     assert _web_destinations(before[IFX["ns/c"]][1]) == []
     assert _web_destinations(wanted[IFX["ns/c"]][1]) == [f"{spare}/32"]
     assert wanted[IFX["ns/d"]] == before[IFX["ns/d"]]
+
+
+def test_a_readdressed_pod_whose_list_fails_keeps_its_guard_and_routes_with_its_pinned_lists() -> None:
+    """Its pinned lists are restricted to its old address: its guard and routes must not move to
+    the new one (they would send the lists packets whose rules the restriction dropped)."""
+    compiler = ListCompiler(20_000)
+    old = _state()
+    c, moved = IFX["ns/c"], "10.65.0.14"
+    programmed = _programmed()
+    programmed.routes = {ipaddress.ip_network(f"{a}/32"): RouteTarget(sw_if_index=IFX[p]) for p, a in PODS.items()}
+    before = build_desired(old, programmed, compiler)
+    assert c in before.guards and str(before.guards[c].ipv4_nets[0]) == f"{PODS['ns/c']}/32"
+    broken = _state({**PODS, "ns/c": moved})
+    broken.policies[next(iter(broken.policies))].inbound_rules[0].dst_named_port_ip_set_ids.append("n:missing")
+    compiler.invalidate(diff_states(old, broken), broken)
+    after = build_desired(broken, programmed, compiler)
+    assert c in after.pinned and after.wanted[c] == (None, None), "its list does not compile: pinned"
+    assert c not in after.guards, "its guard is not prepared for the new address"
+    routes_c = {str(net) for net, target in after.routes.items() if target.sw_if_index == c}
+    assert routes_c == {f"{PODS['ns/c']}/32"}, "its routes stay as programmed"
 
 
 def test_the_acls_in_vpp_hold_the_restricted_lists(sim_target: Target) -> None:

@@ -8,7 +8,7 @@ routes, and the Felix object each serves.
   from an interface it has no endpoint for; its routes (made at CNI Add) are left alone.
 - Host endpoints: acl/hostendpoints.py. Remote blocks: routes.py.
 A list that cannot be compiled fails its endpoint (status "error") and pins what the endpoint
-has in place: never a partial or more open list.
+has in place (its lists, source guard and routes): never a partial or more open list.
 """
 
 from __future__ import annotations
@@ -67,18 +67,22 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
         served.add(ifx)
         out.owners[ifx] = owner
         ep = known.ep
-        out.guards[ifx] = ep
         try:
             egress = compiler.workload(catalog, ep, Direction.EGRESS, known.specs[Direction.EGRESS])
             ingress, gate = compiler.program(catalog, ep, Direction.INGRESS, known.specs[Direction.INGRESS])
         except PolicyError as exc:
+            # Its guard and routes stay as they are too: the pinned lists are restricted to the
+            # addresses they were made for (acl/lists.py), so a guard or a route for new addresses
+            # would send them packets whose rules the restriction dropped.
             out.failed[owner] = str(exc)
             out.wanted[ifx] = (None, None)
             out.pinned.add(ifx)
-        else:
-            out.wanted[ifx] = (egress, ingress)
-            if gate is not None:
-                out.gates[ifx] = gate
+            _keep_routes(programmed, ifx, out)
+            continue
+        out.guards[ifx] = ep
+        out.wanted[ifx] = (egress, ingress)
+        if gate is not None:
+            out.gates[ifx] = gate
         for host in known.hosts:
             out.routes[host] = RouteTarget(sw_if_index=ifx)
             out.route_owners[host] = owner
