@@ -110,6 +110,22 @@ def test_a_readdressed_pod_gets_its_list_restricted_anew_without_a_recompile() -
     assert wanted[IFX["ns/d"]] == before[IFX["ns/d"]]
 
 
+def test_pods_that_swap_addresses_get_each_others_restrictions_and_the_cache_keeps_only_current_ones() -> None:
+    compiler = ListCompiler(20_000)
+    old = _state()
+    build_desired(old, _programmed(), compiler)
+    # a and c swap (the named-port set stays the same: no recompile), d moves to a new address.
+    swapped = _state({**PODS, "ns/a": PODS["ns/c"], "ns/c": PODS["ns/a"], "ns/d": "10.65.0.12"},
+                     web=("ns/c", "ns/b"))
+    compiler.invalidate(diff_states(old, swapped), swapped)
+    wanted = build_desired(swapped, _programmed(), compiler).wanted
+    assert _web_destinations(wanted[IFX["ns/a"]][1]) == []
+    assert _web_destinations(wanted[IFX["ns/c"]][1]) == [f"{PODS['ns/a']}/32"]
+    assert _web_destinations(wanted[IFX["ns/b"]][1]) == [f"{PODS['ns/b']}/32"]
+    held = {len(cached.by_domain) for cached in compiler._cache.values()}
+    assert held == {len(PODS)}, "one restriction per current domain and list: d's old one is gone"
+
+
 def test_a_readdressed_pod_whose_list_fails_keeps_its_guard_and_routes_with_its_pinned_lists() -> None:
     """Its pinned lists are restricted to its old address: its guard and routes must not move to
     the new one (they would send the lists packets whose rules the restriction dropped)."""
