@@ -17,7 +17,8 @@ from tests.vpp.helpers import (
     state_of,
     tables_but_guards,
 )
-from tests.vpp.test_classifier import MEMBERS
+from tests.vpp.test_classifier import MEMBERS, established
+from tests.vpp.test_classifier import PODS as GATED_PODS
 from tests.vpp.test_classifier import messages as gated_messages
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.classifier.read import read_chains
@@ -333,3 +334,31 @@ def test_a_guard_update_vpp_refuses_closes_the_pods_egress_until_it_is_made(sim_
         assert sends(sim_target, a, "10.65.0.20") and not sends(sim_target, a, "10.65.0.2")
     finally:
         driver.close()
+
+
+def test_a_gated_pods_chain_is_detached_before_its_interface_goes(sim_target: Target) -> None:
+    """The same VPP behaviour on output: a chain left recorded for a deleted pod interface would
+    leave the next pod at that index with its widened list L_U and no chain (ip4-outacl off)."""
+    driver = make_driver(sim_target, pod_interface="tap", plumbing=FakePlumbing())
+    try:
+        state = state_of(gated_messages(MEMBERS))
+        driver.resync(state)
+        for i, (pod, ip) in enumerate(GATED_PODS.items()):
+            driver.attach_pod(pod_spec(pod, [f"{ip}/32"], host_ifname=f"cali{i}"))
+        assert driver.resync(state).ok
+        before = gated_interfaces(sim_target)
+        assert not established(sim_target, before, "ns/other", "ns/web0", "tcp", 80)
+        assert driver.detach_pod(PodDelete("/proc/self/ns/net", "eth0")) == "cali0"  # ns/web0's
+        driver.attach_pod(pod_spec("ns/web0", [f"{GATED_PODS['ns/web0']}/32"], host_ifname="cali0"))
+        assert driver.resync(state).ok
+        after = gated_interfaces(sim_target)
+        assert after["ns/web0"] == before["ns/web0"], "VPP handed the index on"
+        assert established(sim_target, after, "ns/client", "ns/web0", "tcp", 80)
+        assert not established(sim_target, after, "ns/other", "ns/web0", "tcp", 80), "its chain is on"
+    finally:
+        driver.close()
+
+
+def gated_interfaces(target: Target) -> dict[str, int]:
+    by_tag = {i.tag: i.sw_if_index for i in target.emulator.state.interfaces.all()}
+    return {p: by_tag[f"vpa1:wl:k8s/{p}/eth0"] for p in GATED_PODS if f"vpa1:wl:k8s/{p}/eth0" in by_tag}

@@ -26,6 +26,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
+from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.classifier.admits import Session, member_sessions, members
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
@@ -144,7 +145,15 @@ class ClassifierChains:
         self.stale = []
 
     def interface_gone(self, sw_if_index: int) -> None:
-        self.attached.pop(sw_if_index, None)
+        """Called before a pod interface is deleted: its chains come off first. VPP keeps an
+        interface's classifier record when the interface goes, and the next interface given that
+        index inherits it with ip4-outacl off, where an add then does nothing (26.06;
+        docs/vpp-driver.md, "Source guard")."""
+        try:
+            self._attach(sw_if_index, {})
+        except ApiRefused as exc:
+            log.warning("classifier chain on interface %d not detached: %s", sw_if_index, exc)
+            self.attached.pop(sw_if_index, None)
         self.gate_of.pop(sw_if_index, None)
 
     # -- building ----------------------------------------------------------------------------------
