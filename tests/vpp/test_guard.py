@@ -362,3 +362,25 @@ def test_a_gated_pods_chain_is_detached_before_its_interface_goes(sim_target: Ta
 def gated_interfaces(target: Target) -> dict[str, int]:
     by_tag = {i.tag: i.sw_if_index for i in target.emulator.state.interfaces.all()}
     return {p: by_tag[f"vpa1:wl:k8s/{p}/eth0"] for p in GATED_PODS if f"vpa1:wl:k8s/{p}/eth0" in by_tag}
+
+
+def test_a_resync_of_an_unchanged_vpp_trusts_the_guards_this_driver_made(sim_target: Target) -> None:
+    """A periodic resync reads no guard back while every table of ours is still listed (one
+    `classify_table_ids`); once a guard table is gone, the driver reads back and rebuilds."""
+    a = sim_target.pod("ns/a")
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(messages())
+        assert driver.resync(state).ok
+        before = driver.conn.requests.copy()
+        report = driver.resync(state)
+        assert report.ok and report.writes == 0
+        asked = driver.conn.requests - before
+        assert not {m: n for m, n in asked.items() if m in ("classify_table_by_interface", "classify_table_info",
+                                                            "classify_session_dump")}, asked
+        gone = guard_tables(driver, a)[4][-1]
+        sim_target.raw.api.classify_add_del_table(is_add=False, table_index=gone, del_chain=False)
+        assert driver.resync(state).ok
+        assert sends(sim_target, a, "10.65.0.2") and not sends(sim_target, a, "10.65.0.3")
+    finally:
+        driver.close()

@@ -293,6 +293,7 @@ class VppDriver(Driver):
         self._translations = None
         self._cnat_setup, self._cnat_interfaces = False, set()
         self._snat_proxy.connected()
+        self.classifier.connected()
         if self._had_connection:
             self.stats["reconnects"] += 1
         self._had_connection = True

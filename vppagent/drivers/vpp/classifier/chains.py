@@ -59,19 +59,29 @@ class ClassifierChains:
         self.stale: list[Chain | FoundChain] = []  # ours, adopted by nobody: detached, deleted in finish
         # per (gated set, family): the members' object last seen, and each member's admit sessions
         self._wanted_memo: dict[tuple[GatedSet, int], tuple[object, dict[str, frozenset[Session]]]] = {}
+        self._read_since_connect = False
+
+    def connected(self) -> None:
+        """A new connection to VPP: the next `reread` reads our chains back even if we know none."""
+        self._read_since_connect = False
 
     def reread(self) -> None:
         """After a fresh read of VPP: keep what this driver knows while its tables are all there;
-        otherwise (VPP restarted, or a new driver) read our chains back for `prepare` to adopt."""
+        otherwise (VPP restarted, or a new driver) read our chains back for `prepare` to adopt.
+        A driver that knows no chain and has read back since it connected reads nothing: every
+        table VPP lists would be read (the source guards' too: three per pod) on every resync."""
         if self.chains:
             present = set(self.calls.classify_table_ids())
             if all(t in present for c in self.chains.values() for t in c.tables):
                 return
             log.info("classifier tables gone (VPP restarted): reading back what is left")
+        elif self._read_since_connect:
+            return
         self.chains.clear()
         self.attached.clear()
         self.gate_of.clear()
         self.found = read_chains(self.calls)
+        self._read_since_connect = True
 
     # -- before the ACLs widen ---------------------------------------------------------------------
     def prepare(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int] = frozenset(),

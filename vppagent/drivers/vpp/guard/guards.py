@@ -78,10 +78,18 @@ class SourceGuards:
 
     # -- read back -------------------------------------------------------------------------------
     def reread(self, pod_interfaces: Mapping[int, tuple[str, str]]) -> None:
-        """Forget what this driver knew and read back the guards of the pod interfaces
-        (sw_if_index -> (tag, name)) (after a connect: VPP may have restarted, or this is a new agent)."""
+        """After a fresh read of VPP, the pod interfaces (sw_if_index -> (tag, name)): keep what this
+        driver knows while every table of its chains is there and every guarded interface is still
+        the same pod (a resync of an unchanged VPP then costs one read, not three per pod: 14,000
+        reads and ~15 s at 2,000 pods); otherwise (VPP restarted, a new agent, an interface
+        replaced) forget it and read the guards back. Interfaces this driver does not guard yet
+        need no read here: `ensure` checks VPP's record of an interface before attaching to it."""
+        identities = {i: identity_mark(*names) for i, names in pod_interfaces.items()}
+        if self.chains and self._still_held(identities):
+            self.identities.update(identities)
+            return
         self.chains.clear()
-        self.identities = {i: identity_mark(*names) for i, names in pod_interfaces.items()}
+        self.identities = identities
         known: set[int] = set()
         present = set(self.calls.classify_table_ids())
         for sw_if_index in sorted(self.identities):
@@ -95,6 +103,12 @@ class SourceGuards:
         self.stale = orphans(self.calls, known, present)
         if self.stale:
             log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
+
+    def _still_held(self, identities: Mapping[int, int]) -> bool:
+        if any(identities.get(i) != self.identities.get(i) for i, _family in self.chains):
+            return False
+        present = set(self.calls.classify_table_ids())
+        return all(t in present for chain in self.chains.values() for t in chain.tables)
 
     # -- before the ACLs change ------------------------------------------------------------------
     def sources_of(self, ep: WorkloadEndpoint) -> GuardSources:
