@@ -384,3 +384,36 @@ def test_a_resync_of_an_unchanged_vpp_trusts_the_guards_this_driver_made(sim_tar
         assert sends(sim_target, a, "10.65.0.2") and not sends(sim_target, a, "10.65.0.3")
     finally:
         driver.close()
+
+
+def test_new_sources_pass_the_guard_only_once_the_list_for_them_is_written(sim_target: Target) -> None:
+    """The egress list is restricted to the pod's sources: a "deny from 10.70.0.0/16" is dropped
+    from it while 10.70.0.0/16 is not a source. When the prefix is allowed, the guard may let it
+    through only after the list that holds the deny again is written; while VPP refuses that
+    list, packets from the prefix are dropped (before: the guard widened first, and the old list
+    let them through to the "allow all")."""
+    a = sim_target.pod("ns/a")
+    sim_target.pod("ns/b")
+
+    def with_deny(allowed: Sequence[str] = ()) -> list[felix.ToDataplane]:
+        msgs = messages(allowed=allowed)
+        msgs[1] = b.profile("open", inbound=[b.rule("allow")],
+                            outbound=[b.rule("deny", src_net=["10.70.0.0/16"]), b.rule("allow")])
+        return msgs
+
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(with_deny())
+        assert driver.resync(state).ok
+        sim_target.emulator.faults.reject("acl_add_replace", -7)
+        opened = state_of(with_deny(allowed=["10.70.0.0/16", "10.71.0.0/16"]))
+        report = driver.apply(diff_states(state, opened), opened)
+        assert report.ok and "ns/a" in {key.workload_id for _, key in report.failed}, report
+        assert not sends(sim_target, a, "10.70.1.1") and not sends(sim_target, a, "10.71.1.1"), "new sources wait"
+        assert sends(sim_target, a, "10.65.0.2")
+        sim_target.emulator.faults.clear()
+        assert driver.resync(opened).ok
+        assert not sends(sim_target, a, "10.70.1.1"), "the policy's deny holds"
+        assert sends(sim_target, a, "10.71.1.1") and sends(sim_target, a, "10.65.0.2")
+    finally:
+        driver.close()

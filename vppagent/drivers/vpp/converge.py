@@ -1,9 +1,11 @@
 """One convergence pass: what a state needs (desired.py) against what VPP holds (programmed.py),
 one object kind after the other, each compared by its own pure plan and then written:
 
-    source guards       guard/guards.py       prepare (each pod's guard before its egress ACL)
+    source guards       guard/guards.py       prepare (each pod's guard before its egress ACL;
+                                              sources it loses go now, new ones wait)
     classifier chains   classifier/chains.py  prepare (chains and members before ACLs widen)
     ACLs and bindings   acl/plan.py -> acl/apply.py
+    source guards       guard/guards.py       widen (new sources, where the lists were written)
     classifier chains   classifier/chains.py  finish (detach and delete after ACLs narrowed)
     source guards       guard/guards.py       finish (detach and delete after ACLs narrowed)
     routes              routes.py  plan_routes -> apply_routes
@@ -87,6 +89,11 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
                 failed.setdefault(desired.owners[ifx], str(exc))
     for owner, reason in apply_plan(calls, programmed, desired.owners, plan_all(programmed, desired.wanted)).items():
         failed.setdefault(owner, reason)
+    # New sources on the guards once the lists restricted to them are written (guards.prepare).
+    ready = {ifx for ifx in desired.guards if desired.owners.get(ifx) not in failed}
+    for ifx, reason in guards.widen(ready).items():
+        if ifx in desired.owners:
+            failed.setdefault(desired.owners[ifx], reason)
     try:
         classifier.finish(gates)  # and off after they narrowed back
     except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass

@@ -389,8 +389,8 @@ class VppDriver(Driver):
         programmed = self.programmed()
         sw_if_index = programmed.pod_interfaces().get(workload_tag(workload))
         pb = None if self._state is None else self._state.workload_endpoints.get(workload)
-        if sw_if_index is None:
-            return wanted
+        if sw_if_index is None:  # no interface to guard: its egress list is restricted, so closed
+            return (DENY_ALL, ingress)
         info = programmed.interfaces[sw_if_index]
         ep = None
         if pb is not None and egress is not DENY_ALL:  # Felix sent it, and it parsed (wanted_for)

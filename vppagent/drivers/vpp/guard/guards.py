@@ -75,6 +75,8 @@ class SourceGuards:
         # Every pass asks for every endpoint's sources; working them out costs ~30 µs
         # (egress_sources collapses them), looking them up here ~1 µs.
         self._sources: dict[Hashable, GuardSources] = {}
+        # (sw_if_index, family) -> the sources a guard gets once its pod's lists hold them (`widen`)
+        self._widen: dict[tuple[int, int], frozenset[IPNetwork]] = {}
 
     # -- read back -------------------------------------------------------------------------------
     def reread(self, pod_interfaces: Mapping[int, tuple[str, str]]) -> None:
@@ -121,19 +123,28 @@ class SourceGuards:
         return found
 
     def prepare(self, wanted: Mapping[int, WorkloadEndpoint], names: Mapping[int, tuple[str, str]]) -> dict[int, str]:
-        """Every interface in `wanted` (its endpoint; its tag and name in `names`) guarded by exactly
-        the endpoint's sources; what failed, per interface."""
+        """Before the ACLs change: every interface in `wanted` (its endpoint; its tag and name in
+        `names`) guarded, by its endpoint's sources where it had no guard, else by the sources it
+        keeps (leaving ones out now; new ones wait for `widen`); what failed, per interface.
+
+        Why new sources wait: the pod's egress list is restricted to its sources (policy/reach.py),
+        so until the list for the new sources is written, a packet from one meets a list whose
+        rules for it were dropped (a "deny from X" before an "allow all" is gone): let through, it
+        could pass what policy denies. Dropped meanwhile, it fails closed."""
         failed: dict[int, str] = {}
+        self._widen.clear()
         for sw_if_index in sorted(wanted):
             try:
-                self.ensure(sw_if_index, names[sw_if_index], self.sources_of(wanted[sw_if_index]))
+                self.ensure(sw_if_index, names[sw_if_index], self.sources_of(wanted[sw_if_index]), widen_now=False)
             except (ApiRefused, GuardError) as exc:
                 log.warning("source guard on interface %d: %s", sw_if_index, exc)
                 failed[sw_if_index] = f"source guard: {exc}"
         return failed
 
-    def ensure(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources) -> None:
-        """The interface (tag, name) guarded by exactly `sources`."""
+    def ensure(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources, *,
+               widen_now: bool = True) -> None:
+        """The interface (tag, name) guarded by exactly `sources`; with `widen_now` False, an
+        existing guard loses its leaving sources now and gains the new ones in `widen`."""
         identity = identity_mark(*names)
         if self.identities.setdefault(sw_if_index, identity) != identity:
             self.forget(sw_if_index)
@@ -150,7 +161,28 @@ class SourceGuards:
                     raise
                 self.chains[(sw_if_index, family)] = chain
             elif chain.sources != wanted:
+                if widen_now or wanted <= chain.sources:
+                    self._update(chain, wanted)
+                else:
+                    self._update(chain, frozenset(chain.sources & wanted))
+                    self._widen[(sw_if_index, family)] = wanted
+
+    def widen(self, ready: AbstractSet[int]) -> dict[int, str]:
+        """After the ACLs were written: the guards `prepare` kept narrow get their new sources, on
+        the interfaces in `ready` (whose lists were written); the others stay narrow (closed) and
+        are widened by a later pass. What failed, per interface (its guard stays narrow)."""
+        failed: dict[int, str] = {}
+        pending, self._widen = self._widen, {}
+        for (sw_if_index, family), wanted in sorted(pending.items(), key=lambda item: item[0]):
+            chain = self.chains.get((sw_if_index, family))
+            if chain is None or sw_if_index not in ready:
+                continue
+            try:
                 self._update(chain, wanted)
+            except (ApiRefused, GuardError) as exc:
+                log.warning("source guard on interface %d: %s", sw_if_index, exc)
+                failed[sw_if_index] = f"source guard: {exc}"
+        return failed
 
     def attach_new(self, sw_if_index: int, names: tuple[str, str], ep: WorkloadEndpoint | None) -> bool:
         """A pod interface just created (CNI Add): what was held or recorded for its index is not
