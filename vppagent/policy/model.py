@@ -196,9 +196,17 @@ class WorkloadEndpoint:
     def from_proto(key: WorkloadKey, pb: felix.WorkloadEndpoint) -> WorkloadEndpoint:
         return WorkloadEndpoint(
             key, pb.name, pb.state == "active", tuple(pb.profile_ids),
-            tuple(_net(n) for n in pb.ipv4_nets), tuple(_net(n) for n in pb.ipv6_nets),
+            _endpoint_nets(pb.ipv4_nets, "ipv4_nets"), _endpoint_nets(pb.ipv6_nets, "ipv6_nets"),
             tuple(Tier.from_proto(t) for t in pb.tiers),
-            tuple(_net(n) for n in pb.allow_spoofed_source_prefixes))
+            _endpoint_nets(pb.allow_spoofed_source_prefixes, "allow_spoofed_source_prefixes"))
+
+
+def _endpoint_nets(texts: Iterable[str], field: str) -> tuple[IPNetwork, ...]:
+    """An endpoint's prefixes; one that does not parse is the endpoint's error, naming the field."""
+    try:
+        return tuple(_net(t) for t in texts)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
 
 
 @dataclass(frozen=True)
