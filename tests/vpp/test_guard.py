@@ -238,6 +238,27 @@ def test_gate_and_guard_never_take_each_others_tables(sim_target: Target) -> Non
         driver.close()
 
 
+def test_a_removed_endpoints_guard_stays_while_vpp_refuses_its_drop_everything_list(sim_target: Target) -> None:
+    """Its old list, restricted to its sources, is still bound: without the guard a spoofed source
+    would pass it. The guard goes once the drop-everything list is bound."""
+    a = sim_target.pod("ns/a")
+    sim_target.pod("ns/b")
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(messages())
+        assert driver.resync(state).ok
+        sim_target.emulator.faults.reject("acl_interface_set_acl_list", -7)
+        gone = state_of(messages(pods=["ns/b"]))
+        driver.apply(diff_states(state, gone), gone)
+        assert guard_tables(driver, a) != {} and input_record(sim_target, a) != (NO_INDEX, NO_INDEX)
+        assert sends(sim_target, a, "10.65.0.2") and not sends(sim_target, a, "10.65.0.3"), "old list, guarded"
+        sim_target.emulator.faults.clear()
+        assert driver.resync(gone).ok
+        assert guard_tables(driver, a) == {} and not sends(sim_target, a, "10.65.0.2")
+    finally:
+        driver.close()
+
+
 def test_a_guard_vpp_refuses_fails_its_endpoint_closed(sim_target: Target) -> None:
     a = sim_target.pod("ns/a")
     sim_target.pod("ns/b")

@@ -98,7 +98,10 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
         classifier.finish(gates)  # and off after they narrowed back
     except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass
         log.warning("classifier clean-up incomplete: %s", exc)
-    guards.finish(set(desired.guards) | desired.pinned)
+    # A guard goes only once its interface's egress ACL is what this pass wanted (drop-everything
+    # for a pod with no endpoint): where VPP refused that bind, the old list restricted to the
+    # pod's sources is still there, and without its guard it would let spoofed sources through.
+    guards.finish(set(desired.guards) | desired.pinned | _egress_unsettled(programmed, desired.wanted))
     route_plan = plan_routes(programmed.routes, desired.routes, our_routes(programmed, state, made))
     for owner, reason in apply_routes(calls, programmed, route_plan, desired.route_owners).items():
         failed.setdefault(owner, reason)
@@ -117,6 +120,16 @@ def _guard(guards: SourceGuards, wanted_guards: dict[int, WorkloadEndpoint], pro
         if ifx in owners:
             failed.setdefault(owners[ifx], reason)
         wanted[ifx] = (DENY_ALL, wanted.get(ifx, (None, None))[1])
+
+
+def _egress_unsettled(programmed: Programmed, wanted: dict[int, Wanted]) -> set[int]:
+    """Interfaces whose egress (VPP input) ACL is not the one this pass wanted."""
+    out = set()
+    for ifx, (egress, _) in wanted.items():
+        acl = programmed.binding(ifx)[0]
+        if egress is not None and (acl is None or programmed.acls.get(acl) != egress):
+            out.add(ifx)
+    return out
 
 
 def _bound_out(programmed: Programmed, sw_if_index: int) -> AclContent | None:
