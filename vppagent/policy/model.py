@@ -332,8 +332,13 @@ def _icmp(pb: felix.Rule, type_field: str, code_field: str, ctx: _RuleContext) -
     return None
 
 
+def action_of(text: str) -> Action | None:
+    """A rule's action as Felix spells it (any case, spaces around), None when unknown."""
+    return _ACTIONS.get(text.strip().lower())
+
+
 def build_rule(pb: felix.Rule, ctx: _RuleContext) -> Rule:
-    action = _ACTIONS.get(pb.action.strip().lower())
+    action = action_of(pb.action)
     if action is None:
         raise ctx.error(f"unknown action {pb.action!r}")
     ip_version = int(pb.ip_version)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from vppagent.gen.felix import felixbackend_pb2 as felix
-from vppagent.policy.model import PROTOCOL_NUMBERS, Action, Rule
+from vppagent.policy.model import PROTOCOL_NUMBERS, Action, Rule, action_of
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import DataplaneState, Kind, PolicyKey
 
@@ -107,7 +107,9 @@ def mark_sources(state: DataplaneState, names: Names, markers: dict[str, int]) -
 
 
 def _allows(rule: felix.Rule) -> bool:
-    return rule.action in ("", "allow")
+    """As the model reads the action ("Allow" too: a rule of a candidate left unmarked would put
+    its set in L_0 as every address, and the gate would admit anyone there)."""
+    return action_of(rule.action) is Action.ALLOW
 
 
 def _copy(rule: felix.Rule, *, src: list[str] | None = None, ports: list[felix.PortRange] | None = None,
