@@ -24,6 +24,7 @@ import pytest
 from tests.realvpp import RealVpp
 from tests.realvpp.cases import POD_A, PODS, PODS6, pod_b_messages
 from tests.realvpp.podlab import PEER_ADDRESS, PEER_ADDRESS6, PodLab, VppAgentProcess
+from tests.realvpp.traffic import internet_checksum
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 from vppagent.netns import call_in_netns
@@ -42,15 +43,6 @@ def objects() -> list[felix.ToDataplane]:
     return [*pod_b_messages(), pod_a]
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF or 0xFFFF
-
-
 def datagram(src: str, dst: str, payload: bytes) -> bytes:
     """An IPv4 or IPv6 header and a UDP datagram with its checksum, from `src` whatever it is."""
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
@@ -60,10 +52,11 @@ def datagram(src: str, dst: str, payload: bytes) -> bytes:
     else:
         pseudo = s.packed + d.packed + struct.pack("!I3xB", length, 17)
     udp = struct.pack("!HHHH", PORT, PORT, length, 0) + payload
-    udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp)) + udp[8:]
+    # a UDP checksum of 0 means "none": one that sums to 0 is sent as 0xFFFF
+    udp = udp[:6] + struct.pack("!H", internet_checksum(pseudo + udp) or 0xFFFF) + udp[8:]
     if s.version == 4:
         header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0, 0, 64, 17, 0, s.packed, d.packed)
-        header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+        header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     else:
         header = struct.pack("!IHBB16s16s", 6 << 28, length, 17, 64, s.packed, d.packed)
     return header + udp

@@ -60,7 +60,8 @@ class Outcome:
     answered: bool | None  # TCP: RST or SYN-ACK came back; ICMP echo: a reply; else None
 
 
-def _icmp_checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """The one's-complement sum of 16-bit words (RFC 1071): IP header, ICMP, UDP and TCP checksums."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -102,7 +103,7 @@ def _send_icmp(pkt: Packet) -> bool | None:
     body = struct.pack("!BBHHH", pkt.icmp_type or 0, pkt.icmp_code or 0, 0, ident, 1) + b"vppagent probe.."
     v4 = pkt.family == 4
     if v4:
-        body = body[:2] + struct.pack("!H", _icmp_checksum(body)) + body[4:]
+        body = body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
     echo, reply = (8, 0) if v4 else (128, 129)
     with socket.socket(_family(pkt), socket.SOCK_RAW, socket.IPPROTO_ICMP if v4 else socket.IPPROTO_ICMPV6) as sock:
         sock.bind((str(pkt.src), 0))

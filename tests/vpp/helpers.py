@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,17 @@ def make_driver(target: Target, **kwargs: Any) -> VppDriver:
     conn.connect()
     kwargs.setdefault("plumbing", FakePlumbing())
     return VppDriver(conn, **kwargs)
+
+
+@contextlib.contextmanager
+def resynced(target: Target, state: DataplaneState, **kwargs: Any) -> Iterator[VppDriver]:
+    """A driver (`make_driver`) that has resynced `state` (answered ok); closed afterwards."""
+    driver = make_driver(target, **kwargs)
+    try:
+        assert driver.resync(state).ok
+        yield driver
+    finally:
+        driver.close()
 
 
 def state_of(messages: Iterable[felix.ToDataplane]) -> DataplaneState:

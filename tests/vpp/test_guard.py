@@ -14,6 +14,7 @@ from tests.vpp.helpers import (
     guard_writes,
     make_driver,
     pod_spec,
+    resynced,
     state_of,
     tables_but_guards,
 )
@@ -95,10 +96,8 @@ def test_a_pod_sends_only_from_its_own_addresses_and_link_local(sim_target: Targ
 def test_allowed_prefixes_pass_and_follow_changes(sim_target: Target) -> None:
     a = sim_target.pod("ns/a")
     sim_target.pod("ns/b")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages(allowed=["10.70.0.0/16", "fd70::/64"]))
-        assert driver.resync(state).ok
+    state = state_of(messages(allowed=["10.70.0.0/16", "fd70::/64"]))
+    with resynced(sim_target, state) as driver:
         assert sends(sim_target, a, "10.70.3.4") and sends(sim_target, a, "fd70::5")
         assert not sends(sim_target, a, "10.71.0.9")
         base = {4: 1, 6: 2}  # the host-length head (and fe80::/10's table)
@@ -115,40 +114,30 @@ def test_allowed_prefixes_pass_and_follow_changes(sim_target: Target) -> None:
         assert not sends(sim_target, a, "10.71.0.9") and sends(sim_target, a, "10.65.0.2")
         assert {f: len(t) for f, t in guard_tables(driver, a).items()} == base
         assert driver.resync(state).writes == 0
-    finally:
-        driver.close()
 
 
 def test_an_address_change_moves_the_guard_in_three_writes(sim_target: Target) -> None:
     a = sim_target.pod("ns/a")
     sim_target.pod("ns/b")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages())
-        assert driver.resync(state).ok
+    state = state_of(messages())
+    with resynced(sim_target, state) as driver:
         acls = driver.programmed().binding(a)
         state, writes = apply(driver, state, messages(a_ipv4="10.65.0.20"))
         assert sends(sim_target, a, "10.65.0.20") and not sends(sim_target, a, "10.65.0.2")
         # the guard: one session in, one out; the routes: one in, one out (the lists are the same)
         assert writes == 2 + 2 and driver.programmed().binding(a) == acls
-    finally:
-        driver.close()
 
 
 def test_a_removed_endpoint_loses_its_guard_after_its_acls_close(sim_target: Target) -> None:
     a = sim_target.pod("ns/a")
     sim_target.pod("ns/b")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages())
-        assert driver.resync(state).ok
+    state = state_of(messages())
+    with resynced(sim_target, state) as driver:
         tables = {t for ts in guard_tables(driver, a).values() for t in ts}
         apply(driver, state, messages(pods=["ns/b"]))
         assert guard_tables(driver, a) == {} and input_record(sim_target, a) == (NO_INDEX, NO_INDEX)
         assert not tables & set(sim_target.raw.api.classify_table_ids().ids)
         assert not sends(sim_target, a, "10.65.0.2"), "drop everything: no endpoint"
-    finally:
-        driver.close()
 
 
 def test_a_restarted_agent_adopts_guards_and_deletes_those_no_pod_needs(sim_target: Target) -> None:
@@ -243,10 +232,8 @@ def test_a_removed_endpoints_guard_stays_while_vpp_refuses_its_drop_everything_l
     would pass it. The guard goes once the drop-everything list is bound."""
     a = sim_target.pod("ns/a")
     sim_target.pod("ns/b")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages())
-        assert driver.resync(state).ok
+    state = state_of(messages())
+    with resynced(sim_target, state) as driver:
         sim_target.emulator.faults.reject("acl_interface_set_acl_list", -7)
         gone = state_of(messages(pods=["ns/b"]))
         driver.apply(diff_states(state, gone), gone)
@@ -255,8 +242,6 @@ def test_a_removed_endpoints_guard_stays_while_vpp_refuses_its_drop_everything_l
         sim_target.emulator.faults.clear()
         assert driver.resync(gone).ok
         assert guard_tables(driver, a) == {} and not sends(sim_target, a, "10.65.0.2")
-    finally:
-        driver.close()
 
 
 def test_a_guard_vpp_refuses_fails_its_endpoint_closed(sim_target: Target) -> None:
@@ -280,15 +265,11 @@ def test_a_guard_vpp_refuses_fails_its_endpoint_closed(sim_target: Target) -> No
 
 def test_guard_writes_match_the_helper(sim_target: Target) -> None:
     sim_target.pod("ns/a")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages(pods=["ns/a"]))
-        assert driver.resync(state).ok
+    state = state_of(messages(pods=["ns/a"]))
+    with resynced(sim_target, state) as driver:
         sim_target.pod("ns/b")
         _, writes = apply(driver, state, messages())
         assert writes == 1 + 2 + guard_writes(ipv4=1, ipv6=1), "one binding (ns/a's ACLs), two routes, its guard"
-    finally:
-        driver.close()
 
 
 def test_a_restarted_agent_does_not_take_a_deleted_interfaces_guard_for_the_one_at_its_index(
@@ -315,10 +296,8 @@ def test_a_restarted_agent_does_not_take_a_deleted_interfaces_guard_for_the_one_
 
 def test_a_record_naming_a_deleted_guard_is_cleared_for_the_next_pod_at_its_index(sim_target: Target) -> None:
     old = sim_target.pod("ns/a")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages(pods=["ns/a", "ns/b"]))
-        assert driver.resync(state).ok
+    state = state_of(messages(pods=["ns/a", "ns/b"]))
+    with resynced(sim_target, state) as driver:
         # pod-a's interface goes behind the agent's back: its guard cannot be detached any more, and
         # the next pass deletes its tables; VPP's record for the index now names a freed table
         sim_target.raw.api.delete_loopback(sw_if_index=old)
@@ -334,16 +313,12 @@ def test_a_record_naming_a_deleted_guard_is_cleared_for_the_next_pod_at_its_inde
         assert report.ok and not report.failed, report
         assert sends(sim_target, old, "10.65.0.3") and not sends(sim_target, old, "10.66.0.1")
         assert set(sim_target.guard_tables()) == {t for ts in guard_tables(driver, old).values() for t in ts}
-    finally:
-        driver.close()
 
 
 def test_a_guard_update_vpp_refuses_closes_the_pods_egress_until_it_is_made(sim_target: Target) -> None:
     a, b_ = sim_target.pod("ns/a"), sim_target.pod("ns/b")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages())
-        assert driver.resync(state).ok
+    state = state_of(messages())
+    with resynced(sim_target, state) as driver:
         sim_target.emulator.faults.reject("classify_add_del_session", -7)
         moved = state_of(messages(a_ipv4="10.65.0.20"))
         report = driver.apply(diff_states(state, moved), moved)
@@ -353,8 +328,6 @@ def test_a_guard_update_vpp_refuses_closes_the_pods_egress_until_it_is_made(sim_
         sim_target.emulator.faults.clear()
         assert driver.resync(moved).ok
         assert sends(sim_target, a, "10.65.0.20") and not sends(sim_target, a, "10.65.0.2")
-    finally:
-        driver.close()
 
 
 def test_a_gated_pods_chain_is_detached_before_its_interface_goes(sim_target: Target) -> None:
@@ -389,10 +362,8 @@ def test_a_resync_of_an_unchanged_vpp_trusts_the_guards_this_driver_made(sim_tar
     """A periodic resync reads no guard back while every table of ours is still listed (one
     `classify_table_ids`); once a guard table is gone, the driver reads back and rebuilds."""
     a = sim_target.pod("ns/a")
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(messages())
-        assert driver.resync(state).ok
+    state = state_of(messages())
+    with resynced(sim_target, state) as driver:
         before = driver.conn.requests.copy()
         report = driver.resync(state)
         assert report.ok and report.writes == 0
@@ -403,8 +374,6 @@ def test_a_resync_of_an_unchanged_vpp_trusts_the_guards_this_driver_made(sim_tar
         sim_target.raw.api.classify_add_del_table(is_add=False, table_index=gone, del_chain=False)
         assert driver.resync(state).ok
         assert sends(sim_target, a, "10.65.0.2") and not sends(sim_target, a, "10.65.0.3")
-    finally:
-        driver.close()
 
 
 def test_new_sources_pass_the_guard_only_once_the_list_for_them_is_written(sim_target: Target) -> None:
@@ -422,10 +391,8 @@ def test_new_sources_pass_the_guard_only_once_the_list_for_them_is_written(sim_t
                             outbound=[b.rule("deny", src_net=["10.70.0.0/16"]), b.rule("allow")])
         return msgs
 
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(with_deny())
-        assert driver.resync(state).ok
+    state = state_of(with_deny())
+    with resynced(sim_target, state) as driver:
         sim_target.emulator.faults.reject("acl_add_replace", -7)
         opened = state_of(with_deny(allowed=["10.70.0.0/16", "10.71.0.0/16"]))
         report = driver.apply(diff_states(state, opened), opened)
@@ -436,5 +403,3 @@ def test_new_sources_pass_the_guard_only_once_the_list_for_them_is_written(sim_t
         assert driver.resync(opened).ok
         assert not sends(sim_target, a, "10.70.1.1"), "the policy's deny holds"
         assert sends(sim_target, a, "10.71.1.1") and sends(sim_target, a, "10.65.0.2")
-    finally:
-        driver.close()

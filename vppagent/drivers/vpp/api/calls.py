@@ -251,19 +251,20 @@ class VppCalls:
         """Attach (add) or detach a classifier table as the interface's output ACL for one family.
         With `not_attached_ok`, a detach naming a table not attached there (NO_SUCH_TABLE) returns
         False instead of raising; True when VPP did it."""
-        accept = (0, ApiError.NO_SUCH_TABLE) if not_attached_ok else (0,)
-        reply = self.conn.call("output_acl_set_interface", accept=accept, sw_if_index=sw_if_index,
-                               ip4_table_index=table if family == 4 else NO_INDEX,
-                               ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
-                               is_add=add, what=what)
-        return int(reply.retval) == 0
+        return self._classify_acl("output_acl_set_interface", sw_if_index, family, table, add=add, what=what,
+                                  not_attached_ok=not_attached_ok)
 
     def input_table(self, sw_if_index: int, family: int, table: int, *, add: bool, what: str,
                     not_attached_ok: bool = False) -> bool:
         """Attach (add) or detach a classifier table as the interface's input ACL for one family
         (as `output_table`: an add while a table is attached answers 0 and changes nothing)."""
+        return self._classify_acl("input_acl_set_interface", sw_if_index, family, table, add=add, what=what,
+                                  not_attached_ok=not_attached_ok)
+
+    def _classify_acl(self, message: str, sw_if_index: int, family: int, table: int, *, add: bool, what: str,
+                      not_attached_ok: bool) -> bool:
         accept = (0, ApiError.NO_SUCH_TABLE) if not_attached_ok else (0,)
-        reply = self.conn.call("input_acl_set_interface", accept=accept, sw_if_index=sw_if_index,
+        reply = self.conn.call(message, accept=accept, sw_if_index=sw_if_index,
                                ip4_table_index=table if family == 4 else NO_INDEX,
                                ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
                                is_add=add, what=what)
