@@ -4,10 +4,15 @@ set is a candidate, and its rules must carry the marker, or L_0 holds the set as
 
 from __future__ import annotations
 
+import pytest
+
 from tests.vpp.helpers import Target, make_driver, state_of
 from tests.vpp.test_classifier import PODS, agrees_with_evaluator, established
 from tests.vpp.test_classifier_multiset import G1, G2
+from vppagent.drivers.vpp.classifier.regions import Unfit, View, marked_region
 from vppagent.lab import builders as b
+from vppagent.policy.boxes import full_box
+from vppagent.policy.model import TCP
 
 
 def messages(action: str) -> list:  # type: ignore[type-arg]
@@ -39,3 +44,12 @@ def test_allow_spelt_in_capitals_is_marked_too(sim_target: Target) -> None:
                               (("tcp", 22), ("tcp", 80), ("tcp", 443), ("udp", 80)))
     finally:
         driver.close()
+
+
+def test_a_source_port_range_spanning_markers_is_unfit() -> None:
+    tcp = full_box()._replace(proto_lo=TCP, proto_hi=TCP, b_lo=80, b_hi=80)
+    joined = View({4: [(tcp._replace(a_lo=1, a_hi=2), "allow")], 6: []}, "deny")
+    with pytest.raises(Unfit):
+        marked_region(joined, 4, 1)
+    single = View({4: [(tcp._replace(a_lo=1, a_hi=1), "allow")], 6: []}, "deny")
+    assert marked_region(single, 4, 1) and not marked_region(single, 4, 2)

@@ -123,7 +123,11 @@ class Slice(View):
 
 
 def marked_region(view: View, family: int, marker: int) -> list[Box]:
-    """Where the rules with source port `marker` match, with any source port, as disjoint boxes."""
+    """Where the rules with source port `marker` match, with any source port, as disjoint boxes.
+    Unfit if a TCP/UDP rule has a source port range that is neither any port nor one marker (one
+    spanning markers, were the compiler to join them, would be missing from every region)."""
+    if any(_has_ports(b) and (b.a_lo, b.a_hi) != FULL_L4 and b.a_lo != b.a_hi for b, _ in view.rules[family]):
+        raise Unfit("a source port range that is no marker")
     boxes = [(b._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), "allow") for b, _ in view.rules[family]
              if b.a_lo == b.a_hi == marker and _has_ports(b)]
     return allowed_by(boxes, "deny", family, full_box()) if boxes else []
