@@ -244,6 +244,22 @@ def test_a_removed_endpoints_guard_stays_while_vpp_refuses_its_drop_everything_l
         assert guard_tables(driver, a) == {} and not sends(sim_target, a, "10.65.0.2")
 
 
+def test_a_pod_with_no_list_whose_policy_fails_to_compile_drops_everything(sim_target: Target) -> None:
+    """Pinned (its list cannot be compiled) it keeps the lists it has; one with none (its interface
+    re-created after a VPP restart) is not left with no list and no guard: it is closed."""
+    a = sim_target.pod("ns/a")
+    sim_target.pod("ns/b")
+    msgs = messages()
+    msgs[1] = b.profile("open", inbound=[b.rule("allow")], outbound=[b.rule("allow", src_ip_set_ids=["missing"])])
+    driver = make_driver(sim_target)
+    try:
+        report = driver.resync(state_of(msgs))
+        assert report.ok and "ns/a" in {key.workload_id for _, key in report.failed}, report
+        assert not sends(sim_target, a, "10.65.0.2") and not sends(sim_target, a, "10.65.0.3")
+    finally:
+        driver.close()
+
+
 def test_a_guard_vpp_refuses_fails_its_endpoint_closed(sim_target: Target) -> None:
     a = sim_target.pod("ns/a")
     sim_target.pod("ns/b")

@@ -17,7 +17,7 @@ import pytest
 from tests.vpp.helpers import Target, first_packet_allowed, make_driver, state_of, wkey
 from vppagent.drivers.vpp.acl import lists
 from vppagent.drivers.vpp.acl.lists import ListCompiler
-from vppagent.drivers.vpp.api.types import AclContent, RouteTarget
+from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent, RouteTarget
 from vppagent.drivers.vpp.desired import build_desired
 from vppagent.drivers.vpp.programmed import InterfaceInfo, Programmed
 from vppagent.drivers.vpp.tags import workload_tag
@@ -140,7 +140,8 @@ def test_a_readdressed_pod_whose_list_fails_keeps_its_guard_and_routes_with_its_
     broken.policies[next(iter(broken.policies))].inbound_rules[0].dst_named_port_ip_set_ids.append("n:missing")
     compiler.invalidate(diff_states(old, broken), broken)
     after = build_desired(broken, programmed, compiler)
-    assert c in after.pinned and after.wanted[c] == (None, None), "its list does not compile: pinned"
+    assert c in after.pinned, "its list does not compile: pinned"
+    assert after.wanted[c] == (DENY_ALL, DENY_ALL), "it has no list of ours to keep: closed"
     assert c not in after.guards, "its guard is not prepared for the new address"
     routes_c = {str(net) for net, target in after.routes.items() if target.sw_if_index == c}
     assert routes_c == {f"{PODS['ns/c']}/32"}, "its routes stay as programmed"

@@ -57,7 +57,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
             if ifx is not None:  # it keeps what it has: its lists pinned, its routes left alone
                 served.add(ifx)
                 out.owners[ifx] = owner
-                out.wanted[ifx] = (None, None)
+                out.wanted[ifx] = _pinned(programmed, ifx)
                 out.pinned.add(ifx)
                 _keep_routes(programmed, ifx, out)
             continue
@@ -75,7 +75,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
             # addresses they were made for (acl/lists.py), so a guard or a route for new addresses
             # would send them packets whose rules the restriction dropped.
             out.failed[owner] = str(exc)
-            out.wanted[ifx] = (None, None)
+            out.wanted[ifx] = _pinned(programmed, ifx)
             out.pinned.add(ifx)
             _keep_routes(programmed, ifx, out)
             continue
@@ -105,3 +105,11 @@ def _keep_routes(programmed: Programmed, ifx: int, out: Desired) -> None:
     for prefix, target in programmed.routes.items():
         if target.sw_if_index == ifx:
             out.routes.setdefault(prefix, target)
+
+
+def _pinned(programmed: Programmed, ifx: int) -> Wanted:
+    """A pinned interface keeps the list it has in each direction; where it has none of ours (a
+    pod interface re-created after a VPP restart) it drops everything: with no list and no guard
+    it would otherwise pass anything, spoofed sources included."""
+    bound = programmed.binding(ifx)
+    return (None if bound[0] is not None else DENY_ALL, None if bound[1] is not None else DENY_ALL)
