@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.helpers import Target, make_driver, state_of, wkey
 from tests.vpp.test_classifier import PODS, agrees_with_evaluator, established
 from tests.vpp.test_classifier_multiset import G1, G2
+from vppagent.drivers.vpp.classifier import gate
+from vppagent.drivers.vpp.classifier.gate import gated_lists
 from vppagent.drivers.vpp.classifier.regions import Unfit, View, marked_region
 from vppagent.lab import builders as b
 from vppagent.policy.boxes import full_box
-from vppagent.policy.model import TCP
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.model import TCP, Direction
 
 
 def messages(action: str) -> list:  # type: ignore[type-arg]
@@ -53,3 +56,17 @@ def test_a_source_port_range_spanning_markers_is_unfit() -> None:
         marked_region(joined, 4, 1)
     single = View({4: [(tcp._replace(a_lo=1, a_hi=1), "allow")], 6: []}, "deny")
     assert marked_region(single, 4, 1) and not marked_region(single, 4, 2)
+
+
+def test_an_unexpected_unfit_leaves_the_list_ungated(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = state_of(messages("allow"))
+    catalog = Catalog(state)
+    ep = catalog.workload(wkey("ns/web0"))
+    assert gated_lists(catalog, state, ep, Direction.INGRESS, 100_000, 500) is not None
+
+    def unfit(*_: object) -> None:
+        raise Unfit("unexpected")
+
+    monkeypatch.setattr(gate, "MEMBER_WISE", True)
+    monkeypatch.setattr(gate, "basis", unfit)
+    assert gated_lists(catalog, state, ep, Direction.INGRESS, 100_000, 500) is None

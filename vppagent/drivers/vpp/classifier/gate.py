@@ -117,6 +117,8 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         except Drop as drop:
             excluded |= drop.set_ids
             continue
+        except Unfit:
+            return None  # a region no step expected to be unfit: the list stays whole in the ACL (exact)
         if gate is None:
             return None
         sets = tuple(sorted((replace(g, set_id=real_set(g.set_id)) for g in gate.sets), key=lambda g: g.set_id))
