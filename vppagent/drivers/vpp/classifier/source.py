@@ -12,7 +12,12 @@ from vppagent.policy.model import Action, Direction, IPNetwork, Rule, WorkloadEn
 from vppagent.state.ipset import IPSet, IPSetType
 from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
 
-ANY = ("0.0.0.0/0", "::/0")
+# Every IPv4 address. IPv6 is never gated: VPP's classifier reads the next header and the port at
+# fixed offsets, so a packet with an extension header (destination options, hop-by-hop, ...) would
+# miss every gap table while the ACL plugin finds its port, and L_U would admit any source
+# (measured on VPP 26.06: docs/vpp-driver.md, "Large IP sets"). Sets with an IPv6 member stay in
+# the ACL; for the others, L_U's IPv6 part is L's own (the set has no IPv6 address there either).
+ANY = ("0.0.0.0/0",)
 MAX_CANDIDATES = 256  # the heaviest are tried
 
 
@@ -51,7 +56,7 @@ def candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, di
     for set_id, ok in usable.items():
         ipset = state.ipsets.get(set_id)
         if ok and not set_id.endswith(REST) and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT \
-                and len(ipset.members) >= min_members:
+                and len(ipset.members) >= min_members and not any(":" in m for m in ipset.members):
             weights[set_id] = len(ipset.members) * ports[set_id]
     heaviest = sorted(weights, key=lambda s: (-weights[s], s))[:MAX_CANDIDATES]
     return {s: weights[s] for s in heaviest}, pairs
