@@ -89,19 +89,19 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
                 failed.setdefault(desired.owners[ifx], str(exc))
     for owner, reason in apply_plan(calls, programmed, desired.owners, plan_all(programmed, desired.wanted)).items():
         failed.setdefault(owner, reason)
-    # New sources on the guards once the lists restricted to them are written (guards.prepare).
-    ready = {ifx for ifx in desired.guards if desired.owners.get(ifx) not in failed}
-    for ifx, reason in guards.widen(ready).items():
+    # Guards follow the egress ACLs as bound now: new sources once the list restricted to them is
+    # bound (guards.prepare), and a guard goes only once its interface's egress ACL is what this
+    # pass wanted (drop-everything for a pod with no endpoint): where VPP refused a bind, the old
+    # list restricted to the pod's old sources is still there, and it needs its guard as it was.
+    unsettled = _egress_unsettled(programmed, desired.wanted)
+    for ifx, reason in guards.widen(set(desired.guards) - unsettled).items():
         if ifx in desired.owners:
             failed.setdefault(desired.owners[ifx], reason)
     try:
         classifier.finish(gates)  # and off after they narrowed back
     except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass
         log.warning("classifier clean-up incomplete: %s", exc)
-    # A guard goes only once its interface's egress ACL is what this pass wanted (drop-everything
-    # for a pod with no endpoint): where VPP refused that bind, the old list restricted to the
-    # pod's sources is still there, and without its guard it would let spoofed sources through.
-    guards.finish(set(desired.guards) | desired.pinned | _egress_unsettled(programmed, desired.wanted))
+    guards.finish(set(desired.guards) | desired.pinned | unsettled)
     route_plan = plan_routes(programmed.routes, desired.routes, our_routes(programmed, state, made))
     for owner, reason in apply_routes(calls, programmed, route_plan, desired.route_owners).items():
         failed.setdefault(owner, reason)
