@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ from vpp_papi import VPPApiClient
 
 from bench import vpp_tables
 from vppagent.drivers.base import ApplyReport
-from vppagent.drivers.vpp.api.connection import VppConnection
+from vppagent.drivers.vpp.api.connection import ApiRequest, VppConnection
 from vppagent.drivers.vpp.api.messages import READ_ONLY
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.pods.interfaces import PodKind
@@ -236,6 +236,14 @@ class RecordingConnection(VppConnection):
         start = time.perf_counter()
         try:
             return super()._request(message, fields)
+        finally:
+            self.wire_seconds += time.perf_counter() - start
+
+    def pipeline(self, requests: Sequence[ApiRequest]) -> list[Any]:
+        self.recorded.extend((r.message, dict(r.fields)) for r in requests)
+        start = time.perf_counter()
+        try:
+            return super().pipeline(requests)
         finally:
             self.wire_seconds += time.perf_counter() - start
 

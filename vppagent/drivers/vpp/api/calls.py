@@ -5,14 +5,22 @@ callers never build a field dict or parse a reply. A refusal is `ApiRefused` (re
 a broken connection `VppConnectionLost`, both from connection.py. Where VPP answers a harmless
 retval for "already so" (an index that is gone, IPv6 already on), the method says which and
 accepts it, so the callers' intent ("make it so") reads as one call.
+
+Batch methods (`*_write`) send many small writes as one pipeline (connection.py): one result
+per item, in order, None where VPP applied it and its `ApiRefused` where VPP refused it, so the
+caller fails the object that item was for and keeps the others.
+
+Over 400 lines: one method per message the driver sends, kept in this one module so that no
+other names a message field.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
-from vppagent.drivers.vpp.api.connection import VppConnection
+from vppagent.drivers.vpp.api.connection import ApiRefused, ApiRequest, VppConnection
 from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
 from vppagent.drivers.vpp.api.types import (
     AclContent,
@@ -26,6 +34,7 @@ from vppagent.drivers.vpp.api.types import (
     CnatTranslation,
     InterfaceDetails,
     RouteTarget,
+    SessionWrite,
     TapDetails,
 )
 from vppagent.policy.model import IPAddress, IPNetwork
@@ -201,6 +210,15 @@ class VppCalls:
         self.conn.call("ip_route_add_del", is_add=False, is_multipath=False, route=_route_fields(prefix, None),
                        what=f"route {prefix}")
 
+    def routes_write(self, changes: Sequence[tuple[IPNetwork, RouteTarget | None]]) -> list[ApiRefused | None]:
+        """`route_add` (a target) or `route_del` (None) for each, pipelined, in order; per item None
+        (done) or its refusal."""
+        return _outcomes(self.conn.pipeline([ApiRequest(
+            "ip_route_add_del", {"is_add": target is not None, "is_multipath": False,
+                                 "route": _route_fields(prefix, target)},
+            what=f"route {prefix} {target}" if target is not None else f"route {prefix}")
+            for prefix, target in changes]))
+
     # -- classifier -------------------------------------------------------------------------------
     def classify_table_ids(self) -> list[int]:
         return [int(i) for i in self.conn.call("classify_table_ids").ids]
@@ -242,9 +260,14 @@ class VppCalls:
                        what=f"classifier table {index}")
 
     def classify_session(self, table: int, match: bytes, hit_next: int, opaque: int, *, add: bool) -> None:
-        self.conn.call("classify_add_del_session", is_add=add, table_index=table, hit_next_index=hit_next,
-                       opaque_index=opaque, advance=0, action=0, metadata=0, match_len=len(match),
-                       match=match, what=f"classifier session in table {table}")
+        self.conn.call("classify_add_del_session", **_session_fields(table, match, hit_next, opaque, add=add),
+                       what=f"classifier session in table {table}")
+
+    def classify_sessions_write(self, sessions: Sequence[SessionWrite]) -> list[ApiRefused | None]:
+        """`classify_session` for each, pipelined, in order; per item None (done) or its refusal."""
+        return _outcomes(self.conn.pipeline([ApiRequest(
+            "classify_add_del_session", _session_fields(s.table, s.match, s.hit_next, s.opaque, add=s.add),
+            what=f"classifier session in table {s.table}") for s in sessions]))
 
     def output_table(self, sw_if_index: int, family: int, table: int, *, add: bool, what: str,
                      not_attached_ok: bool = False) -> bool:
@@ -368,6 +391,15 @@ class VppCalls:
         details under a wrong message id (services/proxy.py)."""
         self.conn.call("ip6nd_proxy_add_del", sw_if_index=sw_if_index, is_add=add, ip=str(address),
                        what=f"ND proxy for {address} on interface {sw_if_index}" + ("" if add else " removed"))
+
+
+def _outcomes(results: list[Any]) -> list[ApiRefused | None]:
+    return [r if isinstance(r, ApiRefused) else None for r in results]
+
+
+def _session_fields(table: int, match: bytes, hit_next: int, opaque: int, *, add: bool) -> dict[str, Any]:
+    return {"is_add": add, "table_index": table, "hit_next_index": hit_next, "opaque_index": opaque, "advance": 0,
+            "action": 0, "metadata": 0, "match_len": len(match), "match": match}
 
 
 def _cnat_endpoint(address: str, port: int) -> dict[str, Any]:

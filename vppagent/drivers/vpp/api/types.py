@@ -112,6 +112,17 @@ class ClassifySession:
     opaque: int
 
 
+@dataclass(frozen=True)
+class SessionWrite:
+    """One classifier session to add (or delete): an item of `VppCalls.classify_sessions_write`."""
+
+    table: int
+    match: bytes
+    hit_next: int
+    opaque: int
+    add: bool = True
+
+
 @dataclass(frozen=True, order=True)
 class CnatBackend:
     """One path of a cnat translation: the backend the VIP is rewritten to (no source rewrite)."""
