@@ -3,10 +3,13 @@ one object kind after the other, each compared by its own pure plan and then wri
 
     source guards       guard/guards.py       prepare (each pod's guard before its egress ACL;
                                               sources it loses go now, new ones wait)
-    classifier chains   classifier/chains.py  prepare (chains and members before ACLs widen)
+    classifier chains   classifier/chains.py  adopt (after a read-back); an interface that must change
+                                              chain gets its exact list first; prepare (chains
+                                              narrowed, members, attachments before ACLs widen)
     ACLs and bindings   acl/plan.py -> acl/apply.py
     source guards       guard/guards.py       widen (new sources, where the lists were written)
-    classifier chains   classifier/chains.py  finish (detach and delete after ACLs narrowed)
+    classifier chains   classifier/chains.py  finish (widen to the target where every user has its
+                                              L_U; detach and delete after ACLs narrowed)
     source guards       guard/guards.py       finish (detach and delete after ACLs narrowed)
     routes              routes.py  plan_routes -> apply_routes
 
@@ -24,8 +27,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.acl.apply import apply_plan
-from vppagent.drivers.vpp.acl.lists import ListCompiler
-from vppagent.drivers.vpp.acl.plan import Wanted, plan_all
+from vppagent.drivers.vpp.acl.lists import ListCompiler, lists_for_new_pod
+from vppagent.drivers.vpp.acl.plan import Wanted, plan_all, plan_some
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
@@ -36,7 +39,7 @@ from vppagent.drivers.vpp.guard.guards import SourceGuards
 from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.routes import apply_routes, made_routes, our_routes, plan_routes
 from vppagent.policy.model import IPNetwork, WorkloadEndpoint
-from vppagent.state.model import DataplaneState
+from vppagent.state.model import DataplaneState, Kind
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,11 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
                if out is not None and _bound_out(programmed, ifx) == out}
     candidates = (set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls()) \
         & set(programmed.interfaces)
+    refused: set[int] = set()
     try:
-        classifier.prepare(gates, state, settled=settled, candidates=candidates)
+        classifier.adopt(gates, state, settled=settled, candidates=candidates)
+        narrowed = _narrow(calls, programmed, state, compiler, classifier.moves(gates).swaps, desired.owners, failed)
+        refused = classifier.prepare(gates, state, settled=settled, narrowed=narrowed)
     except ApiRefused as exc:
         # Without its chain a gated interface must not get L_U: its ingress keeps what it had and
         # it fails (status "error", retried), the rest of the convergence goes on.
@@ -87,6 +93,11 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
             desired.wanted[ifx] = (egress, None if programmed.binding(ifx)[1] is not None else DENY_ALL)
             if ifx in desired.owners:
                 failed.setdefault(desired.owners[ifx], str(exc))
+    for ifx in refused:  # it stays on its chain, so its list stays too
+        desired.wanted[ifx] = (desired.wanted.get(ifx, (None, None))[0], None)
+        if ifx in desired.owners:
+            failed.setdefault(desired.owners[ifx], f"interface {ifx}: gate change not made (its exact ingress "
+                                                   "list could not be bound first)")
     for owner, reason in apply_plan(calls, programmed, desired.owners, plan_all(programmed, desired.wanted)).items():
         failed.setdefault(owner, reason)
     # Guards follow the egress ACLs as bound now: new sources once the list restricted to them is
@@ -97,10 +108,15 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
     for ifx, reason in guards.widen(set(desired.guards) - unsettled).items():
         if ifx in desired.owners:
             failed.setdefault(desired.owners[ifx], reason)
+    settled = {ifx for ifx, (_, out) in desired.wanted.items()
+               if out is not None and _bound_out(programmed, ifx) == out}
     try:
-        classifier.finish(gates)  # and off after they narrowed back
+        classifier.finish(gates, state, settled)  # widened where the ACLs are L_U, off where they narrowed
     except ApiRefused as exc:  # a chain left attached or undeleted is retried on the next pass
         log.warning("classifier clean-up incomplete: %s", exc)
+    for ifx, gate in classifier.behind(state).items():  # (narrower than its gate: drops what it may admit)
+        if ifx in desired.owners and gates.get(ifx) == gate:
+            failed.setdefault(desired.owners[ifx], f"interface {ifx}: classifier chain not yet at its gate")
     guards.finish(set(desired.guards) | desired.pinned | unsettled)
     route_plan = plan_routes(programmed.routes, desired.routes, our_routes(programmed, state, made))
     for owner, reason in apply_routes(calls, programmed, route_plan, desired.route_owners).items():
@@ -120,6 +136,23 @@ def _guard(guards: SourceGuards, wanted_guards: dict[int, WorkloadEndpoint], pro
         if ifx in owners:
             failed.setdefault(owners[ifx], reason)
         wanted[ifx] = (DENY_ALL, wanted.get(ifx, (None, None))[1])
+
+
+def _narrow(calls: VppCalls, programmed: Programmed, state: DataplaneState, compiler: ListCompiler,
+            swaps: AbstractSet[int], owners: dict[int, Owner], failed: Failures) -> set[int]:
+    """Interfaces that must change classifier chain get their exact (ungated) ingress list first:
+    VPP cannot swap an output classifier in one write, and L_U without its chain, or with another
+    gate's, admits what the gate drops. Returns those whose exact list is bound now."""
+    wanted: dict[int, Wanted] = {}
+    for ifx in sorted(swaps):
+        owner = owners.get(ifx)
+        if owner is not None and owner[0] is Kind.WORKLOAD_ENDPOINT:
+            wanted[ifx] = (None, lists_for_new_pod(state, compiler, owner[1])[1])
+    if not wanted:
+        return set()
+    for owner, reason in apply_plan(calls, programmed, owners, plan_some(programmed, wanted)).items():
+        failed.setdefault(owner, reason)
+    return {ifx for ifx, (_, out) in wanted.items() if _bound_out(programmed, ifx) == out}
 
 
 def _egress_unsettled(programmed: Programmed, wanted: dict[int, Wanted]) -> set[int]:

@@ -1,27 +1,38 @@
-"""Classifier chains for gated lists (gate.py): building them, keeping their members current,
-attaching them, adopting ours after a restart, deleting stale ones.
+"""Classifier chains for gated lists (gate.py): building them, moving them from gate to gate in
+place, keeping their members current, attaching them, adopting ours after a restart, deleting
+stale ones.
 
-One chain per (gate, family), shared by every interface whose ingress list has that gate:
+A chain is shared by the interfaces attached to it and converges to one gate (its target):
 
     admit tables (one per mask shape; hit -> permit)
       -> gap tables (one per mask shape; hit -> drop)
       -> miss -> permit
 
-An admit session is a member of a gated set (its source prefix), alone or with one entry of the
-set's admit region (admits.py). `prepare` (before the ACLs widen to L_U): chains exist with
-current members (session adds and deletes for the members that changed) and are attached as the
-output ACL of their interfaces. `finish`
-(after the ACLs narrowed): chains no interface needs are detached and deleted. After a read-back
-(read.py) `prepare` first adopts, per (gate, family), the chain of ours whose gap tables hold
-exactly the gate's gaps, infers output attachments from the bound ACLs, and detaches stale chains
-of ours; the rules and why they are safe: docs/vpp-driver.md, "Restarts and adoption".
+so its verdict is A or not D (A: its admit sessions, D: its gap sessions). An interface with
+L_U(G) bound needs a chain at most G's (L_U(G) AND chain <= L(G)); docs/vpp-driver.md, "Large IP
+sets", has the algebra. A chain's identity is its content, not a gate: when every interface on
+it moves to gate G1, the chain itself moves (in place, no new tables unless a mask shape is new):
+
+    prepare  add G1's gaps it lacks, delete admits G1 has not  -> below both old and new target
+    (ACLs)   L_U1 bound where L_U0 was
+    finish   add G1's admits, delete gaps G1 has not, drop tables left empty  -> exactly G1's
+
+Every step only narrows the chain until all its users' bound ACLs are L_U of its target
+(`acl_gate`), and only then widens it to that target. An interface that must change chain
+(its chain stays with other users, or it joins another) cannot do so atomically (VPP's output
+attach is a no-op while a table is attached), so `moves` names those and converge.py binds their
+exact (ungated) list first; `prepare` refuses to move one that is not narrowed.
+
+After a read-back (read.py) `adopt` takes, per (gate, family), the chain of ours whose gaps hold
+the gate's (exactly, else the fewest more) and infers output attachments from the bound ACLs;
+the rules and why they are safe: docs/vpp-driver.md, "Restarts and adoption".
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -31,32 +42,49 @@ from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.classifier.admits import Session, member_sessions, members
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
 from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes
-from vppagent.drivers.vpp.classifier.read import FoundChain, GapSignature, read_chains
+from vppagent.drivers.vpp.classifier.read import FoundChain, read_chains
 from vppagent.state.model import DataplaneState
 
 log = logging.getLogger(__name__)
-
-ChainKey = tuple[Gate, int]
 
 
 @dataclass
 class Chain:
     family: int
-    head: int
-    admit_tables: dict[bytes, int]  # mask -> table index (the chain's first tables)
-    gap_head: int
-    tables: list[int]
+    gate: Gate  # the gate it converges to
+    tables: list[int]  # head first: admit tables, then gap tables
+    masks: dict[int, bytes]  # table -> mask
+    admit_tables: dict[bytes, int]  # mask -> table
+    gap_tables: dict[bytes, int]
     sessions: set[Session] = field(default_factory=set)  # admit sessions held
+    gaps: set[Session] = field(default_factory=set)  # gap sessions held
+
+    @property
+    def head(self) -> int:
+        return self.tables[0]
+
+
+@dataclass
+class Moves:
+    """What a gate change does to chains and interfaces (pure: `ClassifierChains.moves`)."""
+
+    retarget: dict[int, Gate] = field(default_factory=dict)  # chain head -> the gate it converges to now
+    moves: dict[tuple[int, int], Gate] = field(default_factory=dict)  # (interface, family) -> gate, changing chain
+    swaps: set[int] = field(default_factory=set)  # interfaces among them on a chain of ours now
 
 
 class ClassifierChains:
     def __init__(self, calls: VppCalls) -> None:
         self.calls = calls
-        self.chains: dict[ChainKey, Chain] = {}
+        self.chains: dict[int, Chain] = {}  # head -> chain
         self.attached: dict[int, dict[int, int]] = {}  # sw_if_index -> {family: head} (output)
-        self.gate_of: dict[int, Gate] = {}  # sw_if_index -> the gate attached there
-        self.found: list[FoundChain] | None = None  # read back from VPP, adopted by the next prepare
+        self.gate_of: dict[int, Gate] = {}  # sw_if_index -> the gate it is on
+        # sw_if_index -> the gate whose L_U its bound output ACL holds (None: it may hold one, unknown
+        # which; absent: none of ours). A chain widens to its target only when no user says otherwise.
+        self.acl_gate: dict[int, Gate | None] = {}
+        self.found: list[FoundChain] | None = None  # read back from VPP, adopted by the next `adopt`
         self.stale: list[Chain | FoundChain] = []  # ours, adopted by nobody: detached, deleted in finish
+        self.loose: list[int] = []  # tables made but in no chain yet (a refused write): deleted in finish
         # per (gated set, family): the members' object last seen, and each member's admit sessions
         self._wanted_memo: dict[tuple[GatedSet, int], tuple[object, dict[str, frozenset[Session]]]] = {}
         self._read_since_connect = False
@@ -67,7 +95,7 @@ class ClassifierChains:
 
     def reread(self) -> None:
         """After a fresh read of VPP: keep what this driver knows while its tables are all there;
-        otherwise (VPP restarted, or a new driver) read our chains back for `prepare` to adopt.
+        otherwise (VPP restarted, or a new driver) read our chains back for `adopt`.
         A driver that knows no chain and has read back since it connected reads nothing: every
         table VPP lists would be read (the source guards' too: three per pod) on every resync."""
         if self.chains:
@@ -80,55 +108,46 @@ class ClassifierChains:
         self.chains.clear()
         self.attached.clear()
         self.gate_of.clear()
+        self.acl_gate.clear()
+        self.loose = []
         self.found = read_chains(self.calls)
         self._read_since_connect = True
 
-    # -- before the ACLs widen ---------------------------------------------------------------------
-    def prepare(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int] = frozenset(),
-                candidates: AbstractSet[int] = frozenset()) -> None:
-        """Chains exist with current members; interfaces with a gate are attached. `settled`:
-        interfaces whose bound output ACL already has the desired content; `candidates`: every
-        interface a chain of ours may be attached to (both matter only after a read-back)."""
-        if self.found is not None:
-            found, self.found = self.found, None
-            self._adopt(found, gates, state, settled, candidates | set(gates))
+    # -- after a read-back -------------------------------------------------------------------------
+    def adopt(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int],
+              candidates: AbstractSet[int]) -> None:
+        """Take over what `reread` found. `settled`: interfaces whose bound output ACL already has
+        its desired content; `candidates`: every interface a chain of ours may be attached to."""
+        if self.found is None:
+            return
+        found, self.found = self.found, None
+        adopted: dict[tuple[Gate, int], Chain] = {}
         for gate in sorted(set(gates.values()), key=_gate_order):
             for family in gate.families():
-                key = (gate, family)
-                wanted = self._wanted(state, key)
-                if key not in self.chains:
-                    self.chains[key] = self._build(gate, family, wanted)
-                self._sync_sessions(key, wanted)
-        for sw_if_index, gate in gates.items():
-            heads = {f: self.chains[(gate, f)].head for f in gate.families()}
-            self._attach(sw_if_index, heads)
-            self.gate_of[sw_if_index] = gate
-
-    def _adopt(self, found: list[FoundChain], gates: Mapping[int, Gate], state: DataplaneState,
-               settled: AbstractSet[int], candidates: AbstractSet[int]) -> None:
-        for gate in sorted(set(gates.values()), key=_gate_order):
-            for family in gate.families():
-                signature = _signature(gate, family)
-                matching = [c for c in found if c.family == family and c.gaps == signature]
+                gaps = gap_sessions(gate, family)
+                matching = [c for c in found if c.family == family and c.gaps >= gaps]
                 if not matching:
                     continue
-                wanted = self._wanted(state, (gate, family))
-                best = min(matching, key=lambda c: (len(c.sessions.symmetric_difference(wanted)), c.head))
+                wanted = self._wanted(state, gate, family)
+                best = min(matching, key=lambda c: (len(c.gaps - gaps), len(c.sessions ^ wanted), c.head))
                 found.remove(best)
-                self.chains[(gate, family)] = Chain(family, best.head, dict(best.admit_tables), best.gap_head,
-                                                    list(best.tables), set(best.sessions))
+                chain = Chain(family, gate, list(best.tables), dict(best.masks), dict(best.admit_tables),
+                              dict(best.gap_tables), set(best.sessions), set(best.gaps))
+                self.chains[chain.head] = adopted[(gate, family)] = chain
         self.stale += found
         heads = {f: {c.head for c in self.chains.values() if c.family == f} for f in (4, 6)}
         stale_heads = {f: {c.head for c in found if c.family == f} for f in (4, 6)}
-        for sw_if_index in sorted(candidates):
+        for sw_if_index in sorted(candidates | set(gates)):
             wants = gates.get(sw_if_index)
+            if wants is not None:
+                self.acl_gate[sw_if_index] = wants if sw_if_index in settled else None
             for family in (4, 6):
-                chain = self.chains.get((wants, family)) if wants is not None else None
-                if chain is not None and sw_if_index in settled:
-                    self.attached.setdefault(sw_if_index, {})[family] = chain.head  # L_U bound: chain on
+                mine = adopted.get((wants, family)) if wants is not None else None
+                if mine is not None and sw_if_index in settled:
+                    self.attached.setdefault(sw_if_index, {})[family] = mine.head  # L_U bound: chain on
                 probe = set(stale_heads[family])
                 if sw_if_index not in settled and wants is not None:
-                    probe |= heads[family] - {chain.head if chain is not None else NO_INDEX}
+                    probe |= heads[family] - {mine.head if mine is not None else NO_INDEX}
                 for head in sorted(probe):
                     if self._detach_if_attached(sw_if_index, family, head):
                         self.attached.get(sw_if_index, {}).pop(family, None)
@@ -140,19 +159,131 @@ class ClassifierChains:
         return self.calls.output_table(sw_if_index, family, head, add=False, not_attached_ok=True,
                                        what=f"classifier {head} off interface {sw_if_index}")
 
-    # -- after the ACLs narrowed -------------------------------------------------------------------
-    def finish(self, gates: Mapping[int, Gate]) -> None:
-        for sw_if_index in [i for i in self.attached if i not in gates]:
-            self._attach(sw_if_index, {})
-            self.gate_of.pop(sw_if_index, None)
-        used = {(g, f) for g in gates.values() for f in g.families()}
-        doomed = [self.chains.pop(k) for k in [k for k in self.chains if k not in used]]
-        live = {(g, f) for gate, f in used for g in gate.sets}
+    # -- what a gate change does -------------------------------------------------------------------
+    def moves(self, gates: Mapping[int, Gate]) -> Moves:
+        """Each chain of ours converges to the gate most of its users want (its own on a tie);
+        interfaces wanting another gate change chain, and `swaps` are those on one of ours now."""
+        out = Moves()
+        for family in (4, 6):
+            wants = {ifx: g for ifx, g in gates.items() if family in g.families()}
+            for head, users in self._users(family).items():
+                counts = Counter(wants[ifx] for ifx in users if ifx in wants)
+                if counts:
+                    own = self.chains[head].gate
+                    out.retarget[head] = min(counts, key=lambda g: (-counts[g], g != own, _gate_order(g)))
+            for ifx, gate in wants.items():
+                on = self.attached.get(ifx, {}).get(family)
+                if on is None or out.retarget.get(on) != gate:
+                    out.moves[(ifx, family)] = gate
+                    if on is not None:
+                        out.swaps.add(ifx)
+        return out
+
+    def _users(self, family: int) -> dict[int, list[int]]:
+        users: dict[int, list[int]] = defaultdict(list)
+        for ifx, heads in sorted(self.attached.items()):
+            if family in heads and heads[family] in self.chains:
+                users[heads[family]].append(ifx)
+        return users
+
+    # -- before the ACLs change --------------------------------------------------------------------
+    def prepare(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int] = frozenset(),
+                narrowed: AbstractSet[int] = frozenset()) -> set[int]:
+        """Chains narrowed to below old and new target, member changes made where no gate changes,
+        interfaces attached to the chain of their gate. `settled`: interfaces whose bound output ACL
+        already is their desired list; `narrowed`: interfaces whose exact list converge.py just
+        bound. Returns the interfaces that must change chain but were not narrowed (left as they are)."""
+        for ifx in settled:
+            if ifx in gates:
+                self.acl_gate[ifx] = gates[ifx]
+        for ifx in narrowed:
+            self.acl_gate.pop(ifx, None)
+        plan = self.moves(gates)
+        for head, gate in plan.retarget.items():
+            self.chains[head].gate = gate
+        for chain in sorted(self.chains.values(), key=lambda c: c.head):
+            if head_users := self._users(chain.family).get(chain.head):
+                self._narrow(chain, state)
+                if self._users_at_target(chain, head_users):
+                    self._widen(chain, state)
+        refused = set()
+        for (ifx, family), gate in sorted(plan.moves.items(), key=lambda m: (m[0], _gate_order(m[1]))):
+            if ifx in plan.swaps and ifx not in narrowed:
+                refused.add(ifx)
+                continue
+            chain = self._chain_for(gate, family, state)
+            current = self.attached.get(ifx, {})
+            self._attach(ifx, {**current, family: chain.head})
+        for ifx, gate in gates.items():
+            if ifx not in refused and ifx in self.attached:
+                self.gate_of[ifx] = gate
+        return refused
+
+    def _chain_for(self, gate: Gate, family: int, state: DataplaneState) -> Chain:
+        for chain in sorted(self.chains.values(), key=lambda c: c.head):
+            if chain.family == family and chain.gate == gate:
+                if chain.head not in self._users(family):  # (not synced above: nobody was on it)
+                    self._narrow(chain, state)
+                    self._widen(chain, state)
+                return chain
+        return self._build(gate, family, state)
+
+    def _users_at_target(self, chain: Chain, users: Iterable[int]) -> bool:
+        """Whether every user's bound output ACL is the L_U of the chain's target, or none of ours."""
+        return all(self.acl_gate.get(ifx, chain.gate) == chain.gate for ifx in users)
+
+    # -- after the ACLs changed --------------------------------------------------------------------
+    def finish(self, gates: Mapping[int, Gate], state: DataplaneState, settled: AbstractSet[int] = frozenset()) -> None:
+        """`settled`: interfaces whose bound output ACL is now their desired list. Chains come off
+        interfaces that no longer want them once their ACL holds no L_U, chains whose users all
+        have their target's L_U widen to it, and chains nobody uses are deleted."""
+        for ifx in settled:
+            if ifx in gates:
+                self.acl_gate[ifx] = gates[ifx]
+            else:
+                self.acl_gate.pop(ifx, None)
+        for ifx, heads in list(self.attached.items()):
+            families = gates[ifx].families() if ifx in gates else []
+            keep = {f: h for f, h in heads.items() if f in families or self._may_need(ifx, f)}
+            if keep != heads:
+                self._attach(ifx, keep)
+            if not keep:
+                self.gate_of.pop(ifx, None)
+        used = set()
+        for family in (4, 6):
+            for head, users in self._users(family).items():
+                used.add(head)
+                if self._users_at_target(self.chains[head], users):
+                    self._widen(self.chains[head], state)
+        doomed = [self.chains.pop(h) for h in [h for h in self.chains if h not in used]]
+        live = {(g, c.family) for c in self.chains.values() for g in c.gate.sets}
         self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in live}
         for chain in [*doomed, *self.stale]:
             for table in chain.tables:
                 self.calls.classify_table_del(table)
         self.stale = []
+        while self.loose:
+            self.calls.classify_table_del(self.loose[0])
+            self.loose.pop(0)
+
+    def _may_need(self, sw_if_index: int, family: int) -> bool:
+        """Whether the interface's bound output ACL may be an L_U that needs a chain in `family`."""
+        if sw_if_index not in self.acl_gate:
+            return False
+        gate = self.acl_gate[sw_if_index]
+        return gate is None or family in gate.families()
+
+    def behind(self, state: DataplaneState) -> dict[int, Gate]:
+        """Interfaces whose chain does not hold its target's sessions (a refused write, or a user
+        whose ACL has not reached L_U of the target yet), with that target."""
+        out = {}
+        for family in (4, 6):
+            for head, users in self._users(family).items():
+                chain = self.chains[head]
+                if (chain.gaps != gap_sessions(chain.gate, family)
+                        or chain.sessions != self._wanted(state, chain.gate, family)):
+                    out.update(dict.fromkeys(users, chain.gate))
+        return out
 
     def interface_gone(self, sw_if_index: int) -> None:
         """Called before a pod interface is deleted: its chains come off first. VPP keeps an
@@ -165,21 +296,13 @@ class ClassifierChains:
             log.warning("classifier chain on interface %d not detached: %s", sw_if_index, exc)
             self.attached.pop(sw_if_index, None)
         self.gate_of.pop(sw_if_index, None)
+        self.acl_gate.pop(sw_if_index, None)
 
-    # -- building ----------------------------------------------------------------------------------
-    def _table(self, mask: bytes, next_table: int, miss: int, entries: int) -> int:
-        return self.calls.classify_table_add(mask=mask, next_table=next_table, miss_next=miss,
-                                             nbuckets=max(2, 1 << max(entries - 1, 1).bit_length()),
-                                             memory_size=max(1 << 20, entries * 64 * 16))
-
-    def _session(self, table: int, match: bytes, hit: int, *, add: bool = True) -> None:
-        self.calls.classify_session(table, match, hit, OUR_OPAQUE, add=add)
-
-    def _wanted(self, state: DataplaneState, key: ChainKey) -> set[Session]:
+    # -- content -----------------------------------------------------------------------------------
+    def _wanted(self, state: DataplaneState, gate: Gate, family: int) -> set[Session]:
         """The admit sessions for the current members. Per gated set, only the members that came
         or went since the last call are worked out (IP set contents are immutable frozensets:
         an unchanged set is the same object), so a member change costs what that member needs."""
-        gate, family = key
         wanted: set[Session] = set()
         for gated in gate.sets:
             ipset = state.ipsets.get(gated.set_id)
@@ -198,93 +321,150 @@ class ClassifierChains:
                 wanted |= sessions
         return wanted
 
-    def _build(self, gate: Gate, family: int, wanted: set[Session]) -> Chain:
-        tables: list[int] = []
-        next_table = NO_INDEX
-        for mask, matches in reversed(_gap_layout(gate, family)):  # back to front: each knows its next
-            next_table = self._table(mask, next_table, PERMIT, len(matches))
-            tables.insert(0, next_table)
+    def _narrow(self, chain: Chain, state: DataplaneState) -> None:
+        """The target's gaps it lacks added, admits the target has not deleted: below what it was
+        and below its target at every write."""
+        self._add(chain, gap_sessions(chain.gate, chain.family) - chain.gaps, gap=True)
+        self._delete(chain, chain.sessions - self._wanted(state, chain.gate, chain.family), gap=False)
+
+    def _widen(self, chain: Chain, state: DataplaneState) -> None:
+        """The rest of the way to its target: admits added, gaps deleted, tables left empty
+        unlinked and deleted."""
+        self._add(chain, self._wanted(state, chain.gate, chain.family) - chain.sessions, gap=False)
+        self._delete(chain, chain.gaps - gap_sessions(chain.gate, chain.family), gap=True)
+        self._drop_empty_tables(chain)
+
+    # -- tables and sessions -----------------------------------------------------------------------
+    def _build(self, gate: Gate, family: int, state: DataplaneState) -> Chain:
+        """A new chain with its target's content, back to front (each table knows its next)."""
+        admits, gaps = self._wanted(state, gate, family), gap_sessions(gate, family)
+        by_admit, by_gap = _by_mask(admits), _by_mask(gaps)
+        chain = Chain(family, gate, [], {}, {}, {})
+        following = NO_INDEX
+        layers = [(m, by_gap[m], True) for m in sorted(by_gap, reverse=True)]
+        layers += [(m, by_admit.get(m, []), False) for m in (sorted(by_admit) or [_first_mask(gate, family)])]
+        for mask, matches, gap in layers:
+            table = self._new_table(mask, following, len(matches) if gap else max(1024, 2 * len(matches)))
             for match in matches:
-                self._session(next_table, match, DROP)
-        gap_head = next_table
-        chain = Chain(family, gap_head, {}, gap_head, tables)
-        sizes = Counter(mask for mask, _ in wanted)
-        for mask in sorted(sizes, reverse=True) or [_first_mask(gate, family)]:
-            self._admit_table(chain, mask, sizes[mask])
+                self._session(table, match, DROP if gap else PERMIT)
+            (chain.gap_tables if gap else chain.admit_tables)[mask] = table
+            (chain.gaps if gap else chain.sessions).update((mask, m) for m in matches)
+            chain.tables.insert(0, table)
+            chain.masks[table] = mask
+            following = table
+        self.loose = [t for t in self.loose if t not in chain.masks]
+        self.chains[chain.head] = chain
         return chain
 
-    def _admit_table(self, chain: Chain, mask: bytes, expected: int) -> int:
-        """An admit table for one mask. The chain's head never moves once attached: VPP's
-        `output_acl_set_interface` add is a no-op while a table is attached (in_out_acl.c), so a
-        later table goes in behind the head, which is re-pointed at it."""
-        size = max(1024, 2 * expected)
-        if not chain.admit_tables:
-            table = self._table(mask, chain.head, PERMIT, size)
-            chain.tables.insert(0, table)
-            chain.head = table
-        else:
-            head = self.calls.classify_table_info(chain.head, what="classifier head")
-            table = self._table(mask, head.next_table, PERMIT, size)
-            self.calls.classify_table_add(mask=head.mask, next_table=table, miss_next=PERMIT, nbuckets=head.nbuckets,
-                                          memory_size=1 << 20, index=chain.head, what="classifier head re-pointed")
-            chain.tables.insert(1, table)
-        chain.admit_tables[mask] = table
+    def _new_table(self, mask: bytes, following: int, entries: int) -> int:
+        table = self.calls.classify_table_add(mask=mask, next_table=following, miss_next=PERMIT,
+                                              nbuckets=max(2, 1 << max(entries - 1, 1).bit_length()),
+                                              memory_size=max(1 << 20, entries * 64 * 16))
+        self.loose.append(table)  # until it is linked into a chain
         return table
 
-    def _sync_sessions(self, key: ChainKey, wanted: set[Session]) -> None:
-        """Session adds and deletes for what the members' changes changed."""
-        chain = self.chains[key]
-        added = wanted - chain.sessions
-        sizes = Counter(mask for mask, _ in added)
-        for mask, match in sorted(added):
-            table = chain.admit_tables.get(mask)
-            if table is None:
-                table = self._admit_table(chain, mask, sizes[mask])
-            self._session(table, match, PERMIT)
-            chain.sessions.add((mask, match))
-        for mask, match in sorted(chain.sessions - wanted):
-            self._session(chain.admit_tables[mask], match, PERMIT, add=False)
-            chain.sessions.discard((mask, match))
+    def _repoint(self, chain: Chain, table: int, following: int) -> None:
+        """VPP's classify_add_del_table with is_add and an existing index changes only its next table."""
+        self.calls.classify_table_add(mask=chain.masks[table], next_table=following, miss_next=PERMIT, nbuckets=2,
+                                      memory_size=1 << 20, index=table, what=f"classifier table {table} re-pointed")
+
+    def _session(self, table: int, match: bytes, hit: int, *, add: bool = True) -> None:
+        self.calls.classify_session(table, match, hit, OUR_OPAQUE, add=add)
+
+    def _add(self, chain: Chain, sessions: set[Session], *, gap: bool) -> None:
+        """Sessions added; a new mask gets a table, filled, then linked: a gap table at the end of
+        the chain, an admit table right behind the head (the head stays: it is attached)."""
+        tables, held, hit = _part(chain, gap)
+        for mask, matches in sorted(_by_mask(sessions).items()):
+            table = tables.get(mask)
+            if table is not None:
+                for match in matches:
+                    self._session(table, match, hit)
+                    held.add((mask, match))
+                continue
+            after = chain.tables[-1] if gap else chain.head
+            following = NO_INDEX if gap else (chain.tables[1] if len(chain.tables) > 1 else NO_INDEX)
+            table = self._new_table(mask, following, len(matches) if gap else max(1024, 2 * len(matches)))
+            for match in matches:
+                self._session(table, match, hit)
+            chain.masks[table] = mask
+            self._repoint(chain, after, table)
+            self.loose.remove(table)
+            chain.tables.insert(len(chain.tables) if gap else 1, table)
+            tables[mask] = table
+            held.update((mask, m) for m in matches)
+
+    def _delete(self, chain: Chain, sessions: set[Session], *, gap: bool) -> None:
+        tables, held, hit = _part(chain, gap)
+        for mask, match in sorted(sessions):
+            self._session(tables[mask], match, hit, add=False)
+            held.discard((mask, match))
+
+    def _drop_empty_tables(self, chain: Chain) -> None:
+        """Tables with no session left (but the head) come out of the chain: each costs a lookup
+        per packet, and read.py tells gap tables from admit tables by their sessions."""
+        used = {mask for mask, _ in chain.sessions} | {mask for mask, _ in chain.gaps}
+        for table in [t for t in chain.tables[1:] if chain.masks[t] not in used]:
+            at = chain.tables.index(table)
+            following = chain.tables[at + 1] if at + 1 < len(chain.tables) else NO_INDEX
+            self._repoint(chain, chain.tables[at - 1], following)
+            chain.tables.remove(table)
+            mask = chain.masks.pop(table)
+            for tables in (chain.admit_tables, chain.gap_tables):
+                if tables.get(mask) == table:
+                    del tables[mask]
+            self.loose.append(table)
+            self.calls.classify_table_del(table)
+            self.loose.remove(table)
 
     def _attach(self, sw_if_index: int, heads: dict[int, int]) -> None:
         """One family per request: VPP's add stops at the first family already attached (answering
         0), and a delete must name the attached table (in_out_acl.c)."""
-        current = self.attached.get(sw_if_index, {})
+        current = self.attached.setdefault(sw_if_index, {})
         for family in (4, 6):
             old, new = current.get(family), heads.get(family)
             if old == new:
                 continue
             if old is not None:
                 self._set_output(sw_if_index, family, old, add=False)
+                del current[family]
             if new is not None:
                 self._set_output(sw_if_index, family, new, add=True)
-        if heads:
-            self.attached[sw_if_index] = dict(heads)
-        else:
-            self.attached.pop(sw_if_index, None)
+                current[family] = new
+        if not current:
+            del self.attached[sw_if_index]
 
     def _set_output(self, sw_if_index: int, family: int, table: int, *, add: bool) -> None:
         self.calls.output_table(sw_if_index, family, table, add=add,
                                 what=f"classifier {'on' if add else 'off'} interface {sw_if_index}")
 
 
-def _gap_layout(gate: Gate, family: int) -> list[tuple[bytes, list[bytes]]]:
-    """The gap tables a chain for (gate, family) has, head first: (mask, session matches) per shape."""
-    by_shape: dict[tuple[int, int, int, int], list[GapEntry]] = defaultdict(list)
+def _part(chain: Chain, gap: bool) -> tuple[dict[bytes, int], set[Session], int]:
+    """The gap or the admit part of a chain: its tables by mask, its sessions, their hit action."""
+    return (chain.gap_tables, chain.gaps, DROP) if gap else (chain.admit_tables, chain.sessions, PERMIT)
+
+
+def gap_sessions(gate: Gate, family: int) -> set[Session]:
+    """The gap sessions a chain converging to (gate, family) holds: (mask, match) per gap entry."""
+    out: set[Session] = set()
     for gap in gate.gaps:
         if gap.family == family:
-            by_shape[gap.shape].append(gap)
-    layout = []
-    for shape in sorted(by_shape):
-        mask = match_bytes(family, proto=1, src=mask_net(family, shape[1]), dst=mask_net(family, shape[2]),
-                           dport=shape[3], full=True)
-        layout.append((mask, [match_bytes(family, proto=g.proto, src=g.src, dst=g.dst, dport=g.dport)
-                              for g in by_shape[shape]]))
-    return layout
+            out.add((_gap_mask(family, gap), match_bytes(family, proto=gap.proto, src=gap.src, dst=gap.dst,
+                                                         dport=gap.dport)))
+    return out
 
 
-def _signature(gate: Gate, family: int) -> GapSignature:
-    return tuple((mask, frozenset(matches)) for mask, matches in _gap_layout(gate, family))
+def _gap_mask(family: int, gap: GapEntry) -> bytes:
+    _, src_len, dst_len, port_mask = gap.shape
+    return match_bytes(family, proto=1, src=mask_net(family, src_len), dst=mask_net(family, dst_len),
+                       dport=port_mask, full=True)
+
+
+def _by_mask(sessions: Iterable[Session]) -> dict[bytes, list[bytes]]:
+    out: dict[bytes, list[bytes]] = defaultdict(list)
+    for mask, match in sorted(sessions):
+        out[mask].append(match)
+    return out
 
 
 def _first_mask(gate: Gate, family: int) -> bytes:

@@ -4,8 +4,9 @@ Every session the driver adds carries `OUR_OPAQUE` (layout.py). A chain is ours 
 a head (a table no other table points to):
 - it holds at least one session, and every session in it carries OUR_OPAQUE;
 - its tables are admit tables (every session hits permit; a table may be empty) followed by gap
-  tables (protocol always masked; at least one session each, every one hits drop), all of one
-  family's layout, and its end misses to permit; at least one of each;
+  tables (protocol always masked, every session hits drop; the first holds at least one, a later
+  one may be empty: a gap change stopped between its last session's delete and the table's),
+  all of one family's layout, and its end misses to permit; at least one of each;
 - none of its tables is also reached from another head.
 Anything else is left alone. Why the mark changes no verdict: docs/vpp-driver.md, "Restarts and
 adoption".
@@ -23,20 +24,21 @@ from vppagent.drivers.vpp.classifier.layout import DROP, LAYOUT, OUR_OPAQUE, PER
 
 log = logging.getLogger(__name__)
 
-# A chain's gap part as it can be compared with what a gate needs: (mask, matches) per table, in order.
-GapSignature = tuple[tuple[bytes, frozenset[bytes]], ...]
+Session = tuple[bytes, bytes]  # (table mask, match)
 
 
 @dataclass
 class FoundChain:
-    """One chain of ours as VPP holds it."""
+    """One chain of ours as VPP holds it. Its identity is its content (admit and gap sessions),
+    whatever order its tables are in."""
 
     family: int
     tables: list[int]  # head first
+    masks: dict[int, bytes]  # table index -> mask
     admit_tables: dict[bytes, int]  # mask -> table index
-    gap_head: int
-    gaps: GapSignature
-    sessions: set[tuple[bytes, bytes]] = field(default_factory=set)  # admit sessions: (mask, match)
+    gap_tables: dict[bytes, int] = field(default_factory=dict)
+    sessions: set[Session] = field(default_factory=set)  # admit sessions
+    gaps: set[Session] = field(default_factory=set)  # gap sessions
 
     @property
     def head(self) -> int:
@@ -95,22 +97,20 @@ def _ours(walk: list[_Table]) -> FoundChain | None:
     if family is None or any(len(t.info.mask) != len(head_mask) for t in walk):
         return None
     proto_at = LAYOUT[family][0]
-    chain = FoundChain(family, [t.info.index for t in walk], {}, NO_INDEX, ())
-    gaps: list[tuple[bytes, frozenset[bytes]]] = []
+    chain = FoundChain(family, [t.info.index for t in walk], {t.info.index: t.info.mask for t in walk}, {})
     for table in walk:
-        drops = bool(table.sessions) and all(s.hit_next == DROP for s in table.sessions)
-        if not gaps and not drops:  # admit tables come first
-            if any(s.hit_next != PERMIT for s in table.sessions) or table.info.mask in chain.admit_tables:
+        mask = table.info.mask
+        drops = all(s.hit_next == DROP for s in table.sessions)
+        if not chain.gap_tables and not (drops and table.sessions):  # admit tables come first
+            if any(s.hit_next != PERMIT for s in table.sessions) or mask in chain.admit_tables:
                 return None
-            chain.admit_tables[table.info.mask] = table.info.index
-            chain.sessions |= {(table.info.mask, s.match) for s in table.sessions}
-        elif drops and table.info.mask[proto_at] == 0xFF:
-            if not gaps:
-                chain.gap_head = table.info.index
-            gaps.append((table.info.mask, frozenset(s.match for s in table.sessions)))
+            chain.admit_tables[mask] = table.info.index
+            chain.sessions |= {(mask, s.match) for s in table.sessions}
+        elif drops and mask[proto_at] == 0xFF and mask not in chain.gap_tables:
+            chain.gap_tables[mask] = table.info.index
+            chain.gaps |= {(mask, s.match) for s in table.sessions}
         else:
             return None  # an admit table behind a gap table, or a gap table of another layout
-    if not gaps or not chain.admit_tables:
+    if not chain.gap_tables or not chain.admit_tables:
         return None
-    chain.gaps = tuple(gaps)
     return chain
