@@ -154,12 +154,27 @@ def test_a_pipeline_keeps_the_order_of_dependent_writes(target: Target) -> None:
         conn.close()
 
 
-def test_dumps_cannot_be_pipelined(target: Target) -> None:
+def test_a_request_that_cannot_be_sent_stops_the_pipeline_in_step(target: Target) -> None:
+    """A dump, or a field the message does not have, after a few bursts went out: ValueError, the
+    requests sent before it answered and applied, the connection still in step."""
     conn = connected(target)
     try:
-        with pytest.raises(ValueError, match="sw_interface_dump is a dump"):
-            conn.pipeline([ApiRequest("control_ping"), ApiRequest("sw_interface_dump", {"sw_if_index": NO_INDEX})])
-        conn.ping()
+        calls = VppCalls(conn)
+        table = calls.classify_table_add(mask=MASK, next_table=NO_INDEX, miss_next=NO_INDEX, nbuckets=1024,
+                                         memory_size=1 << 20, what="test table")
+        try:
+            adds = [ApiRequest("classify_add_del_session", {
+                "is_add": True, "table_index": table, "hit_next_index": NO_INDEX, "opaque_index": i,
+                "match_len": 16, "match": match(i)}) for i in range(300)]
+            with pytest.raises(ValueError, match="sw_interface_dump is a dump"):
+                conn.pipeline([*adds[:150], ApiRequest("sw_interface_dump", {"sw_if_index": NO_INDEX}), *adds[150:]])
+            with pytest.raises(ValueError, match="no_such_field"):
+                conn.pipeline([*adds[150:200], ApiRequest("control_ping", {"no_such_field": 1}), *adds[200:]])
+            assert conn.connected
+            conn.ping()
+            assert {s.match for s in calls.classify_sessions(table)} == {match(i) for i in range(200)}
+        finally:
+            calls.classify_table_del(table)
     finally:
         conn.close()
 
