@@ -1,6 +1,7 @@
 """VPP driver convergence, on a real VPP when one can be started here (else the emulator): cold
 apply, one endpoint add, one policy change, one IP set member change, resync with nothing changed;
-each against a bare vpp_papi loop sending the same messages in the same run.
+each against two bare loops sending the same messages in the same run: stock vpp_papi, one
+request at a time (the issue's "raw vpp_papi"), and the driver's own transport and pipelining.
 
     python bench/vpp_converge.py [--target auto|vpp|emulator] [--policies 500 --endpoints 2000
                                  --ipsets 200 --big-set 10000] [--classifier-min-members 500]
@@ -15,11 +16,15 @@ namespace 0 allows tcp/8443 from: the set whose one-member change is measured. T
 service ports from their own namespace's set or one of its app sets, tcp/443 from the next
 namespace's set, DNS from 10.0.0.0/8 except a /24, and ICMP echo.
 
-Two VPPs, prepared identically (2,000 pods as tagged loopbacks: the pod interfaces' kind does not
+Three VPPs, prepared identically (2,000 pods as tagged loopbacks: the pod interfaces' kind does not
 change what the driver writes for policy): the driver programs the first; every request it sends
-is recorded and the same requests are then sent to the second by a plain loop over
-`VPPApiClient` methods: same messages, same order, same VPP state, nothing else. The ratio
-driver/bare is the driver's own cost (compiling, planning, reading back) per scenario; "in req."
+is recorded (and which went as one pipeline) and the same requests are then sent to the second
+by a plain loop over stock `VPPApiClient` methods ("bare": one at a time, vpp_papi's own socket
+transport), and to the third by a loop over a `VPPApiClient` with the driver's transport
+(api/transport.py), each recorded pipeline sent as a pipeline ("bare pipe."): same messages,
+same order, same VPP state, nothing else. The ratio driver/bare is the driver against raw
+vpp_papi, driver/bare pipe. the driver's own cost (compiling, planning, reading back) per
+scenario, with the same wire; "in req."
 is the part of the driver's time spent inside its requests (vpp_papi and VPP), so driver minus
 "in req." is the driver's own work, and driver / "in req." the same comparison as driver / bare
 made within one pass: on a shared machine the two passes see different load (the same messages
@@ -56,6 +61,7 @@ from vpp_papi import VPPApiClient
 
 from bench import vpp_tables
 from vppagent.drivers.base import ApplyReport
+from vppagent.drivers.vpp.api import transport
 from vppagent.drivers.vpp.api.connection import ApiRequest, VppConnection
 from vppagent.drivers.vpp.api.messages import READ_ONLY
 from vppagent.drivers.vpp.driver import VppDriver
@@ -72,6 +78,7 @@ NAMESPACES = 50
 APPS = 4
 NEW_POD_VETH = "calinewpod"
 Request = tuple[str, dict[str, Any]]
+Step = Request | list[Request]  # one request, or one pipeline of them
 
 
 def pod_ip(index: int) -> str:
@@ -127,7 +134,8 @@ def endpoint(i: int, pods_per_ns: int, per_ns: int) -> felix.ToDataplane:
 
 
 class Target(Protocol):
-    """A VPP (or emulator) the bench programs: its API socket and a bare client on it."""
+    """A VPP (or emulator) the bench programs: its API socket and a bare client on it (with the
+    driver's transport when made with `fast`)."""
 
     socket: Path
     client: VPPApiClient
@@ -136,9 +144,11 @@ class Target(Protocol):
     def stop(self) -> None: ...
 
 
-def bare_client(socket: Path) -> VPPApiClient:
-    # the same client settings as the driver's connection (no event thread)
+def bare_client(socket: Path, fast: bool = False) -> VPPApiClient:
+    # the same client settings as the driver's connection (no event thread); with `fast`, its transport
     client = VPPApiClient(server_address=str(socket), bootstrapapi=True, read_timeout=120, async_thread=False)
+    if fast:
+        transport.install(client, 120, str(socket))
     client.connect("bench-bare")
     return client
 
@@ -146,7 +156,7 @@ def bare_client(socket: Path) -> VPPApiClient:
 class Emulator:
     pod_kind: PodKind = "tap"
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, fast: bool = False) -> None:
         self.socket = directory / f"{name}.sock"
         self.proc = subprocess.Popen([sys.executable, "-m", "vppagent.vppsim", "--socket", str(self.socket),
                                       "--log-level", "WARNING"])
@@ -155,7 +165,7 @@ class Emulator:
             if time.monotonic() > deadline:
                 raise RuntimeError("emulator did not start")
             time.sleep(0.02)
-        self.client = bare_client(self.socket)
+        self.client = bare_client(self.socket, fast)
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -168,7 +178,7 @@ class RealVpp:
 
     pod_kind: PodKind = "af_packet"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, fast: bool = False) -> None:
         self.netns = name
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
         self.vpp = VppProcess(Path("/run/vpp") / name, netns=name, heap="2G", buffers=16384, stats="64M")
@@ -179,7 +189,7 @@ class RealVpp:
             self.vpp.start()
             self.vpp.wait_ready()
             self.socket = self.vpp.api_socket
-            self.client = bare_client(self.socket)
+            self.client = bare_client(self.socket, fast)
         except BaseException:
             self.stop()
             raise
@@ -215,20 +225,36 @@ def add_pods(target: Target, workload_ids: list[str]) -> None:
                                      tag=workload_tag(WorkloadKey("k8s", workload_id, "eth0")))
 
 
-def replay(target: Target, requests: list[Request]) -> float:
+def replay(target: Target, steps: list[Step]) -> float:
+    """Stock vpp_papi, one request at a time (pipelines too)."""
     api = target.client.api
+    flat = [r for step in steps for r in (step if isinstance(step, list) else [step])]
     start = time.perf_counter()
-    for message, fields in requests:
+    for message, fields in flat:
         getattr(api, message)(**fields)
     return time.perf_counter() - start
 
 
+def replay_pipelined(target: Target, steps: list[Step]) -> float:
+    """The driver's transport: one request at a time, and each recorded pipeline as a pipeline."""
+    client = target.client
+    api = client.api
+    start = time.perf_counter()
+    for step in steps:
+        if isinstance(step, list):
+            transport.pipelined(client, step)
+        else:
+            getattr(api, step[0])(**step[1])
+    return time.perf_counter() - start
+
+
 class RecordingConnection(VppConnection):
-    """The driver's connection, keeping every request for the bare replay."""
+    """The driver's connection, keeping every request (and which went as one pipeline) for the
+    bare replays."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.recorded: list[Request] = []
+        self.recorded: list[Step] = []
         self.wire_seconds = 0.0  # inside requests: the part of the driver's time VPP and vpp_papi take
 
     def _request(self, message: str, fields: dict[str, Any]) -> Any:
@@ -240,7 +266,7 @@ class RecordingConnection(VppConnection):
             self.wire_seconds += time.perf_counter() - start
 
     def pipeline(self, requests: Sequence[ApiRequest]) -> list[Any]:
-        self.recorded.extend((r.message, dict(r.fields)) for r in requests)
+        self.recorded.append([(r.message, dict(r.fields)) for r in requests])
         start = time.perf_counter()
         try:
             return super().pipeline(requests)
@@ -248,19 +274,24 @@ class RecordingConnection(VppConnection):
             self.wire_seconds += time.perf_counter() - start
 
 
-def measure(name: str, conn: RecordingConnection, bare: Target, action: Callable[[], Any]) -> dict[str, Any]:
+def measure(name: str, conn: RecordingConnection, bare: Target, fast: Target,
+            action: Callable[[], Any]) -> dict[str, Any]:
     conn.recorded.clear()
     conn.wire_seconds = 0.0
     start = time.perf_counter()
     report = action()
     driver_seconds = time.perf_counter() - start
     assert report.ok and not report.failed, f"{name}: {report}"
-    requests = list(conn.recorded)
-    bare_seconds = replay(bare, requests)
+    steps = list(conn.recorded)
+    bare_seconds = replay(bare, steps)
+    fast_seconds = replay_pipelined(fast, steps)
+    requests = [r for step in steps for r in (step if isinstance(step, list) else [step])]
     kinds = Counter("read" if m in READ_ONLY else "write" for m, _ in requests)
-    return {"scenario": name, "writes": kinds["write"], "reads": kinds["read"], "driver_s": driver_seconds,
-            "wire_s": conn.wire_seconds, "bare_s": bare_seconds,
+    pipelined = sum(len(step) for step in steps if isinstance(step, list))
+    return {"scenario": name, "writes": kinds["write"], "reads": kinds["read"], "pipelined": pipelined,
+            "driver_s": driver_seconds, "wire_s": conn.wire_seconds, "bare_s": bare_seconds, "fast_s": fast_seconds,
             "ratio": driver_seconds / bare_seconds if requests else None,
+            "fast_ratio": driver_seconds / fast_seconds if requests else None,
             "top": Counter(m for m, _ in requests).most_common(3)}
 
 
@@ -272,22 +303,30 @@ def new_driver(target: Target, min_members: int) -> tuple[VppDriver, RecordingCo
     return driver, conn
 
 
-def run(make_target: Callable[[str], Target], policies: int, endpoints: int, ipsets: int, big_set: int,
+def run(make_target: Callable[[str, bool], Target], policies: int, endpoints: int, ipsets: int, big_set: int,
         min_members: int) -> list[dict[str, Any]]:
     state = build_state(policies, endpoints, ipsets, big_set)
     tag = f"vpa-bench-{os.getpid()}"
-    driven = make_target(f"{tag}-driven")
+    targets: list[Target] = []
     try:
-        bare = make_target(f"{tag}-bare")
-    except BaseException:
-        driven.stop()
-        raise
-    try:
+        for name, fast in (("driven", False), ("bare", False), ("fast", True)):
+            targets.append(make_target(f"{tag}-{name}", fast))
+        driven, bare, fast_bare = targets
         pods = [key.workload_id for key in state.workload_endpoints]
-        add_pods(driven, pods)
-        add_pods(bare, pods)
+        for target in targets:
+            add_pods(target, pods)
         driver, conn = new_driver(driven, min_members)
-        rows = [measure("cold apply", conn, bare, lambda: driver.resync(state))]
+
+        def measured(name: str, action: Callable[[], Any]) -> dict[str, Any]:
+            return measure(name, conn, bare, fast_bare, action)
+
+        def changed(name: str, messages: list[felix.ToDataplane]) -> dict[str, Any]:
+            old = state.copy()
+            for m in messages:
+                state.apply(m)
+            return measured(name, lambda: driver.apply(diff_states(old, state), state))
+
+        rows = [measured("cold apply", lambda: driver.resync(state))]
         if isinstance(driven, RealVpp):
             rows[0]["mask_shapes"] = mask_shapes(driven)
 
@@ -295,24 +334,23 @@ def run(make_target: Callable[[str], Target], policies: int, endpoints: int, ips
         # Felix's endpoint for it
         spec = PodSpec(WorkloadKey("k8s", "ns3/newpod", "eth0"), Path("/proc/self/ns/net"), "eth0",
                        NEW_POD_VETH, (ipaddress.ip_interface("10.99.9.9/32"),), ())
-        rows.append(measure(f"CNI Add ({driven.pod_kind})", conn, bare, lambda: _ok(driver.attach_pod(spec))))
+        rows.append(measured(f"CNI Add ({driven.pod_kind})", lambda: _ok(driver.attach_pod(spec))))
         sibling = next(k for k in state.workload_endpoints if k.workload_id.startswith("ns3/"))
-        rows.append(change(driver, conn, bare, state, "endpoint add (Felix)", [
+        rows.append(changed("endpoint add (Felix)", [
             b.workload("ns3/newpod", NEW_POD_VETH, ipv4=["10.99.9.9/32"],
                        tiers=list(state.workload_endpoints[sibling].tiers), profiles=["kns.ns3"])]))
-        rows.append(change(driver, conn, bare, state, "policy change", [
+        rows.append(changed("policy change", [
             b.policy("p1", namespace="ns5", inbound=[b.rule("allow", protocol="tcp", dst_ports=[8101],
                                                             src_ip_set_ids=["s:ns5"])])]))
-        rows.append(change(driver, conn, bare, state, "ipset member change", [
-            b.ipset_delta("s:cluster", added=["10.201.0.1"])]))
-        rows.append(measure("resync, VPP unchanged", conn, bare, lambda: driver.resync(state)))
+        rows.append(changed("ipset member change", [b.ipset_delta("s:cluster", added=["10.201.0.1"])]))
+        rows.append(measured("resync, VPP unchanged", lambda: driver.resync(state)))
         driver.close()
-        restarted, conn = new_driver(driven, min_members)  # an agent restart: nothing in memory
-        rows.append(measure("resync, new driver", conn, bare, lambda: restarted.resync(state)))
-        restarted.close()
+        driver, conn = new_driver(driven, min_members)  # an agent restart: nothing in memory
+        rows.append(measured("resync, new driver", lambda: driver.resync(state)))
+        driver.close()
     finally:
-        driven.stop()
-        bare.stop()
+        for target in targets:
+            target.stop()
     return rows
 
 
@@ -338,24 +376,16 @@ def _ok(_: Any) -> ApplyReport:
     return ApplyReport()
 
 
-def change(driver: VppDriver, conn: RecordingConnection, bare: Target, state: DataplaneState, name: str,
-           messages: list[felix.ToDataplane]) -> dict[str, Any]:
-    old = state.copy()
-    for m in messages:
-        state.apply(m)
-    return measure(name, conn, bare, lambda: driver.apply(diff_states(old, state), state))
-
-
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
-    print(f"{'scenario':<24}{'writes':>8}{'reads':>8}{'driver s':>11}{'in req. s':>11}{'bare s':>10}{'ratio':>8}"
-          f"{'/in req.':>9}   top messages")
+    print(f"{'scenario':<24}{'writes':>8}{'reads':>8}{'piped':>7}{'driver s':>10}{'in req. s':>10}{'bare s':>9}"
+          f"{'pipe. s':>9}{'/bare':>7}{'/pipe.':>7}{'/in req.':>9}   top messages")
     for r in rows:
         top = ", ".join(f"{m} x{n}" for m, n in r["top"])
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"  # nothing sent: nothing to compare
+        ratios = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ("ratio", "fast_ratio")]  # nothing sent: "-"
         own = f"{r['driver_s'] / r['wire_s']:.2f}" if r["wire_s"] else "-"
-        print(f"{r['scenario']:<24}{r['writes']:>8}{r['reads']:>8}{r['driver_s']:>11.3f}{r['wire_s']:>11.3f}"
-              f"{r['bare_s']:>10.3f}{ratio:>8}{own:>9}   {top}")
+        print(f"{r['scenario']:<24}{r['writes']:>8}{r['reads']:>8}{r['pipelined']:>7}{r['driver_s']:>10.3f}"
+              f"{r['wire_s']:>10.3f}{r['bare_s']:>9.3f}{r['fast_s']:>9.3f}{ratios[0]:>7}{ratios[1]:>7}{own:>9}   {top}")
     if "mask_shapes" in rows[0]:
         print(f"lists after the cold apply: {rows[0]['mask_shapes']}")
     cold = rows[0]["driver_s"]
@@ -386,15 +416,15 @@ def main() -> None:
     state = build_state(args.policies, args.endpoints, args.ipsets, args.big_set)
     what = f"{len(state.policies)} policies, {len(state.workload_endpoints)} endpoints, {len(state.ipsets)} IP sets"
     if real:
-        print(f"{what} (the largest {args.big_set} members); two real VPPs ({shutil.which('vpp')}), "
+        print(f"{what} (the largest {args.big_set} members); three real VPPs ({shutil.which('vpp')}), "
               "pods as tagged loopbacks, each VPP main thread only")
-        make: Callable[[str], Target] = RealVpp
+        make: Callable[[str, bool], Target] = RealVpp
     else:
         scratch = Path(tempfile.mkdtemp(prefix="vpa-bench-", dir="/tmp"))
-        print(f"{what} (the largest {args.big_set} members); two emulators in separate processes")
+        print(f"{what} (the largest {args.big_set} members); three emulators in separate processes")
 
-        def make(name: str) -> Target:
-            return Emulator(scratch, name)
+        def make(name: str, fast: bool) -> Target:
+            return Emulator(scratch, name, fast)
 
     if args.compare_acl_only:
         print_rows("IP sets in ACLs only (classifier off):",

@@ -17,7 +17,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
-from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.types import RouteTarget
 from vppagent.drivers.vpp.failures import Failures, Owner
 from vppagent.drivers.vpp.programmed import Programmed
@@ -81,24 +80,21 @@ def plan_routes(held: Mapping[IPNetwork, RouteTarget], wanted: Mapping[IPNetwork
 
 def apply_routes(calls: VppCalls, programmed: Programmed, plan: RoutePlan,
                  owners: Mapping[IPNetwork, Owner]) -> Failures:
-    """Carry out `plan`, keeping `programmed.routes` true; a refused add fails its owner."""
+    """Carry out `plan`, keeping `programmed.routes` true; a refused add fails its owner. Adds are
+    one pipeline and deletes another, after every add is answered (a path change before the
+    stale routes go)."""
     failed: Failures = {}
-    for prefix, target in plan.adds:
-        try:
-            calls.route_add(prefix, target)
-        except ApiRefused as exc:
+    for (prefix, target), refused in zip(plan.adds, calls.routes_write(plan.adds), strict=True):
+        if refused is not None:
             owner = owners.get(prefix)
             if owner is not None:
-                failed.setdefault(owner, str(exc))
+                failed.setdefault(owner, str(refused))
             continue
         programmed.routes[prefix] = target
-    for prefix in plan.deletes:
-        if prefix not in programmed.routes:
-            continue
-        try:
-            calls.route_del(prefix)
-        except ApiRefused as exc:
-            log.warning("stale route %s not deleted: %s", prefix, exc)
+    deletes = [p for p in plan.deletes if p in programmed.routes]
+    for prefix, refused in zip(deletes, calls.routes_write([(p, None) for p in deletes]), strict=True):
+        if refused is not None:
+            log.warning("stale route %s not deleted: %s", prefix, refused)
             continue
         del programmed.routes[prefix]
     return failed

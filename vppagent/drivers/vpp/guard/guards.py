@@ -34,6 +34,7 @@ from collections.abc import Set as AbstractSet
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.api.types import SessionWrite
 from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
 from vppagent.drivers.vpp.guard.read import GuardChain, orphans, read_chain
 from vppagent.drivers.vpp.guard.sources import (
@@ -262,24 +263,35 @@ class SourceGuards:
                                              nbuckets=_buckets(sessions), memory_size=TABLE_MEMORY, index=index,
                                              what=f"source guard table /{length}")
 
-    def _session(self, table: int, net: IPNetwork, *, add: bool = True, hit: int = PERMIT,
-                 opaque: int = GUARD_OPAQUE) -> None:
-        self.calls.classify_session(table, match_of(net), hit, opaque, add=add)
+    def _write_sessions(self, chain: GuardChain, writes: list[tuple[SessionWrite, IPNetwork | None]]) -> None:
+        """One pipeline; `chain.sources` follows what VPP did (a source whose session was written
+        added, or removed); then the first refusal, if any, is raised."""
+        refusals = []
+        for (write, net), refused in zip(writes, self.calls.classify_sessions_write([w for w, _ in writes]),
+                                         strict=True):
+            if refused is not None:
+                refusals.append(refused)
+            elif net is not None:
+                (chain.sources.add if write.add else chain.sources.discard)(net)
+        if refusals:
+            raise refusals[0]
 
     def _build(self, family: int, sources: frozenset[IPNetwork], identity: int) -> GuardChain:
+        """Tables back to front (each names the next), then every session in one pipeline (the chain
+        is attached nowhere yet, so their order does not matter), the head's drop mark last."""
         layout = by_length(family, sources)
         chain = GuardChain(family, [], {})
         next_table = NO_INDEX
+        writes: list[tuple[SessionWrite, IPNetwork | None]] = []
         try:
             for length in sorted(layout):  # back to front (the host length, longest, is the head)
                 table = self._table(family, length, next_table, len(layout[length]) + 1)
                 chain.tables.insert(0, table)
                 chain.lengths[table] = length
-                for net in sorted(layout[length], key=str):
-                    self._session(table, net)
-                    chain.sources.add(net)
+                writes += [(_permit(table, net), net) for net in sorted(layout[length], key=str)]
                 next_table = table
-            self._session(chain.head, UNSPECIFIED[family], hit=DROP, opaque=identity)
+            writes.append((SessionWrite(chain.head, match_of(UNSPECIFIED[family]), DROP, identity), None))
+            self._write_sessions(chain, writes)
         except BaseException:
             self.stale += chain.tables
             raise
@@ -304,20 +316,17 @@ class SourceGuards:
                              f"(VPP records {'none' if recorded == NO_INDEX else recorded})")
 
     def _update(self, chain: GuardChain, wanted: frozenset[IPNetwork]) -> None:
-        """New sources first, then old ones out; a table for a new length behind the head, an
-        emptied one (never the head) unlinked, then deleted."""
+        """New sources first (one pipeline, answered), then old ones out (another); a table for a new
+        length goes in behind the head before them (empty, it matches nothing: a miss goes on down the
+        chain as before), an emptied one (never the head) is unlinked, then deleted."""
         family = chain.family
-        for net in sorted(wanted - chain.sources, key=lambda n: (-n.prefixlen, str(n))):
-            table = chain.table_for(net.prefixlen)
-            if table is None:
-                table = self._insert(chain, net.prefixlen, sum(1 for n in wanted if n.prefixlen == net.prefixlen))
-            self._session(table, net)
-            chain.sources.add(net)
-        for net in sorted(chain.sources - wanted, key=str):
-            table = chain.table_for(net.prefixlen)
-            assert table is not None
-            self._session(table, net, add=False)
-            chain.sources.discard(net)
+        new = sorted(wanted - chain.sources, key=lambda n: (-n.prefixlen, str(n)))
+        for length in dict.fromkeys(n.prefixlen for n in new):  # longest first, as they come
+            if chain.table_for(length) is None:
+                self._insert(chain, length, sum(1 for n in wanted if n.prefixlen == length))
+        self._write_sessions(chain, [(_permit(_table_of(chain, n), n), n) for n in new])
+        self._write_sessions(chain, [(_permit(_table_of(chain, n), n, add=False), n)
+                                     for n in sorted(chain.sources - wanted, key=str)])
         used = {n.prefixlen for n in chain.sources} | {HOST_LENGTH[family]}
         for table in [t for t in chain.tables[1:] if chain.lengths[t] not in used]:
             at = chain.tables.index(table)
@@ -329,7 +338,7 @@ class SourceGuards:
             self.stale.append(table)
 
     def _insert(self, chain: GuardChain, length: int, sessions: int) -> int:
-        """A table for `length` linked in right behind the head (its sessions come next: until
+        """A table for `length` linked in right behind the head (its sessions come after: until
         then it matches nothing, and a miss goes on down the chain as before)."""
         after = chain.tables[1] if len(chain.tables) > 1 else NO_INDEX
         table = self._table(chain.family, length, after, sessions)
@@ -337,3 +346,13 @@ class SourceGuards:
         chain.tables.insert(1, table)
         chain.lengths[table] = length
         return table
+
+
+def _permit(table: int, net: IPNetwork, *, add: bool = True) -> SessionWrite:
+    return SessionWrite(table, match_of(net), PERMIT, GUARD_OPAQUE, add=add)
+
+
+def _table_of(chain: GuardChain, net: IPNetwork) -> int:
+    table = chain.table_for(net.prefixlen)
+    assert table is not None, f"no table for /{net.prefixlen} in the chain"
+    return table
