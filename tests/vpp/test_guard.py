@@ -21,6 +21,7 @@ from tests.vpp.helpers import (
 from tests.vpp.test_classifier import MEMBERS, established
 from tests.vpp.test_classifier import PODS as GATED_PODS
 from tests.vpp.test_classifier import messages as gated_messages
+from vppagent.drivers.vpp.api.connection import ApiRequest
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.classifier.read import read_chains
 from vppagent.drivers.vpp.driver import VppDriver
@@ -174,7 +175,14 @@ def test_cni_add_guards_before_binding_and_cni_del_detaches_before_deleting(sim_
             sent.append(message)
             return call(message, **fields)
 
+        pipeline = driver.conn.pipeline
+
+        def recording_pipeline(requests: list[ApiRequest]) -> list[Any]:
+            sent.extend(r.message for r in requests)
+            return pipeline(requests)
+
         driver.conn.call = recording  # type: ignore[method-assign]
+        driver.conn.pipeline = recording_pipeline  # type: ignore[method-assign]
         driver.attach_pod(pod_spec("ns/a", ["10.65.0.2/32", "fd65::2/128"]))
         (sw_if_index,) = {i for (i, _) in driver.guards.chains}
         assert sends(sim_target, sw_if_index, "10.65.0.2") and not sends(sim_target, sw_if_index, "10.65.0.3")

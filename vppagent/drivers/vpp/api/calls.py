@@ -28,11 +28,13 @@ from vppagent.drivers.vpp.api.types import (
     AclRule,
     AfPacketDetails,
     ClassifySession,
+    ClassifyTableAdd,
     ClassifyTableInfo,
     CnatBackend,
     CnatDetails,
     CnatTranslation,
     InterfaceDetails,
+    InterfaceTable,
     RouteTarget,
     SessionWrite,
     TapDetails,
@@ -245,12 +247,16 @@ class VppCalls:
                            index: int = NO_INDEX, what: str = "classifier table") -> int:
         """A new table matching from the IP header (index NO_INDEX), or an existing one re-pointed
         (its index: only next_table and miss_next change); returns the table's index."""
-        reply = self.conn.call(
-            "classify_add_del_table", is_add=True, del_chain=False, table_index=index,
-            nbuckets=nbuckets, memory_size=memory_size, skip_n_vectors=0, match_n_vectors=len(mask) // 16,
-            next_table_index=next_table, miss_next_index=miss_next, current_data_flag=1, current_data_offset=0,
-            mask_len=len(mask), mask=mask, what=what)
+        reply = self.conn.call("classify_add_del_table", **_table_fields(
+            ClassifyTableAdd(mask, next_table, miss_next, nbuckets, memory_size), index), what=what)
         return int(reply.new_table_index)
+
+    def classify_tables_add(self, tables: Sequence[ClassifyTableAdd]) -> list[int | ApiRefused]:
+        """New tables, pipelined, in order (none may name another of the same batch); per item its
+        index or its refusal."""
+        results = self.conn.pipeline([ApiRequest("classify_add_del_table", _table_fields(t, NO_INDEX), what=t.what)
+                                      for t in tables])
+        return [r if isinstance(r, ApiRefused) else int(r.new_table_index) for r in results]
 
     def classify_table_del(self, index: int) -> None:
         """Gone already is fine (NO_SUCH_TABLE). VPP checks the mask's length against
@@ -287,11 +293,23 @@ class VppCalls:
     def _classify_acl(self, message: str, sw_if_index: int, family: int, table: int, *, add: bool, what: str,
                       not_attached_ok: bool) -> bool:
         accept = (0, ApiError.NO_SUCH_TABLE) if not_attached_ok else (0,)
-        reply = self.conn.call(message, accept=accept, sw_if_index=sw_if_index,
-                               ip4_table_index=table if family == 4 else NO_INDEX,
-                               ip6_table_index=table if family == 6 else NO_INDEX, l2_table_index=NO_INDEX,
-                               is_add=add, what=what)
+        reply = self.conn.call(message, accept=accept, **_classify_acl_fields(sw_if_index, family, table, add=add),
+                               what=what)
         return int(reply.retval) == 0
+
+    def input_tables_write(self, items: Sequence[InterfaceTable]) -> list[ApiRefused | None]:
+        """`input_table` for each (a detach naming a table not attached there is refused), pipelined,
+        in order; per item None (done) or its refusal."""
+        return _outcomes(self.conn.pipeline([ApiRequest(
+            "input_acl_set_interface", _classify_acl_fields(i.sw_if_index, i.family, i.table, add=i.add),
+            what=i.what or f"input classifier {i.table} on interface {i.sw_if_index}") for i in items]))
+
+    def input_tables_of(self, sw_if_indexes: Sequence[int]) -> list[dict[int, int] | ApiRefused]:
+        """`input_tables` of each interface, pipelined, in order (its refusal where VPP refused)."""
+        results = self.conn.pipeline([ApiRequest("classify_table_by_interface", {"sw_if_index": i},
+                                                 what=f"input classifier of interface {i}") for i in sw_if_indexes])
+        return [r if isinstance(r, ApiRefused) else {4: int(r.ip4_table_id), 6: int(r.ip6_table_id)}
+                for r in results]
 
     def input_tables(self, sw_if_index: int) -> dict[int, int]:
         """The classifier table VPP records as the interface's input ACL, per family (NO_INDEX: none).
@@ -395,6 +413,18 @@ class VppCalls:
 
 def _outcomes(results: list[Any]) -> list[ApiRefused | None]:
     return [r if isinstance(r, ApiRefused) else None for r in results]
+
+
+def _table_fields(table: ClassifyTableAdd, index: int) -> dict[str, Any]:
+    return {"is_add": True, "del_chain": False, "table_index": index, "nbuckets": table.nbuckets,
+            "memory_size": table.memory_size, "skip_n_vectors": 0, "match_n_vectors": len(table.mask) // 16,
+            "next_table_index": table.next_table, "miss_next_index": table.miss_next, "current_data_flag": 1,
+            "current_data_offset": 0, "mask_len": len(table.mask), "mask": table.mask}
+
+
+def _classify_acl_fields(sw_if_index: int, family: int, table: int, *, add: bool) -> dict[str, Any]:
+    return {"sw_if_index": sw_if_index, "ip4_table_index": table if family == 4 else NO_INDEX,
+            "ip6_table_index": table if family == 6 else NO_INDEX, "l2_table_index": NO_INDEX, "is_add": add}
 
 
 def _session_fields(table: int, match: bytes, hit_next: int, opaque: int, *, add: bool) -> dict[str, Any]:

@@ -123,6 +123,29 @@ class SessionWrite:
     add: bool = True
 
 
+@dataclass(frozen=True)
+class ClassifyTableAdd:
+    """A new classifier table matching from the IP header (an item of `VppCalls.classify_tables_add`)."""
+
+    mask: bytes
+    next_table: int
+    miss_next: int
+    nbuckets: int
+    memory_size: int
+    what: str = "classifier table"
+
+
+@dataclass(frozen=True)
+class InterfaceTable:
+    """A classifier table attached (or detached) as an interface's input ACL in one family."""
+
+    sw_if_index: int
+    family: int
+    table: int
+    add: bool = True
+    what: str = ""
+
+
 @dataclass(frozen=True, order=True)
 class CnatBackend:
     """One path of a cnat translation: the backend the VIP is rewritten to (no source rewrite)."""

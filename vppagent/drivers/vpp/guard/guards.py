@@ -30,11 +30,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX
-from vppagent.drivers.vpp.api.types import SessionWrite
+from vppagent.drivers.vpp.api.types import ClassifyTableAdd, InterfaceTable, SessionWrite
 from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
 from vppagent.drivers.vpp.guard.read import GuardChain, orphans, read_chain
 from vppagent.drivers.vpp.guard.sources import (
@@ -134,39 +135,47 @@ class SourceGuards:
         could pass what policy denies. Dropped meanwhile, it fails closed."""
         failed: dict[int, str] = {}
         self._widen.clear()
+        new: list[_NewChain] = []
         for sw_if_index in sorted(wanted):
             try:
-                self.ensure(sw_if_index, names[sw_if_index], self.sources_of(wanted[sw_if_index]), widen_now=False)
+                new += self._keep(sw_if_index, names[sw_if_index], self.sources_of(wanted[sw_if_index]),
+                                  widen_now=False)
             except (ApiRefused, GuardError) as exc:
-                log.warning("source guard on interface %d: %s", sw_if_index, exc)
                 failed[sw_if_index] = f"source guard: {exc}"
+        for sw_if_index, refusal in self._make(new).items():
+            failed.setdefault(sw_if_index, f"source guard: {refusal}")
+        for sw_if_index, reason in failed.items():
+            log.warning("interface %d: %s", sw_if_index, reason)
         return failed
 
     def ensure(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources, *,
                widen_now: bool = True) -> None:
         """The interface (tag, name) guarded by exactly `sources`; with `widen_now` False, an
         existing guard loses its leaving sources now and gains the new ones in `widen`."""
+        failed = self._make(self._keep(sw_if_index, names, sources, widen_now=widen_now))
+        if failed:
+            raise failed[sw_if_index]
+
+    def _keep(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources, *,
+              widen_now: bool) -> list[_NewChain]:
+        """`ensure` for the guards the interface has (updated now); the ones to make (`_make`)."""
         identity = identity_mark(*names)
         if self.identities.setdefault(sw_if_index, identity) != identity:
             self.forget(sw_if_index)
             self.identities[sw_if_index] = identity
+        new = []
         for family in FAMILIES:
             wanted = sources.get(family, frozenset())
             chain = self.chains.get((sw_if_index, family))
             if chain is None:
-                chain = self._build(family, wanted, identity)
-                try:
-                    self._attach(sw_if_index, chain)
-                except BaseException:
-                    self.stale += chain.tables
-                    raise
-                self.chains[(sw_if_index, family)] = chain
+                new.append(_NewChain(sw_if_index, family, wanted, identity))
             elif chain.sources != wanted:
                 if widen_now or wanted <= chain.sources:
                     self._update(chain, wanted)
                 else:
                     self._update(chain, frozenset(chain.sources & wanted))
                     self._widen[(sw_if_index, family)] = wanted
+        return new
 
     def widen(self, ready: AbstractSet[int]) -> dict[int, str]:
         """After the ACLs were written: the guards `prepare` kept narrow get their new sources, on
@@ -276,44 +285,97 @@ class SourceGuards:
         if refusals:
             raise refusals[0]
 
-    def _build(self, family: int, sources: frozenset[IPNetwork], identity: int) -> GuardChain:
-        """Tables back to front (each names the next), then every session in one pipeline (the chain
-        is attached nowhere yet, so their order does not matter), the head's drop mark last."""
-        layout = by_length(family, sources)
-        chain = GuardChain(family, [], {})
-        next_table = NO_INDEX
-        writes: list[tuple[SessionWrite, IPNetwork | None]] = []
+    def _make(self, new: list[_NewChain]) -> dict[int, ApiRefused | GuardError]:
+        """New chains built and attached, many at once: their tables from each chain's back to its
+        head (one pipeline per position: a table names the one behind it), every session (one
+        pipeline: attached nowhere yet, their order does not matter), the head's drop mark last;
+        VPP's records of the interfaces read (one pipeline), the heads attached (one), and the
+        records read back (one). What failed, per interface (its first refusal); a chain that
+        failed is not attached and its tables go in `finish`."""
+        chains = [GuardChain(n.family, [], {}) for n in new]
+        layouts = [by_length(n.family, n.sources) for n in new]
+        broken: dict[int, ApiRefused | GuardError] = {}  # position in `new` -> why
         try:
-            for length in sorted(layout):  # back to front (the host length, longest, is the head)
-                table = self._table(family, length, next_table, len(layout[length]) + 1)
-                chain.tables.insert(0, table)
-                chain.lengths[table] = length
-                writes += [(_permit(table, net), net) for net in sorted(layout[length], key=str)]
-                next_table = table
-            writes.append((SessionWrite(chain.head, match_of(UNSPECIFIED[family]), DROP, identity), None))
-            self._write_sessions(chain, writes)
+            for position in range(max((len(layout) for layout in layouts), default=0)):
+                batch = [(i, sorted(layouts[i])[position]) for i in range(len(new))
+                         if position < len(layouts[i]) and i not in broken]
+                made = self.calls.classify_tables_add([
+                    _table_add(new[i].family, length, chains[i].tables[0] if chains[i].tables else NO_INDEX,
+                               len(layouts[i][length]) + 1) for i, length in batch])
+                for (i, length), table in zip(batch, made, strict=True):
+                    if isinstance(table, ApiRefused):
+                        broken[i] = table
+                    else:
+                        chains[i].tables.insert(0, table)
+                        chains[i].lengths[table] = length
+            writes: list[tuple[int, SessionWrite, IPNetwork | None]] = []
+            for i, n in enumerate(new):
+                if i not in broken:
+                    writes += [(i, _permit(_table_of(chains[i], net), net), net)
+                               for length in sorted(layouts[i]) for net in sorted(layouts[i][length], key=str)]
+                    writes.append((i, SessionWrite(chains[i].head, match_of(UNSPECIFIED[n.family]), DROP, n.identity),
+                                   None))
+            for (i, _, net), refused in zip(writes, self.calls.classify_sessions_write([w for _, w, _ in writes]),
+                                            strict=True):
+                if refused is not None:
+                    broken.setdefault(i, refused)
+                elif net is not None:
+                    chains[i].sources.add(net)
+            self._attach([i for i in range(len(new)) if i not in broken], new, chains, broken)
         except BaseException:
-            self.stale += chain.tables
+            self.stale += [t for chain in chains for t in chain.tables]
             raise
-        return chain
+        failed: dict[int, ApiRefused | GuardError] = {}
+        for i, n in enumerate(new):
+            if i in broken:
+                self.stale += chains[i].tables
+                failed.setdefault(n.sw_if_index, broken[i])
+            else:
+                self.chains[(n.sw_if_index, n.family)] = chains[i]
+        return failed
 
-    def _attach(self, sw_if_index: int, chain: GuardChain) -> None:
-        family, what = chain.family, f"source guard on interface {sw_if_index}"
-        recorded = self.calls.input_tables(sw_if_index)[family]
-        if recorded != NO_INDEX:
-            # Not a guard this driver holds: another input classifier, or the record a deleted
-            # interface with this index left (then the feature is off and an add would do nothing).
-            log.warning("interface %d: input classifier table %d replaced by the source guard", sw_if_index, recorded)
-            if not self._clear_record(sw_if_index, family, recorded):
-                raise GuardError(f"interface {sw_if_index}: VPP records input classifier table {recorded}, "
-                                 "which it no longer has (left by a deleted interface with this index) and "
-                                 f"did not hand out again in {PLACEHOLDERS} new tables, so no guard can be "
-                                 "attached; re-create the pod")
-        self.calls.input_table(sw_if_index, family, chain.head, add=True, what=what)
-        recorded = self.calls.input_tables(sw_if_index)[family]
-        if recorded != chain.head:
-            raise GuardError(f"interface {sw_if_index}: IPv{family} guard {chain.head} not attached "
-                             f"(VPP records {'none' if recorded == NO_INDEX else recorded})")
+    def _attach(self, ready: list[int], new: list[_NewChain], chains: list[GuardChain],
+                broken: dict[int, ApiRefused | GuardError]) -> None:
+        """The heads of `ready` (positions in `new`) attached and checked; failures into `broken`."""
+        recorded = self._records([new[i].sw_if_index for i in ready])
+        attach = []
+        for i in ready:
+            sw_if_index, family = new[i].sw_if_index, new[i].family
+            held = recorded[sw_if_index]
+            if isinstance(held, ApiRefused):
+                broken[i] = held
+                continue
+            if held[family] != NO_INDEX:
+                # Not a guard this driver holds: another input classifier, or the record a deleted
+                # interface with this index left (then the feature is off and an add would do nothing).
+                log.warning("interface %d: input classifier table %d replaced by the source guard", sw_if_index,
+                            held[family])
+                if not self._clear_record(sw_if_index, family, held[family]):
+                    broken[i] = GuardError(
+                        f"interface {sw_if_index}: VPP records input classifier table {held[family]}, which it no "
+                        f"longer has (left by a deleted interface with this index) and did not hand out again in "
+                        f"{PLACEHOLDERS} new tables, so no guard can be attached; re-create the pod")
+                    continue
+            attach.append(i)
+        outcomes = self.calls.input_tables_write([InterfaceTable(
+            new[i].sw_if_index, new[i].family, chains[i].head, what=f"source guard on interface {new[i].sw_if_index}")
+            for i in attach])
+        for i, refused in zip(attach, outcomes, strict=True):
+            if refused is not None:
+                broken[i] = refused
+        attached = [i for i in attach if i not in broken]
+        recorded = self._records([new[i].sw_if_index for i in attached])
+        for i in attached:
+            held, family = recorded[new[i].sw_if_index], new[i].family
+            now = held if isinstance(held, ApiRefused) else held[family]
+            if now != chains[i].head:
+                broken[i] = GuardError(f"interface {new[i].sw_if_index}: IPv{family} guard {chains[i].head} not "
+                                       f"attached (VPP records {'none' if now == NO_INDEX else now})")
+
+    def _records(self, sw_if_indexes: list[int]) -> dict[int, dict[int, int] | ApiRefused]:
+        """VPP's record of each interface's input classifier per family (one pipeline)."""
+        unique = sorted(set(sw_if_indexes))
+        return dict(zip(unique, self.calls.input_tables_of(unique), strict=True))
 
     def _update(self, chain: GuardChain, wanted: frozenset[IPNetwork]) -> None:
         """New sources first (one pipeline, answered), then old ones out (another); a table for a new
@@ -356,3 +418,18 @@ def _table_of(chain: GuardChain, net: IPNetwork) -> int:
     table = chain.table_for(net.prefixlen)
     assert table is not None, f"no table for /{net.prefixlen} in the chain"
     return table
+
+
+@dataclass(frozen=True)
+class _NewChain:
+    """A guard to make: the interface, the family, its sources, the identity its head carries."""
+
+    sw_if_index: int
+    family: int
+    sources: frozenset[IPNetwork]
+    identity: int
+
+
+def _table_add(family: int, length: int, next_table: int, sessions: int) -> ClassifyTableAdd:
+    return ClassifyTableAdd(mask_of(family, length), next_table, DROP, _buckets(sessions), TABLE_MEMORY,
+                            what=f"source guard table /{length}")
