@@ -379,13 +379,13 @@ def _ok(_: Any) -> ApplyReport:
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     print(f"{'scenario':<24}{'writes':>8}{'reads':>8}{'piped':>7}{'driver s':>10}{'in req. s':>10}{'bare s':>9}"
-          f"{'pipe. s':>9}{'/bare':>7}{'/pipe.':>7}{'/in req.':>9}   top messages")
+          f"{'pipe. s':>9}{'/bare':>9}{'/pipe.':>9}{'/in req.':>9}   top messages")
     for r in rows:
         top = ", ".join(f"{m} x{n}" for m, n in r["top"])
         ratios = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ("ratio", "fast_ratio")]  # nothing sent: "-"
         own = f"{r['driver_s'] / r['wire_s']:.2f}" if r["wire_s"] else "-"
         print(f"{r['scenario']:<24}{r['writes']:>8}{r['reads']:>8}{r['pipelined']:>7}{r['driver_s']:>10.3f}"
-              f"{r['wire_s']:>10.3f}{r['bare_s']:>9.3f}{r['fast_s']:>9.3f}{ratios[0]:>7}{ratios[1]:>7}{own:>9}   {top}")
+              f"{r['wire_s']:>10.3f}{r['bare_s']:>9.3f}{r['fast_s']:>9.3f}{ratios[0]:>9}{ratios[1]:>9}{own:>9}   {top}")
     if "mask_shapes" in rows[0]:
         print(f"lists after the cold apply: {rows[0]['mask_shapes']}")
     cold = rows[0]["driver_s"]
