@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.api.types import SessionWrite
 from vppagent.drivers.vpp.classifier.admits import Session, member_sessions, members
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
 from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes
@@ -345,8 +346,7 @@ class ClassifierChains:
         layers += [(m, by_admit.get(m, []), False) for m in (sorted(by_admit) or [_first_mask(gate, family)])]
         for mask, matches, gap in layers:
             table = self._new_table(mask, following, len(matches) if gap else max(1024, 2 * len(matches)))
-            for match in matches:
-                self._session(table, match, DROP if gap else PERMIT)
+            self._sessions([(table, match) for match in matches], DROP if gap else PERMIT)
             (chain.gap_tables if gap else chain.admit_tables)[mask] = table
             (chain.gaps if gap else chain.sessions).update((mask, m) for m in matches)
             chain.tables.insert(0, table)
@@ -368,25 +368,35 @@ class ClassifierChains:
         self.calls.classify_table_add(mask=chain.masks[table], next_table=following, miss_next=PERMIT, nbuckets=2,
                                       memory_size=1 << 20, index=table, what=f"classifier table {table} re-pointed")
 
-    def _session(self, table: int, match: bytes, hit: int, *, add: bool = True) -> None:
-        self.calls.classify_session(table, match, hit, OUR_OPAQUE, add=add)
+    def _sessions(self, items: list[tuple[int, bytes]], hit: int, *, add: bool = True,
+                  done: Callable[[int, bytes], None] | None = None) -> None:
+        """One ordered step: the sessions (table, match) written in one pipeline, replies awaited;
+        `done` is told of each one VPP did; then the first refusal, if any, is raised."""
+        if not items:
+            return
+        outcomes = self.calls.classify_sessions_write([SessionWrite(t, m, hit, OUR_OPAQUE, add) for t, m in items])
+        for (table, match), outcome in zip(items, outcomes, strict=True):
+            if outcome is None and done is not None:
+                done(table, match)
+        refused = next((o for o in outcomes if o is not None), None)
+        if refused is not None:
+            raise refused
 
     def _add(self, chain: Chain, sessions: set[Session], *, gap: bool) -> None:
         """Sessions added; a new mask gets a table, filled, then linked: a gap table at the end of
         the chain, an admit table right behind the head (the head stays: it is attached)."""
         tables, held, hit = _part(chain, gap)
-        for mask, matches in sorted(_by_mask(sessions).items()):
-            table = tables.get(mask)
-            if table is not None:
-                for match in matches:
-                    self._session(table, match, hit)
-                    held.add((mask, match))
+        by_mask = _by_mask(sessions)
+        masks = {table: mask for mask, table in tables.items()}
+        self._sessions([(tables[mask], match) for mask, matches in sorted(by_mask.items()) if mask in tables
+                        for match in matches], hit, done=lambda table, match: held.add((masks[table], match)))
+        for mask, matches in sorted(by_mask.items()):
+            if mask in tables:
                 continue
             after = chain.tables[-1] if gap else chain.head
             following = NO_INDEX if gap else (chain.tables[1] if len(chain.tables) > 1 else NO_INDEX)
             table = self._new_table(mask, following, len(matches) if gap else max(1024, 2 * len(matches)))
-            for match in matches:
-                self._session(table, match, hit)
+            self._sessions([(table, match) for match in matches], hit)
             chain.masks[table] = mask
             self._repoint(chain, after, table)
             self.loose.remove(table)
@@ -396,9 +406,9 @@ class ClassifierChains:
 
     def _delete(self, chain: Chain, sessions: set[Session], *, gap: bool) -> None:
         tables, held, hit = _part(chain, gap)
-        for mask, match in sorted(sessions):
-            self._session(tables[mask], match, hit, add=False)
-            held.discard((mask, match))
+        masks = {table: mask for mask, table in tables.items()}
+        self._sessions([(tables[mask], match) for mask, match in sorted(sessions)], hit, add=False,
+                       done=lambda table, match: held.discard((masks[table], match)))
 
     def _drop_empty_tables(self, chain: Chain) -> None:
         """Tables with no session left (but the head) come out of the chain: each costs a lookup
