@@ -107,3 +107,32 @@ def test_many_pods_guards_go_out_in_a_few_pipelines(sim_target: Target) -> None:
         assert [len(batch) for batch in routes] == [len(PODS)]
     finally:
         driver.close()
+
+
+def test_a_new_driver_reads_the_guards_back_in_a_few_pipelines(sim_target: Target) -> None:
+    pods = {pod: sim_target.pod(pod) for pod in PODS}
+    state = state_of(messages())
+    first = make_driver(sim_target)
+    try:
+        assert first.resync(state).ok
+    finally:
+        first.close()
+    driver = make_driver(sim_target)  # an agent restart: the guards are read back from VPP
+    batches: list[list[str]] = []
+    pipeline = driver.conn.pipeline
+
+    def recording(requests: list[ApiRequest]) -> list[Any]:
+        batches.append([r.message for r in requests])
+        return pipeline(requests)
+
+    driver.conn.pipeline = recording  # type: ignore[method-assign]
+    try:
+        report = driver.resync(state)
+        assert report.ok and report.writes == 0
+        assert {i for i, _ in driver.guards.chains} == set(pods.values()), "every guard adopted"
+        dumps = [batch for batch in batches if batch and set(batch) == {"classify_session_dump"}]
+        # IPv4 chains are one table, IPv6 ones two (the head, fe80::/10): two steps for all pods
+        assert [len(batch) for batch in dumps] == [2 * len(PODS), len(PODS)]
+        assert sum(batch.count("classify_table_by_interface") for batch in batches) == len(PODS)
+    finally:
+        driver.close()

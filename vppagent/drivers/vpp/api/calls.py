@@ -238,10 +238,27 @@ class VppCalls:
                               what=f"classifier table {index}")
         return _table_info(index, info) if int(info.retval) == 0 else None
 
+    def classify_table_infos_if_present(self, indexes: Sequence[int]) -> list[ClassifyTableInfo | None]:
+        """`classify_table_info_if_present` of each, pipelined, in order (the same caveat: ask only
+        about indexes `classify_table_ids` listed); ApiRefused for any other refusal."""
+        results = self.conn.pipeline([ApiRequest("classify_table_info", {"table_id": i},
+                                                 accept=(0, ApiError.CLASSIFY_TABLE_NOT_FOUND),
+                                                 what=f"classifier table {i}") for i in indexes])
+        out: list[ClassifyTableInfo | None] = []
+        for index, info in zip(indexes, results, strict=True):
+            if isinstance(info, ApiRefused):
+                raise info
+            out.append(_table_info(index, info) if int(info.retval) == 0 else None)
+        return out
+
+    def classify_sessions_of(self, indexes: Sequence[int]) -> list[list[ClassifySession]]:
+        """`classify_sessions` of each table, the dumps pipelined, in order."""
+        return [[_session(s) for s in details] for details in self.conn.pipeline(
+            [ApiRequest("classify_session_dump", {"table_id": i}) for i in indexes])]
+
     def classify_sessions(self, index: int) -> list[ClassifySession]:
         """A session keeps its next index in 16 bits: the ~0 we set reads back as 0xffff."""
-        return [ClassifySession(bytes(s.match), _session_next(int(s.hit_next_index)), int(s.opaque_index))
-                for s in self.conn.dump("classify_session_dump", table_id=index)]
+        return [_session(s) for s in self.conn.dump("classify_session_dump", table_id=index)]
 
     def classify_table_add(self, *, mask: bytes, next_table: int, miss_next: int, nbuckets: int, memory_size: int,
                            index: int = NO_INDEX, what: str = "classifier table") -> int:
@@ -457,6 +474,10 @@ def _rule_from_details(rule: Any) -> AclRule:
                    (int(rule.srcport_or_icmptype_first), int(rule.srcport_or_icmptype_last)),
                    (int(rule.dstport_or_icmpcode_first), int(rule.dstport_or_icmpcode_last)),
                    int(rule.tcp_flags_mask), int(rule.tcp_flags_value))
+
+
+def _session(details: Any) -> ClassifySession:
+    return ClassifySession(bytes(details.match), _session_next(int(details.hit_next_index)), int(details.opaque_index))
 
 
 def _session_next(hit_next_index: int) -> int:

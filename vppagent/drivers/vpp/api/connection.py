@@ -214,13 +214,10 @@ class VppConnection:
         """All details of a dump: an old-style one (vpp_papi sends the control_ping trailer), or a
         `_reply` + details one (ApiRefused when its reply's retval is not 0, e.g. VPP's "more to
         come" for a cursor: the driver reads none that long, and never a list cut short)."""
-        answer = self._request(message, fields)
-        if isinstance(answer, tuple):  # vpp_papi's (reply, details) for the `_reply` + details form
-            reply, details = answer
-            if int(getattr(reply, "retval", 0)) != 0:
-                raise ApiRefused(message, int(reply.retval))
-            return list(details)
-        return list(answer)
+        result = _result(ApiRequest(message), self._request(message, fields))
+        if isinstance(result, ApiRefused):
+            raise result
+        return list(result)
 
     def ping(self) -> None:
         """A liveness check (control_ping); VppConnectionLost if VPP is gone or stalled."""
@@ -228,23 +225,20 @@ class VppConnection:
 
     def pipeline(self, requests: Sequence[ApiRequest]) -> list[Any]:
         """Send `requests` in order with up to PIPELINE_WINDOW unanswered; one result per request,
-        in order: its reply, or (retval not accepted) its `ApiRefused` as a value. VPP applies one
-        client's requests in order, so a pipeline is ordered like calls one by one; a caller that
-        needs a reply before its next request (an index) sends that one alone. Dumps cannot be
-        pipelined (ValueError). VppConnectionLost when the connection fails on the way: the
+        in order: its reply, or a dump's details (a list), or (retval not accepted) its `ApiRefused`
+        as a value. VPP applies one client's requests in order, so a pipeline is ordered like calls
+        one by one; a caller that needs a reply before its next request (an index) sends that one
+        alone. A request that cannot be sent (a field its message lacks) is ValueError, after what
+        was sent before it is answered. VppConnectionLost when the connection fails on the way: the
         requests before the failure may or may not have been applied (a resync reads VPP back)."""
         with self._lock:
             client = self._require()
             try:
-                replies = pipelined(client, [(r.message, r.fields) for r in requests], sending=self._count)
+                answers = pipelined(client, [(r.message, r.fields) for r in requests], sending=self._count)
             except OSError as exc:
                 self._teardown()
                 raise VppConnectionLost(f"pipeline of {len(requests)} requests: {exc}") from None
-        out: list[Any] = []
-        for request, reply in zip(requests, replies, strict=True):
-            retval = int(getattr(reply, "retval", 0))
-            out.append(reply if retval in request.accept else ApiRefused(request.message, retval, request.what))
-        return out
+        return [_result(request, answer) for request, answer in zip(requests, answers, strict=True)]
 
     def _require(self) -> VPPApiClient:
         if self._client is None:
@@ -267,6 +261,19 @@ class VppConnection:
             except OSError as exc:  # VPPIOError (VPP closed the socket), timeouts and socket errors
                 self._teardown()
                 raise VppConnectionLost(f"{message}: {exc}") from None
+
+
+def _result(request: ApiRequest, answer: Any) -> Any:
+    """A request's result from vpp_papi's answer: the reply, an old-style dump's details (a list),
+    a `_reply` + details dump's details; ApiRefused (a value) where the retval is not accepted."""
+    if isinstance(answer, list):
+        return answer
+    # replies are named tuples; vpp_papi gives a `_reply` + details dump as a plain (reply, details)
+    reply, details = answer if type(answer) is tuple else (answer, None)
+    retval = int(getattr(reply, "retval", 0))
+    if retval not in request.accept:
+        return ApiRefused(request.message, retval, request.what)
+    return reply if details is None else list(details)
 
 
 def _abandon(client: VPPApiClient) -> None:

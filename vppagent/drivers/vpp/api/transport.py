@@ -19,9 +19,10 @@ in the 2.x releases pyproject.toml allows.
 A message no request asked for (an event, context 0) is skipped with a debug log: the driver
 subscribes to nothing, and such a message must not be taken for a reply.
 
-`pipelined` sends requests with up to `window` unanswered at once and returns their replies in
-request order. VPP handles one client's messages in order, so the replies come in order; one that
-does not (another context or message) means the stream is not what we think: `OSError`.
+`pipelined` sends requests with up to `window` unanswered at once and returns their answers in
+request order: replies, and dumps' details (an old-style dump goes with its control_ping trailer,
+as vpp_papi sends it). VPP handles one client's messages in order, so the answers come in order;
+one that does not (another context or message) means the stream is not what we think: `OSError`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from vpp_papi import VPPApiClient
 from vpp_papi.vpp_transport_socket import VppTransport, VppTransportSocketIOError
@@ -66,7 +67,7 @@ class ThreadlessTransport(VppTransport):  # type: ignore[misc]  # vpp_papi is un
         self._context = 0
         self._received = bytearray()  # bytes read from the socket, not yet handed out as messages
         self._context_offsets: dict[int, int | None] = {}
-        self._requests: dict[str, tuple[Any, int, str]] = {}
+        self._requests: dict[str, tuple[Any, int, Answer]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self, name: str, pfx: Any, msg_handler: Any, rx_qlen: int, do_async: bool = False) -> int:
@@ -194,41 +195,67 @@ class ThreadlessTransport(VppTransport):  # type: ignore[misc]  # vpp_papi is un
         self._context = self._context % (CONTEXT_LIMIT - 1) + 1
         return self._context
 
-    def pack(self, message: str, fields: Mapping[str, Any]) -> tuple[bytes, int, str]:
-        """One request that has one reply, packed: (its bytes, its context, the reply's name)."""
+    def pack(self, message: str, fields: Mapping[str, Any]) -> tuple[list[bytes], int, Answer]:
+        """One request packed: (its messages: the request, and a control_ping trailer after an
+        old-style dump; its context; what answers it)."""
         found = self._requests.get(message)
         if found is None:
             found = self._requests[message] = self._request_of(message)
-        msgdef, msg_id, reply_name = found
+        msgdef, msg_id, answer = found
         context = self.next_context()
         args = dict(fields)
         self.parent.validate_args(msgdef, args)
         args.update(_vl_msg_id=msg_id, client_index=self.socket_index, context=context)
-        return msgdef.pack(args), context, reply_name
+        bodies = [msgdef.pack(args)]
+        if answer.trailer:
+            bodies.append(self.parent.control_ping_msgdef.pack({
+                "_vl_msg_id": self.parent.control_ping_index, "client_index": self.socket_index, "context": context}))
+        return bodies, context, answer
 
-    def receive(self, context: int, reply_name: str) -> Any:
-        """The reply to the request sent with `context` (the next one to come); OSError otherwise."""
-        msg = self.read()
-        if msg is None:
-            raise self.parent.VPPIOError(2, "VPP API client: read failed")
-        reply = self.parent.decode_incoming_msg(msg)
-        name = type(reply).__name__
-        if name != reply_name or int(getattr(reply, "context", -1)) != context:
-            raise VppTransportSocketIOError(2, f"expected {reply_name} with context {context}, got {name} with "
-                                               f"context {getattr(reply, 'context', None)}")
-        return reply
+    def receive(self, context: int, answer: Answer) -> Any:
+        """The answer to the request sent with `context` (the next to come): its reply; an old-style
+        dump's details (a list); a `_reply` + details dump's (reply, details), as vpp_papi returns
+        them. OSError when the stream is not that."""
+        details = []
+        while True:
+            msg = self.read()
+            if msg is None:
+                raise self.parent.VPPIOError(2, "VPP API client: read failed")
+            reply = self.parent.decode_incoming_msg(msg)
+            name = type(reply).__name__
+            if int(getattr(reply, "context", -1)) == context:
+                if name == answer.details:
+                    details.append(reply)
+                    continue
+                if name == answer.reply:
+                    if answer.details is None:
+                        return reply
+                    return details if answer.trailer else (reply, details)
+            raise VppTransportSocketIOError(2, f"expected {answer.details or answer.reply} with context {context}, "
+                                               f"got {name} with context {getattr(reply, 'context', None)}")
 
-    def _request_of(self, message: str) -> tuple[Any, int, str]:
+    def _request_of(self, message: str) -> tuple[Any, int, Answer]:
         msgdef = self.parent.messages.get(message)
         service = self.parent.services.get(message)
         if msgdef is None or service is None:
             raise ValueError(f"{message} is not a request VPP's definitions know")
-        if service.get("stream"):
-            raise ValueError(f"{message} is a dump: it cannot be pipelined")
         msg_id = self.get_msg_index(f"{message}_{msgdef.crc[2:]}")
         if not msg_id:
             raise ValueError(f"{message} is not in VPP's message table with the CRC of its definition")
-        return msgdef, msg_id, str(service["reply"])
+        if not service.get("stream"):
+            return msgdef, msg_id, Answer(str(service["reply"]))
+        if "stream_msg" in service:
+            return msgdef, msg_id, Answer(str(service["reply"]), str(service["stream_msg"]))
+        return msgdef, msg_id, Answer("control_ping_reply", str(service["reply"]), trailer=True)
+
+
+class Answer(NamedTuple):
+    """What answers a request: a reply; or details ended by a reply (`trailer`: the control_ping
+    reply after an old-style dump, which the request is sent with)."""
+
+    reply: str
+    details: str | None = None
+    trailer: bool = False
 
 
 def _context_offset(msgdef: Any) -> int | None:
@@ -255,9 +282,10 @@ def install(client: VPPApiClient, read_timeout: float, server_address: str) -> N
 
 def pipelined(client: VPPApiClient, requests: Iterable[tuple[str, Mapping[str, Any]]], *,
               window: int = PIPELINE_WINDOW, sending: Callable[[str], None] | None = None) -> list[Any]:
-    """Send every request (each with one reply, no dumps) with at most `window` unanswered; the
-    replies in request order. `sending(message)` is called before each is sent. OSError when the
-    connection fails (what was sent may or may not have been applied).
+    """Send every request with at most `window` unanswered; their answers in request order (as
+    `ThreadlessTransport.receive`: a reply, or a dump's details). `sending(message)` is called
+    before each is sent. OSError when the connection fails (what was sent may or may not have
+    been applied).
 
     Requests go out in bursts of up to half the window (one send each: a send per message cost
     ~24 µs of wake-ups here), the next burst once half the window is answered."""
@@ -266,19 +294,19 @@ def pipelined(client: VPPApiClient, requests: Iterable[tuple[str, Mapping[str, A
         raise TypeError("pipelined requests need the threadless transport (install)")
     burst = max(1, window // 2)
     replies: list[Any] = []
-    pending: deque[tuple[int, str]] = deque()
+    pending: deque[tuple[int, Answer]] = deque()
     waiting = iter(requests)
     done = False
     while not done or pending:
         packed: list[bytes] = []
-        while not done and len(pending) + len(packed) < window:
+        while not done and len(pending) < window:
             item = next(waiting, None)
             if item is None:
                 done = True
                 break
             message, fields = item
             try:
-                buf, context, reply_name = transport.pack(message, fields)
+                bodies, context, answer = transport.pack(message, fields)
             except Exception:
                 # a request that cannot be sent (a dump, a field VPP's definition lacks): what
                 # was sent before it is answered first, so the stream stays in step
@@ -288,8 +316,8 @@ def pipelined(client: VPPApiClient, requests: Iterable[tuple[str, Mapping[str, A
                 raise
             if sending is not None:
                 sending(message)
-            packed.append(buf)
-            pending.append((context, reply_name))
+            packed += bodies
+            pending.append((context, answer))
         if packed:
             transport.write_many(packed)
         # at the end: every reply; else until a burst can go out

@@ -37,7 +37,7 @@ from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.api.types import ClassifyTableAdd, InterfaceTable, SessionWrite
 from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
-from vppagent.drivers.vpp.guard.read import GuardChain, orphans, read_chain
+from vppagent.drivers.vpp.guard.read import GuardChain, orphans, read_chains
 from vppagent.drivers.vpp.guard.sources import (
     GUARD_OPAQUE,
     HOST_LENGTH,
@@ -96,14 +96,16 @@ class SourceGuards:
         self.identities = identities
         known: set[int] = set()
         present = set(self.calls.classify_table_ids())
-        for sw_if_index in sorted(self.identities):
-            for family, head in self.calls.input_tables(sw_if_index).items():
-                if head == NO_INDEX:
-                    continue
-                chain = read_chain(self.calls, family, head, self.identities[sw_if_index], present)
-                if chain is not None:
-                    self.chains[(sw_if_index, family)] = chain
-                    known.update(chain.tables)
+        heads: list[tuple[int, int, int]] = []  # (sw_if_index, family, head)
+        for sw_if_index, held in self._records(list(self.identities)).items():
+            if isinstance(held, ApiRefused):
+                raise held
+            heads += [(sw_if_index, family, head) for family, head in held.items() if head != NO_INDEX]
+        chains = read_chains(self.calls, [(family, head, self.identities[i]) for i, family, head in heads], present)
+        for (sw_if_index, family, _), chain in zip(heads, chains, strict=True):
+            if chain is not None:
+                self.chains[(sw_if_index, family)] = chain
+                known.update(chain.tables)
         self.stale = orphans(self.calls, known, present)
         if self.stale:
             log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))

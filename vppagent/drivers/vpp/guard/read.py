@@ -9,7 +9,7 @@ A chain is read from the table VPP records as a pod interface's input classifier
 - the head is the host-length table and holds that drop session, and its opaque is the identity
   of the interface it is read for (its tag and name): a chain recorded for a deleted interface is
   not the guard of a new one given the same index.
-Anything else is not ours: `read_chain` answers None, and guards.py detaches it only to attach a
+Anything else is not ours: `read_chains` answers None, and guards.py detaches it only to attach a
 guard there (a pod interface's input classifier is the guard's).
 Tables of ours attached to no pod interface (`orphans`) are a previous agent's, left by a pod
 whose interface went while nobody watched: they are deleted. The gate's tables (classifier/read.py)
@@ -18,6 +18,7 @@ all miss to permit and carry the gate's mark: neither side reads the other's as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -54,56 +55,75 @@ class GuardChain:
         return next((t for t, n in self.lengths.items() if n == length), None)
 
 
-def read_chain(calls: VppCalls, family: int, head: int, identity: int, present: AbstractSet[int]
-               ) -> GuardChain | None:
-    """The guard chain starting at `head` on the interface whose identity mark is `identity`, or
-    None when it is not (wholly) ours, or not that interface's. `present`: the tables VPP has (a
-    record may name a freed one, which is not asked about: calls.classify_table_info_if_present)."""
-    chain = GuardChain(family, [], {})
-    marked = False
-    at = head
-    while at != NO_INDEX:
-        if at in chain.lengths or at not in present:
-            return None  # a loop, or a table that is gone
-        info = calls.classify_table_info_if_present(at)
-        if info is None or info.miss_next != DROP:
-            return None
-        length = length_of(family, info.mask)
-        if length is None or length in chain.lengths.values():
-            return None
-        chain.tables.append(at)
-        chain.lengths[at] = length
-        for session in calls.classify_sessions(at):
+def read_chains(calls: VppCalls, starts: Sequence[tuple[int, int, int]], present: AbstractSet[int]
+                ) -> list[GuardChain | None]:
+    """The guard chain starting at each `head` on the interface whose identity mark is `identity`,
+    or None when it is not (wholly) ours, or not that interface's. `present`: the tables VPP has
+    (a record may name a freed one, which is not asked about: calls.classify_table_info_if_present).
+    The chains are walked side by side: each step reads the current table of every chain still
+    walked (one pipeline), then their sessions (another)."""
+    walks = [_Walk(GuardChain(family, [], {}), head, identity) for family, head, identity in starts]
+    while walking := [w for w in walks if w.ok and w.at != NO_INDEX]:
+        for w in walking:
+            if w.at in w.chain.lengths or w.at not in present:
+                w.ok = False  # a loop, or a table that is gone
+        walking = [w for w in walking if w.ok]
+        for w, info in zip(walking, calls.classify_table_infos_if_present([w.at for w in walking]), strict=True):
+            length = None if info is None or info.miss_next != DROP else length_of(w.chain.family, info.mask)
+            if info is None or length is None or length in w.chain.lengths.values():
+                w.ok = False
+                continue
+            w.chain.tables.append(w.at)
+            w.chain.lengths[w.at] = length
+            w.next = info.next_table
+        walking = [w for w in walking if w.ok]
+        for w, sessions in zip(walking, calls.classify_sessions_of([w.at for w in walking]), strict=True):
+            w.take(sessions)
+            w.at = w.next
+    return [w.chain if w.ok and w.marked and w.chain.lengths[w.head] == HOST_LENGTH[w.chain.family] else None
+            for w in walks]
+
+
+@dataclass
+class _Walk:
+    """One chain being read: where it is, and what was found."""
+
+    chain: GuardChain
+    head: int
+    identity: int
+    at: int = -1
+    next: int = NO_INDEX
+    ok: bool = True
+    marked: bool = False
+
+    def __post_init__(self) -> None:
+        self.at = self.head
+
+    def take(self, sessions: list[ClassifySession]) -> None:
+        """The sessions of the table at `at`: guard permits, and the head's drop mark."""
+        family, length = self.chain.family, self.chain.lengths[self.at]
+        for session in sessions:
             if _is_mark(family, length, session):
-                if at != head or session.opaque != identity:
-                    return None
-                marked = True
-            elif session.opaque != GUARD_OPAQUE:
-                return None
-            elif session.hit_next == PERMIT:
-                chain.sources.add(source_of(family, length, session.match))
+                if self.at != self.head or session.opaque != self.identity:
+                    self.ok = False
+                    return
+                self.marked = True
+            elif session.opaque != GUARD_OPAQUE or session.hit_next != PERMIT:
+                self.ok = False
+                return
             else:
-                return None
-        at = info.next_table
-    return chain if marked and chain.lengths[head] == HOST_LENGTH[family] else None
+                self.chain.sources.add(source_of(family, length, session.match))
 
 
 def orphans(calls: VppCalls, known: AbstractSet[int], present: AbstractSet[int]) -> list[int]:
     """Guard tables of ours among `present` (the tables VPP has) that are in no chain in `known`
     (tables read as attached guards)."""
-    out = []
-    for index in sorted(present):
-        if index in known:
-            continue
-        info = calls.classify_table_info_if_present(index)
-        if info is None or info.miss_next != DROP:
-            continue
-        if all(length_of(f, info.mask) is None for f in (4, 6)):
-            continue
-        sessions = calls.classify_sessions(index)
-        if sessions and all(s.opaque == GUARD_OPAQUE or is_identity_mark(s.opaque) for s in sessions):
-            out.append(index)
-    return out
+    unknown = sorted(present - known)
+    candidates = [index for index, info in zip(unknown, calls.classify_table_infos_if_present(unknown), strict=True)
+                  if info is not None and info.miss_next == DROP
+                  and any(length_of(f, info.mask) is not None for f in (4, 6))]
+    return [index for index, sessions in zip(candidates, calls.classify_sessions_of(candidates), strict=True)
+            if sessions and all(s.opaque == GUARD_OPAQUE or is_identity_mark(s.opaque) for s in sessions)]
 
 
 def _is_mark(family: int, length: int, session: ClassifySession) -> bool:
