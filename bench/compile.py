@@ -54,7 +54,7 @@ from vppagent.drivers.vpp.acl.lists import RESTRICT_EGRESS
 from vppagent.drivers.vpp.classifier.admits import members as admit_members
 from vppagent.drivers.vpp.classifier.admits import set_sessions
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, gated_lists
-from vppagent.drivers.vpp.classifier.regions import member_entries
+from vppagent.drivers.vpp.classifier.memberwise import member_entries
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from vppagent.drivers.vpp.classifier.gate import GapEntry, GatedSet
 from vppagent.drivers.vpp.classifier.layout import mask_net, match_bytes, member_mask
-from vppagent.drivers.vpp.classifier.regions import Basis, member_entries
+from vppagent.drivers.vpp.classifier.memberwise import member_entries
+from vppagent.drivers.vpp.classifier.regions import Basis
 from vppagent.policy.model import IPNetwork
 from vppagent.state.model import DataplaneState
 

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from vppagent.drivers.vpp.classifier.aliases import alias_allow_sources, real_set
 from vppagent.drivers.vpp.classifier.grouped import grouped_plan
 from vppagent.drivers.vpp.classifier.marked import markable, marked_plan
+from vppagent.drivers.vpp.classifier.memberwise import check_members
 from vppagent.drivers.vpp.classifier.plan import MAX_GAP_SESSIONS, MAX_GAP_TABLES, Drop, Plan, Regions, gap_entries
 from vppagent.drivers.vpp.classifier.prune import without_needless_denies
 from vppagent.drivers.vpp.classifier.regions import (
@@ -50,7 +52,6 @@ from vppagent.drivers.vpp.classifier.regions import (
     basis,
     denied_in,
     entries,
-    member_entries,
     port_blocks,
 )
 from vppagent.drivers.vpp.classifier.source import networks, policy_names, rules
@@ -150,12 +151,12 @@ def _gate(plan: Plan) -> Gate | None:
             if sum(len(own.meeting(f, d)) for f, boxes in drops[set_id].items() for d in boxes) > BOX_LIMIT:
                 raise Unfit("many rules decide P_i: worked out per member")  # (as entries: too ragged, mostly)
             admits = [e for f, boxes in drops[set_id].items() for e in entries(f, allowed_in(own, f, boxes))]
-            sets.append(GatedSet(set_id, tuple(sorted(set(admits)))))
+            sets.append(GatedSet(set_id, in_order(admits)))
         except Unfit:
             decided = tuple((f, basis(own, f, boxes)) for f, boxes in sorted(drops[set_id].items()))
             try:  # the current members (a member change recompiles the list, and checks again)
                 for f, found in decided:
-                    member_entries(f, found, networks(plan.state, set_id, f))
+                    check_members(f, found, networks(plan.state, set_id, f))
             except Unfit as exc:
                 raise Drop((set_id,), str(exc)) from exc
             sets.append(GatedSet(set_id, (), (), decided))
@@ -172,7 +173,15 @@ def _gate(plan: Plan) -> Gate | None:
             raise Drop((gated.set_id,), "too many admit tables")
     if not any(g.admits or g.everywhere or g.basis for g in sets):
         return None  # no member is ever admitted where L_0 denies: L_U = L_0 = L
-    return Gate(tuple(sets), tuple(sorted(gaps)))
+    return Gate(tuple(sets), in_order(gaps))
+
+
+def in_order(found: Iterable[GapEntry]) -> tuple[GapEntry, ...]:
+    """Without repeats, sorted (GapEntry's order, by integer keys: comparing and hashing
+    ipaddress objects costs more than the rest of a gate)."""
+    keyed = {(e.family, int(e.src.network_address), e.src.prefixlen, int(e.dst.network_address), e.dst.prefixlen,
+              e.proto, e.dport, e.dport_mask): e for e in found}
+    return tuple(keyed[k] for k in sorted(keyed))
 
 
 def _everywhere(gated: GatedSet, gaps: set[GapEntry]) -> GatedSet:

@@ -15,17 +15,25 @@ p_k is one of them (one of L_0's would decide p the same way in L_0), which is a
 
 from __future__ import annotations
 
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.classifier.aliases import mark_sources, split_ports
 from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions, gap_entries
 from vppagent.drivers.vpp.classifier.regions import Slice, Unfit, View, denied_in, marked_region
 from vppagent.drivers.vpp.classifier.source import ANY, candidates, policy_names, rules, with_members
+from vppagent.policy.boxes import FULL_L4
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
-from vppagent.policy.model import TCP, UDP, Action, Direction, WorkloadEndpoint
+from vppagent.policy.flat import CompiledList, FlatRule
+from vppagent.policy.model import TCP, UDP, Action, Direction, PortRange, WorkloadEndpoint
 from vppagent.state.model import DataplaneState
+
+RAGGED = 32  # single addresses allowed on one port beyond which its drop region is not tried
+RAGGED_SPAN = 64  # ports of one range counted (a wider range of a non-chosen set is left to the check)
 
 
 def markable(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> bool:
@@ -40,15 +48,22 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     """Every candidate goes in at once, heaviest first (one of two sets sharing a rule), so that
     L_0 holds no member of another candidate where they share ports. Ports where a drop region
     does not fit (e.g. where L_0 allows single destinations) go back to the ACL for every chosen
-    set at once (aliases.split_ports), and the plan is made again once."""
+    set at once (aliases.split_ports): those `ragged_ports` predicts before the one compile,
+    any other found unfit after it, and then the plan is made again once."""
     names = policy_names(ep, direction)
+    chosen = _chosen(catalog, state, ep, direction, min_members, excluded)
+    ragged = ragged_ports(catalog, ep, direction, chosen)
+    if chosen and ragged:
+        state, _ = split_ports(state, names, dict.fromkeys(chosen, ragged))
+        catalog = Catalog(state)
     for may_split in (True, False):
         chosen = _chosen(catalog, state, ep, direction, min_members, excluded)
         if not chosen:
             return None
         markers = {s: k + 1 for k, s in enumerate(chosen)}
         held = mark_sources(with_members(state, dict.fromkeys(chosen, ANY)), names, markers)
-        analysis = View.of(compile_endpoint(held, ep, direction, rule_limit=rule_limit, cache=cache))
+        compiled = compile_endpoint(held, ep, direction, rule_limit=rule_limit, cache=cache)
+        analysis = View.of(compiled)
         values = frozenset(markers.values())
         empty = Slice.at(analysis, None, values)
         regions: dict[str, Regions] = {}
@@ -68,9 +83,65 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
             break
         state, _ = split_ports(state, names, dict.fromkeys(chosen, sorted(unfit)))
         catalog = Catalog(state)
-    universe = compile_endpoint(with_members(state, dict.fromkeys(chosen, ANY)), ep, direction,
-                                rule_limit=rule_limit, cache=cache)
+    universe = universe_of(compiled, values) or compile_endpoint(
+        with_members(state, dict.fromkeys(chosen, ANY)), ep, direction, rule_limit=rule_limit, cache=cache)
     return Plan(state, chosen, regions, empty, lambda s: Slice.at(analysis, markers[s], values), universe)
+
+
+def universe_of(analysis: CompiledList, markers: AbstractSet[int]) -> CompiledList | None:
+    """L_U read off A's compiled list X: each rule whose source port is a marker made to match
+    any source port (and repeats dropped: a later copy never matches first). None when a TCP/UDP
+    rule has a source port range that is neither any port nor a marker (L_U is compiled then).
+
+    Exact: let r be the first rule of X matching a packet p. If r had marker M_k, no rule before
+    it matches p_k in A (the unmarked ones match any source port, the other marked ones another
+    port), so A(p_k) = L_k(p) = allow (marked rules are allow rules), and L_k <= L_U. If r is
+    unmarked, A reaches r first at p with any port that is no marker and at every p_k, so
+    L_0(p) = L_k(p) = r's action for every k; with no rule matching, all of them are the
+    default. And L_U = L_0 or L_1 or ... or L_k for every packet (the gate's identity, gate.py,
+    with every gated set = every address: no two gated sets share a rule), so X(p) = L_U(p).
+    Tested against the compiled L_U in tests/vpp/test_gate_universe.py."""
+    full = PortRange(*FULL_L4)
+    out: list[FlatRule] = []
+    seen: set[tuple[object, ...]] = set()  # of the rules that had a marker (the others are no repeats:
+    for rule in analysis.rules:  # the compiler drops those)
+        sport = rule.srcport_or_icmptype
+        if rule.proto in (TCP, UDP) and (sport.first, sport.last) != FULL_L4:
+            if sport.first != sport.last or sport.first not in markers:
+                return None
+            dport = rule.dstport_or_icmpcode
+            key = (rule.family, rule.src, rule.dst, rule.proto, dport.first, dport.last)
+            if key in seen:
+                continue
+            seen.add(key)
+            rule = FlatRule(rule.action, rule.family, rule.src, rule.dst, rule.proto, full, dport, rule.origin)
+        out.append(rule)
+    return dataclasses.replace(analysis, rules=tuple(out))
+
+
+def ragged_ports(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
+                 chosen: Iterable[str]) -> list[tuple[int, int, int]]:
+    """(protocol, port, port) where allow rules of the list admit more than RAGGED single
+    addresses: destinations of named-port sets, or the members of a set that is not chosen. L_0
+    allows them, which cuts a drop region there into more pieces than gap tables hold (each
+    address costs up to one prefix per bit), so those ports would be found unfit after a
+    compile and split off; predicting them saves that compile. A port this misses is still
+    found unfit (marked_plan); one it names needlessly only stays in the ACL."""
+    gated = set(chosen)
+    addresses: dict[tuple[int, int], set[object]] = defaultdict(set)
+    for rule in rules(catalog, ep, direction):
+        if rule.action is not Action.ALLOW:
+            continue
+        for set_id in (*rule.dst_named_port_sets, *rule.dst_ip_port_sets):
+            for address, proto, port in catalog.ipset(set_id).ip_ports:
+                addresses[(proto, port)].add(address)
+        if rule.protocol in (TCP, UDP) and not gated & set(rule.src_ip_sets):
+            members = {n for s in rule.src_ip_sets for n in catalog.ipset(s).nets}
+            if len(members) > RAGGED:
+                for ports in rule.dst_ports:
+                    for port in range(ports.first, min(ports.last, RAGGED_SPAN + ports.first) + 1):
+                        addresses[(rule.protocol, port)] |= members
+    return sorted((proto, port, port) for (proto, port), found in addresses.items() if len(found) > RAGGED)
 
 
 def _chosen(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, full_box, intersect, subtract_all, width
+from vppagent.policy.boxes import FULL_L4, Box, full_box, intersect, subtract_all, width
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import TCP, UDP, IPNetwork
 
@@ -54,16 +54,25 @@ def rule_box(rule: FlatRule) -> Box:
 
 Ruled = tuple[Box, str]  # a rule's box and action
 Basis = tuple[tuple[Box, ...], tuple[Ruled, ...], str]  # drop boxes, the list's rules there (in order), default
+Dims = tuple[int, int, int, int, int, int]  # protocol, source port and destination port ranges
+Marked = tuple[Box, str, "int | None"]  # a rule's part, any source port where it had a marker; the marker
 
 
 @dataclass
 class View:
-    """A first-match list as the gate reads it: per family (box, action) in order, the default."""
+    """A first-match list as the gate reads it: per family (box, action) in order, the default.
+    Everything asked of a box is remembered (every gated set of a list asks about the same few
+    ports), an unfit answer too; the rules meeting a box are found through their L4 dimensions
+    (a list has a few hundred distinct ones), not by intersecting every rule."""
 
     rules: dict[int, list[Ruled]]
     default: str
     _meeting: dict[tuple[int, Box], list[Ruled]] = field(default_factory=dict, repr=False)
-    _allowed: dict[tuple[int, Box], list[Box]] = field(default_factory=dict, repr=False)
+    _allowed: dict[tuple[int, Box], list[Box] | str] = field(default_factory=dict, repr=False)
+    _denied: dict[tuple[int, Box], list[Box] | str] = field(default_factory=dict, repr=False)
+    _dims: dict[int, list[tuple[Dims, list[int]]]] = field(default_factory=dict, repr=False)
+    _marked: dict[tuple[int, Box], list[Marked]] = field(default_factory=dict, repr=False)
+    _by_marker: dict[int, dict[int, list[Ruled]]] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(compiled: CompiledList) -> View:
@@ -72,20 +81,92 @@ class View:
             rules[r.family].append((rule_box(r), r.action))
         return View(rules, compiled.default_action)
 
+    def _candidates(self, family: int, within: Box) -> list[int]:
+        """Positions of the rules whose L4 dimensions meet `within`'s, in order."""
+        groups = self._dims.get(family)
+        if groups is None:
+            by_dims: dict[Dims, list[int]] = defaultdict(list)
+            for i, (box, _) in enumerate(self.rules[family]):
+                by_dims[box[4:]].append(i)
+            groups = self._dims[family] = list(by_dims.items())
+        _, _, _, _, plo, phi, alo, ahi, blo, bhi = within
+        found = [i for (p0, p1, a0, a1, b0, b1), positions in groups
+                 if p0 <= phi and plo <= p1 and a0 <= ahi and alo <= a1 and b0 <= bhi and blo <= b1 for i in positions]
+        found.sort()
+        return found
+
     def meeting(self, family: int, within: Box) -> list[Ruled]:
         """The rules' parts inside `within`, in order (remembered)."""
         key = (family, within)
-        if key not in self._meeting:
-            w = width(family)
-            self._meeting[key] = [(b, a) for box, a in self.rules[family] if (b := intersect(box, within, w))]
-        return self._meeting[key]
+        found = self._meeting.get(key)
+        if found is None:
+            w, rules = width(family), self.rules[family]
+            found = self._meeting[key] = [(b, rules[i][1]) for i in self._candidates(family, within)
+                                          if (b := intersect(rules[i][0], within, w))]
+        return found
 
     def allowed(self, family: int, within: Box) -> list[Box]:
         """The part of `within` the list allows, as boxes (remembered); Unfit when too ragged."""
         key = (family, within)
-        if key not in self._allowed:
-            self._allowed[key] = allowed_by(self.meeting(family, within), self.default, family, within)
-        return self._allowed[key]
+        found = self._allowed.get(key)
+        if found is None:
+            try:
+                found = allowed_by(self.meeting(family, within), self.default, family, within)
+            except Unfit as exc:
+                found = str(exc)
+            self._allowed[key] = found
+        if isinstance(found, str):
+            raise Unfit(found)
+        return found
+
+    def denied(self, family: int, within: Box) -> list[Box]:
+        """The part of `within` the list does not allow (remembered); Unfit when too ragged."""
+        key = (family, within)
+        found = self._denied.get(key)
+        if found is None:
+            try:
+                found = _minus([within], self.allowed(family, within), width(family))
+            except Unfit as exc:
+                found = str(exc)
+            self._denied[key] = found
+        if isinstance(found, str):
+            raise Unfit(found)
+        return found
+
+    def marked_meeting(self, family: int, within: Box) -> list[Marked]:
+        """meeting(), each TCP/UDP part with its source port read as a marker (Slice): None for
+        any source port (or no ports), else the one port, with any source port. Unfit for a
+        range that is neither."""
+        key = (family, within)
+        found = self._marked.get(key)
+        if found is None:
+            found = []
+            for box, action in self.meeting(family, within):
+                if (box.a_lo, box.a_hi) == FULL_L4 or not _has_ports(box):
+                    found.append((box, action, None))
+                elif box.a_lo == box.a_hi:
+                    found.append((box._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action, box.a_lo))
+                else:
+                    raise Unfit("a source port range that is no marker")
+            self._marked[key] = found
+        return found
+
+    def by_marker(self, family: int) -> dict[int, list[Ruled]]:
+        """Per marker, the TCP/UDP rules with that one source port, with any source port (in
+        order). Unfit if a TCP/UDP rule has a source port range that is neither any port nor
+        one port (one spanning markers, were the compiler to join them, would be missing from
+        every region)."""
+        found = self._by_marker.get(family)
+        if found is None:
+            found = {}
+            for b, action in self.rules[family]:
+                if not _has_ports(b) or (b.a_lo, b.a_hi) == FULL_L4:
+                    continue
+                if b.a_lo != b.a_hi:
+                    raise Unfit("a source port range that is no marker")
+                found.setdefault(b.a_lo, []).append((b._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action))
+            self._by_marker[family] = found
+        return found
 
 
 @dataclass
@@ -104,33 +185,23 @@ class Slice(View):
 
     def meeting(self, family: int, within: Box) -> list[Ruled]:
         key = (family, within)
-        if key not in self._meeting:
+        found = self._meeting.get(key)
+        if found is None:
             assert self.parent is not None
-            self._meeting[key] = self._sliced(self.parent.meeting(family, within))
-        return self._meeting[key]
-
-    def _sliced(self, ruled: list[Ruled]) -> list[Ruled]:
-        out: list[Ruled] = []
-        for box, action in ruled:
-            if (box.a_lo, box.a_hi) == FULL_L4 or not _has_ports(box):
-                out.append((box, action))
-            elif box.a_lo == box.a_hi and box.a_lo in self.markers:
-                if box.a_lo == self.marker:
-                    out.append((box._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action))
-            else:
+            marked = self.parent.marked_meeting(family, within)
+            if any(m is not None and m not in self.markers for _, _, m in marked):
                 raise Unfit("a source port range that is no marker")
-        return out
+            marker = self.marker
+            found = self._meeting[key] = [(b, a) for b, a, m in marked if m is None or m == marker]
+        return found
 
 
 def marked_region(view: View, family: int, marker: int) -> list[Box]:
     """Where the rules with source port `marker` match, with any source port, as disjoint boxes.
     Unfit if a TCP/UDP rule has a source port range that is neither any port nor one marker (one
     spanning markers, were the compiler to join them, would be missing from every region)."""
-    if any(_has_ports(b) and (b.a_lo, b.a_hi) != FULL_L4 and b.a_lo != b.a_hi for b, _ in view.rules[family]):
-        raise Unfit("a source port range that is no marker")
-    boxes = [(b._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), "allow") for b, _ in view.rules[family]
-             if b.a_lo == b.a_hi == marker and _has_ports(b)]
-    return allowed_by(boxes, "deny", family, full_box()) if boxes else []
+    boxes = view.by_marker(family).get(marker)
+    return allowed_by([(b, "allow") for b, _ in boxes], "deny", family, full_box()) if boxes else []
 
 
 def _has_ports(box: Box) -> bool:
@@ -173,8 +244,7 @@ def allowed_in(view: View, family: int, areas: list[Box]) -> list[Box]:
 
 def denied_in(view: View, family: int, areas: list[Box]) -> list[Box]:
     """The part of `areas` the list does not allow."""
-    w = width(family)
-    return [box for area in areas for box in _minus([area], view.allowed(family, area), w)]
+    return [box for area in areas for box in view.denied(family, area)]
 
 
 def _volume(box: Box, w: int) -> int:
@@ -193,32 +263,6 @@ def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
     return region
 
 
-def member_entries(family: int, basis: Basis, nets: Iterable[IPNetwork]) -> list[GapEntry]:
-    """P_i member by member: where the list allows inside the drop boxes, with the source
-    clipped to the member (so earlier denies that cut P_i into many pieces only remove whole
-    members). Unfit where a piece is not TCP/UDP to service ports with any source port."""
-    drops, rules, default = basis
-    w = width(family)
-    by_length: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, (box, _) in enumerate(rules):
-        by_length[box.src_len][box.src].append(i)
-    out: list[GapEntry] = []
-    for net in nets:
-        address, length = int(net.network_address), net.prefixlen
-        found: list[int] = []
-        for src_len, table in by_length.items():
-            if src_len <= length:
-                found += table.get(address >> (w - src_len) << (w - src_len) if src_len else 0, ())
-            else:
-                found += [i for prefix, ids in table.items() if prefix >> (w - length) << (w - length) == address
-                          for i in ids]
-        relevant = [rules[i] for i in sorted(found)]
-        member = Box(address, length, 0, 0, *ANY_PROTO, *FULL_L4, *FULL_L4)
-        within = [b for d in drops if (b := intersect(d, member, w)) is not None]
-        out += entries(family, [p for box in within for p in allowed_by(relevant, default, family, box)])
-    return out
-
-
 def check_service_ports(boxes: list[Box]) -> None:
     """Only TCP/UDP, any source port, destination ports below EPHEMERAL_START (docs: "Scope")."""
     for box in boxes:
@@ -231,7 +275,7 @@ def entries(family: int, boxes: list[Box]) -> list[GapEntry]:
     check_service_ports(boxes)
     out = []
     for box in boxes:
-        src, dst = _net(family, box.src, box.src_len), _net(family, box.dst, box.dst_len)
+        src, dst = net(family, box.src, box.src_len), net(family, box.dst, box.dst_len)
         out += [GapEntry(family, src, dst, box.proto_lo, value, mask)
                 for value, mask in port_blocks(box.b_lo, box.b_hi)]
     return out
@@ -243,7 +287,7 @@ def disjoint(a: list[Box], b: list[Box], family: int) -> bool:
 
 
 @functools.lru_cache(maxsize=65536)
-def _net(family: int, address: int, length: int) -> IPNetwork:
+def net(family: int, address: int, length: int) -> IPNetwork:
     if family == 4:
         return ipaddress.IPv4Network((address, length))
     return ipaddress.IPv6Network((address, length))
