@@ -9,6 +9,7 @@ Build a new Catalog for each state version; it does not watch the state.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,7 @@ from vppagent.policy.model import (
     Policy,
     PolicyError,
     Profile,
+    Rule,
     WorkloadEndpoint,
     build_policy,
     build_profile,
@@ -77,6 +79,26 @@ class Catalog:
         self._policies: dict[PolicyKey, Policy] = {}
         self._profiles: dict[str, Profile] = {}
         self._ipsets: dict[str, ParsedIPSet] = {}
+
+    def derived(self, state: DataplaneState) -> Catalog:
+        """A catalog of `state`, a copy of this catalog's state with some objects replaced (the
+        classifier gate's rewrites of a list's rules): a typed policy or profile already built
+        here is taken over when its protobuf and every IP set it names are the same objects in
+        `state` (so it would be built and validated the same), instead of being built again."""
+        out = Catalog(state)
+        for key, policy in self._policies.items():
+            if state.policies.get(key) is self.state.policies.get(key) and \
+                    self._same_sets(state, policy.inbound_rules + policy.outbound_rules):
+                out._policies[key] = policy
+        for name, profile in self._profiles.items():
+            if state.profiles.get(name) is self.state.profiles.get(name) and \
+                    self._same_sets(state, profile.inbound_rules + profile.outbound_rules):
+                out._profiles[name] = profile
+        return out
+
+    def _same_sets(self, state: DataplaneState, rules: Iterable[Rule]) -> bool:
+        return all(state.ipsets.get(s) is self.state.ipsets.get(s)
+                   for r in rules for s in (*r.address_set_ids(), *r.ip_port_set_ids()))
 
     # -- objects -------------------------------------------------------------------------------
     def policy(self, key: PolicyKey) -> Policy:

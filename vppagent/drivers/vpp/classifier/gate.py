@@ -106,7 +106,7 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         return None
     state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), policy_names(ep, direction))
     if aliases:
-        catalog = Catalog(state)
+        catalog = catalog.derived(state)
     plan = marked_plan if markable(catalog, ep, direction) else grouped_plan
     excluded: frozenset[str] = frozenset()
     for _ in range(MAX_ATTEMPTS):
@@ -156,7 +156,7 @@ def _gate(plan: Plan) -> Gate | None:
             decided = tuple((f, basis(own, f, boxes)) for f, boxes in sorted(drops[set_id].items()))
             try:  # the current members (a member change recompiles the list, and checks again)
                 for f, found in decided:
-                    check_members(f, found, networks(plan.state, set_id, f))
+                    check_members(f, found, networks(plan.state, set_id, f), own)
             except Unfit as exc:
                 raise Drop((set_id,), str(exc)) from exc
             sets.append(GatedSet(set_id, (), (), decided))

@@ -55,7 +55,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     ragged = ragged_ports(catalog, ep, direction, chosen)
     if chosen and ragged:
         state, _ = split_ports(state, names, dict.fromkeys(chosen, ragged))
-        catalog = Catalog(state)
+        catalog = catalog.derived(state)
     for may_split in (True, False):
         chosen = _chosen(catalog, state, ep, direction, min_members, excluded)
         if not chosen:
@@ -82,7 +82,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         if not (unfit and may_split):
             break
         state, _ = split_ports(state, names, dict.fromkeys(chosen, sorted(unfit)))
-        catalog = Catalog(state)
+        catalog = catalog.derived(state)
     universe = universe_of(compiled, values) or compile_endpoint(
         with_members(state, dict.fromkeys(chosen, ANY)), ep, direction, rule_limit=rule_limit, cache=cache)
     return Plan(state, chosen, regions, empty, lambda s: Slice.at(analysis, markers[s], values), universe)

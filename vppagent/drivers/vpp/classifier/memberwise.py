@@ -23,7 +23,9 @@ from vppagent.drivers.vpp.classifier.regions import (
     Basis,
     GapEntry,
     Ruled,
+    Slice,
     Unfit,
+    View,
     allowed_by,
     check_service_ports,
     entries,
@@ -45,10 +47,18 @@ class _Prepared:
         self.w = width(family)
         self.default = default
         self.drops = drops
-        self.by_length: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for i, (box, _) in enumerate(rules):
-            self.by_length[box.src_len][box.src].append(i)
-        self.longest = max([box.src_len for box, _ in rules] + [d.src_len for d in drops] + [0])
+        index: dict[tuple[int, int], list[int]] = {}  # (source length, source) -> positions
+        for i, ruled in enumerate(rules):
+            box = ruled[0]
+            key = (box[1], box[0])
+            found = index.get(key)
+            if found is None:
+                index[key] = [i]
+            else:
+                found.append(i)
+        self.index = index
+        self.lengths = sorted({n for n, _ in index})
+        self.longest = max([*self.lengths, *(d.src_len for d in drops), 0])
         self.rules = rules
         self.unsourced: dict[int, Ruled] = {}  # by position, as members need them
         self.unsourced_drops = [_unsourced(d) for d in drops]
@@ -57,9 +67,11 @@ class _Prepared:
         """The entries (or why they do not fit) of a member no rule or drop box is inside."""
         w = self.w
         found: list[int] = []
-        for src_len, table in self.by_length.items():
-            if src_len <= length:
-                found += table.get(address >> (w - src_len) << (w - src_len) if src_len else 0, ())
+        index = self.index
+        for src_len in self.lengths:
+            if src_len > length:
+                break
+            found += index.get((src_len, address >> (w - src_len) << (w - src_len) if src_len else 0), ())
         found.sort()
         drops = tuple(u for d, u in zip(self.drops, self.unsourced_drops, strict=True)
                       if not d.src_len or address >> (w - d.src_len) == d.src >> (w - d.src_len))
@@ -116,15 +128,41 @@ def member_entries(family: int, basis: Basis, nets: Iterable[IPNetwork]) -> list
     return out
 
 
-def check_members(family: int, basis: Basis, nets: Iterable[IPNetwork]) -> None:
-    """member_entries' Unfit, without the entries (the gate checks the current members)."""
-    prepared = _prepare(family, basis)
+def check_members(family: int, basis: Basis, nets: Iterable[IPNetwork], view: View) -> None:
+    """member_entries' Unfit, without the entries (the gate checks the current members), for
+    the basis of `view` (regions.basis(view, family, drops)): its rules are read through the
+    view's index of each drop box (for a Slice, its parent's: one index serves every set of
+    the list), not indexed again per set."""
+    drops, _, default = basis
+    w = width(family)
+    marker = view.marker if isinstance(view, Slice) else None
+    per_drop = [(d, _unsourced(d), view.indexed(family, d)) for d in drops]
+    longest = max([0, *(d.src_len for d in drops), *(x.lengths[-1] for _, _, x in per_drop if x.lengths)])
     for member in nets:
         address, length = int(member.network_address), member.prefixlen
-        if length < prepared.longest:
+        if length < longest:
             directly(family, basis, [member])
-        elif isinstance(found := prepared.relative(family, address, length), str):
-            raise Unfit(found)
+            continue
+        rules: list[Ruled] = []
+        inside: list[Box] = []
+        for d, unsourced_drop, indexed in per_drop:
+            if d.src_len and address >> (w - d.src_len) != d.src >> (w - d.src_len):
+                continue
+            inside.append(unsourced_drop)
+            found: list[int] = []
+            for src_len in indexed.lengths:
+                if src_len > length:
+                    break
+                found += indexed.index.get((src_len, address >> (w - src_len) << (w - src_len) if src_len else 0), ())
+            found.sort()
+            parts, unsourced = indexed.parts, indexed.unsourced
+            for i in found:
+                if parts[i][2] is None or parts[i][2] == marker:
+                    if i not in unsourced:
+                        unsourced[i] = (_unsourced(parts[i][0]), parts[i][1])
+                    rules.append(unsourced[i])
+        if isinstance(answer := _relative(family, tuple(rules), tuple(inside), default), str):
+            raise Unfit(answer)
 
 
 def directly(family: int, basis: Basis, nets: Iterable[IPNetwork]) -> list[GapEntry]:

@@ -59,6 +59,25 @@ Marked = tuple[Box, str, "int | None"]  # a rule's part, any source port where i
 
 
 @dataclass
+class Indexed:
+    """The parts of a view's rules inside one box, by source prefix (memberwise.py): (length,
+    prefix) -> positions in `parts`; `lengths` in order; each part without its source, as needed."""
+
+    parts: list[Marked]
+    index: dict[tuple[int, int], list[int]]
+    lengths: list[int]
+    unsourced: dict[int, Ruled] = field(default_factory=dict)
+
+    @staticmethod
+    def of(parts: list[Marked]) -> Indexed:
+        index: dict[tuple[int, int], list[int]] = {}
+        for i, part in enumerate(parts):
+            box = part[0]
+            index.setdefault((box.src_len, box.src), []).append(i)
+        return Indexed(parts, index, sorted({n for n, _ in index}))
+
+
+@dataclass
 class View:
     """A first-match list as the gate reads it: per family (box, action) in order, the default.
     Everything asked of a box is remembered (every gated set of a list asks about the same few
@@ -73,6 +92,7 @@ class View:
     _dims: dict[int, list[tuple[Dims, list[int]]]] = field(default_factory=dict, repr=False)
     _marked: dict[tuple[int, Box], list[Marked]] = field(default_factory=dict, repr=False)
     _by_marker: dict[int, dict[int, list[Ruled]]] = field(default_factory=dict, repr=False)
+    _indexed: dict[tuple[int, Box, bool], Indexed] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(compiled: CompiledList) -> View:
@@ -151,6 +171,16 @@ class View:
             self._marked[key] = found
         return found
 
+    def indexed(self, family: int, within: Box, marked: bool = False) -> Indexed:
+        """meeting() (marked: marked_meeting()) indexed by source (remembered)."""
+        key = (family, within, marked)
+        found = self._indexed.get(key)
+        if found is None:
+            parts: list[Marked] = self.marked_meeting(family, within) if marked else \
+                [(b, a, None) for b, a in self.meeting(family, within)]
+            found = self._indexed[key] = Indexed.of(parts)
+        return found
+
     def by_marker(self, family: int) -> dict[int, list[Ruled]]:
         """Per marker, the TCP/UDP rules with that one source port, with any source port (in
         order). Unfit if a TCP/UDP rule has a source port range that is neither any port nor
@@ -194,6 +224,13 @@ class Slice(View):
             marker = self.marker
             found = self._meeting[key] = [(b, a) for b, a, m in marked if m is None or m == marker]
         return found
+
+    def indexed(self, family: int, within: Box, marked: bool = False) -> Indexed:
+        """The parent's marked parts (every marker: shared by the slices; the reader keeps
+        those with no marker or this one)."""
+        assert self.parent is not None
+        self.meeting(family, within)  # (Unfit for a port that is no marker, as meeting says)
+        return self.parent.indexed(family, within, True)
 
 
 def marked_region(view: View, family: int, marker: int) -> list[Box]:

@@ -3,6 +3,7 @@ and copies of the state with chosen sets' members replaced (every address, or no
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 
@@ -71,5 +72,10 @@ def with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]]) 
 
 def networks(state: DataplaneState, set_id: str, family: int) -> list[IPNetwork]:
     ipset = state.ipsets.get(set_id)
-    nets = [] if ipset is None else [ipaddress.ip_network(m, strict=False) for m in ipset.members]
-    return [n for n in nets if n.version == family]
+    return [] if ipset is None else [n for n in _parsed(frozenset(ipset.members)) if n.version == family]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(members: frozenset[str]) -> tuple[IPNetwork, ...]:
+    """(Remembered per set content: every list that gates the set asks, and its chain again.)"""
+    return tuple(ipaddress.ip_network(m, strict=False) for m in members)
