@@ -80,20 +80,25 @@ class Catalog:
         self._profiles: dict[str, Profile] = {}
         self._ipsets: dict[str, ParsedIPSet] = {}
 
-    def derived(self, state: DataplaneState) -> Catalog:
+    def derived(self, state: DataplaneState, policies: Iterable[PolicyKey] = (),
+                profiles: Iterable[str] = ()) -> Catalog:
         """A catalog of `state`, a copy of this catalog's state with some objects replaced (the
-        classifier gate's rewrites of a list's rules): a typed policy or profile already built
-        here is taken over when its protobuf and every IP set it names are the same objects in
-        `state` (so it would be built and validated the same), instead of being built again."""
+        classifier gate's rewrites of a list's rules): of the named policies and profiles, one
+        already built here is taken over when its protobuf and every IP set it names are the
+        same objects in `state` (so it would be built and validated the same), instead of being
+        built again; so is a parsed IP set that is the same object."""
         out = Catalog(state)
-        for key, policy in self._policies.items():
-            if state.policies.get(key) is self.state.policies.get(key) and \
+        for key in policies:
+            policy = self._policies.get(key)
+            if policy is not None and state.policies.get(key) is self.state.policies.get(key) and \
                     self._same_sets(state, policy.inbound_rules + policy.outbound_rules):
                 out._policies[key] = policy
-        for name, profile in self._profiles.items():
-            if state.profiles.get(name) is self.state.profiles.get(name) and \
+        for name in profiles:
+            profile = self._profiles.get(name)
+            if profile is not None and state.profiles.get(name) is self.state.profiles.get(name) and \
                     self._same_sets(state, profile.inbound_rules + profile.outbound_rules):
                 out._profiles[name] = profile
+        out._ipsets = {k: v for k, v in self._ipsets.items() if state.ipsets.get(k) is self.state.ipsets.get(k)}
         return out
 
     def _same_sets(self, state: DataplaneState, rules: Iterable[Rule]) -> bool:

@@ -104,9 +104,10 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     `cache`, the compiles share fragments with every other list (policy/cache.py)."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
-    state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), policy_names(ep, direction))
+    names = policy_names(ep, direction)
+    state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), names)
     if aliases:
-        catalog = catalog.derived(state)
+        catalog = catalog.derived(state, *names)
     plan = marked_plan if markable(catalog, ep, direction) else grouped_plan
     excluded: frozenset[str] = frozenset()
     for _ in range(MAX_ATTEMPTS):

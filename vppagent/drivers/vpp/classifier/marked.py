@@ -32,8 +32,7 @@ from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import TCP, UDP, Action, Direction, PortRange, WorkloadEndpoint
 from vppagent.state.model import DataplaneState
 
-RAGGED = 32  # single addresses allowed on one port beyond which its drop region is not tried
-RAGGED_SPAN = 64  # ports of one range counted (a wider range of a non-chosen set is left to the check)
+RAGGED = 32  # named-port destinations allowed on one port beyond which its drop region is not tried
 
 
 def markable(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> bool:
@@ -53,9 +52,11 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     names = policy_names(ep, direction)
     chosen = _chosen(catalog, state, ep, direction, min_members, excluded)
     ragged = ragged_ports(catalog, ep, direction, chosen)
-    if chosen and ragged:
+    if not _port_left(catalog, ep, direction, chosen, ragged):
+        return None  # (without a compile: every port of every chosen set would be split off)
+    if ragged:
         state, _ = split_ports(state, names, dict.fromkeys(chosen, ragged))
-        catalog = catalog.derived(state)
+        catalog = catalog.derived(state, *names)
     for may_split in (True, False):
         chosen = _chosen(catalog, state, ep, direction, min_members, excluded)
         if not chosen:
@@ -82,7 +83,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         if not (unfit and may_split):
             break
         state, _ = split_ports(state, names, dict.fromkeys(chosen, sorted(unfit)))
-        catalog = catalog.derived(state)
+        catalog = catalog.derived(state, *names)
     universe = universe_of(compiled, values) or compile_endpoint(
         with_members(state, dict.fromkeys(chosen, ANY)), ep, direction, rule_limit=rule_limit, cache=cache)
     return Plan(state, chosen, regions, empty, lambda s: Slice.at(analysis, markers[s], values), universe)
@@ -121,27 +122,44 @@ def universe_of(analysis: CompiledList, markers: AbstractSet[int]) -> CompiledLi
 
 def ragged_ports(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
                  chosen: Iterable[str]) -> list[tuple[int, int, int]]:
-    """(protocol, port, port) where allow rules of the list admit more than RAGGED single
-    addresses: destinations of named-port sets, or the members of a set that is not chosen. L_0
-    allows them, which cuts a drop region there into more pieces than gap tables hold (each
-    address costs up to one prefix per bit), so those ports would be found unfit after a
-    compile and split off; predicting them saves that compile. A port this misses is still
-    found unfit (marked_plan); one it names needlessly only stays in the ACL."""
+    """(protocol or 0 for any, first port, last port) where L_0 is predicted ragged: where allow
+    rules of the list admit more than RAGGED destinations of named-port sets, or admit the IPv4
+    members of address sets none of which is chosen (only IPv4 is gated: source.ANY). L_0
+    allows those single addresses (a set's
+    aggregated prefixes), which cuts a drop region there into a piece per prefix length, more
+    shapes than gap tables hold, so those ports would be found unfit after a compile and split
+    off; predicting them saves that compile (or, when no port is left, every compile). A port
+    this misses is still found unfit (marked_plan); one it names needlessly only stays in the
+    ACL."""
     gated = set(chosen)
-    addresses: dict[tuple[int, int], set[object]] = defaultdict(set)
+    destinations: dict[tuple[int, int], set[object]] = defaultdict(set)
+    ranges: set[tuple[int, int, int]] = set()
     for rule in rules(catalog, ep, direction):
         if rule.action is not Action.ALLOW:
             continue
         for set_id in (*rule.dst_named_port_sets, *rule.dst_ip_port_sets):
             for address, proto, port in catalog.ipset(set_id).ip_ports:
-                addresses[(proto, port)].add(address)
-        if rule.protocol in (TCP, UDP) and not gated & set(rule.src_ip_sets):
-            members = {n for s in rule.src_ip_sets for n in catalog.ipset(s).nets}
-            if len(members) > RAGGED:
-                for ports in rule.dst_ports:
-                    for port in range(ports.first, min(ports.last, RAGGED_SPAN + ports.first) + 1):
-                        addresses[(rule.protocol, port)] |= members
-    return sorted((proto, port, port) for (proto, port), found in addresses.items() if len(found) > RAGGED)
+                destinations[(proto, port)].add(address)
+        if rule.src_ip_sets and not gated & set(rule.src_ip_sets) and rule.ip_version != 6 and \
+                all(any(n.version == 4 for n in catalog.ipset(s).nets) for s in rule.src_ip_sets):
+            proto = rule.protocol if rule.protocol in (TCP, UDP) and rule.not_protocol is None else 0
+            ranges |= {(proto, p.first, p.last) for p in rule.dst_ports} or {(proto, 0, FULL_L4[1])}
+    ranges |= {(proto, port, port) for (proto, port), found in destinations.items() if len(found) > RAGGED}
+    return sorted(ranges)
+
+
+def _port_left(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction, chosen: Iterable[str],
+               ragged: list[tuple[int, int, int]]) -> bool:
+    """Whether an allow rule from a chosen set keeps a destination port outside `ragged`."""
+    gated = set(chosen)
+    for rule in rules(catalog, ep, direction):
+        if rule.action is Action.ALLOW and gated & set(rule.src_ip_sets):
+            proto = rule.protocol or 0
+            cuts = [(lo, hi) for p, lo, hi in ragged if not (p and proto and p != proto)]
+            for ports in rule.dst_ports or (PortRange(*FULL_L4),):
+                if not any(lo <= ports.first and ports.last <= hi for lo, hi in cuts):
+                    return True  # (also one partly inside: a guess either way only costs time)
+    return False
 
 
 def _chosen(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,

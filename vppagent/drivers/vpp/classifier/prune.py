@@ -38,6 +38,7 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) 
     # Rules (by position) that may cover another rule's part: those whose source is not one host
     # (a part outside D that one of them matches first does not reach the allow rule after it).
     wide = [i for i, (r, b) in enumerate(zip(compiled.rules, boxes, strict=True)) if b.src_len < r.src.max_prefixlen]
+    allowing = {f: [j for j, r in enumerate(compiled.rules) if r.action == "allow" and r.family == f] for f in (4, 6)}
     allows: dict[tuple[int, Dims], list[int]] = {}  # per deny's dims: the allow rules that meet them
     gone: set[int] = set()
     for i, rule in enumerate(compiled.rules):
@@ -46,10 +47,10 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) 
         box, family, w = boxes[i], rule.family, width(rule.family)
         key = (family, _dims(box))
         if key not in allows:
-            allows[key] = [j for j, r in enumerate(compiled.rules)
-                           if r.action == "allow" and r.family == family and _meets(key[1], boxes[j])]
-        if all(_harmless(part, j, i, boxes, wide, drop[family], w) for j in allows[key] if j > i
-               and (part := intersect(box, boxes[j], w)) is not None):
+            allows[key] = [j for j in allowing[family] if _meets(key[1], boxes[j])]
+        later = allows[key]
+        if all(_harmless(part, j, i, boxes, wide, drop[family], w) for j in later[bisect.bisect_right(later, i):]
+               if (part := intersect(box, boxes[j], w)) is not None):
             gone.add(i)
     if not gone:
         return compiled
@@ -59,7 +60,8 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) 
 def _harmless(part: Box, j: int, i: int, boxes: list[Box], wide: list[int], drop: list[Box], w: int) -> bool:
     """Whether the allow rule j matches nothing of `part` outside D: part is in D, or a rule
     between i and j covers it (what reaches j of it, none)."""
-    if any(covers(d, part, w) for d in drop) or subtract_all([part], drop, w, 64) == []:
+    meet = [d for d in drop if intersect(d, part, w) is not None]
+    if meet and (any(covers(d, part, w) for d in meet) or subtract_all([part], meet, w, 64) == []):
         return True
     between = wide[bisect.bisect_right(wide, i):bisect.bisect_left(wide, j)]
     return any(covers(boxes[k], part, w) for k in reversed(between))  # (the nearest cover is the usual one)

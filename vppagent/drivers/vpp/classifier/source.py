@@ -8,6 +8,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 
 from vppagent.drivers.vpp.classifier.aliases import REST
+from vppagent.drivers.vpp.classifier.regions import port_blocks
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.model import Action, Direction, IPNetwork, Rule, WorkloadEndpoint
 from vppagent.state.ipset import IPSet, IPSetType
@@ -20,6 +21,7 @@ from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
 # the ACL; for the others, L_U's IPv6 part is L's own (the set has no IPv6 address there either).
 ANY = ("0.0.0.0/0",)
 MAX_CANDIDATES = 256  # the heaviest are tried
+WORTH_A_GATE = 64  # ACL rules a smaller set must take out of the list to go in when it pays (`pays`)
 
 
 def policy_names(ep: WorkloadEndpoint, direction: Direction) -> tuple[list[PolicyKey], list[str]]:
@@ -38,18 +40,24 @@ def rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Itera
 
 def candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
                min_members: int) -> tuple[dict[str, int], set[frozenset[str]]]:
-    """Address sets used only as the source of allow rules, large enough: set -> the ACL rules it
-    costs (members x destination port ranges of its rules, an estimate to order them by; the
-    MAX_CANDIDATES heaviest), and the pairs that share a rule (AND: at most one may be gated)."""
+    """Address sets used only as the source of allow rules that either have at least
+    `min_members` members (a member change is then one session write instead of a list of the
+    set's size recompiled and written again: docs/vpp-driver.md, "Large IP sets") or, smaller,
+    pay for their gate (`pays`): set -> the ACL rules it costs (to order them by; the
+    MAX_CANDIDATES heaviest), and the pairs that share a rule (AND: at most one may be gated).
+    The caller never asks with min_members 0 (the classifier off)."""
     usable: dict[str, bool] = {}
-    ports: dict[str, int] = {}
+    ranges: dict[str, int] = {}
+    blocks: dict[str, int] = {}
     pairs: set[frozenset[str]] = set()
     for rule in rules(catalog, ep, direction):
         if rule.action is Action.LOG:
             continue  # the compiler ignores log rules
         for set_id in rule.src_ip_sets:
             usable[set_id] = usable.get(set_id, True) and rule.action is Action.ALLOW
-            ports[set_id] = ports.get(set_id, 0) + max(1, len(rule.dst_ports))
+            ranges[set_id] = ranges.get(set_id, 0) + max(1, len(rule.dst_ports))
+            blocks[set_id] = blocks.get(set_id, 0) + max(1, sum(len(port_blocks(p.first, p.last))
+                                                                for p in rule.dst_ports))
         pairs |= {frozenset((a, b)) for a in rule.src_ip_sets for b in rule.src_ip_sets if a < b}
         for set_id in (*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()):
             usable[set_id] = False
@@ -57,10 +65,31 @@ def candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, di
     for set_id, ok in usable.items():
         ipset = state.ipsets.get(set_id)
         if ok and not set_id.endswith(REST) and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT \
-                and len(ipset.members) >= min_members and not any(":" in m for m in ipset.members):
-            weights[set_id] = len(ipset.members) * ports[set_id]
+                and not any(":" in m for m in ipset.members):
+            acl_rules = prefixes(frozenset(ipset.members)) * ranges[set_id]
+            if len(ipset.members) >= min_members or pays(acl_rules, len(ipset.members) * blocks[set_id]):
+                weights[set_id] = acl_rules
     heaviest = sorted(weights, key=lambda s: (-weights[s], s))[:MAX_CANDIDATES]
     return {s: weights[s] for s in heaviest}, pairs
+
+
+def pays(acl_rules: int, sessions: int) -> bool:
+    """Whether a set below the threshold goes to the classifier: when the ACL rules it takes out
+    of the list (one per aggregated prefix of its members and destination port range of its
+    rules) are at least the admit sessions it adds (one per member and destination-port block,
+    what P_i needs when it is not the whole drop region), and at least WORTH_A_GATE (below, a
+    chain's own cost - its tables, gap sessions, a classifier lookup on every packet - is not
+    worth it). A rule and a session cost about the same to write with the pipelined transport
+    (docs/vpp-driver.md, "Large IP sets"); at a tie the gate wins, since per packet its tables
+    are a few hash lookups while a set's rules crowd the ACL's TupleMerge entries. So a set of
+    scattered addresses on single ports goes, one whose members aggregate into prefixes stays."""
+    return acl_rules >= WORTH_A_GATE and sessions <= acl_rules
+
+
+@functools.lru_cache(maxsize=4096)
+def prefixes(members: frozenset[str]) -> int:
+    """The prefixes the compiler aggregates the members into (IPv4), about: their collapse."""
+    return len(list(ipaddress.collapse_addresses(n for n in _parsed(members) if n.version == 4)))
 
 
 def with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]]) -> DataplaneState:
