@@ -21,6 +21,13 @@ set members (each endpoint takes a random member address of the sets: some of it
 rules then stay). The re-check runs reachable packets (the endpoint's address on its side, the
 other side a set member half of the time) through the unrestricted and both restricted lists.
 
+The classifier gate (classifier/gate.py, ingress only): the lists as the VPP driver writes
+them at its default member threshold (DEFAULT_CLASSIFIER_MIN_MEMBERS; smaller sets when they
+pay, classifier/source.pays) and at `--classifier-min-members` (default 1: every set that
+qualifies, paying or not): ms per ingress list (the gate's compile, plus the ordinary compile
+where no gate comes out), rules per list (mean, p50, max), admit sessions per gate, and a sample
+of packets through L_U and the chain against the evaluator.
+
 The cold compile goes through a CompileCache (policy/cache.py), as the VPP driver's does. Two
 next state versions follow it: one policy's body changed, then one member added to one IP set.
 For each: the incremental recompile (every list asked for again, the cache answers what did not
@@ -55,6 +62,7 @@ from vppagent.drivers.vpp.classifier.admits import members as admit_members
 from vppagent.drivers.vpp.classifier.admits import set_sessions
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, gated_lists
 from vppagent.drivers.vpp.classifier.memberwise import member_entries
+from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
@@ -246,12 +254,20 @@ def _mergeable(compiled: CompiledList) -> int:
     return saved
 
 
+def _spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
+    """mean, p50 and max of `values` (times `scale`)."""
+    return (f"{statistics.mean(values) * scale:.{digits}f} (p50 {statistics.median(values) * scale:.{digits}f}, "
+            f"max {max(values) * scale:.{digits}f})")
+
+
 def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadKey],
-           lists: dict[tuple[WorkloadKey, str], CompiledList]) -> int:
+           lists: dict[tuple[WorkloadKey, str], CompiledList], threshold: int, label: str) -> int:
     """The VPP driver's lists after the classifier gate (classifier/gate.py) takes the sets it
-    can from each ingress list: rules per ACL list, admit and gap sessions and tables per chain,
-    compile time with the gate; a sample of packets through L_U and the chain against the
-    evaluator. Egress lists are not gated (docs/vpp-driver.md, "Large IP sets")."""
+    can from each ingress list, at one member threshold: rules per ACL list as the driver
+    writes them (restricted), admit and gap sessions and tables per chain, ms per ingress list
+    (the gate's compile, and where no gate comes out the ordinary compile the driver then
+    makes); a sample of packets through L_U and the chain against the evaluator. Egress lists
+    are not gated (docs/vpp-driver.md, "Large IP sets")."""
     cat = Catalog(state)
     cache = CompileCache()
     ingress, egress, sessions, gaps, tables, sets, times = [], [], [], [], [], [], []
@@ -260,14 +276,14 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
     for key in keys:
         ep = WorkloadEndpoint.from_proto(key, state.workload_endpoints[key])
         start = _clock()
-        gated = gated_lists(cat, state, ep, Direction.INGRESS, 200_000, args.classifier_min_members, cache=cache)
-        times.append(_clock() - start)
-        egress.append(len(lists[(key, "egress")].rules))
+        gated = gated_lists(cat, state, ep, Direction.INGRESS, 200_000, threshold, cache=cache)
         if gated is None:
-            ingress.append(len(lists[(key, "ingress")].rules))
-            sessions.append(0)
-            gaps.append(0)
-            tables.append(0)
+            ungated = compile_endpoint(cat, ep, Direction.INGRESS, rule_limit=200_000, cache=cache)
+        times.append(_clock() - start)
+        egress.append(len(restrict(lists[(key, "egress")], ep, Direction.EGRESS).rules) if RESTRICT_EGRESS
+                      else len(lists[(key, "egress")].rules))
+        if gated is None:
+            ingress.append(len(restrict(ungated, ep, Direction.INGRESS).rules))
             sets.append(0)
             continue
         universe, gate = gated
@@ -282,18 +298,15 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
         tables.append(sum(len({m for m, _ in a}) for a in admits) + len({g.shape for g in gate.gaps}))
         sets.append(len(gate.sets))
     both = ingress + egress
-    print(f"  with the classifier gate (sets of >= {args.classifier_min_members} members): "
-          f"{len(gates)} of {len(keys)} ingress lists gated, {statistics.mean(sets):.1f} sets per list; "
-          f"ingress compile with the gate {statistics.mean(times) * 1000:.1f} ms per list")
-    print(f"    gated ingress lists: L_U {statistics.mean(unrestricted or [0]):.0f} rules, restricted "
-          f"{statistics.mean([n for n, u in zip(ingress, sets, strict=True) if u] or [0]):.0f}")
-    print(f"    rules per ACL list: ingress {statistics.mean(ingress):.0f} (restricted L_U where gated; ungated "
-          f"{statistics.mean(len(lists[(k, 'ingress')].rules) for k in keys):.0f}), egress "
-          f"{statistics.mean(egress):.0f}, all lists {statistics.mean(both):.0f} (p50 {statistics.median(both):.0f}, "
-          f"max {max(both)}); egress share of the remaining rules {100 * sum(egress) / max(sum(both), 1):.0f}%")
-    print(f"    per gated list: admit sessions mean {statistics.mean(sessions):.0f} (max {max(sessions)}), "
-          f"gap sessions {statistics.mean(gaps):.0f} (max {max(gaps)}), classifier tables "
-          f"{statistics.mean(tables):.1f} (max {max(tables)})")
+    print(f"  {label}: {len(gates)} of {len(keys)} ingress lists gated, "
+          f"{statistics.mean(sets):.1f} sets per list; ms per ingress list {_spread(times, 1000, 1)}")
+    print(f"    rules per ACL list as written (restricted): ingress {_spread(ingress)}, egress "
+          f"{statistics.mean(egress):.0f}, all lists {_spread(both)}")
+    if gates:
+        print(f"    per gate: admit sessions {_spread(sessions)}, gap sessions {statistics.mean(gaps):.0f} "
+              f"(max {max(gaps)}), classifier tables {statistics.mean(tables):.1f} (max {max(tables)}); "
+              f"gated ingress lists: L_U {statistics.mean(unrestricted):.0f} rules, restricted "
+              f"{statistics.mean(ingress[i] for i, n in enumerate(sets) if n):.0f}")
 
     def policy_change() -> None:
         """The next version of bench's policy change, for the gated lists: the affected ones
@@ -307,8 +320,7 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
         for key in affected:
             ep = WorkloadEndpoint.from_proto(key, new_state.workload_endpoints[key])
             start = _clock()
-            again = gated_lists(new_cat, new_state, ep, Direction.INGRESS, 200_000, args.classifier_min_members,
-                                cache=cache)
+            again = gated_lists(new_cat, new_state, ep, Direction.INGRESS, 200_000, threshold, cache=cache)
             spent.append(_clock() - start)
             if again is None or again[1] != gates[key][1]:
                 changed += 1
@@ -324,7 +336,8 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
                   f"{writes} classifier writes (sessions and tables of the new chains), and one ACL replace "
                   f"per list")
 
-    policy_change()
+    if gates:
+        policy_change()
     return _check_gated(args, cat, keys, gates)
 
 
@@ -479,7 +492,8 @@ def main() -> int:
                              "slow), 0 for none")
     parser.add_argument("--check-packets", type=int, default=2000)
     parser.add_argument("--classifier-min-members", type=int, default=1,
-                        help="the gate's member threshold for the gated figures (0: leave them out)")
+                        help="a second member threshold for the gated figures, beside the driver's default "
+                             "(0: leave it out)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
@@ -527,8 +541,12 @@ def main() -> int:
         print(f"  cache after the cold compile: {size.rule_boxes} rule and {size.set_boxes} set fragments, "
               f"{size.boxes} boxes, {size.lists} lists")
         bad += _restriction(args, state, keys, lists, times)
-        if args.classifier_min_members:
-            bad += _gated(args, state, keys, lists)
+        default = DEFAULT_CLASSIFIER_MIN_MEMBERS
+        for threshold, label in ((default, f"the default: sets of >= {default} members, smaller ones when they pay"),
+                                 (args.classifier_min_members, f"threshold {args.classifier_min_members}: every set "
+                                                               "that qualifies, paying or not")):
+            if threshold:
+                bad += _gated(args, state, keys, lists, threshold, label)
         new_state, name = _changed_policy(state, keys[0])
         bad += _incremental(args, cache, keys, f"policy {name} changed", new_state, lists)
         _, lists = _run_cached(cache, new_state, keys)
