@@ -316,7 +316,12 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
         new_cat = Catalog(new_state)
         affected = [k for k in gates if any(p.name == name for t in state.workload_endpoints[k].tiers
                                             for p in t.ingress_policies)]
-        spent, writes, changed = [], 0, 0
+        spent, writes, in_place, changed = [], 0, 0, 0
+
+        def sessions_of(st: DataplaneState, gate: Gate) -> set[tuple[bytes, bytes]]:
+            return {x for f in gate.families() for g in gate.sets
+                    for x in set_sessions(g, f, admit_members(st, g.set_id, f))}
+
         for key in affected:
             ep = WorkloadEndpoint.from_proto(key, new_state.workload_endpoints[key])
             start = _clock()
@@ -326,15 +331,21 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
                 changed += 1
                 if again is not None:
                     gate = again[1]
-                    admits = {x for f in gate.families() for g in gate.sets
-                              for x in set_sessions(g, f, admit_members(new_state, g.set_id, f))}
+                    admits = sessions_of(new_state, gate)
                     tables = len({m for m, _ in admits}) + len({e.shape for e in gate.gaps})
                     writes += len(admits) + len(gate.gaps) + tables
+                    # in place (chains.py since the transitions work): the sessions that differ, and per
+                    # mask shape that comes or goes a table made and linked, or unlinked and deleted
+                    before = sessions_of(state, gates[key][1])
+                    shapes = ({m for m, _ in before} | {("gap", e.shape) for e in gates[key][1].gaps},
+                              {m for m, _ in admits} | {("gap", e.shape) for e in gate.gaps})
+                    in_place += (len(before ^ admits) + len(set(gates[key][1].gaps) ^ set(gate.gaps))
+                                 + 2 * len(shapes[0] ^ shapes[1]))
         if affected:
             print(f"    policy {name} changed: {len(affected)} gated lists recompiled with the gate, "
                   f"{statistics.mean(spent) * 1000:.0f} ms per list; {changed} gates changed: "
-                  f"{writes} classifier writes (sessions and tables of the new chains), and one ACL replace "
-                  f"per list")
+                  f"{writes} classifier writes as new chains (sessions and tables), {in_place} moving the "
+                  f"chains in place; and one ACL replace per list")
 
     if gates:
         policy_change()

@@ -26,6 +26,9 @@ exact (ungated) list first; `prepare` refuses to move one that is not narrowed.
 After a read-back (read.py) `adopt` takes, per (gate, family), the chain of ours whose gaps hold
 the gate's (exactly, else the fewest more) and infers output attachments from the bound ACLs;
 the rules and why they are safe: docs/vpp-driver.md, "Restarts and adoption".
+
+(Over 400 lines: building, moving, adopting and attaching all change the same records, the chains
+and who is on them, and each needs the others' invariants; split, they would share private state.)
 """
 
 from __future__ import annotations
