@@ -256,3 +256,29 @@ def test_a_non_members_dropped_flow_stays_dropped_across_a_gate_change(sim_targe
         assert not sim.evaluate(interfaces["ns/web0"], Direction.OUTPUT, syn).permitted
     finally:
         driver.close()
+
+
+def test_a_chain_caught_mid_change_is_adopted_after_a_restart_and_finished_in_place(sim_target: Target) -> None:
+    """VPP refuses the change's last step (the old gap's delete) and the agent restarts: the new
+    driver adopts the chain by its content (gaps holding the gate's and one more) and deletes
+    that gap, one write, never more open than old or new on the way."""
+    interfaces = {p: sim_target.pod(p) for p in PODS}
+    driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)
+    try:
+        old, new = state_of(messages({p: "web-a" for p in PODS})), state_of(messages({p: "web-b" for p in PODS}))
+        assert driver.resync(old).ok
+        sim_target.emulator.faults.reject("classify_add_del_session", -1,
+                                          when=lambda f: not f["is_add"] and f["hit_next_index"] == 0)
+        report = driver.apply(diff_states(old, new), new)
+        assert {str(o[1]) for o in report.failed} == {str(wkey(p)) for p in PODS}, "not at their gate yet"
+        sim_target.emulator.faults.clear()
+        driver.close()
+        driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)  # the agent restarts
+        with probing(sim_target, interfaces, old, new) as probe:
+            report = driver.resync(new)
+        assert report.ok and not report.failed
+        assert probe.violations == [] and probe.exact(new) == []
+        assert probe.by_message["classify_add_del_session"] == 1 and probe.writes == 1
+        assert driver.status()["classifier_chains"] == 1
+    finally:
+        driver.close()

@@ -197,9 +197,7 @@ class ClassifierChains:
         interfaces attached to the chain of their gate. `settled`: interfaces whose bound output ACL
         already is their desired list; `narrowed`: interfaces whose exact list converge.py just
         bound. Returns the interfaces that must change chain but were not narrowed (left as they are)."""
-        for ifx in settled:
-            if ifx in gates:
-                self.acl_gate[ifx] = gates[ifx]
+        self._bound(gates, settled)
         for ifx in narrowed:
             self.acl_gate.pop(ifx, None)
         plan = self.moves(gates)
@@ -241,11 +239,7 @@ class ClassifierChains:
         """`settled`: interfaces whose bound output ACL is now their desired list. Chains come off
         interfaces that no longer want them once their ACL holds no L_U, chains whose users all
         have their target's L_U widen to it, and chains nobody uses are deleted."""
-        for ifx in settled:
-            if ifx in gates:
-                self.acl_gate[ifx] = gates[ifx]
-            else:
-                self.acl_gate.pop(ifx, None)
+        self._bound(gates, settled)
         for ifx, heads in list(self.attached.items()):
             families = gates[ifx].families() if ifx in gates else []
             keep = {f: h for f, h in heads.items() if f in families or self._may_need(ifx, f)}
@@ -269,6 +263,14 @@ class ClassifierChains:
         while self.loose:
             self.calls.classify_table_del(self.loose[0])
             self.loose.pop(0)
+
+    def _bound(self, gates: Mapping[int, Gate], settled: AbstractSet[int]) -> None:
+        """`settled` interfaces have their desired list bound: L_U of their gate, or exact."""
+        for ifx in settled:
+            if ifx in gates:
+                self.acl_gate[ifx] = gates[ifx]
+            else:
+                self.acl_gate.pop(ifx, None)
 
     def _may_need(self, sw_if_index: int, family: int) -> bool:
         """Whether the interface's bound output ACL may be an L_U that needs a chain in `family`."""
