@@ -11,6 +11,7 @@ checked once the driver returns.
 from __future__ import annotations
 
 import ipaddress
+import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -158,6 +159,23 @@ def test_a_gate_change_of_one_user_of_a_shared_chain_is_never_more_open_than_old
     assert probe.by_message["output_acl_set_interface"] == 2, "web0 moved to a new chain (detach, attach)"
 
 
+def refuse_nth(target: Target, probe: Probe, k: int) -> list[int]:
+    """The emulator refuses the k-th write from now (none for 0), the probe checking before each;
+    returns the count of writes seen, as it grows."""
+    count = [0]
+
+    def refusing(probe_write: Callable[[Mapping[str, Any]], bool]) -> Callable[[Mapping[str, Any]], bool]:
+        def when(fields: Mapping[str, Any]) -> bool:
+            probe_write(fields)
+            count[0] += 1
+            return count[0] == k
+        return when
+
+    for message in WRITES:
+        target.emulator.faults.reject(message, -1, when=refusing(probe.before_write(message)))
+    return count
+
+
 def refused_at(target: Target, before: Mapping[str, str], after: Mapping[str, str], k: int) -> bool:
     """The change with VPP refusing its k-th write (classifier or ACL): never more open than old or new,
     the endpoints it concerns fail, and the next convergence with VPP accepting again gives
@@ -168,18 +186,8 @@ def refused_at(target: Target, before: Mapping[str, str], after: Mapping[str, st
     try:
         old, new = state_of(messages(before)), state_of(messages(after))
         assert driver.resync(old).ok
-        count = [0]
-
-        def refusing(probe_write: Callable[[Mapping[str, Any]], bool]) -> Callable[[Mapping[str, Any]], bool]:
-            def when(fields: Mapping[str, Any]) -> bool:
-                probe_write(fields)
-                count[0] += 1
-                return count[0] == k
-            return when
-
         with probing(target, interfaces, old, new) as probe:
-            for message in WRITES:
-                target.emulator.faults.reject(message, -1, when=refusing(probe.before_write(message)))
+            count = refuse_nth(target, probe, k)
             report = driver.apply(diff_states(old, new), new)
         assert probe.violations == [], k
         if count[0] < k:
@@ -280,5 +288,66 @@ def test_a_chain_caught_mid_change_is_adopted_after_a_restart_and_finished_in_pl
         assert probe.violations == [] and probe.exact(new) == []
         assert probe.by_message["classify_add_del_session"] == 1 and probe.writes == 1
         assert driver.status()["classifier_chains"] == 1
+    finally:
+        driver.close()
+
+
+def random_messages(rng: random.Random) -> list[Any]:
+    """Each pod on one of: tcp/80 from A, tcp/443 from B, both, tcp/80 from A or B (two sets on one
+    port), or a tiny A (below the threshold: ungated); the sets' members drawn anew."""
+    choices = ("web-a", "web-b", "web-ab", "web-80", "small")
+    set_a = rng.sample(A_ONLY + BOTH, rng.randint(MIN_MEMBERS, len(SET_A)))
+    set_b = rng.sample(B_ONLY + BOTH, rng.randint(MIN_MEMBERS, len(SET_B)))
+    pods = {pod: rng.choice(choices) for pod in PODS}
+    if rng.random() < 0.5:
+        pods["ns/web1"] = pods["ns/web0"]  # one chain for both
+    return [
+        b.config({}),
+        b.ipset("s:a", set_a, kind="ip"),
+        b.ipset("s:b", set_b, kind="ip"),
+        b.ipset("s:small", A_ONLY[:3], kind="ip"),
+        web_policy("web-a", 80, "s:a"),
+        web_policy("web-b", 443, "s:b"),
+        b.policy("web-ab", namespace="ns", inbound=[
+            b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:a"]),
+            b.rule("allow", protocol="tcp", dst_ports=[443], src_ip_set_ids=["s:b"])]),
+        b.policy("web-80", namespace="ns", inbound=[
+            b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:a"]),
+            b.rule("allow", protocol="tcp", dst_ports=[80, 8080], src_ip_set_ids=["s:b"])]),
+        web_policy("small", 80, "s:small"),
+        *[b.workload(pod, f"cali{i}", ipv4=[f"{ip}/32"],
+                     tiers=[b.tier("default", ingress=[pods[pod]], namespace="ns")])
+          for i, (pod, ip) in enumerate(PODS.items())],
+    ]
+
+
+@pytest.mark.parametrize("seed", [*range(15, 18), *(pytest.param(s, marks=pytest.mark.slow) for s in range(18, 25))])
+def test_random_gate_changes_are_never_more_open_than_old_or_new(sim_target: Target, seed: int) -> None:
+    """Random moves between gates (shared chains, split ones, ungated lists, member changes),
+    some with a write refused on the way: after every write, nothing the old and new policies
+    both deny passes; after each change (the next pass, when one was refused), the new verdicts."""
+    interfaces = {p: sim_target.pod(p) for p in PODS}
+    driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)
+    rng = random.Random(seed)
+    try:
+        old = state_of(random_messages(rng))
+        assert driver.resync(old).ok
+        refusals = 0
+        for step in range(40):
+            new = state_of(random_messages(rng))
+            refuse_at = rng.randint(1, 30) if rng.random() < 0.3 else 0
+            with probing(sim_target, interfaces, old, new) as probe:
+                count = refuse_nth(sim_target, probe, refuse_at)
+                report = driver.apply(diff_states(old, new), new)
+            assert probe.violations == [], (step, probe.violations[:3])
+            if count[0] >= refuse_at > 0:
+                refusals += 1
+                with probing(sim_target, interfaces, old, new) as probe:
+                    report = driver.resync(new)
+                assert probe.violations == [], (step, "the pass after a refusal", probe.violations[:3])
+            assert report.ok and not report.failed, (step, report.failed)
+            assert probe.exact(new) == [], step
+            old = new
+        assert refusals >= 5
     finally:
         driver.close()

@@ -206,7 +206,7 @@ class ClassifierChains:
         for chain in sorted(self.chains.values(), key=lambda c: c.head):
             if head_users := self._users(chain.family).get(chain.head):
                 self._narrow(chain, state)
-                if self._users_at_target(chain, head_users):
+                if self._users_at_target(chain, head_users, gates):
                     self._widen(chain, state)
         refused = set()
         for (ifx, family), gate in sorted(plan.moves.items(), key=lambda m: (m[0], _gate_order(m[1]))):
@@ -230,9 +230,12 @@ class ClassifierChains:
                 return chain
         return self._build(gate, family, state)
 
-    def _users_at_target(self, chain: Chain, users: Iterable[int]) -> bool:
-        """Whether every user's bound output ACL is the L_U of the chain's target, or none of ours."""
-        return all(self.acl_gate.get(ifx, chain.gate) == chain.gate for ifx in users)
+    def _users_at_target(self, chain: Chain, users: Iterable[int], gates: Mapping[int, Gate]) -> bool:
+        """Whether every user wants the chain's target and its bound output ACL is an L_U of that
+        gate, or none of ours. (A user leaving the gate keeps its old list until the ACLs change:
+        its chain must not take members the old list never had.)"""
+        return all(gates.get(ifx) == chain.gate and self.acl_gate.get(ifx, chain.gate) == chain.gate
+                   for ifx in users)
 
     # -- after the ACLs changed --------------------------------------------------------------------
     def finish(self, gates: Mapping[int, Gate], state: DataplaneState, settled: AbstractSet[int] = frozenset()) -> None:
@@ -251,7 +254,7 @@ class ClassifierChains:
         for family in (4, 6):
             for head, users in self._users(family).items():
                 used.add(head)
-                if self._users_at_target(self.chains[head], users):
+                if self._users_at_target(self.chains[head], users, gates):
                     self._widen(self.chains[head], state)
         doomed = [self.chains.pop(h) for h in [h for h in self.chains if h not in used]]
         live = {(g, c.family) for c in self.chains.values() for g in c.gate.sets}
