@@ -1,6 +1,12 @@
 """Writing an ACL plan (plan.py) to VPP, keeping `Programmed` true: where ACLs get written,
 bound to interfaces and deleted.
 
+The plan's steps run in make-before-break order, each step one pipeline (api/calls.py `*_write`:
+VPP applies one client's requests in order, and every reply of a step is read before the next
+step is sent, so an interface is bound only to an ACL whose content VPP has acknowledged, and an
+ACL is replaced only after its departing users' binds were answered). Within a step no request
+depends on another: each writes its own ACL or binds its own interface.
+
 A refused request (ApiRefused) fails the endpoints it was for and the rest goes on; requests that
 depend on it are skipped (an interface is not bound to an ACL that could not be created, an ACL
 still in use is not deleted). A lost connection propagates: nothing after it can be trusted.
@@ -21,6 +27,8 @@ from vppagent.drivers.vpp.programmed import Programmed
 from vppagent.drivers.vpp.tags import acl_tag
 
 log = logging.getLogger(__name__)
+
+Bind = tuple[AclRef | None, AclRef | None]
 
 
 def apply_plan(calls: VppCalls, programmed: Programmed, owners: Mapping[int, Owner], plan: AclPlan) -> Failures:
@@ -47,44 +55,42 @@ class _PlanRun:
     def run(self, plan: AclPlan) -> Failures:
         in_use = self.programmed.acls_in_use()
         # Unused ACLs taking new content and new ACLs first: movers bind to them next.
-        for index, content in plan.replaces.items():
-            if index not in in_use:
-                self._write_acl(index, index, content)
-        for ref, content in plan.creates.items():
-            self._write_acl(ref, NO_INDEX, content)
-        for sw_if_index, refs in plan.early_binds.items():
-            self._bind(sw_if_index, refs)
-        for index, content in plan.replaces.items():
-            if index in in_use:
-                self._write_acl(index, index, content)
-        for sw_if_index, refs in plan.late_binds.items():
-            self._bind(sw_if_index, refs)
+        self._write_acls([(index, index, content) for index, content in plan.replaces.items() if index not in in_use]
+                         + [(ref, NO_INDEX, content) for ref, content in plan.creates.items()])
+        self._bind(plan.early_binds)
+        self._write_acls([(index, index, content) for index, content in plan.replaces.items() if index in in_use])
+        self._bind(plan.late_binds)
         still_used = self.programmed.acls_in_use()
-        for index in plan.deletes:
-            if index in still_used or index not in self.programmed.acls:
-                continue
-            try:
-                self.calls.acl_del(index)
+        deletes = [index for index in plan.deletes if index not in still_used and index in self.programmed.acls]
+        for index, refused in zip(deletes, self.calls.acls_del(deletes) if deletes else [], strict=True):
+            if refused is None:
                 del self.programmed.acls[index]
-            except ApiRefused as exc:
-                log.warning("stale ACL %d not deleted: %s", index, exc)  # retried on the next pass
+            else:
+                log.warning("stale ACL %d not deleted: %s", index, refused)  # retried on the next pass
         return self.failed
 
-    def _write_acl(self, ref: AclRef, index: int, content: AclContent) -> None:
-        try:
-            written = self.calls.acl_add_replace(index, acl_tag(content.digest), content)
-        except ApiRefused as exc:
-            self._broken[ref] = str(exc)
-            for sw_if_index in self._interfaces_using(index):
-                self._fail_interface(sw_if_index, str(exc))
+    def _write_acls(self, writes: list[tuple[AclRef, int, AclContent]]) -> None:
+        """Each (ref, index to write, content): one pipeline, every reply read before returning."""
+        if not writes:
             return
-        self._resolved[ref] = written
-        self.programmed.acls[written] = content
+        results = self.calls.acls_write([(index, acl_tag(content.digest), content) for _, index, content in writes])
+        users = self._users() if any(isinstance(r, ApiRefused) for r in results) else {}
+        for (ref, index, content), written in zip(writes, results, strict=True):
+            if isinstance(written, ApiRefused):
+                self._broken[ref] = str(written)
+                for sw_if_index in users.get(index, ()):
+                    self._fail_interface(sw_if_index, str(written))
+                continue
+            self._resolved[ref] = written
+            self.programmed.acls[written] = content
 
-    def _interfaces_using(self, index: int) -> list[int]:
-        if index == NO_INDEX:
-            return []
-        return [i.sw_if_index for i in self.programmed.interfaces.values() if index in (*i.acls_in, *i.acls_out)]
+    def _users(self) -> dict[int, list[int]]:
+        """ACL index → the interfaces it is bound to (either direction)."""
+        out: dict[int, list[int]] = {}
+        for info in self.programmed.interfaces.values():
+            for index in dict.fromkeys((*info.acls_in, *info.acls_out)):
+                out.setdefault(index, []).append(info.sw_if_index)
+        return out
 
     def _resolve(self, ref: AclRef | None) -> int | None:
         if ref is None:
@@ -93,15 +99,19 @@ class _PlanRun:
             raise KeyError(self._broken[ref])
         return self._resolved.get(ref, ref)
 
-    def _bind(self, sw_if_index: int, refs: tuple[AclRef | None, AclRef | None]) -> None:
-        try:
-            acl_in, acl_out = self._resolve(refs[0]), self._resolve(refs[1])
-        except KeyError as exc:
-            self._fail_interface(sw_if_index, f"not bound: {exc.args[0]}")
+    def _bind(self, binds: Mapping[int, Bind]) -> None:
+        """Each interface's new (input, output) ACLs: one pipeline; those naming an ACL VPP refused
+        to write are not sent (they keep what they have and fail)."""
+        sendable: list[tuple[int, int | None, int | None]] = []
+        for sw_if_index, refs in binds.items():
+            try:
+                sendable.append((sw_if_index, self._resolve(refs[0]), self._resolve(refs[1])))
+            except KeyError as exc:
+                self._fail_interface(sw_if_index, f"not bound: {exc.args[0]}")
+        if not sendable:
             return
-        try:
-            self.calls.set_acl_list(sw_if_index, acl_in, acl_out)
-        except ApiRefused as exc:
-            self._fail_interface(sw_if_index, str(exc))
-            return
-        self.programmed.set_binding(sw_if_index, acl_in, acl_out)
+        for (sw_if_index, acl_in, acl_out), refused in zip(sendable, self.calls.acl_lists_write(sendable), strict=True):
+            if refused is not None:
+                self._fail_interface(sw_if_index, str(refused))
+                continue
+            self.programmed.set_binding(sw_if_index, acl_in, acl_out)

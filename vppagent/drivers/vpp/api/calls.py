@@ -73,13 +73,25 @@ class VppCalls:
 
     def acl_add_replace(self, index: int, tag: str, content: AclContent) -> int:
         """Create (index NO_INDEX) or replace in place; returns the ACL's index."""
-        reply = self.conn.call("acl_add_replace", acl_index=index, tag=tag, count=len(content),
-                               r=[_rule_fields(r) for r in content.rules],
+        reply = self.conn.call("acl_add_replace", **_acl_fields(index, tag, content),
                                what=f"ACL {tag}, {len(content)} rules")
         return int(reply.acl_index)
 
+    def acls_write(self, items: Sequence[tuple[int, str, AclContent]]) -> list[int | ApiRefused]:
+        """`acl_add_replace` of each (index, tag, content), pipelined, in order; per item the ACL's
+        index or its refusal."""
+        results = self.conn.pipeline([ApiRequest("acl_add_replace", _acl_fields(index, tag, content),
+                                                 what=f"ACL {tag}, {len(content)} rules")
+                                      for index, tag, content in items])
+        return [r if isinstance(r, ApiRefused) else int(r.acl_index) for r in results]
+
     def acl_del(self, index: int) -> None:
         self.conn.call("acl_del", acl_index=index, what=f"ACL {index}")
+
+    def acls_del(self, indexes: Sequence[int]) -> list[ApiRefused | None]:
+        """`acl_del` of each, pipelined, in order; per item None (done) or its refusal."""
+        return _outcomes(self.conn.pipeline([ApiRequest("acl_del", {"acl_index": i}, what=f"ACL {i}")
+                                             for i in indexes]))
 
     def interface_acls(self) -> dict[int, tuple[list[int], list[int]]]:
         """Every interface's bound ACLs: (input, output) index lists."""
@@ -91,9 +103,15 @@ class VppCalls:
 
     def set_acl_list(self, sw_if_index: int, acl_in: int | None, acl_out: int | None) -> None:
         """Bind at most one ACL per direction (None: none), replacing whatever was bound."""
-        acls = [a for a in (acl_in, acl_out) if a is not None]
-        self.conn.call("acl_interface_set_acl_list", sw_if_index=sw_if_index, count=len(acls),
-                       n_input=0 if acl_in is None else 1, acls=acls, what=f"interface {sw_if_index}")
+        self.conn.call("acl_interface_set_acl_list", **_acl_list_fields(sw_if_index, acl_in, acl_out),
+                       what=f"interface {sw_if_index}")
+
+    def acl_lists_write(self, items: Sequence[tuple[int, int | None, int | None]]) -> list[ApiRefused | None]:
+        """`set_acl_list` of each (sw_if_index, acl_in, acl_out), pipelined, in order; per item None
+        (done) or its refusal."""
+        return _outcomes(self.conn.pipeline([ApiRequest("acl_interface_set_acl_list",
+                                                        _acl_list_fields(ifx, acl_in, acl_out), what=f"interface {ifx}")
+                                             for ifx, acl_in, acl_out in items]))
 
     # -- interfaces -------------------------------------------------------------------------------
     def interfaces(self, sw_if_index: int = NO_INDEX) -> list[InterfaceDetails]:
@@ -456,6 +474,15 @@ def _cnat_endpoint(address: str, port: int) -> dict[str, Any]:
 def _table_info(index: int, info: Any) -> ClassifyTableInfo:
     return ClassifyTableInfo(index, bytes(info.mask), int(info.next_table_index), int(info.miss_next_index),
                              int(info.nbuckets))
+
+
+def _acl_fields(index: int, tag: str, content: AclContent) -> dict[str, Any]:
+    return {"acl_index": index, "tag": tag, "count": len(content), "r": [_rule_fields(r) for r in content.rules]}
+
+
+def _acl_list_fields(sw_if_index: int, acl_in: int | None, acl_out: int | None) -> dict[str, Any]:
+    acls = [a for a in (acl_in, acl_out) if a is not None]
+    return {"sw_if_index": sw_if_index, "count": len(acls), "n_input": 0 if acl_in is None else 1, "acls": acls}
 
 
 def _rule_fields(rule: AclRule) -> dict[str, Any]:
