@@ -324,15 +324,16 @@ def random_messages(rng: random.Random) -> list[Any]:
 @pytest.mark.parametrize("seed", [*range(15, 18), *(pytest.param(s, marks=pytest.mark.slow) for s in range(18, 25))])
 def test_random_gate_changes_are_never_more_open_than_old_or_new(sim_target: Target, seed: int) -> None:
     """Random moves between gates (shared chains, split ones, ungated lists, member changes),
-    some with a write refused on the way: after every write, nothing the old and new policies
-    both deny passes; after each change (the next pass, when one was refused), the new verdicts."""
+    some with a write refused on the way, some followed by an agent restart: after every write,
+    nothing the old and new policies both deny passes; after each change (the next pass, when one
+    was refused), the new verdicts."""
     interfaces = {p: sim_target.pod(p) for p in PODS}
     driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)
     rng = random.Random(seed)
     try:
         old = state_of(random_messages(rng))
         assert driver.resync(old).ok
-        refusals = 0
+        refusals = restarts = 0
         for step in range(40):
             new = state_of(random_messages(rng))
             refuse_at = rng.randint(1, 30) if rng.random() < 0.3 else 0
@@ -345,9 +346,16 @@ def test_random_gate_changes_are_never_more_open_than_old_or_new(sim_target: Tar
                 with probing(sim_target, interfaces, old, new) as probe:
                     report = driver.resync(new)
                 assert probe.violations == [], (step, "the pass after a refusal", probe.violations[:3])
+            if rng.random() < 0.25:  # the agent restarts: a new driver adopts what VPP holds
+                restarts += 1
+                driver.close()
+                driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)
+                with probing(sim_target, interfaces, old, new) as probe:
+                    report = driver.resync(new)
+                assert probe.violations == [], (step, "after a restart", probe.violations[:3])
             assert report.ok and not report.failed, (step, report.failed)
             assert probe.exact(new) == [], step
             old = new
-        assert refusals >= 5
+        assert refusals >= 3 and restarts >= 3, "the paths under test were taken"
     finally:
         driver.close()

@@ -89,6 +89,8 @@ class ClassifierChains:
         self.found: list[FoundChain] | None = None  # read back from VPP, adopted by the next `adopt`
         self.stale: list[Chain | FoundChain] = []  # ours, adopted by nobody: detached, deleted in finish
         self.loose: list[int] = []  # tables made but in no chain yet (a refused write): deleted in finish
+        # after a read-back: interface -> families where a chain of ours may be on it, unknown which
+        self.unknown: dict[int, set[int]] = {}
         # per (gated set, family): the members' object last seen, and each member's admit sessions
         self._wanted_memo: dict[tuple[GatedSet, int], tuple[object, dict[str, frozenset[Session]]]] = {}
         self._read_since_connect = False
@@ -113,6 +115,7 @@ class ClassifierChains:
         self.attached.clear()
         self.gate_of.clear()
         self.acl_gate.clear()
+        self.unknown.clear()
         self.loose = []
         self.found = read_chains(self.calls)
         self._read_since_connect = True
@@ -125,7 +128,7 @@ class ClassifierChains:
         if self.found is None:
             return
         found, self.found = self.found, None
-        adopted: dict[tuple[Gate, int], Chain] = {}
+        adopted: dict[tuple[Gate, int], list[Chain]] = defaultdict(list)
         for gate in sorted(set(gates.values()), key=_gate_order):
             for family in gate.families():
                 gaps = gap_sessions(gate, family)
@@ -133,30 +136,45 @@ class ClassifierChains:
                 if not matching:
                     continue
                 wanted = self._wanted(state, gate, family)
-                best = min(matching, key=lambda c: (len(c.gaps - gaps), len(c.sessions ^ wanted), c.head))
-                found.remove(best)
-                chain = Chain(family, gate, list(best.tables), dict(best.masks), dict(best.admit_tables),
-                              dict(best.gap_tables), set(best.sessions), set(best.gaps))
-                self.chains[chain.head] = adopted[(gate, family)] = chain
+                same = [c for c in matching if c.gaps == gaps and c.sessions == wanted]  # copies: every one
+                for best in same or [min(matching, key=lambda c: (len(c.gaps - gaps), len(c.sessions ^ wanted),
+                                                                    c.head))]:
+                    found.remove(best)
+                    chain = Chain(family, gate, list(best.tables), dict(best.masks), dict(best.admit_tables),
+                                  dict(best.gap_tables), set(best.sessions), set(best.gaps))
+                    self.chains[chain.head] = chain
+                    adopted[(gate, family)].append(chain)
         self.stale += found
-        heads = {f: {c.head for c in self.chains.values() if c.family == f} for f in (4, 6)}
-        stale_heads = {f: {c.head for c in found if c.family == f} for f in (4, 6)}
         for sw_if_index in sorted(candidates | set(gates)):
             wants = gates.get(sw_if_index)
-            if wants is not None:
-                self.acl_gate[sw_if_index] = wants if sw_if_index in settled else None
+            self.acl_gate[sw_if_index] = wants if sw_if_index in settled else None
+            if sw_if_index in settled and wants is None:
+                del self.acl_gate[sw_if_index]  # its exact list: no L_U
             for family in (4, 6):
-                mine = adopted.get((wants, family)) if wants is not None else None
-                if mine is not None and sw_if_index in settled:
-                    self.attached.setdefault(sw_if_index, {})[family] = mine.head  # L_U bound: chain on
-                probe = set(stale_heads[family])
-                if sw_if_index not in settled and wants is not None:
-                    probe |= heads[family] - {mine.head if mine is not None else NO_INDEX}
-                for head in sorted(probe):
-                    if self._detach_if_attached(sw_if_index, family, head):
-                        self.attached.get(sw_if_index, {}).pop(family, None)
+                mine = adopted.get((wants, family), []) if wants is not None else []
+                needs = wants is not None and family in wants.families()
+                if sw_if_index in settled and (len(mine) == 1 or not needs):
+                    if needs:
+                        self.attached.setdefault(sw_if_index, {})[family] = mine[0].head  # L_U bound: chain on
+                    for left in found:  # a stale one is on no interface with its desired list: probed off
+                        if left.family == family and self._detach_if_attached(sw_if_index, family, left.head):
+                            log.info("classifier: stale chain %d was on interface %d", left.head, sw_if_index)
+                else:  # on one of ours or none: found out once its list allows (`moves`, `finish`)
+                    self.unknown.setdefault(sw_if_index, set()).add(family)
         if found:
-            log.info("classifier: %d stale chain(s) of ours detached, to be deleted", len(found))
+            log.info("classifier: %d stale chain(s) of ours, to be detached and deleted", len(found))
+
+    def _probe_off(self, sw_if_index: int, family: int) -> None:
+        """Whichever chain of ours is on the interface in `family` comes off (a detach naming each
+        head: VPP refuses all but the attached one): only where its list needs no chain now."""
+        heads = {c.head for c in [*self.chains.values(), *self.stale] if c.family == family}
+        for head in sorted(heads):
+            self._detach_if_attached(sw_if_index, family, head)
+        self.attached.get(sw_if_index, {}).pop(family, None)
+        families = self.unknown.get(sw_if_index, set())
+        families.discard(family)
+        if not families:
+            self.unknown.pop(sw_if_index, None)
 
     def _detach_if_attached(self, sw_if_index: int, family: int, head: int) -> bool:
         """A detach naming `head`: VPP refuses it (NO_SUCH_TABLE) unless that table is attached."""
@@ -179,7 +197,7 @@ class ClassifierChains:
                 on = self.attached.get(ifx, {}).get(family)
                 if on is None or out.retarget.get(on) != gate:
                     out.moves[(ifx, family)] = gate
-                    if on is not None:
+                    if on is not None or family in self.unknown.get(ifx, ()):
                         out.swaps.add(ifx)
         return out
 
@@ -213,6 +231,8 @@ class ClassifierChains:
             if ifx in plan.swaps and ifx not in narrowed:
                 refused.add(ifx)
                 continue
+            if family in self.unknown.get(ifx, ()):
+                self._probe_off(ifx, family)  # (its exact list is bound)
             chain = self._chain_for(gate, family, state)
             current = self.attached.get(ifx, {})
             self._attach(ifx, {**current, family: chain.head})
@@ -234,6 +254,8 @@ class ClassifierChains:
         """Whether every user wants the chain's target and its bound output ACL is an L_U of that
         gate, or none of ours. (A user leaving the gate keeps its old list until the ACLs change:
         its chain must not take members the old list never had.)"""
+        if any(chain.family in families for families in self.unknown.values()):
+            return False  # an interface whose chain is not known may be on this one
         return all(gates.get(ifx) == chain.gate and self.acl_gate.get(ifx, chain.gate) == chain.gate
                    for ifx in users)
 
@@ -243,6 +265,10 @@ class ClassifierChains:
         interfaces that no longer want them once their ACL holds no L_U, chains whose users all
         have their target's L_U widen to it, and chains nobody uses are deleted."""
         self._bound(gates, settled)
+        for ifx, unknown in list(self.unknown.items()):
+            for family in sorted(unknown):
+                if (ifx not in gates or family not in gates[ifx].families()) and not self._may_need(ifx, family):
+                    self._probe_off(ifx, family)
         for ifx, heads in list(self.attached.items()):
             families = gates[ifx].families() if ifx in gates else []
             keep = {f: h for f, h in heads.items() if f in families or self._may_need(ifx, f)}
@@ -259,10 +285,12 @@ class ClassifierChains:
         doomed = [self.chains.pop(h) for h in [h for h in self.chains if h not in used]]
         live = {(g, c.family) for c in self.chains.values() for g in c.gate.sets}
         self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in live}
-        for chain in [*doomed, *self.stale]:
+        unknown = {f for families in self.unknown.values() for f in families}
+        waiting = [c for c in self.stale if c.family in unknown]  # (it may still be on an interface)
+        for chain in [*doomed, *[c for c in self.stale if c.family not in unknown]]:
             for table in chain.tables:
                 self.calls.classify_table_del(table)
-        self.stale = []
+        self.stale = waiting
         while self.loose:
             self.calls.classify_table_del(self.loose[0])
             self.loose.pop(0)
@@ -306,6 +334,7 @@ class ClassifierChains:
             self.attached.pop(sw_if_index, None)
         self.gate_of.pop(sw_if_index, None)
         self.acl_gate.pop(sw_if_index, None)
+        self.unknown.pop(sw_if_index, None)
 
     # -- content -----------------------------------------------------------------------------------
     def _wanted(self, state: DataplaneState, gate: Gate, family: int) -> set[Session]:
