@@ -168,8 +168,9 @@ def test_differential_random_policies_through_driver_and_emulator(sim_target: Ta
 def test_differential_with_ip_sets_in_the_classifier(sim_target: Target, gated_driver: VppDriver) -> None:
     """Every address set of a qualifying ingress list goes to the classifier (threshold 1)."""
     checked = run_differential(sim_target, gated_driver, range(5000, 5240), packets_per_case=12, make_case=gated_case)
-    # (a set whose rules never decide a verdict, e.g. behind a deny-all, is not gated: L_U = L)
-    assert gated_driver.status()["gated_lists"] >= 80, "the classifier path was exercised"
+    # (a set whose rules never decide a verdict, e.g. behind a deny-all, is not gated: L_U = L;
+    # a resync recompiles only what changed since the last state, so each gated list counts once)
+    assert gated_driver.status()["gated_lists"] >= 70, "the classifier path was exercised"
     assert checked >= 200
 
 

@@ -9,6 +9,8 @@ routes, and the Felix object each serves.
 - Host endpoints: acl/hostendpoints.py. Remote blocks: routes.py.
 A list that cannot be compiled fails its endpoint (status "error") and pins what the endpoint
 has in place (its lists, source guard and routes): never a partial or more open list.
+`Programmed`'s ACL contents equal to a wanted list become that list's object (`share_contents`),
+so what follows compares contents by identity.
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
         out.owners[ifx] = owner
         ep = known.ep
         try:
-            egress = compiler.workload(catalog, ep, Direction.EGRESS, known.specs[Direction.EGRESS])
-            ingress, gate = compiler.program(catalog, ep, Direction.INGRESS, known.specs[Direction.INGRESS])
+            egress = compiler.workload(catalog, ep, Direction.EGRESS, known.specs[Direction.EGRESS],
+                                       known.domains.get(Direction.EGRESS))
+            ingress, gate = compiler.program(catalog, ep, Direction.INGRESS, known.specs[Direction.INGRESS],
+                                             known.domains.get(Direction.INGRESS))
         except PolicyError as exc:
             # Its guard and routes stay as they are too: the pinned lists are restricted to the
             # addresses they were made for (acl/lists.py), so a guard or a route for new addresses
@@ -97,6 +101,7 @@ def build_desired(state: DataplaneState, programmed: Programmed, compiler: ListC
             out.route_owners[net] = owner
     host_endpoint_lists(state, programmed, compiler, out.wanted, out.owners, out.failed)
     compiler.end_pass()  # the list caches now hold what this state's endpoints use, no more
+    programmed.share_contents(c for pair in out.wanted.values() for c in pair if c is not None)
     return out
 
 

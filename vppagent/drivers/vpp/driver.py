@@ -56,7 +56,7 @@ from vppagent.pods.veth import AttachError, Attachment
 from vppagent.policy.compile import DEFAULT_RULE_LIMIT
 from vppagent.policy.model import IPNetwork, WorkloadEndpoint
 from vppagent.services.model import ServiceEntry
-from vppagent.state.diff import StateDiff
+from vppagent.state.diff import StateDiff, diff_states
 from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,13 @@ class VppDriver(Driver):
     # -- Driver API ------------------------------------------------------------------------------
     def resync(self, state: DataplaneState) -> ApplyReport:
         with self._lock:
-            self._state = state.copy()
-            self._compiler.clear()
+            # The compiled lists are a function of the state alone: those the change since the
+            # last state given leaves alone are kept (as an apply keeps them); VPP is read anew.
+            previous, self._state = self._state, state.copy()
+            if previous is None:
+                self._compiler.clear()
+            else:
+                self._compiler.invalidate(diff_states(previous, state), state)
             self.stats["resyncs"] += 1
             return self._converge(reread=True)
 

@@ -9,6 +9,7 @@ are ours is decided in routes.py.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
@@ -76,6 +77,16 @@ class Programmed:
         if info is not None:
             info.acls_in = [] if acl_in is None else [acl_in]
             info.acls_out = [] if acl_out is None else [acl_out]
+
+    def share_contents(self, contents: Iterable[AclContent]) -> None:
+        """Each ACL whose content equals one of `contents` holds that very object from now on (same
+        value): the plan and the converge then compare contents by identity, not rule by rule
+        (read back, or compiled anew, equal lists are distinct objects; each is compared once here)."""
+        by_digest = {c.digest: c for c in contents}
+        for index, held in self.acls.items():
+            found = by_digest.get(held.digest)
+            if found is not None and found is not held and found == held:
+                self.acls[index] = found
 
     def users_of_our_acls(self) -> set[int]:
         """Interfaces with any of our ACLs bound."""

@@ -122,6 +122,7 @@ class KnownEndpoint:
     tag: str
     hosts: tuple[IPNetwork, ...]
     specs: dict[Direction, Hashable]
+    domains: dict[Direction, Domain]  # what can reach its list in each restricted direction
 
 
 class ListCompiler:
@@ -152,13 +153,14 @@ class ListCompiler:
             hosts = tuple(ipaddress.ip_network((n.network_address, n.max_prefixlen))
                           for n in (*ep.ipv4_nets, *ep.ipv6_nets))
             specs = {d: _list_spec(ep, d) for d in Direction}
-            known = self._endpoints[key] = KnownEndpoint(pb, ep, workload_tag(key), hosts, specs)
+            domains = {d: domain(ep, d) for d in Direction if restricted_direction(d)}
+            known = self._endpoints[key] = KnownEndpoint(pb, ep, workload_tag(key), hosts, specs, domains)
         return known
 
     def clear(self) -> None:
-        """Forget every list (a resync). The fragments stay: they are keyed by content."""
+        """Forget every list. The fragments stay (they are keyed by content), and so do the
+        endpoints (keyed by their message object, which is never mutated)."""
         self._cache.clear()
-        self._endpoints.clear()
 
     def end_pass(self) -> None:
         """Drop the lists and endpoints nobody asked for since the last call, and the fragments
@@ -190,14 +192,15 @@ class ListCompiler:
             del self._cache[spec]
 
     def workload(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
-                 spec: Hashable | None = None) -> AclContent:
+                 spec: Hashable | None = None, dom: Domain | None = None) -> AclContent:
         """The endpoint's list as ACL content; PolicyError when it cannot be compiled."""
-        return self.program(catalog, ep, direction, spec)[0]
+        return self.program(catalog, ep, direction, spec, dom)[0]
 
     def program(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
-                spec: Hashable | None = None) -> tuple[AclContent, Gate | None]:
+                spec: Hashable | None = None, dom: Domain | None = None) -> tuple[AclContent, Gate | None]:
         """ACL content and classifier gate (classifier/gate.py) for the endpoint's list in
-        `direction`, restricted to what can reach the endpoint (with a gate: L_U restricted)."""
+        `direction`, restricted to what can reach the endpoint (with a gate: L_U restricted).
+        `spec` and `dom`: the endpoint's (`KnownEndpoint`), when the caller has them."""
         if spec is None:
             spec = _list_spec(ep, direction)
         self._used.add(spec)
@@ -208,7 +211,8 @@ class ListCompiler:
             cached = self._cache[spec] = self._compile(catalog, ep, direction)
         if not restricted_direction(direction):
             return cached.content, cached.gate
-        dom = domain(ep, direction)
+        if dom is None:
+            dom = domain(ep, direction)
         self._domains.setdefault(spec, set()).add(dom)
         return cached.restricted(dom), cached.gate
 
