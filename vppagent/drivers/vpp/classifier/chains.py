@@ -17,14 +17,15 @@ it moves to gate G1, the chain itself moves (in place, no new tables unless a ma
     (ACLs)   L_U1 bound where L_U0 was
     finish   add G1's admits, delete gaps G1 has not, drop tables left empty  -> exactly G1's
 
-Every step only narrows the chain until all its users' bound ACLs are L_U of its target
-(`acl_gate`), and only then widens it to that target. An interface that must change chain
+Every step only narrows the chain until all its users want its target and have that gate's L_U
+bound (`acl_gate`), and only then widens it to that target. An interface that must change chain
 (its chain stays with other users, or it joins another) cannot do so atomically (VPP's output
 attach is a no-op while a table is attached), so `moves` names those and converge.py binds their
 exact (ungated) list first; `prepare` refuses to move one that is not narrowed.
 
-After a read-back (read.py) `adopt` takes, per (gate, family), the chain of ours whose gaps hold
-the gate's (exactly, else the fewest more) and infers output attachments from the bound ACLs;
+After a read-back (read.py) `adopt` takes, per (gate, family), the chains of ours holding exactly
+the gate's content, else the one whose gaps hold the gate's with the fewest more, and infers output
+attachments from the bound ACLs; an interface it cannot place is `unknown` and moves like a swap;
 the rules and why they are safe: docs/vpp-driver.md, "Restarts and adoption".
 
 (Over 400 lines: building, moving, adopting and attaching all change the same records, the chains
