@@ -403,7 +403,8 @@ class VppDriver(Driver):
         return wanted if self.guards.attach_new(sw_if_index, (info.tag, info.name), ep) else (DENY_ALL, ingress)
 
     def _interface_gone(self, sw_if_index: int) -> None:
-        """A pod interface is about to be deleted: its guard goes first (pods/attach.py)."""
-        self.guards.remove(sw_if_index)
+        """A pod interface is about to be deleted (pods/attach.py): its chain comes off, then its
+        guard goes. A refused chain detach raises before the guard is touched: the pod stays whole."""
         self.classifier.interface_gone(sw_if_index)
+        self.guards.remove(sw_if_index)
 

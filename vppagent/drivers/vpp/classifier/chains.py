@@ -41,7 +41,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
-from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.api.types import SessionWrite
 from vppagent.drivers.vpp.classifier.admits import Session, member_sessions, members
@@ -118,6 +117,7 @@ class ClassifierChains:
         self.acl_gate.clear()
         self.unknown.clear()
         self.loose = []
+        self.stale = []  # indices of the VPP that went: in a new one they may be anyone's tables
         self.found = read_chains(self.calls)
         self._read_since_connect = True
 
@@ -283,15 +283,16 @@ class ClassifierChains:
                 used.add(head)
                 if self._users_at_target(self.chains[head], users, gates):
                     self._widen(self.chains[head], state)
-        doomed = [self.chains.pop(h) for h in [h for h in self.chains if h not in used]]
+        # Unused chains become stale before any delete: a refused one stays in `stale` for the next pass.
+        self.stale += [self.chains.pop(h) for h in [h for h in self.chains if h not in used]]
         live = {(g, c.family) for c in self.chains.values() for g in c.gate.sets}
         self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in live}
         unknown = {f for families in self.unknown.values() for f in families}
-        waiting = [c for c in self.stale if c.family in unknown]  # (it may still be on an interface)
-        for chain in [*doomed, *[c for c in self.stale if c.family not in unknown]]:
-            for table in chain.tables:
-                self.calls.classify_table_del(table)
-        self.stale = waiting
+        for chain in [c for c in self.stale if c.family not in unknown]:  # (else it may be on an interface)
+            while chain.tables:
+                self.calls.classify_table_del(chain.tables[0])
+                chain.tables.pop(0)
+            self.stale.remove(chain)
         while self.loose:
             self.calls.classify_table_del(self.loose[0])
             self.loose.pop(0)
@@ -327,12 +328,10 @@ class ClassifierChains:
         """Called before a pod interface is deleted: its chains come off first. VPP keeps an
         interface's classifier record when the interface goes, and the next interface given that
         index inherits it with ip4-outacl off, where an add then does nothing (26.06;
-        docs/vpp-driver.md, "Source guard")."""
-        try:
-            self._attach(sw_if_index, {})
-        except ApiRefused as exc:
-            log.warning("classifier chain on interface %d not detached: %s", sw_if_index, exc)
-            self.attached.pop(sw_if_index, None)
+        docs/vpp-driver.md, "Source guard").
+        A refused detach is raised with the books kept as VPP holds them: the interface must stay
+        (the CNI Del fails and is retried) rather than pass its record on to the next pod."""
+        self._attach(sw_if_index, {})
         self.gate_of.pop(sw_if_index, None)
         self.acl_gate.pop(sw_if_index, None)
         self.unknown.pop(sw_if_index, None)
