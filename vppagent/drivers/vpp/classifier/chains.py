@@ -130,9 +130,14 @@ class ClassifierChains:
             return
         found, self.found = self.found, None
         adopted: dict[tuple[Gate, int], list[Chain]] = defaultdict(list)
+        # (gate, family) -> how many chains read back hold its gaps: an interface with that gate's L_U
+        # bound may be on any of them (a chain only narrows below its users' gate), so an attachment
+        # is inferred only where there is exactly one.
+        holding: dict[tuple[Gate, int], int] = {}
         for gate in sorted(set(gates.values()), key=_gate_order):
             for family in gate.families():
                 gaps = gap_sessions(gate, family)
+                holding[(gate, family)] = sum(1 for c in found if c.family == family and c.gaps >= gaps)
                 matching = [c for c in found if c.family == family and c.gaps >= gaps]
                 if not matching:
                     continue
@@ -154,7 +159,8 @@ class ClassifierChains:
             for family in (4, 6):
                 mine = adopted.get((wants, family), []) if wants is not None else []
                 needs = wants is not None and family in wants.families()
-                if sw_if_index in settled and (len(mine) == 1 or not needs):
+                sure = len(mine) == 1 and holding.get((wants, family)) == 1
+                if sw_if_index in settled and (sure or not needs):
                     if needs:
                         self.attached.setdefault(sw_if_index, {})[family] = mine[0].head  # L_U bound: chain on
                     for left in found:  # a stale one is on no interface with its desired list: probed off
