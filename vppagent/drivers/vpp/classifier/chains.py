@@ -159,7 +159,7 @@ class ClassifierChains:
             for family in (4, 6):
                 mine = adopted.get((wants, family), []) if wants is not None else []
                 needs = wants is not None and family in wants.families()
-                sure = len(mine) == 1 and holding.get((wants, family)) == 1
+                sure = wants is not None and len(mine) == 1 and holding.get((wants, family)) == 1
                 if sw_if_index in settled and (sure or not needs):
                     if needs:
                         self.attached.setdefault(sw_if_index, {})[family] = mine[0].head  # L_U bound: chain on
