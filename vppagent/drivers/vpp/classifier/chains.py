@@ -134,11 +134,13 @@ class ClassifierChains:
         # bound may be on any of them (a chain only narrows below its users' gate), so an attachment
         # is inferred only where there is exactly one.
         holding: dict[tuple[Gate, int], int] = {}
+        taken: set[int] = set()
         for gate in sorted(set(gates.values()), key=_gate_order):
             for family in gate.families():
                 gaps = gap_sessions(gate, family)
                 holding[(gate, family)] = sum(1 for c in found if c.family == family and c.gaps >= gaps)
-                matching = [c for c in found if c.family == family and c.gaps >= gaps]
+                matching = [c for c in found if c.family == family and c.gaps >= gaps
+                            and not taken & set(c.tables)]  # (walks sharing tables: one is adopted)
                 if not matching:
                     continue
                 wanted = self._wanted(state, gate, family)
@@ -146,6 +148,7 @@ class ClassifierChains:
                 for best in same or [min(matching, key=lambda c: (len(c.gaps - gaps), len(c.sessions ^ wanted),
                                                                     c.head))]:
                     found.remove(best)
+                    taken.update(best.tables)
                     chain = Chain(family, gate, list(best.tables), dict(best.masks), dict(best.admit_tables),
                                   dict(best.gap_tables), set(best.sessions), set(best.gaps))
                     self.chains[chain.head] = chain
@@ -294,9 +297,13 @@ class ClassifierChains:
         live = {(g, c.family) for c in self.chains.values() for g in c.gate.sets}
         self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in live}
         unknown = {f for families in self.unknown.values() for f in families}
+        kept = {t for c in self.chains.values() for t in c.tables}  # (a stale walk may share a live tail)
         for chain in [c for c in self.stale if c.family not in unknown]:  # (else it may be on an interface)
             while chain.tables:
-                self.calls.classify_table_del(chain.tables[0])
+                table = chain.tables[0]
+                if table not in kept:
+                    self.calls.classify_table_del(table)
+                    kept.add(table)  # (another stale walk may share it: deleted once)
                 chain.tables.pop(0)
             self.stale.remove(chain)
         while self.loose:

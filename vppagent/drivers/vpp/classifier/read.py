@@ -7,7 +7,10 @@ a head (a table no other table points to):
   tables (protocol always masked, every session hits drop; the first holds at least one, a later
   one may be empty: a gap change stopped between its last session's delete and the table's),
   all of one family's layout, and its end misses to permit; at least one of each;
-- none of its tables is also reached from another head.
+- a table also reached from another head is allowed only when that walk holds nothing but our
+  sessions too: a new table whose linking VPP refused points where the head it was to follow
+  points (chains.py `_add`). Each such walk is read as a chain of its own; adoption takes at most
+  one of them and deletes the others' tables but the shared ones (chains.py).
 Anything else is left alone. Why the mark changes no verdict: docs/vpp-driver.md, "Restarts and
 adoption".
 """
@@ -70,14 +73,11 @@ def read_chains(calls: VppCalls) -> list[FoundChain]:
             walk.append(at)
             at = tables[at].info.next_table
         walks.append(walk)
-    reached: dict[int, int] = {}
-    for walk in walks:
-        for index in walk:
-            reached[index] = reached.get(index, 0) + 1
     found = []
     for walk in walks:
-        if any(reached[i] > 1 for i in walk):
-            continue  # shared with another chain: not provably ours
+        sharing = [w for w in walks if w is not walk and set(w) & set(walk)]
+        if any(s.opaque != OUR_OPAQUE for w in sharing for i in w for s in tables[i].sessions):
+            continue  # shared with another head's chain that is not all ours: not provably ours
         chain = _ours([tables[i] for i in walk])
         if chain is not None:
             found.append(chain)
