@@ -254,9 +254,10 @@ class ClassifierChains:
     def _chain_for(self, gate: Gate, family: int, state: DataplaneState) -> Chain:
         for chain in sorted(self.chains.values(), key=lambda c: c.head):
             if chain.family == family and chain.gate == gate:
-                if chain.head not in self._users(family):  # (not synced above: nobody was on it)
+                if chain.head not in self._users(family):  # (not synced above: nobody known on it)
                     self._narrow(chain, state)
-                    self._widen(chain, state)
+                    if not any(family in families for families in self.unknown.values()):
+                        self._widen(chain, state)  # (else an interface not known may be on it: finish)
                 return chain
         return self._build(gate, family, state)
 
