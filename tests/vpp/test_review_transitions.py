@@ -23,6 +23,7 @@ from tests.vpp.test_classifier_adopt import output_heads
 from tests.vpp.test_classifier_transitions import (
     A_ONLY,
     B_ONLY,
+    BOTH,
     MIN_MEMBERS,
     PODS,
     SET_A,
@@ -231,11 +232,11 @@ RULES = {  # policy name -> its tcp rules (every policy also allows udp/53 from 
 }
 
 
-def built(policies: Mapping[str, str]) -> DataplaneState:
-    """Sets A and B of test_classifier_transitions.py (gated), "s:small" (too small to be), the
-    policies of RULES, and the pods on the policies `policies` names."""
+def built(policies: Mapping[str, str], set_a: list[str] = SET_A) -> DataplaneState:
+    """Sets A (`set_a`) and B of test_classifier_transitions.py (gated), "s:small" (too small to
+    be), the policies of RULES, and the pods on the policies `policies` names."""
     return state_of([
-        b.config({}), b.ipset("s:a", SET_A, kind="ip"), b.ipset("s:b", SET_B, kind="ip"),
+        b.config({}), b.ipset("s:a", set_a, kind="ip"), b.ipset("s:b", SET_B, kind="ip"),
         b.ipset("s:small", [A_ONLY[0], B_ONLY[0]], kind="ip"),
         *[b.policy(name, namespace="ns", inbound=[*rules, b.rule("allow", protocol="udp", dst_ports=[53])])
           for name, rules in RULES.items()],
@@ -534,3 +535,53 @@ def test_a_shared_acl_is_not_replaced_under_a_user_that_could_not_leave(sim_targ
         assert probe.violations == [], (len(probe.violations), probe.violations[:4])
     finally:
         first.close()
+
+
+
+def explored(policies: Mapping[str, str], set_a: list[str], set_b: list[str]) -> DataplaneState:
+    """`built` with sets A and B as given and "web-a-net" (web-a to the pods' /24 only)."""
+    rules = {**RULES, "web-a-net": [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:a"],
+                                           dst_net=["10.65.0.0/24"])]}
+    return state_of([
+        b.config({}), b.ipset("s:a", set_a, kind="ip"), b.ipset("s:b", set_b, kind="ip"),
+        *[b.policy(name, namespace="ns", inbound=[*r, b.rule("allow", protocol="udp", dst_ports=[53])])
+          for name, r in rules.items()],
+        *[b.workload(pod, f"cali{i}", ipv4=[f"{ip}/32"],
+                     tiers=[b.tier("default", ingress=[policies[pod]], namespace="ns")])
+          for i, (pod, ip) in enumerate(PODS.items())]])
+
+
+def test_an_adopted_chain_is_not_widened_under_an_interface_not_known_to_be_off_it(sim_target: Target) -> None:
+    """Found after the review by its random explorer with agent restarts (seed 11). web0 on
+    "web-a-net", web1 on "web-deny", set A without A_ONLY[0]. One pass moves web0 to "web-deny",
+    web1 to an ungated list, and set A gains A_ONLY[0]; VPP refuses its 4th and 5th writes (a new
+    table's linking, the first ACL write), so web1 keeps L_U(web-deny) and its chain. The agent
+    restarts: web-deny's chain is adopted for web0; web1 is on it but not known to be (its desired
+    list is not bound). web0 joins it, and the chain, with no user recorded, was widened to the new
+    member while web1's L_U(web-deny) was bound: A_ONLY[0] reached web1 tcp/443, which neither
+    policy allows."""
+    interfaces = {p: sim_target.pod(p) for p in PODS}
+    old = explored({"ns/web0": "web-a-net", "ns/web1": "web-deny"}, [*A_ONLY[1:], *BOTH, "10.66.4.4"],
+                   [*B_ONLY, *BOTH[1:], "10.66.4.4"])
+    new = explored({"ns/web0": "web-deny", "ns/web1": "any80"}, SET_A, SET_B)
+    first = driver(sim_target)
+    assert first.resync(old).ok
+    writes = [0]
+
+    def fourth_and_fifth(message: str, fields: Mapping[str, Any]) -> bool:
+        writes[0] += 1
+        return writes[0] in (4, 5)
+
+    with watched(sim_target, interfaces, old, new, refuse=fourth_and_fifth) as probe:
+        report = first.apply(diff_states(old, new), new)
+    assert report.failed and probe.violations == [] and writes[0] >= 5
+    first.close()
+    second = driver(sim_target)
+    try:
+        with watched(sim_target, interfaces, old, new) as probe:
+            report = second.resync(new)
+        assert probe.violations == [], (len(probe.violations), probe.violations[:4])
+        assert report.ok and not report.failed
+        assert probe.exact(new) == []
+    finally:
+        second.close()
