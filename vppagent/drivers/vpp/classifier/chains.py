@@ -25,7 +25,8 @@ exact (ungated) list first; `prepare` refuses to move one that is not narrowed.
 
 After a read-back (read.py) `adopt` takes, per (gate, family), the chains of ours holding exactly
 the gate's content, else the one whose gaps hold the gate's with the fewest more, and infers output
-attachments from the bound ACLs; an interface it cannot place is `unknown` and moves like a swap;
+attachments from the bound ACLs only where exactly one chain read back holds the gate's gaps; an
+interface it cannot place is `unknown` and moves like a swap, and no chain of its family widens;
 the rules and why they are safe: docs/vpp-driver.md, "Restarts and adoption".
 
 (Over 400 lines: building, moving, adopting and attaching all change the same records, the chains
