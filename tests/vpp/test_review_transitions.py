@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
-
 from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state_of, tables_but_guards
 from tests.vpp.test_classifier import MEMBERS, established
 from tests.vpp.test_classifier import PODS as GATED_PODS
@@ -509,8 +507,6 @@ def test_stale_chains_of_a_vpp_that_restarted_are_not_deleted_by_index_in_the_ne
         second.close()
 
 
-@pytest.mark.xfail(strict=True, reason="finding 13: acl/apply.py replaces a shared ACL in place while a user "
-                   "whose move was refused is still bound (not the classifier; acl/apply.py owner)")
 def test_a_shared_acl_is_not_replaced_under_a_user_that_could_not_leave(sim_target: Target) -> None:
     """Not the classifier (acl/apply.py), found by the same probe. web0 and web1 share one ACL
     ("any80", ungated); web0 moves to "any443", web1 to "any8080". The plan keeps the ACL for one

@@ -9,7 +9,9 @@ depends on another: each writes its own ACL or binds its own interface.
 
 A refused request (ApiRefused) fails the endpoints it was for and the rest goes on; requests that
 depend on it are skipped (an interface is not bound to an ACL that could not be created, an ACL
-still in use is not deleted). A lost connection propagates: nothing after it can be trusted.
+still in use is not deleted, and a shared ACL is not replaced in place while an interface that
+was to leave it first is still bound to it: that interface would get a list that is neither its
+old nor its new one). A lost connection propagates: nothing after it can be trusted.
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ class _PlanRun:
         self._write_acls([(index, index, content) for index, content in plan.replaces.items() if index not in in_use]
                          + [(ref, NO_INDEX, content) for ref, content in plan.creates.items()])
         self._bind(plan.early_binds)
-        self._write_acls([(index, index, content) for index, content in plan.replaces.items() if index in in_use])
+        stuck = self._stuck_leavers(plan.early_binds)
+        for index in sorted(stuck.keys() & plan.replaces.keys()):
+            self._hold(index, stuck[index])
+        self._write_acls([(index, index, content) for index, content in plan.replaces.items()
+                          if index in in_use and index not in stuck])
         self._bind(plan.late_binds)
         still_used = self.programmed.acls_in_use()
         deletes = [index for index in plan.deletes if index not in still_used and index in self.programmed.acls]
@@ -83,6 +89,30 @@ class _PlanRun:
                 continue
             self._resolved[ref] = written
             self.programmed.acls[written] = content
+
+    def _stuck_leavers(self, early: Mapping[int, Bind]) -> dict[int, list[int]]:
+        """ACL index → the interfaces that were to leave it before it is replaced in place but are
+        still bound to it (their new ACL or their bind was refused)."""
+        stuck: dict[int, list[int]] = {}
+        for sw_if_index, refs in early.items():
+            info = self.programmed.interfaces.get(sw_if_index)
+            if info is None:
+                continue
+            wanted = {self._resolved.get(ref, ref) for ref in refs if ref is not None}
+            for index in dict.fromkeys((*info.acls_in, *info.acls_out)):
+                if index not in wanted:
+                    stuck.setdefault(index, []).append(sw_if_index)
+        return stuck
+
+    def _hold(self, index: int, leavers: list[int]) -> None:
+        """Keep ACL `index` as it is: replacing it would give the interfaces that could not leave it
+        a list that is neither their old nor their new one (fail open). Its users fail (retried on
+        the next pass) and nothing is bound to it in this pass."""
+        reason = (f"ACL {index} kept as it was: interface(s) {', '.join(map(str, sorted(leavers)))} "
+                  "could not leave it")
+        self._broken[index] = reason
+        for sw_if_index in self._users().get(index, ()):
+            self._fail_interface(sw_if_index, reason)
 
     def _users(self) -> dict[int, list[int]]:
         """ACL index → the interfaces it is bound to (either direction)."""
