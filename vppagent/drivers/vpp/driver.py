@@ -61,8 +61,9 @@ from vppagent.state.model import DataplaneState, Kind, WorkloadKey
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-# IP sets this large in an ingress list go to the classifier when the list allows it (gate.py);
-# docs/vpp-driver.md has the measurement behind the number.
+# IP sets this large in an ingress list go to the classifier when the list allows it (gate.py),
+# smaller ones when they pay (classifier/source.pays); 0 keeps every set in the ACL.
+# docs/vpp-driver.md ("Large IP sets") has the measurements behind the number.
 DEFAULT_CLASSIFIER_MIN_MEMBERS = 500
 
 
