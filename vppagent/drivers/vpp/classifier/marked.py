@@ -30,7 +30,7 @@ from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import TCP, UDP, Action, Direction, PortRange, WorkloadEndpoint
-from vppagent.state.model import DataplaneState
+from vppagent.state.model import STAGED_KINDS, DataplaneState
 
 RAGGED = 32  # named-port destinations allowed on one port beyond which its drop region is not tried
 
@@ -128,13 +128,14 @@ def ragged_ports(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
     allows those single addresses (a set's
     aggregated prefixes), which cuts a drop region there into a piece per prefix length, more
     shapes than gap tables hold, so those ports would be found unfit after a compile and split
-    off; predicting them saves that compile (or, when no port is left, every compile). A port
-    this misses is still found unfit (marked_plan); one it names needlessly only stays in the
-    ACL."""
+    off; predicting them saves that compile (or, when no port is left, every compile). Only the
+    tiers' rules are read: a profile's are often behind an end-of-tier deny. A port this misses
+    is still found unfit (marked_plan); one it names needlessly only stays in the ACL."""
     gated = set(chosen)
     destinations: dict[tuple[int, int], set[object]] = defaultdict(set)
     ranges: set[tuple[int, int, int]] = set()
-    for rule in rules(catalog, ep, direction):
+    for rule in (r for t in ep.tiers for k in t.policies(direction) if k.kind not in STAGED_KINDS
+                 for r in catalog.policy(k).rules(direction)):
         if rule.action is not Action.ALLOW:
             continue
         for set_id in (*rule.dst_named_port_sets, *rule.dst_ip_port_sets):
@@ -142,6 +143,8 @@ def ragged_ports(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
                 destinations[(proto, port)].add(address)
         if rule.src_ip_sets and not gated & set(rule.src_ip_sets) and rule.ip_version != 6 and \
                 all(any(n.version == 4 for n in catalog.ipset(s).nets) for s in rule.src_ip_sets):
+            if rule.protocol is not None and rule.protocol not in (TCP, UDP):
+                continue  # (no TCP/UDP packet: no drop region meets it)
             proto = rule.protocol if rule.protocol in (TCP, UDP) and rule.not_protocol is None else 0
             ranges |= {(proto, p.first, p.last) for p in rule.dst_ports} or {(proto, 0, FULL_L4[1])}
     ranges |= {(proto, port, port) for (proto, port), found in destinations.items() if len(found) > RAGGED}
