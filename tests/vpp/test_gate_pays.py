@@ -18,12 +18,15 @@ SCATTERED = [f"10.66.{i}.7" for i in range(80)]  # no two aggregate: 80 prefixes
 CONTIGUOUS = [f"10.67.0.{i}" for i in range(1, 81)]  # a few prefixes
 
 
-def gate_of(members: list[str], ports: list[object], threshold: int) -> tuple[str, ...]:
+def gate_of(members: list[str], ports: list[object], threshold: int,
+            others: tuple[object, ...] = ()) -> tuple[str, ...]:
+    """The gated sets of a list allowing tcp `ports` from set s (and `others`: rules from set o)."""
     state = state_of([
         b.config({}),
         b.ipset("s", members, kind="ip"),
+        b.ipset("o", ["10.68.0.1", "10.68.3.3"], kind="ip"),
         b.policy("web", namespace="ns", inbound=[b.rule("allow", protocol="tcp", dst_ports=ports,
-                                                        src_ip_set_ids=["s"])]),
+                                                        src_ip_set_ids=["s"]), *others]),
         b.profile("open", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
         b.workload("ns/web0", "cali0", ipv4=["10.65.0.2/32"], tiers=[b.tier("default", ingress=["web"],
                                                                              namespace="ns")], profiles=["open"]),
@@ -33,8 +36,9 @@ def gate_of(members: list[str], ports: list[object], threshold: int) -> tuple[st
     if gated is None:
         return ()
     universe, gate = gated
-    # L_U lets the set's port through for anyone: the gate decides (its sets' members are admitted)
-    assert first_match(universe, Packet.parse("tcp 10.99.0.1:40000 > 10.65.0.2:80")).allowed
+    # L_U lets a gated port through for anyone: the gate decides (its sets' members are admitted)
+    assert any(first_match(universe, Packet.parse(f"tcp 10.99.0.1:40000 > 10.65.0.2:{port}")).allowed
+               for port in (80, 443, 8000))
     return gate.set_ids
 
 
@@ -58,3 +62,13 @@ def test_a_small_saving_is_not_worth_a_chain() -> None:
     assert gate_of(few, [80], 500) == ()
     assert gate_of(SCATTERED[:WORTH_A_GATE], [80], 500) == ("s",)
     assert pays(WORTH_A_GATE, WORTH_A_GATE) and not pays(WORTH_A_GATE, WORTH_A_GATE + 1)
+
+
+def test_a_set_left_in_the_acl_keeps_its_own_ports_only() -> None:
+    """Set o stays in the ACL (too small to pay): where it is allowed the drop region would be
+    ragged, so s goes in on the other ports only; an ICMP rule from o touches no port."""
+    icmp = b.rule("allow", protocol="icmp", src_ip_set_ids=["o"])
+    assert gate_of(SCATTERED, [80], 500, (icmp,)) == ("s",)
+    on_80 = b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["o"])
+    assert gate_of(SCATTERED, [80], 500, (on_80,)) == ()
+    assert gate_of(SCATTERED, [80, 443], 500, (on_80,)) == ("s",)
