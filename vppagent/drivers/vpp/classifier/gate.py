@@ -2,10 +2,11 @@
 then hold: per gated set the region where its members are admitted, and the drop region.
 
 Candidates: address sets used in the list only as the source of allow rules, with at least
-`min_members` members, no two of them in one rule; a set is gated when its drop region D_i (below)
-is TCP/UDP to destination ports below EPHEMERAL_START with any source port, and small enough. Let L_U be the
-list with every gated set = every address, L_0 with every gated set = no address, and L_i with
-set i = every address and the other gated sets empty. Then, for every packet p:
+`min_members` members or fewer when they pay (source.pays), no two of them in one rule; a set
+is gated when its drop region D_i (below) is TCP/UDP to destination ports below EPHEMERAL_START
+with any source port, and small enough. Let L_U be the list with every gated set = every
+address, L_0 with every gated set = no address, and L_i with set i = every address and the other
+gated sets empty. Then, for every packet p:
 
     L(p) = allow  iff  L_0(p) = allow, or for some gated set i: src(p) in S_i and L_i(p) = allow
 
@@ -21,8 +22,8 @@ aliases.py): a set also used otherwise (the source of a deny, a negation) is gat
 rules only; and the ports where a set's drop region does not fit the classifier (e.g. where named
 ports make L_0 ragged) are split off its rules, to an alias that stays in the ACL.
 
-L_0 and every L_i come from one compile of the list with source-port markers (marked.py) when
-no rule of the list names a source port; otherwise from one compile per group of sets with
+L_0, every L_i and L_U come from one compile of the list with source-port markers (marked.py)
+when no rule of the list names a source port; otherwise from one compile per group of sets with
 disjoint regions (grouped.py). A plan (plan.py) that breaks a bound is made again without the
 sets at fault. Bounds per (gate, family):
 MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES admit tables
