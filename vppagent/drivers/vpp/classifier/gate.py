@@ -33,7 +33,6 @@ MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES 
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -55,7 +54,7 @@ from vppagent.drivers.vpp.classifier.regions import (
     entries,
     port_blocks,
 )
-from vppagent.drivers.vpp.classifier.source import networks, policy_names, rules
+from vppagent.drivers.vpp.classifier.source import member_network, networks, policy_names, rules
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.flat import CompiledList
@@ -213,6 +212,6 @@ def _lengths(members: frozenset[str]) -> dict[int, set[int]]:
     """(Remembered per set content: every gate of a list that names the set asks.)"""
     out: dict[int, set[int]] = {4: set(), 6: set()}
     for m in members:
-        net = ipaddress.ip_network(m, strict=False)
+        net = member_network(m)
         out[net.version].add(net.prefixlen)
     return out
