@@ -80,6 +80,21 @@ def driver(target: Target) -> VppDriver:
     return make_driver(target, classifier_min_members=MIN_MEMBERS)
 
 
+def restart_converges_exactly(target: Target, interfaces: dict[str, int], old: DataplaneState,
+                              new: DataplaneState) -> None:
+    """A new driver (an agent restart) resyncs VPP, which holds `old`'s programming, to `new`: no
+    write leaves anything more open than `old` or `new`, no endpoint fails, `new` exactly after."""
+    second = driver(target)
+    try:
+        with watched(target, interfaces, old, new) as probe:
+            report = second.resync(new)
+        assert report.ok and not report.failed
+        assert probe.violations == [], (len(probe.violations), probe.violations[:4])
+        assert probe.exact(new) == []
+    finally:
+        second.close()
+
+
 def test_agent_restart_after_a_gate_change_while_the_agent_was_down(sim_target: Target) -> None:
     """VPP holds gate A's chain and L_U(A); the agent restarts into a state with gate B (a policy
     change while it was down). Adoption finds A's chain stale (its gaps do not hold B's) and detaches
@@ -89,15 +104,7 @@ def test_agent_restart_after_a_gate_change_while_the_agent_was_down(sim_target: 
     first = driver(sim_target)
     assert first.resync(old).ok
     first.close()
-    second = driver(sim_target)
-    try:
-        with watched(sim_target, interfaces, old, new) as probe:
-            report = second.resync(new)
-        assert report.ok and not report.failed
-        assert probe.violations == [], (len(probe.violations), probe.violations[:4])
-        assert probe.exact(new) == []
-    finally:
-        second.close()
+    restart_converges_exactly(sim_target, interfaces, old, new)
 
 
 def test_agent_restart_with_a_narrowed_chain_and_the_old_acl_bound(sim_target: Target) -> None:
@@ -113,15 +120,7 @@ def test_agent_restart_with_a_narrowed_chain_and_the_old_acl_bound(sim_target: T
         report = first.apply(diff_states(old, new), new)
     assert report.failed and probe.violations == [], "the refused change itself is not more open"
     first.close()
-    second = driver(sim_target)
-    try:
-        with watched(sim_target, interfaces, old, new) as probe:
-            report = second.resync(new)
-        assert report.ok and not report.failed
-        assert probe.violations == [], (len(probe.violations), probe.violations[:4])
-        assert probe.exact(new) == []
-    finally:
-        second.close()
+    restart_converges_exactly(sim_target, interfaces, old, new)
 
 
 def web_b_with(members: list[str]) -> DataplaneState:
@@ -266,15 +265,7 @@ def test_adoption_keeps_the_chain_a_settled_interface_is_on(sim_target: Target) 
         report = first.apply(diff_states(old, new), new)
     assert report.failed and probe.violations == [], "the refused change itself is not more open"
     first.close()
-    second = driver(sim_target)
-    try:
-        with watched(sim_target, interfaces, old, new) as probe:
-            report = second.resync(new)
-        assert report.ok and not report.failed
-        assert probe.violations == [], (len(probe.violations), probe.violations[:4])
-        assert probe.exact(new) == []
-    finally:
-        second.close()
+    restart_converges_exactly(sim_target, interfaces, old, new)
 
 
 def test_a_pinned_gated_interface_keeps_its_chain_across_an_agent_restart(sim_target: Target) -> None:
@@ -378,14 +369,7 @@ def test_adoption_does_not_give_a_settled_interfaces_chain_to_another_gate(sim_t
         assert first.apply(diff_states(old, new), new).failed
     assert probe.violations == []
     first.close()
-    second = driver(sim_target)
-    try:
-        with watched(sim_target, interfaces, old, new) as probe:
-            report = second.resync(new)
-        assert report.ok and not report.failed
-        assert (probe.violations[:4], probe.exact(new)) == ([], [])
-    finally:
-        second.close()
+    restart_converges_exactly(sim_target, interfaces, old, new)
 
 
 def test_a_refused_chain_detach_keeps_the_pod_interface_until_it_is_done(sim_target: Target) -> None:
@@ -572,12 +556,4 @@ def test_an_adopted_chain_is_not_widened_under_an_interface_not_known_to_be_off_
         report = first.apply(diff_states(old, new), new)
     assert report.failed and probe.violations == [] and writes[0] >= 5
     first.close()
-    second = driver(sim_target)
-    try:
-        with watched(sim_target, interfaces, old, new) as probe:
-            report = second.resync(new)
-        assert probe.violations == [], (len(probe.violations), probe.violations[:4])
-        assert report.ok and not report.failed
-        assert probe.exact(new) == []
-    finally:
-        second.close()
+    restart_converges_exactly(sim_target, interfaces, old, new)
