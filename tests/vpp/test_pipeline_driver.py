@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.vpp.helpers import Target, make_driver, state_of
 from vppagent.drivers.vpp.api.connection import ApiRequest
+from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 from vppagent.vppsim import Direction, Packet
@@ -84,10 +85,8 @@ def test_one_pods_refused_route_fails_that_pod_only(sim_target: Target) -> None:
         driver.close()
 
 
-def test_many_pods_guards_go_out_in_a_few_pipelines(sim_target: Target) -> None:
-    for pod in PODS:
-        sim_target.pod(pod)
-    driver = make_driver(sim_target)
+def recorded_pipelines(driver: VppDriver) -> list[list[str]]:
+    """From now on, each pipeline the driver sends: its messages' names, in order."""
     batches: list[list[str]] = []
     pipeline = driver.conn.pipeline
 
@@ -96,6 +95,13 @@ def test_many_pods_guards_go_out_in_a_few_pipelines(sim_target: Target) -> None:
         return pipeline(requests)
 
     driver.conn.pipeline = recording  # type: ignore[method-assign]
+    return batches
+
+def test_many_pods_guards_go_out_in_a_few_pipelines(sim_target: Target) -> None:
+    for pod in PODS:
+        sim_target.pod(pod)
+    driver = make_driver(sim_target)
+    batches = recorded_pipelines(driver)
     try:
         assert driver.resync(state_of(messages())).ok
         sessions = [batch for batch in batches if set(batch) == {"classify_add_del_session"}]
@@ -118,14 +124,7 @@ def test_a_new_driver_reads_the_guards_back_in_a_few_pipelines(sim_target: Targe
     finally:
         first.close()
     driver = make_driver(sim_target)  # an agent restart: the guards are read back from VPP
-    batches: list[list[str]] = []
-    pipeline = driver.conn.pipeline
-
-    def recording(requests: list[ApiRequest]) -> list[Any]:
-        batches.append([r.message for r in requests])
-        return pipeline(requests)
-
-    driver.conn.pipeline = recording  # type: ignore[method-assign]
+    batches = recorded_pipelines(driver)
     try:
         report = driver.resync(state)
         assert report.ok and report.writes == 0
