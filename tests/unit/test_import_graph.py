@@ -11,8 +11,9 @@ Rules:
 - `vpp_papi` is imported only by the VPP driver's `api/` package (the client) and by the emulator
   `vppagent.vppsim` (which speaks VPP's wire format with vpp_papi's own serializer in codec.py,
   and hands tests a connected client in pytest_plugin.py);
-- only `vppagent/drivers/vpp/api/calls.py` builds VPP requests: no other module passes a message
-  name (a string literal) to a connection's `call(...)` or `dump(...)`.
+- only `vppagent/drivers/vpp/api/calls.py` (one request each) and `api/batches.py` (pipelines) build
+  VPP requests: no other module passes a message name (a string literal) to a connection's
+  `call(...)` or `dump(...)`, or makes an `ApiRequest(...)` of one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "vppagent"
 GENERATED = "vppagent.gen"
-REQUEST_BUILDER = "vppagent.drivers.vpp.api.calls"
+REQUEST_BUILDERS = {"vppagent.drivers.vpp.api.calls", "vppagent.drivers.vpp.api.batches"}
 
 
 @dataclass
@@ -177,19 +178,24 @@ def test_only_the_vpp_api_package_and_the_emulator_import_vpp_papi(modules: dict
 
 
 def requests_built(module: Module) -> list[str]:
-    """`x.call("message", ...)` / `x.dump("message", ...)` in the module, as "line: message"."""
+    """`x.call("message", ...)` / `x.dump("message", ...)` / `ApiRequest("message", ...)` in the
+    module, as "line: message"."""
     out = []
     for node in ast.walk(module.tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("call", "dump")
-                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)):
+            continue
+        func = node.func
+        if ((isinstance(func, ast.Attribute) and func.attr in ("call", "dump"))
+                or (isinstance(func, ast.Name) and func.id == "ApiRequest")):
             out.append(f"{node.lineno}: {node.args[0].value}")
     return out
 
 
 def test_only_the_typed_calls_build_vpp_requests(modules: dict[str, Module]) -> None:
     builders = {name: requests_built(module) for name, module in modules.items() if requests_built(module)}
-    assert set(builders) == {REQUEST_BUILDER}, builders
-    assert len(builders[REQUEST_BUILDER]) >= 30, "the typed calls are where the requests are"
+    assert set(builders) == REQUEST_BUILDERS, builders
+    assert sum(len(builders[b]) for b in REQUEST_BUILDERS) >= 40, "the typed calls are where the requests are"
 
 
 # -- the checks themselves can fail ----------------------------------------------------------------

@@ -109,7 +109,7 @@ def test_a_pipeline_of_2000_session_adds_with_one_refused_in_the_middle(target: 
         writes = [SessionWrite(missing if i == 1000 else table, match(i), NO_INDEX, i) for i in range(2000)]
         requests_before, writes_before = conn.requests["classify_add_del_session"], conn.writes
         try:
-            outcomes = calls.classify_sessions_write(writes)
+            outcomes = calls.batches.classify_sessions_write(writes)
             assert [i for i, o in enumerate(outcomes) if o is not None] == [1000]
             refusal = outcomes[1000]
             assert refusal is not None and refusal.retval == ApiError.NO_SUCH_TABLE
@@ -119,7 +119,7 @@ def test_a_pipeline_of_2000_session_adds_with_one_refused_in_the_middle(target: 
             assert conn.requests["classify_add_del_session"] - requests_before == 2000
             assert conn.writes - writes_before == 2000
             # deletes of the same, pipelined: the table is empty again
-            outcomes = calls.classify_sessions_write([SessionWrite(table, match(i), NO_INDEX, i, add=False)
+            outcomes = calls.batches.classify_sessions_write([SessionWrite(table, match(i), NO_INDEX, i, add=False)
                                                       for i in range(2000) if i != 1000])
             assert outcomes == [None] * 1999 and calls.classify_sessions(table) == []
         finally:
@@ -174,7 +174,7 @@ def test_a_pipeline_keeps_the_order_of_dependent_writes(target: Target) -> None:
                           SessionWrite(table, match(i), NO_INDEX, 1000 + i)]
                 if i % 2:
                     steps.append(SessionWrite(table, match(i), NO_INDEX, 1000 + i, add=False))
-            outcomes = calls.classify_sessions_write(steps)
+            outcomes = calls.batches.classify_sessions_write(steps)
             assert outcomes == [None] * len(steps)
             assert {s.match: s.opaque for s in calls.classify_sessions(table)} == {
                 match(i): 1000 + i for i in range(0, PIPELINE_WINDOW, 2)}
@@ -231,7 +231,7 @@ def test_a_stall_in_the_middle_of_a_pipeline_loses_the_connection_and_reconnecti
     conn.connect()
     held = {s.match for s in calls.classify_sessions(table)}
     assert {match(i) for i in range(300)} <= held, "what came before the stall was applied"
-    assert calls.classify_sessions_write([SessionWrite(table, match(1000), NO_INDEX, 0)]) == [None]
+    assert calls.batches.classify_sessions_write([SessionWrite(table, match(1000), NO_INDEX, 0)]) == [None]
     conn.close()
 
 

@@ -108,9 +108,8 @@ def read_programmed(calls: VppCalls) -> Programmed:
         else:
             out.foreign_acls.add(acl.index)
     refresh_interfaces(calls, out)
-    for info in out.interfaces.values():
-        if not info.is_pod and not info.is_local:
-            out.interface_prefixes[info.sw_if_index] = calls.interface_prefixes(info.sw_if_index)
+    uplinks = [info.sw_if_index for info in out.interfaces.values() if not info.is_pod and not info.is_local]
+    out.interface_prefixes = dict(zip(uplinks, calls.batches.interface_prefixes_of(uplinks), strict=True))
     out.routes = calls.routes()
     return out
 

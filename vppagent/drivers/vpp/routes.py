@@ -84,7 +84,7 @@ def apply_routes(calls: VppCalls, programmed: Programmed, plan: RoutePlan,
     one pipeline and deletes another, after every add is answered (a path change before the
     stale routes go)."""
     failed: Failures = {}
-    for (prefix, target), refused in zip(plan.adds, calls.routes_write(plan.adds), strict=True):
+    for (prefix, target), refused in zip(plan.adds, calls.batches.routes_write(plan.adds), strict=True):
         if refused is not None:
             owner = owners.get(prefix)
             if owner is not None:
@@ -92,7 +92,7 @@ def apply_routes(calls: VppCalls, programmed: Programmed, plan: RoutePlan,
             continue
         programmed.routes[prefix] = target
     deletes = [p for p in plan.deletes if p in programmed.routes]
-    for prefix, refused in zip(deletes, calls.routes_write([(p, None) for p in deletes]), strict=True):
+    for prefix, refused in zip(deletes, calls.batches.routes_write([(p, None) for p in deletes]), strict=True):
         if refused is not None:
             log.warning("stale route %s not deleted: %s", prefix, refused)
             continue

@@ -1,7 +1,7 @@
 """Writing an ACL plan (plan.py) to VPP, keeping `Programmed` true: where ACLs get written,
 bound to interfaces and deleted.
 
-The plan's steps run in make-before-break order, each step one pipeline (api/calls.py `*_write`:
+The plan's steps run in make-before-break order, each step one pipeline (api/batches.py `*_write`:
 VPP applies one client's requests in order, and every reply of a step is read before the next
 step is sent, so an interface is bound only to an ACL whose content VPP has acknowledged, and an
 ACL is replaced only after its departing users' binds were answered). Within a step no request
@@ -68,7 +68,7 @@ class _PlanRun:
         self._bind(plan.late_binds)
         still_used = self.programmed.acls_in_use()
         deletes = [index for index in plan.deletes if index not in still_used and index in self.programmed.acls]
-        for index, refused in zip(deletes, self.calls.acls_del(deletes) if deletes else [], strict=True):
+        for index, refused in zip(deletes, self.calls.batches.acls_del(deletes) if deletes else [], strict=True):
             if refused is None:
                 del self.programmed.acls[index]
             else:
@@ -79,7 +79,8 @@ class _PlanRun:
         """Each (ref, index to write, content): one pipeline, every reply read before returning."""
         if not writes:
             return
-        results = self.calls.acls_write([(index, acl_tag(content.digest), content) for _, index, content in writes])
+        results = self.calls.batches.acls_write([(index, acl_tag(content.digest), content)
+                                                 for _, index, content in writes])
         users = self._users() if any(isinstance(r, ApiRefused) for r in results) else {}
         for (ref, index, content), written in zip(writes, results, strict=True):
             if isinstance(written, ApiRefused):
@@ -140,7 +141,8 @@ class _PlanRun:
                 self._fail_interface(sw_if_index, f"not bound: {exc.args[0]}")
         if not sendable:
             return
-        for (sw_if_index, acl_in, acl_out), refused in zip(sendable, self.calls.acl_lists_write(sendable), strict=True):
+        outcomes = self.calls.batches.acl_lists_write(sendable)
+        for (sw_if_index, acl_in, acl_out), refused in zip(sendable, outcomes, strict=True):
             if refused is not None:
                 self._fail_interface(sw_if_index, str(refused))
                 continue

@@ -114,7 +114,7 @@ class ClassifySession:
 
 @dataclass(frozen=True)
 class SessionWrite:
-    """One classifier session to add (or delete): an item of `VppCalls.classify_sessions_write`."""
+    """One classifier session to add (or delete): an item of `VppBatches.classify_sessions_write`."""
 
     table: int
     match: bytes
@@ -125,7 +125,7 @@ class SessionWrite:
 
 @dataclass(frozen=True)
 class ClassifyTableAdd:
-    """A new classifier table matching from the IP header (an item of `VppCalls.classify_tables_add`)."""
+    """A new classifier table matching from the IP header (an item of `VppBatches.classify_tables_add`)."""
 
     mask: bytes
     next_table: int

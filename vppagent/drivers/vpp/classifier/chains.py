@@ -426,7 +426,8 @@ class ClassifierChains:
         `done` is told of each one VPP did; then the first refusal, if any, is raised."""
         if not items:
             return
-        outcomes = self.calls.classify_sessions_write([SessionWrite(t, m, hit, OUR_OPAQUE, add) for t, m in items])
+        outcomes = self.calls.batches.classify_sessions_write([SessionWrite(t, m, hit, OUR_OPAQUE, add)
+                                                               for t, m in items])
         for (table, match), outcome in zip(items, outcomes, strict=True):
             if outcome is None and done is not None:
                 done(table, match)

@@ -55,16 +55,17 @@ class _Table:
 
 
 def read_chains(calls: VppCalls) -> list[FoundChain]:
-    """Our chains in VPP (reads only: table ids, then info and sessions per table)."""
+    """Our chains in VPP (reads only: the table ids, then every table's info as one pipeline, then
+    the sessions of those still there as another: 12,000 tables in P1, one round trip each before).
+    A table deleted after the ids were read is left out (its info is refused as not found), or, gone
+    between its info and its sessions, reads as holding none; a refusal of any other kind raises."""
     ids = calls.classify_table_ids()
     if not ids:
         return []
-    tables: dict[int, _Table] = {}
-    for index in ids:
-        info = calls.classify_table_info_if_present(index)
-        if info is None:
-            continue  # deleted between the two requests
-        tables[index] = _Table(info, calls.classify_sessions(index))
+    infos = {index: info for index, info in zip(ids, calls.batches.classify_table_infos_if_present(ids), strict=True)
+             if info is not None}
+    tables = {index: _Table(info, sessions) for (index, info), sessions
+              in zip(infos.items(), calls.batches.classify_sessions_of(list(infos)), strict=True)}
     pointed = {t.info.next_table for t in tables.values()}
     walks: list[list[int]] = []
     for head in sorted(i for i in tables if i not in pointed):

@@ -278,7 +278,7 @@ class SourceGuards:
         """One pipeline; `chain.sources` follows what VPP did (a source whose session was written
         added, or removed); then the first refusal, if any, is raised."""
         refusals = []
-        for (write, net), refused in zip(writes, self.calls.classify_sessions_write([w for w, _ in writes]),
+        for (write, net), refused in zip(writes, self.calls.batches.classify_sessions_write([w for w, _ in writes]),
                                          strict=True):
             if refused is not None:
                 refusals.append(refused)
@@ -301,7 +301,7 @@ class SourceGuards:
             for position in range(max((len(layout) for layout in layouts), default=0)):
                 batch = [(i, sorted(layouts[i])[position]) for i in range(len(new))
                          if position < len(layouts[i]) and i not in broken]
-                made = self.calls.classify_tables_add([
+                made = self.calls.batches.classify_tables_add([
                     _table_add(new[i].family, length, chains[i].tables[0] if chains[i].tables else NO_INDEX,
                                len(layouts[i][length]) + 1) for i, length in batch])
                 for (i, length), table in zip(batch, made, strict=True):
@@ -317,8 +317,8 @@ class SourceGuards:
                                for length in sorted(layouts[i]) for net in sorted(layouts[i][length], key=str)]
                     writes.append((i, SessionWrite(chains[i].head, match_of(UNSPECIFIED[n.family]), DROP, n.identity),
                                    None))
-            for (i, _, net), refused in zip(writes, self.calls.classify_sessions_write([w for _, w, _ in writes]),
-                                            strict=True):
+            outcomes = self.calls.batches.classify_sessions_write([w for _, w, _ in writes])
+            for (i, _, net), refused in zip(writes, outcomes, strict=True):
                 if refused is not None:
                     broken.setdefault(i, refused)
                 elif net is not None:
@@ -359,7 +359,7 @@ class SourceGuards:
                         f"{PLACEHOLDERS} new tables, so no guard can be attached; re-create the pod")
                     continue
             attach.append(i)
-        outcomes = self.calls.input_tables_write([InterfaceTable(
+        outcomes = self.calls.batches.input_tables_write([InterfaceTable(
             new[i].sw_if_index, new[i].family, chains[i].head, what=f"source guard on interface {new[i].sw_if_index}")
             for i in attach])
         for i, refused in zip(attach, outcomes, strict=True):
@@ -377,7 +377,7 @@ class SourceGuards:
     def _records(self, sw_if_indexes: list[int]) -> dict[int, dict[int, int] | ApiRefused]:
         """VPP's record of each interface's input classifier per family (one pipeline)."""
         unique = sorted(set(sw_if_indexes))
-        return dict(zip(unique, self.calls.input_tables_of(unique), strict=True))
+        return dict(zip(unique, self.calls.batches.input_tables_of(unique), strict=True))
 
     def _update(self, chain: GuardChain, wanted: frozenset[IPNetwork]) -> None:
         """New sources first (one pipeline, answered), then old ones out (another); a table for a new

@@ -59,7 +59,7 @@ def read_chains(calls: VppCalls, starts: Sequence[tuple[int, int, int]], present
                 ) -> list[GuardChain | None]:
     """The guard chain starting at each `head` on the interface whose identity mark is `identity`,
     or None when it is not (wholly) ours, or not that interface's. `present`: the tables VPP has
-    (a record may name a freed one, which is not asked about: calls.classify_table_info_if_present).
+    (a record may name a freed one, which is not asked about: batches.classify_table_infos_if_present).
     The chains are walked side by side: each step reads the current table of every chain still
     walked (one pipeline), then their sessions (another)."""
     walks = [_Walk(GuardChain(family, [], {}), head, identity) for family, head, identity in starts]
@@ -68,7 +68,8 @@ def read_chains(calls: VppCalls, starts: Sequence[tuple[int, int, int]], present
             if w.at in w.chain.lengths or w.at not in present:
                 w.ok = False  # a loop, or a table that is gone
         walking = [w for w in walking if w.ok]
-        for w, info in zip(walking, calls.classify_table_infos_if_present([w.at for w in walking]), strict=True):
+        infos = calls.batches.classify_table_infos_if_present([w.at for w in walking])
+        for w, info in zip(walking, infos, strict=True):
             length = None if info is None or info.miss_next != DROP else length_of(w.chain.family, info.mask)
             if info is None or length is None or length in w.chain.lengths.values():
                 w.ok = False
@@ -77,7 +78,7 @@ def read_chains(calls: VppCalls, starts: Sequence[tuple[int, int, int]], present
             w.chain.lengths[w.at] = length
             w.next = info.next_table
         walking = [w for w in walking if w.ok]
-        for w, sessions in zip(walking, calls.classify_sessions_of([w.at for w in walking]), strict=True):
+        for w, sessions in zip(walking, calls.batches.classify_sessions_of([w.at for w in walking]), strict=True):
             w.take(sessions)
             w.at = w.next
     return [w.chain if w.ok and w.marked and w.chain.lengths[w.head] == HOST_LENGTH[w.chain.family] else None
@@ -119,10 +120,11 @@ def orphans(calls: VppCalls, known: AbstractSet[int], present: AbstractSet[int])
     """Guard tables of ours among `present` (the tables VPP has) that are in no chain in `known`
     (tables read as attached guards)."""
     unknown = sorted(present - known)
-    candidates = [index for index, info in zip(unknown, calls.classify_table_infos_if_present(unknown), strict=True)
+    infos = calls.batches.classify_table_infos_if_present(unknown)
+    candidates = [index for index, info in zip(unknown, infos, strict=True)
                   if info is not None and info.miss_next == DROP
                   and any(length_of(f, info.mask) is not None for f in (4, 6))]
-    return [index for index, sessions in zip(candidates, calls.classify_sessions_of(candidates), strict=True)
+    return [index for index, sessions in zip(candidates, calls.batches.classify_sessions_of(candidates), strict=True)
             if sessions and all(s.opaque == GUARD_OPAQUE or is_identity_mark(s.opaque) for s in sessions)]
 
 

@@ -50,15 +50,17 @@ def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, st
     """cnat's feature (and, for pods, its source-NAT pod table) on interfaces not yet done on this
     connection (`done`: (sw_if_index, name)); the source-NAT addresses and policy with `setup`.
     Returns what is done, and whether the policy is set. A refusal costs source NAT only: logged,
-    retried on the next pass.
+    retried on the next pass. The interfaces' writes go as one pipeline after the setup's replies;
+    an interface is done when all of its writes were applied (a refused one is written again next
+    pass, the others are not).
 
     cnat keeps the FIB entry of a source-NAT address it is told to replace (`cnat_set_snat` overwrites
     the address, never frees the old one's client), so addresses that differ from what cnat holds are
     set after releasing cnat's entry (all zero: `cnat_snat_cleanup` frees both addresses' entries and
     the entry's policy and pod table, set again here). What cnat held and the configuration no longer
     names is added to `retired` (its proxy ARP / ND entries are ours to remove: proxy.py)."""
+    released = False
     try:
-        released = False
         if setup:
             wanted = settings.snat_addresses()
             held = calls.cnat_snat_addresses()
@@ -68,20 +70,27 @@ def enable_cnat(calls: VppCalls, programmed: Programmed, done: set[tuple[int, st
                 released = True
                 log.info("cnat source NAT addresses %s, %s replaced by %s, %s", held[0], held[1], *wanted)
             calls.cnat_snat_k8s(*wanted)
-        now = set()
-        for info in _outside(programmed):
-            ident = (info.sw_if_index, info.name)
-            if ident not in done:
-                calls.cnat_feature(info.sw_if_index)
-            if info.is_pod and (ident not in done or released):
-                calls.cnat_snat_pod_interface(info.sw_if_index)
-            now.add(ident)
-        return now, True
     except ApiRefused as exc:
-        log.warning("cnat feature or source NAT not set (hairpin and flows to other nodes will not work): %s", exc)
+        _not_set(exc)
         if released:  # cnat forgot its pod table: the pods go in again next time
             done = done - {(i.sw_if_index, i.name) for i in _outside(programmed) if i.is_pod}
-        return done, not setup
+        return done, False
+    outside = [(info, (info.sw_if_index, info.name)) for info in _outside(programmed)]
+    features = [info.sw_if_index for info, ident in outside if ident not in done]
+    pods = [info.sw_if_index for info, ident in outside if info.is_pod and (ident not in done or released)]
+    refused: set[int] = set()
+    if features or pods:
+        feature_outcomes, pod_outcomes = calls.batches.cnat_interfaces_write(features, pods)
+        for sw_if_index, outcome in (*zip(features, feature_outcomes, strict=True),
+                                     *zip(pods, pod_outcomes, strict=True)):
+            if outcome is not None:
+                _not_set(outcome)
+                refused.add(sw_if_index)
+    return {ident for info, ident in outside if info.sw_if_index not in refused}, True
+
+
+def _not_set(exc: ApiRefused) -> None:
+    log.warning("cnat feature or source NAT not set (hairpin and flows to other nodes will not work): %s", exc)
 
 
 def uplinks(programmed: Programmed) -> list[Uplink]:
@@ -113,36 +122,40 @@ def converge_services(calls: VppCalls, held: dict[TranslationKey, CnatDetails],
                       settings: ServiceSettings = NO_SETTINGS,
                       node_addresses: frozenset[Address] = frozenset()) -> ServicesPass:
     """Converge `held` (what VPP holds, kept true) to `services`; `made` gains what was written.
-    `settings` and `node_addresses` widen what is ours (plan.py)."""
+    `settings` and `node_addresses` widen what is ours (plan.py). Three steps, each one pipeline
+    whose replies are all read before the next is sent: the deletes of translations made again,
+    the writes, the deletes of stale ones."""
     wanted = wanted_translations(services)
     result = ServicesPass(failed=dict(wanted.failed))
     plan = plan_translations(held, wanted, Ownership(made, settings, node_addresses))
-    for old_id, translation in plan.recreate:
-        try:
-            calls.cnat_translation_del(old_id)
-        except ApiRefused as exc:
-            result.failed.setdefault(wanted.owners[translation.key], str(exc))
-            continue
-        held.pop(translation.key, None)
-        result.deletes += 1
-        plan.writes.append(translation)
-    for translation in plan.writes:
-        owner = wanted.owners[translation.key]
-        try:
-            new_id = calls.cnat_translation_update(translation, what=f"service {owner} {translation.text()}")
-        except ApiRefused as exc:
-            result.failed.setdefault(owner, str(exc))
-            continue
-        held[translation.key] = CnatDetails(new_id, translation)
-        made.add(translation.key)
-        result.writes += 1
-    for translation_id, key in plan.deletes:
-        try:
-            calls.cnat_translation_del(translation_id)
-        except ApiRefused as exc:
-            log.warning("stale cnat translation %s not deleted: %s", held[key].translation.text(), exc)
-            continue
-        held.pop(key, None)
-        made.discard(key)
-        result.deletes += 1
+    if plan.recreate:
+        outcomes = calls.batches.cnat_translations_del(
+            [(old_id, f"service {wanted.owners[t.key]} {t.text()} (its load balancing changes)")
+             for old_id, t in plan.recreate])
+        for (_, translation), refused in zip(plan.recreate, outcomes, strict=True):
+            if refused is not None:
+                result.failed.setdefault(wanted.owners[translation.key], str(refused))
+                continue
+            held.pop(translation.key, None)
+            result.deletes += 1
+            plan.writes.append(translation)
+    if plan.writes:
+        written = calls.batches.cnat_translations_update(
+            [(t, f"service {wanted.owners[t.key]} {t.text()}") for t in plan.writes])
+        for translation, new_id in zip(plan.writes, written, strict=True):
+            if isinstance(new_id, ApiRefused):
+                result.failed.setdefault(wanted.owners[translation.key], str(new_id))
+                continue
+            held[translation.key] = CnatDetails(new_id, translation)
+            made.add(translation.key)
+            result.writes += 1
+    if plan.deletes:
+        outcomes = calls.batches.cnat_translations_del([(translation_id, "") for translation_id, _ in plan.deletes])
+        for (_, key), refused in zip(plan.deletes, outcomes, strict=True):
+            if refused is not None:
+                log.warning("stale cnat translation %s not deleted: %s", held[key].translation.text(), refused)
+                continue
+            held.pop(key, None)
+            made.discard(key)
+            result.deletes += 1
     return result
