@@ -49,23 +49,35 @@ class FoundChain:
 
 
 @dataclass
-class _Table:
+class HeldTable:
+    """One classifier table as read from VPP: its info and its sessions."""
+
     info: ClassifyTableInfo
     sessions: list[ClassifySession]
 
 
 def read_chains(calls: VppCalls) -> list[FoundChain]:
-    """Our chains in VPP (reads only: the table ids, then every table's info as one pipeline, then
-    the sessions of those still there as another: 12,000 tables in P1, one round trip each before).
-    A table deleted after the ids were read is left out (its info is refused as not found), or, gone
-    between its info and its sessions, reads as holding none; a refusal of any other kind raises."""
+    """Our chains in VPP (reads only)."""
+    return chains_in(read_tables(calls))
+
+
+def read_tables(calls: VppCalls) -> dict[int, HeldTable]:
+    """Every classifier table VPP holds: the table ids, then every table's info as one pipeline,
+    then the sessions of those still there as another (12,000 tables in P1: two round trips per
+    table when read one request at a time). A table deleted after the ids were read is left out
+    (its info is refused as not found), or, gone between its info and its sessions, reads as
+    holding none; a refusal of any other kind raises (ApiRefused)."""
     ids = calls.classify_table_ids()
     if not ids:
-        return []
+        return {}
     infos = {index: info for index, info in zip(ids, calls.batches.classify_table_infos_if_present(ids), strict=True)
              if info is not None}
-    tables = {index: _Table(info, sessions) for (index, info), sessions
-              in zip(infos.items(), calls.batches.classify_sessions_of(list(infos)), strict=True)}
+    return {index: HeldTable(info, sessions) for (index, info), sessions
+            in zip(infos.items(), calls.batches.classify_sessions_of(list(infos)), strict=True)}
+
+
+def chains_in(tables: dict[int, HeldTable]) -> list[FoundChain]:
+    """Our chains among `tables` (pure: the rules of the module docstring)."""
     pointed = {t.info.next_table for t in tables.values()}
     walks: list[list[int]] = []
     for head in sorted(i for i in tables if i not in pointed):
@@ -87,7 +99,7 @@ def read_chains(calls: VppCalls) -> list[FoundChain]:
     return found
 
 
-def _ours(walk: list[_Table]) -> FoundChain | None:
+def _ours(walk: list[HeldTable]) -> FoundChain | None:
     sessions = [s for t in walk for s in t.sessions]
     if not sessions or any(s.opaque != OUR_OPAQUE for s in sessions):
         return None
