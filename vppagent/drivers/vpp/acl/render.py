@@ -4,13 +4,15 @@ Rendering (DESIGN.md section 7): an allow is permit+reflect, so the answer to an
 comes back through the session the first packet created on the same interface; a deny is deny. A
 list whose default is deny needs nothing more (no match drops); a default allow is a
 permit+reflect "any" rule per family at the end. An empty deny list is a zero-rule ACL, which
-VPP applies as "drop everything".
+VPP applies as "drop everything". The rules then go through `tuplemerge.steer`: the same
+verdicts, in an order (with one seed rule) that keeps VPP's hash lookup keyed by destination port.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
+from vppagent.drivers.vpp.acl.tuplemerge import steer
 from vppagent.drivers.vpp.api.types import DENY, PERMIT_REFLECT, AclContent, AclRule
 from vppagent.policy.flat import CompiledList, FlatRule
 
@@ -35,7 +37,7 @@ def rules_from_compiled(compiled: CompiledList) -> tuple[AclRule, ...]:
     rules = [rule_from_flat(r) for r in compiled.rules]
     if compiled.default_action == "allow":
         rules.extend(allow_any())
-    return tuple(rules)
+    return steer(rules)
 
 
 def content_from_compiled(compiled: CompiledList) -> AclContent:
