@@ -20,14 +20,20 @@ distinct flows (>= --flows):
   that no hash entry answers; --packets packets cycle over the flows. Compared with the one-rule
   "deny any".
 - deny-member: from the same set members the list admits on tcp/443, to tcp/8080, which no rule
-  allows: the lookup finds their entries and compares the rules colliding there one by one.
+  allows: before acl/tuplemerge.py steered the lists, the lookup found their entries (keyed by
+  the source's /26, no port) and compared the rules colliding there one by one.
+- deny-neighbour: from addresses next to those members (the same /24, in no set the list admits
+  on tcp/443), to tcp/443: what the steering made dearer, the entry keyed by the port is met and
+  its rules compared.
 - new: allowed flows never seen (a fresh port window each time): every packet is a lookup that
   creates a reflect session. Compared with the one-rule "permit+reflect any".
 - established: the same flows again: the session table answers (the classifier has no sessions).
 
 The pod's ingress list is its interface's output ACL (traffic from pg0 to the pod's address); its
-egress list is the input ACL (traffic entering on the pod's interface to 203.0.113.x). The
-evaluator (vppagent.policy.evaluate) confirms each stream's verdict before it is sent, and each
+egress list is the input ACL (traffic entering on the pod's interface to 203.0.113.x).
+`--unsteered` adds, for the smallest, median and largest list, the same list as the compiler
+orders it (no seed: acl/tuplemerge.py not applied) on an interface of its own: the before and the
+after in one run. The evaluator (vppagent.policy.evaluate) confirms each stream's verdict before it is sent, and each
 run checks what VPP did with it (packets delivered, sessions made). Rounds rotate the order;
 figures are medians over rounds with the spread (min-max). Clocks per packet per node come from
 `show runtime`; "path" is every node but the generator's own (pg-input); packets per second are
@@ -57,6 +63,7 @@ from vpp_papi import VPPApiClient
 from bench import vpp_tables
 from bench.vpp_converge import NoPlumbing, build_state
 from vppagent.drivers.vpp.acl.lists import ListCompiler
+from vppagent.drivers.vpp.acl.render import allow_any, rule_from_flat
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import VppConnection
 from vppagent.drivers.vpp.api.errors import NO_INDEX
@@ -64,10 +71,11 @@ from vppagent.drivers.vpp.api.types import DENY, PERMIT_REFLECT, AclContent, Acl
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.policy.catalog import Catalog
-from vppagent.policy.compile import DEFAULT_RULE_LIMIT
+from vppagent.policy.compile import DEFAULT_RULE_LIMIT, compile_endpoint
 from vppagent.policy.evaluate import verdict
 from vppagent.policy.model import Direction, WorkloadEndpoint
 from vppagent.policy.packet import Packet
+from vppagent.policy.reach import restrict
 from vppagent.state.model import DataplaneState, WorkloadKey
 from vppagent.vpprun import VppProcess, vpp_problem
 
@@ -78,9 +86,10 @@ DENIED_SRC = "172.16.0.1"
 ALLOWED_PORT, EGRESS_DENIED_PORT, MEMBER_DENIED_PORT = 443, 25, 8080
 ANY4 = ipaddress.ip_network("0.0.0.0/0")
 CLASSIFIER_NODES = ("ip4-outacl", "ip4-inacl")
-CLASSES = ("deny", "deny-member", "new", "established")
+CLASSES = ("deny", "deny-member", "deny-neighbour", "new", "established")
 OUT_CLASSES = CLASSES  # a pod's ingress list
 IN_CLASSES = ("deny", "new", "established")  # its egress list: all its flows come from its one address
+UNSTEERED = ("P1 smallest ingress", "P1 median ingress", "P1 largest ingress")
 
 
 @dataclass
@@ -94,6 +103,7 @@ class Variant:
     classes: tuple[str, ...]
     allowed_sources: list[str] = field(default_factory=list)
     key: WorkloadKey | None = None
+    neighbours: list[str] = field(default_factory=list)  # refused on tcp/ALLOWED_PORT, next to them
     rules: int = 0
     shapes: vpp_tables.MaskShapes | None = None
 
@@ -208,6 +218,8 @@ def flow_ends(v: Variant, kind: str) -> tuple[str, str, int, str]:
         return v.address, EGRESS_DST, EGRESS_DENIED_PORT if kind == "deny" else ALLOWED_PORT, v.pg
     if kind == "deny":
         return DENIED_SRC, v.address, ALLOWED_PORT, "pg0"
+    if kind == "deny-neighbour":
+        return v.neighbours[0], v.address, ALLOWED_PORT, "pg0"
     return v.allowed_sources[0], v.address, MEMBER_DENIED_PORT if kind == "deny-member" else ALLOWED_PORT, "pg0"
 
 
@@ -238,6 +250,23 @@ def allowed_sources(state: DataplaneState, key: WorkloadKey, address: str) -> li
         if len(run) == SOURCES and all(admits(state, key, Direction.INGRESS, s, address) for s in run):
             return run
     raise RuntimeError(f"{key}: no IP set gives {SOURCES} consecutive sources it admits on tcp/{ALLOWED_PORT}")
+
+
+def neighbours(state: DataplaneState, key: WorkloadKey, address: str, sources: list[str]) -> list[str]:
+    """SOURCES consecutive addresses in the /24 of `sources` (the lowest run after them, else
+    before), each refused on tcp/ALLOWED_PORT by the reference evaluator."""
+    first, last = ipaddress.ip_address(sources[0]), ipaddress.ip_address(sources[-1])
+    hosts = [int(h) for h in ipaddress.ip_network(f"{first}/24", strict=False).hosts()]
+    for candidates in ([h for h in hosts if h > int(last)], [h for h in hosts if h < int(first)]):
+        run: list[int] = []
+        for h in candidates:
+            if not refuses(state, key, Direction.INGRESS, str(ipaddress.ip_address(h)), address):
+                run = []
+                continue
+            run = [*run, h] if run and h == run[-1] + 1 else [h]
+            if len(run) == SOURCES:
+                return [str(ipaddress.ip_address(a)) for a in run]
+    raise RuntimeError(f"{key}: no {SOURCES} consecutive addresses next to {first} refused on tcp/{ALLOWED_PORT}")
 
 
 def admits(state: DataplaneState, key: WorkloadKey, direction: Direction, src: str, dst: str,
@@ -274,7 +303,7 @@ def pick_endpoints(state: DataplaneState, min_members: int) -> dict[str, tuple[W
     return out
 
 
-def setup(bench: Bench, state: DataplaneState, min_members: int) -> list[Variant]:
+def setup(bench: Bench, state: DataplaneState, min_members: int, unsteered: bool = False) -> list[Variant]:
     bench.pg_interface(pod=False)  # pg0, the uplink
     bench.cli(f"set interface ip address pg0 {UPLINK_NET}")
     bench.cli(f"set ip neighbor pg0 {UPLINK_PEER} 02:00:00:00:00:02 static")
@@ -285,7 +314,9 @@ def setup(bench: Bench, state: DataplaneState, min_members: int) -> list[Variant
         address = str(ep.ipv4_nets[0].network_address)
         pg, index = bench.pg_interface()
         api.sw_interface_tag_add_del(is_add=True, sw_if_index=index, tag=workload_tag(key))
-        variants.append(Variant(name, pg, address, "out", OUT_CLASSES, allowed_sources(state, key, address), key))
+        allowed = allowed_sources(state, key, address)
+        variants.append(Variant(name, pg, address, "out", OUT_CLASSES, allowed, key,
+                                neighbours(state, key, address, allowed)))
     egress_key = variants[1].key  # the median pod's egress list (all pods here share one)
     assert egress_key is not None
     variants.append(Variant("P1 egress", variants[1].pg, variants[1].address, "in", IN_CLASSES, key=egress_key))
@@ -318,16 +349,28 @@ def setup(bench: Bench, state: DataplaneState, min_members: int) -> list[Variant
         content = ListCompiler(DEFAULT_RULE_LIMIT, 0).workload(Catalog(state), ep, Direction.INGRESS)
         pg = bound(bench, calls, "10.250.0.4", content, ("out",))
         variants.append(Variant("P1 gated, set in the ACL", pg, "10.250.0.4", "out", OUT_CLASSES,
-                                gated.allowed_sources))
-    sources = variants[1].allowed_sources
+                                gated.allowed_sources, neighbours=gated.neighbours))
+    if unsteered:  # the compiler's order, no seed: what the ACL plugin got before acl/tuplemerge.py
+        for i, v in enumerate([v for v in variants if v.name in UNSTEERED]):
+            assert v.key is not None
+            ep = WorkloadEndpoint.from_proto(v.key, state.workload_endpoints[v.key])
+            exact = restrict(compile_endpoint(Catalog(state), ep, Direction.INGRESS, rule_limit=DEFAULT_RULE_LIMIT),
+                             ep, Direction.INGRESS)
+            content = AclContent.of([rule_from_flat(r) for r in exact.rules] +
+                                    (list(allow_any()) if exact.default_action == "allow" else []))
+            address = f"10.250.0.{11 + i}"
+            pg = bound(bench, calls, address, content, ("out",))
+            variants.append(Variant(f"{v.name}, unsteered", pg, address, "out", OUT_CLASSES, v.allowed_sources,
+                                    neighbours=v.neighbours))
+    sources, near = variants[1].allowed_sources, variants[1].neighbours
     baselines = [("no ACL", "10.250.0.1", None, CLASSES),
                  ("1 rule, permit+reflect any", "10.250.0.2", PERMIT_REFLECT, ("new", "established")),
-                 ("1 rule, deny any", "10.250.0.3", DENY, ("deny", "deny-member"))]
+                 ("1 rule, deny any", "10.250.0.3", DENY, ("deny", "deny-member", "deny-neighbour"))]
     for name, address, action, classes in baselines:
         one = None if action is None else AclContent.of([AclRule(action, ANY4, ANY4, 0, (0, 65535), (0, 65535))])
         pg = bound(bench, calls, address, one, ("in", "out"))
         variants += [Variant(name, pg, address, d, tuple(k for k in classes if d == "out" or k in IN_CLASSES),
-                             sources) for d in ("out", "in")]
+                             sources, neighbours=near) for d in ("out", "in")]
     bench.cli(f"ip route add {EGRESS_DST}/24 via {UPLINK_PEER} pg0")
     describe(bench, variants)
     driver.close()
@@ -359,12 +402,12 @@ def describe(bench: Bench, variants: list[Variant]) -> None:
 
 
 def run(flows: int, packets: int, rounds: int, policies: int, endpoints: int, ipsets: int, big_set: int,
-        min_members: int = 500, acl_plugin: str = "") -> dict[str, Any]:
+        min_members: int = 500, acl_plugin: str = "", unsteered: bool = False) -> dict[str, Any]:
     """Set up one VPP, send every variant's streams `rounds` times; rows and the setup's figures."""
     state = build_state(policies, endpoints, ipsets, big_set)
     bench = Bench(f"vpa-pkt-{os.getpid()}", acl_plugin)
     try:
-        variants = setup(bench, state, min_members)
+        variants = setup(bench, state, min_members, unsteered)
         ports = coprime_ports(flows)
         rows: list[dict[str, Any]] = []
         for r in range(rounds):
@@ -391,7 +434,8 @@ def summarize(result: dict[str, Any]) -> list[dict[str, Any]]:
     of the same verdict and to no ACL, per round (median, spread) and of the minimums over rounds."""
     rows = result["rows"]
     by = {(r["direction"], r["variant"], r["class"], r["round"]): r for r in rows}
-    baseline = {"deny": "1 rule, deny any", "deny-member": "1 rule, deny any", "new": "1 rule, permit+reflect any",
+    baseline = {"deny": "1 rule, deny any", "deny-member": "1 rule, deny any", "deny-neighbour": "1 rule, deny any",
+                "new": "1 rule, permit+reflect any",
                 "established": "1 rule, permit+reflect any"}
     out = []
     for v in result["variants"]:
@@ -481,6 +525,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--acl-plugin", default="", metavar="SETTINGS",
                         help="VPP startup settings for the acl-plugin section, e.g. 'use tuple merge 0' or "
                              "'tuple merge split threshold 8'")
+    parser.add_argument("--unsteered", action="store_true",
+                        help="also the smallest, median and largest list in the compiler's order, no seed "
+                             "(before acl/tuplemerge.py), each on an interface of its own")
     args = parser.parse_args(argv)
     if args.flows < SOURCES or args.packets < 1 or args.rounds < 1:
         parser.error(f"--flows must be at least {SOURCES}, --packets and --rounds at least 1")
@@ -494,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(the largest {args.big_set} members); {args.rounds} rounds, {args.packets} packets per deny/established "
           "stream, 64-byte TCP SYNs")
     result = run(args.flows, args.packets, args.rounds, args.policies, args.endpoints, args.ipsets, args.big_set,
-                 args.classifier_min_members, args.acl_plugin)
+                 args.classifier_min_members, args.acl_plugin, args.unsteered)
     print_report(result, summarize(result))
 
 

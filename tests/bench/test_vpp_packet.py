@@ -52,16 +52,17 @@ def test_flows_are_sources_times_a_coprime_port_window() -> None:
 @pytest.mark.realvpp
 @pytest.mark.skipif(vpp_problem() is not None, reason=f"cannot start VPP here: {vpp_problem()}")
 def test_a_tiny_run_sends_every_stream_and_vpp_gives_the_lists_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
-    result = vpp_packet.run(flows=100, packets=1000, rounds=1, policies=50, endpoints=1000, ipsets=60, big_set=600)
+    result = vpp_packet.run(flows=100, packets=1000, rounds=1, policies=50, endpoints=1000, ipsets=60, big_set=600,
+                            unsteered=True)
     summary = vpp_packet.summarize(result)
     assert result["flows"] >= 100
     got = {(e["direction"], e["variant"], e["class"]) for e in summary}
     for name in ("P1 smallest ingress", "P1 median ingress", "P1 largest ingress", "P1 gated ingress",
-                 "P1 gated, set in the ACL"):
-        assert {("out", name, k) for k in ("deny", "deny-member", "new", "established")} <= got
+                 "P1 gated, set in the ACL", *(f"{n}, unsteered" for n in vpp_packet.UNSTEERED)):
+        assert {("out", name, k) for k in vpp_packet.CLASSES} <= got
     assert {("in", "P1 egress", k) for k in ("deny", "new", "established")} <= got
     for direction in ("in", "out"):
-        assert ("out", "1 rule, deny any", "deny-member") in got
+        assert {("out", "1 rule, deny any", "deny-member"), ("out", "1 rule, deny any", "deny-neighbour")} <= got
         assert {(direction, "1 rule, deny any", "deny"), (direction, "1 rule, permit+reflect any", "new"),
                 (direction, "no ACL", "established")} <= got
     for e in summary:
