@@ -7,6 +7,12 @@ what the evaluator says; during the change a thread in the peer sends a burst of
 new flow) from a member of neither set to port 80, and a capture on pod-a's eth0 counts what
 arrives: none may. SYNs from a member of ga to port 80 go in the same burst and must arrive
 before the change (the capture is seen to count).
+
+A non-member's SYN to the gated port passes L_U in the ACL plugin (which runs before the output
+classifier) and leaves a reflect session there although the chain drops it. After a change that
+ungates the port (the gate moves to 443, or the list leaves the gate), the same 5-tuple sent
+again must still be dropped: the driver rebinds such an interface to another ACL index, which
+clears its sessions, before the chain stops dropping (an in-place replace would keep them).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import collections
 import contextlib
 import errno
 import ipaddress
+import re
 import select
 import socket
 import struct
@@ -44,6 +51,16 @@ BURST_GAP = 0.0  # seconds between two SYNs of one source (as fast as the thread
 def objects(port: int, set_id: str) -> list[felix.ToDataplane]:
     policy = b.policy("gt", namespace="default", inbound=[
         b.rule("allow", protocol="tcp", dst_ports=[port], src_ip_set_ids=[set_id]),
+        b.rule("allow", protocol="udp", dst_ports=[53])], outbound=[b.rule("allow")])
+    tiers = [b.tier("app", ingress=["gt"], egress=["gt"], namespace="default")]
+    return [padded("ga", [IN_A], 98), padded("gb", [IN_B], 97), policy,
+            b.workload(POD_A, "calipoda", ipv4=[f"{PODS[POD_A]}/32"], tiers=tiers), *pod_b_messages()]
+
+
+def ungated_objects() -> list[felix.ToDataplane]:
+    """pod-a's ingress allows tcp/443 from one address: no set, so no gate."""
+    policy = b.policy("gt", namespace="default", inbound=[
+        b.rule("allow", protocol="tcp", dst_ports=[443], src_net=[f"{IN_B}/32"]),
         b.rule("allow", protocol="udp", dst_ports=[53])], outbound=[b.rule("allow")])
     tiers = [b.tier("app", ingress=["gt"], egress=["gt"], namespace="default")]
     return [padded("ga", [IN_A], 98), padded("gb", [IN_B], 97), policy,
@@ -159,3 +176,36 @@ def test_a_non_member_never_reaches_the_old_gated_port_while_the_gate_changes(
         f"tcp/80 (change from {changing:.3f} to {changed:.3f}: {burst.arrived[IN_NONE][:5]})")
     after = verdicts(agent, lab, vpp, 42000)
     assert after[(IN_B, 443)] and not after[(IN_A, 80)] and not after[(IN_NONE, 80)] and not after[(IN_NONE, 443)]
+
+
+def arrives(lab: PodLab, packet: Packet) -> bool:
+    """One real SYN from the peer to pod-a; whether pod-a's eth0 saw it."""
+    captures = Captures([lab.pods[POD_A].netns])
+    try:
+        (outcome,) = run([Probe(packet, lab.peer, lab.pods[POD_A].netns)], captures)
+    finally:
+        captures.close()
+    return outcome.arrived
+
+
+def acl_sessions(vpp: RealVpp) -> int:
+    """The ACL plugin's active sessions ("Sessions active: add A - deact D = N")."""
+    found = re.search(r"Sessions active: add \d+ - deact \d+ = (\d+)", vpp.cli("show acl-plugin sessions"))
+    assert found is not None, "the session count is where VPP 26.06 prints it"
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(("change", "source_port"), [("the gate moves to tcp/443", 43210),
+                                                     ("the list leaves the gate", 43211)])
+def test_a_non_members_reused_5_tuple_stays_dropped_after_its_port_is_ungated(
+        agent: VppAgentProcess, lab: PodLab, vpp: RealVpp, change: str, source_port: int) -> None:
+    lab.peer_owns((IN_A, IN_B, IN_NONE))
+    assert agent.move_to(objects(80, "ga"))["driver_status"]["gated_lists"] >= 1
+    vpp.cli("clear acl-plugin sessions")
+    syn = Packet(6, ipaddress.ip_address(IN_NONE), ipaddress.ip_address(PODS[POD_A]), source_port, 80)
+    assert not arrives(lab, syn), "the chain drops a non-member's SYN to the gated port"
+    assert acl_sessions(vpp) >= 1, "its SYN left a reflect session in the ACL plugin (what this test is about)"
+    report = agent.move_to(objects(443, "gb") if change.startswith("the gate") else ungated_objects())
+    assert (report["driver_status"]["classifier_chains"] >= 1) == change.startswith("the gate")
+    assert not expected(agent.felix_state, syn), "the new policy denies it too"
+    assert not arrives(lab, syn), f"{change}: the non-member's reused 5-tuple to tcp/80 reached pod-a"
