@@ -154,6 +154,40 @@ class Burst:
             self._capture.close()
 
 
+def arrives(lab: PodLab, packet: Packet) -> bool:
+    """One real SYN from the peer to pod-a; whether pod-a's eth0 saw it."""
+    captures = Captures([lab.pods[POD_A].netns])
+    try:
+        (outcome,) = run([Probe(packet, lab.peer, lab.pods[POD_A].netns)], captures)
+    finally:
+        captures.close()
+    return outcome.arrived
+
+
+def acl_sessions(vpp: RealVpp) -> int:
+    """The ACL plugin's active sessions ("Sessions active: add A - deact D = N")."""
+    found = re.search(r"Sessions active: add \d+ - deact \d+ = (\d+)", vpp.cli("show acl-plugin sessions"))
+    assert found is not None, "the session count is where VPP 26.06 prints it"
+    return int(found.group(1))
+
+
+# (before the burst below: its thousands of sessions would hold this one beyond what one clear removes)
+@pytest.mark.parametrize(("change", "source_port"), [("the gate moves to tcp/443", 43210),
+                                                     ("the list leaves the gate", 43211)])
+def test_a_non_members_reused_5_tuple_stays_dropped_after_its_port_is_ungated(
+        agent: VppAgentProcess, lab: PodLab, vpp: RealVpp, change: str, source_port: int) -> None:
+    lab.peer_owns((IN_A, IN_B, IN_NONE))
+    assert agent.move_to(objects(80, "ga"))["driver_status"]["gated_lists"] >= 1
+    vpp.cli("clear acl-plugin sessions")
+    syn = Packet(6, ipaddress.ip_address(IN_NONE), ipaddress.ip_address(PODS[POD_A]), source_port, 80)
+    assert not arrives(lab, syn), "the chain drops a non-member's SYN to the gated port"
+    assert acl_sessions(vpp) >= 1, "its SYN left a reflect session in the ACL plugin (what this test is about)"
+    report = agent.move_to(objects(443, "gb") if change.startswith("the gate") else ungated_objects())
+    assert (report["driver_status"]["classifier_chains"] >= 1) == change.startswith("the gate")
+    assert not expected(agent.felix_state, syn), "the new policy denies it too"
+    assert not arrives(lab, syn), f"{change}: the non-member's reused 5-tuple to tcp/80 reached pod-a"
+
+
 def test_a_non_member_never_reaches_the_old_gated_port_while_the_gate_changes(
         agent: VppAgentProcess, lab: PodLab, vpp: RealVpp) -> None:
     lab.peer_owns((IN_A, IN_B, IN_NONE))
@@ -178,34 +212,21 @@ def test_a_non_member_never_reaches_the_old_gated_port_while_the_gate_changes(
     assert after[(IN_B, 443)] and not after[(IN_A, 80)] and not after[(IN_NONE, 80)] and not after[(IN_NONE, 443)]
 
 
-def arrives(lab: PodLab, packet: Packet) -> bool:
-    """One real SYN from the peer to pod-a; whether pod-a's eth0 saw it."""
-    captures = Captures([lab.pods[POD_A].netns])
-    try:
-        (outcome,) = run([Probe(packet, lab.peer, lab.pods[POD_A].netns)], captures)
-    finally:
-        captures.close()
-    return outcome.arrived
-
-
-def acl_sessions(vpp: RealVpp) -> int:
-    """The ACL plugin's active sessions ("Sessions active: add A - deact D = N")."""
-    found = re.search(r"Sessions active: add \d+ - deact \d+ = (\d+)", vpp.cli("show acl-plugin sessions"))
-    assert found is not None, "the session count is where VPP 26.06 prints it"
-    return int(found.group(1))
-
-
-@pytest.mark.parametrize(("change", "source_port"), [("the gate moves to tcp/443", 43210),
-                                                     ("the list leaves the gate", 43211)])
-def test_a_non_members_reused_5_tuple_stays_dropped_after_its_port_is_ungated(
-        agent: VppAgentProcess, lab: PodLab, vpp: RealVpp, change: str, source_port: int) -> None:
+@pytest.mark.xfail(strict=True, reason="VPP 26.06 deletes at most 100 sessions per clear event (the rebind's, or "
+                   "'clear acl-plugin sessions'), oldest first: acl_fa_check_idle_sessions stops its swipe at the "
+                   "always-empty first timeout list; a non-member's session behind 100 older ones survives the "
+                   "rebind (docs/vpp-driver.md, 'Reflect sessions of dropped flows')")
+def test_a_non_members_reused_5_tuple_behind_many_older_sessions_stays_dropped(
+        agent: VppAgentProcess, lab: PodLab, vpp: RealVpp) -> None:
     lab.peer_owns((IN_A, IN_B, IN_NONE))
-    assert agent.move_to(objects(80, "ga"))["driver_status"]["gated_lists"] >= 1
-    vpp.cli("clear acl-plugin sessions")
-    syn = Packet(6, ipaddress.ip_address(IN_NONE), ipaddress.ip_address(PODS[POD_A]), source_port, 80)
-    assert not arrives(lab, syn), "the chain drops a non-member's SYN to the gated port"
-    assert acl_sessions(vpp) >= 1, "its SYN left a reflect session in the ACL plugin (what this test is about)"
-    report = agent.move_to(objects(443, "gb") if change.startswith("the gate") else ungated_objects())
-    assert (report["driver_status"]["classifier_chains"] >= 1) == change.startswith("the gate")
-    assert not expected(agent.felix_state, syn), "the new policy denies it too"
-    assert not arrives(lab, syn), f"{change}: the non-member's reused 5-tuple to tcp/80 reached pod-a"
+    agent.move_to(objects(80, "ga"))
+    with Burst(lab, (IN_NONE,)):
+        time.sleep(0.3)  # (each SYN a new flow: a session each, older than the one below)
+    syn = Packet(6, ipaddress.ip_address(IN_NONE), ipaddress.ip_address(PODS[POD_A]), 43212, 80)
+    assert not arrives(lab, syn)
+    before = acl_sessions(vpp)
+    assert before > 200, "more sessions than one clear removes"
+    agent.move_to(objects(443, "gb"))
+    time.sleep(0.5)
+    after = acl_sessions(vpp)
+    assert not arrives(lab, syn), f"the rebind left {after} of {before} sessions, the non-member's among them"

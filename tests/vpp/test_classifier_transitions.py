@@ -50,13 +50,19 @@ def web_policy(name: str, port: int, set_id: str) -> Any:
 
 
 def messages(policies: Mapping[str, str]) -> list[Any]:
-    """`policies`: pod -> the policy its tier names ("web-a": tcp/80 from A, "web-b": tcp/443 from B)."""
+    """`policies`: pod -> the policy its tier names ("web-a": tcp/80 from A, "web-b": tcp/443 from B,
+    "web-ab": both, "plain": tcp/443 from one address, no set: no gate)."""
     return [
         b.config({}),
         b.ipset("s:a", SET_A, kind="ip"),
         b.ipset("s:b", SET_B, kind="ip"),
         web_policy("web-a", 80, "s:a"),
         web_policy("web-b", 443, "s:b"),
+        b.policy("web-ab", namespace="ns", inbound=[
+            b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:a"]),
+            b.rule("allow", protocol="tcp", dst_ports=[443], src_ip_set_ids=["s:b"])]),
+        b.policy("plain", namespace="ns", inbound=[
+            b.rule("allow", protocol="tcp", dst_ports=[443], src_net=[f"{B_ONLY[0]}/32"])]),
         *[b.workload(pod, f"cali{i}", ipv4=[f"{ip}/32"],
                      tiers=[b.tier("default", ingress=[policies[pod]], namespace="ns")])
           for i, (pod, ip) in enumerate(PODS.items())],
@@ -159,27 +165,30 @@ def test_a_gate_change_of_one_user_of_a_shared_chain_is_never_more_open_than_old
     assert probe.by_message["output_acl_set_interface"] == 2, "web0 moved to a new chain (detach, attach)"
 
 
-def refuse_nth(target: Target, probe: Probe, k: int) -> list[int]:
+def refuse_nth(target: Target, probe: Probe, k: int, refused: list[str] | None = None) -> list[int]:
     """The emulator refuses the k-th write from now (none for 0), the probe checking before each;
-    returns the count of writes seen, as it grows."""
+    returns the count of writes seen, as it grows. `refused` is told the message refused."""
     count = [0]
 
-    def refusing(probe_write: Callable[[Mapping[str, Any]], bool]) -> Callable[[Mapping[str, Any]], bool]:
+    def refusing(message: str, probe_write: Callable[[Mapping[str, Any]], bool]) -> Callable[[Mapping[str, Any]], bool]:
         def when(fields: Mapping[str, Any]) -> bool:
             probe_write(fields)
             count[0] += 1
+            if count[0] == k and refused is not None:
+                refused.append(message)
             return count[0] == k
         return when
 
     for message in WRITES:
-        target.emulator.faults.reject(message, -1, when=refusing(probe.before_write(message)))
+        target.emulator.faults.reject(message, -1, when=refusing(message, probe.before_write(message)))
     return count
 
 
 def refused_at(target: Target, before: Mapping[str, str], after: Mapping[str, str], k: int) -> bool:
     """The change with VPP refusing its k-th write (classifier or ACL): never more open than old or new,
-    the endpoints it concerns fail, and the next convergence with VPP accepting again gives
-    exactly the new verdicts. False once the change has fewer than k writes."""
+    the endpoints it concerns fail (none for the delete of an ACL nobody uses any more: retried by
+    the next pass), and the next convergence with VPP accepting again gives exactly the new
+    verdicts. False once the change has fewer than k writes."""
     target.emulator.restart()
     interfaces = {p: target.pod(p) for p in PODS}
     driver = make_driver(target, classifier_min_members=MIN_MEMBERS)
@@ -187,14 +196,15 @@ def refused_at(target: Target, before: Mapping[str, str], after: Mapping[str, st
         old, new = state_of(messages(before)), state_of(messages(after))
         assert driver.resync(old).ok
         with probing(target, interfaces, old, new) as probe:
-            count = refuse_nth(target, probe, k)
+            refused: list[str] = []
+            count = refuse_nth(target, probe, k, refused)
             report = driver.apply(diff_states(old, new), new)
         assert probe.violations == [], k
         if count[0] < k:
             assert report.ok
             return False
         failed = {str(owner[1]) for owner in report.failed}
-        assert failed and failed <= {str(wkey(p)) for p in PODS}, (k, report.failed)
+        assert (failed or refused == ["acl_del"]) and failed <= {str(wkey(p)) for p in PODS}, (k, report.failed)
         assert driver.resync(new).ok
         assert probe.exact(new) == [], k
         return True
@@ -247,23 +257,64 @@ def test_an_add_naming_an_existing_table_changes_only_its_next_table(target: Tar
                                        mask_len=16, mask=bytes(16))
 
 
-@pytest.mark.xfail(strict=True, reason="open: a non-member's packet to a gated port passes L_U and leaves a reflect "
-                   "session in the ACL plugin although the chain drops it; when the gate change ungates that port "
-                   "and L_U is replaced in place (sessions kept), that 5-tuple passes both (real VPP 26.06 too: "
-                   "tests/realvpp/test_gate_transition.py saw it with reused source ports)")
-def test_a_non_members_dropped_flow_stays_dropped_across_a_gate_change(sim_target: Target) -> None:
-    interfaces = {p: sim_target.pod(p) for p in PODS}
-    driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)
+@dataclass
+class AcrossChange:
+    passes: bool  # the non-member's 5-tuple after the change
+    kept: bool  # the ACL plugin still held web0's sessions after the change
+    writes: Counter[str]  # the change's writes by message
+
+
+def dropped_flow_across(target: Target, before: Mapping[str, str], after: Mapping[str, str]) -> AcrossChange:
+    """A non-member's SYN to web0's tcp/80 (gated before: the chain drops it, and it leaves a
+    reflect session in the ACL plugin, which runs first), then the change, then the same 5-tuple
+    again."""
+    interface = target.pod("ns/web0")
+    target.pod("ns/web1")
+    driver = make_driver(target, classifier_min_members=MIN_MEMBERS)
     try:
-        old, new = state_of(messages({p: "web-a" for p in PODS})), state_of(messages({p: "web-b" for p in PODS}))
+        old, new = state_of(messages(before)), state_of(messages(after))
         assert driver.resync(old).ok
         syn = Packet.make(SOURCES["non-member"], PODS["ns/web0"], "tcp", 40000, 80)
-        sim = sim_target.emulator
-        assert not sim.evaluate(interfaces["ns/web0"], Direction.OUTPUT, syn).permitted  # (no session cleared)
-        assert driver.apply(diff_states(old, new), new).ok
-        assert not sim.evaluate(interfaces["ns/web0"], Direction.OUTPUT, syn).permitted
+        sim = target.emulator
+        assert not sim.evaluate(interface, Direction.OUTPUT, syn).permitted
+        assert sim.state.acl.sessions.get(interface), "its SYN left a reflect session (what this is about)"
+        writes: Counter[str] = Counter()
+        for message in WRITES:  # counted, never refused
+            sim.faults.reject(message, -1, when=lambda _, m=message: bool(writes.update([m])))
+        try:
+            assert driver.apply(diff_states(old, new), new).ok
+        finally:
+            sim.faults.clear()
+        assert not verdict(new, wkey("ns/web0"), "ingress", PolicyPacket(6, ipaddress.ip_address(SOURCES["non-member"]),
+                                                                          ipaddress.ip_address(PODS["ns/web0"]), 40000,
+                                                                          80)).allowed
+        kept = bool(sim.state.acl.sessions.get(interface))
+        return AcrossChange(sim.evaluate(interface, Direction.OUTPUT, syn).permitted, kept, writes)
     finally:
         driver.close()
+
+
+def test_a_non_members_dropped_flow_stays_dropped_across_a_gate_change(sim_target: Target) -> None:
+    """tcp/80 ungated (the gaps shrink): both pods move to another ACL index, which clears their
+    sessions, before the chain stops dropping tcp/80 (the old code replaced L_U in place)."""
+    across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "web-b" for p in PODS})
+    assert not across.passes and not across.kept
+    assert across.writes["acl_interface_set_acl_list"] == 2, "each pod rebound (the exact list first, on a new index)"
+
+
+def test_a_non_members_dropped_flow_stays_dropped_when_the_list_leaves_the_gate(sim_target: Target) -> None:
+    across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "plain" for p in PODS})
+    assert not across.passes and not across.kept
+    assert across.writes["acl_interface_set_acl_list"] == 2, "each pod rebound to its exact list on a new index"
+
+
+def test_gaps_that_only_grow_keep_the_in_place_path_and_its_sessions(sim_target: Target) -> None:
+    """tcp/80 stays gated and tcp/443 joins: L_U is replaced in place (no rebind, the sessions
+    stay), and the non-member's 5-tuple to tcp/80 stays dropped by the chain."""
+    across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "web-ab" for p in PODS})
+    assert not across.passes and across.kept
+    assert across.writes["acl_interface_set_acl_list"] == 0 and across.writes["acl_del"] == 0
+    assert across.writes["acl_add_replace"] == 1, "the shared L_U replaced in place"
 
 
 def test_a_chain_caught_mid_change_is_adopted_after_a_restart_and_finished_in_place(sim_target: Target) -> None:

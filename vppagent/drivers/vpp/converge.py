@@ -4,9 +4,11 @@ one object kind after the other, each compared by its own pure plan and then wri
     source guards       guard/guards.py       prepare (each pod's guard before its egress ACL;
                                               sources it loses go now, new ones wait)
     classifier chains   classifier/chains.py  adopt (after a read-back); an interface that must change
-                                              chain gets its exact list first; prepare (chains
+                                              chain, or whose gaps shrink, gets its exact list first
+                                              (on another ACL index where it may hold L_U: that
+                                              clears its reflect sessions); prepare (chains
                                               narrowed, members, attachments before ACLs widen)
-    ACLs and bindings   acl/plan.py -> acl/apply.py
+    ACLs and bindings   acl/plan.py -> acl/apply.py (interfaces leaving a gate: another index)
     source guards       guard/guards.py       widen (new sources, where the lists were written)
     classifier chains   classifier/chains.py  finish (widen to the target where every user has its
                                               L_U; detach and delete after ACLs narrowed)
@@ -82,7 +84,11 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
     refused: set[int] = set()
     try:
         classifier.adopt(gates, state, settled=settled, candidates=candidates)
-        narrowed = _narrow(calls, programmed, state, compiler, classifier.moves(gates).swaps, desired.owners, failed)
+        # Interfaces changing chain, and gated ones whose gaps shrink, get their exact list first, on
+        # another ACL index where they may hold L_U (`clears`: VPP then drops their reflect sessions).
+        clears = classifier.clears(gates)
+        narrowed = _narrow(calls, programmed, state, compiler, classifier.moves(gates).swaps | (clears & gates.keys()),
+                           clears, desired.owners, failed)
         refused = classifier.prepare(gates, state, settled=settled, narrowed=narrowed)
     except ApiRefused as exc:
         # Without its chain a gated interface must not get L_U: its ingress keeps what it had and
@@ -98,7 +104,11 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
         if ifx in desired.owners:
             failed.setdefault(desired.owners[ifx], f"interface {ifx}: gate change not made (its exact ingress "
                                                    "list could not be bound first)")
-    for owner, reason in apply_plan(calls, programmed, desired.owners, plan_all(programmed, desired.wanted)).items():
+    # Those left to clear (leaving the gate, or not narrowed above) move to another ACL index now,
+    # before `finish` lets their chain stop dropping.
+    rebind = frozenset(classifier.clears(gates))
+    for owner, reason in apply_plan(calls, programmed, desired.owners,
+                                    plan_all(programmed, desired.wanted, rebind)).items():
         failed.setdefault(owner, reason)
     # Guards follow the egress ACLs as bound now: new sources once the list restricted to them is
     # bound (guards.prepare), and a guard goes only once its interface's egress ACL is what this
@@ -139,18 +149,23 @@ def _guard(guards: SourceGuards, wanted_guards: dict[int, WorkloadEndpoint], pro
 
 
 def _narrow(calls: VppCalls, programmed: Programmed, state: DataplaneState, compiler: ListCompiler,
-            swaps: AbstractSet[int], owners: dict[int, Owner], failed: Failures) -> set[int]:
-    """Interfaces that must change classifier chain get their exact (ungated) ingress list first:
-    VPP cannot swap an output classifier in one write, and L_U without its chain, or with another
-    gate's, admits what the gate drops. Returns those whose exact list is bound now."""
+            movers: AbstractSet[int], clears: AbstractSet[int], owners: dict[int, Owner],
+            failed: Failures) -> set[int]:
+    """Interfaces that must change classifier chain, or whose gaps shrink, get their exact
+    (ungated) ingress list first: VPP cannot swap an output classifier in one write, and L_U
+    without its chain, or with another gate's, admits what the gate drops. Those in `clears` get it
+    on another ACL index: VPP keeps an interface's reflect sessions on an in-place replace, and a
+    non-member's session left by L_U would pass once the chain stops dropping its 5-tuple.
+    Returns those whose exact list is bound now."""
     wanted: dict[int, Wanted] = {}
-    for ifx in sorted(swaps):
+    for ifx in sorted(movers):
         owner = owners.get(ifx)
         if owner is not None and owner[0] is Kind.WORKLOAD_ENDPOINT:
             wanted[ifx] = (None, lists_for_new_pod(state, compiler, owner[1])[1])
     if not wanted:
         return set()
-    for owner, reason in apply_plan(calls, programmed, owners, plan_some(programmed, wanted)).items():
+    plan = plan_some(programmed, wanted, frozenset(clears & wanted.keys()))
+    for owner, reason in apply_plan(calls, programmed, owners, plan).items():
         failed.setdefault(owner, reason)
     return {ifx for ifx, (_, out) in wanted.items() if _bound_out(programmed, ifx) == out}
 

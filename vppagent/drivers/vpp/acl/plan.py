@@ -14,6 +14,11 @@ Identical lists share one VPP ACL (content-addressed). The plan:
   is already final, ACLs are replaced only after their departing users have left, interfaces
   that had no ACL of ours are bound after the replacements, and unused ACLs are deleted last.
 
+- Interfaces to `rebind` move their ingress (VPP output) list to another ACL index whatever their
+  content: VPP clears an interface's reflect sessions when the set of ACL indices bound to it
+  changes and keeps them on an in-place replace (the classifier's gate changes need the clear:
+  docs/vpp-driver.md, "Gate changes").
+
 Slots are (sw_if_index, direction); a desired content of None pins the slot (keep what it has).
 `plan_acls` is the rule on plain mappings; `plan_all` (a convergence) and `plan_some` (a CNI
 Add or Del) apply it to what `Programmed` holds.
@@ -47,11 +52,13 @@ class AclPlan:
 
 
 def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
-              wanted: Mapping[int, Wanted], unbind: frozenset[int] = frozenset()) -> AclPlan:
+              wanted: Mapping[int, Wanted], unbind: frozenset[int] = frozenset(),
+              rebind: frozenset[int] = frozenset()) -> AclPlan:
     """`acls`: our ACLs and their content; `bound`: what our interfaces have bound (only single ACLs
     of ours count; anything else is None); `wanted`: desired content per interface and direction;
-    `unbind`: interfaces to leave without ACLs. Interfaces in `bound` but in neither `wanted` nor
-    `unbind` are pinned. Unused ACLs are deleted."""
+    `unbind`: interfaces to leave without ACLs; `rebind`: interfaces whose ingress (VPP output)
+    slot, unless pinned, moves off the ACL index it has (to clear their sessions). Interfaces in
+    `bound` but in neither `wanted` nor `unbind` are pinned. Unused ACLs are deleted."""
     plan = AclPlan()
     for ifx in sorted(unbind):
         if bound.get(ifx, (None, None)) != (None, None):
@@ -76,6 +83,7 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
     final: dict[AclRef, AclContent] = {}
     target: dict[tuple[int, int], AclRef] = {}
     movers: list[tuple[tuple[int, int], AclContent]] = []
+    leaving: dict[tuple[int, int], int] = {}  # a rebound slot -> the index it must not get again
     # Step 1: per used ACL, who keeps it (and with what content), who moves.
     for index, slot_list in users.items():
         classes: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -83,6 +91,10 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
         pinned = False
         for slot in slot_list:
             desired = slots[slot]
+            if desired is not None and slot[1] == 1 and slot[0] in rebind:
+                movers.append((slot, desired))
+                leaving[slot] = index
+                continue
             if desired is None:
                 pinned = True
                 desired = acls[index]
@@ -90,8 +102,8 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
             content_of[desired.digest] = desired
         if pinned or acls[index].digest in classes:
             keep: str | None = acls[index].digest
-        elif acls[index] == DENY_ALL:
-            keep = None  # the placeholder of pods Felix has not described: they all move on
+        elif acls[index] == DENY_ALL or not classes:
+            keep = None  # the placeholder of pods Felix has not described, or every user rebound: all move on
         else:
             keep = min(classes, key=lambda d: (-len(classes[d]), d))
         if keep is not None:
@@ -108,11 +120,11 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
     spares = sorted(i for i in acls if i not in users)
     next_new = -1
 
-    def provide(content: AclContent, *, stable_only: bool) -> AclRef:
-        """An ACL that will hold `content`: an existing one, a spare, or a new one."""
+    def provide(content: AclContent, *, stable_only: bool, avoid: int | None = None) -> AclRef:
+        """An ACL that will hold `content`: an existing one (not `avoid`), a spare, or a new one."""
         nonlocal next_new
         for ref, held in final.items():
-            if held == content and (not stable_only or ref not in plan.replaces):
+            if held == content and ref != avoid and (not stable_only or ref not in plan.replaces):
                 return ref
         for spare in spares:
             if acls[spare] == content:
@@ -133,7 +145,7 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
     # under them); the same ACL serves every mover wanting that content.
     moving_ifx = set()
     for slot, content in sorted(movers, key=lambda m: m[0]):
-        target[slot] = provide(content, stable_only=True)
+        target[slot] = provide(content, stable_only=True, avoid=leaving.get(slot))
         moving_ifx.add(slot[0])
     # Step 3: slots without an ACL of ours.
     for slot in sorted(slots):
@@ -154,18 +166,21 @@ def plan_acls(acls: Mapping[int, AclContent], bound: Mapping[int, Binding],
     return plan
 
 
-def plan_all(programmed: Programmed, wanted: Mapping[int, Wanted]) -> AclPlan:
+def plan_all(programmed: Programmed, wanted: Mapping[int, Wanted],
+             rebind: frozenset[int] = frozenset()) -> AclPlan:
     """A convergence: `wanted` for the interfaces it names; pod interfaces it does not name are
     pinned; any other interface with an ACL of ours loses it."""
     users = programmed.users_of_our_acls()
     pods = set(programmed.pod_interfaces().values())
     interfaces = pods | set(wanted) | users
     bound = {ifx: programmed.binding(ifx) for ifx in interfaces}
-    return plan_acls(programmed.acls, bound, wanted, frozenset(users - set(wanted) - pods))
+    return plan_acls(programmed.acls, bound, wanted, frozenset(users - set(wanted) - pods), rebind)
 
 
-def plan_some(programmed: Programmed, wanted: Mapping[int, Wanted]) -> AclPlan:
+def plan_some(programmed: Programmed, wanted: Mapping[int, Wanted],
+              rebind: frozenset[int] = frozenset()) -> AclPlan:
     """Only the interfaces in `wanted` change (every other one keeps what it has); ACLs nobody
     uses any more go."""
     interfaces = set(programmed.pod_interfaces().values()) | programmed.users_of_our_acls() | set(wanted)
-    return plan_acls(programmed.acls, {ifx: programmed.binding(ifx) for ifx in interfaces}, wanted)
+    return plan_acls(programmed.acls, {ifx: programmed.binding(ifx) for ifx in interfaces}, wanted,
+                     rebind=rebind)

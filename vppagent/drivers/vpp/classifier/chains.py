@@ -21,7 +21,9 @@ Every step only narrows the chain until all its users want its target and have t
 bound (`acl_gate`), and only then widens it to that target. An interface that must change chain
 (its chain stays with other users, or it joins another) cannot do so atomically (VPP's output
 attach is a no-op while a table is attached), so `moves` names those and converge.py binds their
-exact (ungated) list first; `prepare` refuses to move one that is not narrowed.
+exact (ungated) list first; `prepare` refuses to move one that is not narrowed. `clears` names the
+interfaces whose ACL must move to another index (VPP then drops their reflect sessions) before
+their chain stops dropping part of their L_U's gaps: a non-member's session left there would pass.
 
 After a read-back (read.py) `adopt` takes, per (gate, family), the chains of ours holding exactly
 the gate's content, else the one whose gaps hold the gate's with the fewest more, and infers output
@@ -48,6 +50,7 @@ from vppagent.drivers.vpp.classifier.admits import Session, member_sessions, mem
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
 from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes
 from vppagent.drivers.vpp.classifier.read import FoundChain, read_chains
+from vppagent.policy.model import IPNetwork
 from vppagent.state.model import DataplaneState
 
 log = logging.getLogger(__name__)
@@ -212,6 +215,27 @@ class ClassifierChains:
                         out.swaps.add(ifx)
         return out
 
+    def clears(self, gates: Mapping[int, Gate]) -> set[int]:
+        """Interfaces whose ACL reflect sessions must be cleared (their ingress list moved to another
+        ACL index) before their chain stops dropping part of their bound L_U's gaps. A non-member's
+        packet there passes L_U and leaves a session although the chain drops it; kept, that
+        5-tuple would pass once the chain no longer drops it. So: an interface leaving the gate,
+        changing chain (between detach and attach no chain drops anything), or whose gaps shrink
+        (the old gate's not inside the new one's, per family); one whose L_U is unknown (after a
+        read-back) as long as any chain of ours is left in VPP. Gaps that only grow keep the
+        in-place path: every session's 5-tuple stays dropped where it was."""
+        swaps = self.moves(gates).swaps
+        chains_left = bool(self.chains or self.stale)  # (none: no interface has had one since its sessions went)
+        out = set()
+        for ifx, held in self.acl_gate.items():
+            wants = gates.get(ifx)
+            if held is None:
+                if chains_left:
+                    out.add(ifx)
+            elif wants is None or ifx in swaps or not gaps_within(held, wants):
+                out.add(ifx)
+        return out
+
     def _users(self, family: int) -> dict[int, list[int]]:
         users: dict[int, list[int]] = defaultdict(list)
         for ifx, heads in sorted(self.attached.items()):
@@ -235,7 +259,9 @@ class ClassifierChains:
         for chain in sorted(self.chains.values(), key=lambda c: c.head):
             if head_users := self._users(chain.family).get(chain.head):
                 self._narrow(chain, state)
-                if self._users_at_target(chain, head_users, gates):
+                # (a user narrowed just now had its sessions cleared by that bind: its chain widens in
+                # `finish`, after the ACLs, which gives VPP's asynchronous session cleaner the time)
+                if self._users_at_target(chain, head_users, gates) and not narrowed & set(head_users):
                     self._widen(chain, state)
         refused = set()
         for (ifx, family), gate in sorted(plan.moves.items(), key=lambda m: (m[0], _gate_order(m[1]))):
@@ -515,6 +541,24 @@ def gap_sessions(gate: Gate, family: int) -> set[Session]:
             out.add((_gap_mask(family, gap), match_bytes(family, proto=gap.proto, src=gap.src, dst=gap.dst,
                                                          dport=gap.dport)))
     return out
+
+
+def gaps_within(old: Gate, new: Gate) -> bool:
+    """Whether every gap entry of `old` lies inside one of `new`'s (same family and protocol, source
+    and destination inside, port block inside): then `new` drops wherever `old` did. Gaps cut
+    differently may cover each other without this; it then answers no, which only costs a rebind."""
+    if set(old.gaps) <= set(new.gaps):
+        return True
+    return all(any(_entry_within(a, b) for b in new.gaps) for a in old.gaps)
+
+
+def _entry_within(a: GapEntry, b: GapEntry) -> bool:
+    return (a.family == b.family and a.proto == b.proto and _net_within(a.src, b.src) and _net_within(a.dst, b.dst)
+            and a.dport_mask & b.dport_mask == b.dport_mask and a.dport & b.dport_mask == b.dport)
+
+
+def _net_within(a: IPNetwork, b: IPNetwork) -> bool:
+    return a.version == b.version and a.prefixlen >= b.prefixlen and a.supernet(new_prefix=b.prefixlen) == b
 
 
 def _gap_mask(family: int, gap: GapEntry) -> bytes:
