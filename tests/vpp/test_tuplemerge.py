@@ -175,3 +175,15 @@ def test_rendered_lists_are_steered() -> None:
                           PortRange(443, 443)) for i in range(3))
     rules = rules_from_compiled(CompiledList("e", "ingress", flat, "deny", len(flat)))
     assert len(rules) == 4 and rules[0].action == DENY and str(rules[0].src) == "240.0.0.0/4"
+
+
+def test_a_port_with_more_rules_than_vpp_keeps_in_one_entry_keeps_its_place() -> None:
+    net = ipaddress.ip_network
+    crowd = tuple(AclRule(PERMIT_REFLECT, net(f"10.64.{i // 200}.{i % 200}/32"), net("0.0.0.0/0"), 6, ANY_PORTS,
+                          (8443, 8443)) for i in range(tuplemerge.MAX_PORT_GROUP + 1))
+    ranged = AclRule(PERMIT_REFLECT, net("10.65.0.1/32"), net("0.0.0.0/0"), 6, ANY_PORTS, (9000, 9009))
+    few = tuple(AclRule(PERMIT_REFLECT, net(f"10.66.0.{i}/32"), net("0.0.0.0/0"), 6, ANY_PORTS, (443, 443))
+                for i in range(2))
+    assert steer((ranged, *crowd)) == (ranged, *crowd), "only the crowded port: nothing moves, no seed"
+    out = steer((ranged, *crowd, *few))
+    assert out[1:] == (*few, ranged, *crowd)

@@ -3,21 +3,21 @@
 Why (measured on VPP 26.06, docs/vpp-driver.md "Per-packet cost"): the plugin's hash lookup
 groups a list's rules by mask type, and the mask type of a rule is chosen when the list is applied
 to an interface, rule by rule in list order (`hash_lookup.c`): a rule joins the newest mask type of
-that interface that covers it, else a new one is made by relaxing the rule's own mask. The
-relaxation drops the less specific address and *its* port, so a rule "from a set member (a /32 or
-a cover), to any address, tcp/443" gets a mask type that keeps the source's /26 and the protocol
-but no destination port. Every rule from sources in one /26 then shares one hash entry, and a
-packet that reaches that entry is compared with each of them: a member's packet to a port no rule
-allows (the list's most common kind of denied packet besides strangers) is compared with all of
-them, 2.3-2.9 x the cost of a one-rule ACL in the P1 lists. Rules after a mask type that covers
-more (a /9 cover on udp/53) join that newer, coarser one and crowd it as well.
+that interface that covers it, else a new one is made from the rule's own mask, relaxed. The
+relaxation drops the less specific address and *its* port (when the two addresses differ by more
+than 4 bits), so a rule "from a set member, to any address, tcp/443" gets a mask type with the
+source and the protocol but no destination port (a /32 source is also cut to /26; on x86 no other
+IPv4 length is cut: the plugin compares the mask in network byte order). Every rule from sources
+in one /26 then shares one hash entry, and a packet that reaches it is compared with each of them:
+a member's packet to a port no rule allows, 2.3-2.9 x the cost of a one-rule ACL in the P1 lists.
+Rules after a coarser mask type (a udp/53 rule from a /9) join that newer one and crowd it too.
 
 What this changes, with the same verdict for every packet:
 
 - a *seed* rule first: a deny from a /4 of source addresses that no permit of the list can meet
   on that protocol (any port: non-first fragments match on the protocol alone), on one port. Its
-  mask (source /4, protocol, destination port) is not relaxed further (4 bits apart), so it becomes
-  a mask type that covers every rule with an exact destination port and a source of /4 or longer;
+  mask (source /4, protocol, destination port) is not relaxed (4 bits apart), so it becomes a mask
+  type that covers every rule with an exact destination port and a source of /4 or longer;
 - the rules that would lose their port (exact destination port, source longer than the
   destination by more than 4 bits) moved right after it, ahead of the rules whose mask types would
   take them (port ranges, any protocol, ICMP), so they join the seed's mask type: their hash entry
@@ -26,15 +26,19 @@ What this changes, with the same verdict for every packet:
   both (address family, protocol and addresses; ports are not trusted to separate them, as
   above), so first match gives every packet the same rule's action.
 
-The price: a packet from a non-member to an allowed port is compared with the rules on that port
-(from the seed's /4), where before it was compared with the rules from its /26. A list gets the
-seed only when it has at least MIN_KEYED such rules in that family and a free /4; a list whose
-default is allow (a permit "any" at the end) has no free /4 and stays as it is.
+The price: a packet from a non-member (in the members' /4, i.e. usually any pod) to an allowed
+port is compared with the rules on that port, where before it was compared with the rules from its
+/26 (none, if no member is near it). So a (protocol, port) with more than MAX_PORT_GROUP such
+rules keeps its place, and a family gets the seed only when at least MIN_KEYED rules move and a
+free /4 exists; a list whose default is allow (a permit "any" at the end) has none and stays as it
+is. Rules with a port range cannot be keyed by port at all (the plugin's port masks are exact or
+nothing): they stay keyed by source.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Sequence
 
 from vppagent.drivers.vpp.api.types import DENY, AclRule
@@ -42,6 +46,10 @@ from vppagent.policy.model import IPNetwork
 
 SEED_BITS = 4  # TupleMerge keeps both addresses (and ports) when they differ by at most 4 bits
 MIN_KEYED = 2  # rules that would lose their port, per family, before a seed pays its mask type
+# The most rules on one (protocol, port) that move: VPP splits an entry past 39 colliding rules
+# (TM_SPLIT_THRESHOLD), and a split of host rules relaxes back to a mask without the port; and a
+# non-member's packet to that port is compared with all of them. Larger groups keep their place.
+MAX_PORT_GROUP = 39
 # Pair checks spent moving rules; past it the remaining rules keep their place (still exact).
 MOVE_BUDGET = 200_000
 _SEED_PROTOS = (17, 6)
@@ -71,9 +79,14 @@ def may_share_packets(a: AclRule, b: AclRule) -> bool:
 def steer(rules: Sequence[AclRule]) -> tuple[AclRule, ...]:
     """`rules` in an order (and with a seed rule per family) that TupleMerge keys by port; the same
     rules unchanged when no family gains."""
+    groups = Counter((r.src.version, r.proto, r.dport[0]) for r in rules if loses_port(r))
+
+    def movable(rule: AclRule) -> bool:
+        return loses_port(rule) and groups[(rule.src.version, rule.proto, rule.dport[0])] <= MAX_PORT_GROUP
+
     seeds = {}
     for version in (4, 6):
-        keyed = sum(1 for r in rules if r.src.version == version and loses_port(r))
+        keyed = sum(1 for r in rules if r.src.version == version and movable(r))
         if keyed >= MIN_KEYED:
             seed = seed_rule(rules, version)
             if seed is not None:
@@ -85,7 +98,7 @@ def steer(rules: Sequence[AclRule]) -> tuple[AclRule, ...]:
     back_by_action: dict[int, list[AclRule]] = {}
     budget = MOVE_BUDGET
     for rule in rules:
-        if budget > 0 and rule.src.version in seeds and loses_port(rule):
+        if budget > 0 and rule.src.version in seeds and movable(rule):
             blockers = [b for action, kept in back_by_action.items() if action != rule.action for b in kept]
             budget -= len(blockers)
             if budget >= 0 and not any(may_share_packets(rule, b) for b in blockers):
