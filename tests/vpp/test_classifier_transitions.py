@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -264,10 +264,11 @@ class AcrossChange:
     writes: Counter[str]  # the change's writes by message
 
 
-def dropped_flow_across(target: Target, before: Mapping[str, str], after: Mapping[str, str]) -> AcrossChange:
+def dropped_flow_across(target: Target, before: Mapping[str, str], after: Mapping[str, str],
+                        older: int = 0) -> AcrossChange:
     """A non-member's SYN to web0's tcp/80 (gated before: the chain drops it, and it leaves a
     reflect session in the ACL plugin, which runs first), then the change, then the same 5-tuple
-    again."""
+    again. `older`: SYNs of the non-member from other ports first (each a session, older)."""
     interface = target.pod("ns/web0")
     target.pod("ns/web1")
     driver = make_driver(target, classifier_min_members=MIN_MEMBERS)
@@ -276,6 +277,8 @@ def dropped_flow_across(target: Target, before: Mapping[str, str], after: Mappin
         assert driver.resync(old).ok
         syn = Packet.make(SOURCES["non-member"], PODS["ns/web0"], "tcp", 40000, 80)
         sim = target.emulator
+        for port in range(30000, 30000 + older):
+            assert not sim.evaluate(interface, Direction.OUTPUT, replace(syn, sport=port)).permitted
         assert not sim.evaluate(interface, Direction.OUTPUT, syn).permitted
         assert sim.state.acl.sessions.get(interface), "its SYN left a reflect session (what this is about)"
         writes: Counter[str] = Counter()
@@ -306,6 +309,14 @@ def test_a_non_members_dropped_flow_stays_dropped_when_the_list_leaves_the_gate(
     across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "plain" for p in PODS})
     assert not across.passes and not across.kept
     assert across.writes["acl_interface_set_acl_list"] == 2, "each pod rebound to its exact list on a new index"
+
+
+@pytest.mark.xfail(strict=True, reason="VPP 26.06 (and the emulator) deletes at most 100 sessions per clear: a "
+                   "non-member's session behind 100 older ones survives the rebind (docs/vpp-driver.md, 'Reflect "
+                   "sessions of dropped flows'; the same on real VPP in tests/realvpp/test_gate_transition.py)")
+def test_a_non_members_dropped_flow_behind_100_older_sessions_stays_dropped(sim_target: Target) -> None:
+    across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "web-b" for p in PODS}, older=100)
+    assert not across.passes
 
 
 def test_gaps_that_only_grow_keep_the_in_place_path_and_its_sessions(sim_target: Target) -> None:

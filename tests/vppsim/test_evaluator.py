@@ -155,6 +155,40 @@ def test_sessions_are_per_interface(pods: Pods) -> None:
     assert result.request.dropped_at.sw_if_index == pods.b  # A's session does not help at B
 
 
+def test_a_clear_removes_at_most_100_sessions_oldest_first(pods: Pods) -> None:
+    """VPP 26.06's session cleaner: one round per clear, 100 sessions checked per timeout list
+    (measured: 4,758 sessions, 100 deleted per rebind and per CLI clear)."""
+    pods.bind(pods.a, [pods.acl(rule(REFLECT))], [pods.acl(rule(DENY))])
+    syns = [Packet.make(A_IP, B_IP, "tcp", 20000 + i, 5001) for i in range(150)]
+    for syn in syns:  # SYNs only: 150 sessions in the TCP transient list, oldest first
+        assert pods.sim.evaluate(pods.a, Direction.INPUT, syn)
+
+    def answered(syn: Packet) -> bool:
+        return bool(pods.sim.evaluate(pods.a, Direction.OUTPUT, syn.reply(tcp_flags=0x04)))  # an RST: no list change
+
+    pods.bind(pods.a, [pods.acl(rule(REFLECT))], pods.vpp.api.acl_interface_list_dump(sw_if_index=pods.a)[0].acls[1:])
+    assert len(pods.sim.state.acl.sessions[pods.a]) == 50
+    assert not answered(syns[99]) and answered(syns[100]) and answered(syns[149])
+    pods.vpp.api.cli_inband(cmd="clear acl-plugin sessions")
+    assert pods.a not in pods.sim.state.acl.sessions
+
+
+def test_a_clear_checks_other_interfaces_sessions_too(pods: Pods) -> None:
+    """The 100 checked are the list's oldest whatever their interface: another interface's are
+    queued again at the end, and count."""
+    deny = pods.acl(rule(DENY))
+    pods.bind(pods.a, [pods.acl(rule(REFLECT))], [deny])
+    pods.bind(pods.b, [pods.acl(rule(REFLECT))], [deny])
+    for i in range(60):
+        assert pods.sim.evaluate(pods.b, Direction.INPUT, Packet.make(B_IP, A_IP, "udp", 20000 + i, 53))
+    for i in range(60):
+        assert pods.sim.evaluate(pods.a, Direction.INPUT, Packet.make(A_IP, B_IP, "udp", 20000 + i, 53))
+    pods.bind(pods.a, [pods.acl(rule(REFLECT))], [deny])
+    assert len(pods.sim.state.acl.sessions[pods.a]) == 20 and len(pods.sim.state.acl.sessions[pods.b]) == 60
+    pods.bind(pods.a, [pods.acl(rule(REFLECT))], [deny])  # B's 60 were queued behind A's 20
+    assert pods.a not in pods.sim.state.acl.sessions and len(pods.sim.state.acl.sessions[pods.b]) == 60
+
+
 def test_cli_clears_sessions(pods: Pods) -> None:
     _, data_a_to_b = _established_flow(pods)
     pods.vpp.api.cli_inband(cmd="clear acl-plugin sessions")

@@ -122,7 +122,7 @@ class SimState:
         if words == ["show", "version"]:
             return f"vpp v{self.release.version} built by vppsim on vppsim at {BUILD_DATE}\n"
         if words[:3] == ["clear", "acl-plugin", "sessions"]:
-            self.acl.clear_sessions()
+            self.acl.clear_round()  # (one round of VPP's cleaner, as the CLI's clear is)
             return ""
         if words[:3] == ["show", "acl-plugin", "sessions"]:
             lines = [f"sw_if_index {index}: {len(keys)} sessions"
