@@ -402,7 +402,9 @@ def test_a_refused_chain_detach_keeps_the_pod_interface_until_it_is_done(sim_tar
 
 
 def test_a_refused_table_delete_leaks_no_table(sim_target: Target) -> None:
-    """Both pods leave their gates (web0 on "web-a", web1 on "web-c": two chains, two tables each).
+    """Both pods leave their gates (web0 on "web-a", web1 on "web-c": two chains, five tables each:
+    an admit table per block length of sets A's and B's members, /29 to /32 (classifier/aggregate.py),
+    and a gap table).
     finish pops every unused chain from the books and then deletes their tables; VPP refuses the
     first delete: the exception leaves the other tables in no list (not `chains`, `stale` or
     `loose`), so no later pass deletes them."""
@@ -411,7 +413,7 @@ def test_a_refused_table_delete_leaks_no_table(sim_target: Target) -> None:
     first = driver(sim_target)
     try:
         assert first.resync(old).ok
-        assert len(tables_but_guards(sim_target)) == 4
+        assert len(tables_but_guards(sim_target)) == 10
         deletes = [0]
 
         def first_delete(message: str, fields: Mapping[str, Any]) -> bool:

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.errors import NO_INDEX
 from vppagent.drivers.vpp.api.types import SessionWrite
-from vppagent.drivers.vpp.classifier.admits import Session, member_sessions, members
-from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, GatedSet
+from vppagent.drivers.vpp.classifier.admits import AdmitSessions, Session, inside
+from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate
 from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes
 from vppagent.drivers.vpp.classifier.read import FoundChain, read_chains
 from vppagent.policy.model import IPNetwork
@@ -95,8 +95,7 @@ class ClassifierChains:
         self.loose: list[int] = []  # tables made but in no chain yet (a refused write): deleted in finish
         # after a read-back: interface -> families where a chain of ours may be on it, unknown which
         self.unknown: dict[int, set[int]] = {}
-        # per (gated set, family): the members' object last seen, and each member's admit sessions
-        self._wanted_memo: dict[tuple[GatedSet, int], tuple[object, dict[str, frozenset[Session]]]] = {}
+        self._admits = AdmitSessions()  # per (gated set, family): the members last seen, their sessions
         self._read_since_connect = False
 
     def connected(self) -> None:
@@ -323,7 +322,7 @@ class ClassifierChains:
         # Unused chains become stale before any delete: a refused one stays in `stale` for the next pass.
         self.stale += [self.chains.pop(h) for h in [h for h in self.chains if h not in used]]
         live = {(g, c.family) for c in self.chains.values() for g in c.gate.sets}
-        self._wanted_memo = {k: v for k, v in self._wanted_memo.items() if k in live}
+        self._admits.keep_only(live)
         unknown = {f for families in self.unknown.values() for f in families}
         kept = {t for c in self.chains.values() for t in c.tables}  # (a stale walk may share a live tail)
         for chain in [c for c in self.stale if c.family not in unknown]:  # (else it may be on an interface)
@@ -379,37 +378,28 @@ class ClassifierChains:
 
     # -- content -----------------------------------------------------------------------------------
     def _wanted(self, state: DataplaneState, gate: Gate, family: int) -> set[Session]:
-        """The admit sessions for the current members. Per gated set, only the members that came
-        or went since the last call are worked out (IP set contents are immutable frozensets:
-        an unchanged set is the same object), so a member change costs what that member needs."""
-        wanted: set[Session] = set()
-        for gated in gate.sets:
-            ipset = state.ipsets.get(gated.set_id)
-            now = None if ipset is None else ipset.members
-            memo = self._wanted_memo.get((gated, family))
-            if memo is None or memo[0] is not now:
-                before = memo[1] if memo is not None else {}
-                current = members(state, gated.set_id, family)
-                held = {m: s for m, s in before.items() if m in current}
-                added = sorted(current - held.keys())
-                if added:
-                    held.update(member_sessions(gated, family, added))
-                memo = (now, held)
-                self._wanted_memo[(gated, family)] = memo
-            for sessions in memo[1].values():
-                wanted |= sessions
-        return wanted
+        """The admit sessions for the current members (admits.py: a member change costs what the
+        blocks it touches need)."""
+        return self._admits.wanted(state, gate, family)
 
     def _narrow(self, chain: Chain, state: DataplaneState) -> None:
         """The target's gaps it lacks added, admits the target has not deleted: below what it was
-        and below its target at every write."""
+        and below its target at every write. Admits are blocks of members (admits.py), so where a
+        block splits (a member left it) its parts come first, inside the block it still holds, and
+        where blocks merge the old ones stay, inside the new one, until `_widen` adds it: no
+        member is unadmitted on the way."""
+        wanted = self._wanted(state, chain.gate, chain.family)
         self._add(chain, gap_sessions(chain.gate, chain.family) - chain.gaps, gap=True)
-        self._delete(chain, chain.sessions - self._wanted(state, chain.gate, chain.family), gap=False)
+        self._add(chain, inside(wanted - chain.sessions, chain.sessions), gap=False)
+        held = chain.sessions - wanted
+        self._delete(chain, held - inside(held, wanted), gap=False)
 
     def _widen(self, chain: Chain, state: DataplaneState) -> None:
-        """The rest of the way to its target: admits added, gaps deleted, tables left empty
-        unlinked and deleted."""
-        self._add(chain, self._wanted(state, chain.gate, chain.family) - chain.sessions, gap=False)
+        """The rest of the way to its target: admits added, then those inside them deleted, gaps
+        deleted, tables left empty unlinked and deleted."""
+        wanted = self._wanted(state, chain.gate, chain.family)
+        self._add(chain, wanted - chain.sessions, gap=False)
+        self._delete(chain, chain.sessions - wanted, gap=False)
         self._delete(chain, chain.gaps - gap_sessions(chain.gate, chain.family), gap=True)
         self._drop_empty_tables(chain)
 

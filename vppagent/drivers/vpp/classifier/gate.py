@@ -32,10 +32,10 @@ MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from vppagent.drivers.vpp.classifier.aggregate import set_ladder
 from vppagent.drivers.vpp.classifier.aliases import alias_allow_sources, real_set
 from vppagent.drivers.vpp.classifier.grouped import grouped_plan
 from vppagent.drivers.vpp.classifier.marked import markable, marked_plan
@@ -54,7 +54,7 @@ from vppagent.drivers.vpp.classifier.regions import (
     entries,
     port_blocks,
 )
-from vppagent.drivers.vpp.classifier.source import member_network, networks, policy_names, rules
+from vppagent.drivers.vpp.classifier.source import admitted, networks, policy_names, rules
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.flat import CompiledList
@@ -196,22 +196,17 @@ def _everywhere(gated: GatedSet, gaps: set[GapEntry]) -> GatedSet:
 
 def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, int, int]]:
     """An upper bound of the admit tables' shapes (family, source length, destination length,
-    port mask) the set's current members need: a session's source is the longer of the member's
-    and the entry's source prefix."""
+    port mask) the set's current members need: a session's source is the longer of the entry's
+    source prefix and the prefix admitted (a block of members, or a member: admits.py)."""
     ipset = state.ipsets.get(gated.set_id)
-    lengths = {4: set(), 6: set()} if ipset is None else _lengths(frozenset(ipset.members))
+    held: frozenset[str] = frozenset() if ipset is None else frozenset(ipset.members)
+    families = {e.family for e in gated.admits} | {f for f, _ in gated.basis} | set(gated.everywhere)
+    lengths = {f: admitted(held, f, set_ladder(gated, f, MAX_PERMIT_TABLES))[1] if f in families else frozenset()
+               for f in (4, 6)}
+    for f, _ in gated.basis:  # a block cut below it is admitted member by member (admits.py)
+        lengths[f] |= {32 if f == 4 else 128} if lengths[f] else set()
     shapes = {(e.family, max(n, e.src.prefixlen), e.dst.prefixlen, e.dport_mask)
               for e in gated.admits for n in lengths[e.family]}
     shapes |= {(f, max(n, d.src_len), d.dst_len, mask) for f, (drops, _, _) in gated.basis for d in drops
                for _, mask in port_blocks(d.b_lo, d.b_hi) for n in lengths[f]}  # (cuts may add some)
     return shapes | {(f, n, -1, -1) for f in gated.everywhere for n in lengths[f]}  # src-only masks
-
-
-@functools.lru_cache(maxsize=4096)
-def _lengths(members: frozenset[str]) -> dict[int, set[int]]:
-    """(Remembered per set content: every gate of a list that names the set asks.)"""
-    out: dict[int, set[int]] = {4: set(), 6: set()}
-    for m in members:
-        net = member_network(m)
-        out[net.version].add(net.prefixlen)
-    return out

@@ -7,6 +7,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 
+from vppagent.drivers.vpp.classifier.aggregate import SPAN, blocks, ladder, width
 from vppagent.drivers.vpp.classifier.aliases import REST
 from vppagent.drivers.vpp.classifier.regions import port_blocks
 from vppagent.policy.catalog import Catalog
@@ -21,7 +22,8 @@ from vppagent.state.model import STAGED_KINDS, DataplaneState, Kind, PolicyKey
 # the ACL; for the others, L_U's IPv6 part is L's own (the set has no IPv6 address there either).
 ANY = ("0.0.0.0/0",)
 MAX_CANDIDATES = 256  # the heaviest are tried
-WORTH_A_GATE = 64  # ACL rules a smaller set must take out of the list to go in when it pays (`pays`)
+WORTH_A_GATE = 64  # ACL rules the smaller sets together must take out of the list to go in (`pays`)
+FINEST = ladder(4, SPAN)  # the block lengths of a set whose P_i has one tail (the usual: aggregate.py)
 
 
 def policy_names(ep: WorkloadEndpoint, direction: Direction) -> tuple[list[PolicyKey], list[str]]:
@@ -41,14 +43,14 @@ def rules(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> Itera
 def candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
                min_members: int) -> tuple[dict[str, int], set[frozenset[str]]]:
     """Address sets used only as the source of allow rules that either have at least
-    `min_members` members (a member change is then one session write instead of a list of the
+    `min_members` members (a member change is then a few session writes instead of a list of the
     set's size recompiled and written again: docs/vpp-driver.md, "Large IP sets") or, smaller,
-    pay for their gate (`pays`): set -> the ACL rules it costs (to order them by; the
+    pay for their gate together (`paying`): set -> the ACL rules it costs (to order them by; the
     MAX_CANDIDATES heaviest), and the pairs that share a rule (AND: at most one may be gated).
     The caller never asks with min_members 0 (the classifier off)."""
     usable: dict[str, bool] = {}
     ranges: dict[str, int] = {}
-    blocks: dict[str, int] = {}
+    blocks_of: dict[str, int] = {}
     pairs: set[frozenset[str]] = set()
     for rule in rules(catalog, ep, direction):
         if rule.action is Action.LOG:
@@ -56,12 +58,13 @@ def candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, di
         for set_id in rule.src_ip_sets:
             usable[set_id] = usable.get(set_id, True) and rule.action is Action.ALLOW
             ranges[set_id] = ranges.get(set_id, 0) + max(1, len(rule.dst_ports))
-            blocks[set_id] = blocks.get(set_id, 0) + max(1, sum(len(port_blocks(p.first, p.last))
-                                                                for p in rule.dst_ports))
+            blocks_of[set_id] = blocks_of.get(set_id, 0) + max(1, sum(len(port_blocks(p.first, p.last))
+                                                                      for p in rule.dst_ports))
         pairs |= {frozenset((a, b)) for a in rule.src_ip_sets for b in rule.src_ip_sets if a < b}
         for set_id in (*rule.dst_ip_sets, *rule.not_src_ip_sets, *rule.not_dst_ip_sets, *rule.ip_port_set_ids()):
             usable[set_id] = False
     weights: dict[str, int] = {}
+    smaller: dict[str, tuple[int, int]] = {}
     for set_id, ok in usable.items():
         ipset = state.ipsets.get(set_id)
         if ok and not set_id.endswith(REST) and ipset is not None and ipset.type is not IPSetType.IP_AND_PORT \
@@ -71,23 +74,45 @@ def candidates(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, di
                 # a large set is a new content, and collapsing it again is most of that change)
                 weights[set_id] = len(ipset.members) * ranges[set_id]
                 continue
-            acl_rules = prefixes(frozenset(ipset.members)) * ranges[set_id]
-            if pays(acl_rules, len(ipset.members) * blocks[set_id]):
-                weights[set_id] = acl_rules
+            held = frozenset(ipset.members)
+            smaller[set_id] = (prefixes(held) * ranges[set_id], admitted(held, 4, FINEST)[0] * blocks_of[set_id])
+    weights.update(paying(smaller))
     heaviest = sorted(weights, key=lambda s: (-weights[s], s))[:MAX_CANDIDATES]
     return {s: weights[s] for s in heaviest}, pairs
 
 
+def paying(smaller: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """Of the sets below the threshold (set -> (ACL rules, admit sessions)), those that go in:
+    the cheapest first (fewest sessions per rule), as many as pay together (`pays`); set -> its
+    ACL rules. Together, because a set left in the ACL keeps its ports from every other set's gate
+    (docs/vpp-driver.md, "Which sets"): one that costs a few sessions more than its rules lets the
+    others' rules out on its ports."""
+    order = sorted(smaller, key=lambda s: (smaller[s][1] / max(1, smaller[s][0]), s))
+    taken: list[str] = []
+    acl_rules = sessions = 0
+    for set_id in order:
+        rules_of, sessions_of = smaller[set_id]
+        if sessions + sessions_of > acl_rules + rules_of:
+            break  # (in this order the running ratio only grows)
+        taken.append(set_id)
+        acl_rules, sessions = acl_rules + rules_of, sessions + sessions_of
+    return {s: smaller[s][0] for s in taken} if pays(acl_rules, sessions) else {}
+
+
 def pays(acl_rules: int, sessions: int) -> bool:
-    """Whether a set below the threshold goes to the classifier: when the ACL rules it takes out
-    of the list (one per aggregated prefix of its members and destination port range of its
-    rules) are at least the admit sessions it adds (one per member and destination-port block,
-    what P_i needs when it is not the whole drop region), and at least WORTH_A_GATE (below, a
-    chain's own cost - its tables, gap sessions, a classifier lookup on every packet - is not
-    worth it). A rule and a session cost about the same to write with the pipelined transport
-    (docs/vpp-driver.md, "Large IP sets"); at a tie the gate wins, since per packet its tables
-    are a few hash lookups while a set's rules crowd the ACL's TupleMerge entries. So a set of
-    scattered addresses on single ports goes, one whose members aggregate into prefixes stays."""
+    """Whether sets below the threshold go to the classifier: when the ACL rules they take out of
+    the list (per set, one per aggregated prefix of its members and destination port range of its
+    rules: what the compiler writes for it) are at least the admit sessions they add (per set, one
+    per block of its members and destination-port block: aggregate.py's blocks at its finest
+    ladder, /25 to /32, which tell a run of members in as many sessions as the compiler's
+    prefixes, up to a /25), and at least WORTH_A_GATE (below, a chain's own cost - its tables, gap
+    sessions, a classifier lookup on every packet - is not worth it). A rule and a session cost
+    about the same to write with the pipelined transport (docs/vpp-driver.md, "Large IP sets"); at
+    a tie the gate wins, since per packet its tables are a few hash lookups while a set's rules
+    crowd the ACL's TupleMerge entries. So scattered addresses and runs of pods on single ports
+    go; a set on a port range stays (one rule per prefix, several port blocks per block), and so
+    do members in prefixes longer than /25's blocks hold (a /24 of members: 1 rule, 2 sessions)
+    unless the others pay for them."""
     return acl_rules >= WORTH_A_GATE and sessions <= acl_rules
 
 
@@ -107,6 +132,23 @@ def with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]]) 
 def networks(state: DataplaneState, set_id: str, family: int) -> list[IPNetwork]:
     ipset = state.ipsets.get(set_id)
     return [] if ipset is None else [n for n in _parsed(frozenset(ipset.members)) if n.version == family]
+
+
+@functools.lru_cache(maxsize=4096)
+def admitted(members: frozenset[str], family: int, lengths: tuple[int, ...]) -> tuple[int, frozenset[int]]:
+    """The prefixes that admit these members of `family` (aggregate.py's blocks of the hosts at
+    `lengths`, and the members that are prefixes themselves): how many, and their lengths."""
+    w = width(family)
+    hosts: list[int] = []
+    own: set[IPNetwork] = set()
+    for n in _parsed(members):
+        if n.version == family:
+            if n.prefixlen == w:
+                hosts.append(int(n.network_address))
+            else:
+                own.add(n)
+    found = blocks(family, hosts, lengths)
+    return len(found) + len(own), frozenset({length for _, length in found} | {n.prefixlen for n in own})
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,0 +1,191 @@
+"""Admit sessions per block of members (classifier/aggregate.py, admits.py), on random member sets
+and changes: the blocks hold exactly the host members; the blocks kept through any sequence of
+adds and removes are those of the members from scratch; and on the emulator, before every write
+of a member change and after the last, the gated port admits only members of the old state or
+only members of the new one (never a mix), always every member of both, and at the end exactly
+the new members."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.vpp.helpers import Target, make_driver, state_of
+from vppagent.drivers.vpp.classifier.admits import inside
+from vppagent.drivers.vpp.classifier.aggregate import Aggregated, blocks, ladder
+from vppagent.drivers.vpp.classifier.layout import match_bytes, member_mask
+from vppagent.lab import builders as b
+from vppagent.state.diff import diff_states
+from vppagent.vppsim import Direction, Packet, VppSim
+
+BASE = int(ipaddress.ip_address("10.66.0.0"))
+SPACE = 256  # members are drawn from 10.66.0.0/24
+POD = "10.65.0.2"
+WRITES = ("classify_add_del_table", "classify_add_del_session", "output_acl_set_interface", "acl_add_replace",
+          "acl_del", "acl_interface_set_acl_list")
+
+
+def addresses(found: list[tuple[int, int]]) -> list[int]:
+    return [a for address, length in found for a in range(address, address + (1 << (32 - length)))]
+
+
+def random_hosts(rng: random.Random) -> set[int]:
+    """Runs and scattered addresses: some of every block length."""
+    out: set[int] = set()
+    for _ in range(rng.randrange(0, 6)):
+        start = rng.randrange(SPACE)
+        out |= {BASE + (start + i) % SPACE for i in range(rng.randrange(1, 100))}
+    out |= {BASE + rng.randrange(SPACE) for _ in range(rng.randrange(0, 20))}
+    return out
+
+
+@pytest.mark.parametrize("levels", [1, 2, 4, 8])
+def test_blocks_hold_exactly_the_members(levels: int) -> None:
+    rng = random.Random(levels)
+    lengths = ladder(4, levels)
+    for _ in range(200):
+        hosts = random_hosts(rng)
+        found = blocks(4, hosts, lengths)
+        held = addresses(found)
+        assert sorted(held) == sorted(hosts), "no non-member, no member missing, no address twice"
+        assert all(length in lengths and address % (1 << (32 - length)) == 0 for address, length in found)
+        # the coarsest block: no two blocks of one length make a full block of the next coarser length
+        assert len(found) <= len(hosts)
+        if levels == 8:  # every length from /25: as many as the collapse has prefixes, up to /25's
+            nets = ipaddress.collapse_addresses(ipaddress.ip_address(a) for a in hosts)
+            assert len(found) == sum(1 << max(0, 25 - n.prefixlen) for n in nets)
+
+
+@pytest.mark.parametrize("levels", [2, 8])
+def test_blocks_kept_through_changes_are_the_blocks_from_scratch(levels: int) -> None:
+    rng = random.Random(100 + levels)
+    lengths = ladder(4, levels)
+    kept = Aggregated(4, lengths)
+    held: set[int] = set()
+    current: set[tuple[int, int]] = set()
+    for _ in range(300):
+        added = {BASE + rng.randrange(SPACE) for _ in range(rng.randrange(0, 12))}
+        removed = set(rng.sample(sorted(held), min(len(held), rng.randrange(0, 12))))
+        if rng.random() < 0.1:  # a whole run at once
+            start = rng.randrange(SPACE)
+            added |= {BASE + (start + i) % SPACE for i in range(64)}
+        came, went = kept.update(sorted(added), sorted(removed))
+        held = (held - removed) | added
+        assert went <= current and not came & (current - went)
+        current = (current - went) | came
+        assert current == set(kept.all_blocks()) == set(blocks(4, held, lengths))
+
+
+# -- on the emulator: every write of a member change ------------------------------------------------
+
+
+def messages(members: Mapping[str, list[str]], two: bool) -> list[Any]:
+    """Set s allowed on tcp/80 (alone: P_s is the whole drop region, sessions on the source alone);
+    with `two`, set t also on tcp/80 and tcp/443, so P_s is a part of it (sessions with the port)."""
+    rules = [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s"])]
+    if two:
+        rules.append(b.rule("allow", protocol="tcp", dst_ports=[80, 443], src_ip_set_ids=["t"]))
+    return [
+        b.config({}),
+        b.ipset("s", members["s"], kind="net"),
+        b.ipset("t", members.get("t", ["10.67.0.1"]), kind="ip"),
+        b.policy("web", namespace="ns", inbound=rules),
+        b.workload("ns/web0", "cali0", ipv4=[f"{POD}/32"], tiers=[b.tier("default", ingress=["web"], namespace="ns")]),
+    ]
+
+
+@dataclass
+class Admitted:
+    """From inside the emulator, before each write: which addresses of the space reach tcp/80."""
+
+    sim: VppSim
+    interface: int
+    seen: list[frozenset[int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> frozenset[int]:
+        with self.sim.state.lock:
+            self.sim.state.acl.clear_sessions()
+            return frozenset(a for a in range(BASE, BASE + SPACE) if self.sim.evaluate(
+                self.interface, Direction.OUTPUT,
+                Packet.make(ipaddress.ip_address(a), ipaddress.ip_address(POD), 6, 40000, 80)).permitted)
+
+    def before_write(self) -> Callable[[Mapping[str, Any]], bool]:
+        def when(fields: Mapping[str, Any]) -> bool:
+            with self.lock:
+                self.seen.append(self.now())
+            return False  # never rejects
+        return when
+
+
+def hosts_of(members: list[str]) -> frozenset[int]:
+    out: set[int] = set()
+    for m in members:
+        net = ipaddress.ip_network(m)
+        out |= {int(a) for a in net if BASE <= int(a) < BASE + SPACE}
+    return frozenset(out)
+
+
+def drawn(rng: random.Random) -> list[str]:
+    members = [str(ipaddress.ip_address(a)) for a in random_hosts(rng)]
+    if rng.random() < 0.3:  # a member that is a prefix itself: admitted as it is
+        members.append(f"10.66.0.{rng.randrange(0, 256, 8)}/29")
+    return members or ["10.66.0.1"]
+
+
+@pytest.mark.parametrize("two", [False, True], ids=["source-only", "with-ports"])
+def test_every_write_of_a_member_change_admits_members_only(sim_target: Target, two: bool) -> None:
+    rng = random.Random(7 + two)
+    interface = sim_target.pod("ns/web0")
+    driver = make_driver(sim_target, classifier_min_members=1)
+    try:
+        members = drawn(rng)
+        state = state_of(messages({"s": members}, two))
+        assert driver.resync(state).ok
+        assert driver.status()["gated_lists"] == 1
+        probe = Admitted(sim_target.emulator, interface)
+        assert probe.now() == hosts_of(members)
+        for _ in range(12):
+            if rng.random() < 0.5:  # a few members come and go
+                kept = [m for m in members if rng.random() > 0.15]
+                members = sorted(set(kept) | {f"10.66.0.{rng.randrange(256)}" for _ in range(rng.randrange(1, 8))})
+            else:  # redrawn
+                members = drawn(rng)
+            new = state_of(messages({"s": members}, two))
+            old_hosts, new_hosts = probe.now(), hosts_of(members)
+            probe.seen = []
+            for message in WRITES:
+                sim_target.emulator.faults.reject(message, -1, when=probe.before_write())
+            try:
+                assert driver.apply(diff_states(state, new), new).ok
+            finally:
+                sim_target.emulator.faults.clear()
+            for at in [*probe.seen, probe.now()]:
+                assert old_hosts & new_hosts <= at, "a member of both states was not admitted"
+                assert at <= old_hosts or at <= new_hosts, "admitted what neither state admits alone"
+            assert probe.now() == new_hosts
+            state = new
+    finally:
+        driver.close()
+
+
+def test_a_block_splits_before_it_goes_and_merges_after_it_comes() -> None:
+    """The order of a chain's admit writes (chains.py `_narrow`, `_widen`) for a split and a merge,
+    read from admits.inside: the parts of a split block are inside the block; the blocks a merge
+    replaces are inside the new one."""
+    def session(text: str) -> tuple[bytes, bytes]:
+        net = ipaddress.ip_network(text)
+        return member_mask(4, net.prefixlen), match_bytes(4, src=net)
+
+    block = session("10.66.0.0/30")
+    parts = {session("10.66.0.0/31"), session("10.66.0.2/32")}
+    assert inside(parts, {block}) == parts
+    assert inside({block}, parts) == set(), "a block is inside no part"
+    assert inside({session("10.66.0.4/31")}, {block}) == set()
+    assert inside(parts | {session("10.66.1.0/32")}, {block}) == parts
