@@ -61,7 +61,7 @@ from vppagent.drivers.vpp.acl.lists import RESTRICT_EGRESS
 from vppagent.drivers.vpp.classifier.admits import members as admit_members
 from vppagent.drivers.vpp.classifier.admits import set_sessions
 from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, gated_lists
-from vppagent.drivers.vpp.classifier.memberwise import member_entries
+from vppagent.drivers.vpp.classifier.layout import LAYOUT
 from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.policy.cache import CompileCache
@@ -380,21 +380,39 @@ def _check_gated(args: argparse.Namespace, cat: Catalog, keys: list[WorkloadKey]
 
 
 def _chain(state: DataplaneState, gate: Gate, pkt: Packet) -> str:
+    """The chain's verdict from its admit sessions as the driver writes them (admits.py: blocks of
+    members) and its gap entries: a session matches when the packet's bytes under its mask equal
+    its match (classifier/layout.py), as VPP's classifier reads them."""
     family, src, dst = pkt.family, pkt.src, pkt.dst
+    proto_at, src_at, dst_at, dport_at, vectors = LAYOUT[family]
+    header = bytearray(vectors * 16)
+    header[proto_at] = pkt.proto
+    header[src_at:src_at + len(src.packed)] = src.packed
+    header[dst_at:dst_at + len(dst.packed)] = dst.packed
+    header[dport_at:dport_at + 2] = pkt.dst_port.to_bytes(2, "big")
+    packet = int.from_bytes(header, "big")
+    for mask, matches in _admits_by_mask(state, gate, family).items():
+        if (packet & mask).to_bytes(len(header), "big") in matches:
+            return "allow"
 
     def hits(e: GapEntry) -> bool:
         return e.proto == pkt.proto and dst in e.dst and (pkt.dst_port & e.dport_mask) == e.dport and src in e.src
 
-    for gated in gate.sets:  # admit tables: a member alone, or a member and an entry of its set's
-        worked_out = dict(gated.basis)  # (or the set's entries worked out for the member)
-        for member in cat_members(state, gated.set_id, family):
-            if src not in member:
-                continue
-            own = member_entries(family, worked_out[family], [member]) if family in worked_out else \
-                [e for e in gated.admits if e.family == family]
-            if family in gated.everywhere or any(hits(e) for e in own):
-                return "allow"
     return "deny" if any(hits(e) for e in gate.gaps if e.family == family) else "allow"  # gap tables, miss
+
+
+_admit_memo: dict[tuple[int, int, int], dict[int, set[bytes]]] = {}
+
+
+def _admits_by_mask(state: DataplaneState, gate: Gate, family: int) -> dict[int, set[bytes]]:
+    key = (id(state), id(gate), family)
+    if key not in _admit_memo:
+        found: dict[int, set[bytes]] = defaultdict(set)
+        for g in gate.sets:
+            for mask, match in set_sessions(g, family, admit_members(state, g.set_id, family)):
+                found[int.from_bytes(mask, "big")].add(match)
+        _admit_memo[key] = found
+    return _admit_memo[key]
 
 
 def cat_members(state: DataplaneState, set_id: str, family: int) -> list[IPNetwork]:

@@ -20,6 +20,7 @@ from tests.vpp.helpers import Target, make_driver, state_of
 from vppagent.drivers.vpp.classifier.admits import inside
 from vppagent.drivers.vpp.classifier.aggregate import Aggregated, blocks, ladder
 from vppagent.drivers.vpp.classifier.layout import match_bytes, member_mask
+from vppagent.drivers.vpp.classifier.source import admitted
 from vppagent.lab import builders as b
 from vppagent.state.diff import diff_states
 from vppagent.vppsim import Direction, Packet, VppSim
@@ -189,3 +190,22 @@ def test_a_block_splits_before_it_goes_and_merges_after_it_comes() -> None:
     assert inside({block}, parts) == set(), "a block is inside no part"
     assert inside({session("10.66.0.4/31")}, {block}) == set()
     assert inside(parts | {session("10.66.1.0/32")}, {block}) == parts
+
+
+def test_admitted_from_the_last_content_is_admitted_from_scratch() -> None:
+    """source.admitted works a set's new content out from its last one (by set id): the same
+    count and lengths as from nothing, through random changes with prefix members among them."""
+    rng = random.Random(3)
+    lengths = ladder(4, 8)
+    members: set[str] = set()
+    for round_ in range(100):
+        members -= set(rng.sample(sorted(members), min(len(members), rng.randrange(0, 10))))
+        members |= {f"10.66.0.{rng.randrange(256)}/32" for _ in range(rng.randrange(0, 15))}
+        if rng.random() < 0.2:
+            members.add(f"10.66.{rng.randrange(1, 4)}.0/{rng.choice((24, 28, 30))}")
+        content = frozenset(members)
+        assert admitted(content, 4, lengths, "s") == admitted(content, 4, lengths, f"fresh{round_}")
+        hosts = {int(ipaddress.ip_network(m).network_address) for m in members if m.endswith("/32")}
+        own = [m for m in members if not m.endswith("/32")]
+        found = blocks(4, hosts, lengths)
+        assert admitted(content, 4, lengths, "s")[0] == len(found) + len(own)

@@ -6,9 +6,9 @@ port range stays, and so does a list whose smaller sets are too few to be worth 
 
 from __future__ import annotations
 
-from tests.vpp.helpers import state_of, wkey
 import ipaddress
 
+from tests.vpp.helpers import state_of, wkey
 from vppagent.drivers.vpp.classifier.admits import members as members_of
 from vppagent.drivers.vpp.classifier.admits import set_sessions
 from vppagent.drivers.vpp.classifier.gate import gated_lists

@@ -18,6 +18,7 @@ looking only at the groups the changed members are in.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -99,10 +100,11 @@ class Aggregated:
 
     def __init__(self, family: int, lengths: tuple[int, ...]) -> None:
         self.w = width(family)
-        self.lengths = lengths
+        self.ladder = lengths
         self.shift = self.w - lengths[-1]
         self.groups: dict[int, set[int]] = {}
         self.blocks: dict[int, list[Block]] = {}  # group -> its blocks
+        self.lengths: Counter[int] = Counter()  # block length -> how many blocks have it
 
     def update(self, added: Iterable[int], removed: Iterable[int]) -> tuple[set[Block], set[Block]]:
         """Hosts added and removed; the blocks that came and that went."""
@@ -124,14 +126,22 @@ class Aggregated:
         for group in touched:
             before = set(self.blocks.pop(group, ()))
             held = self.groups[group]
-            now = set(group_blocks(self.w, group << self.shift, held, self.lengths)) if held else set()
+            now = set(group_blocks(self.w, group << self.shift, held, self.ladder)) if held else set()
             if held:
                 self.blocks[group] = list(now)
             else:
                 del self.groups[group]
             came |= now - before
             went |= before - now
+        self.lengths.update(length for _, length in came)
+        self.lengths.subtract(length for _, length in went)
         return came, went
+
+    def count(self) -> int:
+        return sum(self.lengths.values())
+
+    def used(self) -> frozenset[int]:
+        return frozenset(length for length, n in self.lengths.items() if n)
 
     def all_blocks(self) -> list[Block]:
         return [b for found in self.blocks.values() for b in found]

@@ -201,8 +201,8 @@ def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, 
     ipset = state.ipsets.get(gated.set_id)
     held: frozenset[str] = frozenset() if ipset is None else frozenset(ipset.members)
     families = {e.family for e in gated.admits} | {f for f, _ in gated.basis} | set(gated.everywhere)
-    lengths = {f: admitted(held, f, set_ladder(gated, f, MAX_PERMIT_TABLES))[1] if f in families else frozenset()
-               for f in (4, 6)}
+    lengths = {f: admitted(held, f, set_ladder(gated, f, MAX_PERMIT_TABLES), gated.set_id)[1]
+               if f in families else frozenset() for f in (4, 6)}
     for f, _ in gated.basis:  # a block cut below it is admitted member by member (admits.py)
         lengths[f] |= {32 if f == 4 else 128} if lengths[f] else set()
     shapes = {(e.family, max(n, e.src.prefixlen), e.dst.prefixlen, e.dport_mask)
