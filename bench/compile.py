@@ -271,6 +271,9 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
     cat = Catalog(state)
     cache = CompileCache()
     ingress, egress, sessions, gaps, tables, sets, times = [], [], [], [], [], [], []
+    admit_tables: list[int] = []  # a lookup per packet each (a packet no session admits: every one)
+    writes: list[int] = []  # cold writes per ingress list: ACL rules, and the chain's sessions and tables
+    ungated_rules: list[int] = []  # the same list ungated (restricted)
     unrestricted: list[int] = []
     gates: dict[WorkloadKey, tuple[CompiledList, Gate]] = {}
     for key in keys:
@@ -282,8 +285,10 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
         times.append(_clock() - start)
         egress.append(len(restrict(lists[(key, "egress")], ep, Direction.EGRESS).rules) if RESTRICT_EGRESS
                       else len(lists[(key, "egress")].rules))
+        ungated_rules.append(len(restrict(lists[(key, "ingress")], ep, Direction.INGRESS).rules))
         if gated is None:
             ingress.append(len(restrict(ungated, ep, Direction.INGRESS).rules))
+            writes.append(ingress[-1])
             sets.append(0)
             continue
         universe, gate = gated
@@ -295,16 +300,22 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
                   for f in gate.families()]
         sessions.append(sum(len(a) for a in admits))
         gaps.append(len(gate.gaps))
-        tables.append(sum(len({m for m, _ in a}) for a in admits) + len({g.shape for g in gate.gaps}))
+        admit_tables.append(sum(len({m for m, _ in a}) for a in admits))
+        tables.append(admit_tables[-1] + len({g.shape for g in gate.gaps}))
         sets.append(len(gate.sets))
+        writes.append(ingress[-1] + sessions[-1] + gaps[-1] + tables[-1])
     both = ingress + egress
     print(f"  {label}: {len(gates)} of {len(keys)} ingress lists gated, "
           f"{statistics.mean(sets):.1f} sets per list; ms per ingress list {_spread(times, 1000, 1)}")
     print(f"    rules per ACL list as written (restricted): ingress {_spread(ingress)}, egress "
           f"{statistics.mean(egress):.0f}, all lists {_spread(both)}")
+    print(f"    cold writes per ingress list (ACL rules, and admit and gap sessions and tables where gated): "
+          f"{_spread(writes)}, against {_spread(ungated_rules)} ACL rules ungated "
+          f"({statistics.mean(writes) / statistics.mean(ungated_rules):.2f}x)")
     if gates:
         print(f"    per gate: admit sessions {_spread(sessions)}, gap sessions {statistics.mean(gaps):.0f} "
-              f"(max {max(gaps)}), classifier tables {statistics.mean(tables):.1f} (max {max(tables)}); "
+              f"(max {max(gaps)}), classifier tables {statistics.mean(tables):.1f} (max {max(tables)}; admit "
+              f"tables {statistics.mean(admit_tables):.1f}, max {max(admit_tables)}); "
               f"gated ingress lists: L_U {statistics.mean(unrestricted):.0f} rules, restricted "
               f"{statistics.mean(ingress[i] for i, n in enumerate(sets) if n):.0f}")
 
