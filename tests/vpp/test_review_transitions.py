@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from tests.vpp.helpers import FakePlumbing, Target, make_driver, pod_spec, state_of, tables_but_guards
 from tests.vpp.test_classifier import MEMBERS, established
 from tests.vpp.test_classifier import PODS as GATED_PODS
@@ -223,6 +225,8 @@ RULES = {  # policy name -> its tcp rules (every policy also allows udp/53 from 
                  b.rule("allow", protocol="tcp", dst_ports=[80, 443], src_ip_set_ids=["s:a"])],
     "web-ba": [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:b"]),
                b.rule("allow", protocol="tcp", dst_ports=[443], src_ip_set_ids=["s:a"])],
+    "web-0a": [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s:0"]),  # web-ba, its gate
+               b.rule("allow", protocol="tcp", dst_ports=[443], src_ip_set_ids=["s:a"])],  # before web-deny's
     "any80": [b.rule("allow", protocol="tcp", dst_ports=[80])],
     "any443": [b.rule("allow", protocol="tcp", dst_ports=[443])],
     "any8080": [b.rule("allow", protocol="tcp", dst_ports=[8080])],
@@ -230,10 +234,11 @@ RULES = {  # policy name -> its tcp rules (every policy also allows udp/53 from 
 
 
 def built(policies: Mapping[str, str], set_a: list[str] = SET_A) -> DataplaneState:
-    """Sets A (`set_a`) and B of test_classifier_transitions.py (gated), "s:small" (too small to
-    be), the policies of RULES, and the pods on the policies `policies` names."""
+    """Sets A (`set_a`) and B of test_classifier_transitions.py (gated; "s:0" is B again), "s:small"
+    (too small to be), the policies of RULES, and the pods on the policies `policies` names."""
     return state_of([
         b.config({}), b.ipset("s:a", set_a, kind="ip"), b.ipset("s:b", SET_B, kind="ip"),
+        b.ipset("s:0", SET_B, kind="ip"),
         b.ipset("s:small", [A_ONLY[0], B_ONLY[0]], kind="ip"),
         *[b.policy(name, namespace="ns", inbound=[*rules, b.rule("allow", protocol="udp", dst_ports=[53])])
           for name, rules in RULES.items()],
@@ -348,17 +353,19 @@ def test_an_adopted_chain_on_an_unsettled_interface_is_not_deleted_under_it(sim_
         second.close()
 
 
-def test_adoption_does_not_give_a_settled_interfaces_chain_to_another_gate(sim_target: Target) -> None:
-    """Both pods share gate "web-deny"'s chain (gaps tcp/80 and tcp/443). web1 moves to "web-ba"
+@pytest.mark.parametrize("moved_to", ["web-0a", "web-ba"])
+def test_adoption_does_not_give_a_settled_interfaces_chain_to_another_gate(sim_target: Target, moved_to: str) -> None:
+    """Both pods share gate "web-deny"'s chain (gaps tcp/80 and tcp/443). web1 moves to "web-0a"
     (the same gaps, other admits): its exact list is bound first, then VPP refuses the new chain's
     first table, so web1 stays on the shared chain with its exact list. The agent restarts.
-    Adoption goes through the gates in `_gate_order` and gives the shared chain to web-ba (its gaps
-    hold web-ba's), not to web-deny, whose settled user web0 is on it: web0 gets a new chain whose
-    attach VPP ignores (one output table per family), and the shared chain, still on web0 under
-    L_U(web-deny), is widened to web-ba: set B's members reach web0 on tcp/80."""
+    Adoption goes through the gates in `gate_order` (web-0a's first) and gave the shared chain to
+    web-0a (its gaps hold web-0a's), not to web-deny, whose settled user web0 is on it: web0 got a
+    new chain whose attach VPP ignores (one output table per family), and the shared chain, still on
+    web0 under L_U(web-deny), was widened to web-0a: set B's members reached web0 on tcp/80.
+    "web-ba" is the same policy with its gate after web-deny's."""
     interfaces = {p: sim_target.pod(p) for p in PODS}
     old = built({p: "web-deny" for p in PODS})
-    new = built({"ns/web0": "web-deny", "ns/web1": "web-ba"})
+    new = built({"ns/web0": "web-deny", "ns/web1": moved_to})
     first = driver(sim_target)
     assert first.resync(old).ok
 

@@ -3,11 +3,13 @@ one object kind after the other, each compared by its own pure plan and then wri
 
     source guards       guard/guards.py       prepare (each pod's guard before its egress ACL;
                                               sources it loses go now, new ones wait)
-    classifier chains   classifier/chains.py  adopt (after a read-back); an interface that must change
-                                              chain, or whose gaps shrink, gets its exact list first
-                                              (on another ACL index where it may hold L_U: that
-                                              clears its reflect sessions); prepare (chains
-                                              narrowed, members, attachments before ACLs widen)
+    classifier chains   classifier/adopt.py   adopt (after a read-back)
+                        converge.py           an interface that must change chain, or whose gaps
+                                              shrink, gets its exact list first (on another ACL
+                                              index where it may hold L_U: that clears its
+                                              reflect sessions): `_bind_exact_first`
+                        classifier/chains.py  prepare (chains narrowed, members, attachments
+                                              before ACLs widen)
     ACLs and bindings   acl/plan.py -> acl/apply.py (interfaces leaving a gate: another index)
     source guards       guard/guards.py       widen (new sources, where the lists were written)
     classifier chains   classifier/chains.py  finish (widen to the target where every user has its
@@ -34,6 +36,7 @@ from vppagent.drivers.vpp.acl.plan import Wanted, plan_all, plan_some
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent
+from vppagent.drivers.vpp.classifier.adopt import adopt
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.desired import build_desired
 from vppagent.drivers.vpp.failures import Failures, Owner
@@ -83,13 +86,14 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
         & set(programmed.interfaces)
     refused: set[int] = set()
     try:
-        classifier.adopt(gates, state, settled=settled, candidates=candidates)
+        adopt(classifier, gates, state, settled=settled, candidates=candidates)
         # Interfaces changing chain, and gated ones whose gaps shrink, get their exact list first, on
         # another ACL index where they may hold L_U (`clears`: VPP then drops their reflect sessions).
         clears = classifier.clears(gates)
-        narrowed = _narrow(calls, programmed, state, compiler, classifier.moves(gates).swaps | (clears & gates.keys()),
-                           clears, desired.owners, failed)
-        refused = classifier.prepare(gates, state, settled=settled, narrowed=narrowed)
+        exact_bound = _bind_exact_first(calls, programmed, state, compiler,
+                                        classifier.moves(gates).swaps | (clears & gates.keys()), clears,
+                                        desired.owners, failed)
+        refused = classifier.prepare(gates, state, settled=settled, exact_bound=exact_bound)
     except ApiRefused as exc:
         # Without its chain a gated interface must not get L_U: its ingress keeps what it had and
         # it fails (status "error", retried), the rest of the convergence goes on.
@@ -104,7 +108,7 @@ def converge(calls: VppCalls, programmed: Programmed, state: DataplaneState, com
         if ifx in desired.owners:
             failed.setdefault(desired.owners[ifx], f"interface {ifx}: gate change not made (its exact ingress "
                                                    "list could not be bound first)")
-    # Those left to clear (leaving the gate, or not narrowed above) move to another ACL index now,
+    # Those left to clear (leaving the gate, or whose exact list was not bound above) move to another ACL index now,
     # before `finish` lets their chain stop dropping.
     rebind = frozenset(classifier.clears(gates))
     for owner, reason in apply_plan(calls, programmed, desired.owners,
@@ -148,7 +152,7 @@ def _guard(guards: SourceGuards, wanted_guards: dict[int, WorkloadEndpoint], pro
         wanted[ifx] = (DENY_ALL, wanted.get(ifx, (None, None))[1])
 
 
-def _narrow(calls: VppCalls, programmed: Programmed, state: DataplaneState, compiler: ListCompiler,
+def _bind_exact_first(calls: VppCalls, programmed: Programmed, state: DataplaneState, compiler: ListCompiler,
             movers: AbstractSet[int], clears: AbstractSet[int], owners: dict[int, Owner],
             failed: Failures) -> set[int]:
     """Interfaces that must change classifier chain, or whose gaps shrink, get their exact

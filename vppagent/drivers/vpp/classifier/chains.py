@@ -1,6 +1,6 @@
 """Classifier chains for gated lists (gate.py): building them, moving them from gate to gate in
-place, keeping their members current, attaching them, adopting ours after a restart, deleting
-stale ones.
+place, keeping their members current, attaching them, deleting stale ones. Adopting ours after a
+restart is adopt.py's.
 
 A chain is shared by the interfaces attached to it and converges to one gate (its target):
 
@@ -17,59 +17,33 @@ it moves to gate G1, the chain itself moves (in place, no new tables unless a ma
     (ACLs)   L_U1 bound where L_U0 was
     finish   add G1's admits, delete gaps G1 has not, drop tables left empty  -> exactly G1's
 
-Every step only narrows the chain until all its users want its target and have that gate's L_U
-bound (`acl_gate`), and only then widens it to that target. An interface that must change chain
-(its chain stays with other users, or it joins another) cannot do so atomically (VPP's output
-attach is a no-op while a table is attached), so `moves` names those and converge.py binds their
-exact (ungated) list first; `prepare` refuses to move one that is not narrowed. `clears` names the
-interfaces whose ACL must move to another index (VPP then drops their reflect sessions) before
-their chain stops dropping part of their L_U's gaps: a non-member's session left there would pass.
-
-After a read-back (read.py) `adopt` takes, per (gate, family), the chains of ours holding exactly
-the gate's content, else the one whose gaps hold the gate's with the fewest more, and infers output
-attachments from the bound ACLs only where exactly one chain read back holds the gate's gaps; an
-interface it cannot place is `unknown` and moves like a swap, and no chain of its family widens;
-the rules and why they are safe: docs/vpp-driver.md, "Restarts and adoption".
-
-(Over 400 lines: building, moving, adopting and attaching all change the same records, the chains
-and who is on them, and each needs the others' invariants; split, they would share private state.)
+Every step narrows the chain (`_narrow`: it drops more) until all its users want its target and
+have that gate's L_U bound (`acl_gate`), and only then widens it to that target (`_widen`). An
+interface that must change chain (its chain stays with other users, or it joins another) cannot
+do so atomically (VPP's output attach is a no-op while a table is attached), so `moves` names
+those and converge.py binds their exact (ungated) list first; `prepare` refuses to move one whose
+exact list is not bound. `clears` names the interfaces whose ACL must move to another index (VPP
+then drops their reflect sessions) before their chain stops dropping part of their L_U's gaps: a
+non-member's session left there would pass.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vppagent.drivers.vpp.api.calls import VppCalls
-from vppagent.drivers.vpp.api.errors import NO_INDEX
-from vppagent.drivers.vpp.api.types import SessionWrite
 from vppagent.drivers.vpp.classifier.admits import AdmitSessions, Session, inside
-from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate
-from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT, mask_net, match_bytes
+from vppagent.drivers.vpp.classifier.chain import Chain, ChainWriter
+from vppagent.drivers.vpp.classifier.gaps import gap_sessions, gaps_within, gate_order
+from vppagent.drivers.vpp.classifier.gate import Gate
 from vppagent.drivers.vpp.classifier.read import FoundChain, read_chains
-from vppagent.policy.model import IPNetwork
 from vppagent.state.model import DataplaneState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Chain:
-    family: int
-    gate: Gate  # the gate it converges to
-    tables: list[int]  # head first: admit tables, then gap tables
-    masks: dict[int, bytes]  # table -> mask
-    admit_tables: dict[bytes, int]  # mask -> table
-    gap_tables: dict[bytes, int]
-    sessions: set[Session] = field(default_factory=set)  # admit sessions held
-    gaps: set[Session] = field(default_factory=set)  # gap sessions held
-
-    @property
-    def head(self) -> int:
-        return self.tables[0]
 
 
 @dataclass
@@ -92,7 +66,7 @@ class ClassifierChains:
         self.acl_gate: dict[int, Gate | None] = {}
         self.found: list[FoundChain] | None = None  # read back from VPP, adopted by the next `adopt`
         self.stale: list[Chain | FoundChain] = []  # ours, adopted by nobody: detached, deleted in finish
-        self.loose: list[int] = []  # tables made but in no chain yet (a refused write): deleted in finish
+        self.writer = ChainWriter(calls)  # its `loose` tables are deleted in finish
         # after a read-back: interface -> families where a chain of ours may be on it, unknown which
         self.unknown: dict[int, set[int]] = {}
         self._admits = AdmitSessions()  # per (gated set, family): the members last seen, their sessions
@@ -104,7 +78,7 @@ class ClassifierChains:
 
     def reread(self) -> None:
         """After a fresh read of VPP: keep what this driver knows while its tables are all there;
-        otherwise (VPP restarted, or a new driver) read our chains back for `adopt`.
+        otherwise (VPP restarted, or a new driver) read our chains back for `adopt.adopt`.
         A driver that knows no chain and has read back since it connected reads nothing: every
         table VPP lists would be read (the source guards' too: three per pod) on every resync."""
         if self.chains:
@@ -119,77 +93,24 @@ class ClassifierChains:
         self.gate_of.clear()
         self.acl_gate.clear()
         self.unknown.clear()
-        self.loose = []
+        self.writer.loose = []
         self.stale = []  # indices of the VPP that went: in a new one they may be anyone's tables
         self.found = read_chains(self.calls)
         self._read_since_connect = True
-
-    # -- after a read-back -------------------------------------------------------------------------
-    def adopt(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int],
-              candidates: AbstractSet[int]) -> None:
-        """Take over what `reread` found. `settled`: interfaces whose bound output ACL already has
-        its desired content; `candidates`: every interface a chain of ours may be attached to."""
-        if self.found is None:
-            return
-        found, self.found = self.found, None
-        adopted: dict[tuple[Gate, int], list[Chain]] = defaultdict(list)
-        # (gate, family) -> how many chains read back hold its gaps: an interface with that gate's L_U
-        # bound may be on any of them (a chain only narrows below its users' gate), so an attachment
-        # is inferred only where there is exactly one.
-        holding: dict[tuple[Gate, int], int] = {}
-        taken: set[int] = set()
-        for gate in sorted(set(gates.values()), key=_gate_order):
-            for family in gate.families():
-                gaps = gap_sessions(gate, family)
-                holding[(gate, family)] = sum(1 for c in found if c.family == family and c.gaps >= gaps)
-                matching = [c for c in found if c.family == family and c.gaps >= gaps
-                            and not taken & set(c.tables)]  # (walks sharing tables: one is adopted)
-                if not matching:
-                    continue
-                wanted = self._wanted(state, gate, family)
-                same = [c for c in matching if c.gaps == gaps and c.sessions == wanted]  # copies: every one
-                for best in same or [min(matching, key=lambda c: (len(c.gaps - gaps), len(c.sessions ^ wanted),
-                                                                    c.head))]:
-                    found.remove(best)
-                    taken.update(best.tables)
-                    chain = Chain(family, gate, list(best.tables), dict(best.masks), dict(best.admit_tables),
-                                  dict(best.gap_tables), set(best.sessions), set(best.gaps))
-                    self.chains[chain.head] = chain
-                    adopted[(gate, family)].append(chain)
-        self.stale += found
-        for sw_if_index in sorted(candidates | set(gates)):
-            wants = gates.get(sw_if_index)
-            self.acl_gate[sw_if_index] = wants if sw_if_index in settled else None
-            if sw_if_index in settled and wants is None:
-                del self.acl_gate[sw_if_index]  # its exact list: no L_U
-            for family in (4, 6):
-                mine = adopted.get((wants, family), []) if wants is not None else []
-                needs = wants is not None and family in wants.families()
-                sure = wants is not None and len(mine) == 1 and holding.get((wants, family)) == 1
-                if sw_if_index in settled and (sure or not needs):
-                    if needs:
-                        self.attached.setdefault(sw_if_index, {})[family] = mine[0].head  # L_U bound: chain on
-                    for left in found:  # a stale one is on no interface with its desired list: probed off
-                        if left.family == family and self._detach_if_attached(sw_if_index, family, left.head):
-                            log.info("classifier: stale chain %d was on interface %d", left.head, sw_if_index)
-                else:  # on one of ours or none: found out once its list allows (`moves`, `finish`)
-                    self.unknown.setdefault(sw_if_index, set()).add(family)
-        if found:
-            log.info("classifier: %d stale chain(s) of ours, to be detached and deleted", len(found))
 
     def _probe_off(self, sw_if_index: int, family: int) -> None:
         """Whichever chain of ours is on the interface in `family` comes off (a detach naming each
         head: VPP refuses all but the attached one): only where its list needs no chain now."""
         heads = {c.head for c in [*self.chains.values(), *self.stale] if c.family == family}
         for head in sorted(heads):
-            self._detach_if_attached(sw_if_index, family, head)
+            self.detach_if_attached(sw_if_index, family, head)
         self.attached.get(sw_if_index, {}).pop(family, None)
         families = self.unknown.get(sw_if_index, set())
         families.discard(family)
         if not families:
             self.unknown.pop(sw_if_index, None)
 
-    def _detach_if_attached(self, sw_if_index: int, family: int, head: int) -> bool:
+    def detach_if_attached(self, sw_if_index: int, family: int, head: int) -> bool:
         """A detach naming `head`: VPP refuses it (NO_SUCH_TABLE) unless that table is attached."""
         return self.calls.output_table(sw_if_index, family, head, add=False, not_attached_ok=True,
                                        what=f"classifier {head} off interface {sw_if_index}")
@@ -205,7 +126,7 @@ class ClassifierChains:
                 counts = Counter(wants[ifx] for ifx in users if ifx in wants)
                 if counts:
                     own = self.chains[head].gate
-                    out.retarget[head] = min(counts, key=lambda g: (-counts[g], g != own, _gate_order(g)))
+                    out.retarget[head] = min(counts, key=lambda g: (-counts[g], g != own, gate_order(g)))
             for ifx, gate in wants.items():
                 on = self.attached.get(ifx, {}).get(family)
                 if on is None or out.retarget.get(on) != gate:
@@ -244,13 +165,14 @@ class ClassifierChains:
 
     # -- before the ACLs change --------------------------------------------------------------------
     def prepare(self, gates: Mapping[int, Gate], state: DataplaneState, *, settled: AbstractSet[int] = frozenset(),
-                narrowed: AbstractSet[int] = frozenset()) -> set[int]:
+                exact_bound: AbstractSet[int] = frozenset()) -> set[int]:
         """Chains narrowed to below old and new target, member changes made where no gate changes,
         interfaces attached to the chain of their gate. `settled`: interfaces whose bound output ACL
-        already is their desired list; `narrowed`: interfaces whose exact list converge.py just
-        bound. Returns the interfaces that must change chain but were not narrowed (left as they are)."""
+        already is their desired list; `exact_bound`: interfaces whose exact list converge.py just
+        bound. Returns the interfaces that must change chain but have no exact list bound (left as
+        they are)."""
         self._bound(gates, settled)
-        for ifx in narrowed:
+        for ifx in exact_bound:
             self.acl_gate.pop(ifx, None)
         plan = self.moves(gates)
         for head, gate in plan.retarget.items():
@@ -258,13 +180,13 @@ class ClassifierChains:
         for chain in sorted(self.chains.values(), key=lambda c: c.head):
             if head_users := self._users(chain.family).get(chain.head):
                 self._narrow(chain, state)
-                # (a user narrowed just now had its sessions cleared by that bind: its chain widens in
+                # (a user given its exact list just now had its sessions cleared by that bind: its chain widens in
                 # `finish`, after the ACLs, which gives VPP's asynchronous session cleaner the time)
-                if self._users_at_target(chain, head_users, gates) and not narrowed & set(head_users):
+                if self._users_at_target(chain, head_users, gates) and not exact_bound & set(head_users):
                     self._widen(chain, state)
         refused = set()
-        for (ifx, family), gate in sorted(plan.moves.items(), key=lambda m: (m[0], _gate_order(m[1]))):
-            if ifx in plan.swaps and ifx not in narrowed:
+        for (ifx, family), gate in sorted(plan.moves.items(), key=lambda m: (m[0], gate_order(m[1]))):
+            if ifx in plan.swaps and ifx not in exact_bound:
                 refused.add(ifx)
                 continue
             if family in self.unknown.get(ifx, ()):
@@ -285,7 +207,9 @@ class ClassifierChains:
                     if not any(family in families for families in self.unknown.values()):
                         self._widen(chain, state)  # (else an interface not known may be on it: finish)
                 return chain
-        return self._build(gate, family, state)
+        chain = self.writer.build(gate, family, self.wanted(state, gate, family), gap_sessions(gate, family))
+        self.chains[chain.head] = chain
+        return chain
 
     def _users_at_target(self, chain: Chain, users: Iterable[int], gates: Mapping[int, Gate]) -> bool:
         """Whether every user wants the chain's target and its bound output ACL is an L_U of that
@@ -302,10 +226,22 @@ class ClassifierChains:
         interfaces that no longer want them once their ACL holds no L_U, chains whose users all
         have their target's L_U widen to it, and chains nobody uses are deleted."""
         self._bound(gates, settled)
+        self._probe_off_unknown(gates)
+        self._detach_unwanted(gates)
+        used = self._widen_ready(gates, state)
+        self._retire_unused(used)
+        self._delete_stale()
+
+    def _probe_off_unknown(self, gates: Mapping[int, Gate]) -> None:
+        """An interface not known to be on a chain, which needs none now, gets a detach naming each."""
         for ifx, unknown in list(self.unknown.items()):
             for family in sorted(unknown):
                 if (ifx not in gates or family not in gates[ifx].families()) and not self._may_need(ifx, family):
                     self._probe_off(ifx, family)
+
+    def _detach_unwanted(self, gates: Mapping[int, Gate]) -> None:
+        """A chain comes off an interface whose gate no longer has its family, once its list holds no
+        L_U that may need it."""
         for ifx, heads in list(self.attached.items()):
             families = gates[ifx].families() if ifx in gates else []
             keep = {f: h for f, h in heads.items() if f in families or self._may_need(ifx, f)}
@@ -313,19 +249,31 @@ class ClassifierChains:
                 self._attach(ifx, keep)
             if not keep:
                 self.gate_of.pop(ifx, None)
+
+    def _widen_ready(self, gates: Mapping[int, Gate], state: DataplaneState) -> set[int]:
+        """Chains whose users all have their target's L_U widen to it. Returns the heads in use."""
         used = set()
         for family in (4, 6):
             for head, users in self._users(family).items():
                 used.add(head)
                 if self._users_at_target(self.chains[head], users, gates):
                     self._widen(self.chains[head], state)
-        # Unused chains become stale before any delete: a refused one stays in `stale` for the next pass.
+        return used
+
+    def _retire_unused(self, used: AbstractSet[int]) -> None:
+        """Chains nobody uses become stale before any delete: one whose delete VPP refuses stays
+        there for the next pass. Their sets' member memos go with them."""
         self.stale += [self.chains.pop(h) for h in [h for h in self.chains if h not in used]]
         live = {(g, c.family) for c in self.chains.values() for g in c.gate.sets}
         self._admits.keep_only(live)
+
+    def _delete_stale(self) -> None:
+        """Stale chains are deleted table by table (a table leaves the books once VPP deleted it),
+        except in a family where an interface is unknown (the chain may be on it), and tables made
+        but never linked."""
         unknown = {f for families in self.unknown.values() for f in families}
         kept = {t for c in self.chains.values() for t in c.tables}  # (a stale walk may share a live tail)
-        for chain in [c for c in self.stale if c.family not in unknown]:  # (else it may be on an interface)
+        for chain in [c for c in self.stale if c.family not in unknown]:
             while chain.tables:
                 table = chain.tables[0]
                 if table not in kept:
@@ -333,9 +281,9 @@ class ClassifierChains:
                     kept.add(table)  # (another stale walk may share it: deleted once)
                 chain.tables.pop(0)
             self.stale.remove(chain)
-        while self.loose:
-            self.calls.classify_table_del(self.loose[0])
-            self.loose.pop(0)
+        while self.writer.loose:
+            self.calls.classify_table_del(self.writer.loose[0])
+            self.writer.loose.pop(0)
 
     def _bound(self, gates: Mapping[int, Gate], settled: AbstractSet[int]) -> None:
         """`settled` interfaces have their desired list bound: L_U of their gate, or exact."""
@@ -360,7 +308,7 @@ class ClassifierChains:
             for head, users in self._users(family).items():
                 chain = self.chains[head]
                 if (chain.gaps != gap_sessions(chain.gate, family)
-                        or chain.sessions != self._wanted(state, chain.gate, family)):
+                        or chain.sessions != self.wanted(state, chain.gate, family)):
                     out.update(dict.fromkeys(users, chain.gate))
         return out
 
@@ -377,7 +325,7 @@ class ClassifierChains:
         self.unknown.pop(sw_if_index, None)
 
     # -- content -----------------------------------------------------------------------------------
-    def _wanted(self, state: DataplaneState, gate: Gate, family: int) -> set[Session]:
+    def wanted(self, state: DataplaneState, gate: Gate, family: int) -> set[Session]:
         """The admit sessions for the current members (admits.py: a member change costs what the
         blocks it touches need)."""
         return self._admits.wanted(state, gate, family)
@@ -388,113 +336,20 @@ class ClassifierChains:
         block splits (a member left it) its parts come first, inside the block it still holds, and
         where blocks merge the old ones stay, inside the new one, until `_widen` adds it: no
         member is unadmitted on the way."""
-        wanted = self._wanted(state, chain.gate, chain.family)
-        self._add(chain, gap_sessions(chain.gate, chain.family) - chain.gaps, gap=True)
-        self._add(chain, inside(wanted - chain.sessions, chain.sessions), gap=False)
+        wanted = self.wanted(state, chain.gate, chain.family)
+        self.writer.add(chain, gap_sessions(chain.gate, chain.family) - chain.gaps, gap=True)
+        self.writer.add(chain, inside(wanted - chain.sessions, chain.sessions), gap=False)
         held = chain.sessions - wanted
-        self._delete(chain, held - inside(held, wanted), gap=False)
+        self.writer.delete(chain, held - inside(held, wanted), gap=False)
 
     def _widen(self, chain: Chain, state: DataplaneState) -> None:
         """The rest of the way to its target: admits added, then those inside them deleted, gaps
         deleted, tables left empty unlinked and deleted."""
-        wanted = self._wanted(state, chain.gate, chain.family)
-        self._add(chain, wanted - chain.sessions, gap=False)
-        self._delete(chain, chain.sessions - wanted, gap=False)
-        self._delete(chain, chain.gaps - gap_sessions(chain.gate, chain.family), gap=True)
-        self._drop_empty_tables(chain)
-
-    # -- tables and sessions -----------------------------------------------------------------------
-    def _build(self, gate: Gate, family: int, state: DataplaneState) -> Chain:
-        """A new chain with its target's content, back to front (each table knows its next)."""
-        admits, gaps = self._wanted(state, gate, family), gap_sessions(gate, family)
-        by_admit, by_gap = _by_mask(admits), _by_mask(gaps)
-        chain = Chain(family, gate, [], {}, {}, {})
-        following = NO_INDEX
-        layers = [(m, by_gap[m], True) for m in sorted(by_gap, reverse=True)]
-        layers += [(m, by_admit.get(m, []), False) for m in (sorted(by_admit) or [_first_mask(gate, family)])]
-        for mask, matches, gap in layers:
-            table = self._new_table(mask, following, len(matches) if gap else max(1024, 2 * len(matches)))
-            self._sessions([(table, match) for match in matches], DROP if gap else PERMIT)
-            (chain.gap_tables if gap else chain.admit_tables)[mask] = table
-            (chain.gaps if gap else chain.sessions).update((mask, m) for m in matches)
-            chain.tables.insert(0, table)
-            chain.masks[table] = mask
-            following = table
-        self.loose = [t for t in self.loose if t not in chain.masks]
-        self.chains[chain.head] = chain
-        return chain
-
-    def _new_table(self, mask: bytes, following: int, entries: int) -> int:
-        table = self.calls.classify_table_add(mask=mask, next_table=following, miss_next=PERMIT,
-                                              nbuckets=max(2, 1 << max(entries - 1, 1).bit_length()),
-                                              memory_size=max(1 << 20, entries * 64 * 16))
-        self.loose.append(table)  # until it is linked into a chain
-        return table
-
-    def _repoint(self, chain: Chain, table: int, following: int) -> None:
-        """VPP's classify_add_del_table with is_add and an existing index changes only its next table."""
-        self.calls.classify_table_add(mask=chain.masks[table], next_table=following, miss_next=PERMIT, nbuckets=2,
-                                      memory_size=1 << 20, index=table, what=f"classifier table {table} re-pointed")
-
-    def _sessions(self, items: list[tuple[int, bytes]], hit: int, *, add: bool = True,
-                  done: Callable[[int, bytes], None] | None = None) -> None:
-        """One ordered step: the sessions (table, match) written in one pipeline, replies awaited;
-        `done` is told of each one VPP did; then the first refusal, if any, is raised."""
-        if not items:
-            return
-        outcomes = self.calls.batches.classify_sessions_write([SessionWrite(t, m, hit, OUR_OPAQUE, add)
-                                                               for t, m in items])
-        for (table, match), outcome in zip(items, outcomes, strict=True):
-            if outcome is None and done is not None:
-                done(table, match)
-        refused = next((o for o in outcomes if o is not None), None)
-        if refused is not None:
-            raise refused
-
-    def _add(self, chain: Chain, sessions: set[Session], *, gap: bool) -> None:
-        """Sessions added; a new mask gets a table, filled, then linked: a gap table at the end of
-        the chain, an admit table right behind the head (the head stays: it is attached)."""
-        tables, held, hit = _part(chain, gap)
-        by_mask = _by_mask(sessions)
-        masks = {table: mask for mask, table in tables.items()}
-        self._sessions([(tables[mask], match) for mask, matches in sorted(by_mask.items()) if mask in tables
-                        for match in matches], hit, done=lambda table, match: held.add((masks[table], match)))
-        for mask, matches in sorted(by_mask.items()):
-            if mask in tables:
-                continue
-            after = chain.tables[-1] if gap else chain.head
-            following = NO_INDEX if gap else (chain.tables[1] if len(chain.tables) > 1 else NO_INDEX)
-            table = self._new_table(mask, following, len(matches) if gap else max(1024, 2 * len(matches)))
-            self._sessions([(table, match) for match in matches], hit)
-            chain.masks[table] = mask
-            self._repoint(chain, after, table)
-            self.loose.remove(table)
-            chain.tables.insert(len(chain.tables) if gap else 1, table)
-            tables[mask] = table
-            held.update((mask, m) for m in matches)
-
-    def _delete(self, chain: Chain, sessions: set[Session], *, gap: bool) -> None:
-        tables, held, hit = _part(chain, gap)
-        masks = {table: mask for mask, table in tables.items()}
-        self._sessions([(tables[mask], match) for mask, match in sorted(sessions)], hit, add=False,
-                       done=lambda table, match: held.discard((masks[table], match)))
-
-    def _drop_empty_tables(self, chain: Chain) -> None:
-        """Tables with no session left (but the head) come out of the chain: each costs a lookup
-        per packet, and read.py tells gap tables from admit tables by their sessions."""
-        used = {mask for mask, _ in chain.sessions} | {mask for mask, _ in chain.gaps}
-        for table in [t for t in chain.tables[1:] if chain.masks[t] not in used]:
-            at = chain.tables.index(table)
-            following = chain.tables[at + 1] if at + 1 < len(chain.tables) else NO_INDEX
-            self._repoint(chain, chain.tables[at - 1], following)
-            chain.tables.remove(table)
-            mask = chain.masks.pop(table)
-            for tables in (chain.admit_tables, chain.gap_tables):
-                if tables.get(mask) == table:
-                    del tables[mask]
-            self.loose.append(table)
-            self.calls.classify_table_del(table)
-            self.loose.remove(table)
+        wanted = self.wanted(state, chain.gate, chain.family)
+        self.writer.add(chain, wanted - chain.sessions, gap=False)
+        self.writer.delete(chain, chain.sessions - wanted, gap=False)
+        self.writer.delete(chain, chain.gaps - gap_sessions(chain.gate, chain.family), gap=True)
+        self.writer.drop_empty_tables(chain)
 
     def _attach(self, sw_if_index: int, heads: dict[int, int]) -> None:
         """One family per request: VPP's add stops at the first family already attached (answering
@@ -516,67 +371,3 @@ class ClassifierChains:
     def _set_output(self, sw_if_index: int, family: int, table: int, *, add: bool) -> None:
         self.calls.output_table(sw_if_index, family, table, add=add,
                                 what=f"classifier {'on' if add else 'off'} interface {sw_if_index}")
-
-
-def _part(chain: Chain, gap: bool) -> tuple[dict[bytes, int], set[Session], int]:
-    """The gap or the admit part of a chain: its tables by mask, its sessions, their hit action."""
-    return (chain.gap_tables, chain.gaps, DROP) if gap else (chain.admit_tables, chain.sessions, PERMIT)
-
-
-def gap_sessions(gate: Gate, family: int) -> set[Session]:
-    """The gap sessions a chain converging to (gate, family) holds: (mask, match) per gap entry."""
-    out: set[Session] = set()
-    for gap in gate.gaps:
-        if gap.family == family:
-            out.add((_gap_mask(family, gap), match_bytes(family, proto=gap.proto, src=gap.src, dst=gap.dst,
-                                                         dport=gap.dport)))
-    return out
-
-
-def gaps_within(old: Gate, new: Gate) -> bool:
-    """Whether every gap entry of `old` lies inside one of `new`'s (same family and protocol, source
-    and destination inside, port block inside): then `new` drops wherever `old` did. Gaps cut
-    differently may cover each other without this; it then answers no, which only costs a rebind."""
-    if set(old.gaps) <= set(new.gaps):
-        return True
-    return all(any(_entry_within(a, b) for b in new.gaps) for a in old.gaps)
-
-
-def _entry_within(a: GapEntry, b: GapEntry) -> bool:
-    return (a.family == b.family and a.proto == b.proto and _net_within(a.src, b.src) and _net_within(a.dst, b.dst)
-            and a.dport_mask & b.dport_mask == b.dport_mask and a.dport & b.dport_mask == b.dport)
-
-
-def _net_within(a: IPNetwork, b: IPNetwork) -> bool:
-    return a.version == b.version and a.prefixlen >= b.prefixlen and a.supernet(new_prefix=b.prefixlen) == b
-
-
-def _gap_mask(family: int, gap: GapEntry) -> bytes:
-    _, src_len, dst_len, port_mask = gap.shape
-    return match_bytes(family, proto=1, src=mask_net(family, src_len), dst=mask_net(family, dst_len),
-                       dport=port_mask, full=True)
-
-
-def _by_mask(sessions: Iterable[Session]) -> dict[bytes, list[bytes]]:
-    out: dict[bytes, list[bytes]] = defaultdict(list)
-    for mask, match in sorted(sessions):
-        out[mask].append(match)
-    return out
-
-
-def _first_mask(gate: Gate, family: int) -> bytes:
-    """The admit table a chain starts with when no member needs one yet (the head must exist
-    before the chain is attached): a host member's shape in this family."""
-    host = 32 if family == 4 else 128
-    for gated in gate.sets:
-        if family in gated.everywhere:
-            return match_bytes(family, src=mask_net(family, host), full=True)
-        for e in gated.admits:
-            if e.family == family:
-                return match_bytes(family, proto=1, src=mask_net(family, max(host, e.src.prefixlen)),
-                                   dst=mask_net(family, e.dst.prefixlen), dport=e.dport_mask, full=True)
-    return match_bytes(family, src=mask_net(family, host), full=True)
-
-
-def _gate_order(gate: Gate) -> tuple[str, str]:
-    return (repr(gate.set_ids), repr((gate.sets, gate.gaps)))
