@@ -312,6 +312,37 @@ def test_a_non_members_dropped_flow_stays_dropped_when_the_list_leaves_the_gate(
     assert across.writes["acl_interface_set_acl_list"] == 2, "each pod rebound to its exact list on a new index"
 
 
+def test_a_non_members_dropped_flow_stays_dropped_when_the_agent_restarts_mid_change(sim_target: Target) -> None:
+    """VPP refuses every ACL write of the change (tcp/80 ungated): the pods keep L_U(web-a) on its
+    index and the chain stays below old and new. The agent restarts: the new driver cannot tell
+    which L_U a pod's list is (it is not the desired one) while a chain of ours is left, so it
+    moves the pods to another ACL index before any chain stops dropping: the non-member's 5-tuple
+    stays dropped."""
+    interface = sim_target.pod("ns/web0")
+    sim_target.pod("ns/web1")
+    driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)
+    try:
+        old, new = state_of(messages({p: "web-a" for p in PODS})), state_of(messages({p: "web-b" for p in PODS}))
+        assert driver.resync(old).ok
+        syn = Packet.make(SOURCES["non-member"], PODS["ns/web0"], "tcp", 40000, 80)
+        sim = sim_target.emulator
+        assert not sim.evaluate(interface, Direction.OUTPUT, syn).permitted
+        assert sim.state.acl.sessions.get(interface)
+        sim.faults.reject("acl_add_replace", -1)
+        try:
+            assert driver.apply(diff_states(old, new), new).failed
+        finally:
+            sim.faults.clear()
+        assert sim.state.acl.sessions.get(interface), "the session is still there"
+        driver.close()
+        driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)  # the agent restarts
+        report = driver.resync(new)
+        assert report.ok and not report.failed
+        assert not sim.evaluate(interface, Direction.OUTPUT, syn).permitted
+    finally:
+        driver.close()
+
+
 @pytest.mark.xfail(strict=True, reason="VPP 26.06 (and the emulator) deletes at most 100 sessions per clear: a "
                    "non-member's session behind 100 older ones survives the rebind (docs/vpp-driver.md, 'Reflect "
                    "sessions of dropped flows'; the same on real VPP in tests/realvpp/test_gate_transition.py)")
