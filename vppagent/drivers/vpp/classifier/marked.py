@@ -1,7 +1,9 @@
 """The gate's plan with source-port markers (gate.py): one compile gives L_0 and every L_i.
 
 The analysis list A is the list with every chosen set = every address, each allow rule from the
-k-th chosen set matching only source port M_k = k + 1 (aliases.mark_sources; never programmed).
+k-th chosen set matching only source port M_k (aliases.mark_sources; never programmed), a port
+fixed by the set's name (`markers_for`), so that a policy's marked rules are the same in every
+list that gates its sets and their boxes come from the compile cache (policy/cache.py).
 When no rule of the list names a source port (`markable`), every other rule matches a packet
 whatever its source port. So for a TCP/UDP packet p, with p_k = p with source port M_k:
 A(p_k) = L_k(p) (set k's rules match p_k as they match p in L_k, the other sets' rules match no
@@ -16,6 +18,7 @@ p_k is one of them (one of L_0's would decide p the same way in L_0), which is a
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
@@ -61,7 +64,7 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
         chosen = _chosen(catalog, state, ep, direction, min_members, excluded)
         if not chosen:
             return None
-        markers = {s: k + 1 for k, s in enumerate(chosen)}
+        markers = markers_for(chosen)
         held = mark_sources(with_members(state, dict.fromkeys(chosen, ANY)), names, markers)
         compiled = compile_endpoint(held, ep, direction, rule_limit=rule_limit, cache=cache)
         analysis = View.of(compiled)
@@ -87,6 +90,22 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     universe = universe_of(compiled, values) or compile_endpoint(
         with_members(state, dict.fromkeys(chosen, ANY)), ep, direction, rule_limit=rule_limit, cache=cache)
     return Plan(state, chosen, regions, empty, lambda s: Slice.at(analysis, markers[s], values), universe)
+
+
+def markers_for(chosen: Iterable[str]) -> dict[str, int]:
+    """Each chosen set's marker: a source port fixed by its name, or on a clash with a set
+    before it in `chosen` the next free port. Any distinct ports will do (no rule of a markable
+    list names a source port); fixed ones make the same rule get the same marker in every
+    list, so its boxes are computed once (policy/cache.py), not once per list."""
+    out: dict[str, int] = {}
+    taken: set[int] = set()
+    for set_id in chosen:
+        port = zlib.crc32(set_id.encode()) % FULL_L4[1] + 1
+        while port in taken:
+            port = port % FULL_L4[1] + 1
+        taken.add(port)
+        out[set_id] = port
+    return out
 
 
 def universe_of(analysis: CompiledList, markers: AbstractSet[int]) -> CompiledList | None:

@@ -56,6 +56,8 @@ Ruled = tuple[Box, str]  # a rule's box and action
 Basis = tuple[tuple[Box, ...], tuple[Ruled, ...], str]  # drop boxes, the list's rules there (in order), default
 Dims = tuple[int, int, int, int, int, int]  # protocol, source port and destination port ranges
 Marked = tuple[Box, str, "int | None"]  # a rule's part, any source port where it had a marker; the marker
+# A view's parts inside a box without a marker, and per marker its parts (each after how many of those)
+Split = tuple[list[Ruled], dict[int, list[tuple[int, Ruled]]]]
 
 
 @dataclass
@@ -93,6 +95,7 @@ class View:
     _marked: dict[tuple[int, Box], list[Marked]] = field(default_factory=dict, repr=False)
     _by_marker: dict[int, dict[int, list[Ruled]]] = field(default_factory=dict, repr=False)
     _indexed: dict[tuple[int, Box, bool], Indexed] = field(default_factory=dict, repr=False)
+    _split: dict[tuple[int, Box], Split] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(compiled: CompiledList) -> View:
@@ -131,7 +134,7 @@ class View:
         found = self._allowed.get(key)
         if found is None:
             try:
-                found = allowed_by(self.meeting(family, within), self.default, family, within)
+                found = allowed_by(self.meeting(family, within), self.default, family, within, clipped=True)
             except Unfit as exc:
                 found = str(exc)
             self._allowed[key] = found
@@ -161,14 +164,32 @@ class View:
         found = self._marked.get(key)
         if found is None:
             found = []
+            lo, hi = FULL_L4
             for box, action in self.meeting(family, within):
-                if (box.a_lo, box.a_hi) == FULL_L4 or not _has_ports(box):
+                if (box[6] == lo and box[7] == hi) or not _has_ports(box):
                     found.append((box, action, None))
-                elif box.a_lo == box.a_hi:
-                    found.append((box._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action, box.a_lo))
+                elif box[6] == box[7]:
+                    found.append((_any_source_port(box), action, box[6]))
                 else:
                     raise Unfit("a source port range that is no marker")
             self._marked[key] = found
+        return found
+
+    def split_meeting(self, family: int, within: Box) -> Split:
+        """marked_meeting() apart: the parts without a marker, and per marker its parts, each
+        with how many of those come before it (a Slice splices them: slicing, not a filter of
+        every part per set)."""
+        key = (family, within)
+        found = self._split.get(key)
+        if found is None:
+            shared: list[Ruled] = []
+            by_marker: dict[int, list[tuple[int, Ruled]]] = {}
+            for box, action, marker in self.marked_meeting(family, within):
+                if marker is None:
+                    shared.append((box, action))
+                else:
+                    by_marker.setdefault(marker, []).append((len(shared), (box, action)))
+            found = self._split[key] = (shared, by_marker)
         return found
 
     def indexed(self, family: int, within: Box, marked: bool = False) -> Indexed:
@@ -194,7 +215,7 @@ class View:
                     continue
                 if b.a_lo != b.a_hi:
                     raise Unfit("a source port range that is no marker")
-                found.setdefault(b.a_lo, []).append((b._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1]), action))
+                found.setdefault(b.a_lo, []).append((_any_source_port(b), action))
             self._by_marker[family] = found
         return found
 
@@ -218,11 +239,20 @@ class Slice(View):
         found = self._meeting.get(key)
         if found is None:
             assert self.parent is not None
-            marked = self.parent.marked_meeting(family, within)
-            if any(m is not None and m not in self.markers for _, _, m in marked):
+            shared, by_marker = self.parent.split_meeting(family, within)
+            if not by_marker.keys() <= self.markers:
                 raise Unfit("a source port range that is no marker")
-            marker = self.marker
-            found = self._meeting[key] = [(b, a) for b, a, m in marked if m is None or m == marker]
+            own = by_marker.get(self.marker) if self.marker is not None else None
+            if not own:
+                found = shared  # (read only, like every answer here)
+            else:
+                found, done = [], 0
+                for before, part in own:
+                    found += shared[done:before]
+                    found.append(part)
+                    done = before
+                found += shared[done:]
+            self._meeting[key] = found
         return found
 
     def indexed(self, family: int, within: Box, marked: bool = False) -> Indexed:
@@ -241,22 +271,28 @@ def marked_region(view: View, family: int, marker: int) -> list[Box]:
     return allowed_by([(b, "allow") for b, _ in boxes], "deny", family, full_box()) if boxes else []
 
 
+def _any_source_port(box: Box) -> Box:
+    """The box with any source port (a Box made directly: _replace costs more than the rest)."""
+    return tuple.__new__(Box, (box[0], box[1], box[2], box[3], box[4], box[5], FULL_L4[0], FULL_L4[1], box[8], box[9]))
+
+
 def _has_ports(box: Box) -> bool:
     return box.proto_lo <= TCP <= box.proto_hi or box.proto_lo <= UDP <= box.proto_hi
 
 
-def allowed_by(rules: Sequence[Ruled], default: str, family: int, within: Box) -> list[Box]:
+def allowed_by(rules: Sequence[Ruled], default: str, family: int, within: Box, clipped: bool = False) -> list[Box]:
     """The part of `within` the rules allow (first match), as disjoint boxes. Unfit beyond
     BOX_LIMIT pieces, and at once when more than BOX_LIMIT allow rules meet `within` (e.g. named
     ports: one destination each): Unfit only ever keeps a set in the ACL, or works P_i out per
-    member, so a quick answer that is sometimes too cautious costs rules, never exactness."""
+    member, so a quick answer that is sometimes too cautious costs rules, never exactness.
+    `clipped`: every rule's box already lies inside `within` (View.meeting's parts)."""
     if sum(action == "allow" for _, action in rules) > BOX_LIMIT:
         raise Unfit("region too ragged")
     w = width(family)
     earlier: list[Box] = []
     out: list[Box] = []
     for rule, action in rules:
-        box = intersect(rule, within, w)
+        box = rule if clipped else intersect(rule, within, w)
         if box is None:
             continue
         if action == "allow":
@@ -293,7 +329,11 @@ def _volume(box: Box, w: int) -> int:
 def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
     # Largest cuts first: the result is the same, but a few wide cuts (a /10 deny, a default)
     # leave little for thousands of /32 cuts to split, where the other order is too ragged.
-    meet = [c for c in cuts if any(intersect(c, b, w) is not None for b in boxes)]
+    if len(boxes) == 1:
+        one = boxes[0]
+        meet = [c for c in cuts if intersect(c, one, w) is not None]
+    else:
+        meet = [c for c in cuts if any(intersect(c, b, w) is not None for b in boxes)]
     region = subtract_all(boxes, sorted(meet, key=lambda c: -_volume(c, w)), w, BOX_LIMIT)
     if region is None:
         raise Unfit("region too ragged")
