@@ -258,17 +258,19 @@ def compile_endpoint(state: DataplaneState | Catalog, endpoint: WorkloadRef, dir
     found = lists.get(same)
     if found is not None:
         return dataclasses.replace(found, endpoint=str(ep.key))
-    with _no_cycle_collection():
+    with no_cycle_collection():
         lists[same] = compiled = _compile_endpoint(cat, ep, d, rule_limit)
     return compiled
 
 
 @contextmanager
-def _no_cycle_collection() -> Iterator[None]:
+def no_cycle_collection() -> Iterator[None]:
     """Python's cycle collector off while compiling: a compile allocates millions of small
     tuples (boxes) and makes no reference cycles, so every collection it triggers walks all
-    live objects for nothing (about 30% of the compile time measured by bench/compile.py).
-    Only a speed measure: refcounting still frees everything, and the previous state returns."""
+    live objects for nothing (about 30% of the compile time measured by bench/compile.py; the
+    classifier gate's analysis, which reads boxes the same way, uses it too). Only a speed
+    measure: refcounting still frees everything, and the previous state returns (nested uses
+    leave it off until the outermost ends)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -293,7 +295,7 @@ def _compile_cached(cache: CompileCache, cat: Catalog, ep: WorkloadEndpoint, d: 
     for boxes in families.values():
         boxes.deps = deps
     try:
-        with _no_cycle_collection():
+        with no_cycle_collection():
             compiled = _compile_endpoint(cat, ep, d, rule_limit, families.__getitem__)
     finally:
         for boxes in families.values():
@@ -364,7 +366,7 @@ def compile_host_endpoint(state: DataplaneState | Catalog, hep: str | HostEndpoi
     d = Direction(direction)
     per_family = {}
     source = 0
-    with _naming(f"host endpoint {ep.id} {d.value}"), _no_cycle_collection():
+    with _naming(f"host endpoint {ep.id} {d.value}"), no_cycle_collection():
         for family in (4, 6):
             b = _Builder(shared_rule_boxes(cat, family, rule_limit))
             source = _profiles(b, cat, ep.profile_ids, d)
@@ -396,4 +398,5 @@ __all__ = [
     "compile_endpoint",
     "compile_host_endpoint",
     "first_match",
+    "no_cycle_collection",
 ]

@@ -57,6 +57,7 @@ from vppagent.drivers.vpp.classifier.regions import (
 from vppagent.drivers.vpp.classifier.source import admitted, networks, policy_names, rules
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
+from vppagent.policy.compile import no_cycle_collection
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.model import Direction, WorkloadEndpoint
 from vppagent.state.model import DataplaneState
@@ -104,6 +105,12 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
     `cache`, the compiles share fragments with every other list (policy/cache.py)."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
+    with no_cycle_collection():  # (boxes and entries by the million, no cycles: as compiles do)
+        return _gated_lists(catalog, state, ep, direction, rule_limit, min_members, cache)
+
+
+def _gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
+                 rule_limit: int, min_members: int, cache: CompileCache | None) -> tuple[CompiledList, Gate] | None:
     names = policy_names(ep, direction)
     state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), names)
     if aliases:

@@ -138,29 +138,44 @@ def check_members(family: int, basis: Basis, nets: Iterable[IPNetwork], view: Vi
     marker = view.marker if isinstance(view, Slice) else None
     per_drop = [(d, _unsourced(d), view.indexed(family, d)) for d in drops]
     longest = max([0, *(d.src_len for d in drops), *(x.lengths[-1] for _, _, x in per_drop if x.lengths)])
+    # The parts with no source meet every member: found once per drop box. A member's answer
+    # follows from which other parts of which drop boxes meet it, so members meeting the same
+    # ones (most of a set's: none) are checked once.
+    shared = [tuple(i for i in x.index.get((0, 0), ()) if x.parts[i][2] is None or x.parts[i][2] == marker)
+              for _, _, x in per_drop]
+    checked: set[tuple[tuple[int, tuple[int, ...]], ...]] = set()
     for member in nets:
         address, length = int(member.network_address), member.prefixlen
         if length < longest:
             directly(family, basis, [member])
             continue
-        rules: list[Ruled] = []
-        inside: list[Box] = []
-        for d, unsourced_drop, indexed in per_drop:
+        meets: list[tuple[int, tuple[int, ...]]] = []
+        for k, (d, _, indexed) in enumerate(per_drop):
             if d.src_len and address >> (w - d.src_len) != d.src >> (w - d.src_len):
                 continue
-            inside.append(unsourced_drop)
             found: list[int] = []
+            index = indexed.index
             for src_len in indexed.lengths:
                 if src_len > length:
                     break
-                found += indexed.index.get((src_len, address >> (w - src_len) << (w - src_len) if src_len else 0), ())
-            found.sort()
+                if src_len:
+                    found += index.get((src_len, address >> (w - src_len) << (w - src_len)), ())
+            parts = indexed.parts
+            meets.append((k, tuple(i for i in found if parts[i][2] is None or parts[i][2] == marker)))
+        key = tuple(meets)
+        if key in checked:
+            continue
+        checked.add(key)
+        rules: list[Ruled] = []
+        inside: list[Box] = []
+        for k, found_here in meets:
+            _, unsourced_drop, indexed = per_drop[k]
+            inside.append(unsourced_drop)
             parts, unsourced = indexed.parts, indexed.unsourced
-            for i in found:
-                if parts[i][2] is None or parts[i][2] == marker:
-                    if i not in unsourced:
-                        unsourced[i] = (_unsourced(parts[i][0]), parts[i][1])
-                    rules.append(unsourced[i])
+            for i in sorted(shared[k] + found_here):
+                if i not in unsourced:
+                    unsourced[i] = (_unsourced(parts[i][0]), parts[i][1])
+                rules.append(unsourced[i])
         if isinstance(answer := _relative(family, tuple(rules), tuple(inside), default), str):
             raise Unfit(answer)
 

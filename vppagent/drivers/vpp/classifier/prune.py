@@ -26,7 +26,9 @@ from vppagent.policy.flat import CompiledList
 Dims = tuple[int, int, int, int, int, int]  # protocol, source port and destination port ranges
 
 
-def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) -> CompiledList:
+def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...],
+                            boxes: list[Box] | None = None) -> CompiledList:
+    """`boxes`: the rules' boxes (regions.rule_box), when the caller has them."""
     if compiled.default_action != "deny" or not gaps:
         return compiled
     drop: dict[int, list[Box]] = {4: [], 6: []}
@@ -34,7 +36,9 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) 
         drop[g.family].append(Box(int(g.src.network_address), g.src.prefixlen, int(g.dst.network_address),
                                   g.dst.prefixlen, g.proto, g.proto, *FULL_L4, g.dport,
                                   g.dport + (~g.dport_mask & 0xFFFF)))
-    boxes = [rule_box(r) for r in compiled.rules]
+    inside = {f: _Inside(boxes, width(f)) for f, boxes in drop.items()}
+    if boxes is None:
+        boxes = [rule_box(r) for r in compiled.rules]
     # Rules (by position) that may cover another rule's part: those whose source is not one host
     # (a part outside D that one of them matches first does not reach the allow rule after it).
     wide = [i for i, (r, b) in enumerate(zip(compiled.rules, boxes, strict=True)) if b.src_len < r.src.max_prefixlen]
@@ -49,20 +53,43 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...]) 
         if key not in allows:
             allows[key] = [j for j in allowing[family] if _meets(key[1], boxes[j])]
         later = allows[key]
-        if all(_harmless(part, j, i, boxes, wide, drop[family], w) for j in later[bisect.bisect_right(later, i):]
-               if (part := intersect(box, boxes[j], w)) is not None):
+        in_drop = inside[family]
+        if all(in_drop(part) or _covered_between(part, j, i, boxes, wide, w)
+               for j in later[bisect.bisect_right(later, i):] if (part := intersect(box, boxes[j], w)) is not None):
             gone.add(i)
     if not gone:
         return compiled
     return dataclasses.replace(compiled, rules=tuple(r for i, r in enumerate(compiled.rules) if i not in gone))
 
 
-def _harmless(part: Box, j: int, i: int, boxes: list[Box], wide: list[int], drop: list[Box], w: int) -> bool:
-    """Whether the allow rule j matches nothing of `part` outside D: part is in D, or a rule
-    between i and j covers it (what reaches j of it, none)."""
-    meet = [d for d in drop if intersect(d, part, w) is not None]
-    if meet and (any(covers(d, part, w) for d in meet) or subtract_all([part], meet, w, 64) == []):
-        return True
+class _Inside:
+    """Whether a box lies in D (one family's drop boxes), remembered: where no drop box names a
+    source (or destination) prefix, D is every source (destination) times the rest, so the
+    answer does not depend on the box's source (destination), and the many parts that differ
+    only there (a deny per member of a set) are asked once."""
+
+    def __init__(self, drop: list[Box], w: int) -> None:
+        self.drop, self.w = drop, w
+        self.any_src = all(d.src_len == 0 for d in drop)
+        self.any_dst = all(d.dst_len == 0 for d in drop)
+        self.known: dict[Box, bool] = {}
+
+    def __call__(self, part: Box) -> bool:
+        key = part
+        if self.any_src or self.any_dst:
+            key = tuple.__new__(Box, (0 if self.any_src else part[0], 0 if self.any_src else part[1],
+                                      0 if self.any_dst else part[2], 0 if self.any_dst else part[3], *part[4:]))
+        found = self.known.get(key)
+        if found is None:
+            w = self.w
+            meet = [d for d in self.drop if intersect(d, key, w) is not None]
+            found = self.known[key] = bool(meet) and (any(covers(d, key, w) for d in meet)
+                                                      or subtract_all([key], meet, w, 64) == [])
+        return found
+
+
+def _covered_between(part: Box, j: int, i: int, boxes: list[Box], wide: list[int], w: int) -> bool:
+    """Whether a rule between i and j covers `part` (what reaches j of it: none)."""
     between = wide[bisect.bisect_right(wide, i):bisect.bisect_left(wide, j)]
     return any(covers(boxes[k], part, w) for k in reversed(between))  # (the nearest cover is the usual one)
 

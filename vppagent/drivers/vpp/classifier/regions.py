@@ -40,6 +40,16 @@ class GapEntry:
     def shape(self) -> tuple[int, int, int, int]:
         return (self.family, self.src.prefixlen, self.dst.prefixlen, self.dport_mask)
 
+    def __hash__(self) -> int:
+        """By integers, computed once (hashing ipaddress objects costs more than the rest of a
+        gate's set operations on entries)."""
+        found: int | None = self.__dict__.get("_hash")
+        if found is None:
+            found = hash((self.family, int(self.src.network_address), self.src.prefixlen,
+                          int(self.dst.network_address), self.dst.prefixlen, self.proto, self.dport, self.dport_mask))
+            object.__setattr__(self, "_hash", found)
+        return found
+
 
 class Unfit(Exception):
     """A region the classifier cannot hold exactly (too ragged, or not TCP/UDP to service ports)."""
@@ -350,12 +360,18 @@ def check_service_ports(boxes: list[Box]) -> None:
 
 def entries(family: int, boxes: list[Box]) -> list[GapEntry]:
     check_service_ports(boxes)
-    out = []
+    out: list[GapEntry] = []
     for box in boxes:
-        src, dst = net(family, box.src, box.src_len), net(family, box.dst, box.dst_len)
-        out += [GapEntry(family, src, dst, box.proto_lo, value, mask)
-                for value, mask in port_blocks(box.b_lo, box.b_hi)]
+        out += _box_entries(family, box)
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _box_entries(family: int, box: Box) -> tuple[GapEntry, ...]:
+    """(Remembered: every set of a list asks for the same drop boxes, three times; the same
+    entry objects also hash once.)"""
+    src, dst = net(family, box.src, box.src_len), net(family, box.dst, box.dst_len)
+    return tuple(GapEntry(family, src, dst, box.proto_lo, value, mask) for value, mask in port_blocks(box.b_lo, box.b_hi))
 
 
 def disjoint(a: list[Box], b: list[Box], family: int) -> bool:
