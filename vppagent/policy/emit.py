@@ -128,8 +128,11 @@ def finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActio
     w = width(family)
     kept: list[Entry] = []
     seen: set[Box] = set()
-    # Earlier rules with no address constraint, the likely shadows, as their L4 ranges.
+    # Earlier rules with no address constraint, the likely shadows, as their L4 ranges; and
+    # per (protocol, source port) ranges of a box, the destination-port ranges of those whose
+    # protocol and source-port ranges hold them (asked again for every box of the same kind).
     broad: list[tuple[int, int, int, int, int, int]] = []
+    broad_for: dict[tuple[int, int, int, int], list[tuple[int, int]]] = {}
     for e in entries:
         box = e[0]
         if box in seen:
@@ -142,14 +145,19 @@ def finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActio
                 continue
         else:
             _, _, _, _, plo, phi, alo, ahi, blo, bhi = box
-            if any(c[0] <= plo and phi <= c[1] and c[2] <= alo and ahi <= c[3] and c[4] <= blo and bhi <= c[5]
-                   for c in broad):
+            key = (plo, phi, alo, ahi)
+            holding = broad_for.get(key)
+            if holding is None:
+                holding = broad_for[key] = [(c[4], c[5]) for c in broad
+                                            if c[0] <= plo and phi <= c[1] and c[2] <= alo and ahi <= c[3]]
+            if any(lo <= blo and bhi <= hi for lo, hi in holding):
                 continue
         kept.append(e)
         if is_full(box):
             break
         if box.src_len == 0 and box.dst_len == 0 and len(broad) < 64:
             broad.append(box[4:])
+            broad_for.clear()
     assert kept and is_full(kept[-1][0]), "every list ends in a catch-all"
     default = kept.pop()[1]
     while kept and kept[-1][1] == default:

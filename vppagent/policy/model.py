@@ -410,15 +410,30 @@ def _check_ipset_refs(rule: Rule, ipsets: Mapping[str, IPSet], ctx: _RuleContext
             raise ctx.error(f"IP set {set_id!r} of type {s.type.name} used as {usage} set")
 
 
+_BUILT: dict[bytes, Rule] = {}  # a rule's message (serialized) -> the rule: see build_rules
+BUILT_BOUND = 1 << 16
+
+
 def build_rules(owner: str, direction: str, pbs: Iterable[felix.Rule],
                 ipsets: Mapping[str, IPSet] | None) -> tuple[Rule, ...]:
-    """Build and validate a rule list; with `ipsets`, also check every set reference."""
+    """Build and validate a rule list; with `ipsets`, also check every set reference.
+
+    A rule is remembered by its message's bytes (deterministic serialization: equal bytes,
+    equal message, the same Rule, wherever it stands): every state version's catalog, and the
+    classifier gate's rewritten copies of a list's policies, build mostly rules built before,
+    and building one costs ten times serializing it. Only rules that built are remembered (an
+    error names its own place), and set references are checked every time."""
     rules = []
     for index, pb in enumerate(pbs):
-        ctx = _RuleContext(owner, index, direction)
-        rule = build_rule(pb, ctx)
+        data = pb.SerializeToString(deterministic=True)
+        rule = _BUILT.get(data)
+        if rule is None:
+            rule = build_rule(pb, _RuleContext(owner, index, direction))
+            if len(_BUILT) >= BUILT_BOUND:
+                _BUILT.clear()  # (a new generation: what is still used comes back at once)
+            _BUILT[data] = rule
         if ipsets is not None:
-            _check_ipset_refs(rule, ipsets, ctx)
+            _check_ipset_refs(rule, ipsets, _RuleContext(owner, index, direction))
         rules.append(rule)
     return tuple(rules)
 
