@@ -27,7 +27,7 @@ from typing import Any
 from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.acl.render import content_from_compiled, rules_from_compiled
 from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent, AclRule
-from vppagent.drivers.vpp.classifier.gate import Gate, gated_lists
+from vppagent.drivers.vpp.classifier.gate import Gate, list_and_gate
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.policy.cache import CompileCache, ListKey
 from vppagent.policy.catalog import Catalog
@@ -218,19 +218,12 @@ class ListCompiler:
 
     def _compile(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> _Cached:
         self.compiles += 1
-        gated = None
         with self.fragments.recording() as list_keys:
-            if self.classifier_min_members:
-                gated = gated_lists(catalog, catalog.state, ep, direction, self.rule_limit,
-                                    self.classifier_min_members, cache=self.fragments)
-            if gated is not None:
+            compiled, gate = list_and_gate(catalog, ep, direction, self.rule_limit, self.classifier_min_members,
+                                           cache=self.fragments)
+            if gate is not None:
                 self.gated += 1
-                self.multi_set_gates += len(gated[1].sets) > 1
-                compiled, gate = gated[0], gated[1]
-            else:
-                compiled = compile_endpoint(catalog, ep, direction, rule_limit=self.rule_limit,
-                                            cache=self.fragments)
-                gate = None
+                self.multi_set_gates += len(gate.sets) > 1
         return _Cached(rules_from_compiled(compiled), gate,
                        frozenset(k for t in ep.tiers for k in t.policies(direction)),
                        frozenset(ep.profile_ids), frozenset(list_keys))

@@ -57,12 +57,12 @@ from vppagent.drivers.vpp.classifier.regions import (
 from vppagent.drivers.vpp.classifier.source import admitted, networks, policy_names, rules
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
-from vppagent.policy.compile import no_cycle_collection
+from vppagent.policy.compile import compile_endpoint, no_cycle_collection
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.model import Direction, WorkloadEndpoint
 from vppagent.state.model import DataplaneState
 
-__all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "port_blocks"]
+__all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "list_and_gate", "port_blocks"]
 
 MAX_PERMIT_TABLES = 8
 MAX_ATTEMPTS = 3
@@ -103,14 +103,37 @@ def gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
                 cache: CompileCache | None = None) -> tuple[CompiledList, Gate] | None:
     """(L_U, gate) when some sets qualify, else None (compile the list the ordinary way). With
     `cache`, the compiles share fragments with every other list (policy/cache.py)."""
+    found = _analysed(catalog, state, ep, direction, rule_limit, min_members, cache)
+    if found is None or found[1] is None:
+        return None
+    return found[0], found[1]
+
+
+def list_and_gate(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction, rule_limit: int,
+                  min_members: int, cache: CompileCache | None = None) -> tuple[CompiledList, Gate | None]:
+    """The list for the ACL and its gate: (L_U, gate) when sets are gated, else (L, None). When
+    the analysis compiled and found that no member is admitted anywhere L_0 denies, L_U is L
+    (gate.py's identity with every P_i empty) and serves as it, instead of a second compile."""
+    found = _analysed(catalog, catalog.state, ep, direction, rule_limit, min_members, cache) \
+        if min_members else None
+    if found is not None:
+        return found
+    return compile_endpoint(catalog, ep, direction, rule_limit=rule_limit, cache=cache), None
+
+
+def _analysed(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
+              rule_limit: int, min_members: int,
+              cache: CompileCache | None) -> tuple[CompiledList, Gate | None] | None:
+    """(L_U, gate); (L_U, None) when L_U = L; None when the list is to be compiled as it is."""
     if direction is not Direction.INGRESS or not ep.active:
         return None
     with no_cycle_collection():  # (boxes and entries by the million, no cycles: as compiles do)
-        return _gated_lists(catalog, state, ep, direction, rule_limit, min_members, cache)
+        return _analysis(catalog, state, ep, direction, rule_limit, min_members, cache)
 
 
-def _gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
-                 rule_limit: int, min_members: int, cache: CompileCache | None) -> tuple[CompiledList, Gate] | None:
+def _analysis(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, direction: Direction,
+              rule_limit: int, min_members: int,
+              cache: CompileCache | None) -> tuple[CompiledList, Gate | None] | None:
     names = policy_names(ep, direction)
     state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), names)
     if aliases:
@@ -129,7 +152,7 @@ def _gated_lists(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, 
         except Unfit:
             return None  # a region no step expected to be unfit: the list stays whole in the ACL (exact)
         if gate is None:
-            return None
+            return planned.universe, None  # no member is ever admitted where L_0 denies: L_U = L_0 = L
         sets = tuple(sorted((replace(g, set_id=real_set(g.set_id)) for g in gate.sets), key=lambda g: g.set_id))
         return without_needless_denies(planned.universe, gate.gaps), Gate(sets, gate.gaps)
     return None
@@ -180,7 +203,7 @@ def _gate(plan: Plan) -> Gate | None:
         if len(shapes) > MAX_PERMIT_TABLES:
             raise Drop((gated.set_id,), "too many admit tables")
     if not any(g.admits or g.everywhere or g.basis for g in sets):
-        return None  # no member is ever admitted where L_0 denies: L_U = L_0 = L
+        return None  # no member is ever admitted where L_0 denies
     return Gate(tuple(sets), in_order(gaps))
 
 

@@ -371,7 +371,8 @@ def _box_entries(family: int, box: Box) -> tuple[GapEntry, ...]:
     """(Remembered: every set of a list asks for the same drop boxes, three times; the same
     entry objects also hash once.)"""
     src, dst = net(family, box.src, box.src_len), net(family, box.dst, box.dst_len)
-    return tuple(GapEntry(family, src, dst, box.proto_lo, value, mask) for value, mask in port_blocks(box.b_lo, box.b_hi))
+    return tuple(GapEntry(family, src, dst, box.proto_lo, value, mask)
+                 for value, mask in port_blocks(box.b_lo, box.b_hi))
 
 
 def disjoint(a: list[Box], b: list[Box], family: int) -> bool:
