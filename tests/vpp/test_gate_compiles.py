@@ -110,5 +110,5 @@ def test_list_and_gate_without_a_gate_is_the_ordinary_compile() -> None:
     for threshold in (0, 10_000):  # the classifier off; no set large enough (and none pays)
         compiled, gate = list_and_gate(catalog, ep, Direction.INGRESS, 100_000, threshold)
         assert gate is None and compiled.fingerprint() == plain.fingerprint()
-    gated, gate = list_and_gate(catalog, ep, Direction.INGRESS, 100_000, 500)
+    _, gate = list_and_gate(catalog, ep, Direction.INGRESS, 100_000, 500)
     assert gate is not None and gate.set_ids == ("g1",)
