@@ -155,8 +155,14 @@ def subtract_all(boxes: list[Box], cuts: list[Box], w: int, limit: int) -> list[
     result = boxes
     for cut in cuts:
         nxt: list[Box] = []
+        cs, cl = cut[0], cut[1]
         for b in result:
-            nxt.extend(subtract(b, cut, w))
+            # (the source test of intersect, inline: most pieces of a ragged region miss a small cut)
+            shift = w - (b[1] if b[1] < cl else cl)
+            if shift < w and (b[0] >> shift) != (cs >> shift):
+                nxt.append(b)
+            else:
+                nxt.extend(subtract(b, cut, w))
             if len(nxt) > limit:
                 return None
         result = nxt

@@ -63,22 +63,27 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...],
 
 
 class _Inside:
-    """Whether a box lies in D (one family's drop boxes), remembered: where no drop box names a
-    source (or destination) prefix, D is every source (destination) times the rest, so the
-    answer does not depend on the box's source (destination), and the many parts that differ
-    only there (a deny per member of a set) are asked once."""
+    """Whether a box lies in D (one family's drop boxes), remembered. With S the longest source
+    prefix of a drop box, every address of a source prefix at least S long is in the same drop
+    boxes' sources (those holding its first S bits), so whether a box with such a source lies in
+    D is whether the box with its source cut to those S bits does; the same for destinations.
+    So the many parts that differ only in a long source (a deny per member of a set) are asked
+    once per S-prefix."""
 
     def __init__(self, drop: list[Box], w: int) -> None:
         self.drop, self.w = drop, w
-        self.any_src = all(d.src_len == 0 for d in drop)
-        self.any_dst = all(d.dst_len == 0 for d in drop)
+        self.src_len = max((d.src_len for d in drop), default=0)
+        self.dst_len = max((d.dst_len for d in drop), default=0)
         self.known: dict[Box, bool] = {}
 
     def __call__(self, part: Box) -> bool:
-        key = part
-        if self.any_src or self.any_dst:
-            key = tuple.__new__(Box, (0 if self.any_src else part[0], 0 if self.any_src else part[1],
-                                      0 if self.any_dst else part[2], 0 if self.any_dst else part[3], *part[4:]))
+        w, s, d = self.w, self.src_len, self.dst_len
+        src, src_len, dst, dst_len = part[0], part[1], part[2], part[3]
+        if src_len >= s:
+            src, src_len = (src >> (w - s) << (w - s) if s else 0), s
+        if dst_len >= d:
+            dst, dst_len = (dst >> (w - d) << (w - d) if d else 0), d
+        key = tuple.__new__(Box, (src, src_len, dst, dst_len, *part[4:]))
         found = self.known.get(key)
         if found is None:
             w = self.w
