@@ -210,8 +210,7 @@ def _gate(plan: Plan) -> Gate | None:
 def in_order(found: Iterable[GapEntry]) -> tuple[GapEntry, ...]:
     """Without repeats, sorted (GapEntry's order, by integer keys: comparing and hashing
     ipaddress objects costs more than the rest of a gate)."""
-    keyed = {(e.family, int(e.src.network_address), e.src.prefixlen, int(e.dst.network_address), e.dst.prefixlen,
-              e.proto, e.dport, e.dport_mask): e for e in found}
+    keyed = {e.key(): e for e in found}
     return tuple(keyed[k] for k in sorted(keyed))
 
 

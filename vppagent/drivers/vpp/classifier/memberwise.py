@@ -141,8 +141,7 @@ def check_members(family: int, basis: Basis, nets: Iterable[IPNetwork], view: Vi
     # The parts with no source meet every member: found once per drop box. A member's answer
     # follows from which other parts of which drop boxes meet it, so members meeting the same
     # ones (most of a set's: none) are checked once.
-    shared = [tuple(i for i in x.index.get((0, 0), ()) if x.parts[i][2] is None or x.parts[i][2] == marker)
-              for _, _, x in per_drop]
+    shared = [x.sourceless(marker) for _, _, x in per_drop]
     checked: set[tuple[tuple[int, tuple[int, ...]], ...]] = set()
     for member in nets:
         address, length = int(member.network_address), member.prefixlen

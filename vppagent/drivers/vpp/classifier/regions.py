@@ -40,15 +40,18 @@ class GapEntry:
     def shape(self) -> tuple[int, int, int, int]:
         return (self.family, self.src.prefixlen, self.dst.prefixlen, self.dport_mask)
 
-    def __hash__(self) -> int:
-        """By integers, computed once (hashing ipaddress objects costs more than the rest of a
-        gate's set operations on entries)."""
-        found: int | None = self.__dict__.get("_hash")
+    def key(self) -> tuple[int, int, int, int, int, int, int, int]:
+        """The entry as integers, in GapEntry's order (computed once: comparing and hashing
+        ipaddress objects costs more than the rest of a gate's set operations on entries)."""
+        found: tuple[int, int, int, int, int, int, int, int] | None = self.__dict__.get("_key")
         if found is None:
-            found = hash((self.family, int(self.src.network_address), self.src.prefixlen,
-                          int(self.dst.network_address), self.dst.prefixlen, self.proto, self.dport, self.dport_mask))
-            object.__setattr__(self, "_hash", found)
+            found = (self.family, int(self.src.network_address), self.src.prefixlen, int(self.dst.network_address),
+                     self.dst.prefixlen, self.proto, self.dport, self.dport_mask)
+            object.__setattr__(self, "_key", found)
         return found
+
+    def __hash__(self) -> int:
+        return hash(self.key())
 
 
 class Unfit(Exception):
@@ -79,6 +82,17 @@ class Indexed:
     index: dict[tuple[int, int], list[int]]
     lengths: list[int]
     unsourced: dict[int, Ruled] = field(default_factory=dict)
+    _sourceless: dict[int | None, tuple[int, ...]] = field(default_factory=dict)
+
+    def sourceless(self, marker: int | None) -> tuple[int, ...]:
+        """Positions of the parts with no source (they meet every member) read at `marker`:
+        without a marker or with this one (remembered: every set of the list asks)."""
+        found = self._sourceless.get(marker)
+        if found is None:
+            parts = self.parts
+            found = self._sourceless[marker] = tuple(i for i in self.index.get((0, 0), ())
+                                                     if parts[i][2] is None or parts[i][2] == marker)
+        return found
 
     @staticmethod
     def of(parts: list[Marked]) -> Indexed:
