@@ -133,6 +133,9 @@ def finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActio
     # protocol and source-port ranges hold them (asked again for every box of the same kind).
     broad: list[tuple[int, int, int, int, int, int]] = []
     broad_for: dict[tuple[int, int, int, int], list[tuple[int, int]]] = {}
+    # The same for every kept rule while the list is short: per L4 ranges (protocol, source and
+    # destination port), the kept boxes whose ranges hold them, in order.
+    kept_for: dict[tuple[int, ...], list[Box]] = {}
     for e in entries:
         box = e[0]
         if box in seen:
@@ -140,12 +143,20 @@ def finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActio
         seen.add(box)
         # Shadowed by one earlier rule: all of them while the list is short, then only the
         # broad ones (the check is only an optimisation, so it is bounded).
+        _, _, _, _, plo, phi, alo, ahi, blo, bhi = box
+        key = (plo, phi, alo, ahi)
         if len(kept) <= 200:
-            if any(covers(k[0], box, w) for k in kept):
+            l4 = box[4:]
+            holders = kept_for.get(l4)
+            if holders is None:
+                holders = kept_for[l4] = [k[0] for k in kept if k[0][4] <= plo and phi <= k[0][5] and k[0][6] <= alo
+                                          and ahi <= k[0][7] and k[0][8] <= blo and bhi <= k[0][9]]
+            if any(covers(k, box, w) for k in holders):
                 continue
+            for (p0, p1, a0, a1, b0, b1), found in kept_for.items():
+                if plo <= p0 and p1 <= phi and alo <= a0 and a1 <= ahi and blo <= b0 and b1 <= bhi:
+                    found.append(box)
         else:
-            _, _, _, _, plo, phi, alo, ahi, blo, bhi = box
-            key = (plo, phi, alo, ahi)
             holding = broad_for.get(key)
             if holding is None:
                 holding = broad_for[key] = [(c[4], c[5]) for c in broad
