@@ -2,7 +2,8 @@
 reading one request per table (what the driver did before: each table's info, then its sessions),
 on the emulator: the same tables and chains; a table deleted after the ids were read, or between its
 info and its sessions, read the same way by both; a refused info read raises the same refusal from
-both, and the connection stays usable after it."""
+both, and the connection stays usable after it. And the pure part (`chains_in`) on walks that share
+tables."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.helpers import Target, make_driver, state_of, tables_but_guards
 from tests.vpp.test_classifier import MEMBERS, PODS, messages
 from tests.vpp.test_classifier_adopt import foreign_chain
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused, ApiRequest
-from vppagent.drivers.vpp.api.errors import ApiError
+from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
+from vppagent.drivers.vpp.api.types import ClassifySession, ClassifyTableInfo
+from vppagent.drivers.vpp.classifier.layout import DROP, OUR_OPAQUE, PERMIT
 from vppagent.drivers.vpp.classifier.read import HeldTable, chains_in, read_tables
 from vppagent.drivers.vpp.driver import VppDriver
 
@@ -48,8 +51,9 @@ def delete_table(target: Target, index: int) -> Hook:
 
 @pytest.fixture
 def gated(target: Target) -> Iterator[VppDriver]:
-    """A driver that programmed gated pods (chains in both families) beside someone else's chain,
-    on the emulator and on a real VPP."""
+    """A driver that programmed gated pods (an IPv4 chain) beside someone else's chain, on the
+    emulator and on a real VPP."""
+    before = tables_but_guards(target)
     for pod in PODS:
         target.pod(pod)
     foreign_chain(target)
@@ -59,6 +63,22 @@ def gated(target: Target) -> Iterator[VppDriver]:
         yield driver
     finally:
         driver.close()
+        if target.sim is None:
+            remove_tables(target, tables_but_guards(target) - before)
+
+
+def remove_tables(target: Target, tables: set[int]) -> None:
+    """A real VPP serves the whole session: the chains these tests made (broken ones included, which
+    no driver takes for its own) are detached from the pods and deleted (the guards, the pods and
+    the ACLs go in `Target.cleanup`)."""
+    raw = target.raw.api
+    for sw_if_index in target.loopbacks:
+        for table in tables:
+            for detach in (raw.output_acl_set_interface, raw.input_acl_set_interface):
+                detach(sw_if_index=sw_if_index, ip4_table_index=table, ip6_table_index=NO_INDEX,
+                       l2_table_index=NO_INDEX, is_add=False)  # NO_SUCH_TABLE where not attached there
+    for table in tables:
+        delete_table(target, table)()
 
 
 def test_pipelined_read_back_is_the_one_by_one_read_back(gated: VppDriver, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,3 +177,30 @@ def test_a_refused_info_read_raises_as_before_and_the_connection_goes_on(target:
     assert str(pipelined.value) == str(reference.value) == (
         f"VPP refused classify_table_info (classifier table {refused}): retval {int(ApiError.INVALID_VALUE)}")
     assert read_tables(calls) == before, "every answer of the refused pipeline was read: the stream is in step"
+
+
+# -- chains_in alone (pure): walks that share tables ---------------------------------------------------
+ADMIT_MASK = bytes(12) + b"\xff" * 4 + bytes(16)  # IPv4 source, two vectors
+GAP_MASK = bytes(9) + b"\xff" + bytes(22)  # IPv4 protocol
+
+
+def held_table(index: int, mask: bytes, next_table: int, *sessions: tuple[int, int]) -> HeldTable:
+    """A table missing to permit, with sessions (hit next, opaque); matches are made distinct."""
+    return HeldTable(ClassifyTableInfo(index, mask, next_table, PERMIT, 2),
+                     [ClassifySession(bytes([n]) + bytes(31), hit, opaque) for n, (hit, opaque) in enumerate(sessions)])
+
+
+def two_heads_one_tail(second_head_opaque: int) -> dict[int, HeldTable]:
+    """Heads 1 and 2 both pointing to admit table 3, then gap table 4 (a new head whose linking VPP
+    refused points where the head it was to follow points)."""
+    return {1: held_table(1, bytes(16) + b"\xff" * 4 + bytes(12), 3, (PERMIT, OUR_OPAQUE)),
+            2: held_table(2, bytes(16) + b"\xff" * 4 + bytes(12), 3, (PERMIT, second_head_opaque)),
+            3: held_table(3, ADMIT_MASK, 4, (PERMIT, OUR_OPAQUE)),
+            4: held_table(4, GAP_MASK, NO_INDEX, (DROP, OUR_OPAQUE))}
+
+
+def test_walks_sharing_tables_are_each_a_chain_when_all_ours_and_none_when_one_is_not() -> None:
+    assert [c.tables for c in chains_in(two_heads_one_tail(OUR_OPAQUE))] == [[1, 3, 4], [2, 3, 4]]
+    assert chains_in(two_heads_one_tail(7)) == [], "head 1's walk shares tables with a walk not all ours"
+    alone = {i: t for i, t in two_heads_one_tail(7).items() if i != 2}
+    assert [c.tables for c in chains_in(alone)] == [[1, 3, 4]], "without the foreign head it is ours"
