@@ -5,7 +5,7 @@ request at a time (the issue's "raw vpp_papi"), and the driver's own transport a
 
     python bench/vpp_converge.py [--target auto|vpp|emulator] [--policies 500 --endpoints 2000
                                  --ipsets 200 --big-set 10000] [--classifier-min-members 500]
-                                 [--compare-acl-only]
+                                 [--compare-acl-only] [--services N]
 
 The state (the P1 snapshot: 500 policies / 2,000 endpoints / 200 IP sets): 50 namespaces with 10
 policies each; 2,000 pods, 40 per namespace, in 4 apps whose pods share their tiers (ingress: two
@@ -70,6 +70,7 @@ from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b
 from vppagent.pods.spec import PodSpec
+from vppagent.services.model import Backend, Frontend, ServiceEntry, ServicePortEntry
 from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState, WorkloadKey
 from vppagent.vpprun import VppProcess, vpp_problem
@@ -304,7 +305,7 @@ def new_driver(target: Target, min_members: int) -> tuple[VppDriver, RecordingCo
 
 
 def run(make_target: Callable[[str, bool], Target], policies: int, endpoints: int, ipsets: int, big_set: int,
-        min_members: int) -> list[dict[str, Any]]:
+        min_members: int, services: int = 0) -> list[dict[str, Any]]:
     state = build_state(policies, endpoints, ipsets, big_set)
     tag = f"vpa-bench-{os.getpid()}"
     targets: list[Target] = []
@@ -344,6 +345,9 @@ def run(make_target: Callable[[str, bool], Target], policies: int, endpoints: in
                                                             src_ip_set_ids=["s:ns5"])])]))
         rows.append(changed("ipset member change", [b.ipset_delta("s:cluster", added=["10.201.0.1"])]))
         rows.append(measured("resync, VPP unchanged", lambda: driver.resync(state)))
+        if services:  # --services: cnat translations, written (then one rewritten) after the policy
+            rows.append(measured(f"services ({services})", lambda: services_set(driver, service_entries(services))))
+            rows.append(measured("one service changed", lambda: services_set(driver, service_entries(services, 1))))
         driver.close()
         driver, conn = new_driver(driven, min_members)  # an agent restart: nothing in memory
         rows.append(measured("resync, new driver", lambda: driver.resync(state)))
@@ -352,6 +356,25 @@ def run(make_target: Callable[[str, bool], Target], policies: int, endpoints: in
         for target in targets:
             target.stop()
     return rows
+
+
+def service_entries(count: int, changed: int = 0) -> dict[str, ServiceEntry]:
+    """`count` ClusterIP Services (10.96.x.y:80/tcp), each to two pods; the first `changed` of them
+    with their second backend replaced."""
+    out = {}
+    for i in range(count):
+        backends = (pod_ip(i), pod_ip(i + (count if i < changed else 1)))
+        frontend = Frontend(f"10.96.{i // 250}.{i % 250 + 1}", 80, "tcp", "cluster")
+        out[f"ns{i % 50}/svc{i}"] = ServiceEntry(f"ns{i % 50}/svc{i}", (ServicePortEntry(
+            "http", "tcp", (frontend,), tuple(Backend(ip, 8080) for ip in backends)),))
+    return out
+
+
+def services_set(driver: VppDriver, entries: dict[str, ServiceEntry]) -> ApplyReport:
+    driver.set_services(entries)
+    errors = driver.service_errors()
+    assert not errors, errors
+    return ApplyReport()
 
 
 class NoPlumbing:
@@ -408,6 +431,8 @@ def main() -> None:
     parser.add_argument("--classifier-min-members", type=int, default=500)
     parser.add_argument("--compare-acl-only", action="store_true",
                         help="also run with every IP set in ACLs (classifier off) for the comparison")
+    parser.add_argument("--services", type=int, default=0,
+                        help="also write this many ClusterIP Services (cnat translations), then change one")
     args = parser.parse_args()
     problem = vpp_problem()
     real = args.target == "vpp" or (args.target == "auto" and problem is None)
@@ -430,7 +455,8 @@ def main() -> None:
         print_rows("IP sets in ACLs only (classifier off):",
                    run(make, args.policies, args.endpoints, args.ipsets, args.big_set, 0))
     print_rows(f"Large sets in the classifier (>= {args.classifier_min_members} members):",
-               run(make, args.policies, args.endpoints, args.ipsets, args.big_set, args.classifier_min_members))
+               run(make, args.policies, args.endpoints, args.ipsets, args.big_set, args.classifier_min_members,
+                   args.services))
 
 
 if __name__ == "__main__":
