@@ -22,8 +22,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vppagent.drivers.vpp.classifier.aggregate import Aggregated, Block, set_ladder, width
-from vppagent.drivers.vpp.classifier.gate import MAX_PERMIT_TABLES, GapEntry, Gate, GatedSet
+from vppagent.drivers.vpp.classifier.aggregate import Aggregated, Block, width
+from vppagent.drivers.vpp.classifier.gate import MAX_PERMIT_TABLES, GapEntry, Gate, GatedSet, set_ladder
 from vppagent.drivers.vpp.classifier.layout import mask_net, match_bytes, member_mask
 from vppagent.drivers.vpp.classifier.memberwise import member_entries
 from vppagent.drivers.vpp.classifier.regions import Unfit

@@ -20,12 +20,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-from vppagent.drivers.vpp.classifier.regions import port_blocks
-
-if TYPE_CHECKING:  # (gate.py imports this module: the type only)
-    from vppagent.drivers.vpp.classifier.gate import GatedSet
 
 Block = tuple[int, int]  # (network address as an integer, prefix length)
 SPAN = 8  # the ladder's lengths lie within the last SPAN bits: blocks of at most 2^(SPAN - 1) addresses
@@ -41,21 +35,6 @@ def ladder(family: int, levels: int) -> tuple[int, ...]:
     levels = max(1, min(SPAN, levels))
     step = SPAN // levels
     return tuple(w - i * step for i in range(levels))
-
-
-def set_ladder(gated: GatedSet, family: int, tables: int) -> tuple[int, ...]:
-    """The block lengths of a gated set's members in `family`: as many as `tables` admit tables
-    allow for its tails (destination prefix and port mask: each block length is one table per
-    tail), so that its host members alone never need more tables than that."""
-    if family in gated.everywhere:
-        tails = 1
-    else:
-        found = {(e.dst.prefixlen, e.dport_mask) for e in gated.admits if e.family == family}
-        for f, (drops, _, _) in gated.basis:
-            if f == family:
-                found |= {(d.dst_len, mask) for d in drops for _, mask in port_blocks(d.b_lo, d.b_hi)}
-        tails = max(1, len(found))
-    return ladder(family, tables // tails)
 
 
 def blocks(family: int, hosts: Iterable[int], lengths: tuple[int, ...]) -> list[Block]:

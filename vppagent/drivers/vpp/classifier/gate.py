@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from vppagent.drivers.vpp.classifier.aggregate import set_ladder
+from vppagent.drivers.vpp.classifier.aggregate import ladder
 from vppagent.drivers.vpp.classifier.aliases import alias_allow_sources, real_set
 from vppagent.drivers.vpp.classifier.grouped import grouped_plan
 from vppagent.drivers.vpp.classifier.marked import markable, marked_plan
@@ -81,6 +81,21 @@ class GatedSet:
     # Where P_i is too ragged to hold as entries (earlier denies of single addresses cut it):
     # per family, what decides it (regions.Basis); the sessions are then worked out per member.
     basis: tuple[tuple[int, Basis], ...] = ()
+
+
+def set_ladder(gated: GatedSet, family: int, tables: int) -> tuple[int, ...]:
+    """The block lengths of a gated set's members in `family`: as many as `tables` admit tables
+    allow for its tails (destination prefix and port mask: each block length is one table per
+    tail), so that its host members alone never need more tables than that."""
+    if family in gated.everywhere:
+        tails = 1
+    else:
+        found = {(e.dst.prefixlen, e.dport_mask) for e in gated.admits if e.family == family}
+        for f, (drops, _, _) in gated.basis:
+            if f == family:
+                found |= {(d.dst_len, mask) for d in drops for _, mask in port_blocks(d.b_lo, d.b_hi)}
+        tails = max(1, len(found))
+    return ladder(family, tables // tails)
 
 
 @dataclass(frozen=True)
