@@ -23,8 +23,10 @@ distinct flows (>= --flows):
   allows: before acl/tuplemerge.py steered the lists, the lookup found their entries (keyed by
   the source's /26, no port) and compared the rules colliding there one by one.
 - deny-neighbour: from addresses next to those members (the same /24, in no set the list admits
-  on tcp/443), to tcp/443: what the steering made dearer, the entry keyed by the port is met and
-  its rules compared.
+  on tcp/443), to tcp/443: steered, the entry keyed by the port is met and its rules compared;
+  unsteered, the entry of their /26, which holds the members' rules too.
+- deny-stranger: from pods in no /26 that any host rule of the list comes from, to tcp/443: what
+  the steering made dearer (unsteered, only coarse mask types meet them; steered, the port's entry).
 - new: allowed flows never seen (a fresh port window each time): every packet is a lookup that
   creates a reflect session. Compared with the one-rule "permit+reflect any".
 - established: the same flows again: the session table answers (the classifier has no sessions).
@@ -88,7 +90,7 @@ DENIED_SRC = "172.16.0.1"
 ALLOWED_PORT, EGRESS_DENIED_PORT, MEMBER_DENIED_PORT = 443, 25, 8080
 ANY4 = ipaddress.ip_network("0.0.0.0/0")
 CLASSIFIER_NODES = ("ip4-outacl", "ip4-inacl")
-CLASSES = ("deny", "deny-member", "deny-neighbour", "new", "established")
+CLASSES = ("deny", "deny-member", "deny-neighbour", "deny-stranger", "new", "established")
 OUT_CLASSES = CLASSES  # a pod's ingress list
 IN_CLASSES = ("deny", "new", "established")  # its egress list: all its flows come from its one address
 UNSTEERED = ("P1 smallest ingress", "P1 median ingress", "P1 largest ingress")
@@ -106,6 +108,7 @@ class Variant:
     allowed_sources: list[str] = field(default_factory=list)
     key: WorkloadKey | None = None
     neighbours: list[str] = field(default_factory=list)  # refused on tcp/ALLOWED_PORT, next to them
+    strangers: list[str] = field(default_factory=list)  # pods refused on it, far from every host rule
     rules: int = 0
     shapes: vpp_tables.MaskShapes | None = None
 
@@ -222,6 +225,8 @@ def flow_ends(v: Variant, kind: str) -> tuple[str, str, int, str]:
         return DENIED_SRC, v.address, ALLOWED_PORT, "pg0"
     if kind == "deny-neighbour":
         return v.neighbours[0], v.address, ALLOWED_PORT, "pg0"
+    if kind == "deny-stranger":
+        return v.strangers[0], v.address, ALLOWED_PORT, "pg0"
     return v.allowed_sources[0], v.address, MEMBER_DENIED_PORT if kind == "deny-member" else ALLOWED_PORT, "pg0"
 
 
@@ -271,6 +276,26 @@ def neighbours(state: DataplaneState, key: WorkloadKey, address: str, sources: l
     raise RuntimeError(f"{key}: no {SOURCES} consecutive addresses next to {first} refused on tcp/{ALLOWED_PORT}")
 
 
+def strangers(state: DataplaneState, key: WorkloadKey, address: str, content: AclContent) -> list[str]:
+    """SOURCES consecutive pod addresses refused on tcp/ALLOWED_PORT (reference evaluator), none in
+    a /26 that a rule of `content` with a source of /26 or longer comes from."""
+    near = {r.src.supernet(new_prefix=26) if r.src.prefixlen > 26 else r.src
+            for r in content.rules if r.src.version == 4 and r.src.prefixlen >= 26}
+    pods = sorted({int(n.network_address) for k, pb in state.workload_endpoints.items()
+                   for n in WorkloadEndpoint.from_proto(k, pb).ipv4_nets})
+    run: list[int] = []
+    for h in pods:
+        addr = ipaddress.ip_address(h)
+        if ipaddress.ip_network(f"{addr}/26", strict=False) in near or not refuses(
+                state, key, Direction.INGRESS, str(addr), address):
+            run = []
+            continue
+        run = [*run, h] if run and h == run[-1] + 1 else [h]
+        if len(run) == SOURCES:
+            return [str(ipaddress.ip_address(a)) for a in run]
+    raise RuntimeError(f"{key}: no {SOURCES} consecutive pods refused on tcp/{ALLOWED_PORT} away from its rules")
+
+
 def admits(state: DataplaneState, key: WorkloadKey, direction: Direction, src: str, dst: str,
            port: int = ALLOWED_PORT) -> bool:
     return all(verdict(state, key, direction, Packet(6, ipaddress.ip_address(src), ipaddress.ip_address(dst),
@@ -317,8 +342,9 @@ def setup(bench: Bench, state: DataplaneState, min_members: int, unsteered: bool
         pg, index = bench.pg_interface()
         api.sw_interface_tag_add_del(is_add=True, sw_if_index=index, tag=workload_tag(key))
         allowed = allowed_sources(state, key, address)
+        content = ListCompiler(DEFAULT_RULE_LIMIT, min_members).workload(Catalog(state), ep, Direction.INGRESS)
         variants.append(Variant(name, pg, address, "out", OUT_CLASSES, allowed, key,
-                                neighbours(state, key, address, allowed)))
+                                neighbours(state, key, address, allowed), strangers(state, key, address, content)))
     egress_key = variants[1].key  # the median pod's egress list (all pods here share one)
     assert egress_key is not None
     variants.append(Variant("P1 egress", variants[1].pg, variants[1].address, "in", IN_CLASSES, key=egress_key))
@@ -351,7 +377,7 @@ def setup(bench: Bench, state: DataplaneState, min_members: int, unsteered: bool
         content = ListCompiler(DEFAULT_RULE_LIMIT, 0).workload(Catalog(state), ep, Direction.INGRESS)
         pg = bound(bench, calls, "10.250.0.4", content, ("out",))
         variants.append(Variant("P1 gated, set in the ACL", pg, "10.250.0.4", "out", OUT_CLASSES,
-                                gated.allowed_sources, neighbours=gated.neighbours))
+                                gated.allowed_sources, neighbours=gated.neighbours, strangers=gated.strangers))
     if unsteered:  # the compiler's order, no seed: what the ACL plugin got before acl/tuplemerge.py
         for i, v in enumerate([v for v in variants if v.name in UNSTEERED]):
             assert v.key is not None
@@ -365,16 +391,16 @@ def setup(bench: Bench, state: DataplaneState, min_members: int, unsteered: bool
             address = f"10.250.0.{11 + i}"
             pg = bound(bench, calls, address, content, ("out",))
             variants.append(Variant(f"{v.name}, unsteered", pg, address, "out", OUT_CLASSES, v.allowed_sources,
-                                    neighbours=v.neighbours))
-    sources, near = variants[1].allowed_sources, variants[1].neighbours
+                                    neighbours=v.neighbours, strangers=v.strangers))
+    sources, near, far = variants[1].allowed_sources, variants[1].neighbours, variants[1].strangers
     baselines = [("no ACL", "10.250.0.1", None, CLASSES),
                  ("1 rule, permit+reflect any", "10.250.0.2", PERMIT_REFLECT, ("new", "established")),
-                 ("1 rule, deny any", "10.250.0.3", DENY, ("deny", "deny-member", "deny-neighbour"))]
+                 ("1 rule, deny any", "10.250.0.3", DENY, ("deny", "deny-member", "deny-neighbour", "deny-stranger"))]
     for name, address, action, classes in baselines:
         one = None if action is None else AclContent.of([AclRule(action, ANY4, ANY4, 0, (0, 65535), (0, 65535))])
         pg = bound(bench, calls, address, one, ("in", "out"))
         variants += [Variant(name, pg, address, d, tuple(k for k in classes if d == "out" or k in IN_CLASSES),
-                             sources, neighbours=near) for d in ("out", "in")]
+                             sources, neighbours=near, strangers=far) for d in ("out", "in")]
     bench.cli(f"ip route add {EGRESS_DST}/24 via {UPLINK_PEER} pg0")
     describe(bench, variants)
     driver.close()
@@ -439,7 +465,7 @@ def summarize(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = result["rows"]
     by = {(r["direction"], r["variant"], r["class"], r["round"]): r for r in rows}
     baseline = {"deny": "1 rule, deny any", "deny-member": "1 rule, deny any", "deny-neighbour": "1 rule, deny any",
-                "new": "1 rule, permit+reflect any",
+                "deny-stranger": "1 rule, deny any", "new": "1 rule, permit+reflect any",
                 "established": "1 rule, permit+reflect any"}
     out = []
     for v in result["variants"]:
