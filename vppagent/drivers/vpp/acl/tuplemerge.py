@@ -51,7 +51,7 @@ MIN_KEYED = 2  # rules that would lose their port, per family, before a seed pay
 # non-member's packet to that port is compared with all of them. Larger groups keep their place.
 MAX_PORT_GROUP = 39
 # Pair checks spent moving rules; past it the remaining rules keep their place (still exact).
-MOVE_BUDGET = 200_000
+MOVE_BUDGET = 50_000
 _SEED_PROTOS = (17, 6)
 # /4 source regions tried for the seed, least used first: reserved (240/4), multicast (224/4) for
 # IPv4, unassigned space for IPv6; then the rest of each family.
@@ -70,53 +70,82 @@ def loses_port(rule: AclRule) -> bool:
             and rule.src.prefixlen - rule.dst.prefixlen > SEED_BITS)
 
 
-def may_share_packets(a: AclRule, b: AclRule) -> bool:
-    """Whether one packet can match both rules (ports ignored, flags ignored: conservative)."""
-    return (a.src.version == b.src.version and (a.proto == 0 or b.proto == 0 or a.proto == b.proto)
-            and a.src.overlaps(b.src) and a.dst.overlaps(b.dst))
+Span = tuple[int, int, int, int]  # first and last source, first and last destination, as integers
+
+
+def _bounds(net: IPNetwork) -> tuple[int, int]:
+    """First and last address as integers (without `broadcast_address`, which builds objects)."""
+    first = int(net.network_address)
+    return first, first | ((1 << (net.max_prefixlen - net.prefixlen)) - 1)
+
+
+def _span(rule: AclRule) -> Span:
+    return (*_bounds(rule.src), *_bounds(rule.dst))
 
 
 def steer(rules: Sequence[AclRule]) -> tuple[AclRule, ...]:
     """`rules` in an order (and with a seed rule per family) that TupleMerge keys by port; the same
-    rules unchanged when no family gains."""
-    groups = Counter((r.src.version, r.proto, r.dport[0]) for r in rules if loses_port(r))
-
-    def movable(rule: AclRule) -> bool:
-        return loses_port(rule) and groups[(rule.src.version, rule.proto, rule.dport[0])] <= MAX_PORT_GROUP
-
+    rules unchanged when no family gains. Linear in the rules, plus at most MOVE_BUDGET pair checks."""
+    keys = [(r.src.version, r.proto, r.dport[0]) if loses_port(r) else None for r in rules]
+    groups = Counter(k for k in keys if k is not None)
+    if not groups:
+        return tuple(rules)
+    movable = [k is not None and groups[k] <= MAX_PORT_GROUP for k in keys]
+    per_family = Counter(k[0] for k, m in zip(keys, movable, strict=True) if k is not None and m)
     seeds = {}
-    for version in (4, 6):
-        keyed = sum(1 for r in rules if r.src.version == version and movable(r))
-        if keyed >= MIN_KEYED:
-            seed = seed_rule(rules, version)
-            if seed is not None:
-                seeds[version] = seed
+    for version, count in sorted(per_family.items()):
+        seed = seed_rule(rules, version) if count >= MIN_KEYED else None
+        if seed is not None:
+            seeds[version] = seed
     if not seeds:
         return tuple(rules)
     front: list[AclRule] = []
     back: list[AclRule] = []
-    back_by_action: dict[int, list[AclRule]] = {}
+    # the rules left behind so far, by (action, family, protocol); their address spans as needed
+    behind: dict[tuple[int, int, int], list[AclRule]] = {}
+    spans: dict[int, Span] = {}
     budget = MOVE_BUDGET
-    for rule in rules:
-        if budget > 0 and rule.src.version in seeds and movable(rule):
-            blockers = [b for action, kept in back_by_action.items() if action != rule.action for b in kept]
+    for rule, may_move in zip(rules, movable, strict=True):
+        version = rule.src.version
+        if may_move and budget > 0 and version in seeds:
+            blockers = [b for action, v, proto in behind if action != rule.action and v == version
+                        and proto in (rule.proto, 0) for b in behind[(action, v, proto)]]
             budget -= len(blockers)
-            if budget >= 0 and not any(may_share_packets(rule, b) for b in blockers):
+            if budget >= 0 and not (blockers and _meets_any(_span(rule), blockers, spans)):
                 front.append(rule)
                 continue
         back.append(rule)
-        back_by_action.setdefault(rule.action, []).append(rule)
+        behind.setdefault((rule.action, version, rule.proto), []).append(rule)
     return (*seeds.values(), *front, *back)
+
+
+def _meets_any(span: Span, others: list[AclRule], spans: dict[int, Span]) -> bool:
+    """Whether the addresses of `span` overlap those of any of `others` (spans cached by id)."""
+    for other in others:
+        o = spans.get(id(other))
+        if o is None:
+            o = spans[id(other)] = _span(other)
+        if o[0] <= span[1] and span[0] <= o[1] and o[2] <= span[3] and span[2] <= o[3]:
+            return True
+    return False
 
 
 def seed_rule(rules: Sequence[AclRule], version: int) -> AclRule | None:
     """A deny no permit of `rules` can contradict: a /4 source region, any destination, on a
     protocol no permit from that region (or any protocol) covers; None when there is none."""
-    permits = [r for r in rules if r.action != DENY and r.src.version == version]
+    shift = (32 if version == 4 else 128) - SEED_BITS
+    taken: set[tuple[int, int]] = set()  # (protocol, /4 index) some permit reaches; protocol 0: all
+    for r in rules:
+        if r.action != DENY and r.src.version == version:
+            if r.src.prefixlen >= SEED_BITS:  # within one /4
+                taken.add((r.proto, int(r.src.network_address) >> shift))
+            else:
+                first, last = _bounds(r.src)
+                taken.update((r.proto, i) for i in range(first >> shift, (last >> shift) + 1))
     any_dst: IPNetwork = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
     for region in _REGIONS[version]:
+        index = int(region.network_address) >> shift
         for proto in _SEED_PROTOS:
-            seed = AclRule(DENY, region, any_dst, proto, (0, 65535), (0, 0))
-            if not any(may_share_packets(seed, p) for p in permits):
-                return seed
+            if (proto, index) not in taken and (0, index) not in taken:
+                return AclRule(DENY, region, any_dst, proto, (0, 65535), (0, 0))
     return None
