@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 from tests.vpp.helpers import Target, make_driver, state_of
-from vppagent.drivers.vpp.classifier.admits import inside
+from vppagent.drivers.vpp.classifier.admits import AdmitSessions, Admitter, inside, set_sessions
 from vppagent.drivers.vpp.classifier.aggregate import Aggregated, blocks, ladder
+from vppagent.drivers.vpp.classifier.gate import Gate, GatedSet
 from vppagent.drivers.vpp.classifier.layout import match_bytes, member_mask
+from vppagent.drivers.vpp.classifier.regions import Unfit
 from vppagent.drivers.vpp.classifier.source import admitted
 from vppagent.lab import builders as b
 from vppagent.state.diff import diff_states
@@ -209,3 +211,28 @@ def test_admitted_from_the_last_content_is_admitted_from_scratch() -> None:
         own = [m for m in members if not m.endswith("/32")]
         found = blocks(4, hosts, lengths)
         assert admitted(content, 4, lengths, "s")[0] == len(found) + len(own)
+
+
+def test_a_refused_block_leaves_no_half_remembered_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block whose sessions cannot be worked out (Unfit, raised to the caller) does not leave the
+    set's blocks half updated: the next ask works the set out again, whole."""
+    gate = Gate((GatedSet("s", (), everywhere=(4,)),), ())
+    before = state_of([b.ipset("s", ["10.66.0.1", "10.66.0.9"], kind="ip")])
+    after = state_of([b.ipset("s", ["10.66.0.1", "10.66.0.9", *(f"10.66.0.{i}" for i in range(16, 32))], kind="ip")])
+    admits = AdmitSessions()
+    assert admits.wanted(before, gate, 4) == set_sessions(gate.sets[0], 4, ["10.66.0.1", "10.66.0.9"])
+    real = Admitter.sessions
+    refused = [True]
+
+    def once(self: Admitter, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> set[tuple[bytes, bytes]]:
+        if refused[0] and net.prefixlen < 32:
+            refused[0] = False
+            raise Unfit("refused once")
+        return real(self, net)
+
+    monkeypatch.setattr(Admitter, "sessions", once)
+    with pytest.raises(Unfit):
+        admits.wanted(after, gate, 4)
+    held = sorted(after.ipsets["s"].members)
+    assert admits.wanted(after, gate, 4) == set_sessions(gate.sets[0], 4, held)
+    assert len(admits.wanted(after, gate, 4)) == 3, ".1, .9 and the block .16/28"

@@ -138,18 +138,22 @@ class AdmitSessions:
             lengths = set_ladder(gated, family, MAX_PERMIT_TABLES)
             held = _Held(now, frozenset(), Admitter(gated, family), Aggregated(family, lengths))
             self._held[(gated, family)] = held
-        added, removed = current - held.members, held.members - current
-        hosts_added, prefixes_added = _split(family, added)
-        hosts_removed, prefixes_removed = _split(family, removed)
-        came, went = held.aggregated.update(hosts_added, hosts_removed)
-        for block in went:
-            del held.by_block[block]
-        for block in came:
-            held.by_block[block] = frozenset(held.admitter.sessions(_net(family, block)))
-        for net in prefixes_removed:
-            del held.by_prefix[net]
-        for net in prefixes_added:
-            held.by_prefix[net] = frozenset(held.admitter.sessions(net))
+        try:
+            added, removed = current - held.members, held.members - current
+            hosts_added, prefixes_added = _split(family, added)
+            hosts_removed, prefixes_removed = _split(family, removed)
+            came, went = held.aggregated.update(hosts_added, hosts_removed)
+            for block in went:
+                del held.by_block[block]
+            for block in came:
+                held.by_block[block] = frozenset(held.admitter.sessions(_net(family, block)))
+            for net in prefixes_removed:
+                del held.by_prefix[net]
+            for net in prefixes_added:
+                held.by_prefix[net] = frozenset(held.admitter.sessions(net))
+        except BaseException:  # (a member VPP's classifier cannot hold: Unfit) worked out again next time
+            del self._held[(gated, family)]
+            raise
         held.seen, held.members = now, current
         return held
 
