@@ -73,7 +73,7 @@ MEMBER_WISE = False  # tests set it: every P_i worked out per member (the path r
 class GatedSet:
     """One gated set and where its members are admitted (P_i, as classifier entries). In the
     families of `everywhere`, P_i is the whole drop region: a member is then admitted by its
-    source address alone (one session per member, not one per member and entry)."""
+    source address alone (one session per block of members, not one per block and entry)."""
 
     set_id: str
     admits: tuple[GapEntry, ...]
