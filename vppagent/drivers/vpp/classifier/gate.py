@@ -169,7 +169,7 @@ def _analysis(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, dir
         if gate is None:
             return planned.universe, None  # no member is ever admitted where L_0 denies: L_U = L_0 = L
         sets = tuple(sorted((replace(g, set_id=real_set(g.set_id)) for g in gate.sets), key=lambda g: g.set_id))
-        return without_needless_denies(planned.universe, gate.gaps), Gate(sets, gate.gaps)
+        return without_needless_denies(planned.universe, gate.gaps, planned.universe_boxes), Gate(sets, gate.gaps)
     return None
 
 

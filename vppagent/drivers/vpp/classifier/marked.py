@@ -25,9 +25,9 @@ from collections.abc import Set as AbstractSet
 
 from vppagent.drivers.vpp.classifier.aliases import mark_sources, split_ports
 from vppagent.drivers.vpp.classifier.plan import Drop, Plan, Regions, gap_entries
-from vppagent.drivers.vpp.classifier.regions import Slice, Unfit, View, denied_in, marked_region
+from vppagent.drivers.vpp.classifier.regions import Slice, Unfit, View, denied_in, marked_region, rule_box
 from vppagent.drivers.vpp.classifier.source import ANY, candidates, policy_names, rules, with_members
-from vppagent.policy.boxes import FULL_L4
+from vppagent.policy.boxes import FULL_L4, Box
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint
@@ -87,9 +87,16 @@ def marked_plan(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, d
             break
         state, _ = split_ports(state, names, dict.fromkeys(chosen, sorted(unfit)))
         catalog = catalog.derived(state, *names)
-    universe = universe_of(compiled, values) or compile_endpoint(
-        with_members(state, dict.fromkeys(chosen, ANY)), ep, direction, rule_limit=rule_limit, cache=cache)
-    return Plan(state, chosen, regions, empty, lambda s: Slice.at(analysis, markers[s], values), universe)
+    # (compiled lists hold the IPv4 rules, then the IPv6 ones: policy/emit.combine)
+    read = _universe(compiled, [b for f in (4, 6) for b, _ in analysis.rules[f]], values)
+    universe_boxes: list[Box] | None = None
+    if read is not None:
+        universe, universe_boxes = read
+    else:
+        universe = compile_endpoint(with_members(state, dict.fromkeys(chosen, ANY)), ep, direction,
+                                    rule_limit=rule_limit, cache=cache)
+    return Plan(state, chosen, regions, empty, lambda s: Slice.at(analysis, markers[s], values), universe,
+                universe_boxes)
 
 
 def markers_for(chosen: Iterable[str]) -> dict[str, int]:
@@ -121,10 +128,19 @@ def universe_of(analysis: CompiledList, markers: AbstractSet[int]) -> CompiledLi
     default. And L_U = L_0 or L_1 or ... or L_k for every packet (the gate's identity, gate.py,
     with every gated set = every address: no two gated sets share a rule), so X(p) = L_U(p).
     Tested against the compiled L_U in tests/vpp/test_gate_universe.py."""
+    read = _universe(analysis, [rule_box(r) for r in analysis.rules], markers)
+    return None if read is None else read[0]
+
+
+def _universe(analysis: CompiledList, boxes: list[Box],
+              markers: AbstractSet[int]) -> tuple[CompiledList, list[Box]] | None:
+    """universe_of, from the rules' boxes (regions.rule_box, in order: a View has them), and
+    the boxes of L_U's rules (prune.py reads them)."""
     full = PortRange(*FULL_L4)
     out: list[FlatRule] = []
+    out_boxes: list[Box] = []
     seen: set[tuple[object, ...]] = set()  # of the rules that had a marker (the others are no repeats:
-    for rule in analysis.rules:  # the compiler drops those)
+    for rule, box in zip(analysis.rules, boxes, strict=True):  # the compiler drops those)
         sport = rule.srcport_or_icmptype
         if rule.proto in (TCP, UDP) and (sport.first, sport.last) != FULL_L4:
             if sport.first != sport.last or sport.first not in markers:
@@ -135,8 +151,10 @@ def universe_of(analysis: CompiledList, markers: AbstractSet[int]) -> CompiledLi
                 continue
             seen.add(key)
             rule = FlatRule(rule.action, rule.family, rule.src, rule.dst, rule.proto, full, dport, rule.origin)
+            box = box._replace(a_lo=FULL_L4[0], a_hi=FULL_L4[1])
         out.append(rule)
-    return dataclasses.replace(analysis, rules=tuple(out))
+        out_boxes.append(box)
+    return dataclasses.replace(analysis, rules=tuple(out)), out_boxes
 
 
 def ragged_ports(catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,

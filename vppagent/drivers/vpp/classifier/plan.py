@@ -23,6 +23,7 @@ class Plan:
     empty: View  # L_0
     own: Callable[[str], View]  # L_i, on R_i at least
     universe: CompiledList  # L_U, for the ACL
+    universe_boxes: list[Box] | None = None  # its rules' boxes (regions.rule_box), when known
 
 
 class Drop(Exception):
