@@ -5,6 +5,9 @@ destination-port block).
 The gate reads a compiled list as a `View`: per family its rules' boxes and actions. A view
 never depends on the endpoint's addresses: the driver shares one gate among the endpoints with
 the same tiers and profiles (acl/lists.py), whatever their addresses.
+
+A little over 400 lines: a View, its Slices and the index members are read through share their
+memos (what makes one compile serve every set of a list), so they stay in one module.
 """
 
 from __future__ import annotations
