@@ -12,6 +12,7 @@ empty, a session write refused mid-change, and a new driver adopting chains that
 from __future__ import annotations
 
 import ipaddress
+import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.vpp.helpers import Target, make_driver, state_of
+from vppagent.drivers.vpp.classifier.aggregate import Aggregated, blocks, ladder
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.lab import builders as b
 from vppagent.state.diff import diff_states
@@ -146,6 +148,7 @@ def test_edge_member_changes_admit_members_only_at_every_write(sim_target: Targe
     try:
         state = state_of(messages(["10.66.0.200"], two))
         assert driver.resync(state).ok
+        assert driver.status()["gated_lists"] == 1, "the list is gated, or this tests no chain"
         probe = Probe(sim_target.emulator, interface)
         assert probe.now() == hosts_of(["10.66.0.200"])
         for i, members in enumerate(steps):
@@ -248,3 +251,155 @@ def test_a_new_driver_adopts_chains_holding_blocks(sim_target: Target, change: s
         assert probe.now() == hosts_of(before)
     finally:
         second.close()
+
+
+# -- a deny of part of a block ahead of the set's allow (P_s cut below a block) -------------------------
+
+DENIED = {"10.66.0.4/31": frozenset(range(BASE + 4, BASE + 6)), "10.66.0.130/32": frozenset({BASE + 130}),
+          "10.66.0.64/27": frozenset(range(BASE + 64, BASE + 96))}
+
+
+def denied_messages(members: list[str], deny: list[str], two: bool) -> list[Any]:
+    rules = [b.rule("deny", protocol="tcp", dst_ports=[80], src_net=deny),
+             b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s"])]
+    if two:
+        rules.append(b.rule("allow", protocol="tcp", dst_ports=[80, 443], src_ip_set_ids=["t"]))
+    return [
+        b.config({}),
+        b.ipset("s", members, kind="net"),
+        b.ipset("t", ["10.67.0.1"], kind="ip"),
+        b.policy("web", namespace="ns", inbound=rules),
+        b.workload("ns/web0", "cali0", ipv4=[f"{POD}/32"], tiers=[b.tier("default", ingress=["web"], namespace="ns")]),
+    ]
+
+
+@pytest.mark.parametrize("two", [False, True], ids=["source-only", "with-ports"])
+@pytest.mark.parametrize("deny", [["10.66.0.4/31"], ["10.66.0.4/31", "10.66.0.130/32", "10.66.0.64/27"]],
+                         ids=["one", "three"])
+def test_blocks_cut_by_an_earlier_deny_admit_only_the_allowed_members(sim_target: Target, deny: list[str],
+                                                                       two: bool) -> None:
+    denied = frozenset().union(*(DENIED[d] for d in deny))
+    steps = [hosts(0, 7), hosts(0, 127), [h for h in hosts(0, 127) if h != "10.66.0.5"], hosts(0, 255),
+             ["10.66.0.0/29"], ["10.66.0.0/25", "10.66.0.128/26"], hosts(4, 5), hosts(0, 3)]
+    interface = sim_target.pod("ns/web0")
+    driver = make_driver(sim_target, classifier_min_members=1)
+    try:
+        state = state_of(denied_messages(["10.66.0.200"], deny, two))
+        assert driver.resync(state).ok
+        assert driver.status()["gated_lists"] == 1, "the list is gated, or this tests no chain"
+        probe = Probe(sim_target.emulator, interface)
+        assert probe.now() == hosts_of(["10.66.0.200"])
+        for i, members in enumerate(steps):
+            new = state_of(denied_messages(members, deny, two))
+            old_hosts, new_hosts = probe.now(), hosts_of(members) - denied
+            probe.watching(sim_target)
+            try:
+                assert driver.apply(diff_states(state, new), new).ok
+            finally:
+                sim_target.emulator.faults.clear()
+            check_writes(probe, old_hosts, new_hosts, f"step {i} to {members}")
+            assert probe.now() == new_hosts, f"step {i} to {members}"
+            state = new
+    finally:
+        driver.close()
+
+
+@pytest.mark.parametrize("refuse", [("classify_add_del_session", 1), ("classify_add_del_table", 1)],
+                         ids=["session#1", "table#1"])
+@pytest.mark.parametrize("change", ["merge", "split"])
+def test_a_refused_write_in_a_new_drivers_first_resync(sim_target: Target, refuse: tuple[str, int],
+                                                        change: str) -> None:
+    """The agent restarts between two member states and VPP refuses a write of the new driver's
+    first resync; that resync and the next one admit members of one state only, ending at the new."""
+    before, after = CHANGES[change]
+    interface = sim_target.pod("ns/web0")
+    first = make_driver(sim_target, classifier_min_members=1)
+    try:
+        assert first.resync(state_of(messages(before, True))).ok
+    finally:
+        first.close()
+    probe = Probe(sim_target.emulator, interface)
+    second = make_driver(sim_target, classifier_min_members=1)
+    try:
+        new = state_of(messages(after, True))
+        for round_, refusing in enumerate((refuse, None)):
+            old_hosts = probe.now()
+            probe.refuse = refusing
+            probe.watching(sim_target)
+            try:
+                second.resync(new)
+            finally:
+                sim_target.emulator.faults.clear()
+            assert refusing is None or probe.refused == 1, "nothing was refused"
+            check_writes(probe, old_hosts, hosts_of(after), f"resync {round_}")
+        assert probe.now() == hosts_of(after)
+    finally:
+        second.close()
+
+
+# -- two gated sets on the same port, sharing members --------------------------------------------------
+
+
+def shared_messages(s: list[str], u: list[str]) -> list[Any]:
+    rules = [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s"]),
+             b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["u"])]
+    return [
+        b.config({}),
+        b.ipset("s", s, kind="net"),
+        b.ipset("u", u, kind="net"),
+        b.policy("web", namespace="ns", inbound=rules),
+        b.workload("ns/web0", "cali0", ipv4=[f"{POD}/32"], tiers=[b.tier("default", ingress=["web"], namespace="ns")]),
+    ]
+
+
+def test_members_shared_by_two_sets_stay_admitted_while_either_holds_them(sim_target: Target) -> None:
+    steps = [(hosts(0, 7), hosts(4, 11)), (hosts(0, 3), hosts(4, 11)), (hosts(0, 3), ["10.66.0.0/29"]),
+             (["10.66.0.0/28"], hosts(0, 15)), (hosts(0, 15), []), ([], hosts(0, 15)), (hosts(0, 127), hosts(0, 127)),
+             ([h for h in hosts(0, 127) if h != "10.66.0.9"], hosts(0, 127)), ([], [])]
+    interface = sim_target.pod("ns/web0")
+    driver = make_driver(sim_target, classifier_min_members=1)
+    try:
+        state = state_of(shared_messages(["10.66.0.200"], ["10.66.0.201"]))
+        assert driver.resync(state).ok
+        assert driver.status()["gated_lists"] == 1, "the list is gated, or this tests no chain"
+        probe = Probe(sim_target.emulator, interface)
+        assert probe.now() == hosts_of(["10.66.0.200", "10.66.0.201"])
+        for i, (s, u) in enumerate(steps):
+            new = state_of(shared_messages(s, u))
+            old_hosts, new_hosts = probe.now(), hosts_of([*s, *u])
+            probe.watching(sim_target)
+            try:
+                assert driver.apply(diff_states(state, new), new).ok
+            finally:
+                sim_target.emulator.faults.clear()
+            check_writes(probe, old_hosts, new_hosts, f"step {i} to s={s} u={u}")
+            assert probe.now() == new_hosts, f"step {i}"
+            state = new
+    finally:
+        driver.close()
+
+
+# -- IPv6 blocks, as integers (the same arithmetic at 128 bits) ---------------------------------------
+
+V6_BASE = int(ipaddress.ip_address("fd00:66::"))
+
+
+@pytest.mark.parametrize("levels", [1, 2, 4, 8])
+def test_ipv6_blocks_hold_exactly_the_members_through_changes(levels: int) -> None:
+    rng = random.Random(600 + levels)
+    lengths = ladder(6, levels)
+    kept = Aggregated(6, lengths)
+    held: set[int] = set()
+    for _ in range(200):
+        added = {V6_BASE + rng.randrange(512) for _ in range(rng.randrange(0, 10))}
+        if rng.random() < 0.2:  # a run across a group boundary (groups are /121 at 8 levels)
+            start = rng.randrange(512)
+            added |= {V6_BASE + (start + i) % 512 for i in range(rng.randrange(1, 200))}
+        removed = set(rng.sample(sorted(held), min(len(held), rng.randrange(0, 10)))) - added
+        kept.update(sorted(added), sorted(removed))
+        held = (held - removed) | added
+        found = kept.all_blocks()
+        covered = [a for address, length in found for a in range(address, address + (1 << (128 - length)))]
+        assert sorted(covered) == sorted(held), "no non-member, no member missing, no address twice"
+        assert set(found) == set(blocks(6, held, lengths))
+        assert all(length in lengths and address % (1 << (128 - length)) == 0 for address, length in found)
