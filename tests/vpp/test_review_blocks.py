@@ -168,24 +168,14 @@ CHANGES = {
     "prefix to hosts": (["10.66.0.0/29", "10.66.0.9"], [*hosts(0, 5), "10.66.0.9", "10.66.0.12"]),
     "one in, one out": (["10.66.0.0", "10.66.0.1"], ["10.66.0.0", "10.66.0.2"]),
 }
-# A change that both adds and removes members: when `prepare` narrows the chain and VPP refuses one
-# of its writes, converge.py logs "classifier chains not programmed" and goes on, and `finish` widens
-# the chain anyway (`_widen_ready`): the new members' blocks are added while the sessions the
-# narrowing did not delete still admit the old members: a mix, until the widening's deletes.
-MIX = pytest.mark.xfail(strict=True, reason="review: a chain write refused while prepare narrows it; finish "
-                        "still widens it (chains.py _widen_ready), so new-only members are admitted while "
-                        "old-only members' sessions remain (neither state's admits)")
-
-
 def refusal_cases() -> list[Any]:
     out = []
     for refuse in REFUSALS:
         for change in sorted(CHANGES):
             for two in (False, True):
-                marks = [MIX] if change in ("one in, one out", "prefix to hosts") else []
                 shape = "with-ports" if two else "source-only"
                 name = f"{refuse[0]}#{refuse[1]}-{change}-{shape}"
-                out.append(pytest.param(refuse, change, two, marks=marks, id=name))
+                out.append(pytest.param(refuse, change, two, id=name))
     return out
 
 

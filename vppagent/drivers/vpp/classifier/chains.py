@@ -70,6 +70,10 @@ class ClassifierChains:
         # after a read-back: interface -> families where a chain of ours may be on it, unknown which
         self.unknown: dict[int, set[int]] = {}
         self._admits = AdmitSessions()  # per (gated set, family): the members last seen, their sessions
+        # heads whose narrowing this pass completed (or built this pass): only these widen in `finish`.
+        # A refused write mid-narrowing (the pass goes on to `finish`) would otherwise widen a chain
+        # still holding admits its target has not: old and new members at once.
+        self._narrowed: set[int] = set()
         self._read_since_connect = False
 
     def connected(self) -> None:
@@ -209,6 +213,7 @@ class ClassifierChains:
                 return chain
         chain = self.writer.build(gate, family, self.wanted(state, gate, family), gap_sessions(gate, family))
         self.chains[chain.head] = chain
+        self._narrowed.add(chain.head)
         return chain
 
     def _users_at_target(self, chain: Chain, users: Iterable[int], gates: Mapping[int, Gate]) -> bool:
@@ -228,7 +233,10 @@ class ClassifierChains:
         self._bound(gates, settled)
         self._probe_off_unknown(gates)
         self._detach_unwanted(gates)
-        used = self._widen_ready(gates, state)
+        try:
+            used = self._widen_ready(gates, state)
+        finally:
+            self._narrowed.clear()  # (the next pass narrows again first)
         self._retire_unused(used)
         self._delete_stale()
 
@@ -256,7 +264,7 @@ class ClassifierChains:
         for family in (4, 6):
             for head, users in self._users(family).items():
                 used.add(head)
-                if self._users_at_target(self.chains[head], users, gates):
+                if head in self._narrowed and self._users_at_target(self.chains[head], users, gates):
                     self._widen(self.chains[head], state)
         return used
 
@@ -341,6 +349,7 @@ class ClassifierChains:
         self.writer.add(chain, inside(wanted - chain.sessions, chain.sessions), gap=False)
         held = chain.sessions - wanted
         self.writer.delete(chain, held - inside(held, wanted), gap=False)
+        self._narrowed.add(chain.head)
 
     def _widen(self, chain: Chain, state: DataplaneState) -> None:
         """The rest of the way to its target: admits added, then those inside them deleted, gaps
