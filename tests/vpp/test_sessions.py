@@ -1,7 +1,8 @@
-"""The session rule (docs/vpp-driver.md): an established allowed flow survives every update that
-is not about its endpoints, and in-place changes of its own lists; only an interface that moves to
-another ACL (its endpoint's list diverged from the endpoints it shared an ACL with) loses its
-reflect sessions."""
+"""The session rule (docs/vpp-driver.md) with `reclassify_sessions` off (Felix's rule): an
+established allowed flow survives every update that is not about its endpoints, and in-place
+changes of its own lists; only an interface that moves to another ACL (its endpoint's list diverged
+from the endpoints it shared an ACL with) loses its reflect sessions. With it on (the default):
+tests/vpp/test_reclassify.py."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def update(driver: VppDriver, state: DataplaneState, *msgs: felix.ToDataplane) -
 
 def test_established_flows_survive_unrelated_and_in_place_updates(sim_target: Target) -> None:
     interfaces = {p: sim_target.pod(p) for p in ("ns/a", "ns/b", "ns/b2", "ns/c")}
-    driver = make_driver(sim_target)
+    driver = make_driver(sim_target, reclassify_sessions=False)
     try:
         state = state_of(base())
         driver.resync(state)

@@ -4,8 +4,15 @@ Behaviour follows VPP 25.10 ``src/plugins/acl/acl.c`` (handlers, ``acl_add_list`
 ``acl_del_list``, ``acl_interface_set_inout_acl_list``, ``acl_interface_add_del_inout_acl``)
 and ``public_inlines.h``/``fa_node.c`` (matching, sessions), cross-checked with traffic on
 a real VPP 25.10 (``vpp-acl-semantics-verified.md``).  Not emulated: session timeouts and
-limits, ``reclassify_sessions 1``, non-first fragments, MACIP ACLs, lookup contexts of
-other plugins (``-149`` never occurs).
+limits, non-first fragments, MACIP ACLs, lookup contexts of other plugins (``-149`` never occurs).
+
+``reclassify_sessions`` (the CLI's ``set acl-plugin reclassify-sessions``, off by default) is
+emulated as ``acl.c`` and ``dataplane_node.c`` have it: while on, binding a list (any
+``acl_interface_set_acl_list`` / ``acl_interface_add_del``, even of the same list) bumps that
+(interface, direction)'s policy epoch instead of clearing sessions, and replacing an ACL in place
+bumps the epoch of every (interface, direction) it is bound to. A session keeps the epoch it was
+made in; a packet that finds a session of an older epoch in the direction that made it deletes it
+and is judged again by the ACLs (a packet the other way still passes on it).
 
 Clearing an interface's sessions (its set of bound ACL indices changes, it is deleted, or the CLI's
 ``clear acl-plugin sessions``) is one round of VPP's session cleaner (``sess_mgmt_node.c``,
@@ -52,6 +59,8 @@ _SEEN_MASK = 0x17  # RST, FIN, ACK, SYN
 _ESTABLISHED = 0x12  # SYN and ACK seen, no RST or FIN
 # fa_node.h: ACL_FA_CONN_TABLE_DEFAULT_MAX_ENTRIES
 CONN_TABLE_DEFAULT_MAX_ENTRIES = 500_000
+# fa_node.h: FA_POLICY_EPOCH_MASK (the epoch's counter bits; the top bit says input)
+POLICY_EPOCH_MASK = 0x7FFF
 
 # ICMP type pairs whose reverse direction a session admits (both ways, for the reverse lookup).
 _ICMP4_INVERSE = {**ICMP4_REPLY_TYPE, **{reply: request for request, reply in ICMP4_REPLY_TYPE.items()}}
@@ -166,6 +175,7 @@ class Tracked:
     made: Direction
     seen: list[int]
     proto: int
+    epoch: int = 0  # the policy epoch of (interface, `made`) when it was made
 
     def timeout_list(self) -> int:
         if self.proto != PROTO_TCP:
@@ -199,6 +209,8 @@ class AclPlugin:
                                                                           TIMEOUT_TCP_TRANSIENT)}
         self.etype_whitelists: dict[int, tuple[list[int], list[int]]] = {}
         self.interface_counters_enabled = False
+        self.reclassify_sessions = False
+        self.epochs: dict[tuple[int, bool], int] = {}  # (sw_if_index, is_input) -> policy epoch
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def binding(self, sw_if_index: int) -> InterfaceAcls:
@@ -238,7 +250,8 @@ class AclPlugin:
         tracked = self._tracked.get(tracking)
         flags = packet.tcp_flags if packet.proto == PROTO_TCP else 0
         if tracked is None:
-            tracked = Tracked(direction, [flags, 0], packet.proto)
+            tracked = Tracked(direction, [flags, 0], packet.proto,
+                              self.epochs.get((sw_if_index, direction is Direction.INPUT), 0))
             self._tracked[tracking] = tracked
             self._lists[tracked.timeout_list()][tracking] = None
             return
@@ -248,6 +261,11 @@ class AclPlugin:
         if after != before:
             del self._lists[before][tracking]
             self._lists[after][tracking] = None
+
+    def _bump_epoch(self, sw_if_index: int, is_input: bool) -> None:
+        """acl.c ``increment_policy_epoch``."""
+        key = (sw_if_index, is_input)
+        self.epochs[key] = (self.epochs.get(key, 0) + 1) & POLICY_EPOCH_MASK
 
     def _is_used(self, acl_index: int, is_input: bool) -> bool:
         return any(acl_index in b.vector(is_input) for b in self.bindings.values())
@@ -276,8 +294,10 @@ class AclPlugin:
             binding.input = list(acls)
         else:
             binding.output = list(acls)
+        if self.reclassify_sessions:  # every binding is a new policy epoch; nothing is cleared
+            self._bump_epoch(sw_if_index, is_input)
         # Sessions go when the *set* of bound indices changes (order does not count), once per call.
-        if changed and may_clear_sessions[0]:
+        elif changed and may_clear_sessions[0]:
             self.clear_round({sw_if_index})
             may_clear_sessions[0] = False
         return OK
@@ -337,10 +357,16 @@ class AclPlugin:
         if acl_index == NO_INDEX:
             acl_index = self.acls.add(acl)
         elif acl_index in self.acls:
-            # Replace in place: bindings stay, sessions stay (reclassify_sessions is 0 by default).
+            # Replace in place: bindings stay, sessions stay; with reclassify_sessions every
+            # (interface, direction) it is bound to gets a new policy epoch.
             existing = self.acls.get(acl_index)
             assert existing is not None
             existing.tag, existing.rules = acl.tag, acl.rules
+            if self.reclassify_sessions:
+                for sw_if_index, binding in self.bindings.items():
+                    for is_input in (False, True):
+                        if acl_index in binding.vector(is_input):
+                            self._bump_epoch(sw_if_index, is_input)
         else:
             return retval_reply("acl_add_replace_reply", ApiError.NO_SUCH_ENTRY, acl_index=acl_index)
         return retval_reply("acl_add_replace_reply", OK, acl_index=acl_index)
@@ -456,7 +482,12 @@ class AclPlugin:
         sessions = self.sessions.setdefault(sw_if_index, set())
         if key in sessions:
             self._track(sw_if_index, key, direction, packet)
-            return Verdict(True, "existing session")
+            tracked = self._tracked[(sw_if_index, key)]
+            if not (self.reclassify_sessions and direction is tracked.made
+                    and tracked.epoch != self.epochs.get((sw_if_index, is_input), 0)):
+                return Verdict(True, "existing session")
+            self._forget((sw_if_index, key))  # stale_session_deleted: judged again below
+            sessions = self.sessions.setdefault(sw_if_index, set())
         for acl_index in vector:
             acl = self.acls.get(acl_index)
             assert acl is not None

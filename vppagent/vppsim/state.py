@@ -124,10 +124,14 @@ class SimState:
         if words[:3] == ["clear", "acl-plugin", "sessions"]:
             self.acl.clear_round()  # (one round of VPP's cleaner, as the CLI's clear is)
             return ""
+        if words[:3] == ["set", "acl-plugin", "reclassify-sessions"] and len(words) == 4 and words[3].isdigit():
+            self.acl.reclassify_sessions = int(words[3]) != 0
+            return ""
         if words[:3] == ["show", "acl-plugin", "sessions"]:
             lines = [f"sw_if_index {index}: {len(keys)} sessions"
                      for index, keys in sorted(self.acl.sessions.items())]
-            return "\n".join(lines) + ("\n" if lines else "")
+            lines.append(f"Reclassify sessions: {int(self.acl.reclassify_sessions)}")  # as acl.c prints it
+            return "\n".join(lines) + "\n"
         if words[:3] == ["show", "acl-plugin", "acl"]:
             return "".join(f"acl-index {index} count {len(acl.rules)} tag {{{acl.tag}}}\n"
                            for index, acl in self.acl.acls.items())

@@ -5,7 +5,9 @@ Settings beyond AgentConfig, from the environment:
   (default /usr/share/vpp/api);
 - VPPAGENT_VPP_REQUEST_TIMEOUT: seconds one API request may take (default 5);
 - VPPAGENT_VPP_CLASSIFIER_MIN_MEMBERS: IP sets at least this large go to classifier tables where
-  the list allows it (default 500; 0 keeps every set in ACLs).
+  the list allows it (default 500; 0 keeps every set in ACLs);
+- VPPAGENT_VPP_RECLASSIFY_SESSIONS: true (default) turns on the ACL plugin's reclassify-sessions on
+  every connection, so an ACL change re-judges established flows; false keeps them (Felix's rule).
 
 The driver's modules are imported by `create_driver`, not here: importing one VPP fact
 (`api.errors`, which the emulator shares) must not load the whole driver.
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from vppagent.drivers.vpp.driver import VppDriver
     from vppagent.drivers.vpp.pods.interfaces import PodKind
 
-__all__ = ["create_driver", "pod_kind"]
+__all__ = ["create_driver", "flag", "pod_kind"]
 
 VHOST_NET = Path("/dev/vhost-net")
 
@@ -36,12 +38,27 @@ def pod_kind(setting: str, vhost_net: Path = VHOST_NET) -> PodKind:
     return "tap" if vhost_net.exists() else "af_packet"
 
 
+def flag(name: str, default: bool) -> bool:
+    """A true/false setting from the environment; DriverUnavailable naming it when it is neither."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    from vppagent.drivers import DriverUnavailable
+
+    raise DriverUnavailable(f"{name}={os.environ[name]!r}: expected true or false")
+
+
 def create_driver(config: AgentConfig) -> VppDriver:
     from vppagent.drivers import DriverUnavailable
     from vppagent.drivers.vpp.api.connection import VppConnection, VppUnavailable
     from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS, VppDriver
     from vppagent.drivers.vpp.services.settings import ServiceSettings
 
+    reclassify = flag("VPPAGENT_VPP_RECLASSIFY_SESSIONS", True)
     conn = VppConnection(config.vpp_api_socket,
                          request_timeout=float(os.environ.get("VPPAGENT_VPP_REQUEST_TIMEOUT", "5")),
                          api_dir=os.environ.get("VPPAGENT_VPP_API_DIR") or None)
@@ -53,4 +70,5 @@ def create_driver(config: AgentConfig) -> VppDriver:
     services = ServiceSettings(snat_ipv4=config.service_snat_ipv4, snat_ipv6=config.service_snat_ipv6,
                                cidrs=tuple(config.service_cidrs), node_ports=config.service_node_ports())
     return VppDriver(conn, pod_interface=pod_kind(config.pod_interface), rule_limit=config.rule_limit,
-                     classifier_min_members=min_members, service_settings=services)
+                     classifier_min_members=min_members, service_settings=services,
+                     reclassify_sessions=reclassify)

@@ -13,6 +13,13 @@ resyncs the last state it was given, re-creating the interfaces of pods it attac
 them. An apply that finds the connection down tries once to reconnect itself. While VPP cannot be
 reached every report says so (`unreachable`), and the agent puts every endpoint in "error".
 
+Sessions: every connection first sets the ACL plugin's `reclassify-sessions` (a CLI setting, no
+binary API; VPP forgets it when it restarts) as `reclassify_sessions` says, before anything is read
+or written. On (the default), an ACL change re-judges a flow's next packet in the direction that
+made its session; off keeps established flows (docs/vpp-driver.md, "The session rule"). A VPP that
+refuses it is logged once and named in `status()["reclassify_sessions"]`; the rebinds that clear
+sessions stay.
+
 Locking: every VPP conversation happens under `_lock`: the agent's worker calls in (apply,
 resync, poll) and so do the CNI server's threads (attach, detach); nothing here calls out.
 """
@@ -29,7 +36,7 @@ from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.drivers.vpp.acl.lists import ListCompiler, lists_for_new_pod
 from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.calls import VppCalls
-from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.api.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.api.messages import release_of
 from vppagent.drivers.vpp.api.types import DENY_ALL, CnatDetails
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
@@ -65,6 +72,11 @@ _T = TypeVar("_T")
 # smaller ones when they pay (classifier/source.pays); 0 keeps every set in the ACL.
 # docs/vpp-driver.md ("Large IP sets") has the measurements behind the number.
 DEFAULT_CLASSIFIER_MIN_MEMBERS = 500
+# The ACL plugin's setting (acl.c: `set acl-plugin reclassify-sessions N`) and the line
+# `show acl-plugin sessions` prints it in ("Reclassify sessions: N").
+RECLASSIFY_SET = "set acl-plugin reclassify-sessions {}"
+RECLASSIFY_SHOW = "show acl-plugin sessions"
+RECLASSIFY_SHOWN = "Reclassify sessions: {}"
 
 
 class VppDriver(Driver):
@@ -75,7 +87,7 @@ class VppDriver(Driver):
                  plumbing: Plumbing | None = None, rule_limit: int = DEFAULT_RULE_LIMIT,
                  classifier_min_members: int = DEFAULT_CLASSIFIER_MIN_MEMBERS,
                  keepalive: float = 1.0, max_backoff: float = 5.0,
-                 service_settings: ServiceSettings | None = None) -> None:
+                 service_settings: ServiceSettings | None = None, reclassify_sessions: bool = True) -> None:
         self.conn = conn
         self.service_settings = service_settings or ServiceSettings()
         self.calls = VppCalls(conn)
@@ -106,6 +118,11 @@ class VppDriver(Driver):
         self._cnat_setup = False  # on this connection: cnat's source NAT policy set
         self._cnat_interfaces: set[tuple[int, str]] = set()  # on this connection: cnat's feature enabled
         self._snat_proxy = SnatProxy()  # proxy ARP / ND for the source-NAT address (services/proxy.py)
+        self.reclassify_sessions = reclassify_sessions
+        self._sessions_set = False  # on this connection: the session setting sent (and read back)
+        # "on", "off", or why VPP did not take the setting; None until a connection sets it
+        self._reclassify_state: str | None = None
+        self._logged_reclassify: str | None = None
 
     # -- Driver API ------------------------------------------------------------------------------
     def resync(self, state: DataplaneState) -> ApplyReport:
@@ -256,7 +273,8 @@ class VppDriver(Driver):
                 "compiles": self._compiler.compiles, "gated_lists": self._compiler.gated,
                 "classifier_chains": len(self.classifier.chains),
                 "source_guards": len({sw_if_index for sw_if_index, _ in self.guards.chains}),
-                "cnat_features": self.conn.cnat_features, "snat_proxy": self._snat_proxy.status(), **self.stats,
+                "cnat_features": self.conn.cnat_features, "snat_proxy": self._snat_proxy.status(),
+                "reclassify_sessions": self._reclassify_state, **self.stats,
             }
 
     def close(self) -> None:
@@ -300,6 +318,7 @@ class VppDriver(Driver):
         self._cnat_setup, self._cnat_interfaces = False, set()
         self._snat_proxy.connected()
         self.classifier.connected()
+        self._sessions_set = False
         if self._had_connection:
             self.stats["reconnects"] += 1
         self._had_connection = True
@@ -308,6 +327,8 @@ class VppDriver(Driver):
         """What VPP holds, reconnecting and reading it first if needed (under `_lock`)."""
         if not self.conn.connected:
             self._connect()
+        if not self._sessions_set:
+            self._set_session_rule()
         if self._programmed is None:
             self._programmed = read_programmed(self.calls)
             self.classifier.reread()  # our chains, read back when this driver does not know them
@@ -317,6 +338,31 @@ class VppDriver(Driver):
                 self._programmed = read_programmed(self.calls)
             self.pods.settle_rx_modes(self._programmed)
         return self._programmed
+
+    def _set_session_rule(self) -> None:
+        """Set `reclassify-sessions` as wanted on this connection, before any ACL is written, and
+        read it back; a refusal is logged once per reason and kept for `status()`."""
+        self._sessions_set = True
+        value = int(self.reclassify_sessions)
+        command, shown = RECLASSIFY_SET.format(value), RECLASSIFY_SHOWN.format(value)
+
+        def as_wanted() -> bool:
+            return shown in (line.strip() for line in self.calls.cli(RECLASSIFY_SHOW).splitlines())
+
+        problem: str | None = None
+        try:
+            if not as_wanted():  # (so already, as a restarted agent finds it: nothing to write)
+                answer = self.calls.cli(command, changes=True).strip()
+                if not as_wanted():
+                    problem = (f"VPP did not take {command!r} ({answer or 'no answer'}): "
+                               f"{RECLASSIFY_SHOW!r} does not show {shown!r}")
+        except ApiRefused as exc:
+            problem = str(exc)
+        self._reclassify_state = ("on" if value else "off") if problem is None else f"refused: {problem}"
+        if problem is not None and problem != self._logged_reclassify:
+            self._logged_reclassify = problem
+            log.warning("VPP driver: reclassify-sessions %s not set (%s); stale reflect sessions are cleared "
+                        "by rebinding only", "on" if value else "off", problem)
 
     def _converge(self, *, reread: bool, removing: bool = False) -> ApplyReport:
         start, writes = time.monotonic(), self.conn.writes

@@ -63,6 +63,14 @@ class VppCalls:
         self.batches = VppBatches(conn)
 
     # -- ACLs -------------------------------------------------------------------------------------
+    def cli(self, command: str, *, changes: bool = False) -> str:
+        """One CLI command (`cli_inband`), for settings with no binary API; returns what VPP printed.
+        `changes`: the command is a write (counted as one; a `show` is not)."""
+        reply = self.conn.call("cli_inband", cmd=command, what=command)
+        if changes:
+            self.conn.writes += 1
+        return str(reply.reply)
+
     def acl_dump(self) -> list[AclDetails]:
         return [AclDetails(int(d.acl_index), str(d.tag), AclContent.of(rule_from_details(r) for r in d.r))
                 for d in self.conn.dump("acl_dump", acl_index=NO_INDEX)]

@@ -1,0 +1,124 @@
+"""The session rule with `reclassify_sessions` on (the driver's default; docs/vpp-driver.md, "The
+session rule"), on the emulator: an ACL change makes the flows of the interfaces it touches stale;
+the next packet in the direction that made a flow's session is judged again by the new policy, so a
+flow it still allows goes on and one it denies stops there. Packets the other way still pass on the
+stale session until then. With it off: tests/vpp/test_sessions.py. On real VPP:
+tests/realvpp/test_reclassify.py."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.test_sessions import ACK, A, B, Flow, base, update
+from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.lab import builders as b
+from vppagent.vppsim import Direction, Packet
+
+PODS = ("ns/a", "ns/b", "ns/b2", "ns/c")
+
+
+def a_sends(target: Target, b_interface: int) -> bool:
+    """A's next packet of the flow (an ACK A:40000 -> B:80) leaves VPP on B's interface: the
+    direction that made the flow's session there."""
+    assert target.emulator is not None
+    ack = Packet.make(A, B, "tcp", 40000, 80, tcp_flags=ACK)
+    return target.emulator.evaluate(b_interface, Direction.OUTPUT, ack).permitted
+
+
+def test_the_driver_turns_it_on_and_reports_it(sim_target: Target) -> None:
+    assert sim_target.emulator is not None
+    driver = make_driver(sim_target)
+    try:
+        assert driver.resync(state_of(base())).ok
+        assert sim_target.emulator.state.acl.reclassify_sessions
+        assert driver.status()["reclassify_sessions"] == "on"
+    finally:
+        driver.close()
+
+
+def test_a_flow_the_new_policy_allows_goes_on_and_one_it_denies_stops_in_its_direction(sim_target: Target) -> None:
+    interfaces = {p: sim_target.pod(p) for p in PODS}
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(base())
+        assert driver.resync(state).ok
+        flow = Flow(sim_target, interfaces)
+        assert flow.open() and flow.alive()
+        # B's policy widens in place (its ACL replaced, a new policy epoch): the flow is judged
+        # again at A's next packet, still allowed, and goes on
+        state = update(driver, state, b.policy("web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[80, 81])]))
+        assert a_sends(sim_target, interfaces["ns/b"]) and flow.alive()
+        # B's policy tightens (tcp/80 no longer allowed): B's answers pass on the stale session
+        # until A sends again; A's next packet is judged again and dropped, and the session is gone
+        state = update(driver, state, b.policy("web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[81])]))
+        assert flow.alive(), "the other direction passes until a packet in the flow's own direction"
+        assert not a_sends(sim_target, interfaces["ns/b"]), "judged again by the new policy: denied"
+        assert not flow.alive(), "its session went with that packet"
+        assert not flow.new_one_allowed()
+    finally:
+        driver.close()
+
+
+def test_an_unrelated_update_keeps_flows(sim_target: Target) -> None:
+    """Updates that leave B's ACLs and bindings alone bump no epoch of B's: nothing is judged again."""
+    interfaces = {p: sim_target.pod(p) for p in PODS}
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(base())
+        assert driver.resync(state).ok
+        flow = Flow(sim_target, interfaces)
+        assert flow.open()
+        state = update(driver, state, b.ipset_delta("s:other", added=["10.65.7.8"]))
+        state = update(driver, state, b.workload("ns/d", "cali5", ipv4=["10.65.0.6/32"], profiles=["open"]))
+        assert a_sends(sim_target, interfaces["ns/b"]) and flow.alive()
+    finally:
+        driver.close()
+
+
+def test_the_setting_is_set_again_after_vpp_restarts(sim_target: Target) -> None:
+    assert sim_target.emulator is not None
+    driver = make_driver(sim_target)
+    try:
+        state = state_of(base())
+        assert driver.resync(state).ok
+        sim_target.emulator.restart()
+        assert not sim_target.emulator.state.acl.reclassify_sessions, "a restarted VPP forgets it"
+        assert driver.resync(state).ok
+        assert sim_target.emulator.state.acl.reclassify_sessions
+        assert driver.status()["reclassify_sessions"] == "on"
+    finally:
+        driver.close()
+
+
+def test_off_turns_it_off(sim_target: Target) -> None:
+    assert sim_target.emulator is not None
+    sim_target.emulator.state.run_cli("set acl-plugin reclassify-sessions 1")
+    driver = make_driver(sim_target, reclassify_sessions=False)
+    try:
+        assert driver.resync(state_of(base())).ok
+        assert not sim_target.emulator.state.acl.reclassify_sessions
+        assert driver.status()["reclassify_sessions"] == "off"
+    finally:
+        driver.close()
+
+
+def test_a_vpp_that_refuses_it_is_logged_once_reported_and_programmed(sim_target: Target,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    assert sim_target.emulator is not None
+    sim_target.emulator.faults.reject("cli_inband", -1)
+    driver: VppDriver = make_driver(sim_target)
+    try:
+        with caplog.at_level(logging.WARNING, logger="vppagent.drivers.vpp.driver"):
+            state = state_of(base())
+            assert driver.resync(state).ok, "the ACLs are programmed all the same"
+            assert driver.resync(state).ok
+        status = driver.status()["reclassify_sessions"]
+        assert status.startswith("refused: VPP refused cli_inband"), status
+        assert sum("reclassify" in r.getMessage() for r in caplog.records) == 1, "logged once"
+        assert not sim_target.emulator.state.acl.reclassify_sessions
+    finally:
+        sim_target.emulator.faults.clear()
+        driver.close()
