@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -113,11 +114,23 @@ def test_real_packets_agree_with_the_evaluator_long(agent: VppAgentProcess, lab:
     assert figures["allowed"] >= 200 and figures["denied"] >= 200, figures
 
 
+@pytest.fixture
+def reclassify_off(vpp: RealVpp) -> Iterator[None]:
+    """The ACL plugin's reclassify-sessions off, as the driver sets it with
+    VPPAGENT_VPP_RECLASSIFY_SESSIONS=false (this module's agent has the default, on: set back after)."""
+    vpp.cli("set acl-plugin reclassify-sessions 0")
+    try:
+        yield
+    finally:
+        vpp.cli("set acl-plugin reclassify-sessions 1")
+
+
 def test_established_flow_survives_an_in_place_policy_change(agent: VppAgentProcess, lab: PodLab,
-                                                             vpp: RealVpp) -> None:
-    """DESIGN §7: a policy change rewrites the ACL in place (acl_add_replace), so VPP keeps the
-    sessions: a TCP connection admitted before goes on both ways, while new flows follow the new
-    rules (here: dropped)."""
+                                                             vpp: RealVpp, reclassify_off: None) -> None:
+    """DESIGN §7, with reclassify-sessions off: a policy change rewrites the ACL in place
+    (acl_add_replace), so VPP keeps the sessions: a TCP connection admitted before goes on both
+    ways, while new flows follow the new rules (here: dropped). With it on (the default):
+    tests/realvpp/test_reclassify.py."""
     pod, client_address = lab.pods[POD_A], "10.65.1.5"
     lab.peer_owns([client_address])
     agent.move_to(web_objects(admit_web=True))

@@ -13,6 +13,9 @@ import pytest
 
 from tests.vpp.helpers import Target, make_driver, state_of
 from tests.vpp.test_sessions import ACK, A, B, Flow, base, update
+from vppagent.config import AgentConfig
+from vppagent.drivers import DriverUnavailable
+from vppagent.drivers.vpp import create_driver, flag
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.lab import builders as b
 from vppagent.vppsim import Direction, Packet
@@ -122,3 +125,19 @@ def test_a_vpp_that_refuses_it_is_logged_once_reported_and_programmed(sim_target
     finally:
         sim_target.emulator.faults.clear()
         driver.close()
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("", True), ("true", True), ("False", False),
+                                                 ("0", False), ("on", True)])
+def test_the_setting_reads_true_or_false(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool) -> None:
+    if value is None:
+        monkeypatch.delenv("VPPAGENT_VPP_RECLASSIFY_SESSIONS", raising=False)
+    else:
+        monkeypatch.setenv("VPPAGENT_VPP_RECLASSIFY_SESSIONS", value)
+    assert flag("VPPAGENT_VPP_RECLASSIFY_SESSIONS", True) is expected
+
+
+def test_another_value_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPPAGENT_VPP_RECLASSIFY_SESSIONS", "maybe")
+    with pytest.raises(DriverUnavailable, match="VPPAGENT_VPP_RECLASSIFY_SESSIONS='maybe': expected true or false"):
+        create_driver(AgentConfig.model_validate({"driver": "vpp", "vpp_api_socket": "/nonexistent/api.sock"}))
