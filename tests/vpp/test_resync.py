@@ -8,7 +8,8 @@ from collections.abc import Iterable
 
 from tests.vpp.helpers import GUARD_REMOVAL_WRITES, Target, guard_writes, make_driver, state_of, wkey
 from vppagent.drivers.vpp.api.errors import NO_INDEX
-from vppagent.drivers.vpp.driver import RECLASSIFY_SHOW, RECLASSIFY_SHOWN, VppDriver
+from vppagent.drivers.vpp.driver import VppDriver
+from vppagent.drivers.vpp.sessions import RECLASSIFY_SHOW, RECLASSIFY_SHOWN
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.gen.felix import felixbackend_pb2 as felix
 from vppagent.lab import builders as b

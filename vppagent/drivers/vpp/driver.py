@@ -36,7 +36,7 @@ from vppagent.drivers.base import ApplyReport, Driver
 from vppagent.drivers.vpp.acl.lists import ListCompiler, lists_for_new_pod
 from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.calls import VppCalls
-from vppagent.drivers.vpp.api.connection import ApiRefused, VppConnection, VppConnectionLost, VppUnavailable
+from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.api.messages import release_of
 from vppagent.drivers.vpp.api.types import DENY_ALL, CnatDetails
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
@@ -57,6 +57,7 @@ from vppagent.drivers.vpp.services.converge import (
 from vppagent.drivers.vpp.services.proxy import SnatProxy
 from vppagent.drivers.vpp.services.settings import ServiceSettings
 from vppagent.drivers.vpp.services.translations import TranslationKey
+from vppagent.drivers.vpp.sessions import set_reclassify
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
@@ -72,11 +73,6 @@ _T = TypeVar("_T")
 # smaller ones when they pay (classifier/source.pays); 0 keeps every set in the ACL.
 # docs/vpp-driver.md ("Large IP sets") has the measurements behind the number.
 DEFAULT_CLASSIFIER_MIN_MEMBERS = 500
-# The ACL plugin's setting (acl.c: `set acl-plugin reclassify-sessions N`) and the line
-# `show acl-plugin sessions` prints it in ("Reclassify sessions: N").
-RECLASSIFY_SET = "set acl-plugin reclassify-sessions {}"
-RECLASSIFY_SHOW = "show acl-plugin sessions"
-RECLASSIFY_SHOWN = "Reclassify sessions: {}"
 
 
 class VppDriver(Driver):
@@ -343,26 +339,13 @@ class VppDriver(Driver):
         """Set `reclassify-sessions` as wanted on this connection, before any ACL is written, and
         read it back; a refusal is logged once per reason and kept for `status()`."""
         self._sessions_set = True
-        value = int(self.reclassify_sessions)
-        command, shown = RECLASSIFY_SET.format(value), RECLASSIFY_SHOWN.format(value)
-
-        def as_wanted() -> bool:
-            return shown in (line.strip() for line in self.calls.cli(RECLASSIFY_SHOW).splitlines())
-
-        problem: str | None = None
-        try:
-            if not as_wanted():  # (so already, as a restarted agent finds it: nothing to write)
-                answer = self.calls.cli(command, changes=True).strip()
-                if not as_wanted():
-                    problem = (f"VPP did not take {command!r} ({answer or 'no answer'}): "
-                               f"{RECLASSIFY_SHOW!r} does not show {shown!r}")
-        except ApiRefused as exc:
-            problem = str(exc)
-        self._reclassify_state = ("on" if value else "off") if problem is None else f"refused: {problem}"
+        wanted = "on" if self.reclassify_sessions else "off"
+        problem = set_reclassify(self.calls, self.reclassify_sessions)
+        self._reclassify_state = wanted if problem is None else f"refused: {problem}"
         if problem is not None and problem != self._logged_reclassify:
             self._logged_reclassify = problem
             log.warning("VPP driver: reclassify-sessions %s not set (%s); stale reflect sessions are cleared "
-                        "by rebinding only", "on" if value else "off", problem)
+                        "by rebinding only", wanted, problem)
 
     def _converge(self, *, reread: bool, removing: bool = False) -> ApplyReport:
         start, writes = time.monotonic(), self.conn.writes
