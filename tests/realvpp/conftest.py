@@ -55,6 +55,17 @@ def lab(vpp: RealVpp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodL
         lab.cleanup()
 
 
+@pytest.fixture
+def reclassify_off(vpp: RealVpp) -> Iterator[None]:
+    """The ACL plugin's reclassify-sessions off, as the driver sets it with
+    VPPAGENT_VPP_RECLASSIFY_SESSIONS=false (the module's agent has the default, on: set back after)."""
+    vpp.cli("set acl-plugin reclassify-sessions 0")
+    try:
+        yield
+    finally:
+        vpp.cli("set acl-plugin reclassify-sessions 1")
+
+
 @pytest.fixture(scope="module")
 def agent(lab: PodLab, vpp: RealVpp) -> Iterator[VppAgentProcess]:
     """The agent on the VPP driver with both pods attached through CNI Add and Felix's pipe open."""

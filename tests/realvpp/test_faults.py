@@ -145,7 +145,10 @@ def test_agent_killed_and_restarted_resync_writes_nothing(agent: VppAgentProcess
 
 @pytest.mark.skipif(shutil.which("ipset") is None or shutil.which("iptables-restore") is None,
                     reason="the iptables driver needs ipset and iptables-restore")
-def test_live_swap_vpp_iptables_vpp(agent: VppAgentProcess, lab: PodLab, prober: Prober) -> None:
+def test_live_swap_vpp_iptables_vpp(agent: VppAgentProcess, lab: PodLab, prober: Prober, reclassify_off: None) -> None:
+    """With reclassify-sessions off (Felix's rule: the established connection outlives the pods'
+    drop-everything ACL under the kernel driver; with it on, that ACL cuts it at the client's next
+    packet). The VPP driver swapped back sets it on again."""
     lab.kernel_links(["calipoda", "calipodb"])  # Felix's endpoint names (cases.web_objects)
     pod = lab.pods[POD_A]
     lab.peer_owns(["10.65.1.5"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -112,17 +111,6 @@ def test_real_packets_agree_with_the_evaluator_long(agent: VppAgentProcess, lab:
     figures = run_cases(agent, lab, vpp, seed=7, cases=120)
     print(f"real packets (long): {figures}")
     assert figures["allowed"] >= 200 and figures["denied"] >= 200, figures
-
-
-@pytest.fixture
-def reclassify_off(vpp: RealVpp) -> Iterator[None]:
-    """The ACL plugin's reclassify-sessions off, as the driver sets it with
-    VPPAGENT_VPP_RECLASSIFY_SESSIONS=false (this module's agent has the default, on: set back after)."""
-    vpp.cli("set acl-plugin reclassify-sessions 0")
-    try:
-        yield
-    finally:
-        vpp.cli("set acl-plugin reclassify-sessions 1")
 
 
 def test_established_flow_survives_an_in_place_policy_change(agent: VppAgentProcess, lab: PodLab,
