@@ -393,3 +393,4 @@ def test_ipv6_blocks_hold_exactly_the_members_through_changes(levels: int) -> No
         assert sorted(covered) == sorted(held), "no non-member, no member missing, no address twice"
         assert set(found) == set(blocks(6, held, lengths))
         assert all(length in lengths and address % (1 << (128 - length)) == 0 for address, length in found)
+
