@@ -7,7 +7,9 @@ every member of both; once the change is done (or, after a refused write, once t
 convergence is done), exactly the new members. Edges: members that are prefixes (/30, /29, /25),
 prefixes overlapping hosts and each other, IPv4-mapped IPv6 members, members at the /25 group
 boundary, an add that merges blocks up to /25, a remove that splits a /25, a set shrinking to
-empty, a session write refused mid-change, and a new driver adopting chains that hold blocks."""
+empty, a session write refused mid-change, a new driver adopting chains that hold blocks (with and
+without a refused write), blocks cut by an earlier deny of part of them, two gated sets sharing
+members; and IPv6 blocks as integers (a set with an IPv6 member is never gated: source.py)."""
 
 from __future__ import annotations
 
