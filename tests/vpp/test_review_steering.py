@@ -17,13 +17,13 @@ prefix's first and last address, the seeds' regions included, and at every port 
 from __future__ import annotations
 
 import ipaddress
-from typing import NamedTuple
 from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.vpp.first_match import Pkt, first_action
 from vppagent.drivers.vpp.acl import tuplemerge
 from vppagent.drivers.vpp.acl.render import allow_any
 from vppagent.drivers.vpp.acl.tuplemerge import steer
@@ -40,33 +40,6 @@ NETS = {
 PROTOS = (0, 1, 6, 17, 58, 47)
 PORTS = [ANY, (0, 0), (8, 8), (443, 443), (53, 53), (9000, 9009), (0, 1023), (1024, 65535), (3, 3), (65535, 65535)]
 FLAGS = [(0, 0), (0x02, 0x02), (0x12, 0x02), (0x04, 0x04), (0x02, 0x00)]  # (mask, value)
-
-
-class Pkt(NamedTuple):
-    src: IPAddress
-    dst: IPAddress
-    proto: int
-    sport: int
-    dport: int
-    flags: int
-
-
-def matches(rule: AclRule, pkt: Pkt, fragment: bool) -> bool:
-    if pkt.src.version != rule.src.version or pkt.src not in rule.src or pkt.dst not in rule.dst:
-        return False
-    if rule.proto == 0:
-        return True
-    if rule.proto != pkt.proto:
-        return False
-    if fragment:
-        return True
-    if not (rule.sport[0] <= pkt.sport <= rule.sport[1] and rule.dport[0] <= pkt.dport <= rule.dport[1]):
-        return False
-    return rule.proto != 6 or pkt.flags & rule.tcp_flags_mask == rule.tcp_flags_value
-
-
-def first_action(rules: tuple[AclRule, ...], pkt: Pkt, fragment: bool) -> int:
-    return next((r.action for r in rules if matches(r, pkt, fragment)), DENY)
 
 
 @st.composite

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import NamedTuple
 
 import pytest
 
+from tests.vpp.first_match import Pkt, first_action
 from vppagent.drivers.vpp.acl import tuplemerge
 from vppagent.drivers.vpp.acl.render import allow_any, rules_from_compiled
 from vppagent.drivers.vpp.acl.tuplemerge import loses_port, seed_rule, steer
@@ -23,30 +23,6 @@ NETS4 = ["10.64.0.0/26", "10.64.0.0/24", "10.64.1.0/24", "10.0.0.0/8", "0.0.0.0/
          "241.0.0.0/8", "224.0.0.0/4", "192.168.0.0/16", "10.64.0.8/29"]
 NETS6 = ["fd00::/8", "fd00:1::/64", "::/0", "4000::/4", "4001::/16", "2001:db8::/32"]
 PORTS = [(443, 443), (8080, 8080), (0, 0), (9000, 9009), ANY_PORTS, (53, 53)]
-
-
-class Pkt(NamedTuple):
-    src: IPAddress
-    dst: IPAddress
-    proto: int
-    sport: int
-    dport: int
-
-
-def matches(rule: AclRule, pkt: Pkt, fragment: bool) -> bool:
-    if pkt.src.version != rule.src.version or pkt.src not in rule.src or pkt.dst not in rule.dst:
-        return False
-    if rule.proto == 0:
-        return True
-    if rule.proto != pkt.proto:
-        return False
-    if fragment:  # a non-first fragment: the plugin matches L4 rules on the protocol alone
-        return True
-    return rule.sport[0] <= pkt.sport <= rule.sport[1] and rule.dport[0] <= pkt.dport <= rule.dport[1]
-
-
-def first_action(rules: tuple[AclRule, ...], pkt: Pkt, fragment: bool) -> int:
-    return next((r.action for r in rules if matches(r, pkt, fragment)), DENY)
 
 
 def host_rule(rng: random.Random, version: int, action: int) -> AclRule:
