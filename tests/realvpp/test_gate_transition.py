@@ -11,11 +11,12 @@ before the change (the capture is seen to count).
 A non-member's SYN to the gated port passes L_U in the ACL plugin (which runs before the output
 classifier) and leaves a reflect session there although the chain drops it. After a change that
 ungates the port (the gate moves to 443, or the list leaves the gate), the same 5-tuple sent
-again must still be dropped: the driver rebinds such an interface to another ACL index before the
-chain stops dropping (an in-place replace would keep its sessions). With the ACL plugin's
-reclassify-sessions on (the agent's default) the rebind makes the session stale and the reused
-5-tuple's next SYN is judged again; with it off the rebind clears the interface's sessions, at most
-100 of them (the strict xfail below).
+again must still be dropped. With the ACL plugin's reclassify-sessions on (the agent's default)
+the change of the interface's list makes the session stale and the reused 5-tuple's next SYN is
+judged again (no rebind needed); with it off (the agent restarted with
+VPPAGENT_VPP_RECLASSIFY_SESSIONS=false) the driver rebinds the interface to another ACL index
+before the chain stops dropping, which clears its sessions, at most 100 of them (the strict xfail
+below).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -226,12 +228,31 @@ def test_a_non_members_reused_5_tuple_behind_many_older_sessions_stays_dropped(
         agent: VppAgentProcess, lab: PodLab, vpp: RealVpp, reclassify: int) -> None:
     lab.peer_owns((IN_A, IN_B, IN_NONE))
     agent.move_to(objects(80, "ga"))
-    # as the driver sets it (VPPAGENT_VPP_RECLASSIFY_SESSIONS; the agent here has the default, on)
-    vpp.cli(f"set acl-plugin reclassify-sessions {reclassify}")
-    try:
+    if reclassify:  # the module's agent has the default (on): VPP judges stale sessions again, no rebind
         reused_5_tuple_behind_a_burst(agent, lab, vpp)
+        return
+    with restarted(agent, {"VPPAGENT_VPP_RECLASSIFY_SESSIONS": "false"}):  # the agent then rebinds to clear
+        assert agent.state()["driver_status"]["reclassify_sessions"] == "off"
+        reused_5_tuple_behind_a_burst(agent, lab, vpp)
+
+
+@contextlib.contextmanager
+def restarted(agent: VppAgentProcess, env: dict[str, str]) -> Iterator[None]:
+    """The agent restarted with `env`, and again as it was after (Felix's snapshot each time)."""
+    before = agent.env
+
+    def restart(with_env: dict[str, str] | None) -> None:
+        agent.stop()
+        agent.env = with_env
+        agent.start()
+        agent.start_felix()
+        agent.move_to(agent.objects)
+
+    restart({**(before or {}), **env})
+    try:
+        yield
     finally:
-        vpp.cli("set acl-plugin reclassify-sessions 1")
+        restart(before)
 
 
 def reused_5_tuple_behind_a_burst(agent: VppAgentProcess, lab: PodLab, vpp: RealVpp) -> None:

@@ -263,6 +263,7 @@ class AcrossChange:
     passes: bool  # the non-member's 5-tuple after the change
     kept: bool  # the ACL plugin still held web0's sessions after the change
     writes: Counter[str]  # the change's writes by message
+    interface: int  # web0's
 
 
 def dropped_flow_across(target: Target, before: Mapping[str, str], after: Mapping[str, str],
@@ -294,20 +295,22 @@ def dropped_flow_across(target: Target, before: Mapping[str, str], after: Mappin
                                                                           ipaddress.ip_address(PODS["ns/web0"]), 40000,
                                                                           80)).allowed
         kept = bool(sim.state.acl.sessions.get(interface))
-        return AcrossChange(sim.evaluate(interface, Direction.OUTPUT, syn).permitted, kept, writes)
+        return AcrossChange(sim.evaluate(interface, Direction.OUTPUT, syn).permitted, kept, writes, interface)
     finally:
         driver.close()
 
 
 @pytest.mark.parametrize("reclassify", [True, False], ids=["reclassify", "no-reclassify"])
 def test_a_non_members_dropped_flow_stays_dropped_across_a_gate_change(sim_target: Target, reclassify: bool) -> None:
-    """tcp/80 ungated (the gaps shrink): both pods move to another ACL index, which clears their
-    sessions (reclassify off) or makes them stale (on: the next packet deletes it and is judged
-    again), before the chain stops dropping tcp/80 (the old code replaced L_U in place)."""
+    """tcp/80 ungated (the gaps shrink). Reclassify off: both pods move to another ACL index, which
+    clears their sessions, before the chain stops dropping tcp/80 (the old code replaced L_U in
+    place). On: L_U is replaced in place, which makes the session stale: the next packet deletes it
+    and is judged again; a rebind would clear nothing and cut allowed flows, so none is made."""
     across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "web-b" for p in PODS},
                                  reclassify=reclassify)
     assert not across.passes and across.kept is reclassify
-    assert across.writes["acl_interface_set_acl_list"] == 2, "each pod rebound (the exact list first, on a new index)"
+    assert across.writes["acl_interface_set_acl_list"] == (0 if reclassify else 2), \
+        "each pod rebound (the exact list first, on a new index) only where VPP does not judge sessions again"
 
 
 @pytest.mark.parametrize("reclassify", [True, False], ids=["reclassify", "no-reclassify"])
@@ -316,7 +319,8 @@ def test_a_non_members_dropped_flow_stays_dropped_when_the_list_leaves_the_gate(
     across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "plain" for p in PODS},
                                  reclassify=reclassify)
     assert not across.passes and across.kept is reclassify
-    assert across.writes["acl_interface_set_acl_list"] == 2, "each pod rebound to its exact list on a new index"
+    assert across.writes["acl_interface_set_acl_list"] == (0 if reclassify else 2), \
+        "each pod rebound to its exact list on a new index only where VPP does not judge sessions again"
 
 
 def test_a_non_members_dropped_flow_stays_dropped_when_the_agent_restarts_mid_change(sim_target: Target) -> None:
@@ -365,6 +369,30 @@ def test_without_reclassify_a_dropped_flow_behind_100_older_sessions_stays_dropp
     across = dropped_flow_across(sim_target, {p: "web-a" for p in PODS}, {p: "web-b" for p in PODS}, older=100,
                                  reclassify=False)
     assert not across.passes
+
+
+def test_sessions_from_before_reclassify_was_on_are_judged_again(sim_target: Target) -> None:
+    """An agent with reclassify-sessions off leaves a hole (the non-member's session behind 100
+    older ones survives the rebind: the xfail above). The agent restarts with it on and finds VPP
+    with it off, holding sessions: it re-applies every interface's ACLs as they are (a new policy
+    epoch), so the hole's session is judged again at its next packet, and only then trusts VPP to
+    judge sessions again after a change (no rebinds to clear). A fresh VPP needs none of this."""
+    before, after = {p: "web-a" for p in PODS}, {p: "web-b" for p in PODS}
+    across = dropped_flow_across(sim_target, before, after, older=100, reclassify=False)
+    assert across.passes, "the hole this is about (reclassify off, 100 older sessions)"
+    syn = Packet.make(SOURCES["non-member"], PODS["ns/web0"], "tcp", 40000, 80)
+    sim = sim_target.emulator
+    writes: Counter[str] = Counter()
+    sim.faults.reject("acl_interface_set_acl_list", -1, when=lambda _: bool(writes.update(["bind"])))
+    driver = make_driver(sim_target, classifier_min_members=MIN_MEMBERS)  # the agent restarts, reclassify on
+    try:
+        assert driver.resync(state_of(messages(after))).ok
+        assert writes["bind"] == len(PODS), "each pod's ACLs applied again, as they were"
+        assert driver.classifier.sessions_rejudged
+        assert not sim.evaluate(across.interface, Direction.OUTPUT, syn).permitted
+    finally:
+        sim.faults.clear()
+        driver.close()
 
 
 def test_gaps_that_only_grow_keep_the_in_place_path_and_its_sessions(sim_target: Target) -> None:

@@ -211,6 +211,8 @@ class AclPlugin:
         self.interface_counters_enabled = False
         self.reclassify_sessions = False
         self.epochs: dict[tuple[int, bool], int] = {}  # (sw_if_index, is_input) -> policy epoch
+        self.session_adds = 0  # as fa_session_total_adds/_dels ("Sessions total" of the CLI's show)
+        self.session_dels = 0
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def binding(self, sw_if_index: int) -> InterfaceAcls:
@@ -235,6 +237,7 @@ class AclPlugin:
 
     def _forget(self, tracking: Tracking, *, queued: bool = True) -> None:
         tracked = self._tracked.pop(tracking)
+        self.session_dels += 1
         if queued:
             del self._lists[tracked.timeout_list()][tracking]
         keys = self.sessions.get(tracking[0])
@@ -254,6 +257,7 @@ class AclPlugin:
                               self.epochs.get((sw_if_index, direction is Direction.INPUT), 0))
             self._tracked[tracking] = tracked
             self._lists[tracked.timeout_list()][tracking] = None
+            self.session_adds += 1
             return
         before = tracked.timeout_list()
         tracked.seen[0 if direction is tracked.made else 1] |= flags

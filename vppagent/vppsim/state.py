@@ -128,8 +128,10 @@ class SimState:
             self.acl.reclassify_sessions = int(words[3]) != 0
             return ""
         if words[:3] == ["show", "acl-plugin", "sessions"]:
-            lines = [f"sw_if_index {index}: {len(keys)} sessions"
-                     for index, keys in sorted(self.acl.sessions.items())]
+            adds, dels = self.acl.session_adds, self.acl.session_dels
+            lines = [f"Sessions total: add {adds} - del {dels} = {adds - dels}"]  # as acl.c prints them
+            lines += [f"sw_if_index {index}: {len(keys)} sessions"
+                      for index, keys in sorted(self.acl.sessions.items())]
             lines.append(f"Reclassify sessions: {int(self.acl.reclassify_sessions)}")  # as acl.c prints it
             return "\n".join(lines) + "\n"
         if words[:3] == ["show", "acl-plugin", "acl"]:

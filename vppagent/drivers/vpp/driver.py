@@ -57,7 +57,7 @@ from vppagent.drivers.vpp.services.converge import (
 from vppagent.drivers.vpp.services.proxy import SnatProxy
 from vppagent.drivers.vpp.services.settings import ServiceSettings
 from vppagent.drivers.vpp.services.translations import TranslationKey
-from vppagent.drivers.vpp.sessions import set_reclassify
+from vppagent.drivers.vpp.sessions import judge_again, set_reclassify
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
 from vppagent.pods.veth import AttachError, Attachment
@@ -116,6 +116,7 @@ class VppDriver(Driver):
         self._snat_proxy = SnatProxy()  # proxy ARP / ND for the source-NAT address (services/proxy.py)
         self.reclassify_sessions = reclassify_sessions
         self._sessions_set = False  # on this connection: the session setting sent (and read back)
+        self._judge_again = False  # on this connection: sessions made with the setting off still held
         # "on", "off", or why VPP did not take the setting; None until a connection sets it
         self._reclassify_state: str | None = None
         self._logged_reclassify: str | None = None
@@ -327,6 +328,13 @@ class VppDriver(Driver):
             self._set_session_rule()
         if self._programmed is None:
             self._programmed = read_programmed(self.calls)
+            if self._judge_again:
+                problem = judge_again(self.calls, self._programmed)
+                if problem is None:
+                    self._judge_again, self.classifier.sessions_rejudged = False, True
+                else:  # (until it is done, gate changes rebind to clear: classifier/chains.py `clears`)
+                    log.warning("VPP driver: sessions made before reclassify-sessions was on not judged "
+                                "again (%s)", problem)
             self.classifier.reread()  # our chains, read back when this driver does not know them
             self.guards.reread({i.sw_if_index: (i.tag, i.name) for i in self._programmed.interfaces.values()
                                 if i.is_pod})
@@ -340,7 +348,11 @@ class VppDriver(Driver):
         read it back; a refusal is logged once per reason and kept for `status()`."""
         self._sessions_set = True
         wanted = "on" if self.reclassify_sessions else "off"
-        problem = set_reclassify(self.calls, self.reclassify_sessions)
+        rule = set_reclassify(self.calls, self.reclassify_sessions)
+        self.classifier.sessions_rejudged = rule.rejudged
+        # found off holding sessions: judged again once the ACLs are read (`programmed`)
+        self._judge_again = rule.problem is None and self.reclassify_sessions and not rule.rejudged
+        problem = rule.problem
         self._reclassify_state = wanted if problem is None else f"refused: {problem}"
         if problem is not None and problem != self._logged_reclassify:
             self._logged_reclassify = problem

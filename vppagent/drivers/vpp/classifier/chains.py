@@ -24,7 +24,9 @@ do so atomically (VPP's output attach is a no-op while a table is attached), so 
 those and converge.py binds their exact (ungated) list first; `prepare` refuses to move one whose
 exact list is not bound. `clears` names the interfaces whose ACL must move to another index (VPP
 then drops their reflect sessions) before their chain stops dropping part of their L_U's gaps: a
-non-member's session left there would pass.
+non-member's session left there would pass. With VPP's `reclassify-sessions` on (sessions.py) it
+names none: every ACL change then makes the interface's older sessions stale, judged again by the
+list bound at their next packet, so there is nothing to clear and a rebind would only cut flows.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ class ClassifierChains:
         # still holding admits its target has not: old and new members at once.
         self._narrowed: set[int] = set()
         self._read_since_connect = False
+        # Set by the driver on each connection (sessions.py `SessionRule.rejudged`): VPP judges every
+        # session it holds again after an ACL change, so `clears` has nothing to clear.
+        self.sessions_rejudged = False
 
     def connected(self) -> None:
         """A new connection to VPP: the next `reread` reads our chains back even if we know none."""
@@ -147,7 +152,14 @@ class ClassifierChains:
         changing chain (between detach and attach no chain drops anything), or whose gaps shrink
         (the old gate's not inside the new one's, per family); one whose L_U is unknown (after a
         read-back) as long as any chain of ours is left in VPP. Gaps that only grow keep the
-        in-place path: every session's 5-tuple stays dropped where it was."""
+        in-place path: every session's 5-tuple stays dropped where it was.
+
+        None while VPP judges sessions again (`sessions_rejudged`): the change of the interface's
+        list (L_U0 to L_U1, or to its exact list) makes a non-member's session stale, and its next
+        packet is judged by that list; where the list does not change, the session was made by the
+        same L_U, and L_U AND the new chain is the new policy, which admits it."""
+        if self.sessions_rejudged:
+            return set()
         swaps = self.moves(gates).swaps
         chains_left = bool(self.chains or self.stale)  # (none: no interface has had one since its sessions went)
         out = set()
