@@ -21,9 +21,10 @@ from tests.vpp.helpers import (
 from tests.vpp.test_classifier import MEMBERS, established
 from tests.vpp.test_classifier import PODS as GATED_PODS
 from tests.vpp.test_classifier import messages as gated_messages
+from tests.vpp.test_pipeline_driver import recorded_pipelines
 from vppagent.drivers.vpp.api.connection import ApiRequest
 from vppagent.drivers.vpp.api.errors import NO_INDEX
-from vppagent.drivers.vpp.classifier.read import read_chains
+from vppagent.drivers.vpp.classifier.read import read_chains, read_tables
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.drivers.vpp.guard.read import orphans
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -141,6 +142,38 @@ def test_a_removed_endpoint_loses_its_guard_after_its_acls_close(sim_target: Tar
         assert not sends(sim_target, a, "10.65.0.2"), "drop everything: no endpoint"
 
 
+def test_the_guards_of_removed_endpoints_go_as_one_pipeline_of_detaches_then_one_of_deletes(
+        sim_target: Target) -> None:
+    pods = [sim_target.pod(p) for p in PODS]
+    state = state_of(messages())
+    with resynced(sim_target, state) as driver:
+        tables = {t for i in pods for ts in guard_tables(driver, i).values() for t in ts}
+        batches = recorded_pipelines(driver)
+        apply(driver, state, messages(pods=[]))
+        assert [b for b in batches if "input_acl_set_interface" in b] == [["input_acl_set_interface"] * 4]
+        assert [b for b in batches if "classify_add_del_table" in b] == [["classify_add_del_table"] * len(tables)]
+        assert all(input_record(sim_target, i) == (NO_INDEX, NO_INDEX) for i in pods)
+        assert not tables & set(sim_target.raw.api.classify_table_ids().ids)
+
+
+def test_a_restarted_agent_reads_every_classifier_table_once(sim_target: Target) -> None:
+    """The gate's read-back and the guards' share one read (readback.py)."""
+    for pod in ("ns/web0", "ns/web1", "ns/client", "ns/other"):
+        sim_target.pod(pod)
+    state = state_of(gated_messages(MEMBERS))
+    with resynced(sim_target, state) as driver:
+        assert driver.classifier.chains and driver.guards.chains
+        held = len(sim_target.raw.api.classify_table_ids().ids)
+    driver = make_driver(sim_target)
+    try:
+        before = driver.conn.requests.copy()
+        assert driver.resync(state).writes == 0
+        asked = driver.conn.requests - before
+        assert asked["classify_table_info"] == held and asked["classify_session_dump"] == held
+    finally:
+        driver.close()
+
+
 def test_a_restarted_agent_adopts_guards_and_deletes_those_no_pod_needs(sim_target: Target) -> None:
     a, b_ = sim_target.pod("ns/a"), sim_target.pod("ns/b")
     driver = make_driver(sim_target)
@@ -225,8 +258,7 @@ def test_gate_and_guard_never_take_each_others_tables(sim_target: Target) -> Non
         assert gate and guards and not gate & guards
         found = read_chains(driver.calls)
         assert found and all(set(c.tables) <= gate for c in found), "the gate reads back only its own"
-        present = set(driver.calls.classify_table_ids())
-        assert set(orphans(driver.calls, set(), present)) == guards, "the guard's read-back sees only its own"
+        assert set(orphans(read_tables(driver.calls), set())) == guards, "the guard's read-back sees only its own"
         driver.close()
         driver = make_driver(sim_target)
         assert driver.resync(state_of(gated_messages(MEMBERS))).writes == 0

@@ -47,6 +47,7 @@ from vppagent.drivers.vpp.pods.attach import PodAttacher
 from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
+from vppagent.drivers.vpp.readback import ClassifierTables
 from vppagent.drivers.vpp.services.converge import (
     converge_services,
     enable_cnat,
@@ -335,9 +336,10 @@ class VppDriver(Driver):
                 else:  # (until it is done, gate changes rebind to clear: classifier/chains.py `clears`)
                     log.warning("VPP driver: sessions made before reclassify-sessions was on not judged "
                                 "again (%s)", problem)
-            self.classifier.reread()  # our chains, read back when this driver does not know them
+            tables = ClassifierTables(self.calls)  # read once if either side reads back (readback.py)
+            self.classifier.reread(tables.tables)  # our chains, read back when this driver does not know them
             self.guards.reread({i.sw_if_index: (i.tag, i.name) for i in self._programmed.interfaces.values()
-                                if i.is_pod})
+                                if i.is_pod}, tables)
             if self.pods.restore(self._programmed):
                 self._programmed = read_programmed(self.calls)
             self.pods.settle_rx_modes(self._programmed)

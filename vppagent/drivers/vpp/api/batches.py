@@ -30,6 +30,7 @@ from vppagent.drivers.vpp.api.fields import (
     route_fields,
     session_fields,
     session_of,
+    table_del_fields,
     table_fields,
     table_info,
 )
@@ -115,6 +116,12 @@ class VppBatches:
         results = self.conn.pipeline([ApiRequest("classify_add_del_table", table_fields(t, NO_INDEX), what=t.what)
                                       for t in tables])
         return [r if isinstance(r, ApiRefused) else int(r.new_table_index) for r in results]
+
+    def classify_tables_del(self, indexes: Sequence[int]) -> list[ApiRefused | None]:
+        """`VppCalls.classify_table_del` of each (gone already is fine)."""
+        return _outcomes(self.conn.pipeline([ApiRequest("classify_add_del_table", table_del_fields(i),
+                                                        accept=(0, ApiError.NO_SUCH_TABLE),
+                                                        what=f"classifier table {i}") for i in indexes]))
 
     def classify_sessions_write(self, sessions: Sequence[SessionWrite]) -> list[ApiRefused | None]:
         """`VppCalls.classify_session` for each."""

@@ -29,6 +29,7 @@ from vppagent.drivers.vpp.api.fields import (
     rule_from_details,
     session_fields,
     session_of,
+    table_del_fields,
     table_fields,
 )
 from vppagent.drivers.vpp.api.types import (
@@ -226,10 +227,8 @@ class VppCalls:
         return int(reply.new_table_index)
 
     def classify_table_del(self, index: int) -> None:
-        """Gone already is fine (NO_SUCH_TABLE). VPP checks the mask's length against
-        match_n_vectors (> 0) before it looks at is_add, so a delete carries a one-vector mask."""
-        self.conn.call("classify_add_del_table", accept=(0, ApiError.NO_SUCH_TABLE), is_add=False, del_chain=False,
-                       table_index=index, match_n_vectors=1, mask_len=16, mask=bytes(16),
+        """Gone already is fine (NO_SUCH_TABLE)."""
+        self.conn.call("classify_add_del_table", accept=(0, ApiError.NO_SUCH_TABLE), **table_del_fields(index),
                        what=f"classifier table {index}")
 
     def classify_session(self, table: int, match: bytes, hit_next: int, opaque: int, *, add: bool) -> None:

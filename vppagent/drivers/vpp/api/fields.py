@@ -40,6 +40,13 @@ def table_fields(table: ClassifyTableAdd, index: int) -> dict[str, Any]:
             "current_data_offset": 0, "mask_len": len(table.mask), "mask": table.mask}
 
 
+def table_del_fields(index: int) -> dict[str, Any]:
+    """A table's delete (not its chain's). VPP checks the mask's length against match_n_vectors
+    (> 0) before it looks at is_add, so a delete carries a one-vector mask."""
+    return {"is_add": False, "del_chain": False, "table_index": index, "match_n_vectors": 1, "mask_len": 16,
+            "mask": bytes(16)}
+
+
 def classify_acl_fields(sw_if_index: int, family: int, table: int, *, add: bool) -> dict[str, Any]:
     return {"sw_if_index": sw_if_index, "ip4_table_index": table if family == 4 else NO_INDEX,
             "ip6_table_index": table if family == 6 else NO_INDEX, "l2_table_index": NO_INDEX, "is_add": add}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -42,7 +42,7 @@ from vppagent.drivers.vpp.classifier.admits import AdmitSessions, Session, insid
 from vppagent.drivers.vpp.classifier.chain import Chain, ChainWriter
 from vppagent.drivers.vpp.classifier.gaps import gap_sessions, gaps_within, gate_order
 from vppagent.drivers.vpp.classifier.gate import Gate
-from vppagent.drivers.vpp.classifier.read import FoundChain, read_chains
+from vppagent.drivers.vpp.classifier.read import FoundChain, HeldTable, chains_in, read_chains
 from vppagent.state.model import DataplaneState
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,10 @@ class ClassifierChains:
         """A new connection to VPP: the next `reread` reads our chains back even if we know none."""
         self._read_since_connect = False
 
-    def reread(self) -> None:
+    def reread(self, tables: Callable[[], dict[int, HeldTable]] | None = None) -> None:
         """After a fresh read of VPP: keep what this driver knows while its tables are all there;
-        otherwise (VPP restarted, or a new driver) read our chains back for `adopt.adopt`.
+        otherwise (VPP restarted, or a new driver) read our chains back for `adopt.adopt`, from
+        `tables` when given (the driver's read, shared with the source guards: readback.py).
         A driver that knows no chain and has read back since it connected reads nothing: every
         table VPP lists would be read (the source guards' too: three per pod) on every resync."""
         if self.chains:
@@ -104,7 +105,7 @@ class ClassifierChains:
         self.unknown.clear()
         self.writer.loose = []
         self.stale = []  # indices of the VPP that went: in a new one they may be anyone's tables
-        self.found = read_chains(self.calls)
+        self.found = read_chains(self.calls) if tables is None else chains_in(tables())
         self._read_since_connect = True
 
     def _probe_off(self, sw_if_index: int, family: int) -> None:

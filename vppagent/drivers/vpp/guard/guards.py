@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
-from vppagent.drivers.vpp.api.errors import NO_INDEX
+from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
 from vppagent.drivers.vpp.api.types import ClassifyTableAdd, InterfaceTable, SessionWrite
 from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
-from vppagent.drivers.vpp.guard.read import GuardChain, orphans, read_chains
+from vppagent.drivers.vpp.guard.read import GuardChain, guard_chains, orphans
 from vppagent.drivers.vpp.guard.sources import (
     GUARD_OPAQUE,
     HOST_LENGTH,
@@ -50,6 +50,7 @@ from vppagent.drivers.vpp.guard.sources import (
     match_of,
     sources_key,
 )
+from vppagent.drivers.vpp.readback import ClassifierTables
 from vppagent.policy.model import IPNetwork, WorkloadEndpoint
 
 log = logging.getLogger(__name__)
@@ -81,39 +82,39 @@ class SourceGuards:
         self._widen: dict[tuple[int, int], frozenset[IPNetwork]] = {}
 
     # -- read back -------------------------------------------------------------------------------
-    def reread(self, pod_interfaces: Mapping[int, tuple[str, str]]) -> None:
+    def reread(self, pod_interfaces: Mapping[int, tuple[str, str]], tables: ClassifierTables) -> None:
         """After a fresh read of VPP, the pod interfaces (sw_if_index -> (tag, name)): keep what this
         driver knows while every table of its chains is there and every guarded interface is still
-        the same pod (a resync of an unchanged VPP then costs one read, not three per pod: 14,000
-        reads and ~15 s at 2,000 pods); otherwise (VPP restarted, a new agent, an interface
-        replaced) forget it and read the guards back. Interfaces this driver does not guard yet
-        need no read here: `ensure` checks VPP's record of an interface before attaching to it."""
+        the same pod (a resync of an unchanged VPP then costs the table ids, not three reads per pod:
+        14,000 reads and ~15 s at 2,000 pods); otherwise (VPP restarted, a new agent, an interface
+        replaced) forget it and read the guards back from `tables`, which the gate's read-back
+        shares (readback.py). Interfaces this driver does not guard yet need no read here: `ensure`
+        checks VPP's record of an interface before attaching to it."""
         identities = {i: identity_mark(*names) for i, names in pod_interfaces.items()}
-        if self.chains and self._still_held(identities):
+        if self.chains and self._still_held(identities, tables.ids()):
             self.identities.update(identities)
             return
         self.chains.clear()
         self.identities = identities
         known: set[int] = set()
-        present = set(self.calls.classify_table_ids())
         heads: list[tuple[int, int, int]] = []  # (sw_if_index, family, head)
         for sw_if_index, held in self._records(list(self.identities)).items():
             if isinstance(held, ApiRefused):
                 raise held
             heads += [(sw_if_index, family, head) for family, head in held.items() if head != NO_INDEX]
-        chains = read_chains(self.calls, [(family, head, self.identities[i]) for i, family, head in heads], present)
+        found = tables.tables()
+        chains = guard_chains(found, [(family, head, self.identities[i]) for i, family, head in heads])
         for (sw_if_index, family, _), chain in zip(heads, chains, strict=True):
             if chain is not None:
                 self.chains[(sw_if_index, family)] = chain
                 known.update(chain.tables)
-        self.stale = orphans(self.calls, known, present)
+        self.stale = orphans(found, known)
         if self.stale:
             log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
 
-    def _still_held(self, identities: Mapping[int, int]) -> bool:
+    def _still_held(self, identities: Mapping[int, int], present: AbstractSet[int]) -> bool:
         if any(identities.get(i) != self.identities.get(i) for i, _family in self.chains):
             return False
-        present = set(self.calls.classify_table_ids())
         return all(t in present for chain in self.chains.values() for t in chain.tables)
 
     # -- before the ACLs change ------------------------------------------------------------------
@@ -243,30 +244,38 @@ class SourceGuards:
 
     # -- after the ACLs narrowed -----------------------------------------------------------------
     def finish(self, keep: AbstractSet[int]) -> None:
-        """Guards of interfaces not in `keep` detached and deleted; stale tables deleted."""
-        for sw_if_index in sorted({i for i, _ in self.chains} - set(keep)):
-            self.remove(sw_if_index)
+        """Guards of interfaces not in `keep` detached (one pipeline) and deleted; stale tables
+        deleted (another: a detached chain is no one's, so the order of its deletes is free)."""
+        self.remove_all(sorted({i for i, _ in self.chains} - set(keep)))
         doomed, self.stale = self.stale, []
-        for table in doomed:
-            try:
-                self.calls.classify_table_del(table)
-            except ApiRefused as exc:
-                log.warning("source guard table %d not deleted (retried): %s", table, exc)
+        refusals = self.calls.batches.classify_tables_del(doomed) if doomed else []
+        for table, refused in zip(doomed, refusals, strict=True):
+            if refused is not None:
+                log.warning("source guard table %d not deleted (retried): %s", table, refused)
                 self.stale.append(table)
 
     def remove(self, sw_if_index: int) -> None:
         """Detach the interface's guards (before the interface is deleted) and delete their tables."""
-        self.identities.pop(sw_if_index, None)
-        for family in FAMILIES:
-            chain = self.chains.pop((sw_if_index, family), None)
-            if chain is None:
-                continue
-            try:
-                self.calls.input_table(sw_if_index, family, chain.head, add=False, not_attached_ok=True,
-                                       what=f"source guard off interface {sw_if_index}")
-            except ApiRefused as exc:
-                log.warning("source guard on interface %d not detached: %s", sw_if_index, exc)
-            self.stale += chain.tables
+        self.remove_all([sw_if_index])
+
+    def remove_all(self, sw_if_indexes: list[int]) -> None:
+        """`remove` for each: the detaches as one pipeline; the tables go with the stale ones in
+        `finish`. A detach VPP refuses is logged (the tables still go: the interface is going)."""
+        going: list[GuardChain] = []
+        detaches: list[InterfaceTable] = []
+        for sw_if_index in sw_if_indexes:
+            self.identities.pop(sw_if_index, None)
+            for family in FAMILIES:
+                chain = self.chains.pop((sw_if_index, family), None)
+                if chain is not None:
+                    going.append(chain)
+                    detaches.append(InterfaceTable(sw_if_index, family, chain.head, add=False,
+                                                   what=f"source guard off interface {sw_if_index}"))
+        refusals = self.calls.batches.input_tables_write(detaches) if detaches else []
+        for detach, refused in zip(detaches, refusals, strict=True):
+            if refused is not None and refused.retval != ApiError.NO_SUCH_TABLE:  # not attached: nothing to do
+                log.warning("source guard on interface %d not detached: %s", detach.sw_if_index, refused)
+        self.stale += [t for chain in going for t in chain.tables]  # once the detaches were answered
 
     # -- building --------------------------------------------------------------------------------
     def _table(self, family: int, length: int, next_table: int, sessions: int, index: int = NO_INDEX) -> int:
