@@ -122,13 +122,13 @@ class SimState:
         if words == ["show", "version"]:
             return f"vpp v{self.release.version} built by vppsim on vppsim at {BUILD_DATE}\n"
         if words[:3] == ["clear", "acl-plugin", "sessions"]:
-            self.acl.clear_round()  # (one round of VPP's cleaner, as the CLI's clear is)
+            self.acl.session_table.clear_round()  # (one round of VPP's cleaner, as the CLI's clear is)
             return ""
         if words[:3] == ["set", "acl-plugin", "reclassify-sessions"] and len(words) == 4 and words[3].isdigit():
             self.acl.reclassify_sessions = int(words[3]) != 0
             return ""
         if words[:3] == ["show", "acl-plugin", "sessions"]:
-            adds, dels = self.acl.session_adds, self.acl.session_dels
+            adds, dels = self.acl.session_table.adds, self.acl.session_table.dels
             lines = [f"Sessions total: add {adds} - del {dels} = {adds - dels}"]  # as acl.c prints them
             lines += [f"sw_if_index {index}: {len(keys)} sessions"
                       for index, keys in sorted(self.acl.sessions.items())]

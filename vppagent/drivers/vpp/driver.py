@@ -3,8 +3,8 @@
 It orchestrates and decides nothing about VPP objects: every resync and apply is one pass of
 converge.py against `Programmed` (read with dumps on resync and after reconnecting, kept current
 by the writes in between); CNI Add/Del go to the pod attacher (pods/attach.py). Kubernetes Services
-(`set_services`) are cnat translations (services/), converged after every pass and on their own
-when they change; a Service is "up" only once VPP holds its translations.
+(`set_services`) are cnat translations, kept by services/sync.py across passes: converged after
+every pass and on their own when they change; a Service is "up" only once VPP holds its translations.
 
 Connection: the driver owns no thread. Every report asks to be polled again (`next_run`): after
 `keepalive` seconds while VPP answers, `poll` then pings it; when the connection is lost (VPP
@@ -38,7 +38,7 @@ from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import VppConnection, VppConnectionLost, VppUnavailable
 from vppagent.drivers.vpp.api.messages import release_of
-from vppagent.drivers.vpp.api.types import DENY_ALL, CnatDetails
+from vppagent.drivers.vpp.api.types import DENY_ALL
 from vppagent.drivers.vpp.classifier.chains import ClassifierChains
 from vppagent.drivers.vpp.converge import converge
 from vppagent.drivers.vpp.failures import Failures, Owner
@@ -48,16 +48,8 @@ from vppagent.drivers.vpp.pods.interfaces import PodKind
 from vppagent.drivers.vpp.pods.linux import NetnsPlumbing, Plumbing
 from vppagent.drivers.vpp.programmed import Programmed, read_programmed, refresh_interfaces
 from vppagent.drivers.vpp.readback import ClassifierTables
-from vppagent.drivers.vpp.services.converge import (
-    converge_services,
-    enable_cnat,
-    node_addresses,
-    read_translations,
-    uplinks,
-)
-from vppagent.drivers.vpp.services.proxy import SnatProxy
 from vppagent.drivers.vpp.services.settings import ServiceSettings
-from vppagent.drivers.vpp.services.translations import TranslationKey
+from vppagent.drivers.vpp.services.sync import ServicesSync
 from vppagent.drivers.vpp.sessions import judge_again, set_reclassify
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.pods.spec import PodDelete, PodSpec
@@ -107,14 +99,7 @@ class VppDriver(Driver):
         self._had_connection = conn.connected  # a later connect is a reconnect
         self._backoff = keepalive  # seconds until the next poll while VPP does not answer
         self._logged_error: str | None = None
-        self._services: dict[str, ServiceEntry] | None = None  # None: never given (nothing to touch)
-        self._translations: dict[TranslationKey, CnatDetails] | None = None  # held by VPP; None: unread
-        self._made_translations: set[TranslationKey] = set()
-        self._service_failures: dict[str, str] = {}
-        self._services_down: str | None = None  # why no Service can be held now (VPP unreachable)
-        self._cnat_setup = False  # on this connection: cnat's source NAT policy set
-        self._cnat_interfaces: set[tuple[int, str]] = set()  # on this connection: cnat's feature enabled
-        self._snat_proxy = SnatProxy()  # proxy ARP / ND for the source-NAT address (services/proxy.py)
+        self.services = ServicesSync(conn, self.calls, self.service_settings)
         self.reclassify_sessions = reclassify_sessions
         self._sessions_set = False  # on this connection: the session setting sent (and read back)
         self._judge_again = False  # on this connection: sessions made with the setting off still held
@@ -174,57 +159,20 @@ class VppDriver(Driver):
 
     def set_services(self, services: Mapping[str, ServiceEntry]) -> None:
         with self._lock:
-            self._services = dict(services)
-            self._service_failures = dict.fromkeys(self._services, "not programmed yet")
+            self.services.give(services)
 
             def program() -> None:
-                self.programmed()  # connected, and what VPP holds known
-                self._converge_services(reread=False)
+                self.services.converge(self.programmed(), reread=False)  # connected, VPP's picture known
 
             try:
                 self._twice(program)
-                self._services_down = None
+                self.services.down = None
             except (VppConnectionLost, VppUnavailable) as exc:
-                self._services_down = f"VPP: {exc}"
+                self.services.down = f"VPP: {exc}"
 
     def service_errors(self) -> dict[str, str]:
         with self._lock:
-            if self._services is None:
-                return {}
-            if self._services_down is not None:
-                return dict.fromkeys(self._services, self._services_down)
-            return dict(self._service_failures)
-
-    def _converge_services(self, *, reread: bool, removing: bool = False) -> None:
-        """The Services' translations (services/converge.py); VPP without a usable cnat plugin fails
-        every Service with the reason, and the rest of the driver runs on."""
-        if self._services is None:
-            return
-        services = {} if removing else self._services
-        problem = self.conn.services_problem
-        if problem is not None:
-            self._service_failures = {name: problem for name, entry in services.items() if not entry.error}
-            return
-        if self.conn.cnat_features and self._programmed is not None:
-            if not removing:
-                self._cnat_interfaces, self._cnat_setup = enable_cnat(
-                    self.calls, self._programmed, self._cnat_interfaces, self.service_settings,
-                    setup=not self._cnat_setup, retired=self._snat_proxy.retired)
-            self._snat_proxy.converge(self.calls, self.conn.snat_proxy_problem, self.service_settings,
-                                      uplinks(self._programmed), reread=reread, removing=removing)
-        if reread or self._translations is None:
-            self._translations = read_translations(self.calls)
-        nodes = frozenset() if self._programmed is None else node_addresses(self._programmed)
-        result = converge_services(self.calls, self._translations, services, self._made_translations,
-                                   self.service_settings, nodes)
-        proxy_error = self._snat_proxy.last.error
-        if proxy_error is not None and not removing:  # the Services reached from outside need the address
-            for name, entry in services.items():
-                if not entry.error and any(f.kind != "cluster" for p in entry.ports for f in p.frontends):
-                    result.failed.setdefault(name, proxy_error)
-        self._service_failures = result.failed
-        self.stats["services"] = {"translations": len(self._translations), "made": len(self._made_translations),
-                                  "writes": result.writes, "deletes": result.deletes, "failed": len(result.failed)}
+            return self.services.errors()
 
     def _twice(self, action: Callable[[], _T]) -> _T:
         """Run `action`; once more (on a fresh connection) if the first finds the connection dead.
@@ -271,8 +219,8 @@ class VppDriver(Driver):
                 "compiles": self._compiler.compiles, "gated_lists": self._compiler.gated,
                 "classifier_chains": len(self.classifier.chains),
                 "source_guards": len({sw_if_index for sw_if_index, _ in self.guards.chains}),
-                "cnat_features": self.conn.cnat_features, "snat_proxy": self._snat_proxy.status(),
-                "reclassify_sessions": self._reclassify_state, **self.stats,
+                **self.services.status(), "reclassify_sessions": self._reclassify_state, **self.stats,
+                **({} if self.services.stats is None else {"services": self.services.stats}),
             }
 
     def close(self) -> None:
@@ -286,8 +234,8 @@ class VppDriver(Driver):
             if self.conn.connected:
                 try:
                     self.conn.ping()
-                    if self._service_failures and self._programmed is not None:
-                        self._converge_services(reread=False)  # what VPP refused, again at each keepalive
+                    if self.services.failures and self._programmed is not None:
+                        self.services.converge(self._programmed, reread=False)  # what VPP refused, again
                     return self._report(ApplyReport(failed=dict(self._failed), absent=self._absent()))
                 except VppConnectionLost as exc:
                     log.warning("VPP connection lost (%s); reconnecting", exc)
@@ -296,9 +244,8 @@ class VppDriver(Driver):
             if self._state is None:  # no state yet: find out whether VPP answers (and program Services)
                 try:
                     self._connect()
-                    if self._services is not None:
-                        self.programmed()
-                        self._converge_services(reread=True)
+                    if self.services.given is not None:
+                        self.services.converge(self.programmed(), reread=True)
                 except (VppUnavailable, VppConnectionLost) as exc:
                     self._programmed = None
                     return self._unreachable(exc, 0)
@@ -312,9 +259,7 @@ class VppDriver(Driver):
     def _connect(self) -> None:
         self.conn.connect()
         self._programmed = None
-        self._translations = None
-        self._cnat_setup, self._cnat_interfaces = False, set()
-        self._snat_proxy.connected()
+        self.services.connected()
         self.classifier.connected()
         self._sessions_set = False
         if self._had_connection:
@@ -371,7 +316,7 @@ class VppDriver(Driver):
                 if reread:
                     self._programmed = None
                 failed = self._program(self.programmed(), self._state or DataplaneState(), removing=removing)
-                self._converge_services(reread=reread, removing=removing)
+                self.services.converge(self._programmed, reread=reread, removing=removing)
                 break
             except (VppConnectionLost, VppUnavailable) as exc:
                 self._programmed = None
@@ -398,7 +343,7 @@ class VppDriver(Driver):
         """VPP answered: poll again after `keepalive`."""
         self._backoff = self.keepalive
         self._logged_error = None
-        self._services_down = None
+        self.services.down = None
         report.next_run = self.keepalive
         return report
 
@@ -407,7 +352,7 @@ class VppDriver(Driver):
         finds it back. Logged once per reason, not once per attempt."""
         error = f"VPP: {exc}"
         self.stats["last_error"] = str(exc)
-        self._services_down = error
+        self.services.down = error
         if error != self._logged_error:
             self._logged_error = error
             log.warning("VPP driver: %s", exc)

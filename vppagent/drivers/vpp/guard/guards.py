@@ -30,51 +30,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 
 from vppagent.drivers.vpp.api.calls import VppCalls
 from vppagent.drivers.vpp.api.connection import ApiRefused
 from vppagent.drivers.vpp.api.errors import NO_INDEX, ApiError
-from vppagent.drivers.vpp.api.types import ClassifyTableAdd, InterfaceTable, SessionWrite
-from vppagent.drivers.vpp.classifier.layout import DROP, PERMIT
+from vppagent.drivers.vpp.api.types import InterfaceTable
 from vppagent.drivers.vpp.guard.read import GuardChain, guard_chains, orphans
 from vppagent.drivers.vpp.guard.sources import (
-    GUARD_OPAQUE,
-    HOST_LENGTH,
-    UNSPECIFIED,
     GuardSources,
-    by_length,
     guard_sources,
     identity_mark,
-    mask_of,
-    match_of,
     sources_key,
 )
+from vppagent.drivers.vpp.guard.writer import GuardError, GuardWriter, NewChain
 from vppagent.drivers.vpp.readback import ClassifierTables
 from vppagent.policy.model import IPNetwork, WorkloadEndpoint
 
 log = logging.getLogger(__name__)
 
 FAMILIES = (4, 6)
-TABLE_MEMORY = 1 << 16  # bytes per guard table: a handful of sessions (VPP grows a table's pages itself)
-PLACEHOLDERS = 32  # tables made at most to get a freed index back (`_clear_record`)
 SOURCES_MEMO = 1 << 16  # distinct address sets whose guard sources are kept between passes
-
-
-class GuardError(RuntimeError):
-    """A guard VPP accepted the requests for but does not hold as asked."""
-
-
-def _buckets(sessions: int) -> int:
-    return max(4, 1 << max(sessions - 1, 1).bit_length())
 
 
 class SourceGuards:
     def __init__(self, calls: VppCalls) -> None:
         self.calls = calls
+        self.writer = GuardWriter(calls)  # the writes (writer.py); its `stale` tables go in `finish`
         self.chains: dict[tuple[int, int], GuardChain] = {}  # (sw_if_index, family) -> attached chain
         self.identities: dict[int, int] = {}  # sw_if_index -> the identity mark its chains carry
-        self.stale: list[int] = []  # tables of ours, attached nowhere: deleted in `finish`
         # Every pass asks for every endpoint's sources; working them out costs ~30 µs
         # (egress_sources collapses them), looking them up here ~1 µs.
         self._sources: dict[Hashable, GuardSources] = {}
@@ -98,7 +81,7 @@ class SourceGuards:
         self.identities = identities
         known: set[int] = set()
         heads: list[tuple[int, int, int]] = []  # (sw_if_index, family, head)
-        for sw_if_index, held in self._records(list(self.identities)).items():
+        for sw_if_index, held in self.writer.records(list(self.identities)).items():
             if isinstance(held, ApiRefused):
                 raise held
             heads += [(sw_if_index, family, head) for family, head in held.items() if head != NO_INDEX]
@@ -108,9 +91,9 @@ class SourceGuards:
             if chain is not None:
                 self.chains[(sw_if_index, family)] = chain
                 known.update(chain.tables)
-        self.stale = orphans(found, known)
-        if self.stale:
-            log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.stale))
+        self.writer.stale = orphans(found, known)
+        if self.writer.stale:
+            log.info("source guard: %d table(s) of ours attached nowhere, to be deleted", len(self.writer.stale))
 
     def _still_held(self, identities: Mapping[int, int], present: AbstractSet[int]) -> bool:
         if any(identities.get(i) != self.identities.get(i) for i, _family in self.chains):
@@ -138,7 +121,7 @@ class SourceGuards:
         could pass what policy denies. Dropped meanwhile, it fails closed."""
         failed: dict[int, str] = {}
         self._widen.clear()
-        new: list[_NewChain] = []
+        new: list[NewChain] = []
         for sw_if_index in sorted(wanted):
             try:
                 new += self._keep(sw_if_index, names[sw_if_index], self.sources_of(wanted[sw_if_index]),
@@ -160,7 +143,7 @@ class SourceGuards:
             raise failed[sw_if_index]
 
     def _keep(self, sw_if_index: int, names: tuple[str, str], sources: GuardSources, *,
-              widen_now: bool) -> list[_NewChain]:
+              widen_now: bool) -> list[NewChain]:
         """`ensure` for the guards the interface has (updated now); the ones to make (`_make`)."""
         identity = identity_mark(*names)
         if self.identities.setdefault(sw_if_index, identity) != identity:
@@ -171,12 +154,12 @@ class SourceGuards:
             wanted = sources.get(family, frozenset())
             chain = self.chains.get((sw_if_index, family))
             if chain is None:
-                new.append(_NewChain(sw_if_index, family, wanted, identity))
+                new.append(NewChain(sw_if_index, family, wanted, identity))
             elif chain.sources != wanted:
                 if widen_now or wanted <= chain.sources:
-                    self._update(chain, wanted)
+                    self.writer.update(chain, wanted)
                 else:
-                    self._update(chain, frozenset(chain.sources & wanted))
+                    self.writer.update(chain, frozenset(chain.sources & wanted))
                     self._widen[(sw_if_index, family)] = wanted
         return new
 
@@ -191,7 +174,7 @@ class SourceGuards:
             if chain is None or sw_if_index not in ready:
                 continue
             try:
-                self._update(chain, wanted)
+                self.writer.update(chain, wanted)
             except (ApiRefused, GuardError) as exc:
                 log.warning("source guard on interface %d: %s", sw_if_index, exc)
                 failed[sw_if_index] = f"source guard: {exc}"
@@ -217,42 +200,30 @@ class SourceGuards:
         for family in FAMILIES:
             chain = self.chains.pop((sw_if_index, family), None)
             if chain is not None:
-                self.stale += chain.tables
+                self.writer.stale += chain.tables
         self.identities.pop(sw_if_index, None)
         for family, recorded in self.calls.input_tables(sw_if_index).items():
             if recorded != NO_INDEX:
-                self._clear_record(sw_if_index, family, recorded)
+                self.writer.clear_record(sw_if_index, family, recorded)
 
-    def _clear_record(self, sw_if_index: int, family: int, recorded: int) -> bool:
-        """Detach what VPP records as the interface's input classifier; True when it is cleared.
-        VPP refuses to name a freed table (NO_SUCH_TABLE), and a record a deleted interface left
-        may name one (its guard was deleted once it could not be detached): then tables are made
-        until VPP hands that index out again (its pools reuse freed indices, last freed first),
-        the record is cleared naming it, and they are deleted."""
-        what = f"input classifier {recorded} off interface {sw_if_index}"
-        if self.calls.input_table(sw_if_index, family, recorded, add=False, not_attached_ok=True, what=what):
-            return True
-        made: list[int] = []
-        try:
-            while len(made) < PLACEHOLDERS and recorded not in made:
-                made.append(self._table(family, HOST_LENGTH[family], NO_INDEX, 1))
-            return recorded in made and self.calls.input_table(sw_if_index, family, recorded, add=False,
-                                                               not_attached_ok=True, what=what)
-        finally:
-            for table in made:
-                self.calls.classify_table_del(table)
+    def _make(self, new: list[NewChain]) -> dict[int, ApiRefused | GuardError]:
+        """New chains built and attached (writer.py `make`) and held; what failed, per interface."""
+        made, failed = self.writer.make(new)
+        for n, chain in made:
+            self.chains[(n.sw_if_index, n.family)] = chain
+        return failed
 
     # -- after the ACLs narrowed -----------------------------------------------------------------
     def finish(self, keep: AbstractSet[int]) -> None:
         """Guards of interfaces not in `keep` detached (one pipeline) and deleted; stale tables
         deleted (another: a detached chain is no one's, so the order of its deletes is free)."""
         self.remove_all(sorted({i for i, _ in self.chains} - set(keep)))
-        doomed, self.stale = self.stale, []
+        doomed, self.writer.stale = self.writer.stale, []
         refusals = self.calls.batches.classify_tables_del(doomed) if doomed else []
         for table, refused in zip(doomed, refusals, strict=True):
             if refused is not None:
                 log.warning("source guard table %d not deleted (retried): %s", table, refused)
-                self.stale.append(table)
+                self.writer.stale.append(table)
 
     def remove(self, sw_if_index: int) -> None:
         """Detach the interface's guards (before the interface is deleted) and delete their tables."""
@@ -275,172 +246,5 @@ class SourceGuards:
         for detach, refused in zip(detaches, refusals, strict=True):
             if refused is not None and refused.retval != ApiError.NO_SUCH_TABLE:  # not attached: nothing to do
                 log.warning("source guard on interface %d not detached: %s", detach.sw_if_index, refused)
-        self.stale += [t for chain in going for t in chain.tables]  # once the detaches were answered
+        self.writer.stale += [t for chain in going for t in chain.tables]  # once the detaches were answered
 
-    # -- building --------------------------------------------------------------------------------
-    def _table(self, family: int, length: int, next_table: int, sessions: int, index: int = NO_INDEX) -> int:
-        return self.calls.classify_table_add(mask=mask_of(family, length), next_table=next_table, miss_next=DROP,
-                                             nbuckets=_buckets(sessions), memory_size=TABLE_MEMORY, index=index,
-                                             what=f"source guard table /{length}")
-
-    def _write_sessions(self, chain: GuardChain, writes: list[tuple[SessionWrite, IPNetwork | None]]) -> None:
-        """One pipeline; `chain.sources` follows what VPP did (a source whose session was written
-        added, or removed); then the first refusal, if any, is raised."""
-        refusals = []
-        for (write, net), refused in zip(writes, self.calls.batches.classify_sessions_write([w for w, _ in writes]),
-                                         strict=True):
-            if refused is not None:
-                refusals.append(refused)
-            elif net is not None:
-                (chain.sources.add if write.add else chain.sources.discard)(net)
-        if refusals:
-            raise refusals[0]
-
-    def _make(self, new: list[_NewChain]) -> dict[int, ApiRefused | GuardError]:
-        """New chains built and attached, many at once: their tables from each chain's back to its
-        head (one pipeline per position: a table names the one behind it), every session (one
-        pipeline: attached nowhere yet, their order does not matter), the head's drop mark last;
-        VPP's records of the interfaces read (one pipeline), the heads attached (one), and the
-        records read back (one). What failed, per interface (its first refusal); a chain that
-        failed is not attached and its tables go in `finish`."""
-        chains = [GuardChain(n.family, [], {}) for n in new]
-        layouts = [by_length(n.family, n.sources) for n in new]
-        broken: dict[int, ApiRefused | GuardError] = {}  # position in `new` -> why
-        try:
-            for position in range(max((len(layout) for layout in layouts), default=0)):
-                batch = [(i, sorted(layouts[i])[position]) for i in range(len(new))
-                         if position < len(layouts[i]) and i not in broken]
-                made = self.calls.batches.classify_tables_add([
-                    _table_add(new[i].family, length, chains[i].tables[0] if chains[i].tables else NO_INDEX,
-                               len(layouts[i][length]) + 1) for i, length in batch])
-                for (i, length), table in zip(batch, made, strict=True):
-                    if isinstance(table, ApiRefused):
-                        broken[i] = table
-                    else:
-                        chains[i].tables.insert(0, table)
-                        chains[i].lengths[table] = length
-            writes: list[tuple[int, SessionWrite, IPNetwork | None]] = []
-            for i, n in enumerate(new):
-                if i not in broken:
-                    writes += [(i, _permit(_table_of(chains[i], net), net), net)
-                               for length in sorted(layouts[i]) for net in sorted(layouts[i][length], key=str)]
-                    writes.append((i, SessionWrite(chains[i].head, match_of(UNSPECIFIED[n.family]), DROP, n.identity),
-                                   None))
-            outcomes = self.calls.batches.classify_sessions_write([w for _, w, _ in writes])
-            for (i, _, net), refused in zip(writes, outcomes, strict=True):
-                if refused is not None:
-                    broken.setdefault(i, refused)
-                elif net is not None:
-                    chains[i].sources.add(net)
-            self._attach([i for i in range(len(new)) if i not in broken], new, chains, broken)
-        except BaseException:
-            self.stale += [t for chain in chains for t in chain.tables]
-            raise
-        failed: dict[int, ApiRefused | GuardError] = {}
-        for i, n in enumerate(new):
-            if i in broken:
-                self.stale += chains[i].tables
-                failed.setdefault(n.sw_if_index, broken[i])
-            else:
-                self.chains[(n.sw_if_index, n.family)] = chains[i]
-        return failed
-
-    def _attach(self, ready: list[int], new: list[_NewChain], chains: list[GuardChain],
-                broken: dict[int, ApiRefused | GuardError]) -> None:
-        """The heads of `ready` (positions in `new`) attached and checked; failures into `broken`."""
-        recorded = self._records([new[i].sw_if_index for i in ready])
-        attach = []
-        for i in ready:
-            sw_if_index, family = new[i].sw_if_index, new[i].family
-            held = recorded[sw_if_index]
-            if isinstance(held, ApiRefused):
-                broken[i] = held
-                continue
-            if held[family] != NO_INDEX:
-                # Not a guard this driver holds: another input classifier, or the record a deleted
-                # interface with this index left (then the feature is off and an add would do nothing).
-                log.warning("interface %d: input classifier table %d replaced by the source guard", sw_if_index,
-                            held[family])
-                if not self._clear_record(sw_if_index, family, held[family]):
-                    broken[i] = GuardError(
-                        f"interface {sw_if_index}: VPP records input classifier table {held[family]}, which it no "
-                        f"longer has (left by a deleted interface with this index) and did not hand out again in "
-                        f"{PLACEHOLDERS} new tables, so no guard can be attached; re-create the pod")
-                    continue
-            attach.append(i)
-        outcomes = self.calls.batches.input_tables_write([InterfaceTable(
-            new[i].sw_if_index, new[i].family, chains[i].head, what=f"source guard on interface {new[i].sw_if_index}")
-            for i in attach])
-        for i, refused in zip(attach, outcomes, strict=True):
-            if refused is not None:
-                broken[i] = refused
-        attached = [i for i in attach if i not in broken]
-        recorded = self._records([new[i].sw_if_index for i in attached])
-        for i in attached:
-            held, family = recorded[new[i].sw_if_index], new[i].family
-            now = held if isinstance(held, ApiRefused) else held[family]
-            if now != chains[i].head:
-                broken[i] = GuardError(f"interface {new[i].sw_if_index}: IPv{family} guard {chains[i].head} not "
-                                       f"attached (VPP records {'none' if now == NO_INDEX else now})")
-
-    def _records(self, sw_if_indexes: list[int]) -> dict[int, dict[int, int] | ApiRefused]:
-        """VPP's record of each interface's input classifier per family (one pipeline)."""
-        unique = sorted(set(sw_if_indexes))
-        return dict(zip(unique, self.calls.batches.input_tables_of(unique), strict=True))
-
-    def _update(self, chain: GuardChain, wanted: frozenset[IPNetwork]) -> None:
-        """New sources first (one pipeline, answered), then old ones out (another); a table for a new
-        length goes in behind the head before them (empty, it matches nothing: a miss goes on down the
-        chain as before), an emptied one (never the head) is unlinked, then deleted."""
-        family = chain.family
-        new = sorted(wanted - chain.sources, key=lambda n: (-n.prefixlen, str(n)))
-        for length in dict.fromkeys(n.prefixlen for n in new):  # longest first, as they come
-            if chain.table_for(length) is None:
-                self._insert(chain, length, sum(1 for n in wanted if n.prefixlen == length))
-        self._write_sessions(chain, [(_permit(_table_of(chain, n), n), n) for n in new])
-        self._write_sessions(chain, [(_permit(_table_of(chain, n), n, add=False), n)
-                                     for n in sorted(chain.sources - wanted, key=str)])
-        used = {n.prefixlen for n in chain.sources} | {HOST_LENGTH[family]}
-        for table in [t for t in chain.tables[1:] if chain.lengths[t] not in used]:
-            at = chain.tables.index(table)
-            after = chain.tables[at + 1] if at + 1 < len(chain.tables) else NO_INDEX
-            before = chain.tables[at - 1]
-            self._table(family, chain.lengths[before], after, 1, index=before)  # re-pointed past `table`
-            chain.tables.remove(table)
-            del chain.lengths[table]
-            self.stale.append(table)
-
-    def _insert(self, chain: GuardChain, length: int, sessions: int) -> int:
-        """A table for `length` linked in right behind the head (its sessions come after: until
-        then it matches nothing, and a miss goes on down the chain as before)."""
-        after = chain.tables[1] if len(chain.tables) > 1 else NO_INDEX
-        table = self._table(chain.family, length, after, sessions)
-        self._table(chain.family, HOST_LENGTH[chain.family], table, 1, index=chain.head)
-        chain.tables.insert(1, table)
-        chain.lengths[table] = length
-        return table
-
-
-def _permit(table: int, net: IPNetwork, *, add: bool = True) -> SessionWrite:
-    return SessionWrite(table, match_of(net), PERMIT, GUARD_OPAQUE, add=add)
-
-
-def _table_of(chain: GuardChain, net: IPNetwork) -> int:
-    table = chain.table_for(net.prefixlen)
-    assert table is not None, f"no table for /{net.prefixlen} in the chain"
-    return table
-
-
-@dataclass(frozen=True)
-class _NewChain:
-    """A guard to make: the interface, the family, its sources, the identity its head carries."""
-
-    sw_if_index: int
-    family: int
-    sources: frozenset[IPNetwork]
-    identity: int
-
-
-def _table_add(family: int, length: int, next_table: int, sessions: int) -> ClassifyTableAdd:
-    return ClassifyTableAdd(mask_of(family, length), next_table, DROP, _buckets(sessions), TABLE_MEMORY,
-                            what=f"source guard table /{length}")
