@@ -6,6 +6,7 @@ and no thread left behind by connecting and dropping connections."""
 from __future__ import annotations
 
 import os
+import struct
 import threading
 
 import pytest
@@ -250,3 +251,26 @@ def test_twenty_connections_made_and_dropped_leave_no_thread(target: Target) -> 
         else:
             conn.close()
     assert our_threads() <= before
+
+
+def test_an_error_reply_whose_unset_part_is_garbage_decodes_as_its_retval(target: Target) -> None:
+    """VPP 26.06's `classify_table_info` of a table that is gone sets only id, context and retval
+    of a reply it allocates uninitialised: its mask_length is whatever the buffer held (seen, as
+    here, far past the 42-byte message). The transport reads such a reply as its retval; a reply
+    saying success that does not decode stays an error."""
+    conn = connected(target)
+    try:
+        client = conn._client
+        assert client is not None
+        transport = client.transport
+        msg_id = client.id_msgdef.index(client.messages["classify_table_info_reply"])
+        rest = struct.pack(">7II", *(0,) * 7, 0xFE7F0000)  # table_id ... miss_next_index, then mask_length
+        refused = struct.pack(">HIi", msg_id, 77, int(ApiError.CLASSIFY_TABLE_NOT_FOUND)) + rest
+        assert len(refused) == 42
+        reply = transport._decode(refused)
+        assert type(reply).__name__ == "classify_table_info_reply"
+        assert (reply.context, reply.retval) == (77, ApiError.CLASSIFY_TABLE_NOT_FOUND)
+        with pytest.raises(struct.error):
+            transport._decode(struct.pack(">HIi", msg_id, 78, 0) + rest)
+    finally:
+        conn.close()

@@ -27,7 +27,9 @@ one that does not (another context or message) means the stream is not what we t
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import logging
 import socket
 import struct
@@ -48,6 +50,15 @@ CONTEXT_LIMIT = 1 << 32
 RECEIVE_CHUNK = 1 << 16
 FRAME_HEADER = struct.Struct(">QII")  # every frame: 0, the message's length, 0
 
+
+
+_REPLY_HEAD = struct.Struct(">HIi")  # every reply: _vl_msg_id, context, retval (network order)
+
+
+@functools.cache
+def _failed_reply(name: str) -> type[Any]:
+    """A reply type named as VPP's (callers match replies by type name) holding context and retval."""
+    return collections.namedtuple(name, ["context", "retval"])
 
 class ThreadlessTransport(VppTransport):  # type: ignore[misc]  # vpp_papi is untyped
     """vpp_papi's socket transport, read on the caller's thread (module docstring)."""
@@ -221,7 +232,7 @@ class ThreadlessTransport(VppTransport):  # type: ignore[misc]  # vpp_papi is un
             msg = self.read()
             if msg is None:
                 raise self.parent.VPPIOError(2, "VPP API client: read failed")
-            reply = self.parent.decode_incoming_msg(msg)
+            reply = self._decode(msg)
             name = type(reply).__name__
             if int(getattr(reply, "context", -1)) == context:
                 if name == answer.details:
@@ -233,6 +244,23 @@ class ThreadlessTransport(VppTransport):  # type: ignore[misc]  # vpp_papi is un
                     return details if answer.trailer else (reply, details)
             raise VppTransportSocketIOError(2, f"expected {answer.details or answer.reply} with context {context}, "
                                                f"got {name} with context {getattr(reply, 'context', None)}")
+
+    def _decode(self, msg: bytes) -> Any:
+        """The message decoded by vpp_papi, or, where that fails on a reply that says it failed,
+        only what every reply starts with (message id, context, retval). VPP 26.06 sends some
+        error replies without their variable-length part set: `classify_table_info` of a table
+        that is gone allocates its reply uninitialised and sets only those three, so its
+        `mask_length` is whatever the buffer held (seen: 0xfe7f..., a 42-byte message)."""
+        try:
+            return self.parent.decode_incoming_msg(msg)
+        except (struct.error, IndexError, ValueError):
+            if len(msg) < _REPLY_HEAD.size:
+                raise
+            msg_id, context, retval = _REPLY_HEAD.unpack_from(msg)
+            msgdef = self.parent.id_msgdef[msg_id] if msg_id < len(self.parent.id_msgdef) else None
+            if retval == 0 or msgdef is None or "retval" not in msgdef.fields:
+                raise
+            return _failed_reply(msgdef.name)(context=context, retval=retval)
 
     def _request_of(self, message: str) -> tuple[Any, int, Answer]:
         msgdef = self.parent.messages.get(message)
