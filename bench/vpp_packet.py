@@ -56,6 +56,7 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,19 @@ def coprime_ports(flows: int) -> int:
     return ports
 
 
+def first_run(addresses: Iterable[int], fits: Callable[[int], bool]) -> list[str] | None:
+    """The first SOURCES consecutive addresses among `addresses` (ascending) that all fit."""
+    run: list[int] = []
+    for h in addresses:
+        if not fits(h):
+            run = []
+            continue
+        run = [*run, h] if run and h == run[-1] + 1 else [h]
+        if len(run) == SOURCES:
+            return [str(ipaddress.ip_address(a)) for a in run]
+    return None
+
+
 def consecutive_run(members: list[str]) -> list[str]:
     """The longest run of consecutive addresses among `members` (at most SOURCES of them)."""
     addrs = sorted(int(ipaddress.ip_address(m)) for m in members if ipaddress.ip_address(m).version == 4)
@@ -265,14 +279,10 @@ def neighbours(state: DataplaneState, key: WorkloadKey, address: str, sources: l
     first, last = ipaddress.ip_address(sources[0]), ipaddress.ip_address(sources[-1])
     hosts = [int(h) for h in ipaddress.ip_network(f"{first}/24", strict=False).hosts()]
     for candidates in ([h for h in hosts if h > int(last)], [h for h in hosts if h < int(first)]):
-        run: list[int] = []
-        for h in candidates:
-            if not refuses(state, key, Direction.INGRESS, str(ipaddress.ip_address(h)), address):
-                run = []
-                continue
-            run = [*run, h] if run and h == run[-1] + 1 else [h]
-            if len(run) == SOURCES:
-                return [str(ipaddress.ip_address(a)) for a in run]
+        run = first_run(candidates, lambda h: refuses(state, key, Direction.INGRESS, str(ipaddress.ip_address(h)),
+                                                      address))
+        if run is not None:
+            return run
     raise RuntimeError(f"{key}: no {SOURCES} consecutive addresses next to {first} refused on tcp/{ALLOWED_PORT}")
 
 
@@ -283,29 +293,34 @@ def strangers(state: DataplaneState, key: WorkloadKey, address: str, content: Ac
             for r in content.rules if r.src.version == 4 and r.src.prefixlen >= 26}
     pods = sorted({int(n.network_address) for k, pb in state.workload_endpoints.items()
                    for n in WorkloadEndpoint.from_proto(k, pb).ipv4_nets})
-    run: list[int] = []
-    for h in pods:
+
+    def fits(h: int) -> bool:
         addr = ipaddress.ip_address(h)
-        if ipaddress.ip_network(f"{addr}/26", strict=False) in near or not refuses(
-                state, key, Direction.INGRESS, str(addr), address):
-            run = []
-            continue
-        run = [*run, h] if run and h == run[-1] + 1 else [h]
-        if len(run) == SOURCES:
-            return [str(ipaddress.ip_address(a)) for a in run]
-    raise RuntimeError(f"{key}: no {SOURCES} consecutive pods refused on tcp/{ALLOWED_PORT} away from its rules")
+        return ipaddress.ip_network(f"{addr}/26", strict=False) not in near and refuses(
+            state, key, Direction.INGRESS, str(addr), address)
+
+    run = first_run(pods, fits)
+    if run is None:
+        raise RuntimeError(f"{key}: no {SOURCES} consecutive pods refused on tcp/{ALLOWED_PORT} away from its rules")
+    return run
 
 
 def admits(state: DataplaneState, key: WorkloadKey, direction: Direction, src: str, dst: str,
            port: int = ALLOWED_PORT) -> bool:
-    return all(verdict(state, key, direction, Packet(6, ipaddress.ip_address(src), ipaddress.ip_address(dst),
-                                                     sport, port)).action == "allow" for sport in (1024, 65535))
+    return judged("allow", state, key, direction, src, dst, port)
 
 
 def refuses(state: DataplaneState, key: WorkloadKey, direction: Direction, src: str, dst: str,
             port: int = ALLOWED_PORT) -> bool:
+    return judged("deny", state, key, direction, src, dst, port)
+
+
+def judged(action: str, state: DataplaneState, key: WorkloadKey, direction: Direction, src: str, dst: str,
+           port: int) -> bool:
+    """The reference evaluator gives `action` to TCP from `src` to `dst`:`port`, at the lowest and
+    the highest source port."""
     return all(verdict(state, key, direction, Packet(6, ipaddress.ip_address(src), ipaddress.ip_address(dst),
-                                                     sport, port)).action == "deny" for sport in (1024, 65535))
+                                                     sport, port)).action == action for sport in (1024, 65535))
 
 
 def pick_endpoints(state: DataplaneState, min_members: int) -> dict[str, tuple[WorkloadKey, int]]:

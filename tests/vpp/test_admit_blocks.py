@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.gated_web import BASE, SPACE, applied, gated, hosts_of, messages
+from tests.vpp.helpers import Target, state_of
 from vppagent.drivers.vpp.classifier.admits import AdmitSessions, Admitter, inside, set_sessions
 from vppagent.drivers.vpp.classifier.aggregate import Aggregated, blocks, ladder
 from vppagent.drivers.vpp.classifier.gate import Gate, GatedSet
@@ -24,14 +21,6 @@ from vppagent.drivers.vpp.classifier.layout import match_bytes, member_mask
 from vppagent.drivers.vpp.classifier.regions import Unfit
 from vppagent.drivers.vpp.classifier.source import admitted
 from vppagent.lab import builders as b
-from vppagent.state.diff import diff_states
-from vppagent.vppsim import Direction, Packet, VppSim
-
-BASE = int(ipaddress.ip_address("10.66.0.0"))
-SPACE = 256  # members are drawn from 10.66.0.0/24
-POD = "10.65.0.2"
-WRITES = ("classify_add_del_table", "classify_add_del_session", "output_acl_set_interface", "acl_add_replace",
-          "acl_del", "acl_interface_set_acl_list")
 
 
 def addresses(found: list[tuple[int, int]]) -> list[int]:
@@ -88,53 +77,6 @@ def test_blocks_kept_through_changes_are_the_blocks_from_scratch(levels: int) ->
 # -- on the emulator: every write of a member change ------------------------------------------------
 
 
-def messages(members: Mapping[str, list[str]], two: bool) -> list[Any]:
-    """Set s allowed on tcp/80 (alone: P_s is the whole drop region, sessions on the source alone);
-    with `two`, set t also on tcp/80 and tcp/443, so P_s is a part of it (sessions with the port)."""
-    rules = [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s"])]
-    if two:
-        rules.append(b.rule("allow", protocol="tcp", dst_ports=[80, 443], src_ip_set_ids=["t"]))
-    return [
-        b.config({}),
-        b.ipset("s", members["s"], kind="net"),
-        b.ipset("t", members.get("t", ["10.67.0.1"]), kind="ip"),
-        b.policy("web", namespace="ns", inbound=rules),
-        b.workload("ns/web0", "cali0", ipv4=[f"{POD}/32"], tiers=[b.tier("default", ingress=["web"], namespace="ns")]),
-    ]
-
-
-@dataclass
-class Admitted:
-    """From inside the emulator, before each write: which addresses of the space reach tcp/80."""
-
-    sim: VppSim
-    interface: int
-    seen: list[frozenset[int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def now(self) -> frozenset[int]:
-        with self.sim.state.lock:
-            self.sim.state.acl.clear_sessions()
-            return frozenset(a for a in range(BASE, BASE + SPACE) if self.sim.evaluate(
-                self.interface, Direction.OUTPUT,
-                Packet.make(ipaddress.ip_address(a), ipaddress.ip_address(POD), 6, 40000, 80)).permitted)
-
-    def before_write(self) -> Callable[[Mapping[str, Any]], bool]:
-        def when(fields: Mapping[str, Any]) -> bool:
-            with self.lock:
-                self.seen.append(self.now())
-            return False  # never rejects
-        return when
-
-
-def hosts_of(members: list[str]) -> frozenset[int]:
-    out: set[int] = set()
-    for m in members:
-        net = ipaddress.ip_network(m)
-        out |= {int(a) for a in net if BASE <= int(a) < BASE + SPACE}
-    return frozenset(out)
-
-
 def drawn(rng: random.Random) -> list[str]:
     members = [str(ipaddress.ip_address(a)) for a in random_hosts(rng)]
     if rng.random() < 0.3:  # a member that is a prefix itself: admitted as it is
@@ -145,14 +87,8 @@ def drawn(rng: random.Random) -> list[str]:
 @pytest.mark.parametrize("two", [False, True], ids=["source-only", "with-ports"])
 def test_every_write_of_a_member_change_admits_members_only(sim_target: Target, two: bool) -> None:
     rng = random.Random(7 + two)
-    interface = sim_target.pod("ns/web0")
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        members = drawn(rng)
-        state = state_of(messages({"s": members}, two))
-        assert driver.resync(state).ok
-        assert driver.status()["gated_lists"] == 1
-        probe = Admitted(sim_target.emulator, interface)
+    members = drawn(rng)
+    with gated(sim_target, messages(members, two)) as (driver, probe, state):
         assert probe.now() == hosts_of(members)
         for _ in range(12):
             if rng.random() < 0.5:  # a few members come and go
@@ -160,22 +96,10 @@ def test_every_write_of_a_member_change_admits_members_only(sim_target: Target, 
                 members = sorted(set(kept) | {f"10.66.0.{rng.randrange(256)}" for _ in range(rng.randrange(1, 8))})
             else:  # redrawn
                 members = drawn(rng)
-            new = state_of(messages({"s": members}, two))
-            old_hosts, new_hosts = probe.now(), hosts_of(members)
-            probe.seen = []
-            for message in WRITES:
-                sim_target.emulator.faults.reject(message, -1, when=probe.before_write())
-            try:
-                assert driver.apply(diff_states(state, new), new).ok
-            finally:
-                sim_target.emulator.faults.clear()
-            for at in [*probe.seen, probe.now()]:
-                assert old_hosts & new_hosts <= at, "a member of both states was not admitted"
-                assert at <= old_hosts or at <= new_hosts, "admitted what neither state admits alone"
-            assert probe.now() == new_hosts
+            new = state_of(messages(members, two))
+            assert applied(sim_target, driver, probe, state, new, hosts_of(members), "a member change")
+            assert probe.now() == hosts_of(members)
             state = new
-    finally:
-        driver.close()
 
 
 def test_a_block_splits_before_it_goes_and_merges_after_it_comes() -> None:

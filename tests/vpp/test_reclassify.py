@@ -7,17 +7,20 @@ tests/realvpp/test_reclassify.py."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import pytest
 
-from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.helpers import Target, make_driver, resynced, state_of
 from tests.vpp.test_sessions import ACK, A, B, Flow, base, update
 from vppagent.config import AgentConfig
 from vppagent.drivers import DriverUnavailable
 from vppagent.drivers.vpp import create_driver, flag
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.lab import builders as b
+from vppagent.state.model import DataplaneState
 from vppagent.vppsim import Direction, Packet
 
 PODS = ("ns/a", "ns/b", "ns/b2", "ns/c")
@@ -31,81 +34,66 @@ def a_sends(target: Target, b_interface: int) -> bool:
     return target.emulator.evaluate(b_interface, Direction.OUTPUT, ack).permitted
 
 
+@contextlib.contextmanager
+def flowing(target: Target) -> Iterator[tuple[VppDriver, DataplaneState, Flow, int]]:
+    """The pods attached, `base()` resynced by a driver, A's flow to B open: the driver, the
+    state, the flow, and B's interface."""
+    interfaces = {p: target.pod(p) for p in PODS}
+    state = state_of(base())
+    with resynced(target, state) as driver:
+        flow = Flow(target, interfaces)
+        assert flow.open()
+        yield driver, state, flow, interfaces["ns/b"]
+
+
 def test_the_driver_turns_it_on_and_reports_it(sim_target: Target) -> None:
     assert sim_target.emulator is not None
-    driver = make_driver(sim_target)
-    try:
-        assert driver.resync(state_of(base())).ok
+    with resynced(sim_target, state_of(base())) as driver:
         assert sim_target.emulator.state.acl.reclassify_sessions
         assert driver.status()["reclassify_sessions"] == "on"
-    finally:
-        driver.close()
 
 
 def test_a_flow_the_new_policy_allows_goes_on_and_one_it_denies_stops_in_its_direction(sim_target: Target) -> None:
-    interfaces = {p: sim_target.pod(p) for p in PODS}
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(base())
-        assert driver.resync(state).ok
-        flow = Flow(sim_target, interfaces)
-        assert flow.open() and flow.alive()
+    with flowing(sim_target) as (driver, state, flow, server):
+        assert flow.alive()
         # B's policy widens in place (its ACL replaced, a new policy epoch): the flow is judged
         # again at A's next packet, still allowed, and goes on
         state = update(driver, state, b.policy("web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[80, 81])]))
-        assert a_sends(sim_target, interfaces["ns/b"]) and flow.alive()
+        assert a_sends(sim_target, server) and flow.alive()
         # B's policy tightens (tcp/80 no longer allowed): B's answers pass on the stale session
         # until A sends again; A's next packet is judged again and dropped, and the session is gone
         state = update(driver, state, b.policy("web", inbound=[b.rule("allow", protocol="tcp", dst_ports=[81])]))
         assert flow.alive(), "the other direction passes until a packet in the flow's own direction"
-        assert not a_sends(sim_target, interfaces["ns/b"]), "judged again by the new policy: denied"
+        assert not a_sends(sim_target, server), "judged again by the new policy: denied"
         assert not flow.alive(), "its session went with that packet"
         assert not flow.new_one_allowed()
-    finally:
-        driver.close()
 
 
 def test_an_unrelated_update_keeps_flows(sim_target: Target) -> None:
     """Updates that leave B's ACLs and bindings alone bump no epoch of B's: nothing is judged again."""
-    interfaces = {p: sim_target.pod(p) for p in PODS}
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(base())
-        assert driver.resync(state).ok
-        flow = Flow(sim_target, interfaces)
-        assert flow.open()
+    with flowing(sim_target) as (driver, state, flow, server):
         state = update(driver, state, b.ipset_delta("s:other", added=["10.65.7.8"]))
         state = update(driver, state, b.workload("ns/d", "cali5", ipv4=["10.65.0.6/32"], profiles=["open"]))
-        assert a_sends(sim_target, interfaces["ns/b"]) and flow.alive()
-    finally:
-        driver.close()
+        assert a_sends(sim_target, server) and flow.alive()
 
 
 def test_the_setting_is_set_again_after_vpp_restarts(sim_target: Target) -> None:
     assert sim_target.emulator is not None
-    driver = make_driver(sim_target)
-    try:
-        state = state_of(base())
-        assert driver.resync(state).ok
+    state = state_of(base())
+    with resynced(sim_target, state) as driver:
         sim_target.emulator.restart()
         assert not sim_target.emulator.state.acl.reclassify_sessions, "a restarted VPP forgets it"
         assert driver.resync(state).ok
         assert sim_target.emulator.state.acl.reclassify_sessions
         assert driver.status()["reclassify_sessions"] == "on"
-    finally:
-        driver.close()
 
 
 def test_off_turns_it_off(sim_target: Target) -> None:
     assert sim_target.emulator is not None
     sim_target.emulator.state.run_cli("set acl-plugin reclassify-sessions 1")
-    driver = make_driver(sim_target, reclassify_sessions=False)
-    try:
-        assert driver.resync(state_of(base())).ok
+    with resynced(sim_target, state_of(base()), reclassify_sessions=False) as driver:
         assert not sim_target.emulator.state.acl.reclassify_sessions
         assert driver.status()["reclassify_sessions"] == "off"
-    finally:
-        driver.close()
 
 
 def test_a_vpp_that_refuses_it_is_logged_once_reported_and_programmed(sim_target: Target,

@@ -15,113 +15,38 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from tests.vpp.gated_web import (
+    BASE,
+    Probe,
+    applied,
+    gated,
+    hosts_of,
+    messages,
+    programmed_by_an_earlier_agent,
+    watched,
+    web_messages,
+)
 from tests.vpp.helpers import Target, make_driver, state_of
 from vppagent.drivers.vpp.classifier.aggregate import Aggregated, blocks, ladder
 from vppagent.drivers.vpp.driver import VppDriver
 from vppagent.lab import builders as b
-from vppagent.state.diff import diff_states
 from vppagent.state.model import DataplaneState
-from vppagent.vppsim import Direction, Packet, VppSim
-
-BASE = int(ipaddress.ip_address("10.66.0.0"))
-SPACE = 256
-POD = "10.65.0.2"
-WRITES = ("classify_add_del_table", "classify_add_del_session", "output_acl_set_interface", "acl_add_replace",
-          "acl_del", "acl_interface_set_acl_list")
 
 
 def hosts(first: int, last: int) -> list[str]:
     return [f"10.66.0.{i}" for i in range(first, last + 1)]
 
 
-def messages(members: list[str], two: bool) -> list[Any]:
-    """Set s allowed on tcp/80 (alone: sessions on the source alone); with `two`, set t also on
-    tcp/80 and tcp/443, so P_s is a part of the drop region (sessions with the port)."""
-    rules = [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s"])]
-    if two:
-        rules.append(b.rule("allow", protocol="tcp", dst_ports=[80, 443], src_ip_set_ids=["t"]))
-    return [
-        b.config({}),
-        b.ipset("s", members, kind="net"),
-        b.ipset("t", ["10.67.0.1"], kind="ip"),
-        b.policy("web", namespace="ns", inbound=rules),
-        b.workload("ns/web0", "cali0", ipv4=[f"{POD}/32"], tiers=[b.tier("default", ingress=["web"], namespace="ns")]),
-    ]
-
-
-def hosts_of(members: list[str]) -> frozenset[int]:
-    out: set[int] = set()
-    for m in members:
-        net = ipaddress.ip_network(m, strict=False)
-        if net.version == 4:
-            out |= {int(a) for a in net if BASE <= int(a) < BASE + SPACE}
-    return frozenset(out)
-
-
-@dataclass
-class Probe:
-    """From inside the emulator, before each write: which addresses of the space reach tcp/80;
-    `refuse` (optional) says which write to refuse, by message name and its count so far."""
-
-    sim: VppSim
-    interface: int
-    seen: list[frozenset[int]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    refuse: tuple[str, int] | None = None
-    refused: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def now(self) -> frozenset[int]:
-        with self.sim.state.lock:
-            self.sim.state.acl.clear_sessions()
-            return frozenset(a for a in range(BASE, BASE + SPACE) if self.sim.evaluate(
-                self.interface, Direction.OUTPUT,
-                Packet.make(ipaddress.ip_address(a), ipaddress.ip_address(POD), 6, 40000, 80)).permitted)
-
-    def before(self, message: str) -> Callable[[Mapping[str, Any]], bool]:
-        def when(fields: Mapping[str, Any]) -> bool:
-            with self.lock:
-                self.seen.append(self.now())
-                kinds = [message] if fields.get("is_add", True) else [message, f"{message}:delete"]
-                for kind in kinds:
-                    self.counts[kind] = self.counts.get(kind, 0) + 1
-                    if self.refuse == (kind, self.counts[kind]):
-                        self.refused += 1
-                        return True
-            return False
-        return when
-
-    def watching(self, target: Target) -> None:
-        self.seen, self.counts = [], {}
-        for message in WRITES:
-            target.emulator.faults.reject(message, -1, when=self.before(message))
-
-
-def check_writes(probe: Probe, old: frozenset[int], new: frozenset[int], what: str) -> None:
-    for i, at in enumerate([*probe.seen, probe.now()]):
-        assert old & new <= at, f"{what}, write {i}: members of both unadmitted: {sorted(old & new - at)[:8]}"
-        assert at <= old or at <= new, (
-            f"{what}, write {i}: admitted a mix: not new {sorted(at - new)[:8]}, not old {sorted(at - old)[:8]}")
-
-
 def converge(target: Target, driver: VppDriver, probe: Probe, state: DataplaneState, new: DataplaneState,
-             what: str) -> bool:
-    old_hosts = probe.now()
-    new_hosts = hosts_of(sorted(new.ipsets["s"].members))
-    probe.watching(target)
-    try:
-        ok = driver.apply(diff_states(state, new), new).ok
-    finally:
-        target.emulator.faults.clear()
-    check_writes(probe, old_hosts, new_hosts, what)
-    return ok
+             what: str, hosts_now: frozenset[int] | None = None) -> bool:
+    """An apply from `state` to `new`, watched write by write (gated_web.py); `hosts_now`: the
+    addresses the new state admits (default: set s's members)."""
+    wanted = hosts_of(sorted(new.ipsets["s"].members)) if hosts_now is None else hosts_now
+    return applied(target, driver, probe, state, new, wanted, what)
 
 
 SEQUENCES = {
@@ -144,22 +69,13 @@ SEQUENCES = {
 @pytest.mark.parametrize("two", [False, True], ids=["source-only", "with-ports"])
 @pytest.mark.parametrize("name", sorted(SEQUENCES))
 def test_edge_member_changes_admit_members_only_at_every_write(sim_target: Target, name: str, two: bool) -> None:
-    interface = sim_target.pod("ns/web0")
-    driver = make_driver(sim_target, classifier_min_members=1)
-    steps = SEQUENCES[name]
-    try:
-        state = state_of(messages(["10.66.0.200"], two))
-        assert driver.resync(state).ok
-        assert driver.status()["gated_lists"] == 1, "the list is gated, or this tests no chain"
-        probe = Probe(sim_target.emulator, interface)
+    with gated(sim_target, messages(["10.66.0.200"], two)) as (driver, probe, state):
         assert probe.now() == hosts_of(["10.66.0.200"])
-        for i, members in enumerate(steps):
+        for i, members in enumerate(SEQUENCES[name]):
             new = state_of(messages(members, two))
             assert converge(sim_target, driver, probe, state, new, f"step {i} to {members}")
             assert probe.now() == hosts_of(members), f"step {i} to {members}"
             state = new
-    finally:
-        driver.close()
 
 
 REFUSALS = [("classify_add_del_session", 1), ("classify_add_del_session", 2), ("classify_add_del_table", 1),
@@ -187,12 +103,7 @@ def test_a_refused_write_mid_change_then_the_next_convergence(sim_target: Target
     """VPP refuses one write of a member change (the pass fails); every write of it and of the next
     convergence admits members of one state only, and the next convergence ends at the new members."""
     before, after = CHANGES[change]
-    interface = sim_target.pod("ns/web0")
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        state = state_of(messages(before, two))
-        assert driver.resync(state).ok
-        probe = Probe(sim_target.emulator, interface)
+    with gated(sim_target, messages(before, two)) as (driver, probe, state):
         assert probe.now() == hosts_of(before)
         new = state_of(messages(after, two))
         probe.refuse = refuse
@@ -200,16 +111,8 @@ def test_a_refused_write_mid_change_then_the_next_convergence(sim_target: Target
         assert probe.refused == 1, f"the change sent no {refuse[0]} #{refuse[1]}: nothing was refused"
         probe.refuse = None
         # the next convergence: the agent resyncs what it holds against the same wanted state
-        old_hosts, new_hosts = probe.now(), hosts_of(after)
-        probe.watching(sim_target)
-        try:
-            assert driver.resync(new).ok
-        finally:
-            sim_target.emulator.faults.clear()
-        check_writes(probe, old_hosts, new_hosts, "the next convergence")
-        assert probe.now() == new_hosts
-    finally:
-        driver.close()
+        assert watched(sim_target, probe, hosts_of(after), "the next convergence", lambda: driver.resync(new).ok)
+        assert probe.now() == hosts_of(after)
 
 
 @pytest.mark.parametrize("two", [False, True], ids=["source-only", "with-ports"])
@@ -219,22 +122,13 @@ def test_a_new_driver_adopts_chains_holding_blocks(sim_target: Target, change: s
     (its blocks as VPP holds them) and moves it to the new members, write by write."""
     before, after = CHANGES[change]
     interface = sim_target.pod("ns/web0")
-    first = make_driver(sim_target, classifier_min_members=1)
-    try:
-        assert first.resync(state_of(messages(before, two))).ok
-    finally:
-        first.close()
+    programmed_by_an_earlier_agent(sim_target, messages(before, two))
     probe = Probe(sim_target.emulator, interface)
-    old_hosts = probe.now()
-    assert old_hosts == hosts_of(before)
+    assert probe.now() == hosts_of(before)
     second = make_driver(sim_target, classifier_min_members=1)
     try:
-        probe.watching(sim_target)
-        try:
-            assert second.resync(state_of(messages(after, two))).ok
-        finally:
-            sim_target.emulator.faults.clear()
-        check_writes(probe, old_hosts, hosts_of(after), "the new driver's resync")
+        assert watched(sim_target, probe, hosts_of(after), "the new driver's resync",
+                       lambda: second.resync(state_of(messages(after, two))).ok)
         assert probe.now() == hosts_of(after)
         # and a member change after the adoption, by diff
         state = state_of(messages(after, two))
@@ -256,13 +150,7 @@ def denied_messages(members: list[str], deny: list[str], two: bool) -> list[Any]
              b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s"])]
     if two:
         rules.append(b.rule("allow", protocol="tcp", dst_ports=[80, 443], src_ip_set_ids=["t"]))
-    return [
-        b.config({}),
-        b.ipset("s", members, kind="net"),
-        b.ipset("t", ["10.67.0.1"], kind="ip"),
-        b.policy("web", namespace="ns", inbound=rules),
-        b.workload("ns/web0", "cali0", ipv4=[f"{POD}/32"], tiers=[b.tier("default", ingress=["web"], namespace="ns")]),
-    ]
+    return web_messages(rules, {"s": (members, "net"), "t": (["10.67.0.1"], "ip")})
 
 
 @pytest.mark.parametrize("two", [False, True], ids=["source-only", "with-ports"])
@@ -273,27 +161,14 @@ def test_blocks_cut_by_an_earlier_deny_admit_only_the_allowed_members(sim_target
     denied = frozenset().union(*(DENIED[d] for d in deny))
     steps = [hosts(0, 7), hosts(0, 127), [h for h in hosts(0, 127) if h != "10.66.0.5"], hosts(0, 255),
              ["10.66.0.0/29"], ["10.66.0.0/25", "10.66.0.128/26"], hosts(4, 5), hosts(0, 3)]
-    interface = sim_target.pod("ns/web0")
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        state = state_of(denied_messages(["10.66.0.200"], deny, two))
-        assert driver.resync(state).ok
-        assert driver.status()["gated_lists"] == 1, "the list is gated, or this tests no chain"
-        probe = Probe(sim_target.emulator, interface)
+    with gated(sim_target, denied_messages(["10.66.0.200"], deny, two)) as (driver, probe, state):
         assert probe.now() == hosts_of(["10.66.0.200"])
         for i, members in enumerate(steps):
             new = state_of(denied_messages(members, deny, two))
-            old_hosts, new_hosts = probe.now(), hosts_of(members) - denied
-            probe.watching(sim_target)
-            try:
-                assert driver.apply(diff_states(state, new), new).ok
-            finally:
-                sim_target.emulator.faults.clear()
-            check_writes(probe, old_hosts, new_hosts, f"step {i} to {members}")
+            new_hosts = hosts_of(members) - denied
+            assert converge(sim_target, driver, probe, state, new, f"step {i} to {members}", new_hosts)
             assert probe.now() == new_hosts, f"step {i} to {members}"
             state = new
-    finally:
-        driver.close()
 
 
 @pytest.mark.parametrize("refuse", [("classify_add_del_session", 1), ("classify_add_del_table", 1)],
@@ -305,25 +180,15 @@ def test_a_refused_write_in_a_new_drivers_first_resync(sim_target: Target, refus
     first resync; that resync and the next one admit members of one state only, ending at the new."""
     before, after = CHANGES[change]
     interface = sim_target.pod("ns/web0")
-    first = make_driver(sim_target, classifier_min_members=1)
-    try:
-        assert first.resync(state_of(messages(before, True))).ok
-    finally:
-        first.close()
+    programmed_by_an_earlier_agent(sim_target, messages(before, True))
     probe = Probe(sim_target.emulator, interface)
     second = make_driver(sim_target, classifier_min_members=1)
     try:
         new = state_of(messages(after, True))
         for round_, refusing in enumerate((refuse, None)):
-            old_hosts = probe.now()
             probe.refuse = refusing
-            probe.watching(sim_target)
-            try:
-                second.resync(new)
-            finally:
-                sim_target.emulator.faults.clear()
+            watched(sim_target, probe, hosts_of(after), f"resync {round_}", lambda: second.resync(new))
             assert refusing is None or probe.refused == 1, "nothing was refused"
-            check_writes(probe, old_hosts, hosts_of(after), f"resync {round_}")
         assert probe.now() == hosts_of(after)
     finally:
         second.close()
@@ -335,40 +200,21 @@ def test_a_refused_write_in_a_new_drivers_first_resync(sim_target: Target, refus
 def shared_messages(s: list[str], u: list[str]) -> list[Any]:
     rules = [b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["s"]),
              b.rule("allow", protocol="tcp", dst_ports=[80], src_ip_set_ids=["u"])]
-    return [
-        b.config({}),
-        b.ipset("s", s, kind="net"),
-        b.ipset("u", u, kind="net"),
-        b.policy("web", namespace="ns", inbound=rules),
-        b.workload("ns/web0", "cali0", ipv4=[f"{POD}/32"], tiers=[b.tier("default", ingress=["web"], namespace="ns")]),
-    ]
+    return web_messages(rules, {"s": (s, "net"), "u": (u, "net")})
 
 
 def test_members_shared_by_two_sets_stay_admitted_while_either_holds_them(sim_target: Target) -> None:
     steps = [(hosts(0, 7), hosts(4, 11)), (hosts(0, 3), hosts(4, 11)), (hosts(0, 3), ["10.66.0.0/29"]),
              (["10.66.0.0/28"], hosts(0, 15)), (hosts(0, 15), []), ([], hosts(0, 15)), (hosts(0, 127), hosts(0, 127)),
              ([h for h in hosts(0, 127) if h != "10.66.0.9"], hosts(0, 127)), ([], [])]
-    interface = sim_target.pod("ns/web0")
-    driver = make_driver(sim_target, classifier_min_members=1)
-    try:
-        state = state_of(shared_messages(["10.66.0.200"], ["10.66.0.201"]))
-        assert driver.resync(state).ok
-        assert driver.status()["gated_lists"] == 1, "the list is gated, or this tests no chain"
-        probe = Probe(sim_target.emulator, interface)
+    with gated(sim_target, shared_messages(["10.66.0.200"], ["10.66.0.201"])) as (driver, probe, state):
         assert probe.now() == hosts_of(["10.66.0.200", "10.66.0.201"])
         for i, (s, u) in enumerate(steps):
             new = state_of(shared_messages(s, u))
-            old_hosts, new_hosts = probe.now(), hosts_of([*s, *u])
-            probe.watching(sim_target)
-            try:
-                assert driver.apply(diff_states(state, new), new).ok
-            finally:
-                sim_target.emulator.faults.clear()
-            check_writes(probe, old_hosts, new_hosts, f"step {i} to s={s} u={u}")
+            new_hosts = hosts_of([*s, *u])
+            assert converge(sim_target, driver, probe, state, new, f"step {i} to s={s} u={u}", new_hosts)
             assert probe.now() == new_hosts, f"step {i}"
             state = new
-    finally:
-        driver.close()
 
 
 # -- IPv6 blocks, as integers (the same arithmetic at 128 bits) ---------------------------------------
