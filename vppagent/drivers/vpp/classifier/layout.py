@@ -40,6 +40,12 @@ def member_mask(family: int, length: int) -> bytes:
     return match_bytes(family, src=mask_net(family, length), full=True)
 
 
+def source_length(family: int, mask: bytes) -> int:
+    """The source prefix length a mask holds."""
+    src_at = LAYOUT[family][1]
+    return sum(bin(byte).count("1") for byte in mask[src_at:src_at + (4 if family == 4 else 16)])
+
+
 def member_address(family: int, match: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """The source address a member table's session matches."""
     src_at = LAYOUT[family][1]
