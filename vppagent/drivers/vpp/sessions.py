@@ -89,15 +89,20 @@ def set_reclassify(calls: VppCalls, on: bool) -> SessionRule:
 def judge_again(calls: VppCalls, programmed: Programmed) -> str | None:
     """Every interface holding our ACLs gets its ACLs again as they are (with the setting on, a
     new policy epoch: its sessions are judged again at their next packet); None when done, else
-    why not. Interfaces with more ACLs than ours per direction are left to the convergence, whose
-    bind is a new epoch too. VppConnectionLost passes through."""
+    why not. Interfaces holding an ACL not ours, or more than one per direction, are left as they
+    are (a foreign ACL is never written back or dropped here; a bind the convergence makes there is
+    a new epoch too). VppConnectionLost passes through."""
     for sw_if_index in sorted(programmed.users_of_our_acls()):
         info = programmed.interfaces[sw_if_index]
         acl_in, acl_out = programmed.binding(sw_if_index)
-        if len(info.acls_in) > 1 or len(info.acls_out) > 1 or (acl_in, acl_out) == (None, None):
+        if (info.acls_in, info.acls_out) != (_vector(acl_in), _vector(acl_out)):
             continue
         try:
             calls.set_acl_list(sw_if_index, acl_in, acl_out)
         except ApiRefused as exc:
             return str(exc)
     return None
+
+
+def _vector(acl: int | None) -> list[int]:
+    return [] if acl is None else [acl]
