@@ -24,8 +24,8 @@ other side a set member half of the time) through the unrestricted and both rest
 The classifier gate (classifier/gate.py, ingress only): the lists as the VPP driver writes
 them at its default member threshold (DEFAULT_CLASSIFIER_MIN_MEMBERS; smaller sets when they
 pay, classifier/source.pays) and at `--classifier-min-members` (default 1: every set that
-qualifies, paying or not): ms per ingress list (the gate's compile, plus the ordinary compile
-where no gate comes out), rules per list (mean, p50, max), admit sessions per gate, and a sample
+qualifies, paying or not): ms per ingress list (what the driver runs, gate.list_and_gate: the
+gate's analysis, and the ordinary compile where it does not serve), rules per list (mean, p50, max), admit sessions per gate, and a sample
 of packets through L_U and the chain against the evaluator.
 
 The cold compile goes through a CompileCache (policy/cache.py), as the VPP driver's does. Two
@@ -60,7 +60,7 @@ from bench import previous_compiler as baseline
 from vppagent.drivers.vpp.acl.lists import RESTRICT_EGRESS
 from vppagent.drivers.vpp.classifier.admits import members as admit_members
 from vppagent.drivers.vpp.classifier.admits import set_sessions
-from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, gated_lists
+from vppagent.drivers.vpp.classifier.gate import GapEntry, Gate, list_and_gate
 from vppagent.drivers.vpp.classifier.layout import LAYOUT
 from vppagent.drivers.vpp.driver import DEFAULT_CLASSIFIER_MIN_MEMBERS
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -265,8 +265,8 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
     """The VPP driver's lists after the classifier gate (classifier/gate.py) takes the sets it
     can from each ingress list, at one member threshold: rules per ACL list as the driver
     writes them (restricted), admit and gap sessions and tables per chain, ms per ingress list
-    (the gate's compile, and where no gate comes out the ordinary compile the driver then
-    makes); a sample of packets through L_U and the chain against the evaluator. Egress lists
+    (gate.list_and_gate, as the driver calls it: the gate's analysis, and the ordinary compile
+    where the analysis gives no list); a sample of packets through L_U and the chain against the evaluator. Egress lists
     are not gated (docs/vpp-driver.md, "Large IP sets")."""
     cat = Catalog(state)
     cache = CompileCache()
@@ -278,20 +278,18 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
     gates: dict[WorkloadKey, tuple[CompiledList, Gate]] = {}
     for key in keys:
         ep = WorkloadEndpoint.from_proto(key, state.workload_endpoints[key])
-        start = _clock()
-        gated = gated_lists(cat, state, ep, Direction.INGRESS, 200_000, threshold, cache=cache)
-        if gated is None:
-            ungated = compile_endpoint(cat, ep, Direction.INGRESS, rule_limit=200_000, cache=cache)
+        start = _clock()  # what the driver runs (acl/lists.py): the gate's analysis, or the ordinary compile
+        listed, gate = list_and_gate(cat, ep, Direction.INGRESS, 200_000, threshold, cache=cache)
         times.append(_clock() - start)
         egress.append(len(restrict(lists[(key, "egress")], ep, Direction.EGRESS).rules) if RESTRICT_EGRESS
                       else len(lists[(key, "egress")].rules))
         ungated_rules.append(len(restrict(lists[(key, "ingress")], ep, Direction.INGRESS).rules))
-        if gated is None:
-            ingress.append(len(restrict(ungated, ep, Direction.INGRESS).rules))
+        if gate is None:
+            ingress.append(len(restrict(listed, ep, Direction.INGRESS).rules))
             writes.append(ingress[-1])
             sets.append(0)
             continue
-        universe, gate = gated
+        universe = listed
         written = restrict(universe, ep, Direction.INGRESS)  # what the driver binds (acl/lists.py)
         gates[key] = (written, gate)
         unrestricted.append(len(universe.rules))
@@ -336,12 +334,12 @@ def _gated(args: argparse.Namespace, state: DataplaneState, keys: list[WorkloadK
         for key in affected:
             ep = WorkloadEndpoint.from_proto(key, new_state.workload_endpoints[key])
             start = _clock()
-            again = gated_lists(new_cat, new_state, ep, Direction.INGRESS, 200_000, threshold, cache=cache)
+            _, again = list_and_gate(new_cat, ep, Direction.INGRESS, 200_000, threshold, cache=cache)
             spent.append(_clock() - start)
-            if again is None or again[1] != gates[key][1]:
+            if again != gates[key][1]:
                 changed += 1
                 if again is not None:
-                    gate = again[1]
+                    gate = again
                     admits = sessions_of(new_state, gate)
                     tables = len({m for m, _ in admits}) + len({e.shape for e in gate.gaps})
                     writes += len(admits) + len(gate.gaps) + tables
