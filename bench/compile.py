@@ -25,8 +25,9 @@ The classifier gate (classifier/gate.py, ingress only): the lists as the VPP dri
 them at its default member threshold (DEFAULT_CLASSIFIER_MIN_MEMBERS; smaller sets when they
 pay, classifier/source.pays) and at `--classifier-min-members` (default 1: every set that
 qualifies, paying or not): ms per ingress list (what the driver runs, gate.list_and_gate: the
-gate's analysis, and the ordinary compile where it does not serve), rules per list (mean, p50, max), admit sessions per gate, and a sample
-of packets through L_U and the chain against the evaluator.
+gate's analysis, and the ordinary compile where it does not serve), rules per list (mean, p50,
+max), admit sessions per gate, and a sample of packets through L_U and the chain against the
+evaluator.
 
 The cold compile goes through a CompileCache (policy/cache.py), as the VPP driver's does. Two
 next state versions follow it: one policy's body changed, then one member added to one IP set.

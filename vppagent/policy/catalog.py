@@ -79,6 +79,7 @@ class Catalog:
         self._policies: dict[PolicyKey, Policy] = {}
         self._profiles: dict[str, Profile] = {}
         self._ipsets: dict[str, ParsedIPSet] = {}
+        self._parent: Catalog | None = None  # (derived: parsed IP sets the parent holds are asked of it)
 
     def derived(self, state: DataplaneState, policies: Iterable[PolicyKey] = (),
                 profiles: Iterable[str] = ()) -> Catalog:
@@ -86,8 +87,11 @@ class Catalog:
         classifier gate's rewrites of a list's rules): of the named policies and profiles, one
         already built here is taken over when its protobuf and every IP set it names are the
         same objects in `state` (so it would be built and validated the same), instead of being
-        built again; so is a parsed IP set that is the same object."""
+        built again; so is a parsed IP set that is the same object, also one parsed later (it
+        is asked of this catalog and remembered here: the gate derives a catalog per list, and
+        each parsed the named-port sets its ragged-port check reads again)."""
         out = Catalog(state)
+        out._parent = self
         for key in policies:
             policy = self._policies.get(key)
             if policy is not None and state.policies.get(key) is self.state.policies.get(key) and \
@@ -130,7 +134,12 @@ class Catalog:
             raw = self.state.ipsets.get(set_id)
             if raw is None:
                 raise PolicyError(f"IP set {set_id} is referenced but not in the state")
-            found = self._ipsets[set_id] = ParsedIPSet.from_ipset(raw)
+            parent = self._parent
+            if parent is not None and parent.state.ipsets.get(set_id) is raw:
+                found = parent.ipset(set_id)
+            else:
+                found = ParsedIPSet.from_ipset(raw)
+            self._ipsets[set_id] = found
         return found
 
     def workload(self, ref: WorkloadKey | str | felix.WorkloadEndpoint | WorkloadEndpoint) -> WorkloadEndpoint:

@@ -32,6 +32,7 @@ MAX_GAP_SESSIONS drop sessions, MAX_GAP_TABLES gap tables and MAX_PERMIT_TABLES 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -65,6 +66,7 @@ from vppagent.state.model import DataplaneState
 __all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "list_and_gate", "port_blocks"]
 
 MAX_PERMIT_TABLES = 8
+EntryKey = tuple[int, int, int, int, int, int, int, int]  # GapEntry.key()
 MAX_ATTEMPTS = 3
 MEMBER_WISE = False  # tests set it: every P_i worked out per member (the path ragged regions take)
 
@@ -82,6 +84,12 @@ class GatedSet:
     # per family, what decides it (regions.Basis); the sessions are then worked out per member.
     basis: tuple[tuple[int, Basis], ...] = ()
 
+    @functools.cached_property
+    def tails(self) -> frozenset[tuple[int, int, int, int]]:
+        """(family, source length, destination length, port mask) of the admit entries: what
+        their tables' shapes follow from (remembered: a gate asks per set, more than once)."""
+        return frozenset((k[0], k[2], k[4], k[7]) for k in (e.key() for e in self.admits))
+
 
 def set_ladder(gated: GatedSet, family: int, tables: int) -> tuple[int, ...]:
     """The block lengths of a gated set's members in `family`: as many as `tables` admit tables
@@ -90,7 +98,7 @@ def set_ladder(gated: GatedSet, family: int, tables: int) -> tuple[int, ...]:
     if family in gated.everywhere:
         tails = 1
     else:
-        found = {(e.dst.prefixlen, e.dport_mask) for e in gated.admits if e.family == family}
+        found = {(dst_len, mask) for f, _, dst_len, mask in gated.tails if f == family}
         for f, (drops, _, _) in gated.basis:
             if f == family:
                 found |= {(d.dst_len, mask) for d in drops for _, mask in port_blocks(d.b_lo, d.b_hi)}
@@ -211,7 +219,8 @@ def _gate(plan: Plan) -> Gate | None:
         gaps |= {e for f, boxes in drops[set_id].items() for e in entries(f, boxes)}
         if len(gaps) > MAX_GAP_SESSIONS or len({e.shape for e in gaps}) > MAX_GAP_TABLES:
             raise Drop(order[order.index(set_id):], "too many gap sessions or tables")
-    sets = [_everywhere(g, gaps) for g in sets]
+    gap_keys = {f: {e.key() for e in gaps if e.family == f} for f in (4, 6)}
+    sets = [_everywhere(g, gap_keys) for g in sets]
     shapes: set[tuple[int, int, int, int]] = set()
     for gated in sorted(sets, key=lambda g: order.index(g.set_id)):
         shapes |= admit_shapes(plan.state, gated)
@@ -229,10 +238,11 @@ def in_order(found: Iterable[GapEntry]) -> tuple[GapEntry, ...]:
     return tuple(keyed[k] for k in sorted(keyed))
 
 
-def _everywhere(gated: GatedSet, gaps: set[GapEntry]) -> GatedSet:
-    """The families where the set's members are admitted in all of D (as entries, P_i = D)."""
-    whole = tuple(f for f in (4, 6) if (own := {e for e in gated.admits if e.family == f})
-                  and own == {e for e in gaps if e.family == f})
+def _everywhere(gated: GatedSet, gaps: dict[int, set[EntryKey]]) -> GatedSet:
+    """The families where the set's members are admitted in all of D (as entries, P_i = D;
+    `gaps`: D's entries by family, as keys)."""
+    whole = tuple(f for f in (4, 6) if gaps[f] and sum(e.family == f for e in gated.admits) == len(gaps[f])
+                  and {e.key() for e in gated.admits if e.family == f} == gaps[f])
     if not whole:
         return gated
     return replace(gated, admits=tuple(e for e in gated.admits if e.family not in whole), everywhere=whole)
@@ -249,8 +259,7 @@ def admit_shapes(state: DataplaneState, gated: GatedSet) -> set[tuple[int, int, 
                if f in families else frozenset() for f in (4, 6)}
     for f, _ in gated.basis:  # a block cut below it is admitted member by member (admits.py)
         lengths[f] |= {32 if f == 4 else 128} if lengths[f] else set()
-    shapes = {(e.family, max(n, e.src.prefixlen), e.dst.prefixlen, e.dport_mask)
-              for e in gated.admits for n in lengths[e.family]}
+    shapes = {(f, max(n, src_len), dst_len, mask) for f, src_len, dst_len, mask in gated.tails for n in lengths[f]}
     shapes |= {(f, max(n, d.src_len), d.dst_len, mask) for f, (drops, _, _) in gated.basis for d in drops
                for _, mask in port_blocks(d.b_lo, d.b_hi) for n in lengths[f]}  # (cuts may add some)
     return shapes | {(f, n, -1, -1) for f in gated.everywhere for n in lengths[f]}  # src-only masks

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from vppagent.drivers.vpp.classifier.regions import (
     Basis,
     GapEntry,
+    Indexed,
     Ruled,
     Slice,
     Unfit,
@@ -138,45 +139,79 @@ def check_members(family: int, basis: Basis, nets: Iterable[IPNetwork], view: Vi
     marker = view.marker if isinstance(view, Slice) else None
     per_drop = [(d, _unsourced(d), view.indexed(family, d)) for d in drops]
     longest = max([0, *(d.src_len for d in drops), *(x.lengths[-1] for _, _, x in per_drop if x.lengths)])
-    # The parts with no source meet every member: found once per drop box. A member's answer
-    # follows from which other parts of which drop boxes meet it, so members meeting the same
-    # ones (most of a set's: none) are checked once.
+    # The parts with no source meet every member: found once per drop box.
     shared = [x.sourceless(marker) for _, _, x in per_drop]
     checked: set[tuple[tuple[int, tuple[int, ...]], ...]] = set()
+    addresses: list[int] = []
     for member in nets:
-        address, length = int(member.network_address), member.prefixlen
-        if length < longest:
+        if member.prefixlen < longest:
             directly(family, basis, [member])
-            continue
-        meets: list[tuple[int, tuple[int, ...]]] = []
-        for k, (d, _, indexed) in enumerate(per_drop):
-            if d.src_len and address >> (w - d.src_len) != d.src >> (w - d.src_len):
-                continue
-            found: list[int] = []
-            index = indexed.index
-            for src_len in indexed.lengths:
-                if src_len > length:
-                    break
-                if src_len:
-                    found += index.get((src_len, address >> (w - src_len) << (w - src_len)), ())
-            parts = indexed.parts
-            meets.append((k, tuple(i for i in found if parts[i][2] is None or parts[i][2] == marker)))
-        key = tuple(meets)
-        if key in checked:
-            continue
-        checked.add(key)
-        rules: list[Ruled] = []
-        inside: list[Box] = []
-        for k, found_here in meets:
-            _, unsourced_drop, indexed = per_drop[k]
-            inside.append(unsourced_drop)
-            parts, unsourced = indexed.parts, indexed.unsourced
-            for i in sorted(shared[k] + found_here):
-                if i not in unsourced:
-                    unsourced[i] = (_unsourced(parts[i][0]), parts[i][1])
-                rules.append(unsourced[i])
-        if isinstance(answer := _relative(family, tuple(rules), tuple(inside), default), str):
-            raise Unfit(answer)
+        else:  # (every source in the basis is at most as long: the member's answer follows from its address)
+            addresses.append(int(member.network_address))
+    # A member's answer follows from which parts with a source meet it, per drop box holding it:
+    # found per source length for all members at once (a prefix every member of a group shares
+    # is one lookup for them all), and checked once per distinct answer.
+    widest = max([0, *(d.src_len for d in drops)])  # (members alike in these bits are in the same drop boxes)
+    groups: dict[int, list[int]] = {}
+    for a in addresses:
+        groups.setdefault(a >> (w - widest) << (w - widest) if widest else 0, []).append(a)
+    filtered: dict[tuple[int, int, int], tuple[int, ...]] = {}
+    for prefix, alike in sorted(groups.items()):
+        holding = [k for k, d in enumerate(drops)
+                   if not d.src_len or prefix >> (w - d.src_len) == d.src >> (w - d.src_len)]
+        common: list[tuple[int, int, int]] = []  # (drop box, length, source) met by every member here
+        own: dict[int, list[tuple[int, int, int]]] = {}  # per member, the others
+        for k in holding:
+            for length, sources in sorted(per_drop[k][2].prefixes().items()):
+                shift = w - length
+                found = {a >> shift << shift for a in alike}
+                hits = found & sources
+                if len(found) == 1 and hits:
+                    common.append((k, length, hits.pop()))
+                elif hits:
+                    for a in alike:
+                        if (source := a >> shift << shift) in hits:
+                            own.setdefault(a, []).append((k, length, source))
+        answers = {tuple(sorted(common + own[a])) for a in own}
+        if len(own) < len(alike):
+            answers.add(tuple(common))
+        for met in sorted(answers):
+            meets = tuple((k, tuple(i for j, length, source in met if j == k
+                                    for i in _filtered(filtered, k, length, source, per_drop[k][2], marker)))
+                          for k in holding)
+            if meets not in checked:
+                checked.add(meets)
+                _check(family, meets, per_drop, shared, default)
+
+
+def _filtered(memo: dict[tuple[int, int, int], tuple[int, ...]], k: int, length: int, source: int,
+              indexed: Indexed, marker: int | None) -> tuple[int, ...]:
+    """The positions of the parts with this source in drop box k read at `marker` (remembered)."""
+    key = (k, length, source)
+    found = memo.get(key)
+    if found is None:
+        parts = indexed.parts
+        found = memo[key] = tuple(i for i in indexed.index.get((length, source), ())
+                                  if parts[i][2] is None or parts[i][2] == marker)
+    return found
+
+
+def _check(family: int, meets: tuple[tuple[int, tuple[int, ...]], ...],
+           per_drop: list[tuple[Box, Box, Indexed]], shared: list[tuple[int, ...]], default: str) -> None:
+    """Unfit unless the entries of a member meeting these parts (per drop box: its position,
+    and the parts with a source meeting the member) fit."""
+    rules: list[Ruled] = []
+    inside: list[Box] = []
+    for k, found_here in meets:
+        _, unsourced_drop, indexed = per_drop[k]
+        inside.append(unsourced_drop)
+        parts, unsourced = indexed.parts, indexed.unsourced
+        for i in sorted(shared[k] + found_here):
+            if i not in unsourced:
+                unsourced[i] = (_unsourced(parts[i][0]), parts[i][1])
+            rules.append(unsourced[i])
+    if isinstance(answer := _relative(family, tuple(rules), tuple(inside), default), str):
+        raise Unfit(answer)
 
 
 def directly(family: int, basis: Basis, nets: Iterable[IPNetwork]) -> list[GapEntry]:

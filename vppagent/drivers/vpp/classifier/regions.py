@@ -12,6 +12,7 @@ memos (what makes one compile serve every set of a list), so they stay in one mo
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 from collections import defaultdict
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+from vppagent.drivers.vpp.classifier.trails import Trails
 from vppagent.policy.boxes import FULL_L4, Box, full_box, intersect, subtract_all, width
 from vppagent.policy.flat import CompiledList, FlatRule
 from vppagent.policy.model import TCP, UDP, IPNetwork
@@ -86,6 +88,16 @@ class Indexed:
     lengths: list[int]
     unsourced: dict[int, Ruled] = field(default_factory=dict)
     _sourceless: dict[int | None, tuple[int, ...]] = field(default_factory=dict)
+    _prefixes: dict[int, set[int]] | None = None
+
+    def prefixes(self) -> dict[int, set[int]]:
+        """The parts' sources by length (but /0), remembered."""
+        if self._prefixes is None:
+            self._prefixes = {}
+            for length, prefix in self.index:
+                if length:
+                    self._prefixes.setdefault(length, set()).add(prefix)
+        return self._prefixes
 
     def sourceless(self, marker: int | None) -> tuple[int, ...]:
         """Positions of the parts with no source (they meet every member) read at `marker`:
@@ -123,6 +135,10 @@ class View:
     _by_marker: dict[int, dict[int, list[Ruled]]] = field(default_factory=dict, repr=False)
     _indexed: dict[tuple[int, Box, bool], Indexed] = field(default_factory=dict, repr=False)
     _split: dict[tuple[int, Box], Split] = field(default_factory=dict, repr=False)
+    _allows: dict[tuple[int, Box], list[int]] = field(default_factory=dict, repr=False)
+    _shared_allowed: dict[tuple[int, Box, int], list[Box] | str] = field(default_factory=dict, repr=False)
+    _scans: dict[tuple[int, Box, Box], tuple[int, list[int]]] = field(default_factory=dict, repr=False)
+    _trails: dict[int, Trails] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(compiled: CompiledList) -> View:
@@ -229,6 +245,56 @@ class View:
             found = self._indexed[key] = Indexed.of(parts)
         return found
 
+    def shared_allows(self, family: int, within: Box) -> list[int]:
+        """Positions of the allow parts among split_meeting()'s parts without a marker."""
+        key = (family, within)
+        found = self._allows.get(key)
+        if found is None:
+            shared = self.split_meeting(family, within)[0]
+            found = self._allows[key] = [j for j, (_, action) in enumerate(shared) if action == "allow"]
+        return found
+
+    def shared_allowed(self, family: int, within: Box, j: int) -> list[Box]:
+        """The j-th part without a marker minus those before it (remembered: every slice whose
+        own parts miss it asks); Unfit as _minus says."""
+        key = (family, within, j)
+        found = self._shared_allowed.get(key)
+        if found is None:
+            shared = self.split_meeting(family, within)[0]
+            try:
+                found = _minus([shared[j][0]], [b for b, _ in shared[:j]], width(family))
+            except Unfit as exc:
+                found = str(exc)
+            self._shared_allowed[key] = found
+        if isinstance(found, str):
+            raise Unfit(found)
+        return found
+
+    def own_minus(self, family: int, within: Box, box: Box, before: int, placed: list[tuple[int, Box]]) -> list[Box]:
+        """A slice's own part `box`, spliced after `before` parts without a marker and after
+        the slice's `placed` parts, minus every part before it: _minus's answer, with the parts
+        without a marker meeting it found once per list and the subtraction resumed (trails.py)."""
+        w = width(family)
+        shared = self.split_meeting(family, within)[0]
+        scan = self._scans.get((family, within, box))
+        if scan is None:
+            scan = self._scans[(family, within, box)] = (0, [])
+        scanned, meets = scan
+        if scanned < before:
+            meets = meets + [j for j in range(scanned, before) if intersect(shared[j][0], box, w) is not None]
+            self._scans[(family, within, box)] = (before, meets)
+        cuts = [(j, 1, shared[j][0]) for j in meets[:bisect.bisect_left(meets, before)]]
+        cuts += [(b, 0, c) for b, c in placed if intersect(c, box, w) is not None]
+        cuts.sort(key=lambda c: (c[0], c[1]))  # (in list order: an own part comes before shared[b])
+        ordered = tuple(sorted((c for _, _, c in cuts), key=lambda c: -_volume(c, w)))
+        trails = self._trails.get(family)
+        if trails is None:
+            trails = self._trails[family] = Trails(w, BOX_LIMIT)
+        region = trails.minus(box, ordered)
+        if region is None:
+            raise Unfit("region too ragged")
+        return region
+
     def by_marker(self, family: int) -> dict[int, list[Ruled]]:
         """Per marker, the TCP/UDP rules with that one source port, with any source port (in
         order). Unfit if a TCP/UDP rule has a source port range that is neither any port nor
@@ -282,12 +348,78 @@ class Slice(View):
             self._meeting[key] = found
         return found
 
+    def allowed(self, family: int, within: Box) -> list[Box]:
+        """View.allowed, from the parent's parts without a marker, shared by every slice: an
+        allow part of those that none of this slice's own parts meets is worked out once per
+        list (`View.shared_allowed`), and each own part is its box minus the earlier parts
+        meeting it, resumed from what another slice's same box left (trails.py). The same
+        boxes in the same order as allowed_by on meeting() gives, and Unfit as it says."""
+        key = (family, within)
+        found = self._allowed.get(key)
+        if found is None:
+            try:
+                found = self._spliced_allowed(family, within)
+            except Unfit as exc:
+                found = str(exc)
+            self._allowed[key] = found
+        if isinstance(found, str):
+            raise Unfit(found)
+        return found
+
+    def _spliced_allowed(self, family: int, within: Box) -> list[Box]:
+        assert self.parent is not None
+        parent = self.parent
+        spliced = self.meeting(family, within)  # (Unfit for a port that is no marker, as meeting says)
+        shared, by_marker = parent.split_meeting(family, within)
+        own = by_marker.get(self.marker) if self.marker is not None else None
+        if not own or self.default == "allow":
+            return allowed_by(spliced, self.default, family, within, clipped=True)
+        if sum(action == "allow" for _, action in spliced) > BOX_LIMIT:
+            raise Unfit("region too ragged")
+        w = width(family)
+        out: list[Box] = []
+        placed: list[tuple[int, Box]] = []  # own parts so far: (parts without a marker before it, box)
+        allows = parent.shared_allows(family, within)
+        k = 0
+        for j in [*allows, len(shared)]:
+            while k < len(own) and own[k][0] <= j:  # own parts spliced in before shared[j]
+                before, (box, action) = own[k]
+                if action == "allow":
+                    out += parent.own_minus(family, within, box, before, placed)
+                placed.append((before, box))
+                k += 1
+            if j == len(shared):
+                break
+            box = shared[j][0]
+            if any(intersect(b, box, w) is not None for _, b in placed):
+                earlier = [b for _, b in _merged(shared, j, placed)]
+                out += _minus([box], earlier, w)
+            else:
+                out += parent.shared_allowed(family, within, j)
+            if len(out) > BOX_LIMIT:
+                raise Unfit("region too ragged")
+        if len(out) > BOX_LIMIT:
+            raise Unfit("region too ragged")
+        return out
+
     def indexed(self, family: int, within: Box, marked: bool = False) -> Indexed:
         """The parent's marked parts (every marker: shared by the slices; the reader keeps
         those with no marker or this one)."""
         assert self.parent is not None
         self.meeting(family, within)  # (Unfit for a port that is no marker, as meeting says)
         return self.parent.indexed(family, within, True)
+
+
+def _merged(shared: list[Ruled], j: int, placed: list[tuple[int, Box]]) -> list[tuple[int, Box]]:
+    """shared[:j] with the placed own parts spliced in (each before shared[its before])."""
+    out: list[tuple[int, Box]] = []
+    done = 0
+    for before, box in placed:
+        out += [(i, b) for i, (b, _) in enumerate(shared[done:before], done)]
+        out.append((before, box))
+        done = before
+    out += [(i, b) for i, (b, _) in enumerate(shared[done:j], done)]
+    return out
 
 
 def marked_region(view: View, family: int, marker: int) -> list[Box]:
