@@ -54,8 +54,16 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...],
             allows[key] = [j for j in allowing[family] if _meets(key[1], boxes[j])]
         later = allows[key]
         in_drop = inside[family]
-        if all(in_drop(part) or _covered_between(part, j, i, boxes, wide, w)
-               for j in later[bisect.bisect_right(later, i):] if (part := intersect(box, boxes[j], w)) is not None):
+        src, src_len = box[0], box[1]
+        for j in later[bisect.bisect_right(later, i):]:
+            other = boxes[j]
+            shift = w - (other[1] if other[1] < src_len else src_len)  # (intersect's source test, inline)
+            if shift < w and (other[0] >> shift) != (src >> shift):
+                continue
+            part = intersect(box, other, w)
+            if part is not None and not (in_drop(part) or _covered_between(part, j, i, boxes, wide, w)):
+                break
+        else:
             gone.add(i)
     if not gone:
         return compiled

@@ -167,8 +167,17 @@ class View:
         found = self._meeting.get(key)
         if found is None:
             w, rules = width(family), self.rules[family]
-            found = self._meeting[key] = [(b, rules[i][1]) for i in self._candidates(family, within)
-                                          if (b := intersect(rules[i][0], within, w))]
+            src, src_len = within[0], within[1]
+            found = self._meeting[key] = []
+            for i in self._candidates(family, within):
+                box = rules[i][0]
+                # (the source test of intersect first, inline: most rules of a list have one
+                # host or prefix as source, and most boxes asked about lie apart from it)
+                shift = w - (box[1] if box[1] < src_len else src_len)
+                if shift < w and (box[0] >> shift) != (src >> shift):
+                    continue
+                if (part := intersect(box, within, w)) is not None:
+                    found.append((part, rules[i][1]))
         return found
 
     def allowed(self, family: int, within: Box) -> list[Box]:
@@ -490,7 +499,12 @@ def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
     # leave little for thousands of /32 cuts to split, where the other order is too ragged.
     if len(boxes) == 1:
         one = boxes[0]
-        meet = [c for c in cuts if intersect(c, one, w) is not None]
+        src, src_len = one[0], one[1]
+        meet = []
+        for c in cuts:  # (the source test of intersect first, inline, as in View.meeting)
+            shift = w - (c[1] if c[1] < src_len else src_len)
+            if (shift == w or (c[0] >> shift) == (src >> shift)) and intersect(c, one, w) is not None:
+                meet.append(c)
     else:
         meet = [c for c in cuts if any(intersect(c, b, w) is not None for b in boxes)]
     region = subtract_all(boxes, sorted(meet, key=lambda c: -_volume(c, w)), w, BOX_LIMIT)
