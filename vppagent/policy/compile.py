@@ -70,6 +70,10 @@ class _Builder:
     def __init__(self, fam: RuleBoxes) -> None:
         self.fam = fam
         self.rev: list[Entry] = []
+        # Per pass region (P, N): the boxes carve_pass found it need not touch. A tier's passes
+        # are often the same rule (one per policy), and each scans the middle after it, which
+        # holds the middles of the passes after it: each box is then looked at once per region.
+        self._untouched: dict[tuple[tuple[Box, ...], tuple[Box, ...]], dict[Box, bool]] = {}
 
     def push(self, entries: Sequence[Entry]) -> None:
         # A box repeated inside one block can never match: its first copy takes every packet.
@@ -154,11 +158,15 @@ class _Builder:
             return False
         budget = pass_len  # the copy of the target would cost up to this many boxes
         middle: list[Entry] = []
+        untouched = self._untouched.setdefault((tuple(p), tuple(n)), {})
         for box, action, why in self.rev[pass_len:]:  # reversed order, kept reversed
             # Untouched when its part in P lies in one N box (the quick test), or misses the region.
-            inside_p = [m for m in (intersect(box, b, w) for b in p) if m is not None]
-            if all(any(covers(x, m, w) for x in n) for m in inside_p) or \
-                    all(intersect(box, r, w) is None for r in region):
+            found = untouched.get(box)
+            if found is None:
+                inside_p = [m for m in (intersect(box, b, w) for b in p) if m is not None]
+                found = untouched[box] = all(any(covers(x, m, w) for x in n) for m in inside_p) or \
+                    all(intersect(box, r, w) is None for r in region)
+            if found:
                 middle.append((box, action, why))
                 continue
             if is_full(box):

@@ -42,6 +42,16 @@ def aim(region: list[Box], verdicts: list[Entry], w: int, relabel: str | None, c
 
     Large products go through _SourceIndex, so the cost follows the output, not region x verdicts."""
     out: list[Entry] = []
+    if len(verdicts) == 1 and is_full(verdicts[0][0]):  # (an allow or deny rule: each box as it is)
+        _, action, why = verdicts[0]
+        label = why if relabel is None else why + relabel
+        full = verdicts[0][0]
+        for r in region:
+            if ANY_PROTO[0] <= r[4] and r[5] <= ANY_PROTO[1]:
+                out.append((r, action, label))  # (what intersect would give: the box itself)
+            elif (m := intersect(r, full, w)) is not None:
+                out.append((m, action, label))
+        return out if len(out) <= cap else None
     index = None if len(region) * len(verdicts) <= 4096 or len(region) == 1 else _SourceIndex(verdicts, w)
     for r in region:
         for i in range(len(verdicts)) if index is None else index.candidates(r):
