@@ -109,12 +109,12 @@ def _vpp_rules(entry: Entry, family: int) -> list[FlatRule]:
     box, action, origin = entry
     src, dst = _network(family, box.src, box.src_len), _network(family, box.dst, box.dst_len)
     proto = box.proto_lo
-    if proto == box.proto_hi and proto in (TCP, UDP):  # the common case, first
-        return [FlatRule(action, family, src, dst, proto, _ports(box.a_lo, box.a_hi), _ports(box.b_lo, box.b_hi),
-                         origin)]
+    if proto == box.proto_hi and proto in (TCP, UDP):  # the common case, first (the rule is the box)
+        return [FlatRule.of_box(action, family, src, dst, proto, _ports(box.a_lo, box.a_hi), _ports(box.b_lo, box.b_hi),
+                                origin, box)]
     full = _ports(*FULL_L4)
     if box_cost(box) == 1 and (box.proto_lo, box.proto_hi) == ANY_PROTO:
-        return [FlatRule(action, family, src, dst, 0, full, full, origin)]
+        return [FlatRule.of_box(action, family, src, dst, 0, full, full, origin, box)]
     out = []
     icmp = ICMP_FOR_FAMILY[family]
     for proto in range(box.proto_lo, box.proto_hi + 1):

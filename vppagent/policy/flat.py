@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vppagent.policy.boxes import l4_fields
+from vppagent.policy.boxes import ANY_PROTO, Box, l4_fields
 from vppagent.policy.model import ICMP_FOR_FAMILY, PROTOCOL_NAMES, TCP, UDP, IPNetwork, PortRange
 from vppagent.policy.packet import Packet
 
@@ -26,6 +26,29 @@ class FlatRule:
     srcport_or_icmptype: PortRange
     dstport_or_icmpcode: PortRange
     origin: str = field(default="", compare=False)
+
+    @staticmethod
+    def of_box(action: FlatAction, family: int, src: IPNetwork, dst: IPNetwork, proto: int, sport: PortRange,
+               dport: PortRange, origin: str, box: Box) -> FlatRule:
+        """FlatRule(...) for the compiler, which makes them by the thousand: the fields set
+        directly (a frozen dataclass's __init__ sets each through object.__setattr__), and
+        `box`, the one box the rule is (as box() would work it out), remembered."""
+        rule = object.__new__(FlatRule)
+        rule.__dict__.update(action=action, family=family, src=src, dst=dst, proto=proto, srcport_or_icmptype=sport,
+                             dstport_or_icmpcode=dport, origin=origin, _box=box)
+        return rule
+
+    def box(self) -> Box:
+        """The rule's packets as a box (protocol 0: every protocol), remembered: the classifier
+        gate reads the rules of its lists as boxes."""
+        found: Box | None = self.__dict__.get("_box")
+        if found is None:
+            proto = ANY_PROTO if self.proto == 0 else (self.proto, self.proto)
+            found = Box(int(self.src.network_address), self.src.prefixlen, int(self.dst.network_address),
+                        self.dst.prefixlen, proto[0], proto[1], self.srcport_or_icmptype.first,
+                        self.srcport_or_icmptype.last, self.dstport_or_icmpcode.first, self.dstport_or_icmpcode.last)
+            object.__setattr__(self, "_box", found)
+        return found
 
     @property
     def is_permit(self) -> bool:

@@ -64,10 +64,7 @@ class Unfit(Exception):
 
 
 def rule_box(rule: FlatRule) -> Box:
-    proto = (1, 255) if rule.proto == 0 else (rule.proto, rule.proto)
-    return Box(int(rule.src.network_address), rule.src.prefixlen, int(rule.dst.network_address),
-               rule.dst.prefixlen, proto[0], proto[1], rule.srcport_or_icmptype.first,
-               rule.srcport_or_icmptype.last, rule.dstport_or_icmpcode.first, rule.dstport_or_icmpcode.last)
+    return rule.box()
 
 
 Ruled = tuple[Box, str]  # a rule's box and action
