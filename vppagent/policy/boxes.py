@@ -127,26 +127,30 @@ def _range_minus(lo: int, hi: int, cut_lo: int, cut_hi: int) -> list[tuple[int, 
 
 
 def subtract(box: Box, cut: Box, w: int) -> list[Box]:
-    """box \\ cut as disjoint boxes (dimension by dimension, narrowing to the overlap)."""
+    """box \\ cut as disjoint boxes (dimension by dimension, narrowing to the overlap).
+    (Boxes made with tuple.__new__ rather than _replace: this is the compiler's hottest loop.)"""
     overlap = intersect(box, cut, w)
     if overlap is None:
         return [box]
+    new = tuple.__new__
     out: list[Box] = []
-    cur = box
-    if overlap.src_len > cur.src_len:
-        out += [cur._replace(src=a, src_len=n) for a, n in _prefix_minus(cur.src, cur.src_len,
-                                                                        overlap.src, overlap.src_len, w)]
-        cur = cur._replace(src=overlap.src, src_len=overlap.src_len)
-    if overlap.dst_len > cur.dst_len:
-        out += [cur._replace(dst=a, dst_len=n) for a, n in _prefix_minus(cur.dst, cur.dst_len,
-                                                                        overlap.dst, overlap.dst_len, w)]
-        cur = cur._replace(dst=overlap.dst, dst_len=overlap.dst_len)
-    out += [cur._replace(proto_lo=lo, proto_hi=hi)
-            for lo, hi in _range_minus(cur.proto_lo, cur.proto_hi, overlap.proto_lo, overlap.proto_hi)]
-    cur = cur._replace(proto_lo=overlap.proto_lo, proto_hi=overlap.proto_hi)
-    out += [cur._replace(a_lo=lo, a_hi=hi) for lo, hi in _range_minus(cur.a_lo, cur.a_hi, overlap.a_lo, overlap.a_hi)]
-    cur = cur._replace(a_lo=overlap.a_lo, a_hi=overlap.a_hi)
-    out += [cur._replace(b_lo=lo, b_hi=hi) for lo, hi in _range_minus(cur.b_lo, cur.b_hi, overlap.b_lo, overlap.b_hi)]
+    src, src_len, dst, dst_len, plo, phi, alo, ahi, blo, bhi = box
+    if overlap[1] > src_len:
+        out += [new(Box, (a, n, dst, dst_len, plo, phi, alo, ahi, blo, bhi))
+                for a, n in _prefix_minus(src, src_len, overlap[0], overlap[1], w)]
+        src, src_len = overlap[0], overlap[1]
+    if overlap[3] > dst_len:
+        out += [new(Box, (src, src_len, a, n, plo, phi, alo, ahi, blo, bhi))
+                for a, n in _prefix_minus(dst, dst_len, overlap[2], overlap[3], w)]
+        dst, dst_len = overlap[2], overlap[3]
+    out += [new(Box, (src, src_len, dst, dst_len, lo, hi, alo, ahi, blo, bhi))
+            for lo, hi in _range_minus(plo, phi, overlap[4], overlap[5])]
+    plo, phi = overlap[4], overlap[5]
+    out += [new(Box, (src, src_len, dst, dst_len, plo, phi, lo, hi, blo, bhi))
+            for lo, hi in _range_minus(alo, ahi, overlap[6], overlap[7])]
+    alo, ahi = overlap[6], overlap[7]
+    out += [new(Box, (src, src_len, dst, dst_len, plo, phi, alo, ahi, lo, hi))
+            for lo, hi in _range_minus(blo, bhi, overlap[8], overlap[9])]
     return out
 
 
