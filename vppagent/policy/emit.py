@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, covers, intersect, is_full, width
+from vppagent.policy.boxes import ANY_PROTO, FULL_L4, Box, intersect, is_full, width
 from vppagent.policy.flat import FlatAction, FlatRule
 from vppagent.policy.model import ICMP_FOR_FAMILY, TCP, UDP, IPNetwork, PortRange
 
@@ -161,7 +161,10 @@ def finish(entries: list[Entry], family: int) -> tuple[list[FlatRule], FlatActio
             if holders is None:
                 holders = kept_for[l4] = [k[0] for k in kept if k[0][4] <= plo and phi <= k[0][5] and k[0][6] <= alo
                                           and ahi <= k[0][7] and k[0][8] <= blo and bhi <= k[0][9]]
-            if any(covers(k, box, w) for k in holders):
+            src, src_len, dst, dst_len = box[0], box[1], box[2], box[3]
+            # (covers(k, box), its L4 part known: only the prefixes are left to compare)
+            if any(k[1] <= src_len and k[3] <= dst_len and (not k[1] or src >> (w - k[1]) == k[0] >> (w - k[1]))
+                   and (not k[3] or dst >> (w - k[3]) == k[2] >> (w - k[3])) for k in holders):
                 continue
             for (p0, p1, a0, a1, b0, b1), found in kept_for.items():
                 if plo <= p0 and p1 <= phi and alo <= a0 and a1 <= ahi and blo <= b0 and b1 <= bhi:

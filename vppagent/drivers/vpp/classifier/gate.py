@@ -234,8 +234,9 @@ def _gate(plan: Plan) -> Gate | None:
 def in_order(found: Iterable[GapEntry]) -> tuple[GapEntry, ...]:
     """Without repeats, sorted (GapEntry's order, by integer keys: comparing and hashing
     ipaddress objects costs more than the rest of a gate)."""
-    keyed = {e.key(): e for e in found}
-    return tuple(keyed[k] for k in sorted(keyed))
+    entries = list(found)
+    keyed = dict(zip(map(GapEntry.key, entries), entries, strict=True))
+    return tuple(map(keyed.__getitem__, sorted(keyed)))
 
 
 def _everywhere(gated: GatedSet, gaps: dict[int, set[EntryKey]]) -> GatedSet:

@@ -42,7 +42,10 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...],
     # Rules (by position) that may cover another rule's part: those whose source is not one host
     # (a part outside D that one of them matches first does not reach the allow rule after it).
     wide = [i for i, (r, b) in enumerate(zip(compiled.rules, boxes, strict=True)) if b.src_len < r.src.max_prefixlen]
-    allowing = {f: [j for j, r in enumerate(compiled.rules) if r.action == "allow" and r.family == f] for f in (4, 6)}
+    allowing: dict[int, dict[Dims, list[int]]] = {4: {}, 6: {}}  # per family, the allow rules by their dims
+    for j, r in enumerate(compiled.rules):
+        if r.action == "allow":
+            allowing[r.family].setdefault(_dims(boxes[j]), []).append(j)
     allows: dict[tuple[int, Dims], list[int]] = {}  # per deny's dims: the allow rules that meet them
     gone: set[int] = set()
     for i, rule in enumerate(compiled.rules):
@@ -51,7 +54,7 @@ def without_needless_denies(compiled: CompiledList, gaps: tuple[GapEntry, ...],
         box, family, w = boxes[i], rule.family, width(rule.family)
         key = (family, _dims(box))
         if key not in allows:
-            allows[key] = [j for j in allowing[family] if _meets(key[1], boxes[j])]
+            allows[key] = sorted(j for dims, found in allowing[family].items() if _meets(key[1], dims) for j in found)
         later = allows[key]
         in_drop = inside[family]
         src, src_len = box[0], box[1]
@@ -108,9 +111,9 @@ def _covered_between(part: Box, j: int, i: int, boxes: list[Box], wide: list[int
 
 
 def _dims(box: Box) -> Dims:
-    return box.proto_lo, box.proto_hi, box.a_lo, box.a_hi, box.b_lo, box.b_hi
+    return box[4], box[5], box[6], box[7], box[8], box[9]
 
 
-def _meets(dims: Dims, box: Box) -> bool:
-    return (dims[0] <= box.proto_hi and box.proto_lo <= dims[1] and dims[2] <= box.a_hi and box.a_lo <= dims[3]
-            and dims[4] <= box.b_hi and box.b_lo <= dims[5])
+def _meets(dims: Dims, other: Dims) -> bool:
+    return (dims[0] <= other[1] and other[0] <= dims[1] and dims[2] <= other[3] and other[2] <= dims[3]
+            and dims[4] <= other[5] and other[4] <= dims[5])

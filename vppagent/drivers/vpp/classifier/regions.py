@@ -512,9 +512,9 @@ def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
 
 def check_service_ports(boxes: list[Box]) -> None:
     """Only TCP/UDP, any source port, destination ports below EPHEMERAL_START (docs: "Scope")."""
-    for box in boxes:
-        if box.proto_lo != box.proto_hi or box.proto_lo not in (TCP, UDP) \
-                or (box.a_lo, box.a_hi) != (0, 65535) or box.b_hi >= EPHEMERAL_START:
+    for box in boxes:  # (by index: this runs for every piece of every region)
+        if box[4] != box[5] or box[4] not in (TCP, UDP) or box[6] != 0 or box[7] != 65535 \
+                or box[9] >= EPHEMERAL_START:
             raise Unfit("not TCP/UDP to service ports")
 
 
