@@ -6,61 +6,34 @@ The gate reads a compiled list as a `View`: per family its rules' boxes and acti
 never depends on the endpoint's addresses: the driver shares one gate among the endpoints with
 the same tiers and profiles (acl/lists.py), whatever their addresses.
 
-A little over 400 lines: a View, its Slices and the index members are read through share their
-memos (what makes one compile serve every set of a list), so they stay in one module.
+Under 500 lines: a View, its Slices and the index members are read through share their memos
+(what makes one compile serve every set of a list), and a slice's admit regions are spliced from
+its parent's, so they stay in one module; regions as classifier entries live in entries.py (its
+names are re-exported here for the modules that read them from this one), and the resumed
+subtraction in trails.py.
 """
 
 from __future__ import annotations
 
 import bisect
-import functools
-import ipaddress
 from collections import defaultdict
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+from vppagent.drivers.vpp.classifier.entries import EPHEMERAL_START as EPHEMERAL_START
+from vppagent.drivers.vpp.classifier.entries import GapEntry as GapEntry
+from vppagent.drivers.vpp.classifier.entries import Unfit as Unfit
+from vppagent.drivers.vpp.classifier.entries import check_service_ports as check_service_ports
+from vppagent.drivers.vpp.classifier.entries import entries as entries
+from vppagent.drivers.vpp.classifier.entries import net as net
+from vppagent.drivers.vpp.classifier.entries import port_blocks as port_blocks
 from vppagent.drivers.vpp.classifier.trails import Trails
 from vppagent.policy.boxes import FULL_L4, Box, full_box, intersect, subtract_all, width
 from vppagent.policy.flat import CompiledList, FlatRule
-from vppagent.policy.model import TCP, UDP, IPNetwork
+from vppagent.policy.model import TCP, UDP
 
-EPHEMERAL_START = 32768
 BOX_LIMIT = 512  # beyond this the region is too ragged for a few classifier tables anyway
-
-
-@dataclass(frozen=True, order=True)
-class GapEntry:
-    """One classifier match: source (peer) prefix, destination (pod side) prefix, protocol, and a
-    destination-port block (value under a 16-bit mask). Any source port."""
-
-    family: int
-    src: IPNetwork
-    dst: IPNetwork
-    proto: int
-    dport: int
-    dport_mask: int
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.family, self.src.prefixlen, self.dst.prefixlen, self.dport_mask)
-
-    def key(self) -> tuple[int, int, int, int, int, int, int, int]:
-        """The entry as integers, in GapEntry's order (computed once: comparing and hashing
-        ipaddress objects costs more than the rest of a gate's set operations on entries)."""
-        found: tuple[int, int, int, int, int, int, int, int] | None = self.__dict__.get("_key")
-        if found is None:
-            found = (self.family, int(self.src.network_address), self.src.prefixlen, int(self.dst.network_address),
-                     self.dst.prefixlen, self.proto, self.dport, self.dport_mask)
-            object.__setattr__(self, "_key", found)
-        return found
-
-    def __hash__(self) -> int:
-        return hash(self.key())
-
-
-class Unfit(Exception):
-    """A region the classifier cannot hold exactly (too ragged, or not TCP/UDP to service ports)."""
 
 
 def rule_box(rule: FlatRule) -> Box:
@@ -510,50 +483,6 @@ def _minus(boxes: list[Box], cuts: list[Box], w: int) -> list[Box]:
     return region
 
 
-def check_service_ports(boxes: list[Box]) -> None:
-    """Only TCP/UDP, any source port, destination ports below EPHEMERAL_START (docs: "Scope")."""
-    for box in boxes:  # (by index: this runs for every piece of every region)
-        if box[4] != box[5] or box[4] not in (TCP, UDP) or box[6] != 0 or box[7] != 65535 \
-                or box[9] >= EPHEMERAL_START:
-            raise Unfit("not TCP/UDP to service ports")
-
-
-def entries(family: int, boxes: list[Box]) -> list[GapEntry]:
-    check_service_ports(boxes)
-    out: list[GapEntry] = []
-    for box in boxes:
-        out += _box_entries(family, box)
-    return out
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _box_entries(family: int, box: Box) -> tuple[GapEntry, ...]:
-    """(Remembered: every set of a list asks for the same drop boxes, three times; the same
-    entry objects also hash once.)"""
-    src, dst = net(family, box.src, box.src_len), net(family, box.dst, box.dst_len)
-    return tuple(GapEntry(family, src, dst, box.proto_lo, value, mask)
-                 for value, mask in port_blocks(box.b_lo, box.b_hi))
-
-
 def disjoint(a: list[Box], b: list[Box], family: int) -> bool:
     w = width(family)
     return all(intersect(x, y, w) is None for x in a for y in b)
-
-
-@functools.lru_cache(maxsize=65536)
-def net(family: int, address: int, length: int) -> IPNetwork:
-    if family == 4:
-        return ipaddress.IPv4Network((address, length))
-    return ipaddress.IPv6Network((address, length))
-
-
-def port_blocks(first: int, last: int) -> list[tuple[int, int]]:
-    """[first, last] as aligned power-of-two blocks: (value, 16-bit mask) pairs."""
-    out = []
-    while first <= last:
-        size = first & -first if first else 1 << 16
-        while first + size - 1 > last:
-            size >>= 1
-        out.append((first, 0xFFFF & ~(size - 1)))
-        first += size
-    return out
