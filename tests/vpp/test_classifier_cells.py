@@ -1,15 +1,19 @@
 """Many gated sets sharing ports (emulator), the shape where the gate used to take nothing: every
-set goes to the classifier at once, a (protocol, port) where named ports of other pods make L_0
-ragged stays in the ACL for every set and only for that protocol, the "deny TCP 0-1023 from a set"
-rules that only matter on gated ports leave L_U, and the connectivity is the evaluator's."""
+set goes to the classifier at once, the "deny TCP 0-1023 from a set" rules that only matter on
+gated ports leave L_U, and the connectivity is the evaluator's. Named ports of other pods on
+tcp/8080 (40 destinations, which made L_0 ragged there) no longer keep tcp/8080 in the ACL: the
+gate's analysis cuts destination sets to what can reach the endpoint (classifier/source.py
+`reaching`); the pod that is itself a named-port destination gets a gate of its own."""
 
 from __future__ import annotations
 
 import ipaddress
 
-from tests.vpp.helpers import Target, make_driver, state_of
+from tests.vpp.helpers import Target, make_driver, state_of, wkey
 from tests.vpp.test_classifier import PODS, agrees_with_evaluator, established
 from vppagent.lab import builders as b
+from vppagent.policy.catalog import Catalog
+from vppagent.policy.model import Direction
 
 SETS = 12
 CLIENT = PODS["ns/client"]  # in c0 and c5, and in c3, whose members are denied tcp 0-1023
@@ -35,7 +39,8 @@ def messages() -> list:  # type: ignore[type-arg]
     return [
         b.config({}),
         *[b.ipset(f"c{k}", members(k), kind="ip") for k in range(SETS)],
-        b.ipset("n:http", [f"10.71.0.{i + 1},tcp:8080" for i in range(40)], kind="ip_and_port"),
+        b.ipset("n:http", [*(f"10.71.0.{i + 1},tcp:8080" for i in range(40)), f"{PODS['ns/web1']},tcp:8080"],
+                kind="ip_and_port"),
         b.policy("web", namespace="ns", inbound=rules),
         b.profile("open", inbound=[b.rule("allow")], outbound=[b.rule("allow")]),
         *[b.workload(p, f"cali{i}", ipv4=[f"{ip}/32"], tiers=web_tiers if p.startswith("ns/web") else [],
@@ -49,20 +54,26 @@ def test_sets_sharing_ports_are_gated_together(sim_target: Target) -> None:
     try:
         state = state_of(messages())
         assert driver.resync(state).ok
-        assert driver._compiler.gated == 1, "one list spec (web0 and web1), gated"
-        gate = next(c.gate for c in driver._compiler._cache.values() if c.gate is not None)
-        assert len(gate.sets) == SETS, "every set in one gate"
-        members_in_acls = [(int(r.proto), int(r.dstport_or_icmpcode_first), int(r.dstport_or_icmpcode_last))
-                           for d in sim_target.our_acls().values() for r in d.r
-                           if _in_sets(str(r.src_prefix))]
-        assert members_in_acls, "tcp/8080 stays in the ACL (named ports of other pods there)"
-        assert set(members_in_acls) == {(6, 8080, 8080)}, "udp/8080 and tcp/80 are gated; no deny left"
-        agrees_with_evaluator(sim_target, interfaces, state, ("ns/web0",),
+        assert driver._compiler.gated == 2, "one list spec, two gates: web1 is a named-port destination"
+        compiler, catalog = driver._compiler, Catalog(state)
+        lists = {p: compiler.program(catalog, compiler.endpoint(wkey(p), state.workload_endpoints[wkey(p)]).ep,
+                                     Direction.INGRESS) for p in ("ns/web0", "ns/web1")}
+        (web0, gate0), (web1, gate1) = lists["ns/web0"], lists["ns/web1"]
+        assert gate0 is not None and gate1 is not None and gate0 != gate1
+        assert len(gate0.sets) == SETS, "every set in one gate"
+        assert not [r for r in web0.rules if _in_sets(str(r.src))], \
+            "tcp/80, tcp/8080 and udp/8080 gated for web0 (no named port of its own); no deny left"
+        assert {(6, 8080)} <= {(e.proto, e.dport) for e in gate0.gaps}
+        assert {(r.proto, r.dport) for r in web1.rules if _in_sets(str(r.src))} <= {(6, (8080, 8080))}, \
+            "web1: at most tcp/8080 (where its own named port allows every source) stays in the ACL"
+        agrees_with_evaluator(sim_target, interfaces, state, ("ns/web0", "ns/web1"),
                               (("tcp", 80), ("tcp", 8080), ("udp", 8080), ("tcp", 22)))
         # the client is in c0 (allowed on tcp/80) and in c3 (denied tcp 0-1023 first): dropped on 80
         assert not established(sim_target, interfaces, "ns/client", "ns/web0", "tcp", 80)
         assert established(sim_target, interfaces, "ns/client", "ns/web0", "udp", 8080)
         assert established(sim_target, interfaces, "ns/client", "ns/web0", "tcp", 8080)
         assert not established(sim_target, interfaces, "ns/other", "ns/web0", "udp", 8080)
+        assert not established(sim_target, interfaces, "ns/other", "ns/web0", "tcp", 8080)
+        assert established(sim_target, interfaces, "ns/other", "ns/web1", "tcp", 8080), "its named port"
     finally:
         driver.close()

@@ -7,7 +7,11 @@ list recompiles draws on the policy core's CompileCache (policy/cache.py), so th
 it shares with other lists, or with its previous version, are not recomputed. `end_pass` bounds
 both caches to what the pass used. Large IP sets in
 ingress lists may go to the classifier instead (classifier/gate.py): then the list comes with its
-gate. `lists_for_new_pod` is what a CNI Add binds before any convergence.
+gate. A gate is worked out with the list's destination sets cut to the members that can meet
+the endpoint (classifier/source.py `reaching`: named ports of other pods then leave its ports to
+the gate), so a gated ingress list is kept per spec and those members: endpoints of one spec share
+it unless one is itself such a destination. `lists_for_new_pod` is what a CNI Add binds before any
+convergence.
 
 Each endpoint then gets its list restricted to the packets that can reach it (policy/reach.py:
 the rules its own addresses can never meet are dropped), per (list, domain) and cached with the
@@ -28,6 +32,7 @@ from vppagent.drivers.vpp.acl.plan import Wanted
 from vppagent.drivers.vpp.acl.render import content_from_compiled, rules_from_compiled
 from vppagent.drivers.vpp.api.types import DENY_ALL, AclContent, AclRule
 from vppagent.drivers.vpp.classifier.gate import Gate, list_and_gate
+from vppagent.drivers.vpp.classifier.source import DestinationIndex, destination_sets, rules
 from vppagent.drivers.vpp.tags import workload_tag
 from vppagent.policy.cache import CompileCache, ListKey
 from vppagent.policy.catalog import Catalog
@@ -113,6 +118,16 @@ def _texts(rules: tuple[AclRule, ...], texts: list[str | None], kept: tuple[int,
     return out
 
 
+@dataclass
+class _Destinations:
+    """A spec's destination sets indexed by address (classifier/source.py), and what it names."""
+
+    policies: frozenset[PolicyKey]
+    profiles: frozenset[str]
+    index: DestinationIndex
+    by_domain: dict[Domain, tuple[tuple[str, frozenset[str]], ...]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class KnownEndpoint:
     """A workload endpoint as the driver uses it, kept while Felix's message is the same object."""
@@ -136,6 +151,8 @@ class ListCompiler:
         self._used: set[Hashable] = set()  # specs served since the last end_pass
         self._domains: dict[Hashable, set[Domain]] = {}  # their domains served since then
         self._endpoints: dict[WorkloadKey, KnownEndpoint] = {}
+        self._destinations: dict[Hashable, _Destinations] = {}  # per ingress spec, when gating
+        self._destinations_used: dict[Hashable, set[Domain]] = {}  # and their domains, since the last end_pass
         self._asked: set[WorkloadKey] = set()  # endpoints asked for since the last end_pass
         # The compiled lists themselves are not kept there (this class keeps their content).
         self.fragments = CompileCache(keep_lists=False)
@@ -161,6 +178,7 @@ class ListCompiler:
         """Forget every list. The fragments stay (they are keyed by content), and so do the
         endpoints (keyed by their message object, which is never mutated)."""
         self._cache.clear()
+        self._destinations.clear()
 
     def end_pass(self) -> None:
         """Drop the lists and endpoints nobody asked for since the last call, and the fragments
@@ -169,6 +187,11 @@ class ListCompiler:
             del self._cache[spec]
         for spec, cached in self._cache.items():
             cached.keep_only(self._domains.get(spec, set()))
+        self._destinations = {s: d for s, d in self._destinations.items() if s in self._destinations_used}
+        for spec, found in self._destinations.items():
+            used = self._destinations_used[spec]
+            found.by_domain = {d: m for d, m in found.by_domain.items() if d in used}
+        self._destinations_used = {}
         self._used = set()
         self._domains = {}
         self._endpoints = {k: v for k, v in self._endpoints.items() if k in self._asked}
@@ -179,6 +202,7 @@ class ListCompiler:
         kinds = diff.kinds()
         if Kind.CONFIG in kinds:  # VXLAN port, encapsulation drops, failsafes
             self._cache.clear()
+            self._destinations.clear()
             return
         policies = set(diff.upserts.get(Kind.POLICY, {})) | diff.removes.get(Kind.POLICY, set())
         profiles = set(diff.upserts.get(Kind.PROFILE, {})) | diff.removes.get(Kind.PROFILE, set())
@@ -190,6 +214,8 @@ class ListCompiler:
             return
         for spec in [s for s, c in self._cache.items() if c.policies & policies or c.profiles & profiles]:
             del self._cache[spec]
+        for spec in [s for s, d in self._destinations.items() if d.policies & policies or d.profiles & profiles]:
+            del self._destinations[spec]
 
     def workload(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction,
                  spec: Hashable | None = None, dom: Domain | None = None) -> AclContent:
@@ -203,18 +229,37 @@ class ListCompiler:
         `spec` and `dom`: the endpoint's (`KnownEndpoint`), when the caller has them."""
         if spec is None:
             spec = _list_spec(ep, direction)
+        if dom is None and restricted_direction(direction):
+            dom = domain(ep, direction)
+        if dom is not None and direction is Direction.INGRESS and self.classifier_min_members and ep.active:
+            spec = (spec, self._reaching(catalog, ep, spec, dom))  # the gate depends on it (classifier/source.py)
         self._used.add(spec)
         cached = self._cache.get(spec)
         if cached is not None:
             self.fragments.touch(cached.list_keys)
         else:
             cached = self._cache[spec] = self._compile(catalog, ep, direction)
-        if not restricted_direction(direction):
+        if dom is None or not restricted_direction(direction):
             return cached.content, cached.gate
-        if dom is None:
-            dom = domain(ep, direction)
         self._domains.setdefault(spec, set()).add(dom)
         return cached.restricted(dom), cached.gate
+
+    def _reaching(self, catalog: Catalog, ep: WorkloadEndpoint, spec: Hashable,
+                  dom: Domain) -> tuple[tuple[str, frozenset[str]], ...]:
+        """The members of the list's destination sets that meet the endpoint's domain: the gate's
+        analysis cuts those sets to them (classifier/source.py `reaching`), so endpoints of one
+        spec share a gate only where they are the same. Indexed once per spec."""
+        found = self._destinations.get(spec)
+        if found is None:
+            ids = destination_sets(rules(catalog, ep, Direction.INGRESS))
+            found = self._destinations[spec] = _Destinations(
+                frozenset(k for t in ep.tiers for k in t.policies(Direction.INGRESS)), frozenset(ep.profile_ids),
+                DestinationIndex(catalog.state, ids))
+        self._destinations_used.setdefault(spec, set()).add(dom)
+        meeting = found.by_domain.get(dom)
+        if meeting is None:
+            meeting = found.by_domain[dom] = found.index.meeting(dom.prefixes)
+        return meeting
 
     def _compile(self, catalog: Catalog, ep: WorkloadEndpoint, direction: Direction) -> _Cached:
         self.compiles += 1

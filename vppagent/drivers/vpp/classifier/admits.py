@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vppagent.drivers.vpp.classifier.aggregate import Aggregated, Block, width
+from vppagent.drivers.vpp.classifier.aggregate import SPAN, Aggregated, Block, width
 from vppagent.drivers.vpp.classifier.gate import MAX_PERMIT_TABLES, GapEntry, Gate, GatedSet, set_ladder
 from vppagent.drivers.vpp.classifier.layout import mask_net, match_bytes, member_mask
 from vppagent.drivers.vpp.classifier.memberwise import member_entries
@@ -146,16 +146,37 @@ class AdmitSessions:
             for block in went:
                 del held.by_block[block]
             for block in came:
-                held.by_block[block] = frozenset(held.admitter.sessions(_net(family, block)))
+                held.by_block[block] = _fitting(held.admitter, _net(family, block))
             for net in prefixes_removed:
                 del held.by_prefix[net]
             for net in prefixes_added:
-                held.by_prefix[net] = frozenset(held.admitter.sessions(net))
-        except BaseException:  # (a member VPP's classifier cannot hold: Unfit) worked out again next time
+                held.by_prefix[net] = _fitting(held.admitter, net)
+        except BaseException:  # worked out again next time
             del self._held[(gated, family)]
             raise
         held.seen, held.members = now, current
         return held
+
+
+def _fitting(admitter: Admitter, net: IPNetwork) -> frozenset[Session]:
+    """The sessions of a block or prefix member, without those of members the gate cannot hold.
+    A gate checks the members it was worked out for (gate.py: a set with a member it cannot
+    hold is not gated), but a chain still moving to or from it sees the set's next members: a
+    member that came since, whose admit region the classifier cannot hold exactly (Unfit), is
+    not admitted. That is below the gate, so fail closed: its packets are dropped in the gaps,
+    never let through, until the list's next gate (made for the new members) takes over."""
+    try:
+        return frozenset(admitter.sessions(net))
+    except Unfit:
+        if net.prefixlen == net.max_prefixlen or net.num_addresses > 1 << SPAN:
+            return frozenset()
+    out: set[Session] = set()
+    for host in net:
+        try:
+            out |= admitter.sessions(ipaddress.ip_network(host))
+        except Unfit:
+            continue
+    return frozenset(out)
 
 
 def inside(sessions: set[Session], by: set[Session]) -> set[Session]:

@@ -55,12 +55,20 @@ from vppagent.drivers.vpp.classifier.regions import (
     entries,
     port_blocks,
 )
-from vppagent.drivers.vpp.classifier.source import admitted, networks, policy_names, rules
+from vppagent.drivers.vpp.classifier.source import (
+    admitted,
+    destination_sets,
+    networks,
+    policy_names,
+    reaching,
+    rules,
+)
 from vppagent.policy.cache import CompileCache
 from vppagent.policy.catalog import Catalog
 from vppagent.policy.compile import compile_endpoint, no_cycle_collection
 from vppagent.policy.flat import CompiledList
 from vppagent.policy.model import Direction, WorkloadEndpoint
+from vppagent.policy.reach import domain
 from vppagent.state.model import DataplaneState
 
 __all__ = ["EPHEMERAL_START", "GapEntry", "Gate", "GatedSet", "gated_lists", "list_and_gate", "port_blocks"]
@@ -158,8 +166,11 @@ def _analysis(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, dir
               rule_limit: int, min_members: int,
               cache: CompileCache | None) -> tuple[CompiledList, Gate | None] | None:
     names = policy_names(ep, direction)
+    # (the destination sets cut to what can reach the endpoint: acl/lists.py keys gates by that)
+    narrowed = reaching(state, destination_sets(rules(catalog, ep, direction)), domain(ep, direction).prefixes)
+    cut, state = narrowed is not state, narrowed
     state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), names)
-    if aliases:
+    if aliases or cut:
         catalog = catalog.derived(state, *names)
     plan = marked_plan if markable(catalog, ep, direction) else grouped_plan
     excluded: frozenset[str] = frozenset()

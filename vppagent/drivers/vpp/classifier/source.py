@@ -3,6 +3,7 @@ and copies of the state with chosen sets' members replaced (every address, or no
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 from collections import Counter, OrderedDict
@@ -122,6 +123,85 @@ def pays(acl_rules: int, sessions: int) -> bool:
 def prefixes(members: frozenset[str]) -> int:
     """The prefixes the compiler aggregates the members into (IPv4), about: their collapse."""
     return len(list(ipaddress.collapse_addresses(n for n in _parsed(members) if n.version == 4)))
+
+
+def destination_sets(found: Iterable[Rule]) -> frozenset[str]:
+    """The sets the rules use on the destination side only (for an ingress list, the endpoint's
+    side): address sets, named-port sets and ip-port sets that no rule names as a source."""
+    dst: set[str] = set()
+    src: set[str] = set()
+    for rule in found:
+        dst.update(rule.dst_ip_sets, rule.not_dst_ip_sets, rule.dst_named_port_sets,
+                   rule.not_dst_named_port_sets, rule.dst_ip_port_sets)
+        src.update(rule.src_ip_sets, rule.not_src_ip_sets, rule.src_named_port_sets, rule.not_src_named_port_sets)
+    return frozenset(dst - src)
+
+
+class DestinationIndex:
+    """The members of a list's destination sets (`destination_sets`) by address, to tell which
+    of them meet an endpoint's destinations (reach.py's domain) in a few lookups: the
+    members meeting them are all the list's analysis reads of those sets (`reaching`), so the
+    driver keys a list's gate by them (acl/lists.py) and the gate is worked out per such key,
+    not per address."""
+
+    def __init__(self, state: DataplaneState, set_ids: Iterable[str]) -> None:
+        # per set: its host members per family, sorted by address; its other members (prefixes)
+        self.hosts: dict[str, dict[int, tuple[list[int], list[str]]]] = {}
+        self.others: dict[str, list[tuple[IPNetwork, str]]] = {}
+        for set_id in sorted(set(set_ids)):
+            ipset = state.ipsets.get(set_id)
+            if ipset is None:
+                continue
+            found: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
+            others = []
+            for m in ipset.members:
+                net = member_network(m.partition(",")[0])
+                if net.prefixlen == net.max_prefixlen:
+                    found[net.version].append((int(net.network_address), m))
+                else:
+                    others.append((net, m))
+            self.hosts[set_id] = {f: ([a for a, _ in pairs], [m for _, m in pairs])
+                                  for f, pairs in ((f, sorted(found[f])) for f in (4, 6))}
+            self.others[set_id] = others
+
+    def meeting(self, prefixes: Iterable[IPNetwork]) -> tuple[tuple[str, frozenset[str]], ...]:
+        """Per set (sorted), the members that meet one of `prefixes`; sets with none left out."""
+        wanted = list(prefixes)
+        out = []
+        for set_id, by_family in self.hosts.items():
+            kept: set[str] = set()
+            for p in wanted:
+                addresses, names = by_family[p.version]
+                first = int(p.network_address)
+                kept.update(names[bisect.bisect_left(addresses, first):
+                                  bisect.bisect_right(addresses, first + p.num_addresses - 1)])
+                kept.update(m for net, m in self.others[set_id]
+                            if net.version == p.version and net.overlaps(p))
+            if kept:
+                out.append((set_id, frozenset(kept)))
+        return tuple(out)
+
+
+def reaching(state: DataplaneState, set_ids: Iterable[str], prefixes: Iterable[IPNetwork]) -> DataplaneState:
+    """A copy of the state where each of the destination sets `set_ids` holds only its members
+    that meet `prefixes` (the destinations a packet reaching the endpoint can have: reach.py's
+    domain); the state itself when none loses a member. For a packet whose destination lies in
+    `prefixes`, a member outside them never matches it, so every rule matches that packet as
+    before: the list is the same on every packet that can reach the endpoint. That is what lets
+    the gate drop a port where named ports of other pods make L_0 ragged (docs/vpp-driver.md,
+    "Which sets"). Invalid members are kept: a set that does not validate still fails the list."""
+    ids = sorted(set(set_ids))
+    kept = dict(DestinationIndex(state, ids).meeting(prefixes))
+    copy: DataplaneState | None = None
+    for set_id in ids:
+        ipset = state.ipsets.get(set_id)
+        held = kept.get(set_id, frozenset())
+        if ipset is None or len(held) == len(ipset.members):
+            continue
+        if copy is None:
+            copy = state.copy()
+        copy.tables[Kind.IPSET][set_id] = IPSet(set_id, ipset.type, held, ipset.invalid)
+    return state if copy is None else copy
 
 
 def with_members(state: DataplaneState, members: Mapping[str, tuple[str, ...]]) -> DataplaneState:
