@@ -1,5 +1,6 @@
 """What the gate reads of a list's source (gate.py): its rules and IP sets, the candidate sets,
-and copies of the state with chosen sets' members replaced (every address, or none)."""
+copies of the state with chosen sets' members replaced (every address, or none), and with its
+destination sets cut to what can reach the endpoint (`reaching`, `DestinationIndex`)."""
 
 from __future__ import annotations
 
