@@ -1,10 +1,11 @@
-"""Issue 15's "≤ 2,500 rules per list": destination sets cut to what can reach the endpoint before
-the gate's analysis (classifier/source.py `reaching`), so that named ports of other pods no longer
-keep a gated set's port in the ACL (they made L_0 ragged there: one single destination per
-named-port member). The gate then depends on the members of those sets that meet the endpoint's
-destinations, and the driver keys its gates by them (acl/lists.py): a pod that is itself a
-named-port destination gets a gate of its own. Checked against the evaluator through the driver
-and the emulator, with named-port and destination-set rules that hold the pod or not."""
+"""Issue 15's "≤ 2,500 rules per list": destination sets that cannot hold the endpoint are emptied
+before the gate's analysis (classifier/source.py `reaching`), so that named ports of other pods no
+longer keep a gated set's port in the ACL (they made L_0 ragged there: one single destination per
+named-port member). The gate then depends on which of those sets hold a member that meets the
+endpoint's destinations, and the driver keys its gates by that (acl/lists.py): a pod that is
+itself a named-port destination gets another gate (the set stays whole for it, as before).
+Checked against the evaluator through the driver and the emulator, with named-port and
+destination-set rules that hold the pod or not."""
 
 from __future__ import annotations
 
@@ -49,33 +50,33 @@ def test_destination_sets_are_those_no_rule_names_as_a_source() -> None:
     assert destination_sets(rules(catalog, catalog.workload(wkey("ns/web0")), Direction.INGRESS)) == {"d", "n:web"}
 
 
-def test_the_members_meeting_the_endpoint_are_found_by_address() -> None:
+def test_the_sets_meeting_the_endpoint_are_found_by_address() -> None:
     state = state_of([
         b.config({}),
-        b.ipset("a", ["10.65.0.2", "10.65.0.3", "10.64.0.0/16", "10.65.0.0/30", "fd65::2"], kind="net"),
-        b.ipset("n", ["10.65.0.2,tcp:80", "10.65.0.2,udp:53", "10.65.0.9,tcp:80", "fd65::2,tcp:80"],
-                kind="ip_and_port"),
-        b.ipset("none", ["10.70.0.1"], kind="ip"),
+        b.ipset("a", ["10.65.0.3", "10.64.0.0/16", "fd65::2"], kind="net"),
+        b.ipset("n", ["10.65.0.2,tcp:80", "10.65.0.9,tcp:80"], kind="ip_and_port"),
+        b.ipset("none", ["10.70.0.1", "10.65.0.1", "10.65.0.3"], kind="ip"),
+        b.ipset("v6", ["fd65::2,tcp:80"], kind="ip_and_port"),
     ])
-    index = DestinationIndex(state, ["a", "n", "none", "missing"])
-    found = dict(index.meeting((ipaddress.ip_network("10.65.0.2/32"), ipaddress.ip_network("224.0.0.0/4"))))
-    assert found == {"a": {"10.65.0.2/32", "10.65.0.0/30"},
-                     "n": {"10.65.0.2,tcp:80", "10.65.0.2,udp:53"}}, "sets with none left out"
-    found = dict(index.meeting((ipaddress.ip_network("10.64.0.0/15"), ipaddress.ip_network("fd65::/64"))))
-    assert found["a"] == {"10.65.0.2/32", "10.65.0.3/32", "10.64.0.0/16", "10.65.0.0/30", "fd65::2/128"}
-    assert found["n"] == {"10.65.0.2,tcp:80", "10.65.0.2,udp:53", "10.65.0.9,tcp:80", "fd65::2,tcp:80"}
-    assert dict(index.meeting((ipaddress.ip_network("10.66.0.0/16"),))) == {}
+    index = DestinationIndex(state, ["a", "n", "none", "v6", "missing"])
+    endpoint = (ipaddress.ip_network("10.65.0.2/32"), ipaddress.ip_network("224.0.0.0/4"))
+    assert index.meeting(endpoint) == ("n",), "the endpoint's address, not its neighbours'"
+    assert index.meeting((ipaddress.ip_network("10.64.9.9/32"),)) == ("a",), "inside a prefix member"
+    assert index.meeting((ipaddress.ip_network("10.65.0.0/30"),)) == ("a", "n", "none")
+    assert index.meeting((ipaddress.ip_network("fd65::2/128"),)) == ("a", "v6")
+    assert index.meeting((ipaddress.ip_network("10.66.0.0/16"),)) == ()
 
 
-def test_a_cut_keeps_invalid_members_and_leaves_an_uncut_state_alone() -> None:
-    state = state_of([b.config({}), b.ipset("d", ["10.65.0.2", "10.70.0.1"], kind="ip")])
-    prefixes = (ipaddress.ip_network("10.65.0.2/32"),)
-    assert reaching(state, ["d"], (ipaddress.ip_network("10.0.0.0/8"),)) is state
-    cut = reaching(state, ["d"], prefixes)
-    assert cut is not state and set(cut.ipsets["d"].members) == {"10.65.0.2"}
-    assert set(state.ipsets["d"].members) == {"10.65.0.2", "10.70.0.1"}, "the state itself is not changed"
-    state.ipsets["d"] = IPSet("d", IPSetType.IP, frozenset({"10.70.0.1"}), ("not-an-address",))
-    assert reaching(state, ["d"], prefixes).ipsets["d"].invalid == ("not-an-address",)
+def test_a_set_is_emptied_only_when_no_member_can_reach_the_endpoint() -> None:
+    state = state_of([b.config({}), b.ipset("d", ["10.65.0.2", "10.70.0.1"], kind="ip"),
+                      b.ipset("e", ["10.70.0.2"], kind="ip")])
+    endpoint = (ipaddress.ip_network("10.65.0.2/32"),)
+    assert reaching(state, ["d"], endpoint) is state, "d holds the endpoint: whole"
+    cut = reaching(state, ["d", "e"], endpoint)
+    assert cut is not state and set(cut.ipsets["e"].members) == set() and cut.ipsets["d"] is state.ipsets["d"]
+    assert set(state.ipsets["e"].members) == {"10.70.0.2"}, "the state itself is not changed"
+    state.ipsets["e"] = IPSet("e", IPSetType.IP, frozenset({"10.70.0.1"}), ("not-an-address",))
+    assert reaching(state, ["e"], endpoint).ipsets["e"].invalid == ("not-an-address",)
 
 
 def _named_port_list(with_endpoint: bool) -> tuple[int, int]:
@@ -106,8 +107,8 @@ def _named_port_list(with_endpoint: bool) -> tuple[int, int]:
 
 def test_named_ports_of_other_pods_leave_the_port_to_the_gate() -> None:
     assert _named_port_list(with_endpoint=False) == (0, 1), "tcp/8080 gated: no member in the ACL"
-    # the endpoint's own named port allows tcp/8080 from anyone: no drop region there, and the
-    # set's tcp/8080 stays in the ACL as it did for every endpoint before (80 members)
+    # a named-port set holding the endpoint stays whole: its 40 other destinations keep tcp/8080
+    # ragged and the set's tcp/8080 in the ACL, as it was for every endpoint before (80 members)
     assert _named_port_list(with_endpoint=True) == (80, 0)
 
 

@@ -7,10 +7,10 @@ list recompiles draws on the policy core's CompileCache (policy/cache.py), so th
 it shares with other lists, or with its previous version, are not recomputed. `end_pass` bounds
 both caches to what the pass used. Large IP sets in
 ingress lists may go to the classifier instead (classifier/gate.py): then the list comes with its
-gate. A gate is worked out with the list's destination sets cut to the members that can meet
-the endpoint (classifier/source.py `reaching`: named ports of other pods then leave its ports to
-the gate), so a gated ingress list is kept per spec and those members: endpoints of one spec share
-it unless one is itself such a destination. `lists_for_new_pod` is what a CNI Add binds before any
+gate. A gate is worked out with the list's destination sets that no member of which can meet
+the endpoint emptied (classifier/source.py `reaching`: named ports of other pods then leave its
+ports to the gate), so a gated ingress list is kept per spec and which of those sets the endpoint
+is in: endpoints of one spec in the same sets share it. `lists_for_new_pod` is what a CNI Add binds before any
 convergence.
 
 Each endpoint then gets its list restricted to the packets that can reach it (policy/reach.py:
@@ -125,7 +125,7 @@ class _Destinations:
     policies: frozenset[PolicyKey]
     profiles: frozenset[str]
     index: DestinationIndex
-    by_domain: dict[Domain, tuple[tuple[str, frozenset[str]], ...]] = field(default_factory=dict)
+    by_domain: dict[Domain, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -245,10 +245,10 @@ class ListCompiler:
         return cached.restricted(dom), cached.gate
 
     def _reaching(self, catalog: Catalog, ep: WorkloadEndpoint, spec: Hashable,
-                  dom: Domain) -> tuple[tuple[str, frozenset[str]], ...]:
-        """The members of the list's destination sets that meet the endpoint's domain: the gate's
-        analysis cuts those sets to them (classifier/source.py `reaching`), so endpoints of one
-        spec share a gate only where they are the same. Indexed once per spec."""
+                  dom: Domain) -> tuple[str, ...]:
+        """The list's destination sets with a member that meets the endpoint's domain: the gate's
+        analysis empties the others (classifier/source.py `reaching`), so endpoints of one spec
+        share a gate where they are in the same such sets. Indexed once per spec."""
         found = self._destinations.get(spec)
         if found is None:
             ids = destination_sets(rules(catalog, ep, Direction.INGRESS))

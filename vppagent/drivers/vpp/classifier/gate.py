@@ -166,7 +166,7 @@ def _analysis(catalog: Catalog, state: DataplaneState, ep: WorkloadEndpoint, dir
               rule_limit: int, min_members: int,
               cache: CompileCache | None) -> tuple[CompiledList, Gate | None] | None:
     names = policy_names(ep, direction)
-    # (the destination sets cut to what can reach the endpoint: acl/lists.py keys gates by that)
+    # (destination sets that cannot hold the endpoint emptied: acl/lists.py keys gates by which can)
     narrowed = reaching(state, destination_sets(rules(catalog, ep, direction)), domain(ep, direction).prefixes)
     cut, state = narrowed is not state, narrowed
     state, aliases = alias_allow_sources(state, rules(catalog, ep, direction), names)

@@ -1,6 +1,6 @@
 """What the gate reads of a list's source (gate.py): its rules and IP sets, the candidate sets,
 copies of the state with chosen sets' members replaced (every address, or none), and with its
-destination sets cut to what can reach the endpoint (`reaching`, `DestinationIndex`)."""
+destination sets that cannot hold the endpoint emptied (`reaching`, `DestinationIndex`)."""
 
 from __future__ import annotations
 
@@ -139,69 +139,65 @@ def destination_sets(found: Iterable[Rule]) -> frozenset[str]:
 
 
 class DestinationIndex:
-    """The members of a list's destination sets (`destination_sets`) by address, to tell which
-    of them meet an endpoint's destinations (reach.py's domain) in a few lookups: the
-    members meeting them are all the list's analysis reads of those sets (`reaching`), so the
-    driver keys a list's gate by them (acl/lists.py) and the gate is worked out per such key,
-    not per address."""
+    """A list's destination sets (`destination_sets`) by address, to tell in a few lookups which
+    of them hold a member that meets an endpoint's destinations (reach.py's domain): that is all
+    the list's analysis reads of them (`reaching`), so the driver keys a list's gate by it
+    (acl/lists.py)."""
 
     def __init__(self, state: DataplaneState, set_ids: Iterable[str]) -> None:
-        # per set: its host members per family, sorted by address; its other members (prefixes)
-        self.hosts: dict[str, dict[int, tuple[list[int], list[str]]]] = {}
-        self.others: dict[str, list[tuple[IPNetwork, str]]] = {}
+        # per set: its host members' addresses per family, sorted; its other members (prefixes)
+        self.hosts: dict[str, dict[int, list[int]]] = {}
+        self.others: dict[str, list[IPNetwork]] = {}
         for set_id in sorted(set(set_ids)):
             ipset = state.ipsets.get(set_id)
             if ipset is None:
                 continue
-            found: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
+            found: dict[int, list[int]] = {4: [], 6: []}
             others = []
             for m in ipset.members:
-                net = member_network(m.partition(",")[0])
+                net = member_network(m.partition(",")[0])  # (an ip-port member: "address,tcp:80")
                 if net.prefixlen == net.max_prefixlen:
-                    found[net.version].append((int(net.network_address), m))
+                    found[net.version].append(int(net.network_address))
                 else:
-                    others.append((net, m))
-            self.hosts[set_id] = {f: ([a for a, _ in pairs], [m for _, m in pairs])
-                                  for f, pairs in ((f, sorted(found[f])) for f in (4, 6))}
+                    others.append(net)
+            self.hosts[set_id] = {f: sorted(found[f]) for f in (4, 6)}
             self.others[set_id] = others
 
-    def meeting(self, prefixes: Iterable[IPNetwork]) -> tuple[tuple[str, frozenset[str]], ...]:
-        """Per set (sorted), the members that meet one of `prefixes`; sets with none left out."""
+    def meeting(self, prefixes: Iterable[IPNetwork]) -> tuple[str, ...]:
+        """The sets (sorted) with a member that meets one of `prefixes`."""
         wanted = list(prefixes)
-        out = []
-        for set_id, by_family in self.hosts.items():
-            kept: set[str] = set()
-            for p in wanted:
-                addresses, names = by_family[p.version]
-                first = int(p.network_address)
-                kept.update(names[bisect.bisect_left(addresses, first):
-                                  bisect.bisect_right(addresses, first + p.num_addresses - 1)])
-                kept.update(m for net, m in self.others[set_id]
-                            if net.version == p.version and net.overlaps(p))
-            if kept:
-                out.append((set_id, frozenset(kept)))
-        return tuple(out)
+        return tuple(set_id for set_id, by_family in self.hosts.items()
+                     if any(self._meets(set_id, by_family[p.version], p) for p in wanted))
+
+    def _meets(self, set_id: str, addresses: list[int], p: IPNetwork) -> bool:
+        first = int(p.network_address)
+        at = bisect.bisect_left(addresses, first)
+        return (at < len(addresses) and addresses[at] < first + p.num_addresses) or \
+            any(net.version == p.version and net.overlaps(p) for net in self.others[set_id])
 
 
 def reaching(state: DataplaneState, set_ids: Iterable[str], prefixes: Iterable[IPNetwork]) -> DataplaneState:
-    """A copy of the state where each of the destination sets `set_ids` holds only its members
-    that meet `prefixes` (the destinations a packet reaching the endpoint can have: reach.py's
-    domain); the state itself when none loses a member. For a packet whose destination lies in
-    `prefixes`, a member outside them never matches it, so every rule matches that packet as
-    before: the list is the same on every packet that can reach the endpoint. That is what lets
-    the gate drop a port where named ports of other pods make L_0 ragged (docs/vpp-driver.md,
-    "Which sets"). Invalid members are kept: a set that does not validate still fails the list."""
+    """A copy of the state where each of the destination sets `set_ids` none of whose members
+    meets `prefixes` (the destinations a packet reaching the endpoint can have: reach.py's
+    domain) is empty; the state itself when none is cut. No member of such a set matches a packet
+    whose destination lies in `prefixes`, so every rule matches that packet as before: the list
+    is the same on every packet that can reach the endpoint. That lets the gate take a port where
+    named ports of other pods made L_0 ragged (docs/vpp-driver.md, "Regions depend on the
+    endpoint only through its destination sets"). A set that holds the endpoint stays whole (its
+    other members keep that port as it was), so that every endpoint of a spec in the same sets
+    shares one analysis: Calico's named-port sets of ingress rules usually hold the endpoints the
+    policy selects, and a set cut to the endpoint's own member would give each its own compile.
+    Invalid members are kept: a set that does not validate still fails the list."""
     ids = sorted(set(set_ids))
-    kept = dict(DestinationIndex(state, ids).meeting(prefixes))
+    meeting = set(DestinationIndex(state, ids).meeting(prefixes))
     copy: DataplaneState | None = None
     for set_id in ids:
         ipset = state.ipsets.get(set_id)
-        held = kept.get(set_id, frozenset())
-        if ipset is None or len(held) == len(ipset.members):
+        if ipset is None or set_id in meeting or not ipset.members:
             continue
         if copy is None:
             copy = state.copy()
-        copy.tables[Kind.IPSET][set_id] = IPSet(set_id, ipset.type, held, ipset.invalid)
+        copy.tables[Kind.IPSET][set_id] = IPSet(set_id, ipset.type, frozenset(), ipset.invalid)
     return state if copy is None else copy
 
 
