@@ -25,7 +25,8 @@ POD_B = WorkloadKey("k8s", "default/pod-b", "eth0")
 ADDRESSES = {POD_A: ("10.65.0.2", "fd65::2"), POD_B: ("10.65.0.3", "fd65::3")}
 SOURCES = [f"10.66.0.{i}" for i in range(1, 13)] + ["10.65.0.9", "10.65.0.10"]
 SOURCES6 = ["fd66::1", "fd66::2", "fd66::3"]
-OTHERS = ["10.71.0.1", "10.71.0.2", "10.65.0.5"]  # destinations that are other pods
+OTHERS = ["10.71.0.1", "10.71.0.2", "10.65.0.5", "10.65.0.4"]  # destinations that are other pods
+MOVED = "10.65.0.4"  # pod-b's address after a move (OTHERS has it: sets may hold it beforehand)
 OTHERS6 = ["fd71::1", "fd65::5"]
 PORTS = (22, 53, 80, 443, 8080)
 
@@ -38,12 +39,14 @@ class World:
     policies: list[felix.ToDataplane]
     tiers: list[felix.TierInfo]
     dual: bool
+    moved: bool = False  # pod-b readdressed to MOVED (a set may hold its new address, or not)
 
     def messages(self) -> list[felix.ToDataplane]:
         out = [b.config({})]
         out += [b.ipset(set_id, members, kind=kind) for set_id, (kind, members) in sorted(self.sets.items())]
         out += self.policies
         for key, (v4, v6) in ADDRESSES.items():
+            v4 = MOVED if key == POD_B and self.moved else v4
             out.append(b.workload(key.workload_id, f"cali-{key.workload_id[-5:]}", ipv4=[f"{v4}/32"],
                                   ipv6=[f"{v6}/128"] if self.dual else [], tiers=self.tiers))
         return out
@@ -147,19 +150,22 @@ def named_port_of(w: World) -> tuple[str, int]:
 
 
 def mutate(rng: random.Random, w: World) -> World:
-    """The next step: an endpoint enters or leaves a destination set, or a source set changes."""
+    """The next step: an endpoint enters or leaves a destination set, a source set changes, or
+    pod-b moves to another address (or back)."""
     sets = dict(w.sets)
-    which = rng.choice(("n:np", "d", "g0", "g1"))
+    which = rng.choice(("n:np", "d", "g0", "g1", "move"))
+    if which == "move":
+        return World(sets, w.policies, w.tiers, w.dual, not w.moved)
     kind, members = sets[which]
     if which.startswith("g"):
         sets[which] = (kind, _sources(rng))
     else:
         pod = rng.choice((POD_A, POD_B))
-        addr = ADDRESSES[pod][0]
+        addr = MOVED if pod == POD_B and w.moved else ADDRESSES[pod][0]
         suffix = "" if kind == "ip" else "," + (members[0].partition(",")[2] if members else "tcp:80")
         entry = addr + suffix
         sets[which] = (kind, sorted(set(members) - {entry}) if entry in members else sorted({*members, entry}))
-    return World(sets, w.policies, w.tiers, w.dual)
+    return World(sets, w.policies, w.tiers, w.dual, w.moved)
 
 
 def packets(rng: random.Random, w: World, pod: WorkloadKey, n: int) -> list[Packet]:
@@ -171,7 +177,8 @@ def packets(rng: random.Random, w: World, pod: WorkloadKey, n: int) -> list[Pack
     for _ in range(n):
         family = 6 if w.dual and rng.random() < 0.3 else 4
         src = rng.choice(srcs4 if family == 4 else srcs6)
-        dst = ipaddress.ip_address(ADDRESSES[pod][0 if family == 4 else 1])
+        v4 = MOVED if pod == POD_B and w.moved else ADDRESSES[pod][0]
+        dst = ipaddress.ip_address(v4 if family == 4 else ADDRESSES[pod][1])
         proto = rng.choice((6, 6, 17, 17, 1 if family == 4 else 58, 47))
         if proto in (6, 17):
             out.append(Packet(proto, src, dst, rng.choice((1000, 40000, 53, 8080)), rng.choice(ports)))
