@@ -4,8 +4,10 @@ Two endpoints of one list spec (pod-a, pod-b: the same tiers and profiles, other
 dual-stack half of the time) behind tiers whose rules mix what the gate's compile takes apart:
 source sets allowed on service ports and port ranges (gated at threshold 1), denies from nets in
 between, named-port sets and destination sets (plain and negated) that hold pod-a, pod-b, both or
-neither, Pass rules, ICMP, IPv6 members and rules. `steps` then moves the endpoints in and out of
-the destination sets and changes the source sets, so that an endpoint's list key must follow.
+neither, Pass rules, ICMP, IPv6 members and rules, and sometimes a profile (alone, or after the
+tiers). `mutate` then moves the endpoints in and out of the destination sets (by the sets'
+members, or pod-b readdressed) and changes the source sets, so that an endpoint's list key must
+follow.
 Every state is built with the lab's builders (Felix's messages) from a `random.Random`.
 """
 
@@ -40,15 +42,19 @@ class World:
     tiers: list[felix.TierInfo]
     dual: bool
     moved: bool = False  # pod-b readdressed to MOVED (a set may hold its new address, or not)
+    profile: list[felix.Rule] | None = None  # the endpoints' profile's inbound rules, when they have one
 
     def messages(self) -> list[felix.ToDataplane]:
         out = [b.config({})]
         out += [b.ipset(set_id, members, kind=kind) for set_id, (kind, members) in sorted(self.sets.items())]
         out += self.policies
+        if self.profile is not None:
+            out.append(b.profile("prof", inbound=self.profile))
         for key, (v4, v6) in ADDRESSES.items():
             v4 = MOVED if key == POD_B and self.moved else v4
             out.append(b.workload(key.workload_id, f"cali-{key.workload_id[-5:]}", ipv4=[f"{v4}/32"],
-                                  ipv6=[f"{v6}/128"] if self.dual else [], tiers=self.tiers))
+                                  ipv6=[f"{v6}/128"] if self.dual else [], tiers=self.tiers,
+                                  profiles=["prof"] if self.profile is not None else []))
         return out
 
 
@@ -138,7 +144,11 @@ def world(rng: random.Random, negated_gated: bool = True) -> World:
             names.append(name)
         tiers.append(b.tier(f"t{t}", ingress=names, namespace="default",
                             default_action=rng.choice(("Deny", "Pass")) if t == 0 else "Deny"))
-    return World(sets, policies, tiers, rng.random() < 0.5)
+    dual = rng.random() < 0.5
+    profile = [_rule(rng, named_port, negated_gated) for _ in range(rng.randint(1, 3))] if rng.random() < 0.4 else None
+    if profile is not None and rng.random() < 0.3:
+        policies, tiers = [], []  # the profile alone
+    return World(sets, policies, tiers, dual, profile=profile)
 
 
 def named_port_of(w: World) -> tuple[str, int]:
@@ -155,7 +165,7 @@ def mutate(rng: random.Random, w: World) -> World:
     sets = dict(w.sets)
     which = rng.choice(("n:np", "d", "g0", "g1", "move"))
     if which == "move":
-        return World(sets, w.policies, w.tiers, w.dual, not w.moved)
+        return World(sets, w.policies, w.tiers, w.dual, not w.moved, w.profile)
     kind, members = sets[which]
     if which.startswith("g"):
         sets[which] = (kind, _sources(rng))
@@ -165,7 +175,7 @@ def mutate(rng: random.Random, w: World) -> World:
         suffix = "" if kind == "ip" else "," + (members[0].partition(",")[2] if members else "tcp:80")
         entry = addr + suffix
         sets[which] = (kind, sorted(set(members) - {entry}) if entry in members else sorted({*members, entry}))
-    return World(sets, w.policies, w.tiers, w.dual, w.moved)
+    return World(sets, w.policies, w.tiers, w.dual, w.moved, w.profile)
 
 
 def packets(rng: random.Random, w: World, pod: WorkloadKey, n: int) -> list[Packet]:
