@@ -118,7 +118,8 @@ def markers_for(chosen: Iterable[str]) -> dict[str, int]:
 def universe_of(analysis: CompiledList, markers: AbstractSet[int]) -> CompiledList | None:
     """L_U read off A's compiled list X: each rule whose source port is a marker made to match
     any source port (and repeats dropped: a later copy never matches first). None when a TCP/UDP
-    rule has a source port range that is neither any port nor a marker (L_U is compiled then).
+    rule has a source port range that is neither any port nor a marker, or a marked rule is a deny
+    (a gated allow with a negated destination compiles to those): L_U is compiled then.
 
     Exact: let r be the first rule of X matching a packet p. If r had marker M_k, no rule before
     it matches p_k in A (the unmarked ones match any source port, the other marked ones another
@@ -145,6 +146,8 @@ def _universe(analysis: CompiledList, boxes: list[Box],
         if rule.proto in (TCP, UDP) and (sport.first, sport.last) != FULL_L4:
             if sport.first != sport.last or sport.first not in markers:
                 return None
+            if not rule.is_permit:  # a gated allow's negated destination compiles to a marked deny:
+                return None  # widened, it would shadow other sets' allows (the proof needs allows)
             dport = rule.dstport_or_icmpcode
             key = (rule.family, rule.src, rule.dst, rule.proto, dport.first, dport.last)
             if key in seen:
