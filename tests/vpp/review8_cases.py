@@ -6,8 +6,8 @@ source sets allowed on service ports and port ranges (gated at threshold 1), den
 between, named-port sets and destination sets (plain and negated) that hold pod-a, pod-b, both or
 neither, Pass rules, ICMP, IPv6 members and rules, and sometimes a profile (alone, or after the
 tiers). `mutate` then moves the endpoints in and out of the destination sets (by the sets'
-members, or pod-b readdressed) and changes the source sets, so that an endpoint's list key must
-follow.
+members, or pod-b readdressed) and changes the source sets (anew, or one member in or out of a
+run of addresses: admit blocks that split or join), so that an endpoint's list key must follow.
 Every state is built with the lab's builders (Felix's messages) from a `random.Random`.
 """
 
@@ -27,6 +27,7 @@ POD_B = WorkloadKey("k8s", "default/pod-b", "eth0")
 ADDRESSES = {POD_A: ("10.65.0.2", "fd65::2"), POD_B: ("10.65.0.3", "fd65::3")}
 SOURCES = [f"10.66.0.{i}" for i in range(1, 13)] + ["10.65.0.9", "10.65.0.10"]
 SOURCES6 = ["fd66::1", "fd66::2", "fd66::3"]
+RUN = [f"10.66.1.{i}" for i in range(48)]  # a run of addresses: members in blocks (admits.py)
 OTHERS = ["10.71.0.1", "10.71.0.2", "10.65.0.5", "10.65.0.4"]  # destinations that are other pods
 MOVED = "10.65.0.4"  # pod-b's address after a move (OTHERS has it: sets may hold it beforehand)
 OTHERS6 = ["fd71::1", "fd65::5"]
@@ -88,7 +89,7 @@ def _rule(rng: random.Random, named_port: tuple[str, int], negated_gated: bool =
         return b.rule("allow", protocol=proto, src_ip_set_ids=[g], dst_ports=_ports(rng))
     if kind == 3:
         length = rng.choice((24, 30, 32))
-        net = ipaddress.ip_network(f"{rng.choice(SOURCES)}/{length}", strict=False)
+        net = ipaddress.ip_network(f"{rng.choice(SOURCES + RUN[::5])}/{length}", strict=False)
         return b.rule("deny", protocol=proto, src_net=[str(net)], dst_ports=_ports(rng))
     if kind == 4:
         return b.rule("allow", protocol=named_port[0], dst_named_port_ip_set_ids=["n:np"],
@@ -119,6 +120,8 @@ def _rule(rng: random.Random, named_port: tuple[str, int], negated_gated: bool =
 
 
 def _sources(rng: random.Random) -> list[str]:
+    if rng.random() < 0.4:  # a run with a few holes (blocks of members, cut where a hole is)
+        return sorted(set(RUN) - set(rng.sample(RUN, rng.randint(0, 4))), key=ipaddress.ip_address)
     members = rng.sample(SOURCES, rng.randint(1, 6))
     if rng.random() < 0.2:
         members.append(str(ipaddress.ip_network(f"{rng.choice(SOURCES)}/30", strict=False)))
@@ -159,6 +162,11 @@ def named_port_of(w: World) -> tuple[str, int]:
     return "tcp", 80
 
 
+def _order(member: str) -> tuple[bool, int, int]:
+    net = ipaddress.ip_network(member, strict=False)
+    return net.version == 6, int(net.network_address), net.prefixlen
+
+
 def mutate(rng: random.Random, w: World) -> World:
     """The next step: an endpoint enters or leaves a destination set, a source set changes, or
     pod-b moves to another address (or back)."""
@@ -167,7 +175,10 @@ def mutate(rng: random.Random, w: World) -> World:
     if which == "move":
         return World(sets, w.policies, w.tiers, w.dual, not w.moved, w.profile)
     kind, members = sets[which]
-    if which.startswith("g"):
+    if which.startswith("g") and rng.random() < 0.5:  # one member in or out (a block splits or joins)
+        member = rng.choice(RUN if any(m in RUN for m in members) else SOURCES)
+        sets[which] = (kind, sorted(set(members) ^ {member}, key=_order))
+    elif which.startswith("g"):
         sets[which] = (kind, _sources(rng))
     else:
         pod = rng.choice((POD_A, POD_B))
@@ -180,7 +191,8 @@ def mutate(rng: random.Random, w: World) -> World:
 
 def packets(rng: random.Random, w: World, pod: WorkloadKey, n: int) -> list[Packet]:
     """Packets to the pod (IPv4, and IPv6 when dual-stack), from set members and nets' edges."""
-    srcs4 = [ipaddress.ip_address(a) for a in [*SOURCES, "10.66.0.0", "10.66.0.15", "10.66.0.13", "10.70.0.1"]]
+    srcs4 = [ipaddress.ip_address(a) for a in [*SOURCES, "10.66.0.0", "10.66.0.15", "10.66.0.13", "10.70.0.1",
+                                               *RUN[::3], *RUN[1::7], "10.66.1.48", "10.66.1.63"]]
     srcs6 = [ipaddress.ip_address(a) for a in [*SOURCES6, "fd66::ff", "fd70::1"]]
     ports = sorted({*PORTS, *(p + d for p in PORTS for d in (1, 7, 8)), 1000, 40000})
     out = []
