@@ -46,17 +46,7 @@ def gated_case(rng: random.Random) -> Case:
     extra = [felix.ToDataplane(ipset_update=felix.IPSetUpdate(id="big", type=felix.IPSetUpdate.NET, members=members)),
              felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(
                  id=felix.PolicyID(name="gated", namespace="default"), policy=felix.Policy(inbound_rules=rules)))]
-    messages = []
-    for m in case.messages:
-        if m.HasField("workload_endpoint_update"):
-            m = felix.ToDataplane().__class__.FromString(m.SerializeToString())
-            tiers = m.workload_endpoint_update.endpoint.tiers
-            tier = tiers[rng.randrange(len(tiers))]
-            tier.ingress_policies.insert(rng.randint(0, len(tier.ingress_policies)),
-                                         felix.PolicyID(name="gated", namespace="default"))
-            messages += extra
-        messages.append(m)
-    return Case(messages, case.endpoint, "ingress", family)
+    return with_policies(rng, case, extra, [felix.PolicyID(name="gated", namespace="default")])
 
 
 def multi_gated_case(rng: random.Random) -> Case:
@@ -98,17 +88,24 @@ def multi_gated_case(rng: random.Random) -> Case:
             extra.append(felix.ToDataplane(active_policy_update=felix.ActivePolicyUpdate(
                 id=pid, policy=felix.Policy(inbound_rules=rules))))
             inserted.append(pid)
+    return with_policies(rng, case, extra, inserted)
+
+
+def with_policies(rng: random.Random, case: Case, extra: list[felix.ToDataplane],
+                  policies: list[felix.PolicyID]) -> Case:
+    """The case (ingress) with `extra` sent before its endpoint, and each of `policies` in a random
+    tier of the endpoint at a random place."""
     messages = []
     for m in case.messages:
         if m.HasField("workload_endpoint_update"):
             m = felix.ToDataplane().__class__.FromString(m.SerializeToString())
             tiers = m.workload_endpoint_update.endpoint.tiers
-            for pid in inserted:
+            for pid in policies:
                 tier = tiers[rng.randrange(len(tiers))]
                 tier.ingress_policies.insert(rng.randint(0, len(tier.ingress_policies)), pid)
             messages += extra
         messages.append(m)
-    return Case(messages, case.endpoint, "ingress", family)
+    return Case(messages, case.endpoint, "ingress", case.family)
 
 
 def member_packets(rng: random.Random, case: Case, n: int) -> list[Packet]:

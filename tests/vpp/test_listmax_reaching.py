@@ -14,7 +14,7 @@ import ipaddress
 import random
 
 from tests.vpp.helpers import Target, first_packet_allowed, make_driver, state_of, wkey
-from tests.vpp.test_differential import multi_gated_case, run_differential
+from tests.vpp.test_differential import multi_gated_case, run_differential, with_policies
 from vppagent.drivers.vpp.classifier.gate import gated_lists
 from vppagent.drivers.vpp.classifier.source import DestinationIndex, destination_sets, reaching, rules
 from vppagent.gen.felix import felixbackend_pb2 as felix
@@ -136,17 +136,7 @@ def named_port_case(rng: random.Random) -> Case:
                 felix.Rule(action="deny", protocol=felix.Protocol(name=rng.choice(("tcp", "udp"))),
                            dst_ports=[felix.PortRange(first=port, last=port)], dst_ip_set_ids=["d:targets"])]))),
     ]
-    messages = []
-    for m in case.messages:
-        if m.HasField("workload_endpoint_update"):
-            m = felix.ToDataplane().__class__.FromString(m.SerializeToString())
-            tiers = m.workload_endpoint_update.endpoint.tiers
-            tier = tiers[rng.randrange(len(tiers))]
-            tier.ingress_policies.insert(rng.randint(0, len(tier.ingress_policies)),
-                                         felix.PolicyID(name="named", namespace="default"))
-            messages += extra
-        messages.append(m)
-    return Case(messages, case.endpoint, "ingress", family)
+    return with_policies(rng, case, extra, [felix.PolicyID(name="named", namespace="default")])
 
 
 def test_differential_with_named_ports_that_hold_the_endpoint_or_not(sim_target: Target) -> None:
